@@ -1,0 +1,3 @@
+module github.com/messages-server/messages
+
+go 1.26.8

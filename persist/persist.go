@@ -1,0 +1,84 @@
+// Package persist stores channels and their messages durably.
+//
+// It provides the stored types (Channel, Message), the Store that reads and
+// writes them, and the Writer: a pool of workers that gathers batches of
+// messages from many channels and commits them together, reporting back to
+// each channel when its batch is durable. The PostgreSQL store lives here;
+// nothing in this package knows about WebSockets or HTTP.
+package persist
+
+import (
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a channel does not exist.
+var ErrNotFound = errors.New("persist: channel not found")
+
+// ErrExists is returned by CreateChannel when the id is already taken.
+var ErrExists = errors.New("persist: channel already exists")
+
+// ErrClosed is returned by Writer.Enqueue after the writer was closed.
+var ErrClosed = errors.New("persist: writer closed")
+
+// Message is one stored message of a channel.
+type Message struct {
+	// Seq is the message's sequence number, from 1, contiguous per channel.
+	Seq int64
+	// Time is the server's append time in Unix microseconds.
+	Time int64
+	// Data is the message body. It is never modified after creation.
+	Data []byte
+}
+
+// Generator is the server-side generator a channel was created with.
+type Generator struct {
+	// Freq is the number of lines per second.
+	Freq float64 `json:"freq"`
+	// Max is the number of lines, after which the channel closes.
+	Max int64 `json:"max"`
+}
+
+// Channel is the stored state of a channel.
+type Channel struct {
+	// ID is the channel id.
+	ID string
+	// Epoch names the current incarnation of the channel; it grows by one
+	// each time a server process takes the channel over (see Store.OpenEpoch).
+	Epoch int64
+	// CreatedAt is when the channel was created.
+	CreatedAt time.Time
+	// ClosedAt is when the channel was closed; zero while it is open.
+	ClosedAt time.Time
+	// LastSeq is the highest seq committed to the store. Messages 1..LastSeq
+	// are stored, contiguously.
+	LastSeq int64
+	// Generator is the generator the channel was created with, or nil.
+	Generator *Generator
+}
+
+// Open reports whether the channel is still open.
+func (c Channel) Open() bool { return c.ClosedAt.IsZero() }
+
+// Batch is a run of messages of one channel to commit, handed to a Writer.
+type Batch struct {
+	// Channel is the channel id.
+	Channel string
+	// Messages are contiguous and follow the channel's last committed seq.
+	// May be empty when only Close is set.
+	Messages []Message
+	// Close marks the channel closed, after Messages, in the same commit.
+	Close bool
+	// Done is called exactly once, from a writer goroutine, when the batch is
+	// committed (err == nil) or when the writer gave up on it because it was
+	// shut down before the store came back (err != nil). It must not block.
+	Done func(err error)
+}
+
+// LastSeq is the seq of the last message of the batch, or 0 if it is empty.
+func (b *Batch) LastSeq() int64 {
+	if len(b.Messages) == 0 {
+		return 0
+	}
+	return b.Messages[len(b.Messages)-1].Seq
+}
