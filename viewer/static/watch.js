@@ -1,0 +1,307 @@
+// The watch view: one channel's content as it arrives, a status line, and
+// the producer controls (publish, close).
+
+import * as api from "./api.js";
+import { State, Subscription } from "./stream.js";
+
+const $ = (id) => document.getElementById(id);
+
+const TEXT_NODE_MAX = 16384; // start a new text node past this many chars
+const WINDOW_MS = 2000; // rate and latency window
+const STICK_PX = 32; // "at the bottom" tolerance for auto-scroll
+
+const STATE_LABEL = {
+  [State.CONNECTING]: "connecting",
+  [State.CATCHUP]: "catching up",
+  [State.LIVE]: "live",
+  [State.WAITING]: "reconnecting",
+  [State.ENDED]: "ended",
+  [State.FAILED]: "error",
+};
+
+/** Watcher shows one channel; start it once, stop it when leaving. */
+export class Watcher {
+  constructor(id) {
+    this.id = id;
+    this.out = $("output");
+    this.status = $("status");
+    this.pending = []; // strings and marker elements not yet in the DOM
+    this.flushQueued = false;
+    this.stick = true;
+    this.samples = []; // [ms, count, latencyMs|null]
+    this.latency = null;
+    this.stateInfo = {};
+    this.ctrl = new AbortController();
+    this.sub = new Subscription(id, {
+      onState: (s, info) => this.onState(s, info),
+      onHello: (f, resumed) => this.onHello(f, resumed),
+      onMessages: (seq, times, data, live) => this.onMessages(seq, times, data, live),
+      onLive: (seq, first) => this.onLive(seq, first),
+      onEnd: (seq) => this.onEnd(seq),
+      onReset: (f) => this.onReset(f),
+      onProblem: (text) => this.notice(text),
+    });
+  }
+
+  start() {
+    const sig = { signal: this.ctrl.signal };
+    $("watch-title").textContent = this.id;
+    this.out.textContent = "";
+    delete this.out.dataset.lastSeq;
+    this.notice("");
+    $("jump").hidden = true;
+    $("publish-form").hidden = false;
+    $("close-btn").hidden = false;
+    $("close-btn").disabled = false;
+    $("close-btn").textContent = "Close channel";
+    this.setPublishError("");
+    $("publish-result").textContent = "";
+    this.out.addEventListener("scroll", () => this.onScroll(), sig);
+    $("jump").addEventListener("click", () => this.scrollToEnd(), sig);
+    $("retry").addEventListener("click", () => this.sub.reconnectNow(), sig);
+    $("publish-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.publish();
+    }, sig);
+    $("publish-text").addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+        ev.preventDefault();
+        this.publish();
+      }
+    }, sig);
+    $("close-btn").addEventListener("click", () => this.closeClicked(), sig);
+    this.ticker = setInterval(() => this.renderStatus(), 250);
+    this.sub.start();
+    this.renderStatus();
+    $("watch-title").focus();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.flushTimer);
+    this.sub.stop();
+    this.ctrl.abort();
+    clearInterval(this.ticker);
+    clearTimeout(this.closeArm);
+    clearTimeout(this.noticeTimer);
+  }
+
+  // --- stream events ---
+
+  onState(s, info) {
+    this.stateInfo = info;
+    this.flush(); // the status line never runs ahead of the content shown
+    if (s === State.FAILED) this.notice(`Cannot watch this channel: ${info.reason}`);
+    if (s === State.ENDED || s === State.FAILED) this.producerDone();
+    this.renderStatus();
+  }
+
+  onHello(f, resumed) {
+    if (resumed) {
+      this.mark("resume", `reconnected, resuming after seq ${f.from}`);
+      this.notice(`Reconnected; resuming after seq ${f.from}.`, { transient: true });
+    }
+    if (!f.open) this.producerDone();
+  }
+
+  onMessages(seq, times, data, live) {
+    for (const d of data) this.pending.push(d);
+    const now = Date.now();
+    let lat = null;
+    if (live) {
+      // time is the server's append time in µs.
+      lat = Math.max(0, now - times[times.length - 1] / 1000);
+      this.latency = lat;
+    }
+    this.samples.push([now, data.length, lat]);
+    this.queueFlush();
+  }
+
+  onLive(seq, first) {
+    if (first) {
+      this.mark("live", seq === 0 ? "live (no history yet)" : `history up to seq ${seq} · live from here`);
+    }
+  }
+
+  onEnd(seq) {
+    this.mark("end", `channel closed at seq ${seq}`);
+    this.notice("");
+  }
+
+  onReset(f) {
+    this.pending = [];
+    this.out.textContent = "";
+    this.latency = null;
+    this.mark("reset", "history changed on the server · restarted from the beginning");
+    this.notice(`The channel's history changed on the server (${f.message || "epoch changed"}); showing it again from the beginning.`);
+  }
+
+  // --- rendering ---
+
+  mark(kind, label) {
+    const m = document.createElement("span");
+    m.className = `marker ${kind}`;
+    m.dataset.kind = kind;
+    m.dataset.seq = String(this.sub.last);
+    m.dataset.label = label;
+    m.setAttribute("role", "separator");
+    m.setAttribute("aria-label", label);
+    this.pending.push(m);
+    this.queueFlush();
+  }
+
+  queueFlush() {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    // rAF batches DOM work per frame; the timer covers hidden tabs.
+    const run = () => this.flush();
+    requestAnimationFrame(run);
+    this.flushTimer = setTimeout(run, 100);
+  }
+
+  flush() {
+    if (!this.flushQueued || this.stopped) return;
+    this.flushQueued = false;
+    clearTimeout(this.flushTimer);
+    const items = this.pending;
+    this.pending = [];
+    if (items.length === 0) return;
+    const out = this.out;
+    let text = "";
+    const putText = () => {
+      if (text === "") return;
+      const last = out.lastChild;
+      if (last && last.nodeType === Node.TEXT_NODE && last.length + text.length <= TEXT_NODE_MAX) {
+        last.appendData(text);
+      } else {
+        out.appendChild(document.createTextNode(text));
+      }
+      text = "";
+    };
+    for (const it of items) {
+      if (typeof it === "string") {
+        text += it;
+        if (text.length >= TEXT_NODE_MAX) putText();
+      } else {
+        putText();
+        out.appendChild(it);
+      }
+    }
+    putText();
+    if (this.stick) this.scrollToEnd();
+    else $("jump").hidden = false;
+    out.dataset.lastSeq = String(this.sub.last);
+    this.renderStatus();
+  }
+
+  onScroll() {
+    const o = this.out;
+    this.stick = o.scrollHeight - o.scrollTop - o.clientHeight <= STICK_PX;
+    if (this.stick) $("jump").hidden = true;
+  }
+
+  scrollToEnd() {
+    this.out.scrollTop = this.out.scrollHeight;
+    this.stick = true;
+    $("jump").hidden = true;
+  }
+
+  renderStatus() {
+    const now = Date.now();
+    while (this.samples.length && now - this.samples[0][0] > WINDOW_MS) this.samples.shift();
+    let count = 0;
+    const lats = [];
+    for (const [, n, lat] of this.samples) {
+      count += n;
+      if (lat !== null) lats.push(lat);
+    }
+    const s = this.sub.state;
+    this.status.dataset.state = s;
+    this.status.dataset.connects = String(this.sub.connects);
+    $("st-state").textContent = STATE_LABEL[s] || s;
+    $("st-seq").textContent = String(this.sub.last);
+    $("st-rate").textContent = (count / (WINDOW_MS / 1000)).toFixed(count ? 1 : 0);
+    lats.sort((a, b) => a - b);
+    const lat = lats.length ? lats[lats.length >> 1] : this.latency;
+    $("st-lat").textContent = lat === null ? "–" : `${lat < 10 ? lat.toFixed(1) : Math.round(lat)} ms`;
+    $("st-lat-wrap").classList.toggle("stale", lats.length === 0);
+    let detail = "";
+    const info = this.stateInfo;
+    if (s === State.CATCHUP && info.lastSeq > 0) detail = `${this.sub.last} of ${info.lastSeq}`;
+    if (s === State.WAITING) {
+      const left = Math.max(0, (info.at - performance.now()) / 1000);
+      detail = `in ${left.toFixed(1)} s · ${info.reason}`;
+    }
+    if (s === State.ENDED) detail = `closed at seq ${info.seq}`;
+    if (s === State.FAILED) detail = info.reason;
+    $("st-detail").textContent = detail;
+    $("retry").hidden = s !== State.WAITING;
+  }
+
+  // notice tells the person about an event; transient ones fade after a
+  // while, the others stay until replaced.
+  notice(text, { transient = false } = {}) {
+    clearTimeout(this.noticeTimer);
+    $("notice").textContent = text;
+    if (transient) this.noticeTimer = setTimeout(() => ($("notice").textContent = ""), 8000);
+  }
+
+  // --- producer controls ---
+
+  producerDone() {
+    $("publish-form").hidden = true;
+    $("close-btn").hidden = true;
+  }
+
+  setPublishError(text) {
+    $("publish-error").textContent = text;
+  }
+
+  async publish() {
+    const ta = $("publish-text");
+    const button = $("publish-send");
+    let data = ta.value;
+    if ($("publish-nl").checked) data += "\n";
+    this.setPublishError("");
+    if (data === "") {
+      this.setPublishError("Type a message first.");
+      return;
+    }
+    button.disabled = true;
+    try {
+      const r = await api.publish(this.id, data);
+      ta.value = "";
+      $("publish-result").textContent = `Sent as seq ${r.seq}.`;
+    } catch (e) {
+      this.setPublishError(`Not sent: ${e.message}`);
+    } finally {
+      button.disabled = false;
+      ta.focus();
+    }
+  }
+
+  async closeClicked() {
+    const b = $("close-btn");
+    if (b.dataset.armed !== "1") {
+      // A second click confirms; no modal dialog.
+      b.dataset.armed = "1";
+      b.textContent = "Click again to close";
+      this.closeArm = setTimeout(() => {
+        b.dataset.armed = "";
+        b.textContent = "Close channel";
+      }, 4000);
+      return;
+    }
+    clearTimeout(this.closeArm);
+    b.dataset.armed = "";
+    b.disabled = true;
+    try {
+      const r = await api.closeChannel(this.id);
+      b.textContent = `Closed at seq ${r.last_seq}`;
+    } catch (e) {
+      this.setPublishError(`Cannot close: ${e.message}`);
+      b.disabled = false;
+      b.textContent = "Close channel";
+    }
+  }
+}
