@@ -1,6 +1,10 @@
 -- migrate:up
+-- Channel ids are ASCII ([A-Za-z0-9._:-]): the "C" collation compares them
+-- bytewise, which keeps the primary key indexes fast (no locale-aware
+-- comparison on every insert) and makes the id order of channel listings
+-- the same on every server whatever its locale.
 CREATE TABLE channels (
-    id          text PRIMARY KEY,
+    id          text COLLATE "C" PRIMARY KEY,
     epoch       bigint NOT NULL DEFAULT 1,
     created_at  timestamptz NOT NULL DEFAULT now(),
     closed_at   timestamptz,
@@ -13,7 +17,7 @@ CREATE TABLE channels (
 -- the epoch began, so the messages 1..start_seq are shared with every earlier
 -- epoch and anything an earlier epoch delivered past it may have been lost.
 CREATE TABLE channel_epochs (
-    channel_id  text NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
+    channel_id  text COLLATE "C" NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
     epoch       bigint NOT NULL,
     start_seq   bigint NOT NULL,
     started_at  timestamptz NOT NULL DEFAULT now(),
@@ -21,7 +25,7 @@ CREATE TABLE channel_epochs (
 );
 
 CREATE TABLE messages (
-    channel_id  text NOT NULL,
+    channel_id  text COLLATE "C" NOT NULL,
     seq         bigint NOT NULL,
     data        bytea NOT NULL,
     created_at  timestamptz NOT NULL,

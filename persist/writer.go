@@ -1,0 +1,299 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// BatchWriter commits batches of messages of many channels at once. Store
+// implements it; so can any other backend.
+type BatchWriter interface {
+	// WriteBatches commits all the batches, at most one per channel, in one
+	// transaction. It must be idempotent: after an error the same batches
+	// are written again. It must be safe for concurrent use.
+	WriteBatches(ctx context.Context, batches []*Batch) error
+}
+
+// WriterConfig configures a Writer. The zero value of every field means its
+// default.
+type WriterConfig struct {
+	// Workers is the number of concurrent transactions. Default 4.
+	Workers int
+	// QueueLen is the number of batches that can wait to be written; past
+	// it TryEnqueue refuses. Default 4096.
+	QueueLen int
+	// MaxRows is the number of messages past which a worker stops adding
+	// queued batches to its transaction. Default 10000.
+	MaxRows int
+	// MinBackoff and MaxBackoff bound the wait before retrying a failed
+	// transaction: it starts at MinBackoff and doubles up to MaxBackoff,
+	// each wait drawn at random between half and all of it. Defaults 50ms
+	// and 5s.
+	MinBackoff, MaxBackoff time.Duration
+	// Timeout bounds one transaction attempt. Default 30s.
+	Timeout time.Duration
+	// Logger receives write failures and recoveries. Nil discards.
+	Logger *slog.Logger
+	// Registerer gets the writer's metrics. Nil registers nothing. When a
+	// metric is already registered (a second Writer), that one is shared.
+	Registerer prometheus.Registerer
+}
+
+// withDefaults returns c with its zero fields set to their defaults.
+func (c WriterConfig) withDefaults() WriterConfig {
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.QueueLen <= 0 {
+		c.QueueLen = 4096
+	}
+	if c.MaxRows <= 0 {
+		c.MaxRows = 10000
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 50 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
+	if c.Timeout <= 0 {
+		c.Timeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Writer is a pool of workers that commit batches of messages handed to it
+// with TryEnqueue. Each worker takes a queued batch, adds to it the other
+// batches already queued, up to MaxRows messages, and commits them all in
+// one WriteBatches call, retrying with backoff while that fails: a
+// database outage delays batches, it never drops them. Batches of one
+// channel are not ordered among themselves, so a caller keeps at most one
+// batch per channel in the writer at a time.
+//
+// A Writer is safe for concurrent use. Create it with NewWriter; the zero
+// value is not usable.
+type Writer struct {
+	dst     BatchWriter
+	cfg     WriterConfig
+	queue   chan *Batch
+	done    chan struct{} // closed when every worker has returned
+	stop    context.Context
+	giveUp  context.CancelFunc // cancels stop: Close's ctx expired
+	metrics writerMetrics
+
+	failing atomic.Bool // set from a failed write to the next success
+
+	mu     sync.RWMutex
+	closed bool // Guarded by mu; once set, queue is closed.
+}
+
+// writerMetrics are the Writer's Prometheus collectors.
+type writerMetrics struct {
+	rows     prometheus.Histogram
+	duration prometheus.Histogram
+	errors   prometheus.Counter
+	queued   prometheus.Gauge
+}
+
+// NewWriter starts a Writer that commits batches to dst.
+func NewWriter(dst BatchWriter, cfg WriterConfig) *Writer {
+	cfg = cfg.withDefaults()
+	stop, giveUp := context.WithCancel(context.Background())
+	w := &Writer{
+		dst:    dst,
+		cfg:    cfg,
+		queue:  make(chan *Batch, cfg.QueueLen),
+		done:   make(chan struct{}),
+		stop:   stop,
+		giveUp: giveUp,
+		metrics: writerMetrics{
+			rows: register(cfg, prometheus.NewHistogram(prometheus.HistogramOpts{
+				Namespace: "messages", Subsystem: "persist", Name: "batch_rows",
+				Help:    "Messages written per persist transaction.",
+				Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+			})),
+			duration: register(cfg, prometheus.NewHistogram(prometheus.HistogramOpts{
+				Namespace: "messages", Subsystem: "persist", Name: "duration_seconds",
+				Help:    "Duration of successful persist transactions.",
+				Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
+			})),
+			errors: register(cfg, prometheus.NewCounter(prometheus.CounterOpts{
+				Namespace: "messages", Subsystem: "persist", Name: "errors_total",
+				Help: "Failed persist transactions (each is retried).",
+			})),
+			queued: register(cfg, prometheus.NewGauge(prometheus.GaugeOpts{
+				Namespace: "messages", Subsystem: "persist", Name: "queue_batches",
+				Help: "Batches waiting for a persist worker.",
+			})),
+		},
+	}
+	var wg sync.WaitGroup
+	for range cfg.Workers {
+		wg.Go(w.work)
+	}
+	go func() {
+		wg.Wait()
+		giveUp()
+		close(w.done)
+	}()
+	return w
+}
+
+// register registers c on cfg.Registerer, if any, and returns it, or the
+// collector already registered under its name.
+func register[C prometheus.Collector](cfg WriterConfig, c C) C {
+	if cfg.Registerer == nil {
+		return c
+	}
+	if err := cfg.Registerer.Register(c); err != nil {
+		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		cfg.Logger.Error("persist: register metric", "err", err)
+	}
+	return c
+}
+
+// TryEnqueue hands b to the writer without blocking. It returns false, and
+// leaves b to the caller, when the queue is full or the writer is closed.
+// Once it returned true, b.Done is called exactly once.
+func (w *Writer) TryEnqueue(b *Batch) bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return false
+	}
+	w.metrics.queued.Inc() // before a worker can take it and decrement
+	select {
+	case w.queue <- b:
+		return true
+	default:
+		w.metrics.queued.Dec()
+		return false
+	}
+}
+
+// Close stops accepting batches, commits every batch already queued and
+// waits for the workers to finish. If ctx ends first (the store is down), it
+// stops retrying, calls Done with an error wrapping ErrClosed for every
+// batch not committed, and returns ctx's error once the workers are done.
+// Calling Close again waits again.
+func (w *Writer) Close(ctx context.Context) error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		w.giveUp()
+		<-w.done
+		return fmt.Errorf("persist: close writer: %w", ctx.Err())
+	}
+}
+
+// work is one worker: it commits groups of queued batches until the queue
+// is closed and empty.
+func (w *Writer) work() {
+	group := make([]*Batch, 0, 64)
+	for b := range w.queue {
+		group = append(group[:0], b)
+		rows := len(b.Messages)
+	gather:
+		for rows < w.cfg.MaxRows {
+			select {
+			case b, ok := <-w.queue:
+				if !ok {
+					break gather
+				}
+				group = append(group, b)
+				rows += len(b.Messages)
+			default:
+				break gather
+			}
+		}
+		w.metrics.queued.Sub(float64(len(group)))
+		w.commit(group, rows)
+		clear(group) // let the batches go
+	}
+}
+
+// commit writes group until it succeeds or the writer gives up, then calls
+// every batch's Done.
+func (w *Writer) commit(group []*Batch, rows int) {
+	backoff := w.cfg.MinBackoff
+	for {
+		err := w.stop.Err()
+		if err == nil {
+			start := time.Now()
+			ctx, cancel := context.WithTimeout(w.stop, w.cfg.Timeout)
+			err = w.dst.WriteBatches(ctx, group)
+			cancel()
+			if err == nil {
+				w.metrics.rows.Observe(float64(rows))
+				w.metrics.duration.Observe(time.Since(start).Seconds())
+				if w.failing.CompareAndSwap(true, false) {
+					w.cfg.Logger.Info("persist: writes recovered")
+				}
+				done(group, nil)
+				return
+			}
+			w.metrics.errors.Inc()
+			if errors.Is(err, ErrNotFound) && len(group) > 1 {
+				// A batch of an unknown channel: write them one by one so
+				// that it fails alone.
+				for _, b := range group {
+					w.commit([]*Batch{b}, len(b.Messages))
+				}
+				return
+			}
+			if errors.Is(err, ErrNotFound) {
+				w.cfg.Logger.Error("persist: write", "channel", group[0].Channel, "err", err)
+				done(group, err)
+				return
+			}
+			if w.failing.CompareAndSwap(false, true) {
+				w.cfg.Logger.Error("persist: write failed, retrying until it succeeds",
+					"batches", len(group), "rows", rows, "err", err)
+			}
+		}
+		if w.stop.Err() != nil {
+			done(group, fmt.Errorf("persist: gave up writing: %w: %w", ErrClosed, err))
+			return
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, w.cfg.MaxBackoff)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-w.stop.Done():
+			t.Stop()
+		}
+	}
+}
+
+// done calls the Done of every batch of group that has one.
+func done(group []*Batch, err error) {
+	for _, b := range group {
+		if b.Done != nil {
+			b.Done(err)
+		}
+	}
+}
