@@ -111,14 +111,14 @@ func setColorScheme(t *testing.T, ctx context.Context, scheme string) {
 func TestViewerStream(t *testing.T) {
 	b := newBrowser(t)
 	srv := startServer(t)
-	const id, lines = "e2e.stream-1", 80
+	const id, lines = "e2e.stream-1", 150
 	want := generated(id, 1, lines)
 
 	tab1 := b.ctx
 	run(t, tab1, 30*time.Second,
 		chromedp.Navigate(srv.URL+"/"),
 		chromedp.WaitVisible(chromedp.CSS("#start-form")),
-		chromedp.SetValue(chromedp.CSS(`#start-form input[name=freq]`), "40"),
+		chromedp.SetValue(chromedp.CSS(`#start-form input[name=freq]`), "30"),
 		chromedp.SetValue(chromedp.CSS(`#start-form input[name=max]`), fmt.Sprint(lines)),
 		chromedp.SetValue(chromedp.CSS(`#start-form input[name=id]`), id),
 		chromedp.Click(chromedp.CSS(`#start-form button[type=submit]`)),
@@ -141,6 +141,20 @@ func TestViewerStream(t *testing.T) {
 		t.Errorf("second view: state %q mid-stream, want live", st)
 	}
 	screenshot(t, tab2, "watch-live-light.png")
+	t.Logf("second view's status mid-stream: %s", eval[string](t, tab2, `document.getElementById("status").innerText.replace(/\s+/g, " ")`))
+
+	// Scrolled up, the view stays put and offers to follow again.
+	atBottom := `(() => { const o = document.getElementById("output"); return o.scrollHeight - o.scrollTop - o.clientHeight < 2; })()`
+	if !eval[bool](t, tab1, atBottom) {
+		t.Error("the view does not follow the stream")
+	}
+	shown := eval[int](t, tab1, `(document.getElementById("output").scrollTop = 0, `+jsShown+`)`)
+	waitJS(t, tab1, 10*time.Second, "more lines", fmt.Sprintf(`%s >= %d`, jsShown, shown+5))
+	if top := eval[float64](t, tab1, `document.getElementById("output").scrollTop`); top != 0 {
+		t.Errorf("the view scrolled to %v although the person scrolled up", top)
+	}
+	run(t, tab1, 10*time.Second, chromedp.Click(chromedp.CSS("#jump")))
+	waitJS(t, tab1, 5*time.Second, "following again", atBottom)
 
 	for i, tab := range []context.Context{tab1, tab2} {
 		waitJS(t, tab, 20*time.Second, "the end", jsState+` === "ended"`)

@@ -27,7 +27,6 @@ export class Watcher {
     this.status = $("status");
     this.pending = []; // strings and marker elements not yet in the DOM
     this.flushQueued = false;
-    this.stick = true;
     this.samples = []; // [ms, count, latencyMs|null]
     this.latency = null;
     this.stateInfo = {};
@@ -167,6 +166,8 @@ export class Watcher {
     this.pending = [];
     if (items.length === 0) return;
     const out = this.out;
+    // Measured before appending: follow only if the person is at the end.
+    const stick = this.atEnd();
     let text = "";
     const putText = () => {
       if (text === "") return;
@@ -188,21 +189,23 @@ export class Watcher {
       }
     }
     putText();
-    if (this.stick) this.scrollToEnd();
+    if (stick) this.scrollToEnd();
     else $("jump").hidden = false;
     out.dataset.lastSeq = String(this.sub.last);
     this.renderStatus();
   }
 
-  onScroll() {
+  atEnd() {
     const o = this.out;
-    this.stick = o.scrollHeight - o.scrollTop - o.clientHeight <= STICK_PX;
-    if (this.stick) $("jump").hidden = true;
+    return o.scrollHeight - o.scrollTop - o.clientHeight <= STICK_PX;
+  }
+
+  onScroll() {
+    if (this.atEnd()) $("jump").hidden = true;
   }
 
   scrollToEnd() {
     this.out.scrollTop = this.out.scrollHeight;
-    this.stick = true;
     $("jump").hidden = true;
   }
 
