@@ -19,11 +19,11 @@ const (
 // Error codes carried by error frames, each followed by a close with the
 // matching WebSocket status code.
 const (
-	CodeBadRequest = "bad_request" // close 4400
-	CodeNotFound   = "not_found"   // close 4404
-	CodeReset      = "reset"       // close 4409
-	CodeInternal   = "internal"    // close 4500
-	CodeOverloaded = "overloaded"  // close 4503
+	CodeBadRequest  = "bad_request" // close 4400
+	CodeNotFound    = "not_found"   // close 4404
+	CodeReset       = "reset"       // close 4409
+	CodeInternal    = "internal"    // close 4500
+	CodeUnavailable = "unavailable" // close 4503: store unreachable or overloaded
 )
 
 // Frame is a decoded server frame. Which fields are set depends on Type:

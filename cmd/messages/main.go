@@ -1,0 +1,239 @@
+// Command messages is the streaming server: it serves the reference and
+// channels HTTP APIs, WebSocket subscriptions, the browser viewer and
+// Prometheus metrics, and persists every message to the database.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/viewer"
+	"github.com/messages-server/messages/ws"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "messages:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// config is the server's configuration, from flags with environment
+// fallbacks.
+type config struct {
+	addr            string
+	databaseURL     string
+	persistInterval time.Duration
+	persistWorkers  int
+	maxMessageBytes int
+	queueLen        int
+	allowedOrigins  string
+	shutdownTimeout time.Duration
+	logLevel        string
+	compression     bool
+}
+
+// defaultDatabaseURL is the local PostgreSQL used when DATABASE_URL is unset.
+const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/messages?sslmode=disable"
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("messages", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	envDuration := func(name string, def time.Duration) time.Duration {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not a duration (e.g. 100ms, 30s)", name, v))
+		}
+		return d
+	}
+	envInt := func(name string, def int) int {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not an integer", name, v))
+		}
+		return n
+	}
+	envBool := func(name string) bool {
+		v := getenv(name)
+		if v == "" {
+			return false
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: not a boolean", name, v))
+		}
+		return b
+	}
+	fs.StringVar(&c.addr, "addr", env("LISTEN_ADDR", ":3000"), "listen address (env LISTEN_ADDR)")
+	fs.StringVar(&c.databaseURL, "database-url", env("DATABASE_URL", defaultDatabaseURL), "PostgreSQL URL (env DATABASE_URL)")
+	fs.DurationVar(&c.persistInterval, "persist-interval", envDuration("PERSIST_INTERVAL", 100*time.Millisecond), "longest time a message waits before it is written to the database (env PERSIST_INTERVAL)")
+	fs.IntVar(&c.persistWorkers, "persist-workers", envInt("PERSIST_WORKERS", 4), "database writer goroutines (env PERSIST_WORKERS)")
+	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", envInt("MAX_MESSAGE_BYTES", 64<<10), "largest message accepted, in bytes (env MAX_MESSAGE_BYTES)")
+	fs.IntVar(&c.queueLen, "queue-len", envInt("SUBSCRIBER_QUEUE_LEN", 256), "live queue length per subscriber; a slower one re-syncs from history (env SUBSCRIBER_QUEUE_LEN)")
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origin host patterns allowed to open WebSockets besides the server's own; * for any (env ALLOWED_ORIGINS)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful shutdown may take to flush (env SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	fs.BoolVar(&c.compression, "compression", envBool("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
+	}
+	if c.persistInterval <= 0 {
+		errs = append(errs, fmt.Errorf("persist interval must be positive"))
+	}
+	if c.persistWorkers < 1 || c.persistWorkers > 64 {
+		errs = append(errs, fmt.Errorf("persist workers must be in [1, 64]"))
+	}
+	if c.maxMessageBytes < 1 || c.maxMessageBytes > 16<<20 {
+		errs = append(errs, fmt.Errorf("max message bytes must be in [1, 16 MiB]"))
+	}
+	if c.queueLen < 1 || c.queueLen > 1<<20 {
+		errs = append(errs, fmt.Errorf("queue length must be in [1, 1048576]"))
+	}
+	if c.shutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown timeout must be positive"))
+	}
+	return c, errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	if err != nil {
+		return l, fmt.Errorf("log level %q: use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// run runs the server until ctx is cancelled, then shuts down gracefully.
+// If ready is not nil it receives the listening address once serving.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	level, err := parseLevel(cfg.logLevel)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	store, err := persist.Open(ctx, persist.Config{URL: cfg.databaseURL, Logger: log})
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer store.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Registerer: reg})
+	metrics := ws.NewMetrics(reg)
+	hub := ws.NewHub(ws.HubConfig{
+		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
+		Logger: log, Metrics: metrics,
+	})
+	var origins []string
+	for _, o := range strings.Split(cfg.allowedOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	srv := ws.NewServer(hub, ws.ServerConfig{
+		Viewer: viewer.Handler(), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		AllowedOrigins: origins, Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
+		Logger: log, HubMetrics: metrics,
+	})
+	if err := hub.Start(ctx); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())))
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: flushing channels", slog.Duration("timeout", cfg.shutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	// Stop accepting at once; streaming responses end when the hub stops.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- httpSrv.Shutdown(sctx) }()
+	var errs []error
+	if err := srv.Shutdown(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := <-httpDone; err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if err := writer.Close(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("persist: %w", err))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("unclean shutdown: %w", errors.Join(errs...))
+	}
+	log.Info("stopped: everything persisted")
+	return nil
+}
+
+// viewerURL is the address a person opens in a browser.
+func viewerURL(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "http://" + a.String() + "/"
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}

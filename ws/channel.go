@@ -1,0 +1,414 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/messages-server/messages/persist"
+)
+
+// Errors returned by the hub to its callers; the HTTP and WebSocket layers
+// turn them into statuses and close codes.
+var (
+	// ErrNotFound means the channel does not exist.
+	ErrNotFound = errors.New("channel not found")
+	// ErrExists means a channel with that id already exists.
+	ErrExists = errors.New("channel already exists")
+	// ErrChannelClosed means the channel was closed: it takes no more messages.
+	ErrChannelClosed = errors.New("channel is closed")
+	// ErrOverloaded means too many messages wait to be persisted (the
+	// database is slow or down); the append was refused and may be retried.
+	ErrOverloaded = errors.New("too many messages waiting to be persisted, retry later")
+	// ErrShuttingDown means the server is stopping.
+	ErrShuttingDown = errors.New("server is shutting down")
+)
+
+// Why a subscriber's live queue was closed by the actor.
+const (
+	reasonDetached = iota + 1 // queue overflowed: catch up again from history
+	reasonEnded               // the channel closed at endSeq
+	reasonShutdown            // the server is stopping
+)
+
+// subscriber is one consumer's registration with a channel actor. Only the
+// actor sends on queue and closes it; it sets reason and endSeq before
+// closing, and the consumer reads them after seeing the queue closed.
+type subscriber struct {
+	queue  chan *message
+	reason int
+	endSeq int64
+}
+
+// snapshot is the actor's answer to a subscribe, taken in one step with the
+// registration: messages 1..persisted are in the store, buffered holds the
+// messages after max(from, persisted) up to lastSeq, and live messages
+// (lastSeq+1..) go to the subscriber's queue.
+type snapshot struct {
+	epoch     int64
+	persisted int64
+	lastSeq   int64
+	open      bool
+	stopping  bool // the server is shutting down: nothing was registered
+	buffered  []*message
+}
+
+type (
+	appendReq struct {
+		data   []byte
+		time   int64
+		wait   bool // answer once persisted
+		result chan appendResult
+	}
+	appendResult struct {
+		seq int64
+		err error
+	}
+	subscribeReq struct {
+		sub    *subscriber // nil: snapshot only
+		from   int64
+		result chan snapshot
+	}
+	unsubscribeReq struct{ sub *subscriber }
+	closeReq       struct{ result chan appendResult }
+	persistResult  struct {
+		last  int64
+		close bool
+		err   error
+	}
+	waiter struct {
+		seq    int64
+		result chan appendResult
+	}
+)
+
+// channel is the actor of one open channel. Its goroutine, run, alone owns
+// the sequence counter, the buffer of unpersisted messages, the subscribers
+// and the persisted watermark; everything else talks to it through inbox.
+type channel struct {
+	id        string
+	epoch     int64
+	createdAt time.Time
+	gen       *persist.Generator
+	h         *Hub
+
+	inbox     chan any
+	persisted chan persistResult // capacity 1: at most one batch in flight
+	done      chan struct{}      // closed when run returns
+
+	// Published by run for readers of channel stats; read by anyone.
+	statLast      atomic.Int64
+	statPersisted atomic.Int64
+	statSubs      atomic.Int64
+
+	// Owned by run.
+	lastSeq   int64
+	p         int64      // highest seq confirmed committed
+	buf       []*message // p+1..lastSeq
+	bufBytes  int64
+	inFlight  int64 // last seq of the batch being written, 0 if none
+	subs      map[*subscriber]struct{}
+	waiters   []waiter // appends waiting for persistence, by seq
+	closing   bool     // closed by its producer: flushing, then end
+	closers   []chan appendResult
+	stopping  bool // server shutdown: flushing, then exit
+	timer     *time.Timer
+	timerOn   bool
+	closeSent bool // the final batch carries Close
+	gaveUp    bool // shutdown gave up on persisting the rest
+}
+
+func newChannel(h *Hub, rec persist.Channel) *channel {
+	c := &channel{
+		id:        rec.ID,
+		epoch:     rec.Epoch,
+		createdAt: rec.CreatedAt,
+		gen:       rec.Generator,
+		h:         h,
+		inbox:     make(chan any, 64),
+		persisted: make(chan persistResult, 1),
+		done:      make(chan struct{}),
+		lastSeq:   rec.LastSeq,
+		p:         rec.LastSeq,
+		subs:      make(map[*subscriber]struct{}),
+	}
+	c.statLast.Store(rec.LastSeq)
+	c.statPersisted.Store(rec.LastSeq)
+	return c
+}
+
+func (c *channel) epochString() string { return strconv.FormatInt(c.epoch, 10) }
+
+// run is the actor loop. It returns after the channel closed (and the close
+// is durable) or after stop was closed and everything is flushed.
+func (c *channel) run(stop, abandon <-chan struct{}) {
+	defer close(c.done)
+	c.timer = time.NewTimer(time.Hour)
+	c.timer.Stop()
+	defer c.timer.Stop()
+	for {
+		select {
+		case req := <-c.inbox:
+			c.handle(req)
+		case r := <-c.persisted:
+			c.onPersisted(r)
+		case <-c.timer.C:
+			c.timerOn = false
+			c.flush()
+		case <-stop:
+			stop = nil
+			c.stopping = true
+			c.flush()
+		case <-abandon:
+			// Shutdown ran out of time with the store unreachable.
+			c.gaveUp = true
+			c.logLost(ErrShuttingDown)
+		}
+		if c.finished() {
+			c.exit()
+			return
+		}
+	}
+}
+
+func (c *channel) handle(req any) {
+	switch r := req.(type) {
+	case *appendReq:
+		c.onAppend(r)
+	case *subscribeReq:
+		r.result <- c.onSubscribe(r)
+	case unsubscribeReq:
+		if _, ok := c.subs[r.sub]; ok {
+			delete(c.subs, r.sub)
+			c.h.metrics.subscribers.Dec()
+			c.statSubs.Store(int64(len(c.subs)))
+		}
+	case closeReq:
+		if c.closing {
+			r.result <- appendResult{err: ErrChannelClosed}
+			return
+		}
+		c.closing = true
+		c.closers = append(c.closers, r.result)
+		c.flush()
+	}
+}
+
+func (c *channel) onAppend(r *appendReq) {
+	switch {
+	case c.closing:
+		r.result <- appendResult{err: ErrChannelClosed}
+		return
+	case c.stopping:
+		r.result <- appendResult{err: ErrShuttingDown}
+		return
+	case !c.h.reserve(c, int64(len(r.data))):
+		r.result <- appendResult{err: ErrOverloaded}
+		return
+	}
+	c.lastSeq++
+	m := newMessage(c.lastSeq, r.time, r.data)
+	c.buf = append(c.buf, m)
+	c.bufBytes += int64(len(m.data))
+	c.statLast.Store(c.lastSeq)
+	c.h.metrics.appended.Inc()
+	for s := range c.subs {
+		select {
+		case s.queue <- m:
+		default:
+			// A slow consumer: detach it rather than wait or drop. It
+			// catches up from history at its own pace and re-attaches.
+			c.detach(s, reasonDetached)
+		}
+	}
+	if r.wait {
+		c.waiters = append(c.waiters, waiter{seq: m.seq, result: r.result})
+		if c.inFlight == 0 {
+			c.flush()
+		}
+	} else {
+		r.result <- appendResult{seq: m.seq}
+	}
+	if !c.timerOn && c.inFlight == 0 {
+		c.armTimer(c.h.cfg.PersistInterval)
+	}
+}
+
+func (c *channel) detach(s *subscriber, reason int) {
+	delete(c.subs, s)
+	s.reason = reason
+	s.endSeq = c.lastSeq
+	close(s.queue)
+	c.h.metrics.subscribers.Dec()
+	c.statSubs.Store(int64(len(c.subs)))
+	if reason == reasonDetached {
+		c.h.metrics.resyncs.Inc()
+	}
+}
+
+func (c *channel) onSubscribe(r *subscribeReq) snapshot {
+	snap := snapshot{epoch: c.epoch, persisted: c.p, lastSeq: c.lastSeq, open: true}
+	if c.stopping {
+		snap.open = false
+		snap.stopping = true
+		return snap
+	}
+	if r.from > c.lastSeq {
+		return snap // the caller reports the bad from
+	}
+	start := max(r.from, c.p) + 1
+	if n := c.lastSeq - start + 1; n > 0 {
+		snap.buffered = make([]*message, n)
+		copy(snap.buffered, c.buf[start-c.p-1:])
+	}
+	if r.sub != nil {
+		c.subs[r.sub] = struct{}{}
+		c.h.metrics.subscribers.Inc()
+		c.statSubs.Store(int64(len(c.subs)))
+	}
+	return snap
+}
+
+func (c *channel) armTimer(d time.Duration) {
+	c.timer.Reset(d)
+	c.timerOn = true
+}
+
+// flush hands the unflushed part of the buffer to the persist writer, unless
+// a batch is already in flight (per-channel order needs at most one).
+func (c *channel) flush() {
+	if c.inFlight != 0 || c.closeSent {
+		return
+	}
+	final := c.closing && !c.stopping
+	if c.lastSeq == c.p && !final {
+		return
+	}
+	msgs := make([]persist.Message, len(c.buf))
+	for i, m := range c.buf {
+		msgs[i] = persist.Message{Seq: m.seq, Time: m.time, Data: m.data}
+	}
+	last := c.lastSeq
+	b := &persist.Batch{
+		Channel:  c.id,
+		Messages: msgs,
+		Close:    final,
+		Done: func(err error) {
+			c.persisted <- persistResult{last: last, close: final, err: err}
+		},
+	}
+	if !c.h.writer.TryEnqueue(b) {
+		// The writer's queue is full: keep buffering, try again soon.
+		if !c.timerOn {
+			c.armTimer(c.h.cfg.PersistInterval / 4)
+		}
+		return
+	}
+	c.inFlight = last
+	c.closeSent = final
+	if c.timerOn {
+		c.timer.Stop()
+		c.timerOn = false
+	}
+}
+
+func (c *channel) onPersisted(r persistResult) {
+	c.inFlight = 0
+	if r.err != nil {
+		// The writer gave up: the server is stopping with the store down.
+		c.closeSent = false
+		c.gaveUp = true
+		c.logLost(r.err)
+		return
+	}
+	n := r.last - c.p
+	var freed int64
+	for _, m := range c.buf[:n] {
+		freed += int64(len(m.data))
+	}
+	clear(c.buf[:n])
+	c.buf = c.buf[n:]
+	if len(c.buf) == 0 {
+		c.buf = nil
+	}
+	c.bufBytes -= freed
+	c.h.release(n, freed)
+	c.p = r.last
+	c.statPersisted.Store(c.p)
+	i := 0
+	for ; i < len(c.waiters) && c.waiters[i].seq <= c.p; i++ {
+		c.waiters[i].result <- appendResult{seq: c.waiters[i].seq}
+	}
+	c.waiters = c.waiters[i:]
+	if r.close {
+		return // finished() sees closeSent with nothing in flight
+	}
+	if c.lastSeq > c.p {
+		if c.stopping || c.closing || len(c.waiters) > 0 {
+			c.flush()
+		} else if !c.timerOn {
+			c.armTimer(c.h.cfg.PersistInterval)
+		}
+	} else if c.closing || c.stopping {
+		c.flush()
+	}
+}
+
+// finished reports whether the actor is done: the close is durable, or the
+// server is stopping and everything it could persist is persisted.
+func (c *channel) finished() bool {
+	if c.inFlight != 0 {
+		return false
+	}
+	if c.closeSent {
+		return true
+	}
+	return c.stopping && (c.lastSeq == c.p || c.gaveUp)
+}
+
+func (c *channel) logLost(err error) {
+	if c.lastSeq > c.p {
+		c.h.log.Error("messages not persisted before shutdown", slog.String("channel", c.id),
+			slog.Int64("from", c.p+1), slog.Int64("to", c.lastSeq), slog.Any("err", err))
+	}
+}
+
+// exit ends every subscriber and answers every pending request.
+func (c *channel) exit() {
+	ended := c.closeSent
+	reason := reasonShutdown
+	if ended {
+		reason = reasonEnded
+	}
+	for s := range c.subs {
+		c.detach(s, reason)
+	}
+	for _, w := range c.waiters {
+		w.result <- appendResult{err: ErrShuttingDown}
+	}
+	for _, r := range c.closers {
+		if ended {
+			r <- appendResult{seq: c.lastSeq}
+		} else {
+			r <- appendResult{err: ErrShuttingDown}
+		}
+	}
+	c.h.remove(c, ended)
+	// Requests that raced with the exit are answered by the hub's retry:
+	// callers select on done.
+}
+
+// request sends req to the actor, or reports false if the actor has exited.
+func (c *channel) request(ctx context.Context, req any) (bool, error) {
+	select {
+	case c.inbox <- req:
+		return true, nil
+	case <-c.done:
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}

@@ -1,0 +1,306 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/messages-server/messages/persist"
+)
+
+// memStore is an in-memory Store for testing the actor alone.
+type memStore struct {
+	mu       sync.Mutex
+	channels map[string]persist.Channel
+	msgs     map[string][]persist.Message
+}
+
+func newMemStore() *memStore {
+	return &memStore{channels: map[string]persist.Channel{}, msgs: map[string][]persist.Message{}}
+}
+
+func (s *memStore) CreateChannel(_ context.Context, id string, gen *persist.Generator) (persist.Channel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.channels[id]; ok {
+		return persist.Channel{}, persist.ErrExists
+	}
+	c := persist.Channel{ID: id, Epoch: 1, CreatedAt: time.Now(), Generator: gen}
+	s.channels[id] = c
+	return c, nil
+}
+
+func (s *memStore) Channel(_ context.Context, id string) (persist.Channel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.channels[id]
+	if !ok {
+		return c, persist.ErrNotFound
+	}
+	return c, nil
+}
+
+func (s *memStore) Channels(_ context.Context, after string, limit int) ([]persist.Channel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []persist.Channel
+	for id, c := range s.channels {
+		if id > after {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out[:min(limit, len(out))], nil
+}
+
+func (s *memStore) Messages(_ context.Context, id string, after int64, limit int) ([]persist.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := s.msgs[id]
+	if after >= int64(len(all)) {
+		return nil, nil
+	}
+	out := all[after:]
+	return out[:min(limit, len(out))], nil
+}
+
+func (s *memStore) OpenEpoch(_ context.Context, id string) (persist.Channel, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.channels[id]
+	if !ok {
+		return c, persist.ErrNotFound
+	}
+	c.Epoch++
+	s.channels[id] = c
+	return c, nil
+}
+
+func (s *memStore) Survived(_ context.Context, id string, epoch int64) (int64, error) {
+	return s.channels[id].LastSeq, nil
+}
+
+func (s *memStore) Ping(context.Context) error { return nil }
+
+func (s *memStore) write(b *persist.Batch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.channels[b.Channel]
+	s.msgs[b.Channel] = append(s.msgs[b.Channel], b.Messages...)
+	c.LastSeq = int64(len(s.msgs[b.Channel]))
+	if b.Close {
+		c.ClosedAt = time.Now()
+	}
+	s.channels[b.Channel] = c
+}
+
+// memWriter commits batches to a memStore at once, or refuses them while
+// blocked.
+type memWriter struct {
+	store   *memStore
+	mu      sync.Mutex
+	blocked bool
+}
+
+func (w *memWriter) TryEnqueue(b *persist.Batch) bool {
+	w.mu.Lock()
+	blocked := w.blocked
+	w.mu.Unlock()
+	if blocked {
+		return false
+	}
+	w.store.write(b)
+	b.Done(nil)
+	return true
+}
+
+func (w *memWriter) block(v bool) {
+	w.mu.Lock()
+	w.blocked = v
+	w.mu.Unlock()
+}
+
+func newTestHub(t testing.TB, cfg HubConfig) (*Hub, *memStore, *memWriter) {
+	st := newMemStore()
+	w := &memWriter{store: st}
+	cfg.Store, cfg.Writer = st, w
+	h := NewHub(cfg)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		w.block(false)
+		if err := h.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return h, st, w
+}
+
+// TestBackPressure: with the writer refusing batches, appends are buffered
+// up to the bound, then refused with ErrOverloaded; nothing accepted is lost
+// once the writer takes batches again.
+func TestBackPressure(t *testing.T) {
+	h, st, w := newTestHub(t, HubConfig{MaxBufferedPerChannel: 10, PersistInterval: time.Millisecond})
+	ctx := context.Background()
+	if _, err := h.Create(ctx, "bp", nil); err != nil {
+		t.Fatal(err)
+	}
+	w.block(true)
+	for i := 1; i <= 10; i++ {
+		if _, err := h.Append(ctx, "bp", []byte("x"), false); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	if _, err := h.Append(ctx, "bp", []byte("x"), false); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("append past the bound: %v, want ErrOverloaded", err)
+	}
+	w.block(false)
+	// The actor retries the flush on its own; then appends are taken again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := h.Append(ctx, "bp", []byte("y"), true)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrOverloaded) || time.Now().After(deadline) {
+			t.Fatalf("append after recovery: %v", err)
+		}
+		time.Sleep(time.Millisecond) // polling step
+	}
+	msgs, _ := st.Messages(ctx, "bp", 0, 100)
+	if len(msgs) != 11 {
+		t.Fatalf("stored %d messages, want 11", len(msgs))
+	}
+	for i, m := range msgs {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("stored seq %d at %d", m.Seq, i)
+		}
+	}
+}
+
+// TestCloseEndsSubscribers: closing a channel delivers end to registered
+// subscribers after every message, and later subscribers are served from
+// the store.
+func TestCloseEndsSubscribers(t *testing.T) {
+	h, _, _ := newTestHub(t, HubConfig{})
+	ctx := context.Background()
+	if _, err := h.Create(ctx, "c", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, reg, err := h.subscribe(ctx, "c", 0, true)
+	if err != nil || reg == nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := h.Append(ctx, "c", []byte("m"), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, err := h.Close(ctx, "c")
+	if err != nil || last != 3 {
+		t.Fatalf("close: %d %v", last, err)
+	}
+	var got []int64
+	for m := range reg.s.queue {
+		got = append(got, m.seq)
+	}
+	if len(got) != 3 || reg.s.reason != reasonEnded || reg.s.endSeq != 3 {
+		t.Fatalf("got %v, reason %d, end %d", got, reg.s.reason, reg.s.endSeq)
+	}
+	snap, reg2, err := h.subscribe(ctx, "c", 0, true)
+	if err != nil || reg2 != nil || snap.persisted != 3 || snap.lastSeq != 3 {
+		t.Fatalf("after close: %+v %v %v", snap, reg2, err)
+	}
+	if _, err := h.Append(ctx, "c", []byte("late"), false); !errors.Is(err, ErrChannelClosed) {
+		t.Fatalf("append after close: %v", err)
+	}
+}
+
+// BenchmarkFanout measures one append delivered to 1,000 subscribers'
+// queues, with every subscriber draining its queue on its own goroutine.
+func BenchmarkFanout(b *testing.B) {
+	const subs = 1000
+	h, _, _ := newTestHub(b, HubConfig{QueueLen: 4096, MaxBufferedPerChannel: 1 << 30, MaxBufferedBytes: 1 << 40})
+	ctx := context.Background()
+	if _, err := h.Create(ctx, "fan", nil); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < subs; i++ {
+		_, reg, err := h.subscribe(ctx, "fan", 0, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range reg.s.queue {
+			}
+		}()
+	}
+	data := []byte("42: a message of about forty bytes....\n")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := h.Append(ctx, "fan", data, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := h.Close(ctx, "fan"); err != nil {
+		b.Fatal(err)
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*subs)/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+func TestAppendJSONString(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":          `"plain"`,
+		"a\"b\\c":        `"a\"b\\c"`,
+		"line\n\ttab\r":  `"line\n\ttab\r"`,
+		"\x00\x1f":       `"\u0000\u001f"`,
+		"é ü 日本 😀":       `"é ü 日本 😀"`,
+		"\u2028\u2029x":  `"\u2028\u2029x"`,
+		"<b>&amp;</b>":   `"<b>&amp;</b>"`,
+		"":               `""`,
+		"ends with \\":   `"ends with \\"`,
+		"\u00e2\u0080ok": "\"\u00e2\u0080ok\"",
+	} {
+		if got := string(appendJSONString(nil, []byte(in))); got != want {
+			t.Errorf("appendJSONString(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// FuzzFrameRoundTrip checks that what the server encodes the decoder
+// reads back exactly.
+func FuzzFrameRoundTrip(f *testing.F) {
+	f.Add([]byte("hello\n"), int64(1))
+	f.Add([]byte("\u2028\x00\"\\"), int64(99))
+	f.Fuzz(func(t *testing.T, data []byte, seq int64) {
+		if seq < 1 {
+			seq = 1
+		}
+		if !utf8.Valid(data) {
+			return
+		}
+		m := newMessage(seq, 123, data)
+		fr, err := DecodeFrame(m.frame)
+		if err != nil {
+			t.Fatalf("decode %s: %v", m.frame, err)
+		}
+		if fr.Seq != seq || fr.Data[0] != string(data) || fr.Time[0] != 123 {
+			t.Fatalf("round trip: %+v", fr)
+		}
+		m2 := newMessage(seq+1, 124, data)
+		bf, err := DecodeFrame(appendBatchFrame(nil, []*message{m, m2}))
+		if err != nil || len(bf.Data) != 2 || bf.Data[1] != string(data) || bf.Seq != seq {
+			t.Fatalf("batch round trip: %+v %v", bf, err)
+		}
+	})
+}

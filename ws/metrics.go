@@ -1,0 +1,88 @@
+package ws
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the hub's and the handlers' Prometheus collectors. Create them
+// with NewMetrics; a Metrics is safe for concurrent use.
+type Metrics struct {
+	channelsOpen prometheus.Gauge
+	subscribers  prometheus.Gauge
+	appended     prometheus.Counter
+	delivered    prometheus.Counter
+	latency      prometheus.Histogram
+	catchup      prometheus.Histogram
+	resyncs      prometheus.Counter
+	conns        *prometheus.CounterVec
+	persistLag   atomic.Pointer[atomic.Int64]
+}
+
+// WebSocket connection outcomes, the values of the outcome label.
+const (
+	outcomeEnded    = "ended"         // the channel ended; closed with 1000
+	outcomeGone     = "client_closed" // the client went away
+	outcomeShutdown = "shutdown"      // the server stopped; closed with 1001
+	outcomeRejected = "rejected"      // bad request, unknown channel, reset
+	outcomeError    = "error"         // write failure, store failure
+)
+
+// NewMetrics creates the collectors and registers them on reg, unless reg is
+// nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		channelsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "messages", Name: "channels_open",
+			Help: "Channels open in this process (with a running actor).",
+		}),
+		subscribers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "messages", Name: "subscribers",
+			Help: "Subscribers registered for live messages.",
+		}),
+		appended: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "messages", Name: "appended_total",
+			Help: "Messages appended to channels.",
+		}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "messages", Name: "delivered_total",
+			Help: "Messages written to subscribers (history and live).",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "messages", Name: "delivery_latency_seconds",
+			Help:    "Time from append to the write of a live message to a subscriber's socket.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		catchup: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "messages", Name: "catchup_duration_seconds",
+			Help:    "Time from subscribing to the end of catch-up (the live marker).",
+			Buckets: prometheus.ExponentialBuckets(.0005, 2.5, 12),
+		}),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "messages", Name: "slow_consumer_resyncs_total",
+			Help: "Subscribers detached because their queue was full, to catch up from history.",
+		}),
+		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "messages", Name: "websocket_connections_total",
+			Help: "WebSocket connections by how they ended.",
+		}, []string{"outcome"}),
+	}
+	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeRejected, outcomeError} {
+		m.conns.WithLabelValues(o)
+	}
+	if reg != nil {
+		lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "messages", Name: "persist_lag_messages",
+			Help: "Messages appended but not yet confirmed persisted.",
+		}, func() float64 {
+			if p := m.persistLag.Load(); p != nil {
+				return float64(p.Load())
+			}
+			return 0
+		})
+		reg.MustRegister(m.channelsOpen, m.subscribers, m.appended, m.delivered, m.latency,
+			m.catchup, m.resyncs, m.conns, lag)
+	}
+	return m
+}

@@ -1,0 +1,215 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// WebSocket close codes used by the server besides 1000 and 1001.
+const (
+	CloseBadRequest  websocket.StatusCode = 4400
+	CloseNotFound    websocket.StatusCode = 4404
+	CloseReset       websocket.StatusCode = 4409
+	CloseInternal    websocket.StatusCode = 4500
+	CloseUnavailable websocket.StatusCode = 4503
+)
+
+// handleWS serves GET /ws?id=ID&from=SEQ&epoch=E.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" {
+			opts.InsecureSkipVerify = true
+		}
+	}
+	if s.cfg.Compression {
+		opts.CompressionMode = websocket.CompressionContextTakeover
+	}
+	conn, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		// Accept has answered the request (400, 403 or 426).
+		s.m.conns.WithLabelValues(outcomeRejected).Inc()
+		return
+	}
+	conn.SetReadLimit(4096) // clients send nothing but control frames
+
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		conn.Close(websocket.StatusGoingAway, "server is shutting down")
+		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.conns[conn] = cancel
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+		cancel()
+		s.wg.Done()
+	}()
+	// CloseRead runs the connection's reader: it answers pings and the
+	// close handshake, and cancels ctx when the client goes away.
+	ctx = conn.CloseRead(ctx)
+
+	q := r.URL.Query()
+	id := q.Get("id")
+	ws := &wsSink{conn: conn, timeout: s.cfg.WriteTimeout, m: s.m, ping: s.cfg.PingInterval}
+	if !ValidID(id) {
+		s.reject(conn, CodeBadRequest, CloseBadRequest, idError(id))
+		return
+	}
+	from, err := parseFrom(q.Get("from"))
+	if err != nil {
+		s.reject(conn, CodeBadRequest, CloseBadRequest, err.Error())
+		return
+	}
+	err = s.hub.stream(ctx, id, from, q.Get("epoch"), ws)
+	s.finish(conn, ctx, id, err)
+}
+
+// finish closes conn according to how its stream ended.
+func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, err error) {
+	var fe *FromError
+	var be *BadRequestError
+	var se *StoreError
+	var re *ResetError
+	switch {
+	case err == nil:
+		conn.Close(websocket.StatusNormalClosure, "end of channel")
+		s.m.conns.WithLabelValues(outcomeEnded).Inc()
+	case errors.Is(err, ErrShuttingDown):
+		conn.Close(websocket.StatusGoingAway, "server is shutting down, resume later")
+		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
+	case errors.Is(err, ErrNotFound):
+		s.reject(conn, CodeNotFound, CloseNotFound, "channel "+strconv.Quote(id)+" not found")
+	case errors.As(err, &fe), errors.As(err, &be):
+		s.reject(conn, CodeBadRequest, CloseBadRequest, err.Error())
+	case errors.As(err, &re):
+		b, _ := json.Marshal(struct {
+			Type    string `json:"type"`
+			Code    string `json:"code"`
+			Message string `json:"message"`
+			Epoch   string `json:"epoch"`
+			LastSeq int64  `json:"last_seq"`
+		}{FrameError, CodeReset, re.Error(), strconv.FormatInt(re.Epoch, 10), re.Survived})
+		s.rejectFrame(conn, b, CloseReset)
+	case ctx.Err() != nil:
+		// The client went away, or the server dropped it.
+		conn.CloseNow()
+		s.m.conns.WithLabelValues(outcomeGone).Inc()
+	case errors.As(err, &se):
+		s.log.Warn("websocket: store unavailable", slog.String("channel", id), slog.Any("err", err))
+		s.reject(conn, CodeUnavailable, CloseUnavailable, "storage is unavailable, retry later")
+		s.m.conns.WithLabelValues(outcomeError).Inc()
+	default:
+		s.log.Warn("websocket failed", slog.String("channel", id), slog.Any("err", err))
+		conn.CloseNow()
+		s.m.conns.WithLabelValues(outcomeError).Inc()
+	}
+}
+
+// reject sends an error frame and closes with code.
+func (s *Server) reject(conn *websocket.Conn, code string, status websocket.StatusCode, msg string) {
+	b, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{FrameError, code, msg})
+	s.rejectFrame(conn, b, status)
+}
+
+func (s *Server) rejectFrame(conn *websocket.Conn, frame []byte, status websocket.StatusCode) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
+	defer cancel()
+	if conn.Write(ctx, websocket.MessageText, frame) == nil {
+		conn.Close(status, "")
+	} else {
+		conn.CloseNow()
+	}
+	if status != CloseUnavailable {
+		s.m.conns.WithLabelValues(outcomeRejected).Inc()
+	}
+}
+
+// wsSink writes a stream as WebSocket frames. A run of queued messages goes
+// out as one batch frame: one write for many deliveries.
+type wsSink struct {
+	conn    *websocket.Conn
+	timeout time.Duration
+	ping    time.Duration
+	m       *Metrics
+	buf     []byte
+}
+
+func (w *wsSink) write(b []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	return w.conn.Write(ctx, websocket.MessageText, b)
+}
+
+func (w *wsSink) hello(h helloInfo) error {
+	b := append(w.buf[:0], `{"type":"hello","channel":`...)
+	b = appendJSONString(b, []byte(h.channel))
+	b = append(b, `,"epoch":"`...)
+	b = strconv.AppendInt(b, h.epoch, 10)
+	b = append(b, `","from":`...)
+	b = strconv.AppendInt(b, h.from, 10)
+	b = append(b, `,"last_seq":`...)
+	b = strconv.AppendInt(b, h.lastSeq, 10)
+	b = append(b, `,"persisted_seq":`...)
+	b = strconv.AppendInt(b, h.persisted, 10)
+	b = append(b, `,"open":`...)
+	b = strconv.AppendBool(b, h.open)
+	b = append(b, '}')
+	w.buf = b
+	return w.write(b)
+}
+
+func (w *wsSink) messages(msgs []*message, live bool) error {
+	var err error
+	if len(msgs) == 1 {
+		err = w.write(msgs[0].frame) // the shared, pre-encoded frame
+	} else {
+		w.buf = appendBatchFrame(w.buf[:0], msgs)
+		err = w.write(w.buf)
+		if cap(w.buf) > 64<<10 {
+			w.buf = nil // do not pin a large buffer on an idle connection
+		}
+	}
+	if err != nil {
+		return err
+	}
+	observeDelivery(w.m, msgs, live)
+	return nil
+}
+
+func (w *wsSink) live(seq int64) error {
+	w.buf = appendSeqFrame(w.buf[:0], FrameLive, seq)
+	return w.write(w.buf)
+}
+
+func (w *wsSink) end(seq int64) error {
+	w.buf = appendSeqFrame(w.buf[:0], FrameEnd, seq)
+	return w.write(w.buf)
+}
+
+// heartbeat returns the interval of keep-alive pings while idle.
+func (w *wsSink) heartbeat() time.Duration { return w.ping }
+
+// keepalive pings the client; an unanswered ping ends the stream.
+func (w *wsSink) keepalive() error {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	return w.conn.Ping(ctx)
+}

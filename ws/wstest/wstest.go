@@ -1,0 +1,122 @@
+// Package wstest starts complete messages servers for tests: a fresh
+// PostgreSQL database, the persist writer, the hub and the HTTP server on a
+// loopback port, all stopped when the test ends.
+package wstest
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/persist/persisttest"
+	"github.com/messages-server/messages/ws"
+)
+
+// Options configures Start. Zero values mean the server's defaults.
+type Options struct {
+	// Viewer is served at GET / (without id) and /static/.
+	Viewer http.Handler
+	// PersistInterval is the hub's flush interval.
+	PersistInterval time.Duration
+	// QueueLen is each subscriber's live queue length.
+	QueueLen int
+	// DatabaseURL reuses a database (for restart tests); empty makes a
+	// fresh one.
+	DatabaseURL string
+	// MaxMessageBytes bounds message size.
+	MaxMessageBytes int
+	// MaxBufferedPerChannel bounds a channel's unpersisted messages.
+	MaxBufferedPerChannel int
+	// Store wraps the store seen by the hub (for fault injection); nil
+	// leaves it as is.
+	Store func(ws.Store) ws.Store
+}
+
+// Server is a running server. Its methods are safe for concurrent use.
+type Server struct {
+	// URL is the base URL, http://127.0.0.1:port.
+	URL string
+	// DatabaseURL is the database the server uses.
+	DatabaseURL string
+	// Hub is the server's hub.
+	Hub *ws.Hub
+	// Handler is the server's HTTP handler.
+	Handler *ws.Server
+	// Registry holds the server's metrics.
+	Registry *prometheus.Registry
+	// Store is the server's store.
+	Store *persist.Store
+
+	http   *httptest.Server
+	writer *persist.Writer
+	once   sync.Once
+}
+
+// Start starts a server; it is shut down gracefully when the test ends.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	dbURL := opts.DatabaseURL
+	if dbURL == "" {
+		dbURL = persisttest.DatabaseURL(t)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx := context.Background()
+	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log})
+	if err != nil {
+		t.Fatalf("wstest: open store: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	writer := persist.NewWriter(store, persist.WriterConfig{Logger: log, Registerer: reg})
+	var hubStore ws.Store = store
+	if opts.Store != nil {
+		hubStore = opts.Store(store)
+	}
+	m := ws.NewMetrics(reg)
+	hub := ws.NewHub(ws.HubConfig{
+		Store: hubStore, Writer: writer, PersistInterval: opts.PersistInterval, QueueLen: opts.QueueLen,
+		MaxBufferedPerChannel: opts.MaxBufferedPerChannel, Logger: log, Metrics: m,
+	})
+	if err := hub.Start(ctx); err != nil {
+		t.Fatalf("wstest: start hub: %v", err)
+	}
+	srv := ws.NewServer(hub, ws.ServerConfig{
+		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		MaxMessageBytes: opts.MaxMessageBytes, Logger: log, HubMetrics: m,
+	})
+	hs := httptest.NewServer(srv)
+	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store, http: hs, writer: writer}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// DropConnections aborts every WebSocket of the server, as a network
+// failure would.
+func (s *Server) DropConnections() { s.Handler.DropConnections() }
+
+// Close shuts the server down gracefully, as SIGTERM does: it stops
+// accepting, flushes every channel and closes every connection. It is safe
+// to call more than once.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s.http.Config.SetKeepAlivesEnabled(false)
+		s.http.Listener.Close()
+		_ = s.Handler.Shutdown(ctx)
+		s.http.CloseClientConnections()
+		s.http.Close()
+		_ = s.writer.Close(ctx)
+		s.Store.Close()
+	})
+}
