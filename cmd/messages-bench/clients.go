@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/messages-server/messages/ws"
+)
+
+// defaultPerSource is how many connections go out from one source address
+// before the next one is used, when the port range cannot be read.
+const defaultPerSource = 25000
+
+// sources hands out HTTP clients that connect from 127.0.0.1, then
+// 127.0.0.2, and so on, so that a loopback target can take more
+// connections than one source address has ephemeral ports. For other
+// targets every connection uses the default source. Safe for concurrent use.
+type sources struct {
+	perSource int
+	spread    bool
+	n         atomic.Int64
+
+	mu      sync.Mutex // guards clients
+	clients []*http.Client
+}
+
+func newSources(baseURL string) (*sources, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse url: %w", err)
+	}
+	ip := net.ParseIP(u.Hostname())
+	return &sources{perSource: portsPerSource(), spread: ip != nil && ip.To4() != nil && ip.IsLoopback()}, nil
+}
+
+// next returns the client for the next connection.
+func (s *sources) next() *http.Client {
+	i := 0
+	if s.spread {
+		i = int((s.n.Add(1) - 1) / int64(s.perSource))
+		i = min(i, 250) // 127.0.0.1 .. 127.0.0.251
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.clients) <= i {
+		s.clients = append(s.clients, newHTTPClient(len(s.clients), 0))
+	}
+	return s.clients[i]
+}
+
+// used returns how many source addresses were used.
+func (s *sources) used() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.clients)
+}
+
+// close closes idle connections.
+func (s *sources) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.clients {
+		c.CloseIdleConnections()
+	}
+}
+
+// newHTTPClient returns a client whose connections come from
+// 127.0.0.(source+1) (source 0 lets the system choose), keeping up to
+// maxConns connections (0: no limit).
+func newHTTPClient(source, maxConns int) *http.Client {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if source > 0 {
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(source+1))}
+	}
+	idle := maxConns
+	if idle == 0 {
+		idle = 1024
+	}
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         d.DialContext,
+		MaxConnsPerHost:     maxConns,
+		MaxIdleConns:        idle,
+		MaxIdleConnsPerHost: idle,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+	}}
+}
+
+// portsPerSource reads the ephemeral port range and keeps a margin.
+func portsPerSource() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return defaultPerSource
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return defaultPerSource
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil || hi-lo < 2000 {
+		return defaultPerSource
+	}
+	return hi - lo - 1000
+}
+
+// apiError is an HTTP API error answer.
+type apiError struct {
+	Status  int
+	Message string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("status %d: %s", e.Status, e.Message) }
+
+// doJSON sends a request and decodes a JSON answer into out (if not nil).
+func doJSON(ctx context.Context, c *http.Client, method, u, contentType string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(b, &e)
+		if e.Error == "" {
+			e.Error = strings.TrimSpace(string(clip(b)))
+		}
+		return &apiError{Status: resp.StatusCode, Message: e.Error}
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("decode answer: %w", err)
+		}
+	}
+	return nil
+}
+
+// createChannel creates channel id, with a generator when freq > 0.
+func createChannel(ctx context.Context, c *http.Client, baseURL, id string, freq float64, max int64) error {
+	body := map[string]any{"id": id}
+	if freq > 0 {
+		body["generator"] = map[string]any{"freq": freq, "max": max}
+	}
+	b, _ := json.Marshal(body)
+	if err := doJSON(ctx, c, http.MethodPost, baseURL+"/channels", "application/json", b, nil); err != nil {
+		return fmt.Errorf("create channel %s: %w", id, err)
+	}
+	return nil
+}
+
+// closeChannel ends channel id and returns its last seq. It runs even when
+// ctx is done (bounded by its own timeout), so that a stopped run leaves no
+// channel open.
+func closeChannel(ctx context.Context, c *http.Client, baseURL, id string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var out struct {
+		LastSeq int64 `json:"last_seq"`
+	}
+	if err := doJSON(ctx, c, http.MethodPost, baseURL+"/channels/"+id+"/close", "", nil, &out); err != nil {
+		return 0, fmt.Errorf("close channel %s: %w", id, err)
+	}
+	return out.LastSeq, nil
+}
+
+// wsReader is one WebSocket client of a run.
+type wsReader struct {
+	channel string
+	client  int   // index of the client within its channel
+	dropAt  int64 // drop the connection after this seq and resume; 0: never
+	// onMessage sees every message (after the client library checked its
+	// seq); it must be quick.
+	onMessage func(e ws.Event)
+	// onLive is called when the first connection reaches live.
+	onLive func()
+	// onDialed is called once the first dial is over, successful or not.
+	onDialed func()
+}
+
+// readWS subscribes from the beginning and reads until the end of the
+// channel, counting into st. It returns the last seq, or the error that
+// stopped it (counted by the caller).
+func readWS(ctx context.Context, baseURL string, src *sources, st *stats, r wsReader) (int64, error) {
+	opts := ws.ClientOptions{HTTPClient: src.next()}
+	started := time.Now()
+	st.dials.Add(1)
+	sub, err := ws.Subscribe(ctx, baseURL, r.channel, opts)
+	if r.onDialed != nil {
+		r.onDialed()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	st.open.Add(1)
+	defer func() {
+		st.open.Add(-1)
+		sub.Close()
+	}()
+	live, everLive, dropped := false, false, false
+	for {
+		e, err := sub.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return sub.LastSeq(), nil
+		}
+		if err != nil {
+			return sub.LastSeq(), err
+		}
+		switch e.Kind {
+		case ws.EventLive:
+			live = true
+			if !everLive {
+				everLive = true
+				st.liveCount.Add(1)
+				st.catchup.record(r.client, e.Received.Sub(started))
+				if r.onLive != nil {
+					r.onLive()
+				}
+			}
+		case ws.EventMessage:
+			st.delivery(e.Received, len(e.Data))
+			if live {
+				st.live.record(r.client, e.Received.Sub(time.UnixMicro(e.Time)))
+			}
+			if r.onMessage != nil {
+				r.onMessage(e)
+			}
+			if !dropped && e.Seq == r.dropAt {
+				dropped = true
+				last, epoch := sub.LastSeq(), sub.Epoch()
+				sub.Close()
+				st.resumes.Add(1)
+				st.dials.Add(1)
+				opts.From, opts.Epoch = last, epoch
+				next, err := ws.Subscribe(ctx, baseURL, r.channel, opts)
+				if err != nil {
+					// The deferred Close of the old one is harmless.
+					return last, fmt.Errorf("resume from %d: %w", last, err)
+				}
+				sub, live = next, false
+			}
+		}
+	}
+}
+
+// readerDone counts a finished WebSocket reader: a failure, an
+// inconsistency (a protocol error, or what check finds), or a success.
+func readerDone(st *stats, id string, client int, err error, check func() *problem) {
+	var pe *ws.ProtocolError
+	switch {
+	case errors.As(err, &pe):
+		st.inconsistent(id, client, &problem{Seq: pe.Expected, Kind: kindProtocol, Detail: pe.Error()})
+	case err != nil:
+		st.fail("channel %s client %d: %v", id, client, err)
+	default:
+		if p := check(); p != nil {
+			st.inconsistent(id, client, p)
+		} else {
+			st.done.Add(1)
+		}
+	}
+}
+
+// waitGroup waits for wg until ctx is done.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

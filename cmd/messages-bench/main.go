@@ -1,0 +1,222 @@
+// Command messages-bench stress-tests a messages server and verifies what
+// every client receives: each client's stream must equal the original byte
+// for byte, with contiguous seqs and no duplicate. It exits non-zero when
+// any client got a different stream or failed.
+//
+// Scenarios (-scenario):
+//
+//   - reference: -channels channels started with the server generator
+//     (POST /?freq=&max=, whose streamed answer is the original), -clients
+//     readers per channel joining at random times over -window, reading
+//     over WebSocket, HTTP or both (-transport); -resume-fraction of the
+//     WebSocket readers drop at a random seq and resume with from.
+//   - fanout: channels with a generator at -freq for -duration, -clients
+//     WebSocket subscribers each, subscribed as the channels start.
+//   - publish: the bench appends at -rate messages/s in total (open loop,
+//     latency from the intended send time) over -conns HTTP connections to
+//     -channels channels with -clients subscribers each.
+//   - idle: -channels × -clients idle subscribers; reports the server's
+//     memory per connection.
+//
+// Server cost comes from the server's /metrics.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "messages-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// config holds the flags.
+type config struct {
+	URL            string        `json:"url"`
+	Scenario       string        `json:"scenario"`
+	Channels       int           `json:"channels"`
+	Clients        int           `json:"clients"`
+	Freq           float64       `json:"freq"`
+	Max            int64         `json:"max"`
+	Window         time.Duration `json:"window_ns"`
+	Transport      string        `json:"transport"`
+	ResumeFraction float64       `json:"resume_fraction"`
+	Duration       time.Duration `json:"duration_ns"`
+	Rate           float64       `json:"rate"`
+	Conns          int           `json:"conns"`
+	JSON           bool          `json:"json"`
+	Seed           uint64        `json:"seed"`
+	Timeout        time.Duration `json:"timeout_ns"`
+	Progress       time.Duration `json:"progress_ns"`
+	Prefix         string        `json:"prefix"`
+}
+
+// parseFlags reads args into a config; getenv supplies
+// MESSAGES_BENCH_URL as the default -url.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("messages-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defURL := getenv("MESSAGES_BENCH_URL")
+	if defURL == "" {
+		defURL = "http://127.0.0.1:3000"
+	}
+	fs.StringVar(&c.URL, "url", defURL, "server base URL (env MESSAGES_BENCH_URL)")
+	fs.StringVar(&c.Scenario, "scenario", "reference", "reference, fanout, publish or idle")
+	fs.IntVar(&c.Channels, "channels", 0, "channels (default: reference 1000, fanout and publish 100, idle 100)")
+	fs.IntVar(&c.Clients, "clients", 0, "clients per channel (default: reference 5, fanout and publish 100, idle 100)")
+	fs.Float64Var(&c.Freq, "freq", 0, "generator lines per second (default: reference 20, fanout 100)")
+	fs.Int64Var(&c.Max, "max", 50, "reference: lines per channel")
+	fs.DurationVar(&c.Window, "window", 0, "reference: readers join over this window (default: the stream's duration × 1.5)")
+	fs.StringVar(&c.Transport, "transport", "ws", "reference: readers use ws, http or mixed")
+	fs.Float64Var(&c.ResumeFraction, "resume-fraction", 0, "reference: fraction of WebSocket readers that drop at a random seq and resume")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "fanout, publish: how long the producers run; idle: how long the connections are held")
+	fs.Float64Var(&c.Rate, "rate", 10000, "publish: messages per second appended, in total")
+	fs.IntVar(&c.Conns, "conns", 0, "publish: HTTP connections for appends (default: one per channel)")
+	fs.BoolVar(&c.JSON, "json", false, "write the result as one JSON object on stdout (the table goes to stderr)")
+	fs.Uint64Var(&c.Seed, "seed", 0, "random seed (default: from the clock); printed so a run can be repeated")
+	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "stop everything after this long")
+	fs.DurationVar(&c.Progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
+	fs.StringVar(&c.Prefix, "prefix", "", "channel id prefix (default: bench-<seed>-)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	defaults := map[string][3]float64{ // channels, clients, freq
+		"reference": {1000, 5, 20}, "fanout": {100, 100, 100}, "publish": {100, 100, 0}, "idle": {100, 100, 0},
+	}
+	d, ok := defaults[c.Scenario]
+	if !ok {
+		return c, fmt.Errorf("unknown -scenario %q: want reference, fanout, publish or idle", c.Scenario)
+	}
+	if c.Channels == 0 {
+		c.Channels = int(d[0])
+	}
+	if c.Clients == 0 {
+		c.Clients = int(d[1])
+	}
+	if c.Freq == 0 {
+		c.Freq = d[2]
+	}
+	if c.Seed == 0 {
+		c.Seed = uint64(time.Now().UnixNano())
+	}
+	if c.Prefix == "" {
+		c.Prefix = fmt.Sprintf("bench-%d-", c.Seed)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return c, fmt.Errorf("-url %q: want http://host:port", c.URL)
+	}
+	c.URL = strings.TrimSuffix(c.URL, "/")
+	switch {
+	case c.Channels < 1 || c.Clients < 0:
+		return c, errors.New("-channels must be at least 1 and -clients at least 0")
+	case c.Channels*c.Clients > 1_000_000:
+		return c, errors.New("more than a million clients")
+	case c.Scenario == "reference" && (c.Freq <= 0 || c.Max < 1):
+		return c, errors.New("-freq and -max must be positive")
+	case c.Scenario == "fanout" && (c.Freq <= 0 || c.Duration <= 0):
+		return c, errors.New("-freq and -duration must be positive")
+	case c.Scenario == "publish" && (c.Rate <= 0 || c.Duration <= 0 || c.Conns < 0):
+		return c, errors.New("-rate and -duration must be positive")
+	case c.Transport != "ws" && c.Transport != "http" && c.Transport != "mixed":
+		return c, fmt.Errorf("-transport %q: want ws, http or mixed", c.Transport)
+	case c.ResumeFraction < 0 || c.ResumeFraction > 1:
+		return c, errors.New("-resume-fraction must be within 0..1")
+	case c.Timeout <= 0:
+		return c, errors.New("-timeout must be positive")
+	}
+	if c.Window == 0 && c.Scenario == "reference" {
+		c.Window = time.Duration(float64(c.Max) / c.Freq * 1.5 * float64(time.Second))
+	}
+	if c.Conns == 0 {
+		c.Conns = c.Channels
+	}
+	return c, nil
+}
+
+// bench is what a scenario runs with.
+type bench struct {
+	cfg    config
+	src    *sources
+	st     *stats
+	rng    *rand.Rand // used by the scenario's setup goroutine only
+	stderr io.Writer
+	res    *result
+}
+
+// run parses args, runs the scenario and writes the report to stdout (and
+// progress to stderr). It returns an error when the run failed, when any
+// client failed, or when any stream differed from the original.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+
+	limit, err := raiseFileLimit()
+	if err != nil {
+		fmt.Fprintf(stderr, "warning: %v\n", err)
+	}
+	src, err := newSources(cfg.URL)
+	if err != nil {
+		return err
+	}
+	defer src.close()
+	params, _ := json.Marshal(cfg)
+	fmt.Fprintf(stderr, "messages-bench %s: %s (open files limit %d)\n", cfg.Scenario, params, limit)
+
+	b := &bench{cfg: cfg, src: src, st: newStats(cfg.Timeout + time.Minute), rng: rand.New(rand.NewPCG(cfg.Seed, 0x6d657373)), stderr: stderr}
+	b.res = &result{Scenario: cfg.Scenario, Config: cfg, Started: b.st.start}
+	mon := startMonitor(ctx, b)
+	switch cfg.Scenario {
+	case "reference":
+		err = runReference(ctx, b)
+	case "fanout":
+		err = runFanout(ctx, b)
+	case "publish":
+		err = runPublish(ctx, b)
+	case "idle":
+		err = runIdle(ctx, b, mon)
+	}
+	mon.stop()
+	b.finish(mon)
+	if err != nil {
+		b.res.Notes = append(b.res.Notes, "run error: "+err.Error())
+	}
+	if werr := b.res.write(cfg.JSON, stdout, stderr); werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
+		return err
+	}
+	if b.res.Inconsistencies > 0 || b.res.Failures > 0 {
+		return fmt.Errorf("%d inconsistencies, %d failed clients", b.res.Inconsistencies, b.res.Failures)
+	}
+	return nil
+}

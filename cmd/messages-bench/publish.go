@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/messages-server/messages/ws"
+)
+
+// runPublish creates empty channels, subscribes -clients readers to each,
+// and once all are live appends -rate messages per second in total for
+// -duration through POST /channels/{id}/messages, on a fixed schedule (open
+// loop): latencies count from the intended send time, so a slow server
+// cannot hide its stalls by slowing the bench down. Each channel has one
+// sender, so message k of a channel must get seq k; its body is the line
+// "k: id\n", and its intended time follows from (channel, k).
+func runPublish(ctx context.Context, b *bench) error {
+	cfg := b.cfg
+	perChannel := max(int64(cfg.Rate*cfg.Duration.Seconds())/int64(cfg.Channels), 1)
+	interval := time.Duration(float64(cfg.Channels) / cfg.Rate * float64(time.Second))
+	b.res.Clients = int64(cfg.Channels * cfg.Clients)
+	b.res.Expected = b.res.Clients * perChannel
+	api := newHTTPClient(0, cfg.Conns)
+	defer api.CloseIdleConnections()
+
+	ids := make([]string, cfg.Channels)
+	ok := make([]bool, cfg.Channels)
+	acked := make([]atomic.Int64, cfg.Channels)
+	var start time.Time // set before any message is sent; read by readers after
+	intended := func(c int, k int64) time.Time {
+		return start.Add(interval*time.Duration(c)/time.Duration(cfg.Channels) + interval*time.Duration(k-1))
+	}
+	var mk sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for c := range ids {
+		ids[c] = cfg.Prefix + strconv.Itoa(c)
+		sem <- struct{}{}
+		mk.Go(func() {
+			defer func() { <-sem }()
+			if err := createChannel(ctx, api, cfg.URL, ids[c], 0, 0); err != nil {
+				b.st.fail("%v", err)
+				return
+			}
+			ok[c] = true
+		})
+	}
+	mk.Wait()
+
+	var ready, readers sync.WaitGroup
+	startCh := make(chan struct{}) // closed once start is set
+	dials := make(chan struct{}, dialConcurrency)
+	for c, id := range ids {
+		if !ok[c] {
+			continue
+		}
+		for k := range cfg.Clients {
+			ready.Add(1)
+			dials <- struct{}{}
+			readers.Go(func() {
+				isReady := sync.OnceFunc(ready.Done)
+				defer isReady()
+				check := lineChecker(id)
+				_, err := readWS(ctx, cfg.URL, b.src, b.st, wsReader{
+					channel: id, client: k,
+					onDialed: func() { <-dials },
+					onLive:   isReady,
+					onMessage: func(e ws.Event) {
+						check.add(e.Seq, e.Data)
+						select {
+						case <-startCh:
+							b.st.e2e.record(k, e.Received.Sub(intended(c, e.Seq)))
+						default: // not possible: nothing is sent before start
+						}
+					},
+				})
+				readerDone(b.st, id, k, err, func() *problem { return check.finish(acked[c].Load()) })
+			})
+		}
+	}
+	if err := waitGroup(ctx, &ready); err != nil {
+		readers.Wait()
+		return fmt.Errorf("waiting for the subscribers: %w", err)
+	}
+
+	start = time.Now().Add(50 * time.Millisecond)
+	close(startCh)
+	var senders sync.WaitGroup
+	for c, id := range ids {
+		if !ok[c] {
+			continue
+		}
+		senders.Go(func() { publishChannel(ctx, b, api, c, id, perChannel, intended, &acked[c]) })
+	}
+	senders.Wait()
+	end := time.Now()
+	b.res.SteadySeconds = end.Sub(start).Seconds()
+	b.res.SteadyDeliveriesPerSec = float64(b.st.between(start, end)) / b.res.SteadySeconds
+	for c, id := range ids {
+		if !ok[c] {
+			continue
+		}
+		last, err := closeChannel(ctx, api, cfg.URL, id)
+		if err != nil {
+			b.st.fail("%v", err)
+		} else if last != acked[c].Load() {
+			b.res.Notes = append(b.res.Notes, fmt.Sprintf("channel %s closed at seq %d after %d acknowledged appends", id, last, acked[c].Load()))
+		}
+	}
+	readers.Wait()
+	return ctx.Err()
+}
+
+// publishChannel sends message k = 1..n of channel c at its intended time,
+// and stops at the first failure, so that seq k stays message k.
+func publishChannel(ctx context.Context, b *bench, api *http.Client, c int, id string, n int64,
+	intended func(int, int64) time.Time, acked *atomic.Int64) {
+	u := b.cfg.URL + "/channels/" + id + "/messages"
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	for k := int64(1); k <= n; k++ {
+		at := intended(c, k)
+		if d := time.Until(at); d > 0 {
+			t.Reset(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		var out struct {
+			Seq int64 `json:"seq"`
+		}
+		err := doJSON(ctx, api, http.MethodPost, u, "text/plain; charset=utf-8", []byte(generatedLine(k, id)), &out)
+		if err == nil && out.Seq != k {
+			err = fmt.Errorf("append %d got seq %d", k, out.Seq)
+		}
+		if err != nil {
+			b.st.appendErrs.Add(1)
+			b.st.fail("channel %s append %d: %v (no more appends to this channel)", id, k, strings.TrimSpace(err.Error()))
+			return
+		}
+		b.st.append.record(c, time.Since(at))
+		b.st.appends.Add(1)
+		acked.Store(k)
+	}
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/messages-server/messages/ws"
+)
+
+// refReader is one reader of the reference scenario and what it got.
+type refReader struct {
+	client int
+	delay  time.Duration
+	http   bool
+	dropAt int64
+
+	failed bool
+	msgs   []received // WebSocket
+	body   []byte     // HTTP
+}
+
+// runReference starts every channel with the generator (the creator's
+// streamed answer is the original), lets each channel's readers join at
+// random times over the window, and compares every reader's stream with
+// the original once all are done.
+func runReference(ctx context.Context, b *bench) error {
+	cfg := b.cfg
+	b.res.Clients = int64(cfg.Channels * cfg.Clients)
+	b.res.Expected = b.res.Clients * cfg.Max
+	// Draw every random choice up front, from the seed, in one goroutine.
+	readers := make([][]*refReader, cfg.Channels)
+	for c := range readers {
+		readers[c] = make([]*refReader, cfg.Clients)
+		for k := range readers[c] {
+			r := &refReader{client: k, delay: time.Duration(b.rng.Int64N(int64(cfg.Window) + 1))}
+			switch cfg.Transport {
+			case "http":
+				r.http = true
+			case "mixed":
+				r.http = b.rng.IntN(2) == 1
+			}
+			if !r.http && b.rng.Float64() < cfg.ResumeFraction {
+				r.dropAt = 1 + b.rng.Int64N(cfg.Max)
+			}
+			readers[c][k] = r
+		}
+	}
+	var wg sync.WaitGroup
+	originals := make([][]byte, cfg.Channels)
+	for c := range readers {
+		wg.Go(func() {
+			originals[c] = refChannel(ctx, b, cfg.Prefix+strconv.Itoa(c), readers[c])
+		})
+	}
+	wg.Wait()
+	for c, rs := range readers {
+		id := cfg.Prefix + strconv.Itoa(c)
+		if originals[c] == nil {
+			continue // the creator failed: counted there
+		}
+		for _, r := range rs {
+			if r.failed {
+				continue
+			}
+			var p *problem
+			if r.http {
+				p = verifyBody(originals[c], r.body)
+			} else {
+				p = verifyMessages(originals[c], r.msgs)
+			}
+			if p != nil {
+				b.st.inconsistent(id, r.client, p)
+			} else {
+				b.st.done.Add(1)
+			}
+		}
+	}
+	return ctx.Err()
+}
+
+// refChannel runs one channel: the creator and its readers. It returns the
+// original, or nil if the creator failed.
+func refChannel(ctx context.Context, b *bench, id string, readers []*refReader) []byte {
+	cfg := b.cfg
+	started := make(chan struct{}) // closed once the creator has an answer
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	start := sync.OnceFunc(func() { close(started) })
+	defer start()
+	for _, r := range readers {
+		wg.Go(func() {
+			select {
+			case <-started:
+			case <-ctx.Done():
+				r.failed = true
+				b.st.fail("channel %s client %d: not started: %v", id, r.client, ctx.Err())
+				return
+			}
+			t := time.NewTimer(r.delay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				r.failed = true
+				b.st.fail("channel %s client %d: %v", id, r.client, ctx.Err())
+				return
+			}
+			var err error
+			if r.http {
+				r.body, err = readHTTP(ctx, b, id)
+			} else {
+				err = readRefWS(ctx, b, id, r)
+			}
+			if err != nil {
+				r.failed = true
+				var pe *ws.ProtocolError
+				if errors.As(err, &pe) {
+					b.st.inconsistent(id, r.client, &problem{Seq: pe.Expected, Kind: kindProtocol, Detail: pe.Error()})
+					return
+				}
+				b.st.fail("channel %s client %d: %v", id, r.client, err)
+			}
+		})
+	}
+
+	q := url.Values{"freq": {strconv.FormatFloat(cfg.Freq, 'g', -1, 64)}, "max": {strconv.FormatInt(cfg.Max, 10)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL+"/?"+q.Encode(), strings.NewReader(id))
+	if err != nil {
+		b.st.fail("channel %s creator: %v", id, err)
+		return nil
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	b.st.dials.Add(1)
+	resp, err := b.src.next().Do(req)
+	start()
+	if err != nil {
+		b.st.fail("channel %s creator: %v", id, err)
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		b.st.fail("channel %s creator: status %s: %s", id, resp.Status, strings.TrimSpace(string(msg)))
+		return nil
+	}
+	original, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.st.fail("channel %s creator: read: %v", id, err)
+		return nil
+	}
+	wg.Wait()
+	return original
+}
+
+// readRefWS reads the channel over WebSocket into r.msgs.
+func readRefWS(ctx context.Context, b *bench, id string, r *refReader) error {
+	_, err := readWS(ctx, b.cfg.URL, b.src, b.st, wsReader{
+		channel: id, client: r.client, dropAt: r.dropAt,
+		onMessage: func(e ws.Event) { r.msgs = append(r.msgs, received{seq: e.Seq, data: e.Data}) },
+	})
+	return err
+}
+
+// readHTTP reads GET /?id= to the end; every line counts as a delivery.
+func readHTTP(ctx context.Context, b *bench, id string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.cfg.URL+"/?id="+url.QueryEscape(id), nil)
+	if err != nil {
+		return nil, err
+	}
+	b.st.dials.Add(1)
+	resp, err := b.src.next().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("http get: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("http get: status %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	b.st.open.Add(1)
+	defer b.st.open.Add(-1)
+	var body []byte
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			now := time.Now()
+			for _, c := range buf[:n] {
+				if c == '\n' {
+					b.st.delivery(now, 0)
+				}
+			}
+			b.st.bytes.Add(int64(n))
+			body = append(body, buf[:n]...)
+		}
+		if errors.Is(err, io.EOF) {
+			return body, nil
+		}
+		if err != nil {
+			return body, fmt.Errorf("http read: %w", err)
+		}
+	}
+}

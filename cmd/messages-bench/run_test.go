@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/messages-server/messages/ws/wstest"
+)
+
+// runBench runs the bench against url and returns its JSON result.
+func runBench(t *testing.T, url string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr strings.Builder
+	args = append([]string{"-url", url, "-json", "-progress", "0", "-timeout", "40s", "-seed", "1"}, args...)
+	err := run(ctx, args, func(string) string { return "" }, &stdout, &stderr)
+	var r result
+	if jerr := json.Unmarshal([]byte(stdout.String()), &r); jerr != nil {
+		t.Fatalf("decode result: %v\nstdout: %s\nstderr: %s", jerr, stdout.String(), stderr.String())
+	}
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	if r.Inconsistencies != 0 || r.Failures != 0 || len(r.Problems) != 0 || len(r.FailureReasons) != 0 {
+		t.Fatalf("inconsistencies %d failures %d: %v %v", r.Inconsistencies, r.Failures, r.Problems, r.FailureReasons)
+	}
+	if !r.Server.Available || r.Server.PeakRSS <= 0 {
+		t.Errorf("server cost not measured: %+v", r.Server)
+	}
+	t.Logf("%s", stderr.String())
+	return r
+}
+
+func TestReferenceEndToEnd(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{})
+	const channels, clients, lines = 50, 5, 50
+	r := runBench(t, srv.URL, "-scenario", "reference", "-channels", "50", "-clients", "5", "-freq", "200",
+		"-max", "50", "-transport", "mixed", "-resume-fraction", "0.5")
+	if r.Clients != channels*clients || r.Completed != r.Clients {
+		t.Errorf("%d clients, %d completed; want %d", r.Clients, r.Completed, channels*clients)
+	}
+	if r.Expected != channels*clients*lines || r.Delivered != r.Expected {
+		t.Errorf("delivered %d, expected %d, want %d", r.Delivered, r.Expected, channels*clients*lines)
+	}
+	if r.Resumes == 0 {
+		t.Error("no reader resumed")
+	}
+	if want := channels + channels*clients + r.Resumes; r.Dials != want {
+		t.Errorf("%d dials, want %d creators + readers + resumes", r.Dials, want)
+	}
+	if r.Latency["live"].Count == 0 || r.Latency["catchup"].Count == 0 {
+		t.Errorf("latencies not recorded: %+v", r.Latency)
+	}
+}
+
+func TestFanoutEndToEnd(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{})
+	r := runBench(t, srv.URL, "-scenario", "fanout", "-channels", "5", "-clients", "4", "-freq", "300", "-duration", "1500ms")
+	if r.Completed != 20 || r.Expected != 20*450 || r.Delivered != r.Expected {
+		t.Errorf("completed %d, delivered %d of %d", r.Completed, r.Delivered, r.Expected)
+	}
+	if live := r.Latency["live"]; live.Count == 0 || live.Count > r.Delivered {
+		t.Errorf("live latency count %d of %d deliveries", live.Count, r.Delivered)
+	}
+}
+
+func TestPublishEndToEnd(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{})
+	r := runBench(t, srv.URL, "-scenario", "publish", "-channels", "5", "-clients", "4", "-rate", "500", "-duration", "1s", "-conns", "3")
+	if r.Appended != 500 || r.AppendErrors != 0 {
+		t.Errorf("appended %d (%d errors), want 500", r.Appended, r.AppendErrors)
+	}
+	if r.Completed != 20 || r.Delivered != 500*4 || r.Expected != r.Delivered {
+		t.Errorf("completed %d, delivered %d of %d", r.Completed, r.Delivered, r.Expected)
+	}
+	if e := r.Latency["end_to_end"]; e.Count != r.Delivered {
+		t.Errorf("end-to-end latency count %d, want %d", e.Count, r.Delivered)
+	}
+	if a := r.Latency["append"]; a.Count != 500 {
+		t.Errorf("append latency count %d, want 500", a.Count)
+	}
+}
+
+func TestIdleEndToEnd(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{})
+	r := runBench(t, srv.URL, "-scenario", "idle", "-channels", "3", "-clients", "4", "-duration", "100ms")
+	if r.Completed != 12 || r.Delivered != 0 {
+		t.Errorf("completed %d, delivered %d", r.Completed, r.Delivered)
+	}
+	if r.Server.RSSPerConn == 0 && r.Server.HeapPerConn == 0 {
+		t.Errorf("per connection cost not measured: %+v", r.Server)
+	}
+}
