@@ -27,15 +27,22 @@ import (
 //go:embed static
 var static embed.FS
 
-// contentTypes maps the extensions the viewer uses to their content types;
-// anything else falls back to mime.TypeByExtension.
-var contentTypes = map[string]string{
-	".html": "text/html; charset=utf-8",
-	".css":  "text/css; charset=utf-8",
-	".js":   "text/javascript; charset=utf-8",
-	".svg":  "image/svg+xml",
-	".png":  "image/png",
-	".json": "application/json",
+// contentType is the Content-Type of a file with the given extension.
+func contentType(ext string) string {
+	switch ext {
+	case ".html":
+		return "text/html; charset=utf-8"
+	case ".css":
+		return "text/css; charset=utf-8"
+	case ".js":
+		return "text/javascript; charset=utf-8"
+	case ".svg":
+		return "image/svg+xml"
+	}
+	if ct := mime.TypeByExtension(ext); ct != "" {
+		return ct
+	}
+	return "application/octet-stream"
 }
 
 // contentSecurityPolicy lets the page load only its own assets and talk
@@ -73,17 +80,9 @@ func Handler() http.Handler {
 			return err
 		}
 		sum := sha256.Sum256(body)
-		ext := path.Ext(p)
-		ct, ok := contentTypes[ext]
-		if !ok {
-			ct = mime.TypeByExtension(ext)
-		}
-		if ct == "" {
-			ct = "application/octet-stream"
-		}
 		h.assets[strings.TrimPrefix(p, "static/")] = asset{
 			body:        body,
-			contentType: ct,
+			contentType: contentType(path.Ext(p)),
 			etag:        `"` + hex.EncodeToString(sum[:12]) + `"`,
 		}
 		return nil

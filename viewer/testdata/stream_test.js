@@ -1,8 +1,10 @@
-// Tests of the Subscription's resume logic against a scripted WebSocket.
+// Tests of the Subscription's resume logic against a scripted WebSocket,
+// and of small UI helpers.
 // run() resolves to a list of failures (empty: all passed). It is loaded by
 // the Go test TestSubscriptionProtocol in a real browser.
 
 import { Subscription, State, CLOSE_PROTOCOL_ERROR } from "/static/stream.js";
+import { formatAge } from "/static/list.js";
 
 class FakeSocket {
   constructor(url) {
@@ -81,6 +83,14 @@ function eq(fails, name, got, want) {
 }
 
 const cases = {
+  async "channel ages"(f) {
+    const s = 1000, m = 60 * s, h = 60 * m;
+    for (const [ms, want] of [[-5, "0s"], [999, "0s"], [59 * s, "59s"], [61 * s, "1m 1s"],
+      [h + 2 * m, "1h 2m"], [26 * h, "1d 2h"]]) {
+      eq(f, `formatAge(${ms})`, formatAge(ms), want);
+    }
+  },
+
   async "history, live and end"(f) {
     const h = harness();
     h.sub.start();
