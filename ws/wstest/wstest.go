@@ -40,6 +40,9 @@ type Options struct {
 	// Store wraps the store seen by the hub (for fault injection); nil
 	// leaves it as is.
 	Store func(ws.Store) ws.Store
+	// BatchWriter wraps the store seen by the persist writer (for fault
+	// injection); nil leaves it as is.
+	BatchWriter func(persist.BatchWriter) persist.BatchWriter
 }
 
 // Server is a running server. Its methods are safe for concurrent use.
@@ -77,7 +80,11 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	writer := persist.NewWriter(store, persist.WriterConfig{Logger: log, Registerer: reg})
+	var dst persist.BatchWriter = store
+	if opts.BatchWriter != nil {
+		dst = opts.BatchWriter(store)
+	}
+	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Registerer: reg, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	var hubStore ws.Store = store
 	if opts.Store != nil {
 		hubStore = opts.Store(store)
