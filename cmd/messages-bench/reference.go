@@ -63,11 +63,12 @@ func runReference(ctx context.Context, b *bench) error {
 	wg.Wait()
 	for c, rs := range readers {
 		id := cfg.Prefix + strconv.Itoa(c)
-		if originals[c] == nil {
-			continue // the creator failed: counted there
-		}
 		for _, r := range rs {
 			if r.failed {
+				continue
+			}
+			if originals[c] == nil {
+				b.st.fail("channel %s client %d: nothing to compare with: the creator failed", id, r.client)
 				continue
 			}
 			var p *problem
