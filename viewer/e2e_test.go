@@ -349,4 +349,5 @@ func TestViewerPublish(t *testing.T) {
 	if vis := eval[bool](t, ctx, `!document.getElementById("publish-form").hidden`); vis {
 		t.Error("the publish box is shown for a channel that does not exist")
 	}
+	screenshot(t, ctx, "watch-not-found-light.png")
 }

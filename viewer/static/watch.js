@@ -90,7 +90,7 @@ export class Watcher {
   onState(s, info) {
     this.stateInfo = info;
     this.flush(); // the status line never runs ahead of the content shown
-    if (s === State.FAILED) this.notice(`Cannot watch this channel: ${info.reason}`);
+    if (s === State.FAILED) this.notice(`Cannot watch this channel: ${info.reason}.`, { bad: true });
     if (s === State.ENDED || s === State.FAILED) this.producerDone();
     this.renderStatus();
   }
@@ -236,16 +236,16 @@ export class Watcher {
       detail = `in ${left.toFixed(1)} s · ${info.reason}`;
     }
     if (s === State.ENDED) detail = `closed at seq ${info.seq}`;
-    if (s === State.FAILED) detail = info.reason;
     $("st-detail").textContent = detail;
     $("retry").hidden = s !== State.WAITING;
   }
 
   // notice tells the person about an event; transient ones fade after a
   // while, the others stay until replaced.
-  notice(text, { transient = false } = {}) {
+  notice(text, { transient = false, bad = false } = {}) {
     clearTimeout(this.noticeTimer);
     $("notice").textContent = text;
+    $("notice").classList.toggle("bad", bad);
     if (transient) this.noticeTimer = setTimeout(() => ($("notice").textContent = ""), 8000);
   }
 
