@@ -27,27 +27,27 @@ func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 		n += len(b.Messages)
 	}
 	var (
-		ids   = make([]string, 0, len(batches))
-		lasts = make([]int64, 0, len(batches))
-		close = make([]bool, 0, len(batches))
-		index = make(map[string]int, len(batches))
+		ids    = make([]string, 0, len(batches))
+		lasts  = make([]int64, 0, len(batches))
+		closes = make([]bool, 0, len(batches))
+		index  = make(map[string]int, len(batches))
 	)
 	for _, b := range batches {
 		// Tolerate two batches of one channel: one update row each.
 		if i, ok := index[b.Channel]; ok {
-			lasts[i], close[i] = max(lasts[i], b.LastSeq()), close[i] || b.Close
+			lasts[i], closes[i] = max(lasts[i], b.LastSeq()), closes[i] || b.Close
 			continue
 		}
 		index[b.Channel] = len(ids)
-		ids, lasts, close = append(ids, b.Channel), append(lasts, b.LastSeq()), append(close, b.Close)
+		ids, lasts, closes = append(ids, b.Channel), append(lasts, b.LastSeq()), append(closes, b.Close)
 	}
 	// COPY is about twice as fast as an INSERT, but fails on a row that is
 	// already stored: then the batches were, at least in part, committed
 	// before, and the idempotent INSERT ... ON CONFLICT DO NOTHING redoes
 	// them.
-	err := s.writeBatches(ctx, batches, n, ids, lasts, close, false)
+	err := s.writeBatches(ctx, batches, n, ids, lasts, closes, false)
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
-		err = s.writeBatches(ctx, batches, n, ids, lasts, close, true)
+		err = s.writeBatches(ctx, batches, n, ids, lasts, closes, true)
 	}
 	return err
 }
@@ -56,7 +56,7 @@ func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 // messages of batches with COPY, or, if skipStored, with an INSERT that
 // skips the rows already stored; then it updates the channels.
 func (s *Store) writeBatches(ctx context.Context, batches []*Batch, n int,
-	ids []string, lasts []int64, close []bool, skipStored bool) error {
+	ids []string, lasts []int64, closes []bool, skipStored bool) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("persist: write batches: begin: %w", err)
@@ -98,7 +98,7 @@ func (s *Store) writeBatches(ctx context.Context, batches []*Batch, n int,
 		   closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
 		 FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS v(id, last_seq, close)
 		 WHERE c.id = v.id`,
-		ids, lasts, close)
+		ids, lasts, closes)
 	if err != nil {
 		return fmt.Errorf("persist: write batches: update channels: %w", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/messages-server/messages/persist"
 )
 
@@ -19,11 +21,16 @@ func BenchmarkWriter(b *testing.B) {
 	for _, bc := range []struct {
 		channels, perBatch, workers int
 	}{
-		{1000, 10, 0}, // default workers; token streams flushed every 100 ms
-		{1000, 1, 0},  // chat-like: one message per flush
-		{1000, 10, 1},
-		{1000, 10, 2},
-		{1000, 10, 8},
+		// At 100 ms flushes, 1000 channels carrying 250k rows/s flush 25
+		// rows each; batches grow further while the previous one is in
+		// flight, so 25 and 50 are the shapes of a busy server.
+		{1000, 1, 0}, // chat-like: one message per flush
+		{1000, 10, 0},
+		{1000, 25, 0},
+		{1000, 50, 0},
+		{1000, 25, 1}, // worker counts, against the default of 4
+		{1000, 25, 2},
+		{1000, 25, 8},
 	} {
 		name := fmt.Sprintf("channels=%d/batch=%d/workers=%d", bc.channels, bc.perBatch, bc.workers)
 		b.Run(name, func(b *testing.B) {
@@ -42,6 +49,8 @@ func benchWriter(b *testing.B, channels, perBatch int, cfg persist.WriterConfig)
 			b.Fatal(err)
 		}
 	}
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
 	w := persist.NewWriter(s, cfg)
 	const producers = 4
 	var (
@@ -63,6 +72,8 @@ func benchWriter(b *testing.B, channels, perBatch int, cfg persist.WriterConfig)
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
+	txs, rows := metric(b, reg, "messages_persist_batch_rows")
+	b.ReportMetric(rows/txs, "rows/tx")
 }
 
 // produce enqueues quota messages over the channels ids, perBatch at a time,
