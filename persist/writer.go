@@ -80,7 +80,9 @@ func (c WriterConfig) withDefaults() WriterConfig {
 // one WriteBatches call, retrying with backoff while that fails: a
 // database outage delays batches, it never drops them. Batches of one
 // channel are not ordered among themselves, so a caller keeps at most one
-// batch per channel in the writer at a time.
+// batch per channel in the writer at a time. A batch whose channel does not
+// exist is not retried: its Done gets an error wrapping ErrNotFound, and
+// the batches it was grouped with are committed without it.
 //
 // A Writer is safe for concurrent use. Create it with NewWriter; the zero
 // value is not usable.
