@@ -4,7 +4,9 @@ package migrations
 
 import "embed"
 
-// FS holds the migration files: postgres/*.sql for PostgreSQL.
+// FS holds the migration files: postgres/*.sql for PostgreSQL and
+// sqlite/*.sql for SQLite. The two directories describe the same schema and
+// change together.
 //
-//go:embed postgres/*.sql
+//go:embed postgres/*.sql sqlite/*.sql
 var FS embed.FS

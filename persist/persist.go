@@ -3,8 +3,9 @@
 // It provides the stored types (Channel, Message), the Store that reads and
 // writes them, and the Writer: a pool of workers that gathers batches of
 // messages from many channels and commits them together, reporting back to
-// each channel when its batch is durable. The PostgreSQL store lives here;
-// nothing in this package knows about WebSockets or HTTP.
+// each channel when its batch is durable. The store runs on PostgreSQL or on
+// a SQLite file, chosen by the database URL; nothing outside this package
+// knows which, and nothing in it knows about WebSockets or HTTP.
 package persist
 
 import (

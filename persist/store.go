@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,15 +17,23 @@ import (
 // Config configures a Store. The zero value of every field except URL means
 // its default.
 type Config struct {
-	// URL is the PostgreSQL connection URL, postgres://user:pass@host:port/db
-	// with libpq query parameters (sslmode, search_path, application_name,
+	// URL names the database, and its scheme the backend. Required.
+	//
+	// PostgreSQL: postgres://user:pass@host:port/db (or postgresql://) with
+	// libpq query parameters (sslmode, search_path, application_name,
 	// pool_max_conns, ...). It must be a URL, not a key=value string,
-	// because the migrations use it too. Required.
+	// because the migrations use it too.
+	//
+	// SQLite: sqlite:relative/path.db, sqlite:/abs/path.db or
+	// sqlite:///abs/path.db (sqlite3: too). The file and its directory are
+	// created if missing; query parameters are go-sqlite3 connection
+	// options (_cache_size=..., ...).
 	URL string
 	// Logger receives the migration log and store errors. Nil discards.
 	Logger *slog.Logger
-	// MaxConns is the size of the connection pool. Zero means 16, or the
-	// URL's pool_max_conns when it has one.
+	// MaxConns is the size of the connection pool (on SQLite: of the read
+	// pool; writes always use one connection). Zero means 16, or the URL's
+	// pool_max_conns when it has one.
 	MaxConns int32
 	// SkipMigrations opens the store without creating the database or
 	// running the migrations, for deployments that run them separately.
@@ -35,22 +45,54 @@ type Config struct {
 // enough for a Writer's workers and for concurrent catch-up reads.
 const defaultMaxConns = 16
 
-// Store is the PostgreSQL store of channels and messages, on a pool of
-// connections. It is safe for concurrent use. Create it with Open; the zero
-// value is not usable.
+// Store is the store of channels and messages, on PostgreSQL or on a SQLite
+// file; the methods behave the same on both. It is safe for concurrent use.
+// Create it with Open; the zero value is not usable.
 type Store struct {
-	pool *pgxpool.Pool
+	pool *pgxpool.Pool // PostgreSQL; nil on SQLite
+	lite *sqliteStore  // SQLite; nil on PostgreSQL
 	log  *slog.Logger
+	desc slog.Value // what LogValue shows
 }
 
-// Open creates the database if it does not exist, brings its schema up to
-// date, opens a connection pool and checks that the database answers.
-// Migrations of concurrent Opens on the same database are serialised.
+// Open opens the database that cfg.URL names, choosing the backend by the
+// URL's scheme: postgres:// or postgresql:// for PostgreSQL, sqlite: or
+// sqlite3: for a SQLite file. It creates the database if it does not exist,
+// brings its schema up to date, opens the connections and checks that the
+// database answers. Migrations of concurrent Opens on the same PostgreSQL
+// database are serialised.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// The scheme is cut out by hand: url.Parse errors quote the whole URL,
+	// password included.
+	scheme, _, found := strings.Cut(cfg.URL, ":")
+	if !found || scheme == "" || strings.ContainsAny(scheme, "/?#@") {
+		return nil, errors.New("persist: database URL has no scheme: use postgres://… or sqlite:…")
+	}
+	switch scheme = strings.ToLower(scheme); scheme {
+	case "postgres", "postgresql":
+		return openPostgres(ctx, cfg, log)
+	case "sqlite", "sqlite3":
+		s, err := openSQLite(ctx, cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		s.desc = slog.GroupValue(slog.String("backend", "sqlite"), slog.String("path", s.lite.path))
+		return s, nil
+	default:
+		return nil, fmt.Errorf("persist: unsupported database URL scheme %q: use postgres://… or sqlite:…", scheme)
+	}
+}
+
+// LogValue describes the store for logs: the backend and the file, or the
+// server and database (never the user or password).
+func (s *Store) LogValue() slog.Value { return s.desc }
+
+// openPostgres opens the PostgreSQL store at cfg.URL.
+func openPostgres(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("persist: parse database url: %w", err)
@@ -73,7 +115,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("persist: open pool: %w", err)
 	}
-	s := &Store{pool: pool, log: log}
+	desc := url.URL{Scheme: "postgres", Host: pcfg.ConnConfig.Host, Path: "/" + pcfg.ConnConfig.Database}
+	if pcfg.ConnConfig.Port != 0 {
+		desc.Host = fmt.Sprintf("%s:%d", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port)
+		if strings.Contains(pcfg.ConnConfig.Host, ":") {
+			desc.Host = fmt.Sprintf("[%s]:%d", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port)
+		}
+	}
+	s := &Store{pool: pool, log: log,
+		desc: slog.GroupValue(slog.String("backend", "postgres"), slog.String("database", desc.String()))}
 	if err := s.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -81,12 +131,21 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Close closes every connection of the pool, waiting for those in use to
+// Close closes every connection of the store, waiting for those in use to
 // be released.
-func (s *Store) Close() { s.pool.Close() }
+func (s *Store) Close() {
+	if s.lite != nil {
+		s.lite.close()
+		return
+	}
+	s.pool.Close()
+}
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.lite != nil {
+		return s.lite.ping(ctx)
+	}
 	if err := s.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("persist: ping: %w", err)
 	}
@@ -119,6 +178,9 @@ func scanChannel(row pgx.Row) (Channel, error) {
 // CreateChannel records a new open channel at epoch 1 with no messages. It
 // returns ErrExists if the id is taken.
 func (s *Store) CreateChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
+	if s.lite != nil {
+		return s.lite.createChannel(ctx, id, gen)
+	}
 	var freq *float64
 	var max *int64
 	if gen != nil {
@@ -149,6 +211,9 @@ func (s *Store) CreateChannel(ctx context.Context, id string, gen *Generator) (C
 
 // Channel returns the stored record of a channel, or ErrNotFound.
 func (s *Store) Channel(ctx context.Context, id string) (Channel, error) {
+	if s.lite != nil {
+		return s.lite.channel(ctx, id)
+	}
 	c, err := scanChannel(s.pool.QueryRow(ctx,
 		`SELECT `+channelColumns+` FROM channels WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -166,6 +231,9 @@ func (s *Store) Channel(ctx context.Context, id string) (Channel, error) {
 func (s *Store) Channels(ctx context.Context, after string, limit int) ([]Channel, error) {
 	if limit < 1 {
 		return nil, nil
+	}
+	if s.lite != nil {
+		return s.lite.channels(ctx, after, limit)
 	}
 	rows, err := s.pool.Query(ctx,
 		`SELECT `+channelColumns+` FROM channels WHERE id > $1 ORDER BY id LIMIT $2`,
@@ -188,6 +256,9 @@ func (s *Store) Channels(ctx context.Context, after string, limit int) ([]Channe
 func (s *Store) Messages(ctx context.Context, id string, after int64, limit int) ([]Message, error) {
 	if limit < 1 {
 		return nil, nil
+	}
+	if s.lite != nil {
+		return s.lite.messages(ctx, id, after, limit)
 	}
 	rows, err := s.pool.Query(ctx,
 		`SELECT seq, data, created_at FROM messages
@@ -220,6 +291,9 @@ func (s *Store) Messages(ctx context.Context, id string, after int64, limit int)
 // at the channel's last stored seq. It returns the updated record, or
 // ErrNotFound.
 func (s *Store) OpenEpoch(ctx context.Context, id string) (Channel, error) {
+	if s.lite != nil {
+		return s.lite.openEpoch(ctx, id)
+	}
 	var c Channel
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
@@ -248,6 +322,9 @@ func (s *Store) OpenEpoch(ctx context.Context, id string) (Channel, error) {
 // epoch the channel never had, and ErrNotFound if the channel does not
 // exist.
 func (s *Store) Survived(ctx context.Context, id string, epoch int64) (int64, error) {
+	if s.lite != nil {
+		return s.lite.survived(ctx, id, epoch)
+	}
 	var (
 		current, last int64
 		next          *int64

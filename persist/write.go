@@ -22,6 +22,9 @@ func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 	if len(batches) == 0 {
 		return nil
 	}
+	if s.lite != nil {
+		return s.lite.writeBatches(ctx, batches)
+	}
 	var n int
 	for _, b := range batches {
 		n += len(b.Messages)

@@ -1,4 +1,5 @@
-// Package persisttest gives tests a private, empty PostgreSQL database.
+// Package persisttest gives tests a private, empty database: PostgreSQL
+// (DatabaseURL) or a SQLite file (SQLiteURL).
 //
 // Tests of any package that need PostgreSQL call DatabaseURL and pass the
 // URL to persist.Open. The server is found through the environment variable
@@ -20,6 +21,7 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,6 +80,16 @@ func DatabaseURL(t testing.TB) string {
 	dropStale(ctx, t, conn)
 	t.Cleanup(func() { drop(t, &test, name) })
 	return test.String()
+}
+
+// SQLiteURL returns the sqlite: URL of a new database file in a temporary
+// directory of t, removed when t and its subtests finish. The file does not
+// exist yet: persist.Open creates it. It is safe to call from parallel
+// tests.
+func SQLiteURL(t testing.TB) string {
+	t.Helper()
+	u := url.URL{Scheme: "sqlite", Path: filepath.ToSlash(filepath.Join(t.TempDir(), "messages.db"))}
+	return u.String()
 }
 
 // connectCreating connects to test, first creating its database through

@@ -1,0 +1,430 @@
+package persist
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/amacneil/dbmate/v2/pkg/dbmate"
+	_ "github.com/amacneil/dbmate/v2/pkg/driver/sqlite" // registers the sqlite: driver
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/messages-server/messages/migrations"
+)
+
+// sqliteBusyTimeout is how long, in milliseconds, a SQLite connection waits
+// for a lock held by another connection (a checkpoint, or another process
+// opening the file) before failing with SQLITE_BUSY.
+const sqliteBusyTimeout = "10000"
+
+// sqliteStore is the SQLite backend of Store: one database file in WAL
+// mode, with a single writer connection and a pool of readers. Readers
+// never wait for the writer in WAL mode, and with one writer connection
+// the writes queue in database/sql instead of failing with SQLITE_BUSY.
+// It is safe for concurrent use.
+type sqliteStore struct {
+	path  string  // the database file
+	write *sql.DB // exactly one connection, for every write
+	read  *sql.DB // read-only connections, for every read
+}
+
+// sqlitePath returns the file named by a sqlite: or sqlite3: URL, and its
+// query parameters: sqlite:relative/path.db, sqlite:/abs/path.db or
+// sqlite:///abs/path.db.
+func sqlitePath(rawURL string) (string, url.Values, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("persist: parse sqlite url: %w", err)
+	}
+	var p string
+	switch {
+	case u.Opaque != "":
+		if p, err = url.PathUnescape(u.Opaque); err != nil {
+			return "", nil, fmt.Errorf("persist: parse sqlite url: %w", err)
+		}
+	case u.Host != "" || u.User != nil:
+		return "", nil, fmt.Errorf("persist: sqlite url %q has a host: use sqlite:relative/path.db or sqlite:///absolute/path.db", rawURL)
+	default:
+		p = u.Path
+	}
+	switch {
+	case p == "":
+		return "", nil, fmt.Errorf("persist: sqlite url %q names no file: use sqlite:path/to/file.db", rawURL)
+	case p == ":memory:" || strings.HasPrefix(p, "file:"):
+		return "", nil, fmt.Errorf("persist: sqlite url %q: only a plain file path is supported", rawURL)
+	case strings.ContainsRune(p, '?'):
+		return "", nil, fmt.Errorf("persist: sqlite url %q: the file name may not contain '?'", rawURL)
+	}
+	return filepath.Clean(p), u.Query(), nil
+}
+
+// sqliteDSN returns the go-sqlite3 data source name for the file p: the
+// URL's own parameters plus ours where it has none.
+func sqliteDSN(p string, params url.Values, extra ...string) string {
+	q := url.Values{}
+	for k, vs := range params {
+		q[k] = vs
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		if !q.Has(extra[i]) {
+			q.Set(extra[i], extra[i+1])
+		}
+	}
+	return p + "?" + q.Encode()
+}
+
+// openSQLite opens (creating it and its directory if needed) the SQLite
+// database named by cfg.URL and brings its schema up to date.
+func openSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
+	p, params, err := sqlitePath(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	if dir := filepath.Dir(p); dir != "." {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("persist: create database directory: %w", err)
+		}
+	}
+	// The writer sets WAL mode, which is recorded in the file, before
+	// anything else opens it.
+	write, err := sql.Open("sqlite3", sqliteDSN(p, params,
+		"_journal_mode", "WAL", "_synchronous", "NORMAL", "_busy_timeout", sqliteBusyTimeout,
+		"_foreign_keys", "1", "_txlock", "immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("persist: open sqlite: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("persist: open sqlite %s: %w", p, err)
+	}
+	if !cfg.SkipMigrations {
+		if err := migrateSQLite(p, params, log); err != nil {
+			write.Close()
+			return nil, err
+		}
+	}
+	read, err := sql.Open("sqlite3", sqliteDSN(p, params,
+		"_busy_timeout", sqliteBusyTimeout, "_query_only", "1"))
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("persist: open sqlite: %w", err)
+	}
+	conns := int(cfg.MaxConns)
+	if conns <= 0 {
+		conns = defaultMaxConns
+	}
+	read.SetMaxOpenConns(conns)
+	read.SetMaxIdleConns(conns)
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		abs = p
+	}
+	s := &Store{lite: &sqliteStore{path: abs, write: write, read: read}, log: log}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// migrateSQLite applies the pending sqlite/ migrations to the file p.
+func migrateSQLite(p string, params url.Values, log *slog.Logger) error {
+	q := url.Values{}
+	q.Set("_busy_timeout", sqliteBusyTimeout)
+	if v := params.Get("_key"); v != "" { // an encrypted build needs the key
+		q.Set("_key", v)
+	}
+	db := dbmate.New(&url.URL{Scheme: "sqlite", Opaque: p, RawQuery: q.Encode()})
+	db.FS = migrations.FS
+	db.MigrationsDir = []string{"sqlite"}
+	db.AutoDumpSchema = false
+	db.Log = logWriter{log}
+	if err := db.Migrate(); err != nil {
+		return fmt.Errorf("persist: migrate: %w", err)
+	}
+	return nil
+}
+
+// close closes both connection pools.
+func (s *sqliteStore) close() {
+	s.read.Close()
+	s.write.Close()
+}
+
+// ping reports whether both pools can reach the file.
+func (s *sqliteStore) ping(ctx context.Context) error {
+	if err := s.write.PingContext(ctx); err != nil {
+		return fmt.Errorf("persist: ping: %w", err)
+	}
+	if err := s.read.PingContext(ctx); err != nil {
+		return fmt.Errorf("persist: ping: %w", err)
+	}
+	return nil
+}
+
+// scanSQLiteChannel reads one row of channelColumns.
+func scanSQLiteChannel(row interface{ Scan(...any) error }) (Channel, error) {
+	var (
+		c         Channel
+		created   int64
+		closed    sql.NullInt64
+		freq      sql.NullFloat64
+		generated sql.NullInt64
+	)
+	if err := row.Scan(&c.ID, &c.Epoch, &created, &closed, &c.LastSeq, &freq, &generated); err != nil {
+		return Channel{}, err
+	}
+	c.CreatedAt = time.UnixMicro(created)
+	if closed.Valid {
+		c.ClosedAt = time.UnixMicro(closed.Int64)
+	}
+	if freq.Valid && generated.Valid {
+		c.Generator = &Generator{Freq: freq.Float64, Max: generated.Int64}
+	}
+	return c, nil
+}
+
+// inTx runs f in a write transaction, committing if it returns nil.
+func (s *sqliteStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// isPrimaryKeyViolation reports whether err is SQLite's primary key
+// constraint error.
+func isPrimaryKeyViolation(err error) bool {
+	e, ok := errors.AsType[sqlite3.Error](err)
+	return ok && e.ExtendedCode == sqlite3.ErrConstraintPrimaryKey
+}
+
+// createChannel implements Store.CreateChannel.
+func (s *sqliteStore) createChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
+	var freq, genMax any
+	if gen != nil {
+		freq, genMax = gen.Freq, gen.Max
+	}
+	now := time.Now().UnixMicro()
+	var c Channel
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
+			`INSERT INTO channels (id, created_at, gen_freq, gen_max) VALUES (?, ?, ?, ?)
+			 RETURNING `+channelColumns, id, now, freq, genMax))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO channel_epochs (channel_id, epoch, start_seq, started_at) VALUES (?, ?, 0, ?)`,
+			id, c.Epoch, now)
+		return err
+	})
+	if isPrimaryKeyViolation(err) {
+		return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, ErrExists)
+	}
+	if err != nil {
+		return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// channel implements Store.Channel.
+func (s *sqliteStore) channel(ctx context.Context, id string) (Channel, error) {
+	c, err := scanSQLiteChannel(s.read.QueryRowContext(ctx,
+		`SELECT `+channelColumns+` FROM channels WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Channel{}, fmt.Errorf("persist: channel %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Channel{}, fmt.Errorf("persist: channel %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// channels implements Store.Channels.
+func (s *sqliteStore) channels(ctx context.Context, after string, limit int) ([]Channel, error) {
+	rows, err := s.read.QueryContext(ctx,
+		`SELECT `+channelColumns+` FROM channels WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("persist: list channels: %w", err)
+	}
+	defer rows.Close()
+	var cs []Channel
+	for rows.Next() {
+		c, err := scanSQLiteChannel(rows)
+		if err != nil {
+			return nil, fmt.Errorf("persist: list channels: %w", err)
+		}
+		cs = append(cs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("persist: list channels: %w", err)
+	}
+	return cs, nil
+}
+
+// messages implements Store.Messages.
+func (s *sqliteStore) messages(ctx context.Context, id string, after int64, limit int) ([]Message, error) {
+	rows, err := s.read.QueryContext(ctx,
+		`SELECT seq, data, created_at FROM messages
+		 WHERE channel_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
+	}
+	defer rows.Close()
+	var ms []Message
+	for rows.Next() {
+		var m Message
+		if err := rows.Scan(&m.Seq, &m.Data, &m.Time); err != nil {
+			return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
+		}
+		if m.Data == nil {
+			m.Data = []byte{}
+		}
+		ms = append(ms, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
+	}
+	return ms, nil
+}
+
+// openEpoch implements Store.OpenEpoch.
+func (s *sqliteStore) openEpoch(ctx context.Context, id string) (Channel, error) {
+	var c Channel
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
+			`UPDATE channels SET epoch = epoch + 1 WHERE id = ? RETURNING `+channelColumns, id))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO channel_epochs (channel_id, epoch, start_seq, started_at) VALUES (?, ?, ?, ?)`,
+			id, c.Epoch, c.LastSeq, time.Now().UnixMicro())
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return Channel{}, fmt.Errorf("persist: open epoch of %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Channel{}, fmt.Errorf("persist: open epoch of %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// survived implements Store.Survived.
+func (s *sqliteStore) survived(ctx context.Context, id string, epoch int64) (int64, error) {
+	var (
+		current, last int64
+		next          sql.NullInt64
+	)
+	err := s.read.QueryRowContext(ctx,
+		`SELECT c.epoch, c.last_seq,
+		        (SELECT min(e.start_seq) FROM channel_epochs e
+		         WHERE e.channel_id = c.id AND e.epoch > ?2)
+		 FROM channels c WHERE c.id = ?1`, id, epoch).Scan(&current, &last, &next)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("persist: survived of %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("persist: survived of %q: %w", id, err)
+	}
+	switch {
+	case epoch < 1 || epoch > current:
+		return 0, nil
+	case next.Valid:
+		return next.Int64, nil
+	default:
+		return last, nil
+	}
+}
+
+// writeBatches implements Store.WriteBatches: one transaction on the
+// writer connection, the messages inserted with a prepared statement that
+// skips rows already stored, then one update per channel.
+func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch) error {
+	type update struct {
+		last  int64
+		close bool
+	}
+	var (
+		ids     = make([]string, 0, len(batches))
+		updates = make(map[string]update, len(batches))
+	)
+	for _, b := range batches {
+		u, ok := updates[b.Channel]
+		if !ok {
+			ids = append(ids, b.Channel)
+		}
+		updates[b.Channel] = update{max(u.last, b.LastSeq()), u.close || b.Close}
+	}
+	now := time.Now().UnixMicro()
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		insert, err := tx.PrepareContext(ctx,
+			`INSERT INTO messages (channel_id, seq, data, created_at) VALUES (?, ?, ?, ?)
+			 ON CONFLICT (channel_id, seq) DO NOTHING`)
+		if err != nil {
+			return fmt.Errorf("insert messages: %w", err)
+		}
+		defer insert.Close()
+		for _, b := range batches {
+			for _, m := range b.Messages {
+				data := m.Data
+				if data == nil {
+					data = []byte{} // an empty message, not NULL
+				}
+				if _, err := insert.ExecContext(ctx, b.Channel, m.Seq, data, m.Time); err != nil {
+					return fmt.Errorf("insert messages: %w", err)
+				}
+			}
+		}
+		update, err := tx.PrepareContext(ctx,
+			`UPDATE channels SET
+			   last_seq = max(last_seq, ?2),
+			   closed_at = CASE WHEN ?3 THEN coalesce(closed_at, ?4) ELSE closed_at END
+			 WHERE id = ?1`)
+		if err != nil {
+			return fmt.Errorf("update channels: %w", err)
+		}
+		defer update.Close()
+		missing := 0
+		for _, id := range ids {
+			u := updates[id]
+			res, err := update.ExecContext(ctx, id, u.last, u.close, now)
+			if err != nil {
+				return fmt.Errorf("update channels: %w", err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("update channels: %w", err)
+			} else if n == 0 {
+				missing++
+			}
+		}
+		if missing > 0 {
+			return fmt.Errorf("%d of %d channels: %w", missing, len(ids), ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("persist: write batches: %w", err)
+	}
+	return nil
+}

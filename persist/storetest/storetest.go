@@ -1,0 +1,596 @@
+// Package storetest is the contract every backend of persist.Store meets:
+// one suite of tests, with the same assertions, run against PostgreSQL and
+// against SQLite. A backend passes when nothing above persist can tell it
+// from the other.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/messages-server/messages/persist"
+)
+
+// waitTimeout bounds every wait of the suite.
+const waitTimeout = 30 * time.Second
+
+// at is the append time of the suite's messages: message seq is stamped
+// at plus seq microseconds.
+var at = time.Unix(1764300000, 0)
+
+// Run runs the contract suite as subtests of t. newURL returns the URL of
+// a new, empty database each time it is called (persisttest.DatabaseURL or
+// persisttest.SQLiteURL); the suite opens it with persist.Open, sometimes
+// twice in a row to check what survives a restart.
+func Run(t *testing.T, newURL func(testing.TB) string) {
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T, func(testing.TB) string)
+	}{
+		{"ChannelLifecycle", testChannelLifecycle},
+		{"ChannelsOrderAndPages", testChannelsOrderAndPages},
+		{"ReadRanges", testReadRanges},
+		{"WriteBatches", testWriteBatches},
+		{"AppendBatchesInOrder", testAppendBatchesInOrder},
+		{"Epochs", testEpochs},
+		{"RestartRecovery", testRestartRecovery},
+		{"ConcurrentReadersDuringWrites", testConcurrentReaders},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.f(t, newURL)
+		})
+	}
+}
+
+// open opens a Store at u, closed when t ends.
+func open(t testing.TB, u string) *persist.Store {
+	t.Helper()
+	s, err := persist.Open(t.Context(), persist.Config{URL: u, MaxConns: 8})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// msgs returns messages from..to of channel id, data "seq: id\n".
+func msgs(id string, from, to int64) []persist.Message {
+	var ms []persist.Message
+	for seq := from; seq <= to; seq++ {
+		ms = append(ms, persist.Message{Seq: seq, Time: at.UnixMicro() + seq, Data: data(id, seq)})
+	}
+	return ms
+}
+
+// data is the body of message seq of channel id.
+func data(id string, seq int64) []byte { return fmt.Appendf(nil, "%d: %s\n", seq, id) }
+
+// create creates the channels ids, without generator.
+func create(t testing.TB, s *persist.Store, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		if _, err := s.CreateChannel(t.Context(), id, nil); err != nil {
+			t.Fatalf("CreateChannel(%s): %v", id, err)
+		}
+	}
+}
+
+// write commits one batch of id's messages from..to, and close.
+func write(t testing.TB, s *persist.Store, id string, from, to int64, close bool) {
+	t.Helper()
+	b := &persist.Batch{Channel: id, Messages: msgs(id, from, to), Close: close}
+	if err := s.WriteBatches(t.Context(), []*persist.Batch{b}); err != nil {
+		t.Fatalf("WriteBatches(%s %d..%d): %v", id, from, to, err)
+	}
+}
+
+// checkMessages fails t unless the stored messages of id are exactly
+// 1..last as msgs makes them, and the channel's LastSeq is last.
+func checkMessages(t testing.TB, s *persist.Store, id string, last int64) {
+	t.Helper()
+	got, err := s.Messages(t.Context(), id, 0, int(last)+10)
+	if err != nil {
+		t.Fatalf("Messages(%s): %v", id, err)
+	}
+	if err := checkPrefix(id, got, last); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Channel(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Channel(%s): %v", id, err)
+	}
+	if c.LastSeq != last {
+		t.Fatalf("Channel(%s).LastSeq = %d, want %d", id, c.LastSeq, last)
+	}
+}
+
+// checkPrefix reports whether ms are messages 1..n of id as msgs makes
+// them, for some n >= atLeast.
+func checkPrefix(id string, ms []persist.Message, atLeast int64) error {
+	if int64(len(ms)) < atLeast {
+		return fmt.Errorf("%s: %d messages, want at least %d", id, len(ms), atLeast)
+	}
+	for i, m := range ms {
+		seq := int64(i) + 1
+		if m.Seq != seq || m.Time != at.UnixMicro()+seq || !bytes.Equal(m.Data, data(id, seq)) {
+			return fmt.Errorf("%s: message %d = seq %d time %d %q, want seq %d time %d %q",
+				id, i, m.Seq, m.Time, m.Data, seq, at.UnixMicro()+seq, data(id, seq))
+		}
+	}
+	return nil
+}
+
+func testChannelLifecycle(t *testing.T, newURL func(testing.TB) string) {
+	s := open(t, newURL(t))
+	ctx := t.Context()
+	before := time.Now().Add(-time.Minute)
+
+	c, err := s.CreateChannel(ctx, "gen", &persist.Generator{Freq: 20.5, Max: 50})
+	if err != nil {
+		t.Fatalf("CreateChannel: %v", err)
+	}
+	if c.ID != "gen" || c.Epoch != 1 || c.LastSeq != 0 || !c.Open() || c.CreatedAt.Before(before) ||
+		c.CreatedAt.After(time.Now().Add(time.Minute)) ||
+		c.Generator == nil || *c.Generator != (persist.Generator{Freq: 20.5, Max: 50}) {
+		t.Fatalf("CreateChannel = %+v", c)
+	}
+	got, err := s.Channel(ctx, "gen")
+	if err != nil {
+		t.Fatalf("Channel: %v", err)
+	}
+	if got.ID != c.ID || got.Epoch != 1 || !got.CreatedAt.Equal(c.CreatedAt) || !got.Open() ||
+		got.Generator == nil || *got.Generator != *c.Generator {
+		t.Fatalf("Channel = %+v, want %+v", got, c)
+	}
+	plain, err := s.CreateChannel(ctx, "plain", nil)
+	if err != nil || plain.Generator != nil {
+		t.Fatalf("CreateChannel(plain) = %+v, %v", plain, err)
+	}
+	if _, err := s.CreateChannel(ctx, "gen", nil); !errors.Is(err, persist.ErrExists) {
+		t.Fatalf("CreateChannel(duplicate) error = %v, want ErrExists", err)
+	}
+	if _, err := s.Channel(ctx, "absent"); !errors.Is(err, persist.ErrNotFound) {
+		t.Fatalf("Channel(absent) error = %v, want ErrNotFound", err)
+	}
+	if _, err := s.OpenEpoch(ctx, "absent"); !errors.Is(err, persist.ErrNotFound) {
+		t.Fatalf("OpenEpoch(absent) error = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Survived(ctx, "absent", 1); !errors.Is(err, persist.ErrNotFound) {
+		t.Fatalf("Survived(absent) error = %v, want ErrNotFound", err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+
+	// Messages, then close in the commit of the last ones.
+	write(t, s, "gen", 1, 3, false)
+	write(t, s, "gen", 4, 5, true)
+	checkMessages(t, s, "gen", 5)
+	closed, err := s.Channel(ctx, "gen")
+	if err != nil || closed.Open() || closed.ClosedAt.Before(closed.CreatedAt) ||
+		closed.Generator == nil || closed.Epoch != 1 {
+		t.Fatalf("Channel after close = %+v, %v", closed, err)
+	}
+	// Closing again, or a late retry, changes nothing.
+	write(t, s, "gen", 4, 5, true)
+	write(t, s, "gen", 6, 5, true) // no messages
+	again, err := s.Channel(ctx, "gen")
+	if err != nil || !again.ClosedAt.Equal(closed.ClosedAt) || again.LastSeq != 5 {
+		t.Fatalf("closing again: %+v, %v; want closed at %v, last seq 5", again, err, closed.ClosedAt)
+	}
+	// A channel closed without any message.
+	write(t, s, "plain", 1, 0, true)
+	if c, err := s.Channel(ctx, "plain"); err != nil || c.Open() || c.LastSeq != 0 {
+		t.Fatalf("Channel(plain) after close = %+v, %v", c, err)
+	}
+}
+
+func testChannelsOrderAndPages(t *testing.T, newURL func(testing.TB) string) {
+	s := open(t, newURL(t))
+	ctx := t.Context()
+	// Every byte a channel id may hold, created out of order: the listing
+	// is in byte order on every backend.
+	want := []string{"-", ".", "0", "9", ":", "A", "Z", "_", "a", "z", "a-b", "a.b", "a:b", "a_b", "aB", "ab"}
+	for i := range 9 {
+		want = append(want, fmt.Sprintf("c%02d", i))
+	}
+	ids := slices.Clone(want)
+	slices.Reverse(ids)
+	create(t, s, ids...)
+	slices.Sort(want)
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		page, err := s.Channels(ctx, after, 10)
+		if err != nil {
+			t.Fatalf("Channels(%q): %v", after, err)
+		}
+		if len(page) == 0 {
+			if pages != 3 {
+				t.Fatalf("%d pages of 10 for %d channels", pages, len(want))
+			}
+			break
+		}
+		for _, c := range page {
+			if c.Epoch != 1 || !c.Open() {
+				t.Fatalf("Channels: %+v", c)
+			}
+			got = append(got, c.ID)
+		}
+		after = page[len(page)-1].ID
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Channels pages = %q, want %q", got, want)
+	}
+	if cs, err := s.Channels(ctx, "", 0); err != nil || len(cs) != 0 {
+		t.Fatalf("Channels(limit 0) = %v, %v", cs, err)
+	}
+	if cs, err := s.Channels(ctx, "zz", 10); err != nil || len(cs) != 0 {
+		t.Fatalf("Channels(after the last) = %v, %v", cs, err)
+	}
+}
+
+func testReadRanges(t *testing.T, newURL func(testing.TB) string) {
+	s := open(t, newURL(t))
+	ctx := t.Context()
+	create(t, s, "a", "b", "a0")
+	write(t, s, "a", 1, 30, false)
+	write(t, s, "b", 1, 5, false)
+	write(t, s, "a0", 1, 2, false)
+	checkMessages(t, s, "a", 30)
+	checkMessages(t, s, "b", 5)
+	checkMessages(t, s, "a0", 2)
+	for _, tc := range []struct {
+		after       int64
+		limit       int
+		first, last int64 // 0, 0: none
+	}{
+		{0, 10, 1, 10},
+		{10, 10, 11, 20},
+		{25, 10, 26, 30},
+		{29, 1, 30, 30},
+		{30, 10, 0, 0},
+		{99, 10, 0, 0},
+		{5, 0, 0, 0},
+		{5, -1, 0, 0},
+		{-1, 1, 1, 1},
+		{0, 1000, 1, 30},
+	} {
+		got, err := s.Messages(ctx, "a", tc.after, tc.limit)
+		if err != nil {
+			t.Fatalf("Messages(a, %d, %d): %v", tc.after, tc.limit, err)
+		}
+		var first, last int64
+		if len(got) > 0 {
+			first, last = got[0].Seq, got[len(got)-1].Seq
+		}
+		if first != tc.first || last != tc.last || (len(got) > 0 && int64(len(got)) != last-first+1) {
+			t.Errorf("Messages(a, %d, %d) = %d messages %d..%d, want %d..%d",
+				tc.after, tc.limit, len(got), first, last, tc.first, tc.last)
+		}
+		for _, m := range got {
+			if !bytes.Equal(m.Data, data("a", m.Seq)) || m.Time != at.UnixMicro()+m.Seq {
+				t.Errorf("Messages(a, %d, %d): seq %d is %d %q", tc.after, tc.limit, m.Seq, m.Time, m.Data)
+			}
+		}
+	}
+	if got, err := s.Messages(ctx, "absent", 0, 10); err != nil || len(got) != 0 {
+		t.Fatalf("Messages(absent) = %v, %v", got, err)
+	}
+}
+
+func testWriteBatches(t *testing.T, newURL func(testing.TB) string) {
+	s := open(t, newURL(t))
+	ctx := t.Context()
+	create(t, s, "x", "y", "bin")
+	batches := []*persist.Batch{
+		{Channel: "x", Messages: msgs("x", 1, 10)},
+		{Channel: "y", Messages: msgs("y", 1, 3)},
+	}
+	for range 2 { // the second time is a retry after an unknown outcome
+		if err := s.WriteBatches(ctx, batches); err != nil {
+			t.Fatalf("WriteBatches: %v", err)
+		}
+		checkMessages(t, s, "x", 10)
+		checkMessages(t, s, "y", 3)
+	}
+	// A retry that overlaps what is stored stores the rest.
+	write(t, s, "x", 8, 12, false)
+	checkMessages(t, s, "x", 12)
+	// A late retry of an old batch does not move last_seq back.
+	write(t, s, "x", 1, 10, false)
+	checkMessages(t, s, "x", 12)
+	// Two batches of one channel in one call.
+	err := s.WriteBatches(ctx, []*persist.Batch{
+		{Channel: "y", Messages: msgs("y", 4, 5)},
+		{Channel: "y", Messages: msgs("y", 6, 6)},
+	})
+	if err != nil {
+		t.Fatalf("WriteBatches(two batches of y): %v", err)
+	}
+	checkMessages(t, s, "y", 6)
+
+	// A batch of an unknown channel fails the whole transaction.
+	err = s.WriteBatches(ctx, []*persist.Batch{
+		{Channel: "x", Messages: msgs("x", 13, 13)},
+		{Channel: "absent", Messages: msgs("absent", 1, 1)},
+	})
+	if !errors.Is(err, persist.ErrNotFound) {
+		t.Fatalf("WriteBatches(unknown channel) error = %v, want ErrNotFound", err)
+	}
+	checkMessages(t, s, "x", 12)
+	if got, _ := s.Messages(ctx, "absent", 0, 10); len(got) != 0 {
+		t.Fatalf("messages of an unknown channel were stored: %v", got)
+	}
+	if err := s.WriteBatches(ctx, nil); err != nil {
+		t.Fatalf("WriteBatches(nil): %v", err)
+	}
+
+	// Bodies are stored byte for byte: empty, multi-byte, NUL, large.
+	bodies := [][]byte{{}, []byte("héllo, 世界 🙂"), []byte("a\x00b\n"), bytes.Repeat([]byte("0123456789abcdef"), 4096)}
+	var ms []persist.Message
+	for i, b := range bodies {
+		ms = append(ms, persist.Message{Seq: int64(i) + 1, Time: at.UnixMicro(), Data: b})
+	}
+	if err := s.WriteBatches(ctx, []*persist.Batch{{Channel: "bin", Messages: ms}}); err != nil {
+		t.Fatalf("WriteBatches(bin): %v", err)
+	}
+	got, err := s.Messages(ctx, "bin", 0, 10)
+	if err != nil || len(got) != len(bodies) {
+		t.Fatalf("Messages(bin) = %d messages, %v; want %d", len(got), err, len(bodies))
+	}
+	for i, m := range got {
+		if !bytes.Equal(m.Data, bodies[i]) || m.Data == nil {
+			t.Fatalf("Messages(bin)[%d] = %q (nil %v), want %q", i, m.Data, m.Data == nil, bodies[i])
+		}
+	}
+}
+
+func testAppendBatchesInOrder(t *testing.T, newURL func(testing.TB) string) {
+	s := open(t, newURL(t))
+	w := persist.NewWriter(s, persist.WriterConfig{Workers: 4, MaxRows: 50})
+	defer closeWriter(t, w)
+	const channels, batches = 24, 12
+	lasts := make([]int64, channels)
+	var wg sync.WaitGroup
+	for c := range channels {
+		id := fmt.Sprintf("order-%d", c)
+		create(t, s, id)
+		wg.Go(func() {
+			// One batch in flight per channel, as the hub does.
+			var seq int64
+			for i := range batches {
+				n := int64(1 + (c+i)%7)
+				b := &persist.Batch{Channel: id, Messages: msgs(id, seq+1, seq+n), Close: i == batches-1}
+				done := make(chan error, 1)
+				b.Done = func(err error) { done <- err }
+				if !w.TryEnqueue(b) {
+					t.Errorf("%s: TryEnqueue refused with a nearly empty queue", id)
+					return
+				}
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("%s batch %d: %v", id, i, err)
+						return
+					}
+				case <-time.After(waitTimeout):
+					t.Errorf("%s batch %d: not committed in time", id, i)
+					return
+				}
+				seq += n
+			}
+			lasts[c] = seq
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for c := range channels {
+		id := fmt.Sprintf("order-%d", c)
+		checkMessages(t, s, id, lasts[c])
+		if ch, _ := s.Channel(t.Context(), id); ch.Open() {
+			t.Fatalf("%s still open after its closing batch", id)
+		}
+	}
+}
+
+// closeWriter closes w, failing t on error or timeout.
+func closeWriter(t testing.TB, w *persist.Writer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := w.Close(ctx); err != nil {
+		t.Errorf("Writer.Close: %v", err)
+	}
+}
+
+func testEpochs(t *testing.T, newURL func(testing.TB) string) {
+	s := open(t, newURL(t))
+	ctx := t.Context()
+	create(t, s, "e")
+	survived := func(epoch, want int64) {
+		t.Helper()
+		got, err := s.Survived(ctx, "e", epoch)
+		if err != nil || got != want {
+			t.Fatalf("Survived(e, %d) = %d, %v; want %d", epoch, got, err, want)
+		}
+	}
+	openEpoch := func(want, lastSeq int64) {
+		t.Helper()
+		c, err := s.OpenEpoch(ctx, "e")
+		if err != nil || c.Epoch != want || c.LastSeq != lastSeq || !c.Open() {
+			t.Fatalf("OpenEpoch = %+v, %v; want epoch %d at %d", c, err, want, lastSeq)
+		}
+	}
+	survived(1, 0)
+	write(t, s, "e", 1, 5, false)
+	survived(1, 5)
+	openEpoch(2, 5) // epoch 1 may have delivered 6.. before it died
+	survived(1, 5)
+	survived(2, 5)
+	write(t, s, "e", 6, 8, false)
+	survived(1, 5)
+	survived(2, 8)
+	openEpoch(3, 8)
+	openEpoch(4, 8) // an epoch that stored nothing
+	write(t, s, "e", 9, 9, false)
+	survived(1, 5)
+	survived(2, 8)
+	survived(3, 8)
+	survived(4, 9)
+	survived(5, 0) // never existed
+	survived(0, 0)
+	survived(-1, 0)
+	if c, err := s.Channel(ctx, "e"); err != nil || c.Epoch != 4 {
+		t.Fatalf("Channel = %+v, %v; want epoch 4", c, err)
+	}
+}
+
+func testRestartRecovery(t *testing.T, newURL func(testing.TB) string) {
+	u := newURL(t)
+	ctx := t.Context()
+	first, err := persist.Open(ctx, persist.Config{URL: u})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	create(t, first, "done", "open")
+	write(t, first, "done", 1, 7, true)
+	write(t, first, "open", 1, 4, false)
+	created, err := first.Channel(ctx, "open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+
+	// The second process migrates nothing and sees everything.
+	s := open(t, u)
+	checkMessages(t, s, "done", 7)
+	checkMessages(t, s, "open", 4)
+	if c, err := s.Channel(ctx, "done"); err != nil || c.Open() {
+		t.Fatalf("Channel(done) after restart = %+v, %v; want closed", c, err)
+	}
+	c, err := s.Channel(ctx, "open")
+	if err != nil || !c.Open() || !c.CreatedAt.Equal(created.CreatedAt) || c.Epoch != 1 {
+		t.Fatalf("Channel(open) after restart = %+v, %v; want %+v", c, err, created)
+	}
+	// It takes the open channel over in a new epoch and goes on after the
+	// last stored seq.
+	if c, err := s.OpenEpoch(ctx, "open"); err != nil || c.Epoch != 2 || c.LastSeq != 4 {
+		t.Fatalf("OpenEpoch(open) after restart = %+v, %v; want epoch 2 at 4", c, err)
+	}
+	write(t, s, "open", 5, 6, true)
+	checkMessages(t, s, "open", 6)
+	if got, err := s.Survived(ctx, "open", 1); err != nil || got != 4 {
+		t.Fatalf("Survived(open, 1) = %d, %v; want 4", got, err)
+	}
+	if _, err := s.CreateChannel(ctx, "done", nil); !errors.Is(err, persist.ErrExists) {
+		t.Fatalf("CreateChannel(done) after restart error = %v, want ErrExists", err)
+	}
+	// Opening a second store on the same database while the first is open
+	// works too (a rolling restart).
+	other := open(t, u)
+	checkMessages(t, other, "open", 6)
+}
+
+func testConcurrentReaders(t *testing.T, newURL func(testing.TB) string) {
+	s := open(t, newURL(t))
+	w := persist.NewWriter(s, persist.WriterConfig{Workers: 4})
+	const channels, batches, perBatch, readers = 8, 40, 5, 6
+	ids := make([]string, channels)
+	for c := range ids {
+		ids[c] = fmt.Sprintf("cr-%d", c)
+		create(t, s, ids[c])
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	var (
+		writers, readersWG sync.WaitGroup
+		stop               = make(chan struct{})
+		reads              atomic.Int64
+		errs               = make(chan error, channels+readers)
+	)
+	for _, id := range ids {
+		writers.Go(func() {
+			for i := range int64(batches) {
+				b := &persist.Batch{Channel: id, Messages: msgs(id, i*perBatch+1, (i+1)*perBatch)}
+				done := make(chan error, 1)
+				b.Done = func(err error) { done <- err }
+				if !w.TryEnqueue(b) {
+					errs <- fmt.Errorf("%s: queue full", id)
+					return
+				}
+				select {
+				case err := <-done:
+					if err != nil {
+						errs <- err
+						return
+					}
+				case <-ctx.Done():
+					errs <- fmt.Errorf("%s batch %d: %w", id, i, ctx.Err())
+					return
+				}
+			}
+		})
+	}
+	for r := range readers {
+		readersWG.Go(func() {
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// Everything the channel record says is stored is
+				// readable, and what is readable is a contiguous
+				// prefix: no gap, no torn batch.
+				id := ids[(r+k)%channels]
+				c, err := s.Channel(ctx, id)
+				if err != nil {
+					errs <- err
+					return
+				}
+				ms, err := s.Messages(ctx, id, 0, batches*perBatch+1)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if err := checkPrefix(id, ms, c.LastSeq); err != nil {
+					errs <- err
+					return
+				}
+				if len(ms)%perBatch != 0 {
+					errs <- fmt.Errorf("%s: read %d messages, a part of a batch", id, len(ms))
+					return
+				}
+				reads.Add(1)
+			}
+		})
+	}
+	writers.Wait()
+	close(stop)
+	readersWG.Wait()
+	closeWriter(t, w)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	if reads.Load() == 0 {
+		t.Fatal("no read completed during the writes")
+	}
+	for _, id := range ids {
+		checkMessages(t, s, id, batches*perBatch)
+	}
+}
