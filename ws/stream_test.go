@@ -19,14 +19,21 @@ import (
 
 // TestCatchUpProperty joins many subscribers at random moments of running
 // streams — before the first flush, during and between flushes, after the
-// close — and checks each gets exactly 1..N in order, once.
+// close — and checks each gets exactly 1..N in order, once, on every
+// storage backend.
 func TestCatchUpProperty(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
+		backend  string
 		interval time.Duration
-	}{{"tiny interval", time.Millisecond}, {"large interval", 500 * time.Millisecond}} {
+	}{
+		{"postgres/tiny interval", "postgres", time.Millisecond},
+		{"postgres/large interval", "postgres", 500 * time.Millisecond},
+		{"sqlite/tiny interval", "sqlite", time.Millisecond},
+		{"sqlite/large interval", "sqlite", 500 * time.Millisecond},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := wstest.Start(t, wstest.Options{PersistInterval: tc.interval})
+			srv := wstest.Start(t, wstest.Options{PersistInterval: tc.interval, Backend: tc.backend})
 			const channels, clients, n = 6, 12, 120
 			const freq = 400.0 // 0.3 s per stream
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

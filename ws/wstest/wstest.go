@@ -1,5 +1,5 @@
 // Package wstest starts complete messages servers for tests: a fresh
-// PostgreSQL database, the persist writer, the hub and the HTTP server on a
+// database (PostgreSQL or SQLite), the persist writer, the hub and the HTTP server on a
 // loopback port, all stopped when the test ends.
 package wstest
 
@@ -31,8 +31,11 @@ type Options struct {
 	// QueueLen is each subscriber's live queue length.
 	QueueLen int
 	// DatabaseURL reuses a database (for restart tests); empty makes a
-	// fresh one.
+	// fresh one of Backend.
 	DatabaseURL string
+	// Backend is the kind of fresh database: "" or "postgres" for a
+	// PostgreSQL one, "sqlite" for a SQLite file.
+	Backend string
 	// MaxMessageBytes bounds message size.
 	MaxMessageBytes int
 	// MaxBufferedPerChannel bounds a channel's unpersisted messages.
@@ -70,7 +73,14 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	dbURL := opts.DatabaseURL
 	if dbURL == "" {
-		dbURL = persisttest.DatabaseURL(t)
+		switch opts.Backend {
+		case "", "postgres":
+			dbURL = persisttest.DatabaseURL(t)
+		case "sqlite":
+			dbURL = persisttest.SQLiteURL(t)
+		default:
+			t.Fatalf("wstest: unknown backend %q: use postgres or sqlite", opts.Backend)
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx := context.Background()
