@@ -22,6 +22,13 @@ import (
 	"github.com/messages-server/messages/ws"
 )
 
+// The persist types satisfy the seams ws declares.
+var (
+	_ ws.Store            = (*persist.Store)(nil)
+	_ ws.Enqueuer         = (*persist.Writer)(nil)
+	_ persist.BatchWriter = (*persist.Store)(nil)
+)
+
 // Options configures Start. Zero values mean the server's defaults.
 type Options struct {
 	// Viewer is served at GET / (without id) and /static/.
