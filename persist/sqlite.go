@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/amacneil/dbmate/v2/pkg/dbmate"
-	_ "github.com/amacneil/dbmate/v2/pkg/driver/sqlite" // registers the sqlite: driver
-	"github.com/mattn/go-sqlite3"
 
 	"github.com/messages-server/messages/migrations"
 )
@@ -86,6 +84,10 @@ func openSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*Store, erro
 	p, params, err := sqlitePath(cfg.URL)
 	if err != nil {
 		return nil, err
+	}
+	if !sqliteBuilt {
+		return nil, errors.New("persist: SQLite needs cgo, and this binary was built without it: " +
+			"build with CGO_ENABLED=1 and a C compiler (gcc or clang), or use a postgres:// URL")
 	}
 	if dir := filepath.Dir(p); dir != "." {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -206,13 +208,6 @@ func (s *sqliteStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error 
 		return err
 	}
 	return tx.Commit()
-}
-
-// isPrimaryKeyViolation reports whether err is SQLite's primary key
-// constraint error.
-func isPrimaryKeyViolation(err error) bool {
-	e, ok := errors.AsType[sqlite3.Error](err)
-	return ok && e.ExtendedCode == sqlite3.ErrConstraintPrimaryKey
 }
 
 // createChannel implements Store.CreateChannel.

@@ -56,8 +56,10 @@ type config struct {
 	debugAddr       string
 }
 
-// defaultDatabaseURL is the local PostgreSQL used when DATABASE_URL is unset.
-const defaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/messages?sslmode=disable"
+// defaultDatabaseURL is the SQLite file used when DATABASE_URL is unset, so
+// that the server runs with nothing else installed; production sets a
+// postgres:// URL.
+const defaultDatabaseURL = "sqlite:./data/messages.db"
 
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
@@ -104,7 +106,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		return b
 	}
 	fs.StringVar(&c.addr, "addr", env("LISTEN_ADDR", ":3000"), "listen address (env LISTEN_ADDR)")
-	fs.StringVar(&c.databaseURL, "database-url", env("DATABASE_URL", defaultDatabaseURL), "PostgreSQL URL (env DATABASE_URL)")
+	fs.StringVar(&c.databaseURL, "database-url", env("DATABASE_URL", defaultDatabaseURL), "database: postgres://user:pass@host:port/db for PostgreSQL, or sqlite:path/to/file.db for a SQLite file, created if missing (env DATABASE_URL)")
 	fs.DurationVar(&c.persistInterval, "persist-interval", envDuration("PERSIST_INTERVAL", 100*time.Millisecond), "longest time a message waits before it is written to the database (env PERSIST_INTERVAL)")
 	fs.IntVar(&c.persistWorkers, "persist-workers", envInt("PERSIST_WORKERS", 4), "database writer goroutines (env PERSIST_WORKERS)")
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", envInt("MAX_MESSAGE_BYTES", 64<<10), "largest message accepted, in bytes (env MAX_MESSAGE_BYTES)")
@@ -204,7 +206,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
-	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())))
+	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())),
+		slog.Any("store", store))
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

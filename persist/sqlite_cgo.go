@@ -1,0 +1,21 @@
+//go:build cgo
+
+package persist
+
+import (
+	"errors"
+
+	_ "github.com/amacneil/dbmate/v2/pkg/driver/sqlite" // registers the sqlite: migrations driver
+	"github.com/mattn/go-sqlite3"                       // registers the sqlite3 database/sql driver
+)
+
+// sqliteBuilt reports whether the SQLite backend is compiled in: it needs
+// cgo.
+const sqliteBuilt = true
+
+// isPrimaryKeyViolation reports whether err is SQLite's primary key
+// constraint error.
+func isPrimaryKeyViolation(err error) bool {
+	e, ok := errors.AsType[sqlite3.Error](err)
+	return ok && e.ExtendedCode == sqlite3.ErrConstraintPrimaryKey
+}

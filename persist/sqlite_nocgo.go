@@ -1,0 +1,10 @@
+//go:build !cgo
+
+package persist
+
+// sqliteBuilt reports whether the SQLite backend is compiled in: it needs
+// cgo, so without it Open refuses sqlite: URLs with an explanation.
+const sqliteBuilt = false
+
+// isPrimaryKeyViolation is never reached without the SQLite backend.
+func isPrimaryKeyViolation(error) bool { return false }
