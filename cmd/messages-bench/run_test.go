@@ -35,8 +35,16 @@ func runBench(t *testing.T, url string, args ...string) result {
 	return r
 }
 
+// TestReferenceEndToEnd runs the reference scenario on every storage
+// backend.
 func TestReferenceEndToEnd(t *testing.T) {
-	srv := wstest.Start(t, wstest.Options{})
+	for _, backend := range []string{"postgres", "sqlite"} {
+		t.Run(backend, func(t *testing.T) { referenceEndToEnd(t, backend) })
+	}
+}
+
+func referenceEndToEnd(t *testing.T, backend string) {
+	srv := wstest.Start(t, wstest.Options{Backend: backend})
 	const channels, clients, lines = 50, 5, 50
 	r := runBench(t, srv.URL, "-scenario", "reference", "-channels", "50", "-clients", "5", "-freq", "200",
 		"-max", "50", "-transport", "mixed", "-resume-fraction", "0.5")
