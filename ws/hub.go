@@ -34,7 +34,7 @@ type HubConfig struct {
 	PersistInterval time.Duration
 	// QueueLen is the length of each subscriber's live queue; a subscriber
 	// that falls further behind is detached and catches up from history.
-	// Default 256.
+	// Default 64.
 	QueueLen int
 	// MaxBufferedPerChannel bounds the unpersisted messages of one channel;
 	// past it appends fail with ErrOverloaded. Default 100,000.
@@ -56,7 +56,7 @@ func (c *HubConfig) setDefaults() {
 		c.PersistInterval = 100 * time.Millisecond
 	}
 	if c.QueueLen <= 0 {
-		c.QueueLen = 256
+		c.QueueLen = 64
 	}
 	if c.MaxBufferedPerChannel <= 0 {
 		c.MaxBufferedPerChannel = 100_000

@@ -1,10 +1,14 @@
 package ws
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -32,13 +36,16 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Compression {
 		opts.CompressionMode = websocket.CompressionContextTakeover
 	}
-	conn, err := websocket.Accept(w, r, opts)
+	conn, err := websocket.Accept(smallBuffers{w}, r, opts)
 	if err != nil {
 		// Accept has answered the request (400, 403 or 426).
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 		return
 	}
 	conn.SetReadLimit(4096) // clients send nothing but control frames
+
+	q := r.URL.Query()
+	id, fromParam, epoch := q.Get("id"), q.Get("from"), q.Get("epoch")
 
 	s.mu.Lock()
 	if s.shutdown {
@@ -51,30 +58,39 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	s.conns[conn] = cancel
 	s.wg.Add(1)
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, conn)
-		s.mu.Unlock()
-		cancel()
-		s.wg.Done()
+	// The stream runs on its own goroutine so that this handler returns
+	// and net/http frees the request, the response and the deep stack of
+	// its connection goroutine: an idle subscriber costs only what the
+	// WebSocket needs.
+	go func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.conns, conn)
+			s.mu.Unlock()
+			cancel()
+			s.wg.Done()
+		}()
+		s.serveConn(ctx, conn, id, fromParam, epoch)
 	}()
+}
+
+// serveConn streams one channel to an accepted WebSocket until the stream
+// ends, the client goes away or the server stops.
+func (s *Server) serveConn(ctx context.Context, conn *websocket.Conn, id, fromParam, epoch string) {
 	// CloseRead runs the connection's reader: it answers pings and the
 	// close handshake, and cancels ctx when the client goes away.
 	ctx = conn.CloseRead(ctx)
-
-	q := r.URL.Query()
-	id := q.Get("id")
-	ws := &wsSink{conn: conn, timeout: s.cfg.WriteTimeout, m: s.m, ping: s.cfg.PingInterval}
 	if !ValidID(id) {
 		s.reject(conn, CodeBadRequest, CloseBadRequest, idError(id))
 		return
 	}
-	from, err := parseFrom(q.Get("from"))
+	from, err := parseFrom(fromParam)
 	if err != nil {
 		s.reject(conn, CodeBadRequest, CloseBadRequest, err.Error())
 		return
 	}
-	err = s.hub.stream(ctx, id, from, q.Get("epoch"), ws)
+	ws := &wsSink{conn: conn, timeout: s.cfg.WriteTimeout, m: s.m, ping: s.cfg.PingInterval}
+	err = s.hub.stream(ctx, id, from, epoch, ws)
 	s.finish(conn, ctx, id, err)
 }
 
@@ -213,3 +229,44 @@ func (w *wsSink) keepalive() error {
 	defer cancel()
 	return w.conn.Ping(ctx)
 }
+
+// Buffer sizes of an accepted WebSocket. Clients send only control frames,
+// so the read buffer can be tiny; frames larger than the write buffer are
+// written straight to the socket.
+const (
+	readBufferSize  = 256
+	writeBufferSize = 2048
+)
+
+// smallBuffers hands the WebSocket library a hijacked connection with small
+// bufio buffers instead of net/http's 4 KiB ones: with many idle
+// subscribers, buffers are most of what a connection costs.
+type smallBuffers struct{ http.ResponseWriter }
+
+// Hijack implements http.Hijacker.
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("ws: the response cannot be hijacked")
+	}
+	conn, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	var r io.Reader = conn
+	if n := brw.Reader.Buffered(); n > 0 {
+		// Bytes the client sent right after its request.
+		early, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
+	}
+	if brw.Writer.Buffered() > 0 {
+		if err := brw.Writer.Flush(); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+	}
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufferSize), bufio.NewWriterSize(conn, writeBufferSize)), nil
+}
+
+// Unwrap returns the wrapped ResponseWriter, for http.ResponseController.
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }

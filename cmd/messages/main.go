@@ -110,7 +110,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.persistInterval, "persist-interval", envDuration("PERSIST_INTERVAL", 100*time.Millisecond), "longest time a message waits before it is written to the database (env PERSIST_INTERVAL)")
 	fs.IntVar(&c.persistWorkers, "persist-workers", envInt("PERSIST_WORKERS", 4), "database writer goroutines (env PERSIST_WORKERS)")
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", envInt("MAX_MESSAGE_BYTES", 64<<10), "largest message accepted, in bytes (env MAX_MESSAGE_BYTES)")
-	fs.IntVar(&c.queueLen, "queue-len", envInt("SUBSCRIBER_QUEUE_LEN", 256), "live queue length per subscriber; a slower one re-syncs from history (env SUBSCRIBER_QUEUE_LEN)")
+	fs.IntVar(&c.queueLen, "queue-len", envInt("SUBSCRIBER_QUEUE_LEN", 64), "live queue length per subscriber; a slower one re-syncs from history (env SUBSCRIBER_QUEUE_LEN)")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origin host patterns allowed to open WebSockets besides the server's own; * for any (env ALLOWED_ORIGINS)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful shutdown may take to flush (env SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
