@@ -28,9 +28,11 @@ const sqliteBusyTimeout = "10000"
 // the writes queue in database/sql instead of failing with SQLITE_BUSY.
 // It is safe for concurrent use.
 type sqliteStore struct {
-	path  string  // the database file
-	write *sql.DB // exactly one connection, for every write
-	read  *sql.DB // read-only connections, for every read
+	path   string    // the database file
+	write  *sql.DB   // exactly one connection, for every write
+	read   *sql.DB   // read-only connections, for every read
+	insert *sql.Stmt // insertSQL(sqliteChunk), on write
+	update *sql.Stmt // updateSQL(sqliteChunk), on write
 }
 
 // sqlitePath returns the file named by a sqlite: or sqlite3: URL, and its
@@ -132,10 +134,19 @@ func openSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*Store, erro
 	if err != nil {
 		abs = p
 	}
-	s := &Store{lite: &sqliteStore{path: abs, write: write, read: read}, log: log}
+	lite := &sqliteStore{path: abs, write: write, read: read}
+	s := &Store{lite: lite, log: log}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if lite.insert, err = write.PrepareContext(ctx, insertSQL(sqliteChunk)); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("persist: prepare insert: %w", err)
+	}
+	if lite.update, err = write.PrepareContext(ctx, updateSQL(sqliteChunk)); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("persist: prepare update: %w", err)
 	}
 	return s, nil
 }
@@ -160,6 +171,11 @@ func migrateSQLite(p string, params url.Values, log *slog.Logger) error {
 
 // close closes both connection pools.
 func (s *sqliteStore) close() {
+	for _, st := range []*sql.Stmt{s.insert, s.update} {
+		if st != nil {
+			st.Close()
+		}
+	}
 	s.read.Close()
 	s.write.Close()
 }
@@ -352,9 +368,73 @@ func (s *sqliteStore) survived(ctx context.Context, id string, epoch int64) (int
 	}
 }
 
+// sqliteChunk is the most rows one INSERT or UPDATE statement of
+// writeBatches carries: one statement per row would spend most of the
+// time crossing from Go to C and back.
+const sqliteChunk = 128
+
+// insertSQL returns the statement that inserts rows messages, skipping
+// those already stored.
+func insertSQL(rows int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO messages (channel_id, seq, data, created_at) VALUES (?, ?, ?, ?)`)
+	b.WriteString(strings.Repeat(`, (?, ?, ?, ?)`, rows-1))
+	b.WriteString(` ON CONFLICT (channel_id, seq) DO NOTHING`)
+	return b.String()
+}
+
+// updateSQL returns the statement that sets the last seq and the close
+// mark of rows channels: parameter 1 is the time to close them at, then
+// (id, last seq, close) per channel. A last seq never goes down, and a
+// closed channel keeps its first closing time.
+func updateSQL(rows int) string {
+	var b strings.Builder
+	b.WriteString(`UPDATE channels SET
+		   last_seq = max(channels.last_seq, v.column2),
+		   closed_at = CASE WHEN v.column3 THEN coalesce(channels.closed_at, ?1) ELSE channels.closed_at END
+		 FROM (VALUES (?, ?, ?)`)
+	b.WriteString(strings.Repeat(`, (?, ?, ?)`, rows-1))
+	b.WriteString(`) AS v WHERE channels.id = v.column1`)
+	return b.String()
+}
+
+// execChunks executes, in tx, full for every sqliteChunk rows of args
+// (width values per row) and, for the rest, the statement rest(rows)
+// returns. args may start with fixed values (prefix of them) that every
+// statement takes first. It returns the number of rows changed.
+func execChunks(ctx context.Context, tx *sql.Tx, full *sql.Stmt, rest func(rows int) string,
+	prefix, width int, args []any) (int64, error) {
+	var changed int64
+	fixed, rows := args[:prefix], args[prefix:]
+	chunk := make([]any, 0, prefix+width*sqliteChunk)
+	for len(rows) > 0 {
+		n := min(len(rows), width*sqliteChunk)
+		chunk = append(append(chunk[:0], fixed...), rows[:n]...)
+		var (
+			res sql.Result
+			err error
+		)
+		if n == width*sqliteChunk {
+			res, err = tx.StmtContext(ctx, full).ExecContext(ctx, chunk...)
+		} else {
+			res, err = tx.ExecContext(ctx, rest(n/width), chunk...)
+		}
+		if err != nil {
+			return changed, err
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return changed, err
+		}
+		changed += k
+		rows = rows[n:]
+	}
+	return changed, nil
+}
+
 // writeBatches implements Store.WriteBatches: one transaction on the
-// writer connection, the messages inserted with a prepared statement that
-// skips rows already stored, then one update per channel.
+// writer connection that inserts the messages, skipping rows already
+// stored, and updates the channels, both many rows per statement.
 func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch) error {
 	type update struct {
 		last  int64
@@ -363,6 +443,7 @@ func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch) error 
 	var (
 		ids     = make([]string, 0, len(batches))
 		updates = make(map[string]update, len(batches))
+		n       int
 	)
 	for _, b := range batches {
 		u, ok := updates[b.Channel]
@@ -370,50 +451,33 @@ func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch) error 
 			ids = append(ids, b.Channel)
 		}
 		updates[b.Channel] = update{max(u.last, b.LastSeq()), u.close || b.Close}
+		n += len(b.Messages)
 	}
-	now := time.Now().UnixMicro()
+	inserts := make([]any, 0, 4*n)
+	for _, b := range batches {
+		for _, m := range b.Messages {
+			data := m.Data
+			if data == nil {
+				data = []byte{} // an empty message, not NULL
+			}
+			inserts = append(inserts, b.Channel, m.Seq, data, m.Time)
+		}
+	}
+	changes := make([]any, 0, 1+3*len(ids))
+	changes = append(changes, time.Now().UnixMicro())
+	for _, id := range ids {
+		u := updates[id]
+		changes = append(changes, id, u.last, u.close)
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		insert, err := tx.PrepareContext(ctx,
-			`INSERT INTO messages (channel_id, seq, data, created_at) VALUES (?, ?, ?, ?)
-			 ON CONFLICT (channel_id, seq) DO NOTHING`)
-		if err != nil {
+		if _, err := execChunks(ctx, tx, s.insert, insertSQL, 0, 4, inserts); err != nil {
 			return fmt.Errorf("insert messages: %w", err)
 		}
-		defer insert.Close()
-		for _, b := range batches {
-			for _, m := range b.Messages {
-				data := m.Data
-				if data == nil {
-					data = []byte{} // an empty message, not NULL
-				}
-				if _, err := insert.ExecContext(ctx, b.Channel, m.Seq, data, m.Time); err != nil {
-					return fmt.Errorf("insert messages: %w", err)
-				}
-			}
-		}
-		update, err := tx.PrepareContext(ctx,
-			`UPDATE channels SET
-			   last_seq = max(last_seq, ?2),
-			   closed_at = CASE WHEN ?3 THEN coalesce(closed_at, ?4) ELSE closed_at END
-			 WHERE id = ?1`)
+		updated, err := execChunks(ctx, tx, s.update, updateSQL, 1, 3, changes)
 		if err != nil {
 			return fmt.Errorf("update channels: %w", err)
 		}
-		defer update.Close()
-		missing := 0
-		for _, id := range ids {
-			u := updates[id]
-			res, err := update.ExecContext(ctx, id, u.last, u.close, now)
-			if err != nil {
-				return fmt.Errorf("update channels: %w", err)
-			}
-			if n, err := res.RowsAffected(); err != nil {
-				return fmt.Errorf("update channels: %w", err)
-			} else if n == 0 {
-				missing++
-			}
-		}
-		if missing > 0 {
+		if missing := int64(len(ids)) - updated; missing > 0 {
 			return fmt.Errorf("%d of %d channels: %w", missing, len(ids), ErrNotFound)
 		}
 		return nil

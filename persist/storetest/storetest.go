@@ -38,6 +38,7 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 		{"ChannelsOrderAndPages", testChannelsOrderAndPages},
 		{"ReadRanges", testReadRanges},
 		{"WriteBatches", testWriteBatches},
+		{"LargeTransactions", testLargeTransactions},
 		{"AppendBatchesInOrder", testAppendBatchesInOrder},
 		{"Epochs", testEpochs},
 		{"RestartRecovery", testRestartRecovery},
@@ -351,6 +352,58 @@ func testWriteBatches(t *testing.T, newURL func(testing.TB) string) {
 		if !bytes.Equal(m.Data, bodies[i]) || m.Data == nil {
 			t.Fatalf("Messages(bin)[%d] = %q (nil %v), want %q", i, m.Data, m.Data == nil, bodies[i])
 		}
+	}
+}
+
+// testLargeTransactions writes transactions of many channels and many
+// rows, as a busy server's Writer does.
+func testLargeTransactions(t *testing.T, newURL func(testing.TB) string) {
+	s := open(t, newURL(t))
+	ctx := t.Context()
+	const channels = 300
+	ids := make([]string, channels)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("big-%03d", i)
+	}
+	create(t, s, ids...)
+	lasts := make([]int64, channels)
+	batches := func(round int) []*persist.Batch {
+		var bs []*persist.Batch
+		for i, id := range ids {
+			n := int64(1 + (i+round)%3)
+			if i == 7 {
+				n = 1000 // one long stream among many short ones
+			}
+			bs = append(bs, &persist.Batch{Channel: id, Messages: msgs(id, lasts[i]+1, lasts[i]+n), Close: round == 2 && i%2 == 0})
+			lasts[i] += n
+		}
+		return bs
+	}
+	for round := range 3 {
+		bs := batches(round)
+		if err := s.WriteBatches(ctx, bs); err != nil {
+			t.Fatalf("round %d: WriteBatches(%d channels): %v", round, channels, err)
+		}
+		// A retry of the whole transaction changes nothing.
+		if err := s.WriteBatches(ctx, bs); err != nil {
+			t.Fatalf("round %d: retry: %v", round, err)
+		}
+	}
+	for i, id := range ids {
+		checkMessages(t, s, id, lasts[i])
+		if c, _ := s.Channel(ctx, id); c.Open() != (i%2 == 1) {
+			t.Fatalf("%s: open %v after round 2", id, c.Open())
+		}
+	}
+	// One unknown channel among hundreds fails all of them.
+	saved := slices.Clone(lasts)
+	bs := batches(3)
+	bs = append(bs[:150], append([]*persist.Batch{{Channel: "absent", Messages: msgs("absent", 1, 1)}}, bs[150:]...)...)
+	if err := s.WriteBatches(ctx, bs); !errors.Is(err, persist.ErrNotFound) {
+		t.Fatalf("WriteBatches with an unknown channel: error = %v, want ErrNotFound", err)
+	}
+	for i, id := range ids {
+		checkMessages(t, s, id, saved[i])
 	}
 }
 
