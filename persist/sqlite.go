@@ -113,7 +113,7 @@ func openSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*Store, erro
 		return nil, fmt.Errorf("persist: open sqlite %s: %w", p, err)
 	}
 	if !cfg.SkipMigrations {
-		if err := migrateSQLite(p, params, log); err != nil {
+		if err := migrateSQLite(p, log); err != nil {
 			write.Close()
 			return nil, err
 		}
@@ -151,14 +151,11 @@ func openSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*Store, erro
 	return s, nil
 }
 
-// migrateSQLite applies the pending sqlite/ migrations to the file p.
-func migrateSQLite(p string, params url.Values, log *slog.Logger) error {
-	q := url.Values{}
-	q.Set("_busy_timeout", sqliteBusyTimeout)
-	if v := params.Get("_key"); v != "" { // an encrypted build needs the key
-		q.Set("_key", v)
-	}
-	db := dbmate.New(&url.URL{Scheme: "sqlite", Opaque: p, RawQuery: q.Encode()})
+// migrateSQLite applies the pending sqlite/ migrations to the file p, on a
+// connection of dbmate's own. Two servers starting at once on a new file
+// could both try to apply them: a SQLite file is meant for one server.
+func migrateSQLite(p string, log *slog.Logger) error {
+	db := dbmate.New(&url.URL{Scheme: "sqlite", Opaque: p, RawQuery: "_busy_timeout=" + sqliteBusyTimeout})
 	db.FS = migrations.FS
 	db.MigrationsDir = []string{"sqlite"}
 	db.AutoDumpSchema = false
