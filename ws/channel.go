@@ -44,12 +44,14 @@ type subscriber struct {
 }
 
 // snapshot is the actor's answer to a subscribe, taken in one step with the
-// registration: messages 1..persisted are in the store, buffered holds the
-// messages after max(from, persisted) up to lastSeq, and live messages
-// (lastSeq+1..) go to the subscriber's queue.
+// registration: messages 1..fromStore are read from the store, buffered
+// holds the messages after max(from, fromStore) up to lastSeq, and live
+// messages (lastSeq+1..) go to the subscriber's queue. persisted is the
+// channel's durable watermark (fromStore ≤ persisted).
 type snapshot struct {
 	epoch     int64
 	persisted int64
+	fromStore int64
 	lastSeq   int64
 	open      bool
 	stopping  bool // the server is shutting down: nothing was registered
@@ -107,9 +109,11 @@ type channel struct {
 	// Owned by run.
 	lastSeq   int64
 	p         int64      // highest seq confirmed committed
-	buf       []*message // p+1..lastSeq
-	bufBytes  int64
-	inFlight  int64 // last seq of the batch being written, 0 if none
+	buf       []*message // base..lastSeq: recent persisted ones, then p+1..lastSeq
+	base      int64      // seq of buf[0]; lastSeq+1 when buf is empty
+	bufBytes  int64      // data bytes of the unpersisted messages
+	retained  int64      // data bytes of the persisted messages kept in buf
+	inFlight  int64      // last seq of the batch being written, 0 if none
 	subs      map[*subscriber]struct{}
 	waiters   []waiter // appends waiting for persistence, by seq
 	closing   bool     // closed by its producer: flushing, then end
@@ -133,6 +137,7 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 		done:      make(chan struct{}),
 		lastSeq:   rec.LastSeq,
 		p:         rec.LastSeq,
+		base:      rec.LastSeq + 1,
 		subs:      make(map[*subscriber]struct{}),
 	}
 	c.statLast.Store(rec.LastSeq)
@@ -250,7 +255,8 @@ func (c *channel) detach(s *subscriber, reason int) {
 }
 
 func (c *channel) onSubscribe(r *subscribeReq) snapshot {
-	snap := snapshot{epoch: c.epoch, persisted: c.p, lastSeq: c.lastSeq, open: true}
+	fromStore := min(c.p, c.base-1)
+	snap := snapshot{epoch: c.epoch, persisted: c.p, fromStore: fromStore, lastSeq: c.lastSeq, open: true}
 	if c.stopping {
 		snap.open = false
 		snap.stopping = true
@@ -259,10 +265,10 @@ func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 	if r.from > c.lastSeq {
 		return snap // the caller reports the bad from
 	}
-	start := max(r.from, c.p) + 1
+	start := max(r.from, fromStore) + 1
 	if n := c.lastSeq - start + 1; n > 0 {
 		snap.buffered = make([]*message, n)
-		copy(snap.buffered, c.buf[start-c.p-1:])
+		copy(snap.buffered, c.buf[start-c.base:])
 	}
 	if r.sub != nil {
 		c.subs[r.sub] = struct{}{}
@@ -287,8 +293,9 @@ func (c *channel) flush() {
 	if c.lastSeq == c.p && !final {
 		return
 	}
-	msgs := make([]persist.Message, len(c.buf))
-	for i, m := range c.buf {
+	unpersisted := c.buf[c.p+1-c.base:]
+	msgs := make([]persist.Message, len(unpersisted))
+	for i, m := range unpersisted {
 		msgs[i] = persist.Message{Seq: m.seq, Time: m.time, Data: m.data}
 	}
 	last := c.lastSeq
@@ -326,17 +333,14 @@ func (c *channel) onPersisted(r persistResult) {
 	}
 	n := r.last - c.p
 	var freed int64
-	for _, m := range c.buf[:n] {
+	for _, m := range c.buf[c.p+1-c.base : r.last+1-c.base] {
 		freed += int64(len(m.data))
 	}
-	clear(c.buf[:n])
-	c.buf = c.buf[n:]
-	if len(c.buf) == 0 {
-		c.buf = nil
-	}
 	c.bufBytes -= freed
+	c.retained += freed
 	c.h.release(n, freed)
 	c.p = r.last
+	c.trim()
 	c.statPersisted.Store(c.p)
 	i := 0
 	for ; i < len(c.waiters) && c.waiters[i].seq <= c.p; i++ {
@@ -354,6 +358,29 @@ func (c *channel) onPersisted(r persistResult) {
 		}
 	} else if c.closing || c.stopping {
 		c.flush()
+	}
+}
+
+// trim drops the oldest persisted messages past the retention bounds. The
+// rest stay in memory so that recent catch-ups and resumes need no store
+// read; unpersisted messages are never dropped.
+func (c *channel) trim() {
+	i := 0
+	for ; i < len(c.buf) && c.buf[i].seq <= c.p; i++ {
+		kept := c.p - c.buf[i].seq + 1
+		if c.retained <= c.h.cfg.RetainBytes && kept <= int64(c.h.cfg.RetainMessages) {
+			break
+		}
+		c.retained -= int64(len(c.buf[i].data))
+	}
+	if i == 0 {
+		return
+	}
+	clear(c.buf[:i])
+	c.buf = c.buf[i:]
+	c.base += int64(i)
+	if len(c.buf) == 0 {
+		c.buf = nil
 	}
 }
 

@@ -45,6 +45,12 @@ type HubConfig struct {
 	// HistoryPage is how many rows a catch-up reads from the store at once.
 	// Default 1000.
 	HistoryPage int
+	// RetainMessages and RetainBytes bound the persisted messages a channel
+	// keeps in memory after they are durable, so that catch-ups and resumes
+	// of recent history need no store read. Defaults 256 messages and
+	// 64 KiB of data per channel.
+	RetainMessages int
+	RetainBytes    int64
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the hub's metrics. Default: not exported.
@@ -66,6 +72,12 @@ func (c *HubConfig) setDefaults() {
 	}
 	if c.HistoryPage <= 0 {
 		c.HistoryPage = 1000
+	}
+	if c.RetainMessages <= 0 {
+		c.RetainMessages = 256
+	}
+	if c.RetainBytes <= 0 {
+		c.RetainBytes = 64 << 10
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -264,7 +276,7 @@ func (h *Hub) remove(c *channel, closed bool) {
 	}
 	h.mu.Unlock()
 	h.metrics.channelsOpen.Dec()
-	h.release(int64(len(c.buf)), c.bufBytes)
+	h.release(c.lastSeq-c.p, c.bufBytes)
 	if closed {
 		h.log.Debug("channel closed", slog.String("channel", c.id), slog.Int64("seq", c.lastSeq))
 	}
@@ -273,7 +285,7 @@ func (h *Hub) remove(c *channel, closed bool) {
 // reserve accounts for one more buffered message of n bytes in c, or
 // reports false if a bound would be passed. Called by c's actor.
 func (h *Hub) reserve(c *channel, n int64) bool {
-	if len(c.buf) >= h.cfg.MaxBufferedPerChannel {
+	if c.lastSeq-c.p >= int64(h.cfg.MaxBufferedPerChannel) {
 		return false
 	}
 	if h.bufferedBytes.Add(n) > h.cfg.MaxBufferedBytes {
@@ -483,8 +495,8 @@ func (h *Hub) History(ctx context.Context, id string, from int64, limit int) ([]
 		return nil, &FromError{From: from, LastSeq: snap.lastSeq}
 	}
 	var out []persist.Message
-	if from < snap.persisted {
-		rows, err := h.store.Messages(ctx, id, from, min(limit, int(snap.persisted-from)))
+	if from < snap.fromStore {
+		rows, err := h.store.Messages(ctx, id, from, min(limit, int(snap.fromStore-from)))
 		if err != nil {
 			return nil, storeErr(err)
 		}
@@ -526,7 +538,7 @@ func (h *Hub) subscribe(ctx context.Context, id string, from int64, register boo
 			if rec.Open() {
 				continue // reopened: cannot happen, but do not serve it stale
 			}
-			return snapshot{epoch: rec.Epoch, persisted: rec.LastSeq, lastSeq: rec.LastSeq}, nil, nil
+			return snapshot{epoch: rec.Epoch, persisted: rec.LastSeq, fromStore: rec.LastSeq, lastSeq: rec.LastSeq}, nil, nil
 		}
 		if err != nil {
 			return snapshot{}, nil, err

@@ -81,7 +81,7 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 				return err
 			}
 		}
-		if err := h.history(ctx, id, &last, snap.persisted, s); err != nil {
+		if err := h.history(ctx, id, &last, snap.fromStore, s); err != nil {
 			h.unregister(reg)
 			return err
 		}

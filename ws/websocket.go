@@ -100,11 +100,16 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 	var be *BadRequestError
 	var se *StoreError
 	var re *ResetError
+	s.mu.Lock()
+	stopping := s.shutdown
+	s.mu.Unlock()
 	switch {
 	case err == nil:
 		conn.Close(websocket.StatusNormalClosure, "end of channel")
 		s.m.conns.WithLabelValues(outcomeEnded).Inc()
-	case errors.Is(err, ErrShuttingDown):
+	case errors.Is(err, ErrShuttingDown), stopping && ctx.Err() != nil:
+		// Shutdown cancels the streams it has not ended itself (those
+		// still catching up): both get "going away", so clients resume.
 		conn.Close(websocket.StatusGoingAway, "server is shutting down, resume later")
 		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
 	case errors.Is(err, ErrNotFound):

@@ -47,6 +47,9 @@ type Options struct {
 	MaxMessageBytes int
 	// MaxBufferedPerChannel bounds a channel's unpersisted messages.
 	MaxBufferedPerChannel int
+	// RetainMessages bounds the persisted messages a channel keeps in
+	// memory; small values make catch-ups read the store.
+	RetainMessages int
 	// Store wraps the store seen by the hub (for fault injection); nil
 	// leaves it as is.
 	Store func(ws.Store) ws.Store
@@ -81,9 +84,9 @@ func Start(t testing.TB, opts Options) *Server {
 	dbURL := opts.DatabaseURL
 	if dbURL == "" {
 		switch opts.Backend {
-		case "", "postgres":
+		case "postgres":
 			dbURL = persisttest.DatabaseURL(t)
-		case "sqlite":
+		case "", "sqlite":
 			dbURL = persisttest.SQLiteURL(t)
 		default:
 			t.Fatalf("wstest: unknown backend %q: use postgres or sqlite", opts.Backend)
@@ -109,7 +112,8 @@ func Start(t testing.TB, opts Options) *Server {
 	m := ws.NewMetrics(reg)
 	hub := ws.NewHub(ws.HubConfig{
 		Store: hubStore, Writer: writer, PersistInterval: opts.PersistInterval, QueueLen: opts.QueueLen,
-		MaxBufferedPerChannel: opts.MaxBufferedPerChannel, Logger: log, Metrics: m,
+		MaxBufferedPerChannel: opts.MaxBufferedPerChannel, RetainMessages: opts.RetainMessages,
+		Logger: log, Metrics: m,
 	})
 	if err := hub.Start(ctx); err != nil {
 		t.Fatalf("wstest: start hub: %v", err)
