@@ -26,14 +26,16 @@ func TestCatchUpProperty(t *testing.T) {
 		name     string
 		backend  string
 		interval time.Duration
+		retain   int // persisted messages kept in memory; 1: history from the store
 	}{
-		{"postgres/tiny interval", "postgres", time.Millisecond},
-		{"postgres/large interval", "postgres", 500 * time.Millisecond},
-		{"sqlite/tiny interval", "sqlite", time.Millisecond},
-		{"sqlite/large interval", "sqlite", 500 * time.Millisecond},
+		{"postgres/tiny interval/history from the store", "postgres", time.Millisecond, 1},
+		{"postgres/tiny interval/history from memory", "postgres", time.Millisecond, 0},
+		{"postgres/large interval/store and memory", "postgres", 500 * time.Millisecond, 16},
+		{"sqlite/tiny interval/history from the store", "sqlite", time.Millisecond, 1},
+		{"sqlite/large interval/store and memory", "sqlite", 500 * time.Millisecond, 16},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := wstest.Start(t, wstest.Options{PersistInterval: tc.interval, Backend: tc.backend})
+			srv := wstest.Start(t, wstest.Options{PersistInterval: tc.interval, Backend: tc.backend, RetainMessages: tc.retain})
 			const channels, clients, n = 6, 12, 120
 			const freq = 400.0 // 0.3 s per stream
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
