@@ -84,9 +84,9 @@ func Start(t testing.TB, opts Options) *Server {
 	dbURL := opts.DatabaseURL
 	if dbURL == "" {
 		switch opts.Backend {
-		case "postgres":
+		case "", "postgres":
 			dbURL = persisttest.DatabaseURL(t)
-		case "", "sqlite":
+		case "sqlite":
 			dbURL = persisttest.SQLiteURL(t)
 		default:
 			t.Fatalf("wstest: unknown backend %q: use postgres or sqlite", opts.Backend)
