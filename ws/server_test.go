@@ -286,3 +286,40 @@ func TestMetrics(t *testing.T) {
 			metricValue(t, srv, "messages_channels_open") == 0
 	})
 }
+
+// TestKeepAlive: an idle subscription is pinged, and stays open.
+func TestKeepAlive(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{PingInterval: 50 * time.Millisecond})
+	createChannel(t, srv.URL, "idle")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pings := make(chan struct{}, 100)
+	c, _, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http", "ws", 1)+"/ws?id=idle", &websocket.DialOptions{
+		OnPingReceived: func(context.Context, []byte) bool {
+			pings <- struct{}{}
+			return true
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	closed := make(chan error, 1)
+	go func() { // reads hello and live, and answers pings
+		for {
+			if _, _, err := c.Read(ctx); err != nil {
+				closed <- err
+				return
+			}
+		}
+	}()
+	for i := 0; i < 3; i++ {
+		select {
+		case <-pings:
+		case err := <-closed:
+			t.Fatalf("connection closed while idle: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("got %d pings on an idle connection, want 3", i)
+		}
+	}
+}

@@ -137,10 +137,9 @@ func (h *Hub) drain(ctx context.Context, reg *registration, last int64, run []*m
 	var idle <-chan time.Time
 	p, _ := s.(pinger)
 	if p != nil {
-		t := time.NewTimer(p.heartbeat())
+		t := time.NewTicker(p.heartbeat())
 		defer t.Stop()
 		idle = t.C
-		s = &resetOnSend{sink: s, t: t, d: p.heartbeat()}
 	}
 	for {
 		var m *message
@@ -151,7 +150,6 @@ func (h *Hub) drain(ctx context.Context, reg *registration, last int64, run []*m
 			if err := p.keepalive(); err != nil {
 				return 0, last, run, err
 			}
-			s.(*resetOnSend).t.Reset(p.heartbeat())
 			continue
 		case <-ctx.Done():
 			return 0, last, run, ctx.Err()
@@ -220,22 +218,11 @@ func (h *Hub) history(ctx context.Context, id string, last *int64, upto int64, s
 	return nil
 }
 
-// pinger is a sink that keeps an idle connection alive.
+// pinger is a sink that keeps an idle connection alive: keepalive is
+// called every heartbeat while the stream waits for messages.
 type pinger interface {
 	heartbeat() time.Duration
 	keepalive() error
-}
-
-// resetOnSend restarts the idle timer whenever messages are sent.
-type resetOnSend struct {
-	sink
-	t *time.Timer
-	d time.Duration
-}
-
-func (r *resetOnSend) messages(msgs []*message, live bool) error {
-	r.t.Reset(r.d)
-	return r.sink.messages(msgs, live)
 }
 
 func (h *Hub) unregister(reg *registration) {

@@ -36,7 +36,8 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Compression {
 		opts.CompressionMode = websocket.CompressionContextTakeover
 	}
-	conn, err := websocket.Accept(smallBuffers{w}, r, opts)
+	sb := &smallBuffers{ResponseWriter: w}
+	conn, err := websocket.Accept(sb, r, opts)
 	if err != nil {
 		// Accept has answered the request (400, 403 or 426).
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
@@ -70,13 +71,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			cancel()
 			s.wg.Done()
 		}()
-		s.serveConn(ctx, conn, id, fromParam, epoch)
+		s.serveConn(ctx, conn, sb.conn, id, fromParam, epoch)
 	}()
 }
 
 // serveConn streams one channel to an accepted WebSocket until the stream
 // ends, the client goes away or the server stops.
-func (s *Server) serveConn(ctx context.Context, conn *websocket.Conn, id, fromParam, epoch string) {
+func (s *Server) serveConn(ctx context.Context, conn *websocket.Conn, nc net.Conn, id, fromParam, epoch string) {
 	// CloseRead runs the connection's reader: it answers pings and the
 	// close handshake, and cancels ctx when the client goes away.
 	ctx = conn.CloseRead(ctx)
@@ -89,8 +90,10 @@ func (s *Server) serveConn(ctx context.Context, conn *websocket.Conn, id, fromPa
 		s.reject(conn, CodeBadRequest, CloseBadRequest, err.Error())
 		return
 	}
-	ws := &wsSink{conn: conn, timeout: s.cfg.WriteTimeout, m: s.m, ping: s.cfg.PingInterval}
+	ws := &wsSink{conn: conn, nc: nc, timeout: s.cfg.WriteTimeout, m: s.m, ping: s.cfg.PingInterval}
 	err = s.hub.stream(ctx, id, from, epoch, ws)
+	// The close handshake has its own timeouts.
+	_ = nc.SetWriteDeadline(time.Time{})
 	s.finish(conn, ctx, id, err)
 }
 
@@ -167,16 +170,30 @@ func (s *Server) rejectFrame(conn *websocket.Conn, frame []byte, status websocke
 // out as one batch frame: one write for many deliveries.
 type wsSink struct {
 	conn    *websocket.Conn
+	nc      net.Conn // the connection under conn, for write deadlines
 	timeout time.Duration
 	ping    time.Duration
 	m       *Metrics
 	buf     []byte
+
+	deadline  time.Time // the write deadline set on nc
+	lastWrite time.Time
 }
 
+// write writes one frame. Its deadline is set on the connection rather than
+// through a per-write context: that costs no allocation, and is renewed
+// only once half of it has passed, so each write gets between half and all
+// of the timeout.
 func (w *wsSink) write(b []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
-	defer cancel()
-	return w.conn.Write(ctx, websocket.MessageText, b)
+	now := time.Now()
+	w.lastWrite = now
+	if w.deadline.Sub(now) < w.timeout/2 {
+		w.deadline = now.Add(w.timeout)
+		if err := w.nc.SetWriteDeadline(w.deadline); err != nil {
+			return err
+		}
+	}
+	return w.conn.Write(context.Background(), websocket.MessageText, b)
 }
 
 func (w *wsSink) hello(h helloInfo) error {
@@ -228,8 +245,15 @@ func (w *wsSink) end(seq int64) error {
 // heartbeat returns the interval of keep-alive pings while idle.
 func (w *wsSink) heartbeat() time.Duration { return w.ping }
 
-// keepalive pings the client; an unanswered ping ends the stream.
+// keepalive pings the client if nothing was written for a heartbeat; an
+// unanswered ping ends the stream.
 func (w *wsSink) keepalive() error {
+	if time.Since(w.lastWrite) < w.ping {
+		return nil
+	}
+	w.lastWrite = time.Now()
+	_ = w.nc.SetWriteDeadline(time.Time{})
+	w.deadline = time.Time{}
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 	defer cancel()
 	return w.conn.Ping(ctx)
@@ -246,10 +270,13 @@ const (
 // smallBuffers hands the WebSocket library a hijacked connection with small
 // bufio buffers instead of net/http's 4 KiB ones: with many idle
 // subscribers, buffers are most of what a connection costs.
-type smallBuffers struct{ http.ResponseWriter }
+type smallBuffers struct {
+	http.ResponseWriter
+	conn net.Conn // the hijacked connection
+}
 
 // Hijack implements http.Hijacker.
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := w.ResponseWriter.(http.Hijacker)
 	if !ok {
 		return nil, nil, errors.New("ws: the response cannot be hijacked")
@@ -270,8 +297,9 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
+	w.conn = conn
 	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufferSize), bufio.NewWriterSize(conn, writeBufferSize)), nil
 }
 
 // Unwrap returns the wrapped ResponseWriter, for http.ResponseController.
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }

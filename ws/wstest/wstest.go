@@ -45,6 +45,8 @@ type Options struct {
 	Backend string
 	// MaxMessageBytes bounds message size.
 	MaxMessageBytes int
+	// PingInterval is how often idle WebSockets are pinged.
+	PingInterval time.Duration
 	// MaxBufferedPerChannel bounds a channel's unpersisted messages.
 	MaxBufferedPerChannel int
 	// RetainMessages bounds the persisted messages a channel keeps in
@@ -120,7 +122,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	srv := ws.NewServer(hub, ws.ServerConfig{
 		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		MaxMessageBytes: opts.MaxMessageBytes, Logger: log, HubMetrics: m,
+		MaxMessageBytes: opts.MaxMessageBytes, PingInterval: opts.PingInterval, Logger: log, HubMetrics: m,
 	})
 	hs := httptest.NewServer(srv)
 	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store, http: hs, writer: writer}
