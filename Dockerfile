@@ -30,6 +30,8 @@ WORKDIR /data
 VOLUME /data
 USER 65532:65532
 ENV LISTEN_ADDR=:3000
+# Without a DATABASE_URL the server keeps its SQLite file in the volume.
+ENV DATABASE_URL=sqlite:/data/messages.db
 EXPOSE 3000
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/messages"]
