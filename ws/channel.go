@@ -99,6 +99,9 @@ type channel struct {
 
 	inbox     chan any
 	persisted chan persistResult // capacity 1: at most one batch in flight
+	// started is closed by run once startWhen subscribers are registered;
+	// the generator waits for it. Nil when the generator starts at once.
+	started chan struct{}
 	done      chan struct{}      // closed when run returns
 
 	// Published by run for readers of channel stats; read by anyone.
@@ -123,6 +126,7 @@ type channel struct {
 	timerOn   bool
 	closeSent bool // the final batch carries Close
 	gaveUp    bool // shutdown gave up on persisting the rest
+	startWhen int  // subscribers to wait for before closing started; 0 once closed
 }
 
 func newChannel(h *Hub, rec persist.Channel) *channel {
@@ -274,6 +278,10 @@ func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 		c.subs[r.sub] = struct{}{}
 		c.h.metrics.subscribers.Inc()
 		c.statSubs.Store(int64(len(c.subs)))
+		if c.startWhen > 0 && len(c.subs) >= c.startWhen {
+			c.startWhen = 0
+			close(c.started)
+		}
 	}
 	return snap
 }

@@ -28,6 +28,15 @@ func generatorLine(i int64, id string) []byte {
 // then closes the channel. It runs on its own goroutine, as any producer
 // would, and stops early when the hub stops or the channel is closed.
 func (h *Hub) generate(c *channel, next int64) {
+	if c.started != nil {
+		select {
+		case <-c.started:
+		case <-h.ctx.Done():
+			return
+		case <-c.done:
+			return
+		}
+	}
 	gen := c.gen
 	period := time.Duration(float64(time.Second) / gen.Freq)
 	tick := max(period, time.Millisecond)

@@ -320,9 +320,12 @@ type StoreError struct{ Err error }
 func (e *StoreError) Error() string { return "store unavailable: " + e.Err.Error() }
 func (e *StoreError) Unwrap() error { return e.Err }
 
-// Create records a new channel and starts its actor (and its generator, if
-// gen is not nil).
-func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator) (ChannelInfo, error) {
+// Create records a new channel and starts its actor, and its generator if
+// gen is not nil. With startWhen > 0 the generator waits until that many
+// subscribers are registered (so that a benchmark can connect everyone
+// first); the wait is not stored, and a generator taken over after a
+// restart starts at once.
+func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, startWhen int) (ChannelInfo, error) {
 	h.mu.Lock()
 	stopped := h.stopped
 	h.mu.Unlock()
@@ -335,6 +338,10 @@ func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator) (Ch
 	}
 	// A new channel needs no take-over: start its actor at epoch 1.
 	c := newChannel(h, rec)
+	if gen != nil && startWhen > 0 {
+		c.startWhen = startWhen
+		c.started = make(chan struct{})
+	}
 	h.mu.Lock()
 	if h.stopped || h.channels[id] != nil {
 		h.mu.Unlock()

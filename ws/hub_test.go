@@ -146,7 +146,7 @@ func newTestHub(t testing.TB, cfg HubConfig) (*Hub, *memStore, *memWriter) {
 func TestBackPressure(t *testing.T) {
 	h, st, w := newTestHub(t, HubConfig{MaxBufferedPerChannel: 10, PersistInterval: time.Millisecond})
 	ctx := context.Background()
-	if _, err := h.Create(ctx, "bp", nil); err != nil {
+	if _, err := h.Create(ctx, "bp", nil, 0); err != nil {
 		t.Fatal(err)
 	}
 	w.block(true)
@@ -188,7 +188,7 @@ func TestBackPressure(t *testing.T) {
 func TestCloseEndsSubscribers(t *testing.T) {
 	h, _, _ := newTestHub(t, HubConfig{})
 	ctx := context.Background()
-	if _, err := h.Create(ctx, "c", nil); err != nil {
+	if _, err := h.Create(ctx, "c", nil, 0); err != nil {
 		t.Fatal(err)
 	}
 	_, reg, err := h.subscribe(ctx, "c", 0, true)
@@ -226,7 +226,7 @@ func BenchmarkFanout(b *testing.B) {
 	const subs = 1000
 	h, _, _ := newTestHub(b, HubConfig{QueueLen: 4096, MaxBufferedPerChannel: 1 << 30, MaxBufferedBytes: 1 << 40})
 	ctx := context.Background()
-	if _, err := h.Create(ctx, "fan", nil); err != nil {
+	if _, err := h.Create(ctx, "fan", nil, 0); err != nil {
 		b.Fatal(err)
 	}
 	var wg sync.WaitGroup

@@ -313,9 +313,21 @@ func parseFrom(v string) (int64, error) {
 // ---- channels API
 
 type createRequest struct {
-	ID        string             `json:"id"`
-	Generator *persist.Generator `json:"generator"`
+	ID        string            `json:"id"`
+	Generator *generatorRequest `json:"generator"`
 }
+
+// generatorRequest is the generator of a create request.
+type generatorRequest struct {
+	Freq float64 `json:"freq"`
+	Max  int64   `json:"max"`
+	// StartWhenSubscribers delays the first line until that many
+	// subscribers are registered.
+	StartWhenSubscribers int `json:"start_when_subscribers"`
+}
+
+// maxStartWhen bounds start_when_subscribers.
+const maxStartWhen = 1_000_000
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	var req createRequest
@@ -342,13 +354,21 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, idError(req.ID))
 		return
 	}
-	if req.Generator != nil {
-		if err := validGenerator(req.Generator); err != nil {
+	var gen *persist.Generator
+	startWhen := 0
+	if g := req.Generator; g != nil {
+		gen = &persist.Generator{Freq: g.Freq, Max: g.Max}
+		if err := validGenerator(gen); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		if g.StartWhenSubscribers < 0 || g.StartWhenSubscribers > maxStartWhen {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("generator.start_when_subscribers %d must be in [0, %d]", g.StartWhenSubscribers, maxStartWhen))
+			return
+		}
+		startWhen = g.StartWhenSubscribers
 	}
-	info, err := s.hub.Create(r.Context(), req.ID, req.Generator)
+	info, err := s.hub.Create(r.Context(), req.ID, gen, startWhen)
 	if err != nil {
 		s.fail(w, r, err, req.ID)
 		return
@@ -599,7 +619,7 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, idError(id))
 		return
 	}
-	if _, err := s.hub.Create(r.Context(), id, gen); err != nil {
+	if _, err := s.hub.Create(r.Context(), id, gen, 0); err != nil {
 		s.fail(w, r, err, id)
 		return
 	}

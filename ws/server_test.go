@@ -76,6 +76,7 @@ func TestBadInput(t *testing.T) {
 		{"max huge", "POST", "/?max=99999999999", "m3", 400, "max"},
 		{"generator freq", "POST", "/channels", `{"generator":{"freq":0,"max":5}}`, 400, "freq"},
 		{"generator max", "POST", "/channels", `{"generator":{"freq":5,"max":0}}`, 400, "max"},
+		{"generator start", "POST", "/channels", `{"generator":{"freq":5,"max":5,"start_when_subscribers":-1}}`, 400, "start_when_subscribers"},
 		{"oversized message", "POST", "/channels/keep/messages", strings.Repeat("z", 1025), 413, "larger than"},
 		{"invalid utf-8", "POST", "/channels/keep/messages", "\xff\xfe", 400, "UTF-8"},
 		{"duplicate id", "POST", "/channels", `{"id":"keep"}`, 409, "already exists"},

@@ -326,3 +326,37 @@ func TestRestart(t *testing.T) {
 	}
 	expectLines(t, "history after restart", "gen", 0, full.data, n)
 }
+
+// TestGeneratorStartsWithSubscribers: a generator created with
+// start_when_subscribers waits for them, so every one of them sees the
+// whole stream live.
+func TestGeneratorStartsWithSubscribers(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, b := do(t, "POST", srv.URL+"/channels", "application/json",
+		[]byte(`{"id":"wait","generator":{"freq":1000,"max":20,"start_when_subscribers":2}}`))
+	if st != http.StatusCreated {
+		t.Fatalf("create: %d %s", st, b)
+	}
+	first := dialRaw(ctx, t, srv.URL, "wait", 0, "")
+	if err := readUntilLive(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if first.live != 0 {
+		t.Fatalf("the generator started before its subscribers: live at %d", first.live)
+	}
+	if info := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/wait")); info.LastSeq != 0 {
+		t.Fatalf("last_seq %d with one subscriber of two", info.LastSeq)
+	}
+	second := dialRaw(ctx, t, srv.URL, "wait", 0, "")
+	for _, s := range []*rawSub{first, second} {
+		if err := s.readToEnd(ctx); err != nil {
+			t.Fatal(err)
+		}
+		expectLines(t, "subscriber", "wait", 0, s.data, 20)
+	}
+	if second.live != 0 {
+		t.Errorf("second subscriber: live at %d, want 0", second.live)
+	}
+}

@@ -161,11 +161,12 @@ func doJSON(ctx context.Context, c *http.Client, method, u, contentType string, 
 	return nil
 }
 
-// createChannel creates channel id, with a generator when freq > 0.
-func createChannel(ctx context.Context, c *http.Client, baseURL, id string, freq float64, max int64) error {
+// createChannel creates channel id, with a generator when freq > 0 that
+// starts once startWhen subscribers are attached (at once if 0).
+func createChannel(ctx context.Context, c *http.Client, baseURL, id string, freq float64, max int64, startWhen int) error {
 	body := map[string]any{"id": id}
 	if freq > 0 {
-		body["generator"] = map[string]any{"freq": freq, "max": max}
+		body["generator"] = map[string]any{"freq": freq, "max": max, "start_when_subscribers": startWhen}
 	}
 	b, _ := json.Marshal(body)
 	if err := doJSON(ctx, c, http.MethodPost, baseURL+"/channels", "application/json", b, nil); err != nil {

@@ -19,7 +19,7 @@ func runIdle(ctx context.Context, b *bench, mon *monitor) error {
 	ids := make([]string, 0, cfg.Channels)
 	for c := range cfg.Channels {
 		id := cfg.Prefix + strconv.Itoa(c)
-		if err := createChannel(ctx, api, cfg.URL, id, 0, 0); err != nil {
+		if err := createChannel(ctx, api, cfg.URL, id, 0, 0, 0); err != nil {
 			return err
 		}
 		ids = append(ids, id)

@@ -43,7 +43,7 @@ func runPublish(ctx context.Context, b *bench) error {
 		sem <- struct{}{}
 		mk.Go(func() {
 			defer func() { <-sem }()
-			if err := createChannel(ctx, api, cfg.URL, ids[c], 0, 0); err != nil {
+			if err := createChannel(ctx, api, cfg.URL, ids[c], 0, 0, 0); err != nil {
 				b.st.fail("%v", err)
 				return
 			}
