@@ -102,7 +102,7 @@ type channel struct {
 	// started is closed by run once startWhen subscribers are registered;
 	// the generator waits for it. Nil when the generator starts at once.
 	started chan struct{}
-	done      chan struct{}      // closed when run returns
+	done    chan struct{} // closed when run returns
 
 	// Published by run for readers of channel stats; read by anyone.
 	statLast      atomic.Int64

@@ -1,9 +1,11 @@
 package ws
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Frame types sent by the server, one JSON object per WebSocket text message.
@@ -69,6 +71,14 @@ type wireFrame struct {
 
 // DecodeFrame parses one server frame and checks that it is well formed.
 func DecodeFrame(b []byte) (Frame, error) {
+	if f, ok := decodeCanonical(b); ok {
+		return f, nil
+	}
+	return decodeGeneral(b)
+}
+
+// decodeGeneral decodes any valid encoding of a frame with encoding/json.
+func decodeGeneral(b []byte) (Frame, error) {
 	var w wireFrame
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Frame{}, fmt.Errorf("ws: decode frame: %w", err)
@@ -228,3 +238,131 @@ func appendJSONString(b []byte, s []byte) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// decodeCanonical decodes message and batch frames laid out exactly as this
+// server writes them, without reflection: they are nearly every frame a
+// subscriber reads. Anything else (another field order, whitespace, an
+// unusual escape) reports false and takes the general path, which accepts
+// every valid encoding.
+func decodeCanonical(b []byte) (Frame, bool) {
+	const msgPrefix, batchPrefix = `{"type":"message","seq":`, `{"type":"batch","seq":`
+	switch {
+	case bytes.HasPrefix(b, []byte(msgPrefix)):
+		p := cursor{b: b, i: len(msgPrefix), ok: true}
+		seq := p.int()
+		t := p.lit(`,"time":`).int()
+		d := p.lit(`,"data":`).str()
+		if !p.lit("}").end() || seq < 1 {
+			return Frame{}, false
+		}
+		return Frame{Type: FrameMessage, Seq: seq, Time: []int64{t}, Data: []string{d}}, true
+	case bytes.HasPrefix(b, []byte(batchPrefix)):
+		p := cursor{b: b, i: len(batchPrefix), ok: true}
+		seq := p.int()
+		p.lit(`,"time":[`)
+		var times []int64
+		for p.ok {
+			times = append(times, p.int())
+			if p.peek() != ',' {
+				break
+			}
+			p.i++
+		}
+		p.lit(`],"data":[`)
+		data := make([]string, 0, len(times))
+		for p.ok {
+			data = append(data, p.str())
+			if p.peek() != ',' {
+				break
+			}
+			p.i++
+		}
+		if !p.lit("]}").end() || seq < 1 || len(times) == 0 || len(times) != len(data) {
+			return Frame{}, false
+		}
+		return Frame{Type: FrameBatch, Seq: seq, Time: times, Data: data}, true
+	}
+	return Frame{}, false
+}
+
+// cursor scans a canonical frame; any mismatch clears ok and the rest of
+// the scan is a no-op.
+type cursor struct {
+	b  []byte
+	i  int
+	ok bool
+}
+
+func (c *cursor) peek() byte {
+	if !c.ok || c.i >= len(c.b) {
+		return 0
+	}
+	return c.b[c.i]
+}
+
+func (c *cursor) lit(s string) *cursor {
+	if c.ok && bytes.HasPrefix(c.b[c.i:], []byte(s)) {
+		c.i += len(s)
+	} else {
+		c.ok = false
+	}
+	return c
+}
+
+// int reads a non-negative decimal integer without leading zeros.
+func (c *cursor) int() int64 {
+	start := c.i
+	var n int64
+	for c.ok && c.i < len(c.b) && '0' <= c.b[c.i] && c.b[c.i] <= '9' {
+		if n > (1<<63-1-9)/10 {
+			c.ok = false
+			return 0
+		}
+		n = n*10 + int64(c.b[c.i]-'0')
+		c.i++
+	}
+	if c.i == start || (c.i-start > 1 && c.b[start] == '0') {
+		c.ok = false
+	}
+	return n
+}
+
+// str reads a JSON string; one with escapes is unescaped by encoding/json.
+func (c *cursor) str() string {
+	if c.peek() != '"' {
+		c.ok = false
+		return ""
+	}
+	start := c.i
+	escaped := false
+	for c.i++; c.i < len(c.b); c.i++ {
+		switch ch := c.b[c.i]; {
+		case ch == '\\':
+			escaped = true
+			c.i++
+		case ch == '"':
+			c.i++
+			raw := c.b[start:c.i]
+			if !escaped {
+				if !utf8.Valid(raw) {
+					c.ok = false
+					return ""
+				}
+				return string(raw[1 : len(raw)-1])
+			}
+			var s string
+			if json.Unmarshal(raw, &s) != nil {
+				c.ok = false
+			}
+			return s
+		case ch < 0x20:
+			c.ok = false
+			return ""
+		}
+	}
+	c.ok = false
+	return ""
+}
+
+// end reports whether the whole input was read.
+func (c *cursor) end() bool { return c.ok && c.i == len(c.b) }

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sort"
 	"sync"
 	"testing"
@@ -303,4 +304,50 @@ func FuzzFrameRoundTrip(f *testing.F) {
 			t.Fatalf("batch round trip: %+v %v", bf, err)
 		}
 	})
+}
+
+// FuzzDecodeCanonical checks the fast decoder against encoding/json: what
+// it accepts, the general decoder accepts too, with the same result.
+func FuzzDecodeCanonical(f *testing.F) {
+	f.Add([]byte(`{"type":"message","seq":41,"time":1764300000123456,"data":"41: c1\n"}`))
+	f.Add([]byte(`{"type":"batch","seq":1,"time":[1,2],"data":["a\"b","\u00e9\ud83d\ude00"]}`))
+	f.Add([]byte(`{"type":"message","seq":01,"time":1,"data":"x"}`))
+	f.Add([]byte(`{"type":"batch","seq":3,"time":[1],"data":["x","y"]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := decodeCanonical(b)
+		if !ok {
+			return
+		}
+		slow, err := decodeGeneral(b)
+		if err != nil {
+			t.Fatalf("fast decoder accepted %q, general one refused it: %v", b, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: fast %+v, general %+v", b, fast, slow)
+		}
+	})
+}
+
+func TestDecodeCanonical(t *testing.T) {
+	for _, m := range []*message{newMessage(1, 2, []byte("plain")), newMessage(7, 8, []byte("esc\"aped\n\u2028é"))} {
+		f, ok := decodeCanonical(m.frame)
+		if !ok || f.Data[0] != string(m.data) || f.Seq != m.seq || f.Time[0] != m.time {
+			t.Errorf("decodeCanonical(%s) = %+v, %v", m.frame, f, ok)
+		}
+	}
+	batch := appendBatchFrame(nil, []*message{newMessage(5, 1, []byte("a")), newMessage(6, 2, []byte("b\\"))})
+	if f, ok := decodeCanonical(batch); !ok || len(f.Data) != 2 || f.Data[1] != "b\\" || f.Seq != 5 {
+		t.Errorf("decodeCanonical(%s) = %+v, %v", batch, f, ok)
+	}
+	for _, bad := range []string{
+		`{"type":"message","seq":1,"time":2,"data":"x"} `,
+		`{"type":"message","seq":0,"time":2,"data":"x"}`,
+		`{"type":"message","seq":1,"time":2,"data":"x}`,
+		`{"type":"batch","seq":1,"time":[],"data":[]}`,
+		`{"type":"message","seq":99999999999999999999,"time":2,"data":"x"}`,
+	} {
+		if f, ok := decodeCanonical([]byte(bad)); ok {
+			t.Errorf("decodeCanonical(%s) accepted: %+v", bad, f)
+		}
+	}
 }

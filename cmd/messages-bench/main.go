@@ -32,6 +32,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -69,6 +70,7 @@ type config struct {
 	Timeout        time.Duration `json:"timeout_ns"`
 	Progress       time.Duration `json:"progress_ns"`
 	Prefix         string        `json:"prefix"`
+	CPUProfile     string        `json:"-"`
 }
 
 // parseFlags reads args into a config; getenv supplies
@@ -98,6 +100,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "stop everything after this long")
 	fs.DurationVar(&c.Progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
 	fs.StringVar(&c.Prefix, "prefix", "", "channel id prefix (default: bench-<seed>-)")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -178,6 +181,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	limit, err := raiseFileLimit()
 	if err != nil {
