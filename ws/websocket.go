@@ -264,7 +264,7 @@ func (w *wsSink) keepalive() error {
 // written straight to the socket.
 const (
 	readBufferSize  = 256
-	writeBufferSize = 2048
+	writeBufferSize = 1024
 )
 
 // smallBuffers hands the WebSocket library a hijacked connection with small
