@@ -395,13 +395,19 @@ func (c *channel) trim() {
 // finished reports whether the actor is done: the close is durable, or the
 // server is stopping and everything it could persist is persisted.
 func (c *channel) finished() bool {
+	if c.gaveUp {
+		// Shutdown ran out of time: do not wait for a batch the writer may
+		// be retrying against an unreachable store (its Done lands in the
+		// buffered persisted channel, unread).
+		return true
+	}
 	if c.inFlight != 0 {
 		return false
 	}
 	if c.closeSent {
 		return true
 	}
-	return c.stopping && (c.lastSeq == c.p || c.gaveUp)
+	return c.stopping && c.lastSeq == c.p
 }
 
 func (c *channel) logLost(err error) {
@@ -413,7 +419,7 @@ func (c *channel) logLost(err error) {
 
 // exit ends every subscriber and answers every pending request.
 func (c *channel) exit() {
-	ended := c.closeSent
+	ended := c.closeSent && c.inFlight == 0 // the close is durable
 	reason := reasonShutdown
 	if ended {
 		reason = reasonEnded

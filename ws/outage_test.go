@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/wstest"
@@ -87,6 +89,97 @@ func TestDatabaseOutage(t *testing.T) {
 	for i, m := range msgs {
 		if m.Seq != int64(i+1) || string(m.Data) != fmt.Sprintf("m%d", i+1) {
 			t.Fatalf("stored message %d: seq %d %q", i, m.Seq, m.Data)
+		}
+	}
+}
+
+// TestEpochReset: a crash loses the tail that was delivered but not yet
+// durable. A client that saw that tail and resumes with its old epoch gets
+// reset (4409) with the last seq it may keep; one whose history survived
+// continues seamlessly.
+func TestEpochReset(t *testing.T) {
+	flaky := &flakyStore{}
+	srv := wstest.Start(t, wstest.Options{
+		PersistInterval: time.Millisecond,
+		BatchWriter:     func(w persist.BatchWriter) persist.BatchWriter { flaky.dst = w; return flaky },
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	createChannel(t, srv.URL, "crash")
+	for i := 1; i <= 3; i++ {
+		st, b := do(t, "POST", srv.URL+"/channels/crash/messages?wait=persisted", "text/plain", []byte(fmt.Sprintf("d%d", i)))
+		if st != 200 {
+			t.Fatalf("durable append: %d %s", st, b)
+		}
+	}
+	s := dialRaw(ctx, t, srv.URL, "crash", 0, "")
+	if err := readUntilLive(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	flaky.down.Store(true)
+	for i := 4; i <= 6; i++ {
+		appendMsg(t, srv.URL, "crash", fmt.Sprintf("lost%d", i))
+	}
+	if err := s.readUntil(ctx, 6); err != nil { // delivered, not durable
+		t.Fatal(err)
+	}
+	oldEpoch := s.hello.Epoch
+	srv.Crash()
+
+	srv2 := wstest.Start(t, wstest.Options{DatabaseURL: srv.DatabaseURL})
+	// The channel goes on from what was durable: seq 4 is a new message.
+	if seq := appendMsg(t, srv2.URL, "crash", "new4"); seq != 4 {
+		t.Fatalf("first append after the crash got seq %d, want 4", seq)
+	}
+	// The client that saw the lost tail is told, not silently continued.
+	c, _, err := websocket.Dial(ctx, wsURL(srv2.URL, "crash", 6, oldEpoch), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ws.DecodeFrame(b)
+	if err != nil || f.Type != ws.FrameError || f.Code != ws.CodeReset || f.LastSeq != 3 {
+		t.Fatalf("want a reset error with last_seq 3, got %s (%v)", b, err)
+	}
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != ws.CloseReset {
+		t.Fatalf("want close 4409, got %v", err)
+	}
+	// Resuming from the last seq it may keep continues with the new history.
+	s2 := dialRaw(ctx, t, srv2.URL, "crash", 3, oldEpoch)
+	if err := s2.readUntil(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	if s2.data[0] != "new4" || s2.hello.Epoch == oldEpoch {
+		t.Fatalf("after reset: %q, epoch %s (old %s)", s2.data, s2.hello.Epoch, oldEpoch)
+	}
+}
+
+// TestOrigins: a page of another origin may not open a WebSocket unless its
+// origin is allowed.
+func TestOrigins(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{AllowedOrigins: []string{"app.example.com"}})
+	createChannel(t, srv.URL, "o")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for origin, ok := range map[string]bool{
+		"http://evil.example.com": false,
+		"https://app.example.com": true,
+		srv.URL:                   true, // the server's own origin
+	} {
+		h := http.Header{"Origin": {origin}}
+		c, resp, err := websocket.Dial(ctx, wsURL(srv.URL, "o", 0, ""), &websocket.DialOptions{HTTPHeader: h})
+		if ok != (err == nil) {
+			t.Errorf("origin %s: allowed=%v, err %v", origin, ok, err)
+		}
+		if c != nil {
+			c.CloseNow()
+		}
+		if !ok && (resp == nil || resp.StatusCode != http.StatusForbidden) {
+			t.Errorf("origin %s: want 403, got %v", origin, resp)
 		}
 	}
 }

@@ -47,6 +47,8 @@ type Options struct {
 	MaxMessageBytes int
 	// PingInterval is how often idle WebSockets are pinged.
 	PingInterval time.Duration
+	// AllowedOrigins are the other origins allowed to open WebSockets.
+	AllowedOrigins []string
 	// MaxBufferedPerChannel bounds a channel's unpersisted messages.
 	MaxBufferedPerChannel int
 	// RetainMessages bounds the persisted messages a channel keeps in
@@ -121,7 +123,7 @@ func Start(t testing.TB, opts Options) *Server {
 		t.Fatalf("wstest: start hub: %v", err)
 	}
 	srv := ws.NewServer(hub, ws.ServerConfig{
-		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), AllowedOrigins: opts.AllowedOrigins,
 		MaxMessageBytes: opts.MaxMessageBytes, PingInterval: opts.PingInterval, Logger: log, HubMetrics: m,
 	})
 	hs := httptest.NewServer(srv)
@@ -133,6 +135,23 @@ func Start(t testing.TB, opts Options) *Server {
 // DropConnections aborts every WebSocket of the server, as a network
 // failure would.
 func (s *Server) DropConnections() { s.Handler.DropConnections() }
+
+// Crash stops the server as a crash would: nothing more is persisted, and
+// connections are cut without a close handshake. Messages delivered but not
+// yet durable are lost, which is what epochs are for.
+func (s *Server) Crash() {
+	s.once.Do(func() {
+		expired, cancel := context.WithCancel(context.Background())
+		cancel()
+		s.http.Listener.Close()
+		s.Handler.DropConnections()
+		_ = s.Handler.Shutdown(expired)
+		s.http.CloseClientConnections()
+		s.http.Close()
+		_ = s.writer.Close(expired)
+		s.Store.Close()
+	})
+}
 
 // Close shuts the server down gracefully, as SIGTERM does: it stops
 // accepting, flushes every channel and closes every connection. It is safe
