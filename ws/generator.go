@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// Generator bounds: a generator line is appended at most MaxFreq times a
-// second, and a generated stream has at most MaxLines lines.
+// Generator bounds: a generator line is appended at least MinFreq and at
+// most MaxFreq times a second, and a generated stream has at most MaxLines lines.
 const (
+	MinFreq  = 0.001
 	MaxFreq  = 100_000
 	MaxLines = 10_000_000
 )

@@ -97,11 +97,12 @@ type Hub struct {
 	log     *slog.Logger
 	metrics *Metrics
 
-	stop    chan struct{} // closed by Stop: actors flush and exit
-	abandon chan struct{} // closed when Stop runs out of time
-	ctx     context.Context
-	cancel  context.CancelFunc // cancels generators and catch-up reads
-	wg      sync.WaitGroup     // actors and generators
+	stop        chan struct{} // closed by Stop: actors flush and exit
+	abandon     chan struct{} // closed when Stop runs out of time
+	abandonOnce sync.Once
+	ctx         context.Context
+	cancel      context.CancelFunc // cancels generators and catch-up reads
+	wg          sync.WaitGroup     // actors and generators
 
 	bufferedMsgs  atomic.Int64
 	bufferedBytes atomic.Int64
@@ -145,7 +146,7 @@ func (h *Hub) Start(ctx context.Context) error {
 			return fmt.Errorf("ws: list channels: %w", err)
 		}
 		for _, rec := range page {
-			if rec.Open() && rec.Generator != nil && rec.LastSeq < rec.Generator.Max {
+			if rec.Open() && rec.Generator != nil { // finished ones still need their close
 				if _, err := h.get(ctx, rec.ID); err != nil && !errors.Is(err, ErrNotFound) {
 					return err
 				}
@@ -179,7 +180,7 @@ func (h *Hub) Stop(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		close(h.abandon)
+		h.abandonOnce.Do(func() { close(h.abandon) })
 		<-done
 		return fmt.Errorf("ws: stop hub: %w", ctx.Err())
 	}
@@ -216,10 +217,12 @@ func (h *Hub) get(ctx context.Context, id string) (*channel, error) {
 		h.mu.Lock()
 		delete(h.loading, id)
 		if c != nil {
-			if h.stopped {
-				c = nil
-				err = ErrShuttingDown
-			} else {
+			switch existing := h.channels[id]; {
+			case h.stopped:
+				c, err = nil, ErrShuttingDown
+			case existing != nil:
+				c = existing // installed meanwhile by Create
+			default:
 				h.channels[id] = c
 				h.startActor(c)
 			}
@@ -259,11 +262,14 @@ func (h *Hub) startActor(c *channel) {
 		defer h.wg.Done()
 		c.run(h.stop, h.abandon)
 	}()
-	if c.gen != nil && c.lastSeq < c.gen.Max {
+	if c.gen != nil {
+		// A generator past its last line only closes the channel: a
+		// shutdown or crash may have come between the two.
+		next := c.lastSeq + 1 // read before the actor takes appends
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
-			h.generate(c, c.lastSeq+1)
+			h.generate(c, next)
 		}()
 	}
 }
@@ -332,8 +338,37 @@ func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, sta
 	if stopped {
 		return ChannelInfo{}, ErrShuttingDown
 	}
+	// Hold the id's loading slot, so that no take-over of the new row by
+	// get runs a second actor for it.
+	for {
+		h.mu.Lock()
+		wait := h.loading[id]
+		if wait == nil {
+			if h.channels[id] != nil {
+				h.mu.Unlock()
+				return ChannelInfo{}, ErrExists
+			}
+			h.loading[id] = make(chan struct{})
+			h.mu.Unlock()
+			break
+		}
+		h.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ChannelInfo{}, ctx.Err()
+		}
+	}
+	release := func() {
+		h.mu.Lock()
+		w := h.loading[id]
+		delete(h.loading, id)
+		h.mu.Unlock()
+		close(w)
+	}
 	rec, err := h.store.CreateChannel(ctx, id, gen)
 	if err != nil {
+		release()
 		return ChannelInfo{}, storeErr(err)
 	}
 	// A new channel needs no take-over: start its actor at epoch 1.
@@ -343,13 +378,15 @@ func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, sta
 		c.started = make(chan struct{})
 	}
 	h.mu.Lock()
-	if h.stopped || h.channels[id] != nil {
+	if h.stopped {
 		h.mu.Unlock()
+		release()
 		return ChannelInfo{}, ErrShuttingDown
 	}
 	h.channels[id] = c
 	h.startActor(c)
 	h.mu.Unlock()
+	release()
 	return h.infoOf(rec, c), nil
 }
 

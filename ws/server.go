@@ -273,8 +273,8 @@ func parseGenerator(freqStr, maxStr string) (*persist.Generator, error) {
 	g := &persist.Generator{Freq: 20, Max: 50}
 	if freqStr != "" {
 		f, err := strconv.ParseFloat(freqStr, 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 || f > MaxFreq {
-			return nil, &BadRequestError{Msg: fmt.Sprintf("freq %q must be a number of lines per second in (0, %d]", freqStr, MaxFreq)}
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < MinFreq || f > MaxFreq {
+			return nil, &BadRequestError{Msg: fmt.Sprintf("freq %q must be a number of lines per second in [%v, %d]", freqStr, MinFreq, MaxFreq)}
 		}
 		g.Freq = f
 	}
@@ -289,8 +289,8 @@ func parseGenerator(freqStr, maxStr string) (*persist.Generator, error) {
 }
 
 func validGenerator(g *persist.Generator) error {
-	if math.IsNaN(g.Freq) || math.IsInf(g.Freq, 0) || g.Freq <= 0 || g.Freq > MaxFreq {
-		return &BadRequestError{Msg: fmt.Sprintf("generator.freq %v must be in (0, %d]", g.Freq, MaxFreq)}
+	if math.IsNaN(g.Freq) || math.IsInf(g.Freq, 0) || g.Freq < MinFreq || g.Freq > MaxFreq {
+		return &BadRequestError{Msg: fmt.Sprintf("generator.freq %v must be in [%v, %d]", g.Freq, MinFreq, MaxFreq)}
 	}
 	if g.Max < 1 || g.Max > MaxLines {
 		return &BadRequestError{Msg: fmt.Sprintf("generator.max %d must be in [1, %d]", g.Max, MaxLines)}

@@ -66,6 +66,7 @@ func TestBadInput(t *testing.T) {
 		{"empty id stream", "GET", "/?id=", "", 400, "missing"},
 		{"append unknown", "POST", "/channels/nope/messages", "x", 404, "not found"},
 		{"freq zero", "POST", "/?freq=0&max=5", "f0", 400, "freq"},
+		{"freq tiny", "POST", "/?freq=1e-11", "f5", 400, "freq"},
 		{"freq negative", "POST", "/?freq=-3", "f1", 400, "freq"},
 		{"freq NaN", "POST", "/?freq=NaN", "f2", 400, "freq"},
 		{"freq huge", "POST", "/?freq=1e12", "f3", 400, "freq"},

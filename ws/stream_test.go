@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/wstest"
 )
@@ -359,4 +360,30 @@ func TestGeneratorStartsWithSubscribers(t *testing.T) {
 	if second.live != 0 {
 		t.Errorf("second subscriber: live at %d, want 0", second.live)
 	}
+}
+
+// TestFinishedGeneratorClosesAfterRestart: a generator that wrote its last
+// line but not its close (a shutdown or crash in between) closes its
+// channel when a new server takes it over, so readers get the end.
+func TestFinishedGeneratorClosesAfterRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := wstest.Start(t, wstest.Options{})
+	if _, err := srv.Store.CreateChannel(ctx, "done", &persist.Generator{Freq: 10, Max: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []persist.Message
+	for i := int64(1); i <= 3; i++ {
+		msgs = append(msgs, persist.Message{Seq: i, Time: time.Now().UnixMicro(), Data: []byte(fmt.Sprintf("%d: done\n", i))})
+	}
+	if err := srv.Store.WriteBatches(ctx, []*persist.Batch{{Channel: "done", Messages: msgs}}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	srv2 := wstest.Start(t, wstest.Options{DatabaseURL: srv.DatabaseURL})
+	s := dialRaw(ctx, t, srv2.URL, "done", 0, "")
+	if err := s.readToEnd(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectLines(t, "after restart", "done", 0, s.data, 3)
 }
