@@ -79,8 +79,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 // ends, the client goes away or the server stops.
 func (s *Server) serveConn(ctx context.Context, conn *websocket.Conn, nc net.Conn, id, fromParam, epoch string) {
 	// CloseRead runs the connection's reader: it answers pings and the
-	// close handshake, and cancels ctx when the client goes away.
-	ctx = conn.CloseRead(ctx)
+	// close handshake, and its context ends when the client goes away. It
+	// is not derived from ctx: cancelling ctx (shutdown) must stop the
+	// stream but leave the connection up for the 1001 close handshake.
+	readCtx := conn.CloseRead(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(readCtx, cancel)()
 	if !ValidID(id) {
 		s.reject(conn, CodeBadRequest, CloseBadRequest, idError(id))
 		return
