@@ -310,6 +310,18 @@ func parseFrom(v string) (int64, error) {
 	return n, nil
 }
 
+// parseLimit parses a page size: 1–1000, default 100.
+func parseLimit(v string) (int, error) {
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, &BadRequestError{Msg: fmt.Sprintf("limit %q must be an integer in [1, 1000]", v)}
+	}
+	return n, nil
+}
+
 // ---- channels API
 
 type createRequest struct {
@@ -384,14 +396,10 @@ type listResponse struct {
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q must be an integer in [1, 1000]", v))
-			return
-		}
-		limit = n
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	after := q.Get("after")
 	list, err := s.hub.List(r.Context(), after, limit)
@@ -522,14 +530,10 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	limit := 100
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q must be an integer in [1, 1000]", v))
-			return
-		}
-		limit = n
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	msgs, err := s.hub.History(r.Context(), id, from, limit)
 	if err != nil {

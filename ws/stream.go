@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -85,19 +86,12 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 			h.unregister(reg)
 			return err
 		}
-		for i := 0; i < len(snap.buffered); {
-			j := i
-			size := 0
-			for j < len(snap.buffered) && j-i < maxRun && size < maxRunBytes {
-				size += len(snap.buffered[j].data)
-				j++
-			}
-			if err := s.messages(snap.buffered[i:j], false); err != nil {
-				h.unregister(reg)
-				return err
-			}
-			last = snap.buffered[j-1].seq
-			i = j
+		if err := sendRuns(s, snap.buffered); err != nil {
+			h.unregister(reg)
+			return err
+		}
+		if n := len(snap.buffered); n > 0 {
+			last = snap.buffered[n-1].seq
 		}
 		if reg == nil {
 			// Closed channel: everything came from the store.
@@ -202,16 +196,8 @@ func (h *Hub) history(ctx context.Context, id string, last *int64, upto int64, s
 			}
 			run = append(run, newMessage(r.Seq, r.Time, r.Data))
 		}
-		for i := 0; i < len(run); {
-			j, size := i, 0
-			for j < len(run) && j-i < maxRun && size < maxRunBytes {
-				size += len(run[j].data)
-				j++
-			}
-			if err := s.messages(run[i:j], false); err != nil {
-				return err
-			}
-			i = j
+		if err := sendRuns(s, run); err != nil {
+			return err
 		}
 		*last = run[len(run)-1].seq
 	}
@@ -223,6 +209,23 @@ func (h *Hub) history(ctx context.Context, id string, last *int64, upto int64, s
 type pinger interface {
 	heartbeat() time.Duration
 	keepalive() error
+}
+
+// sendRuns sends catch-up messages to s in runs of at most maxRun messages
+// and about maxRunBytes of data, one frame each.
+func sendRuns(s sink, msgs []*message) error {
+	for i := 0; i < len(msgs); {
+		j, size := i, 0
+		for j < len(msgs) && j-i < maxRun && size < maxRunBytes {
+			size += len(msgs[j].data)
+			j++
+		}
+		if err := s.messages(msgs[i:j], false); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
 }
 
 func (h *Hub) unregister(reg *registration) {
@@ -237,7 +240,9 @@ func (h *Hub) checkEpoch(ctx context.Context, id string, from int64, epoch strin
 	if err != nil || e < 1 {
 		return &BadRequestError{Msg: fmt.Sprintf("epoch %q is not a positive integer", epoch)}
 	}
-	snap, err := h.peek(ctx, id, 0)
+	// Only the epoch is needed: from past any seq makes the actor answer
+	// without copying its buffer.
+	snap, err := h.peek(ctx, id, math.MaxInt64)
 	if err != nil {
 		return err
 	}
