@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/wire"
 )
 
 // Errors returned by the hub to its callers; the HTTP and WebSocket layers
@@ -38,7 +39,7 @@ const (
 // actor sends on queue and closes it; it sets reason and endSeq before
 // closing, and the consumer reads them after seeing the queue closed.
 type subscriber struct {
-	queue  chan *message
+	queue  chan *wire.Message
 	reason int
 	endSeq int64
 }
@@ -55,7 +56,7 @@ type snapshot struct {
 	lastSeq   int64
 	open      bool
 	stopping  bool // the server is shutting down: nothing was registered
-	buffered  []*message
+	buffered  []*wire.Message
 }
 
 type (
@@ -111,12 +112,12 @@ type channel struct {
 
 	// Owned by run.
 	lastSeq   int64
-	p         int64      // highest seq confirmed committed
-	buf       []*message // base..lastSeq: recent persisted ones, then p+1..lastSeq
-	base      int64      // seq of buf[0]; lastSeq+1 when buf is empty
-	bufBytes  int64      // data bytes of the unpersisted messages
-	retained  int64      // data bytes of the persisted messages kept in buf
-	inFlight  int64      // last seq of the batch being written, 0 if none
+	p         int64           // highest seq confirmed committed
+	buf       []*wire.Message // base..lastSeq: recent persisted ones, then p+1..lastSeq
+	base      int64           // seq of buf[0]; lastSeq+1 when buf is empty
+	bufBytes  int64           // data bytes of the unpersisted messages
+	retained  int64           // data bytes of the persisted messages kept in buf
+	inFlight  int64           // last seq of the batch being written, 0 if none
 	subs      map[*subscriber]struct{}
 	waiters   []waiter // appends waiting for persistence, by seq
 	closing   bool     // closed by its producer: flushing, then end
@@ -219,9 +220,9 @@ func (c *channel) onAppend(r *appendReq) {
 		return
 	}
 	c.lastSeq++
-	m := newMessage(c.lastSeq, r.time, r.data)
+	m := wire.NewMessage(c.lastSeq, r.time, r.data)
 	c.buf = append(c.buf, m)
-	c.bufBytes += int64(len(m.data))
+	c.bufBytes += int64(len(m.Data))
 	c.statLast.Store(c.lastSeq)
 	c.h.metrics.appended.Inc()
 	for s := range c.subs {
@@ -234,12 +235,12 @@ func (c *channel) onAppend(r *appendReq) {
 		}
 	}
 	if r.wait {
-		c.waiters = append(c.waiters, waiter{seq: m.seq, result: r.result})
+		c.waiters = append(c.waiters, waiter{seq: m.Seq, result: r.result})
 		if c.inFlight == 0 {
 			c.flush()
 		}
 	} else {
-		r.result <- appendResult{seq: m.seq}
+		r.result <- appendResult{seq: m.Seq}
 	}
 	if !c.timerOn && c.inFlight == 0 {
 		c.armTimer(c.h.cfg.PersistInterval)
@@ -271,7 +272,7 @@ func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 	}
 	start := max(r.from, fromStore) + 1
 	if n := c.lastSeq - start + 1; n > 0 {
-		snap.buffered = make([]*message, n)
+		snap.buffered = make([]*wire.Message, n)
 		copy(snap.buffered, c.buf[start-c.base:])
 	}
 	if r.sub != nil {
@@ -304,7 +305,7 @@ func (c *channel) flush() {
 	unpersisted := c.buf[c.p+1-c.base:]
 	msgs := make([]persist.Message, len(unpersisted))
 	for i, m := range unpersisted {
-		msgs[i] = persist.Message{Seq: m.seq, Time: m.time, Data: m.data}
+		msgs[i] = persist.Message{Seq: m.Seq, Time: m.Time, Data: m.Data}
 	}
 	last := c.lastSeq
 	b := &persist.Batch{
@@ -342,7 +343,7 @@ func (c *channel) onPersisted(r persistResult) {
 	n := r.last - c.p
 	var freed int64
 	for _, m := range c.buf[c.p+1-c.base : r.last+1-c.base] {
-		freed += int64(len(m.data))
+		freed += int64(len(m.Data))
 	}
 	c.bufBytes -= freed
 	c.retained += freed
@@ -374,12 +375,12 @@ func (c *channel) onPersisted(r persistResult) {
 // read; unpersisted messages are never dropped.
 func (c *channel) trim() {
 	i := 0
-	for ; i < len(c.buf) && c.buf[i].seq <= c.p; i++ {
-		kept := c.p - c.buf[i].seq + 1
+	for ; i < len(c.buf) && c.buf[i].Seq <= c.p; i++ {
+		kept := c.p - c.buf[i].Seq + 1
 		if c.retained <= c.h.cfg.RetainBytes && kept <= int64(c.h.cfg.RetainMessages) {
 			break
 		}
-		c.retained -= int64(len(c.buf[i].data))
+		c.retained -= int64(len(c.buf[i].Data))
 	}
 	if i == 0 {
 		return

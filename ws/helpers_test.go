@@ -14,7 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/wire"
 )
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -34,7 +34,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 type rawSub struct {
 	t     testing.TB
 	conn  *websocket.Conn
-	hello ws.Frame
+	hello wire.Frame
 	last  int64
 	data  []string // data[i] is seq from+1+i
 	from  int64
@@ -62,25 +62,25 @@ func dialRaw(ctx context.Context, t testing.TB, base, id string, from int64, epo
 }
 
 // next reads one frame and applies it; it returns the frame.
-func (s *rawSub) next(ctx context.Context) (ws.Frame, error) {
+func (s *rawSub) next(ctx context.Context) (wire.Frame, error) {
 	typ, b, err := s.conn.Read(ctx)
 	if err != nil {
-		return ws.Frame{}, err
+		return wire.Frame{}, err
 	}
 	if typ != websocket.MessageText {
-		return ws.Frame{}, fmt.Errorf("got a binary message")
+		return wire.Frame{}, fmt.Errorf("got a binary message")
 	}
-	f, err := ws.DecodeFrame(b)
+	f, err := wire.DecodeFrame(b)
 	if err != nil {
-		return ws.Frame{}, err
+		return wire.Frame{}, err
 	}
 	switch f.Type {
-	case ws.FrameHello:
+	case wire.FrameHello:
 		if s.hello.Type != "" {
 			return f, fmt.Errorf("second hello")
 		}
 		s.hello = f
-	case ws.FrameMessage, ws.FrameBatch:
+	case wire.FrameMessage, wire.FrameBatch:
 		if s.hello.Type == "" {
 			return f, fmt.Errorf("%s before hello", f.Type)
 		}
@@ -89,7 +89,7 @@ func (s *rawSub) next(ctx context.Context) (ws.Frame, error) {
 		}
 		s.data = append(s.data, f.Data...)
 		s.last += int64(len(f.Data))
-	case ws.FrameLive:
+	case wire.FrameLive:
 		if s.live >= 0 {
 			return f, fmt.Errorf("second live frame")
 		}
@@ -97,7 +97,7 @@ func (s *rawSub) next(ctx context.Context) (ws.Frame, error) {
 			return f, fmt.Errorf("live at %d after seq %d", f.Seq, s.last)
 		}
 		s.live = f.Seq
-	case ws.FrameEnd:
+	case wire.FrameEnd:
 		if f.Seq != s.last {
 			return f, fmt.Errorf("end at %d after seq %d", f.Seq, s.last)
 		}
@@ -113,7 +113,7 @@ func (s *rawSub) readToEnd(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if f.Type == ws.FrameError {
+		if f.Type == wire.FrameError {
 			return fmt.Errorf("error frame: %s: %s", f.Code, f.Message)
 		}
 	}
@@ -131,7 +131,7 @@ func (s *rawSub) readUntil(ctx context.Context, n int64) error {
 		if err != nil {
 			return err
 		}
-		if f.Type == ws.FrameError || f.Type == ws.FrameEnd {
+		if f.Type == wire.FrameError || f.Type == wire.FrameEnd {
 			return fmt.Errorf("unexpected %s frame at seq %d: %s", f.Type, s.last, f.Message)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/wire"
 )
 
 // HubConfig configures a Hub. The zero value of every field but Store and
@@ -547,10 +548,10 @@ func (h *Hub) History(ctx context.Context, id string, from int64, limit int) ([]
 		out = rows
 	}
 	for _, m := range snap.buffered {
-		if len(out) >= limit || m.seq != from+int64(len(out))+1 {
+		if len(out) >= limit || m.Seq != from+int64(len(out))+1 {
 			break
 		}
-		out = append(out, persist.Message{Seq: m.seq, Time: m.time, Data: m.data})
+		out = append(out, persist.Message{Seq: m.Seq, Time: m.Time, Data: m.Data})
 	}
 	return out, nil
 }
@@ -589,7 +590,7 @@ func (h *Hub) subscribe(ctx context.Context, id string, from int64, register boo
 		}
 		req := &subscribeReq{from: from, result: make(chan snapshot, 1)}
 		if register {
-			req.sub = &subscriber{queue: make(chan *message, h.cfg.QueueLen)}
+			req.sub = &subscriber{queue: make(chan *wire.Message, h.cfg.QueueLen)}
 		}
 		sent, err := c.request(ctx, req)
 		if err != nil {

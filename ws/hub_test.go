@@ -3,12 +3,10 @@ package ws
 import (
 	"context"
 	"errors"
-	"reflect"
 	"sort"
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/messages-server/messages/persist"
 )
@@ -207,7 +205,7 @@ func TestCloseEndsSubscribers(t *testing.T) {
 	}
 	var got []int64
 	for m := range reg.s.queue {
-		got = append(got, m.seq)
+		got = append(got, m.Seq)
 	}
 	if len(got) != 3 || reg.s.reason != reasonEnded || reg.s.endSeq != 3 {
 		t.Fatalf("got %v, reason %d, end %d", got, reg.s.reason, reg.s.endSeq)
@@ -257,97 +255,4 @@ func BenchmarkFanout(b *testing.B) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*subs)/b.Elapsed().Seconds(), "deliveries/s")
-}
-
-func TestAppendJSONString(t *testing.T) {
-	for in, want := range map[string]string{
-		"plain":          `"plain"`,
-		"a\"b\\c":        `"a\"b\\c"`,
-		"line\n\ttab\r":  `"line\n\ttab\r"`,
-		"\x00\x1f":       `"\u0000\u001f"`,
-		"é ü 日本 😀":       `"é ü 日本 😀"`,
-		"\u2028\u2029x":  `"\u2028\u2029x"`,
-		"<b>&amp;</b>":   `"<b>&amp;</b>"`,
-		"":               `""`,
-		"ends with \\":   `"ends with \\"`,
-		"\u00e2\u0080ok": "\"\u00e2\u0080ok\"",
-	} {
-		if got := string(appendJSONString(nil, []byte(in))); got != want {
-			t.Errorf("appendJSONString(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
-// FuzzFrameRoundTrip checks that what the server encodes the decoder
-// reads back exactly.
-func FuzzFrameRoundTrip(f *testing.F) {
-	f.Add([]byte("hello\n"), int64(1))
-	f.Add([]byte("\u2028\x00\"\\"), int64(99))
-	f.Fuzz(func(t *testing.T, data []byte, seq int64) {
-		if seq < 1 {
-			seq = 1
-		}
-		if !utf8.Valid(data) {
-			return
-		}
-		m := newMessage(seq, 123, data)
-		fr, err := DecodeFrame(m.frame)
-		if err != nil {
-			t.Fatalf("decode %s: %v", m.frame, err)
-		}
-		if fr.Seq != seq || fr.Data[0] != string(data) || fr.Time[0] != 123 {
-			t.Fatalf("round trip: %+v", fr)
-		}
-		m2 := newMessage(seq+1, 124, data)
-		bf, err := DecodeFrame(appendBatchFrame(nil, []*message{m, m2}))
-		if err != nil || len(bf.Data) != 2 || bf.Data[1] != string(data) || bf.Seq != seq {
-			t.Fatalf("batch round trip: %+v %v", bf, err)
-		}
-	})
-}
-
-// FuzzDecodeCanonical checks the fast decoder against encoding/json: what
-// it accepts, the general decoder accepts too, with the same result.
-func FuzzDecodeCanonical(f *testing.F) {
-	f.Add([]byte(`{"type":"message","seq":41,"time":1764300000123456,"data":"41: c1\n"}`))
-	f.Add([]byte(`{"type":"batch","seq":1,"time":[1,2],"data":["a\"b","\u00e9\ud83d\ude00"]}`))
-	f.Add([]byte(`{"type":"message","seq":01,"time":1,"data":"x"}`))
-	f.Add([]byte(`{"type":"batch","seq":3,"time":[1],"data":["x","y"]}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		fast, ok := decodeCanonical(b)
-		if !ok {
-			return
-		}
-		slow, err := decodeGeneral(b)
-		if err != nil {
-			t.Fatalf("fast decoder accepted %q, general one refused it: %v", b, err)
-		}
-		if !reflect.DeepEqual(fast, slow) {
-			t.Fatalf("%q: fast %+v, general %+v", b, fast, slow)
-		}
-	})
-}
-
-func TestDecodeCanonical(t *testing.T) {
-	for _, m := range []*message{newMessage(1, 2, []byte("plain")), newMessage(7, 8, []byte("esc\"aped\n\u2028é"))} {
-		f, ok := decodeCanonical(m.frame)
-		if !ok || f.Data[0] != string(m.data) || f.Seq != m.seq || f.Time[0] != m.time {
-			t.Errorf("decodeCanonical(%s) = %+v, %v", m.frame, f, ok)
-		}
-	}
-	batch := appendBatchFrame(nil, []*message{newMessage(5, 1, []byte("a")), newMessage(6, 2, []byte("b\\"))})
-	if f, ok := decodeCanonical(batch); !ok || len(f.Data) != 2 || f.Data[1] != "b\\" || f.Seq != 5 {
-		t.Errorf("decodeCanonical(%s) = %+v, %v", batch, f, ok)
-	}
-	for _, bad := range []string{
-		`{"type":"message","seq":1,"time":2,"data":"x"} `,
-		`{"type":"message","seq":0,"time":2,"data":"x"}`,
-		`{"type":"message","seq":1,"time":2,"data":"x}`,
-		`{"type":"batch","seq":1,"time":[],"data":[]}`,
-		`{"type":"message","seq":99999999999999999999,"time":2,"data":"x"}`,
-	} {
-		if f, ok := decodeCanonical([]byte(bad)); ok {
-			t.Errorf("decodeCanonical(%s) accepted: %+v", bad, f)
-		}
-	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/wire"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -141,11 +142,11 @@ func TestEpochReset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := ws.DecodeFrame(b)
-	if err != nil || f.Type != ws.FrameError || f.Code != ws.CodeReset || f.LastSeq != 3 {
+	f, err := wire.DecodeFrame(b)
+	if err != nil || f.Type != wire.FrameError || f.Code != wire.CodeReset || f.LastSeq != 3 {
 		t.Fatalf("want a reset error with last_seq 3, got %s (%v)", b, err)
 	}
-	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != ws.CloseReset {
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusCode(wire.CloseReset) {
 		t.Fatalf("want close 4409, got %v", err)
 	}
 	// Resuming from the last seq it may keep continues with the new history.

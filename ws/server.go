@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/wire"
 )
 
 // ServerConfig configures a Server. Zero values mean the defaults.
@@ -647,10 +648,10 @@ func (t *textSink) hello(helloInfo) error {
 	return t.rc.Flush()
 }
 
-func (t *textSink) messages(msgs []*message, live bool) error {
+func (t *textSink) messages(msgs []*wire.Message, live bool) error {
 	_ = t.rc.SetWriteDeadline(time.Now().Add(t.timeout))
 	for _, m := range msgs {
-		if _, err := t.w.Write(m.data); err != nil {
+		if _, err := t.w.Write(m.Data); err != nil {
 			return err
 		}
 	}
@@ -661,12 +662,12 @@ func (t *textSink) messages(msgs []*message, live bool) error {
 func (t *textSink) live(int64) error { return nil }
 func (t *textSink) end(int64) error  { return nil }
 
-func observeDelivery(m *Metrics, msgs []*message, live bool) {
+func observeDelivery(m *Metrics, msgs []*wire.Message, live bool) {
 	m.delivered.Add(float64(len(msgs)))
 	if live {
 		now := time.Now().UnixMicro()
 		for _, msg := range msgs {
-			m.latency.Observe(float64(now-msg.time) / 1e6)
+			m.latency.Observe(float64(now-msg.Time) / 1e6)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/wire"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -130,12 +131,12 @@ func TestBadInput(t *testing.T) {
 		code        string
 		status      websocket.StatusCode
 	}{
-		{"ws unknown id", "id=nope", ws.CodeNotFound, ws.CloseNotFound},
-		{"ws bad id", "id=a%20b", ws.CodeBadRequest, ws.CloseBadRequest},
-		{"ws bad from", "id=keep&from=x", ws.CodeBadRequest, ws.CloseBadRequest},
-		{"ws from past end", "id=keep&from=5", ws.CodeBadRequest, ws.CloseBadRequest},
-		{"ws bad epoch", "id=keep&epoch=zero", ws.CodeBadRequest, ws.CloseBadRequest},
-		{"ws future epoch", "id=keep&epoch=99", ws.CodeBadRequest, ws.CloseBadRequest},
+		{"ws unknown id", "id=nope", wire.CodeNotFound, websocket.StatusCode(wire.CloseNotFound)},
+		{"ws bad id", "id=a%20b", wire.CodeBadRequest, websocket.StatusCode(wire.CloseBadRequest)},
+		{"ws bad from", "id=keep&from=x", wire.CodeBadRequest, websocket.StatusCode(wire.CloseBadRequest)},
+		{"ws from past end", "id=keep&from=5", wire.CodeBadRequest, websocket.StatusCode(wire.CloseBadRequest)},
+		{"ws bad epoch", "id=keep&epoch=zero", wire.CodeBadRequest, websocket.StatusCode(wire.CloseBadRequest)},
+		{"ws future epoch", "id=keep&epoch=99", wire.CodeBadRequest, websocket.StatusCode(wire.CloseBadRequest)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _, err := websocket.Dial(ctx, strings.Replace(base, "http", "ws", 1)+"/ws?"+tc.query, nil)
@@ -147,8 +148,8 @@ func TestBadInput(t *testing.T) {
 			if err != nil {
 				t.Fatalf("want an error frame, got %v", err)
 			}
-			f, err := ws.DecodeFrame(b)
-			if err != nil || f.Type != ws.FrameError || f.Code != tc.code || f.Message == "" {
+			f, err := wire.DecodeFrame(b)
+			if err != nil || f.Type != wire.FrameError || f.Code != tc.code || f.Message == "" {
 				t.Fatalf("want error frame %s, got %+v (%v)", tc.code, f, err)
 			}
 			_, _, err = c.Read(ctx)

@@ -7,6 +7,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/messages-server/messages/ws/wire"
 )
 
 // sink receives one subscriber's stream. Calls come from one goroutine, in
@@ -16,7 +18,7 @@ type sink interface {
 	hello(h helloInfo) error
 	// messages delivers a contiguous run; live tells whether they were
 	// appended after the subscriber caught up.
-	messages(msgs []*message, live bool) error
+	messages(msgs []*wire.Message, live bool) error
 	live(seq int64) error
 	end(seq int64) error
 }
@@ -64,7 +66,7 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 	last := from
 	first := true
 	sentLive := false
-	var run []*message
+	var run []*wire.Message
 	for {
 		snap, reg, err := h.subscribe(ctx, id, last, true)
 		if err != nil {
@@ -91,7 +93,7 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 			return err
 		}
 		if n := len(snap.buffered); n > 0 {
-			last = snap.buffered[n-1].seq
+			last = snap.buffered[n-1].Seq
 		}
 		if reg == nil {
 			// Closed channel: everything came from the store.
@@ -126,7 +128,7 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 
 // drain sends live messages from reg's queue until the actor closes it, and
 // returns why it did and the last seq sent.
-func (h *Hub) drain(ctx context.Context, reg *registration, last int64, run []*message, s sink) (int, int64, []*message, error) {
+func (h *Hub) drain(ctx context.Context, reg *registration, last int64, run []*wire.Message, s sink) (int, int64, []*wire.Message, error) {
 	q := reg.s.queue
 	var idle <-chan time.Time
 	p, _ := s.(pinger)
@@ -136,7 +138,7 @@ func (h *Hub) drain(ctx context.Context, reg *registration, last int64, run []*m
 		idle = t.C
 	}
 	for {
-		var m *message
+		var m *wire.Message
 		var ok bool
 		select {
 		case m, ok = <-q:
@@ -152,7 +154,7 @@ func (h *Hub) drain(ctx context.Context, reg *registration, last int64, run []*m
 			return reg.s.reason, last, run, nil
 		}
 		run = append(run[:0], m)
-		size := len(m.data)
+		size := len(m.Data)
 		closed := false
 	gather:
 		for len(run) < maxRun && size < maxRunBytes {
@@ -163,7 +165,7 @@ func (h *Hub) drain(ctx context.Context, reg *registration, last int64, run []*m
 					break gather
 				}
 				run = append(run, m)
-				size += len(m.data)
+				size += len(m.Data)
 			default:
 				break gather
 			}
@@ -171,7 +173,7 @@ func (h *Hub) drain(ctx context.Context, reg *registration, last int64, run []*m
 		if err := s.messages(run, true); err != nil {
 			return 0, last, run, err
 		}
-		last = run[len(run)-1].seq
+		last = run[len(run)-1].Seq
 		clear(run)
 		if closed {
 			return reg.s.reason, last, run, nil
@@ -189,17 +191,17 @@ func (h *Hub) history(ctx context.Context, id string, last *int64, upto int64, s
 		if len(rows) == 0 {
 			return fmt.Errorf("ws: history of %s: no rows after seq %d, expected up to %d", id, *last, upto)
 		}
-		run := make([]*message, 0, len(rows))
+		run := make([]*wire.Message, 0, len(rows))
 		for _, r := range rows {
 			if r.Seq != *last+int64(len(run))+1 {
 				return fmt.Errorf("ws: history of %s: got seq %d after %d", id, r.Seq, *last+int64(len(run)))
 			}
-			run = append(run, newMessage(r.Seq, r.Time, r.Data))
+			run = append(run, wire.NewMessage(r.Seq, r.Time, r.Data))
 		}
 		if err := sendRuns(s, run); err != nil {
 			return err
 		}
-		*last = run[len(run)-1].seq
+		*last = run[len(run)-1].Seq
 	}
 	return nil
 }
@@ -213,11 +215,11 @@ type pinger interface {
 
 // sendRuns sends catch-up messages to s in runs of at most maxRun messages
 // and about maxRunBytes of data, one frame each.
-func sendRuns(s sink, msgs []*message) error {
+func sendRuns(s sink, msgs []*wire.Message) error {
 	for i := 0; i < len(msgs); {
 		j, size := i, 0
 		for j < len(msgs) && j-i < maxRun && size < maxRunBytes {
-			size += len(msgs[j].data)
+			size += len(msgs[j].Data)
 			j++
 		}
 		if err := s.messages(msgs[i:j], false); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/wire"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -230,7 +231,7 @@ func TestSlowConsumer(t *testing.T) {
 	defer cancel()
 	createChannel(t, srv.URL, "slow")
 	slow := dialRaw(ctx, t, srv.URL, "slow", 0, "")
-	if f, err := slow.next(ctx); err != nil || f.Type != ws.FrameHello {
+	if f, err := slow.next(ctx); err != nil || f.Type != wire.FrameHello {
 		t.Fatalf("hello: %v %v", f, err)
 	}
 	fast := dialRaw(ctx, t, srv.URL, "slow", 0, "")
@@ -274,7 +275,7 @@ func readUntilLive(ctx context.Context, s *rawSub) error {
 		if err != nil {
 			return err
 		}
-		if f.Type == ws.FrameError {
+		if f.Type == wire.FrameError {
 			return fmt.Errorf("error frame %s", f.Message)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,15 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-)
 
-// WebSocket close codes used by the server besides 1000 and 1001.
-const (
-	CloseBadRequest  websocket.StatusCode = 4400
-	CloseNotFound    websocket.StatusCode = 4404
-	CloseReset       websocket.StatusCode = 4409
-	CloseInternal    websocket.StatusCode = 4500
-	CloseUnavailable websocket.StatusCode = 4503
+	"github.com/messages-server/messages/ws/wire"
 )
 
 // handleWS serves GET /ws?id=ID&from=SEQ&epoch=E.
@@ -87,12 +79,12 @@ func (s *Server) serveConn(ctx context.Context, conn *websocket.Conn, nc net.Con
 	defer cancel()
 	defer context.AfterFunc(readCtx, cancel)()
 	if !ValidID(id) {
-		s.reject(conn, CodeBadRequest, CloseBadRequest, idError(id))
+		s.reject(conn, wire.CodeBadRequest, idError(id))
 		return
 	}
 	from, err := parseFrom(fromParam)
 	if err != nil {
-		s.reject(conn, CodeBadRequest, CloseBadRequest, err.Error())
+		s.reject(conn, wire.CodeBadRequest, err.Error())
 		return
 	}
 	ws := &wsSink{conn: conn, nc: nc, timeout: s.cfg.WriteTimeout, m: s.m, ping: s.cfg.PingInterval}
@@ -121,25 +113,19 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		conn.Close(websocket.StatusGoingAway, "server is shutting down, resume later")
 		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
 	case errors.Is(err, ErrNotFound):
-		s.reject(conn, CodeNotFound, CloseNotFound, "channel "+strconv.Quote(id)+" not found")
+		s.reject(conn, wire.CodeNotFound, "channel "+strconv.Quote(id)+" not found")
 	case errors.As(err, &fe), errors.As(err, &be):
-		s.reject(conn, CodeBadRequest, CloseBadRequest, err.Error())
+		s.reject(conn, wire.CodeBadRequest, err.Error())
 	case errors.As(err, &re):
-		b, _ := json.Marshal(struct {
-			Type    string `json:"type"`
-			Code    string `json:"code"`
-			Message string `json:"message"`
-			Epoch   string `json:"epoch"`
-			LastSeq int64  `json:"last_seq"`
-		}{FrameError, CodeReset, re.Error(), strconv.FormatInt(re.Epoch, 10), re.Survived})
-		s.rejectFrame(conn, b, CloseReset)
+		s.rejectFrame(conn, wire.Frame{Code: wire.CodeReset, Message: re.Error(),
+			Epoch: strconv.FormatInt(re.Epoch, 10), LastSeq: re.Survived})
 	case ctx.Err() != nil:
 		// The client went away, or the server dropped it.
 		conn.CloseNow()
 		s.m.conns.WithLabelValues(outcomeGone).Inc()
 	case errors.As(err, &se):
 		s.log.Warn("websocket: store unavailable", slog.String("channel", id), slog.Any("err", err))
-		s.reject(conn, CodeUnavailable, CloseUnavailable, "storage is unavailable, retry later")
+		s.reject(conn, wire.CodeUnavailable, "storage is unavailable, retry later")
 		s.m.conns.WithLabelValues(outcomeError).Inc()
 	default:
 		s.log.Warn("websocket failed", slog.String("channel", id), slog.Any("err", err))
@@ -148,25 +134,23 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 	}
 }
 
-// reject sends an error frame and closes with code.
-func (s *Server) reject(conn *websocket.Conn, code string, status websocket.StatusCode, msg string) {
-	b, _ := json.Marshal(struct {
-		Type    string `json:"type"`
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}{FrameError, code, msg})
-	s.rejectFrame(conn, b, status)
+// reject sends an error frame and closes with the code's close status.
+func (s *Server) reject(conn *websocket.Conn, code, msg string) {
+	s.rejectFrame(conn, wire.Frame{Code: code, Message: msg})
 }
 
-func (s *Server) rejectFrame(conn *websocket.Conn, frame []byte, status websocket.StatusCode) {
+// rejectFrame sends the error frame f and closes with the close status of
+// its code.
+func (s *Server) rejectFrame(conn *websocket.Conn, f wire.Frame) {
+	status, _ := wire.CloseCode(f.Code)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	defer cancel()
-	if conn.Write(ctx, websocket.MessageText, frame) == nil {
-		conn.Close(status, "")
+	if conn.Write(ctx, websocket.MessageText, wire.AppendError(nil, f)) == nil {
+		conn.Close(websocket.StatusCode(status), "")
 	} else {
 		conn.CloseNow()
 	}
-	if status != CloseUnavailable {
+	if f.Code != wire.CodeUnavailable {
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 	}
 }
@@ -202,29 +186,17 @@ func (w *wsSink) write(b []byte) error {
 }
 
 func (w *wsSink) hello(h helloInfo) error {
-	b := append(w.buf[:0], `{"type":"hello","channel":`...)
-	b = appendJSONString(b, []byte(h.channel))
-	b = append(b, `,"epoch":"`...)
-	b = strconv.AppendInt(b, h.epoch, 10)
-	b = append(b, `","from":`...)
-	b = strconv.AppendInt(b, h.from, 10)
-	b = append(b, `,"last_seq":`...)
-	b = strconv.AppendInt(b, h.lastSeq, 10)
-	b = append(b, `,"persisted_seq":`...)
-	b = strconv.AppendInt(b, h.persisted, 10)
-	b = append(b, `,"open":`...)
-	b = strconv.AppendBool(b, h.open)
-	b = append(b, '}')
-	w.buf = b
-	return w.write(b)
+	w.buf = wire.AppendHello(w.buf[:0], wire.Frame{Channel: h.channel, Epoch: strconv.FormatInt(h.epoch, 10),
+		From: h.from, LastSeq: h.lastSeq, PersistedSeq: h.persisted, Open: h.open})
+	return w.write(w.buf)
 }
 
-func (w *wsSink) messages(msgs []*message, live bool) error {
+func (w *wsSink) messages(msgs []*wire.Message, live bool) error {
 	var err error
 	if len(msgs) == 1 {
-		err = w.write(msgs[0].frame) // the shared, pre-encoded frame
+		err = w.write(msgs[0].Encoded()) // the shared, pre-encoded frame
 	} else {
-		w.buf = appendBatchFrame(w.buf[:0], msgs)
+		w.buf = wire.AppendMessages(w.buf[:0], msgs)
 		err = w.write(w.buf)
 		if cap(w.buf) > 64<<10 {
 			w.buf = nil // do not pin a large buffer on an idle connection
@@ -238,12 +210,12 @@ func (w *wsSink) messages(msgs []*message, live bool) error {
 }
 
 func (w *wsSink) live(seq int64) error {
-	w.buf = appendSeqFrame(w.buf[:0], FrameLive, seq)
+	w.buf = wire.AppendSeq(w.buf[:0], wire.FrameLive, seq)
 	return w.write(w.buf)
 }
 
 func (w *wsSink) end(seq int64) error {
-	w.buf = appendSeqFrame(w.buf[:0], FrameEnd, seq)
+	w.buf = wire.AppendSeq(w.buf[:0], wire.FrameEnd, seq)
 	return w.write(w.buf)
 }
 

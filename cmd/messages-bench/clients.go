@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/client"
 )
 
 // defaultPerSource is how many connections go out from one source address
@@ -197,7 +197,7 @@ type wsReader struct {
 	dropAt  int64 // drop the connection after this seq and resume; 0: never
 	// onMessage sees every message (after the client library checked its
 	// seq); it must be quick.
-	onMessage func(e ws.Event)
+	onMessage func(e client.Event)
 	// onLive is called when the first connection reaches live.
 	onLive func()
 	// onDialed is called once the first dial is over, successful or not.
@@ -208,10 +208,10 @@ type wsReader struct {
 // channel, counting into st. It returns the last seq, or the error that
 // stopped it (counted by the caller).
 func readWS(ctx context.Context, baseURL string, src *sources, st *stats, r wsReader) (int64, error) {
-	opts := ws.ClientOptions{HTTPClient: src.next()}
+	opts := client.Options{HTTPClient: src.next()}
 	started := time.Now()
 	st.dials.Add(1)
-	sub, err := ws.Subscribe(ctx, baseURL, r.channel, opts)
+	sub, err := client.Subscribe(ctx, baseURL, r.channel, opts)
 	if r.onDialed != nil {
 		r.onDialed()
 	}
@@ -233,7 +233,7 @@ func readWS(ctx context.Context, baseURL string, src *sources, st *stats, r wsRe
 			return sub.LastSeq(), err
 		}
 		switch e.Kind {
-		case ws.EventLive:
+		case client.EventLive:
 			live = true
 			if !everLive {
 				everLive = true
@@ -243,7 +243,7 @@ func readWS(ctx context.Context, baseURL string, src *sources, st *stats, r wsRe
 					r.onLive()
 				}
 			}
-		case ws.EventMessage:
+		case client.EventMessage:
 			st.delivery(e.Received, len(e.Data))
 			if live {
 				st.live.record(r.client, e.Received.Sub(time.UnixMicro(e.Time)))
@@ -258,7 +258,7 @@ func readWS(ctx context.Context, baseURL string, src *sources, st *stats, r wsRe
 				st.resumes.Add(1)
 				st.dials.Add(1)
 				opts.From, opts.Epoch = last, epoch
-				next, err := ws.Subscribe(ctx, baseURL, r.channel, opts)
+				next, err := client.Subscribe(ctx, baseURL, r.channel, opts)
 				if err != nil {
 					// The deferred Close of the old one is harmless.
 					return last, fmt.Errorf("resume from %d: %w", last, err)
@@ -271,16 +271,16 @@ func readWS(ctx context.Context, baseURL string, src *sources, st *stats, r wsRe
 
 // readerDone counts a finished WebSocket reader: a failure, an
 // inconsistency (a protocol error, or what check finds), or a success.
-func readerDone(st *stats, id string, client int, err error, check func() *problem) {
-	var pe *ws.ProtocolError
+func readerDone(st *stats, id string, k int, err error, check func() *problem) {
+	var pe *client.ProtocolError
 	switch {
 	case errors.As(err, &pe):
-		st.inconsistent(id, client, &problem{Seq: pe.Expected, Kind: kindProtocol, Detail: pe.Error()})
+		st.inconsistent(id, k, &problem{Seq: pe.Expected, Kind: kindProtocol, Detail: pe.Error()})
 	case err != nil:
-		st.fail("channel %s client %d: %v", id, client, err)
+		st.fail("channel %s client %d: %v", id, k, err)
 	default:
 		if p := check(); p != nil {
-			st.inconsistent(id, client, p)
+			st.inconsistent(id, k, p)
 		} else {
 			st.done.Add(1)
 		}

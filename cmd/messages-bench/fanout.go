@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/client"
 )
 
 // dialConcurrency bounds the WebSocket handshakes in flight.
@@ -73,7 +73,7 @@ func runFanout(ctx context.Context, b *bench) error {
 					channel: id, client: k,
 					onDialed: func() { <-sem },
 					onLive:   func() { lastLive.mark(time.Now()) },
-					onMessage: func(e ws.Event) {
+					onMessage: func(e client.Event) {
 						check.add(e.Seq, e.Data)
 						if e.Seq == lines {
 							firstEnd.mark(e.Received)

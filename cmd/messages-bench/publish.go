@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/client"
 )
 
 // runPublish creates empty channels, subscribes -clients readers to each,
@@ -70,7 +70,7 @@ func runPublish(ctx context.Context, b *bench) error {
 					channel: id, client: k,
 					onDialed: func() { <-dials },
 					onLive:   isReady,
-					onMessage: func(e ws.Event) {
+					onMessage: func(e client.Event) {
 						check.add(e.Seq, e.Data)
 						select {
 						case <-startCh:

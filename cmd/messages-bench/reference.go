@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/client"
 )
 
 // refReader is one reader of the reference scenario and what it got.
@@ -122,7 +122,7 @@ func refChannel(ctx context.Context, b *bench, id string, readers []*refReader) 
 			}
 			if err != nil {
 				r.failed = true
-				var pe *ws.ProtocolError
+				var pe *client.ProtocolError
 				if errors.As(err, &pe) {
 					b.st.inconsistent(id, r.client, &problem{Seq: pe.Expected, Kind: kindProtocol, Detail: pe.Error()})
 					return
@@ -165,7 +165,7 @@ func refChannel(ctx context.Context, b *bench, id string, readers []*refReader) 
 func readRefWS(ctx context.Context, b *bench, id string, r *refReader) error {
 	_, err := readWS(ctx, b.cfg.URL, b.src, b.st, wsReader{
 		channel: id, client: r.client, dropAt: r.dropAt,
-		onMessage: func(e ws.Event) { r.msgs = append(r.msgs, received{seq: e.Seq, data: e.Data}) },
+		onMessage: func(e client.Event) { r.msgs = append(r.msgs, received{seq: e.Seq, data: e.Data}) },
 	})
 	return err
 }

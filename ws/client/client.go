@@ -1,4 +1,12 @@
-package ws
+// Package client is the Go client of the messages WebSocket protocol:
+// Subscribe opens a subscription whose Next yields the hello, the messages
+// (batches split), live and end, checks that seqs are contiguous, and can
+// resume by itself after a drop without a gap or a duplicate.
+//
+// It depends only on package wire and github.com/coder/websocket, so a
+// program that only subscribes links no database driver and builds without
+// cgo.
+package client
 
 import (
 	"context"
@@ -15,15 +23,17 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/messages-server/messages/ws/wire"
 )
 
-// Client defaults, used when the matching ClientOptions field is zero.
+// Defaults, used when the matching Options field is zero.
 const (
-	DefaultClientReadLimit   = 8 << 20
+	DefaultReadLimit         = 8 << 20
 	DefaultResumeAttempts    = 10
 	DefaultResumeMinBackoff  = 50 * time.Millisecond
 	DefaultResumeMaxBackoff  = 5 * time.Second
-	defaultClientReadAhead   = 16
+	defaultReadAhead         = 16
 	clientCloseHandshakeWait = 5 * time.Second
 )
 
@@ -31,14 +41,14 @@ const (
 // restarted in a new epoch and lost messages the client had already seen.
 // The error's LastSeq is the last durable seq of the old epoch; the client
 // must start again from 0, or from at most LastSeq with the new epoch.
-var ErrReset = errors.New("ws: channel reset")
+var ErrReset = errors.New("client: channel reset")
 
 // ErrSubscriptionClosed is returned by Next after Close.
-var ErrSubscriptionClosed = errors.New("ws: subscription closed")
+var ErrSubscriptionClosed = errors.New("client: subscription closed")
 
-// ClientOptions configures Subscribe. The zero value subscribes from the
+// Options configures Subscribe. The zero value subscribes from the
 // beginning of the channel and does not resume after a drop.
-type ClientOptions struct {
+type Options struct {
 	// From is the last seq the client already has; delivery starts at
 	// From+1. 0 means from the beginning.
 	From int64
@@ -68,7 +78,7 @@ type ClientOptions struct {
 	// HTTPHeader is added to every handshake request.
 	HTTPHeader http.Header
 	// ReadLimit is the largest frame accepted, in bytes; 0 means
-	// DefaultClientReadLimit. A larger frame ends the subscription with an
+	// DefaultReadLimit. A larger frame ends the subscription with an
 	// error.
 	ReadLimit int64
 }
@@ -114,7 +124,7 @@ type Event struct {
 	// Data is the message content.
 	Data string
 	// Hello is the hello frame, for EventHello.
-	Hello Frame
+	Hello wire.Frame
 	// Received is when the frame carrying the event was read from the
 	// connection, for measuring latency.
 	Received time.Time
@@ -125,8 +135,8 @@ type Event struct {
 // refused handshake). Use errors.As to read it, errors.Is(err, ErrReset)
 // for a reset.
 type ServerError struct {
-	// Code is one of CodeBadRequest, CodeNotFound, CodeReset, CodeInternal,
-	// CodeUnavailable, or another code a newer server sends.
+	// Code is one of wire.CodeBadRequest, wire.CodeNotFound, wire.CodeReset, wire.CodeInternal,
+	// wire.CodeUnavailable, or another code a newer server sends.
 	Code string
 	// Message is the server's human-readable explanation.
 	Message string
@@ -136,18 +146,18 @@ type ServerError struct {
 
 // Error implements error.
 func (e *ServerError) Error() string {
-	s := "ws: server error " + e.Code
+	s := "client: server error " + e.Code
 	if e.Message != "" {
 		s += ": " + e.Message
 	}
-	if e.Code == CodeReset {
+	if e.Code == wire.CodeReset {
 		s += " (last durable seq " + strconv.FormatInt(e.LastSeq, 10) + ")"
 	}
 	return s
 }
 
 // Is reports whether target is ErrReset and e is a reset.
-func (e *ServerError) Is(target error) bool { return target == ErrReset && e.Code == CodeReset }
+func (e *ServerError) Is(target error) bool { return target == ErrReset && e.Code == wire.CodeReset }
 
 // ProtocolError reports a server that broke the protocol: a seq that is not
 // the one expected (a gap when Got > Expected, a duplicate when Got <
@@ -165,15 +175,18 @@ type ProtocolError struct {
 // Error implements error.
 func (e *ProtocolError) Error() string {
 	if e.Expected == 0 && e.Got == 0 {
-		return fmt.Sprintf("ws: protocol error on channel %s: %s", e.Channel, e.Reason)
+		return fmt.Sprintf("client: protocol error on channel %s: %s", e.Channel, e.Reason)
 	}
-	return fmt.Sprintf("ws: protocol error on channel %s: %s: expected seq %d, got %d", e.Channel, e.Reason, e.Expected, e.Got)
+	return fmt.Sprintf("client: protocol error on channel %s: %s: expected seq %d, got %d", e.Channel, e.Reason, e.Expected, e.Got)
 }
 
 // Subscription is a subscription to one channel. A goroutine started by
-// Subscribe keeps reading the connection (so pings and closes are answered
-// even while the caller is busy), checks every frame, and hands frames
-// ahead to Next through a small buffer.
+// Subscribe reads the connection, checks every frame and hands it to Next
+// through a buffer of 16 frames. While that buffer has room, pings and
+// closes are answered even if the caller is busy; once it is full the
+// goroutine waits for Next, and so does the connection: a caller that stops
+// calling Next for longer than the server's write timeout is dropped by the
+// server (and, with Options.Resume, resumes from where it was).
 //
 // Next must be called from one goroutine at a time; LastSeq and Epoch from
 // that same goroutine. Close is safe to call from any goroutine, at any time,
@@ -181,7 +194,7 @@ func (e *ProtocolError) Error() string {
 type Subscription struct {
 	channel string
 	wsURL   *url.URL
-	opts    ClientOptions
+	opts    Options
 
 	ctx    context.Context // done when Close is called
 	cancel context.CancelFunc
@@ -193,7 +206,7 @@ type Subscription struct {
 	closed bool
 
 	// Owned by the caller of Next.
-	pending    Frame
+	pending    wire.Frame
 	pendingAt  int
 	pendingRcv time.Time
 	lastSeq    int64
@@ -203,7 +216,7 @@ type Subscription struct {
 
 // clientItem is a checked frame, or the error that ends the subscription.
 type clientItem struct {
-	f   Frame
+	f   wire.Frame
 	rcv time.Time
 	err error
 }
@@ -213,10 +226,10 @@ type clientItem struct {
 // Subscribe does not retry a failed dial, even with opts.Resume; a refused
 // handshake with a JSON error body is returned as a *ServerError. ctx
 // bounds the dial only.
-func Subscribe(ctx context.Context, baseURL, channel string, opts ClientOptions) (*Subscription, error) {
+func Subscribe(ctx context.Context, baseURL, channel string, opts Options) (*Subscription, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil {
-		return nil, fmt.Errorf("ws: parse base url: %w", err)
+		return nil, fmt.Errorf("client: parse base url: %w", err)
 	}
 	switch u.Scheme {
 	case "http", "ws":
@@ -224,15 +237,15 @@ func Subscribe(ctx context.Context, baseURL, channel string, opts ClientOptions)
 	case "https", "wss":
 		u.Scheme = "wss"
 	default:
-		return nil, fmt.Errorf("ws: base url %q: scheme must be http or https", baseURL)
+		return nil, fmt.Errorf("client: base url %q: scheme must be http or https", baseURL)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/ws"
 	u.RawQuery, u.Fragment = "", ""
 	if opts.From < 0 {
-		return nil, fmt.Errorf("ws: from %d is negative", opts.From)
+		return nil, fmt.Errorf("client: from %d is negative", opts.From)
 	}
 	if opts.ReadLimit == 0 {
-		opts.ReadLimit = DefaultClientReadLimit
+		opts.ReadLimit = DefaultReadLimit
 	}
 	if opts.ResumeAttempts <= 0 {
 		opts.ResumeAttempts = DefaultResumeAttempts
@@ -247,7 +260,7 @@ func Subscribe(ctx context.Context, baseURL, channel string, opts ClientOptions)
 		channel: channel,
 		wsURL:   u,
 		opts:    opts,
-		frames:  make(chan clientItem, defaultClientReadAhead),
+		frames:  make(chan clientItem, defaultReadAhead),
 		done:    make(chan struct{}),
 		lastSeq: opts.From,
 		epoch:   opts.Epoch,
@@ -306,15 +319,15 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	}
 	f := it.f
 	switch f.Type {
-	case FrameHello:
+	case wire.FrameHello:
 		s.epoch = f.Epoch
 		return Event{Kind: EventHello, Seq: f.From, Hello: f, Received: it.rcv}, nil
-	case FrameMessage, FrameBatch:
+	case wire.FrameMessage, wire.FrameBatch:
 		s.pending, s.pendingAt, s.pendingRcv = f, 0, it.rcv
 		return s.splitPending(), nil
-	case FrameLive:
+	case wire.FrameLive:
 		return Event{Kind: EventLive, Seq: f.Seq, Received: it.rcv}, nil
-	default: // FrameEnd; run sends nothing else
+	default: // wire.FrameEnd; run sends nothing else
 		s.err = io.EOF
 		return Event{Kind: EventEnd, Seq: f.Seq, Received: it.rcv}, nil
 	}
@@ -328,7 +341,7 @@ func (s *Subscription) splitPending() Event {
 	s.lastSeq = seq
 	e := Event{Kind: EventMessage, Seq: seq, Time: s.pending.Time[i], Data: s.pending.Data[i], Received: s.pendingRcv}
 	if s.pendingAt == len(s.pending.Data) {
-		s.pending = Frame{}
+		s.pending = wire.Frame{}
 		s.pendingAt = 0
 	}
 	return e
@@ -382,7 +395,7 @@ func (s *Subscription) run(conn *websocket.Conn) {
 		for {
 			failures++
 			if failures > s.opts.ResumeAttempts {
-				s.send(clientItem{err: fmt.Errorf("ws: resume gave up after %d attempts: %w", s.opts.ResumeAttempts, err)})
+				s.send(clientItem{err: fmt.Errorf("client: resume gave up after %d attempts: %w", s.opts.ResumeAttempts, err)})
 				return
 			}
 			if !s.sleep(s.backoff(failures)) {
@@ -472,7 +485,7 @@ func (s *Subscription) dial(ctx context.Context, from int64, epoch string) (*web
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, httpError(resp, err)
 		}
-		return nil, &dropError{fmt.Errorf("ws: dial %s: %w", s.channel, err)}
+		return nil, &dropError{fmt.Errorf("client: dial %s: %w", s.channel, err)}
 	}
 	conn.SetReadLimit(s.opts.ReadLimit)
 	return conn, nil
@@ -494,15 +507,15 @@ func httpError(resp *http.Response, dialErr error) error {
 	code := "http_" + strconv.Itoa(resp.StatusCode)
 	switch resp.StatusCode {
 	case http.StatusBadRequest:
-		code = CodeBadRequest
+		code = wire.CodeBadRequest
 	case http.StatusNotFound:
-		code = CodeNotFound
+		code = wire.CodeNotFound
 	case http.StatusConflict:
-		code = CodeReset
+		code = wire.CodeReset
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		code = CodeUnavailable
+		code = wire.CodeUnavailable
 	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:
-		code = CodeInternal
+		code = wire.CodeInternal
 	}
 	return &ServerError{Code: code, Message: msg}
 }
@@ -521,19 +534,9 @@ func resumable(err error) bool {
 	}
 	var se *ServerError
 	if errors.As(err, &se) {
-		return se.Code == CodeUnavailable || se.Code == CodeInternal
+		return se.Code == wire.CodeUnavailable || se.Code == wire.CodeInternal
 	}
 	return false
-}
-
-// closeCodes maps the 4xxx close statuses to error codes, for a server that
-// closes without an error frame.
-var closeCodes = map[websocket.StatusCode]string{
-	4400: CodeBadRequest,
-	4404: CodeNotFound,
-	4409: CodeReset,
-	4500: CodeInternal,
-	4503: CodeUnavailable,
 }
 
 // reader checks the frames of the successive connections of one
@@ -567,15 +570,15 @@ func (r *reader) read(conn *websocket.Conn) (progress bool, err error) {
 		if typ != websocket.MessageText {
 			return progress, perr(0, 0, "binary message")
 		}
-		f, err := DecodeFrame(b)
+		f, err := wire.DecodeFrame(b)
 		if err != nil {
 			return progress, perr(0, 0, "%v", err)
 		}
-		if !hello && f.Type != FrameHello && f.Type != FrameError {
+		if !hello && f.Type != wire.FrameHello && f.Type != wire.FrameError {
 			return progress, perr(0, 0, "%s frame before hello", f.Type)
 		}
 		switch f.Type {
-		case FrameHello:
+		case wire.FrameHello:
 			if hello {
 				return progress, perr(0, 0, "second hello")
 			}
@@ -587,7 +590,7 @@ func (r *reader) read(conn *websocket.Conn) (progress bool, err error) {
 				return progress, perr(r.last, f.From, "hello with another from")
 			}
 			r.epoch = f.Epoch
-		case FrameMessage, FrameBatch:
+		case wire.FrameMessage, wire.FrameBatch:
 			if f.Seq != r.last+1 {
 				reason := "gap"
 				if f.Seq <= r.last {
@@ -597,7 +600,7 @@ func (r *reader) read(conn *websocket.Conn) (progress bool, err error) {
 			}
 			r.last += int64(len(f.Data))
 			progress = true
-		case FrameLive:
+		case wire.FrameLive:
 			if live {
 				return progress, perr(0, 0, "second live")
 			}
@@ -606,7 +609,7 @@ func (r *reader) read(conn *websocket.Conn) (progress bool, err error) {
 				return progress, perr(r.last, f.Seq, "live frame after another seq")
 			}
 			progress = true
-		case FrameEnd:
+		case wire.FrameEnd:
 			if f.Seq != r.last {
 				return progress, perr(r.last, f.Seq, "end frame after another seq")
 			}
@@ -618,7 +621,7 @@ func (r *reader) read(conn *websocket.Conn) (progress bool, err error) {
 			_, _, _ = conn.Read(closeCtx)
 			cancel()
 			return true, nil
-		case FrameError:
+		case wire.FrameError:
 			return progress, &ServerError{Code: f.Code, Message: f.Message, LastSeq: f.LastSeq}
 		}
 		if !s.send(clientItem{f: f, rcv: rcv}) {
@@ -630,20 +633,20 @@ func (r *reader) read(conn *websocket.Conn) (progress bool, err error) {
 // readError classifies an error from reading a connection.
 func (r *reader) readError(err error) error {
 	status := websocket.CloseStatus(err)
-	if code, ok := closeCodes[status]; ok {
+	if code, ok := wire.ErrorCode(int(status)); ok {
 		return &ServerError{Code: code, Message: "connection closed with status " + strconv.Itoa(int(status))}
 	}
 	switch status {
 	case websocket.StatusMessageTooBig:
-		return fmt.Errorf("ws: channel %s: %w", r.s.channel, err)
+		return fmt.Errorf("client: channel %s: %w", r.s.channel, err)
 	case websocket.StatusPolicyViolation, websocket.StatusUnsupportedData, websocket.StatusInvalidFramePayloadData,
 		websocket.StatusProtocolError:
-		return fmt.Errorf("ws: channel %s: connection closed: %w", r.s.channel, err)
+		return fmt.Errorf("client: channel %s: connection closed: %w", r.s.channel, err)
 	}
 	if errors.Is(err, websocket.ErrMessageTooBig) {
-		return fmt.Errorf("ws: channel %s: frame over the read limit of %d bytes: %w", r.s.channel, r.s.opts.ReadLimit, err)
+		return fmt.Errorf("client: channel %s: frame over the read limit of %d bytes: %w", r.s.channel, r.s.opts.ReadLimit, err)
 	}
 	// Going away, service restart, abnormal closure, a normal closure
 	// before end, or a network error: the connection dropped.
-	return &dropError{fmt.Errorf("ws: channel %s: connection dropped after seq %d: %w", r.s.channel, r.last, err)}
+	return &dropError{fmt.Errorf("client: channel %s: connection dropped after seq %d: %w", r.s.channel, r.last, err)}
 }

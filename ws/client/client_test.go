@@ -1,4 +1,4 @@
-package ws_test
+package client_test
 
 import (
 	"context"
@@ -15,7 +15,8 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/client"
+	"github.com/messages-server/messages/ws/wire"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -96,11 +97,11 @@ func scriptServer(t *testing.T, script func(sc *scriptConn)) (string, func() []u
 }
 
 // subscribe subscribes and closes the subscription at cleanup.
-func subscribe(t *testing.T, base, channel string, opts ws.ClientOptions) *ws.Subscription {
+func subscribe(t *testing.T, base, channel string, opts client.Options) *client.Subscription {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := ws.Subscribe(ctx, base, channel, opts)
+	s, err := client.Subscribe(ctx, base, channel, opts)
 	if err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
@@ -110,7 +111,7 @@ func subscribe(t *testing.T, base, channel string, opts ws.ClientOptions) *ws.Su
 
 // drain reads events until an error, and returns them as compact strings
 // ("hello:0", "message:1:data", "live:3", "end:5") with the final error.
-func drain(t *testing.T, s *ws.Subscription) ([]string, error) {
+func drain(t *testing.T, s *client.Subscription) ([]string, error) {
 	t.Helper()
 	var got []string
 	for i := 0; i < 1000; i++ {
@@ -121,12 +122,12 @@ func drain(t *testing.T, s *ws.Subscription) ([]string, error) {
 			return got, err
 		}
 		switch e.Kind {
-		case ws.EventMessage:
+		case client.EventMessage:
 			if e.Received.IsZero() {
 				t.Errorf("message %d without a receive time", e.Seq)
 			}
 			got = append(got, fmt.Sprintf("message:%d:%s:%d", e.Seq, e.Data, e.Time))
-		case ws.EventHello:
+		case client.EventHello:
 			got = append(got, fmt.Sprintf("hello:%d:%s", e.Seq, e.Hello.Epoch))
 		default:
 			got = append(got, fmt.Sprintf("%s:%d", e.Kind, e.Seq))
@@ -163,7 +164,7 @@ func TestClientSplitsBatchesAndEnds(t *testing.T) {
 			`{"type":"end","seq":7}`)
 		sc.closeWith(websocket.StatusNormalClosure)
 	})
-	s := subscribe(t, base, "c1", ws.ClientOptions{})
+	s := subscribe(t, base, "c1", client.Options{})
 	got, err := drain(t, s)
 	if !errors.Is(err, io.EOF) {
 		t.Fatalf("final error %v, want io.EOF", err)
@@ -187,7 +188,7 @@ func TestClientFromAndEpoch(t *testing.T) {
 		sc.send(hello("a:b.c-d_e", "3", 40), msg(41, "x"), `{"type":"end","seq":41}`)
 		sc.closeWith(websocket.StatusNormalClosure)
 	})
-	s := subscribe(t, base+"/", "a:b.c-d_e", ws.ClientOptions{From: 40, Epoch: "3"})
+	s := subscribe(t, base+"/", "a:b.c-d_e", client.Options{From: 40, Epoch: "3"})
 	got, err := drain(t, s)
 	if !errors.Is(err, io.EOF) {
 		t.Fatalf("final error %v", err)
@@ -232,11 +233,11 @@ func TestClientProtocolErrors(t *testing.T) {
 				sc.waitClose()
 			})
 			// Resume must not hide protocol errors.
-			s := subscribe(t, base, "c", ws.ClientOptions{From: tt.from, Resume: true})
+			s := subscribe(t, base, "c", client.Options{From: tt.from, Resume: true})
 			got, err := drain(t, s)
-			var pe *ws.ProtocolError
+			var pe *client.ProtocolError
 			if !errors.As(err, &pe) {
-				t.Fatalf("error %v (%T), want *ws.ProtocolError; events %q", err, err, got)
+				t.Fatalf("error %v (%T), want *client.ProtocolError; events %q", err, err, got)
 			}
 			if pe.Expected != tt.expected || pe.Got != tt.got || !strings.Contains(pe.Reason, tt.reason) || pe.Channel != "c" {
 				t.Errorf("got %+v, want expected %d got %d reason %q", pe, tt.expected, tt.got, tt.reason)
@@ -262,31 +263,31 @@ func TestClientServerErrors(t *testing.T) {
 		{"not found frame", func(sc *scriptConn) {
 			sc.send(`{"type":"error","code":"not_found","message":"no channel c"}`)
 			sc.closeWith(4404)
-		}, ws.CodeNotFound, 0, false},
+		}, wire.CodeNotFound, 0, false},
 		{"reset frame", func(sc *scriptConn) {
 			sc.send(`{"type":"error","code":"reset","message":"restarted","last_seq":12}`)
 			sc.closeWith(4409)
-		}, ws.CodeReset, 12, true},
+		}, wire.CodeReset, 12, true},
 		{"error after messages", func(sc *scriptConn) {
 			sc.send(hello("c", "1", 0), msg(1, "a"), `{"type":"error","code":"bad_request","message":"no"}`)
 			sc.closeWith(4400)
-		}, ws.CodeBadRequest, 0, false},
+		}, wire.CodeBadRequest, 0, false},
 		{"close code only", func(sc *scriptConn) {
 			sc.send(hello("c", "1", 0))
 			sc.closeWith(4404)
-		}, ws.CodeNotFound, 0, false},
+		}, wire.CodeNotFound, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			base, queries := scriptServer(t, tt.script)
-			s := subscribe(t, base, "c", ws.ClientOptions{Resume: true, ResumeMinBackoff: time.Millisecond})
+			s := subscribe(t, base, "c", client.Options{Resume: true, ResumeMinBackoff: time.Millisecond})
 			_, err := drain(t, s)
-			var se *ws.ServerError
+			var se *client.ServerError
 			if !errors.As(err, &se) {
-				t.Fatalf("error %v (%T), want *ws.ServerError", err, err)
+				t.Fatalf("error %v (%T), want *client.ServerError", err, err)
 			}
-			if se.Code != tt.code || se.LastSeq != tt.lastSeq || errors.Is(err, ws.ErrReset) != tt.reset {
-				t.Errorf("got %+v (is reset %v), want code %s last_seq %d reset %v", se, errors.Is(err, ws.ErrReset), tt.code, tt.lastSeq, tt.reset)
+			if se.Code != tt.code || se.LastSeq != tt.lastSeq || errors.Is(err, client.ErrReset) != tt.reset {
+				t.Errorf("got %+v (is reset %v), want code %s last_seq %d reset %v", se, errors.Is(err, client.ErrReset), tt.code, tt.lastSeq, tt.reset)
 			}
 			if n := len(queries()); n != 1 {
 				t.Errorf("%d connections, want 1: these errors are not retried", n)
@@ -302,12 +303,12 @@ func TestClientRefusedHandshake(t *testing.T) {
 		io.WriteString(w, `{"error":"channel nope not found"}`)
 	}))
 	t.Cleanup(srv.Close)
-	_, err := ws.Subscribe(context.Background(), srv.URL, "nope", ws.ClientOptions{})
-	var se *ws.ServerError
-	if !errors.As(err, &se) || se.Code != ws.CodeNotFound || se.Message != "channel nope not found" {
-		t.Fatalf("error %v, want a not_found *ws.ServerError with the body's message", err)
+	_, err := client.Subscribe(context.Background(), srv.URL, "nope", client.Options{})
+	var se *client.ServerError
+	if !errors.As(err, &se) || se.Code != wire.CodeNotFound || se.Message != "channel nope not found" {
+		t.Fatalf("error %v, want a not_found *client.ServerError with the body's message", err)
 	}
-	if _, err := ws.Subscribe(context.Background(), "ftp://x", "c", ws.ClientOptions{}); err == nil {
+	if _, err := client.Subscribe(context.Background(), "ftp://x", "c", client.Options{}); err == nil {
 		t.Error("ftp url accepted")
 	}
 }
@@ -332,7 +333,7 @@ func TestClientResume(t *testing.T) {
 			t.Errorf("unexpected connection %d", sc.n)
 		}
 	})
-	s := subscribe(t, base, "c", ws.ClientOptions{Resume: true, ResumeMinBackoff: time.Millisecond, ResumeMaxBackoff: 10 * time.Millisecond})
+	s := subscribe(t, base, "c", client.Options{Resume: true, ResumeMinBackoff: time.Millisecond, ResumeMaxBackoff: 10 * time.Millisecond})
 	got, err := drain(t, s)
 	if !errors.Is(err, io.EOF) {
 		t.Fatalf("final error %v; events %q", err, got)
@@ -361,9 +362,9 @@ func TestClientResumeStopsOnReset(t *testing.T) {
 		sc.send(`{"type":"error","code":"reset","message":"lost","last_seq":1}`)
 		sc.closeWith(4409)
 	})
-	s := subscribe(t, base, "c", ws.ClientOptions{Resume: true, ResumeMinBackoff: time.Millisecond})
+	s := subscribe(t, base, "c", client.Options{Resume: true, ResumeMinBackoff: time.Millisecond})
 	got, err := drain(t, s)
-	if !errors.Is(err, ws.ErrReset) {
+	if !errors.Is(err, client.ErrReset) {
 		t.Fatalf("error %v, want ErrReset", err)
 	}
 	equal(t, got, []string{"hello:0:1", "message:1:a:1001", "message:2:b:1002"})
@@ -390,10 +391,10 @@ func TestClientResumeGivesUp(t *testing.T) {
 		c.CloseNow()
 	}))
 	t.Cleanup(srv.Close)
-	s := subscribe(t, srv.URL, "c", ws.ClientOptions{Resume: true, ResumeAttempts: 3, ResumeMinBackoff: time.Millisecond, ResumeMaxBackoff: time.Millisecond})
+	s := subscribe(t, srv.URL, "c", client.Options{Resume: true, ResumeAttempts: 3, ResumeMinBackoff: time.Millisecond, ResumeMaxBackoff: time.Millisecond})
 	_, err := drain(t, s)
-	var se *ws.ServerError
-	if !errors.As(err, &se) || se.Code != ws.CodeUnavailable || !strings.Contains(err.Error(), "gave up after 3 attempts") {
+	var se *client.ServerError
+	if !errors.As(err, &se) || se.Code != wire.CodeUnavailable || !strings.Contains(err.Error(), "gave up after 3 attempts") {
 		t.Fatalf("error %v, want giving up on unavailable", err)
 	}
 	mu.Lock()
@@ -408,10 +409,10 @@ func TestClientDropWithoutResume(t *testing.T) {
 		sc.send(hello("c", "1", 0), msg(1, "a"))
 		sc.closeWith(websocket.StatusGoingAway)
 	})
-	s := subscribe(t, base, "c", ws.ClientOptions{})
+	s := subscribe(t, base, "c", client.Options{})
 	got, err := drain(t, s)
-	var pe *ws.ProtocolError
-	var se *ws.ServerError
+	var pe *client.ProtocolError
+	var se *client.ServerError
 	if err == nil || errors.Is(err, io.EOF) || errors.As(err, &pe) || errors.As(err, &se) {
 		t.Fatalf("error %v, want a connection error", err)
 	}
@@ -429,7 +430,7 @@ func TestClientReadLimit(t *testing.T) {
 		sc.send(hello("c", "1", 0), msg(1, strings.Repeat("x", 2000)))
 		sc.waitClose()
 	})
-	s := subscribe(t, base, "c", ws.ClientOptions{ReadLimit: 1024, Resume: true})
+	s := subscribe(t, base, "c", client.Options{ReadLimit: 1024, Resume: true})
 	_, err := drain(t, s)
 	if !errors.Is(err, websocket.ErrMessageTooBig) {
 		t.Fatalf("error %v, want ErrMessageTooBig", err)
@@ -450,12 +451,12 @@ func TestClientNextContextAndClose(t *testing.T) {
 		sc.waitClose()
 	})
 	dialCtx, cancelDial := context.WithCancel(context.Background())
-	s, err := ws.Subscribe(dialCtx, base, "c", ws.ClientOptions{})
+	s, err := client.Subscribe(dialCtx, base, "c", client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cancelDial()
-	if e, err := s.Next(context.Background()); err != nil || e.Kind != ws.EventHello {
+	if e, err := s.Next(context.Background()); err != nil || e.Kind != client.EventHello {
 		t.Fatalf("first event %+v, %v", e, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -468,7 +469,7 @@ func TestClientNextContextAndClose(t *testing.T) {
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	e, err := s.Next(ctx)
 	cancel()
-	if err != nil || e.Kind != ws.EventMessage || e.Seq != 1 {
+	if err != nil || e.Kind != client.EventMessage || e.Seq != 1 {
 		t.Fatalf("event after a timed out Next: %+v, %v", e, err)
 	}
 	errc := make(chan error, 1)
@@ -481,7 +482,7 @@ func TestClientNextContextAndClose(t *testing.T) {
 	}
 	select {
 	case err := <-errc:
-		if !errors.Is(err, ws.ErrSubscriptionClosed) {
+		if !errors.Is(err, client.ErrSubscriptionClosed) {
 			t.Errorf("Next after Close: %v", err)
 		}
 	case <-time.After(10 * time.Second):
@@ -512,7 +513,7 @@ func TestClientAgainstServer(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create: %s", resp.Status)
 	}
-	s := subscribe(t, srv.URL, "gen", ws.ClientOptions{Resume: true, ResumeMinBackoff: time.Millisecond, ResumeMaxBackoff: 20 * time.Millisecond})
+	s := subscribe(t, srv.URL, "gen", client.Options{Resume: true, ResumeMinBackoff: time.Millisecond, ResumeMaxBackoff: 20 * time.Millisecond})
 	var content strings.Builder
 	hellos, drops := 0, 0
 	for {
@@ -526,9 +527,9 @@ func TestClientAgainstServer(t *testing.T) {
 			t.Fatalf("after seq %d: %v", s.LastSeq(), err)
 		}
 		switch e.Kind {
-		case ws.EventHello:
+		case client.EventHello:
 			hellos++
-		case ws.EventMessage:
+		case client.EventMessage:
 			content.WriteString(e.Data)
 			if (e.Seq == 10 || e.Seq == 30) && drops < 2 {
 				drops++

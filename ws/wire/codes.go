@@ -1,0 +1,68 @@
+package wire
+
+// Frame types sent by the server, one JSON object per WebSocket text message.
+const (
+	FrameHello   = "hello"
+	FrameMessage = "message"
+	FrameBatch   = "batch"
+	FrameLive    = "live"
+	FrameEnd     = "end"
+	FrameError   = "error"
+)
+
+// Error codes carried by error frames, each followed by a close with the
+// matching WebSocket status code (see CloseCode).
+const (
+	CodeBadRequest  = "bad_request" // close 4400
+	CodeNotFound    = "not_found"   // close 4404
+	CodeReset       = "reset"       // close 4409
+	CodeInternal    = "internal"    // close 4500
+	CodeUnavailable = "unavailable" // close 4503: store unreachable or overloaded
+)
+
+// WebSocket close codes the server uses besides 1000 (end of channel) and
+// 1001 (server going away: resume later). They are untyped so that they
+// convert to any WebSocket library's status code type.
+const (
+	CloseBadRequest  = 4400
+	CloseNotFound    = 4404
+	CloseReset       = 4409
+	CloseInternal    = 4500
+	CloseUnavailable = 4503
+)
+
+// CloseCode returns the WebSocket close code that follows an error frame
+// with the given error code, and false for an unknown code.
+func CloseCode(code string) (int, bool) {
+	switch code {
+	case CodeBadRequest:
+		return CloseBadRequest, true
+	case CodeNotFound:
+		return CloseNotFound, true
+	case CodeReset:
+		return CloseReset, true
+	case CodeInternal:
+		return CloseInternal, true
+	case CodeUnavailable:
+		return CloseUnavailable, true
+	}
+	return 0, false
+}
+
+// ErrorCode returns the error code a WebSocket close code stands for, and
+// false for a close code that is not one of the server's.
+func ErrorCode(close int) (string, bool) {
+	switch close {
+	case CloseBadRequest:
+		return CodeBadRequest, true
+	case CloseNotFound:
+		return CodeNotFound, true
+	case CloseReset:
+		return CodeReset, true
+	case CloseInternal:
+		return CodeInternal, true
+	case CloseUnavailable:
+		return CodeUnavailable, true
+	}
+	return "", false
+}

@@ -1,0 +1,149 @@
+package wire
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Message is a message as the server holds it: immutable once built, shared
+// by the channel's buffer, every subscriber queue and the persist batch.
+// Its frame is encoded once, by NewMessage, and written as is to every
+// subscriber. A Message is safe for concurrent reads.
+type Message struct {
+	Seq  int64
+	Time int64 // Unix microseconds
+	Data []byte
+	// frame is the encoded message frame; frame[dataAt:len(frame)-1] is the
+	// data as a JSON string, reused to build batch frames.
+	frame  []byte
+	dataAt int
+}
+
+// NewMessage builds a message and encodes its frame once. Data must be valid
+// UTF-8: the server refuses anything else on input.
+func NewMessage(seq, t int64, data []byte) *Message {
+	b := make([]byte, 0, len(data)+len(data)/8+72)
+	b = append(b, `{"type":"message","seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"time":`...)
+	b = strconv.AppendInt(b, t, 10)
+	b = append(b, `,"data":`...)
+	at := len(b)
+	b = AppendJSONString(b, data)
+	b = append(b, '}')
+	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: at}
+}
+
+// Encoded returns the message's frame. The caller must not modify it.
+func (m *Message) Encoded() []byte { return m.frame }
+
+// quoted returns the message data encoded as a JSON string.
+func (m *Message) quoted() []byte { return m.frame[m.dataAt : len(m.frame)-1] }
+
+// AppendMessages appends one frame covering msgs, which are contiguous and
+// not empty: a message frame for one message, a batch frame for more.
+func AppendMessages(b []byte, msgs []*Message) []byte {
+	if len(msgs) == 1 {
+		return append(b, msgs[0].frame...)
+	}
+	b = append(b, `{"type":"batch","seq":`...)
+	b = strconv.AppendInt(b, msgs[0].Seq, 10)
+	b = append(b, `,"time":[`...)
+	for i, m := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, m.Time, 10)
+	}
+	b = append(b, `],"data":[`...)
+	for i, m := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m.quoted()...)
+	}
+	return append(b, "]}"...)
+}
+
+// AppendSeq appends a frame that carries only a seq: typ is FrameLive or
+// FrameEnd.
+func AppendSeq(b []byte, typ string, seq int64) []byte {
+	b = append(b, `{"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	return append(b, '}')
+}
+
+// AppendHello appends a hello frame from f's Channel, Epoch, From, LastSeq,
+// PersistedSeq and Open.
+func AppendHello(b []byte, f Frame) []byte {
+	b = append(b, `{"type":"hello","channel":`...)
+	b = AppendJSONString(b, []byte(f.Channel))
+	b = append(b, `,"epoch":`...)
+	b = AppendJSONString(b, []byte(f.Epoch))
+	b = append(b, `,"from":`...)
+	b = strconv.AppendInt(b, f.From, 10)
+	b = append(b, `,"last_seq":`...)
+	b = strconv.AppendInt(b, f.LastSeq, 10)
+	b = append(b, `,"persisted_seq":`...)
+	b = strconv.AppendInt(b, f.PersistedSeq, 10)
+	b = append(b, `,"open":`...)
+	b = strconv.AppendBool(b, f.Open)
+	return append(b, '}')
+}
+
+// AppendError appends an error frame from f's Code and Message; a reset
+// also carries Epoch and LastSeq (the last durable seq of that epoch).
+func AppendError(b []byte, f Frame) []byte {
+	b = append(b, `{"type":"error","code":`...)
+	b = AppendJSONString(b, []byte(f.Code))
+	b = append(b, `,"message":`...)
+	b = AppendJSONString(b, []byte(strings.ToValidUTF8(f.Message, "\uFFFD")))
+	if f.Code == CodeReset {
+		b = append(b, `,"epoch":`...)
+		b = AppendJSONString(b, []byte(f.Epoch))
+		b = append(b, `,"last_seq":`...)
+		b = strconv.AppendInt(b, f.LastSeq, 10)
+	}
+	return append(b, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendJSONString appends s, valid UTF-8, as a JSON string, escaping what
+// encoding/json escapes except HTML characters.
+func AppendJSONString(b []byte, s []byte) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			if c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2]&^1 == 0xA8 {
+				// U+2028 and U+2029 are escaped, as encoding/json does.
+				b = append(b, s[start:i]...)
+				b = append(b, `\u202`...)
+				b = append(b, hexDigits[s[i+2]&0xF])
+				i += 2
+				start = i + 1
+			}
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
