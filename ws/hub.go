@@ -1,13 +1,31 @@
 // Package ws is the streaming core of messages: the hub and its channel
-// actors, the catch-up-then-live subscription, the generator, the HTTP and
-// WebSocket handlers, the wire frames, the metrics, and a small Go client for
-// the protocol.
+// actors, the catch-up-then-live subscription, the generator, and the HTTP
+// and WebSocket handlers of the server. The wire format is package ws/wire
+// and the Go client package ws/client.
 //
 // Each open channel is owned by one goroutine, its actor. A subscriber asks
 // the actor for a snapshot and is registered for live messages in the same
 // step, then reads the persisted prefix from the store, the buffered copy,
 // and its live queue: three disjoint ranges, so nothing is missed and
 // nothing is repeated.
+//
+// One file per concern:
+//
+//   - hub.go: the Hub and its registry of running actors
+//   - channel.go: the channel actor
+//   - produce.go: Create, Append and Close
+//   - query.go: Info, List and History
+//   - subscribe.go: one subscriber's stream: register, catch up, then live
+//   - catchup.go: the history reads and the epoch check of a catch-up
+//   - generator.go: the reference server's line generator
+//   - store.go: what the hub needs from storage
+//   - server.go: the Server, its routes, shutdown, health and readiness
+//   - channels.go: the /channels API
+//   - reference.go: the reference API (GET and POST /)
+//   - websocket.go: the WebSocket transport (GET /ws)
+//   - validate.go: channel ids and request parameters
+//   - errors.go: error types and their HTTP statuses
+//   - metrics.go: the Prometheus collectors
 package ws
 
 import (
@@ -18,9 +36,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/messages-server/messages/persist"
-	"github.com/messages-server/messages/ws/wire"
 )
 
 // HubConfig configures a Hub. The zero value of every field but Store and
@@ -309,331 +324,9 @@ func (h *Hub) release(msgs, n int64) {
 	h.bufferedBytes.Add(-n)
 }
 
-// storeErr maps store errors to the hub's.
-func storeErr(err error) error {
-	switch {
-	case errors.Is(err, persist.ErrNotFound):
-		return ErrNotFound
-	case errors.Is(err, persist.ErrExists):
-		return ErrExists
-	}
-	return &StoreError{Err: err}
-}
-
-// StoreError wraps a failure of the store (typically: database
-// unreachable). The HTTP layer answers it with 503.
-type StoreError struct{ Err error }
-
-func (e *StoreError) Error() string { return "store unavailable: " + e.Err.Error() }
-func (e *StoreError) Unwrap() error { return e.Err }
-
-// Create records a new channel and starts its actor, and its generator if
-// gen is not nil. With startWhen > 0 the generator waits until that many
-// subscribers are registered (so that a benchmark can connect everyone
-// first); the wait is not stored, and a generator taken over after a
-// restart starts at once.
-func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, startWhen int) (ChannelInfo, error) {
-	h.mu.Lock()
-	stopped := h.stopped
-	h.mu.Unlock()
-	if stopped {
-		return ChannelInfo{}, ErrShuttingDown
-	}
-	// Hold the id's loading slot, so that no take-over of the new row by
-	// get runs a second actor for it.
-	for {
-		h.mu.Lock()
-		wait := h.loading[id]
-		if wait == nil {
-			if h.channels[id] != nil {
-				h.mu.Unlock()
-				return ChannelInfo{}, ErrExists
-			}
-			h.loading[id] = make(chan struct{})
-			h.mu.Unlock()
-			break
-		}
-		h.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return ChannelInfo{}, ctx.Err()
-		}
-	}
-	release := func() {
-		h.mu.Lock()
-		w := h.loading[id]
-		delete(h.loading, id)
-		h.mu.Unlock()
-		close(w)
-	}
-	rec, err := h.store.CreateChannel(ctx, id, gen)
-	if err != nil {
-		release()
-		return ChannelInfo{}, storeErr(err)
-	}
-	// A new channel needs no take-over: start its actor at epoch 1.
-	c := newChannel(h, rec)
-	if gen != nil && startWhen > 0 {
-		c.startWhen = startWhen
-		c.started = make(chan struct{})
-	}
-	h.mu.Lock()
-	if h.stopped {
-		h.mu.Unlock()
-		release()
-		return ChannelInfo{}, ErrShuttingDown
-	}
-	h.channels[id] = c
-	h.startActor(c)
-	h.mu.Unlock()
-	release()
-	return h.infoOf(rec, c), nil
-}
-
-// Append adds a message to an open channel and returns its seq. With
-// waitPersisted it returns only once the message is durable.
-func (h *Hub) Append(ctx context.Context, id string, data []byte, waitPersisted bool) (int64, error) {
-	req := &appendReq{data: data, wait: waitPersisted, result: make(chan appendResult, 1)}
-	return h.appendReq(ctx, id, req)
-}
-
-func (h *Hub) appendReq(ctx context.Context, id string, req *appendReq) (int64, error) {
-	for {
-		c, err := h.get(ctx, id)
-		if errors.Is(err, errClosedChannel) {
-			return 0, ErrChannelClosed
-		}
-		if err != nil {
-			return 0, err
-		}
-		req.time = time.Now().UnixMicro()
-		sent, err := c.request(ctx, req)
-		if err != nil {
-			return 0, err
-		}
-		if !sent {
-			continue // the actor exited: look again
-		}
-		r, ok := awaitResult(ctx, c, req.result)
-		if !ok {
-			continue
-		}
-		return r.seq, r.err
-	}
-}
-
-// awaitResult waits for an actor's answer. It reports false if the actor
-// exited without answering.
-func awaitResult(ctx context.Context, c *channel, result chan appendResult) (appendResult, bool) {
-	select {
-	case r := <-result:
-		return r, true
-	case <-c.done:
-		select {
-		case r := <-result:
-			return r, true
-		default:
-			return appendResult{}, false
-		}
-	case <-ctx.Done():
-		return appendResult{err: ctx.Err()}, true
-	}
-}
-
-// Close closes an open channel: its buffer is flushed, the close is made
-// durable, and every subscriber gets the end. It returns the last seq.
-func (h *Hub) Close(ctx context.Context, id string) (int64, error) {
-	for {
-		c, err := h.get(ctx, id)
-		if errors.Is(err, errClosedChannel) {
-			return 0, ErrChannelClosed
-		}
-		if err != nil {
-			return 0, err
-		}
-		result := make(chan appendResult, 1)
-		sent, err := c.request(ctx, closeReq{result: result})
-		if err != nil {
-			return 0, err
-		}
-		if !sent {
-			continue
-		}
-		r, ok := awaitResult(ctx, c, result)
-		if !ok {
-			continue
-		}
-		return r.seq, r.err
-	}
-}
-
-// ChannelInfo describes a channel, as the channels API shows it.
-type ChannelInfo struct {
-	ID           string             `json:"id"`
-	Epoch        string             `json:"epoch"`
-	Open         bool               `json:"open"`
-	LastSeq      int64              `json:"last_seq"`
-	PersistedSeq int64              `json:"persisted_seq"`
-	Subscribers  int64              `json:"subscribers"`
-	CreatedAt    time.Time          `json:"created_at"`
-	ClosedAt     *time.Time         `json:"closed_at"`
-	Generator    *persist.Generator `json:"generator"`
-}
-
-func (h *Hub) infoOf(rec persist.Channel, c *channel) ChannelInfo {
-	info := ChannelInfo{
-		ID: rec.ID, Epoch: fmt.Sprint(rec.Epoch), Open: rec.Open(), LastSeq: rec.LastSeq,
-		PersistedSeq: rec.LastSeq, CreatedAt: rec.CreatedAt, Generator: rec.Generator,
-	}
-	if !rec.Open() {
-		t := rec.ClosedAt
-		info.ClosedAt = &t
-	}
-	if c != nil {
-		info.Epoch = c.epochString()
-		info.Open = true
-		info.LastSeq = c.statLast.Load()
-		info.PersistedSeq = c.statPersisted.Load()
-		info.Subscribers = c.statSubs.Load()
-	}
-	return info
-}
-
 // running returns the actor of id if one runs in this process.
 func (h *Hub) running(id string) *channel {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.channels[id]
-}
-
-// Info describes one channel.
-func (h *Hub) Info(ctx context.Context, id string) (ChannelInfo, error) {
-	rec, err := h.store.Channel(ctx, id)
-	if err != nil {
-		return ChannelInfo{}, storeErr(err)
-	}
-	return h.infoOf(rec, h.running(id)), nil
-}
-
-// List describes up to limit channels with id > after, ordered by id.
-func (h *Hub) List(ctx context.Context, after string, limit int) ([]ChannelInfo, error) {
-	recs, err := h.store.Channels(ctx, after, limit)
-	if err != nil {
-		return nil, storeErr(err)
-	}
-	out := make([]ChannelInfo, len(recs))
-	for i, rec := range recs {
-		out[i] = h.infoOf(rec, h.running(rec.ID))
-	}
-	return out, nil
-}
-
-// History returns up to limit messages with seq > from: the persisted ones
-// from the store, the rest from the channel's buffer.
-func (h *Hub) History(ctx context.Context, id string, from int64, limit int) ([]persist.Message, error) {
-	snap, err := h.peek(ctx, id, from)
-	if err != nil {
-		return nil, err
-	}
-	if from > snap.lastSeq {
-		return nil, &FromError{From: from, LastSeq: snap.lastSeq}
-	}
-	var out []persist.Message
-	if from < snap.fromStore {
-		rows, err := h.store.Messages(ctx, id, from, min(limit, int(snap.fromStore-from)))
-		if err != nil {
-			return nil, storeErr(err)
-		}
-		out = rows
-	}
-	for _, m := range snap.buffered {
-		if len(out) >= limit || m.Seq != from+int64(len(out))+1 {
-			break
-		}
-		out = append(out, persist.Message{Seq: m.Seq, Time: m.Time, Data: m.Data})
-	}
-	return out, nil
-}
-
-// FromError reports a subscription or history read that starts past the
-// channel's last seq.
-type FromError struct{ From, LastSeq int64 }
-
-func (e *FromError) Error() string {
-	return fmt.Sprintf("from=%d is past the channel's last seq %d", e.From, e.LastSeq)
-}
-
-// peek takes a snapshot without registering a subscriber.
-func (h *Hub) peek(ctx context.Context, id string, from int64) (snapshot, error) {
-	snap, _, err := h.subscribe(ctx, id, from, false)
-	return snap, err
-}
-
-// subscribe takes a snapshot of channel id after from and, if register is
-// set and the channel is open, registers a subscriber for what follows.
-func (h *Hub) subscribe(ctx context.Context, id string, from int64, register bool) (snapshot, *registration, error) {
-	for {
-		c, err := h.get(ctx, id)
-		if errors.Is(err, errClosedChannel) {
-			rec, err := h.store.Channel(ctx, id)
-			if err != nil {
-				return snapshot{}, nil, storeErr(err)
-			}
-			if rec.Open() {
-				continue // reopened: cannot happen, but do not serve it stale
-			}
-			return snapshot{epoch: rec.Epoch, persisted: rec.LastSeq, fromStore: rec.LastSeq, lastSeq: rec.LastSeq}, nil, nil
-		}
-		if err != nil {
-			return snapshot{}, nil, err
-		}
-		req := &subscribeReq{from: from, result: make(chan snapshot, 1)}
-		if register {
-			req.sub = &subscriber{queue: make(chan *wire.Message, h.cfg.QueueLen)}
-		}
-		sent, err := c.request(ctx, req)
-		if err != nil {
-			return snapshot{}, nil, err
-		}
-		if !sent {
-			continue
-		}
-		var snap snapshot
-		select {
-		case snap = <-req.result:
-		case <-c.done:
-			select {
-			case snap = <-req.result:
-			default:
-				continue
-			}
-		case <-ctx.Done():
-			// The actor may have registered req.sub: unregister it.
-			if req.sub != nil {
-				h.unsubscribe(c, req.sub)
-			}
-			return snapshot{}, nil, ctx.Err()
-		}
-		if snap.stopping {
-			return snapshot{}, nil, ErrShuttingDown
-		}
-		if from > snap.lastSeq || !register {
-			return snap, nil, nil // nothing was registered
-		}
-		return snap, &registration{c: c, s: req.sub}, nil
-	}
-}
-
-// registration is a subscriber registered with a channel actor.
-type registration struct {
-	c *channel
-	s *subscriber
-}
-
-func (h *Hub) unsubscribe(c *channel, s *subscriber) {
-	select {
-	case c.inbox <- unsubscribeReq{sub: s}:
-	case <-c.done:
-	}
 }

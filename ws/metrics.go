@@ -1,8 +1,11 @@
 package ws
 
 import (
+	"net/http"
 	"sync/atomic"
+	"time"
 
+	"github.com/messages-server/messages/ws/wire"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -85,4 +88,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.catchup, m.resyncs, m.conns, lag)
 	}
 	return m
+}
+
+func observeDelivery(m *Metrics, msgs []*wire.Message, live bool) {
+	m.delivered.Add(float64(len(msgs)))
+	if live {
+		now := time.Now().UnixMicro()
+		for _, msg := range msgs {
+			m.latency.Observe(float64(now-msg.Time) / 1e6)
+		}
+	}
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Metrics == nil {
+		writeError(w, http.StatusNotFound, "metrics are not enabled")
+		return
+	}
+	s.cfg.Metrics.ServeHTTP(w, r)
 }

@@ -3,9 +3,6 @@ package ws
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math"
-	"strconv"
 	"time"
 
 	"github.com/messages-server/messages/ws/wire"
@@ -31,18 +28,6 @@ type helloInfo struct {
 	lastSeq   int64
 	persisted int64
 	open      bool
-}
-
-// ResetError reports a resume from an epoch whose tail was lost: the client's
-// history past Survived is not this channel's history any more.
-type ResetError struct {
-	Epoch    int64 // the current epoch
-	Survived int64 // the last seq the client's epoch and the current one share
-}
-
-func (e *ResetError) Error() string {
-	return fmt.Sprintf("the channel restarted (epoch %d) and lost messages after seq %d: resume from at most %d with the new epoch",
-		e.Epoch, e.Survived, e.Survived)
 }
 
 // maxRun bounds how many queued live messages go into one write, and
@@ -181,31 +166,6 @@ func (h *Hub) drain(ctx context.Context, reg *registration, last int64, run []*w
 	}
 }
 
-// history sends the persisted messages *last+1..upto from the store.
-func (h *Hub) history(ctx context.Context, id string, last *int64, upto int64, s sink) error {
-	for *last < upto {
-		rows, err := h.store.Messages(ctx, id, *last, int(min(int64(h.cfg.HistoryPage), upto-*last)))
-		if err != nil {
-			return storeErr(err)
-		}
-		if len(rows) == 0 {
-			return fmt.Errorf("ws: history of %s: no rows after seq %d, expected up to %d", id, *last, upto)
-		}
-		run := make([]*wire.Message, 0, len(rows))
-		for _, r := range rows {
-			if r.Seq != *last+int64(len(run))+1 {
-				return fmt.Errorf("ws: history of %s: got seq %d after %d", id, r.Seq, *last+int64(len(run)))
-			}
-			run = append(run, wire.NewMessage(r.Seq, r.Time, r.Data))
-		}
-		if err := sendRuns(s, run); err != nil {
-			return err
-		}
-		*last = run[len(run)-1].Seq
-	}
-	return nil
-}
-
 // pinger is a sink that keeps an idle connection alive: keepalive is
 // called every heartbeat while the stream waits for messages.
 type pinger interface {
@@ -213,63 +173,76 @@ type pinger interface {
 	keepalive() error
 }
 
-// sendRuns sends catch-up messages to s in runs of at most maxRun messages
-// and about maxRunBytes of data, one frame each.
-func sendRuns(s sink, msgs []*wire.Message) error {
-	for i := 0; i < len(msgs); {
-		j, size := i, 0
-		for j < len(msgs) && j-i < maxRun && size < maxRunBytes {
-			size += len(msgs[j].Data)
-			j++
+// subscribe takes a snapshot of channel id after from and, if register is
+// set and the channel is open, registers a subscriber for what follows.
+func (h *Hub) subscribe(ctx context.Context, id string, from int64, register bool) (snapshot, *registration, error) {
+	for {
+		c, err := h.get(ctx, id)
+		if errors.Is(err, errClosedChannel) {
+			rec, err := h.store.Channel(ctx, id)
+			if err != nil {
+				return snapshot{}, nil, storeErr(err)
+			}
+			if rec.Open() {
+				continue // reopened: cannot happen, but do not serve it stale
+			}
+			return snapshot{epoch: rec.Epoch, persisted: rec.LastSeq, fromStore: rec.LastSeq, lastSeq: rec.LastSeq}, nil, nil
 		}
-		if err := s.messages(msgs[i:j], false); err != nil {
-			return err
+		if err != nil {
+			return snapshot{}, nil, err
 		}
-		i = j
+		req := &subscribeReq{from: from, result: make(chan snapshot, 1)}
+		if register {
+			req.sub = &subscriber{queue: make(chan *wire.Message, h.cfg.QueueLen)}
+		}
+		sent, err := c.request(ctx, req)
+		if err != nil {
+			return snapshot{}, nil, err
+		}
+		if !sent {
+			continue
+		}
+		var snap snapshot
+		select {
+		case snap = <-req.result:
+		case <-c.done:
+			select {
+			case snap = <-req.result:
+			default:
+				continue
+			}
+		case <-ctx.Done():
+			// The actor may have registered req.sub: unregister it.
+			if req.sub != nil {
+				h.unsubscribe(c, req.sub)
+			}
+			return snapshot{}, nil, ctx.Err()
+		}
+		if snap.stopping {
+			return snapshot{}, nil, ErrShuttingDown
+		}
+		if from > snap.lastSeq || !register {
+			return snap, nil, nil // nothing was registered
+		}
+		return snap, &registration{c: c, s: req.sub}, nil
 	}
-	return nil
+}
+
+// registration is a subscriber registered with a channel actor.
+type registration struct {
+	c *channel
+	s *subscriber
+}
+
+func (h *Hub) unsubscribe(c *channel, s *subscriber) {
+	select {
+	case c.inbox <- unsubscribeReq{sub: s}:
+	case <-c.done:
+	}
 }
 
 func (h *Hub) unregister(reg *registration) {
 	if reg != nil {
 		h.unsubscribe(reg.c, reg.s)
 	}
-}
-
-// checkEpoch refuses a resume whose epoch lost messages the client has.
-func (h *Hub) checkEpoch(ctx context.Context, id string, from int64, epoch string) error {
-	e, err := strconv.ParseInt(epoch, 10, 64)
-	if err != nil || e < 1 {
-		return &BadRequestError{Msg: fmt.Sprintf("epoch %q is not a positive integer", epoch)}
-	}
-	// Only the epoch is needed: from past any seq makes the actor answer
-	// without copying its buffer.
-	snap, err := h.peek(ctx, id, math.MaxInt64)
-	if err != nil {
-		return err
-	}
-	if e == snap.epoch {
-		return nil
-	}
-	if e > snap.epoch {
-		return &BadRequestError{Msg: fmt.Sprintf("epoch %d is newer than the channel's epoch %d", e, snap.epoch)}
-	}
-	survived, err := h.store.Survived(ctx, id, e)
-	if err != nil {
-		return storeErr(err)
-	}
-	if from > survived {
-		return &ResetError{Epoch: snap.epoch, Survived: survived}
-	}
-	return nil
-}
-
-// BadRequestError reports an invalid parameter.
-type BadRequestError struct{ Msg string }
-
-func (e *BadRequestError) Error() string { return e.Msg }
-
-// isClientGone reports errors that mean the consumer went away.
-func isClientGone(err error) bool {
-	return errors.Is(err, context.Canceled)
 }

@@ -1,0 +1,227 @@
+package ws
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/messages-server/messages/persist"
+)
+
+type createRequest struct {
+	ID        string            `json:"id"`
+	Generator *generatorRequest `json:"generator"`
+}
+
+// generatorRequest is the generator of a create request.
+type generatorRequest struct {
+	Freq float64 `json:"freq"`
+	Max  int64   `json:"max"`
+	// StartWhenSubscribers delays the first line until that many
+	// subscribers are registered.
+	StartWhenSubscribers int `json:"start_when_subscribers"`
+}
+
+// maxStartWhen bounds start_when_subscribers.
+const maxStartWhen = 1_000_000
+
+func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
+	var req createRequest
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than 4096 bytes")
+		return
+	}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("malformed JSON body: %v", err))
+			return
+		}
+		if dec.More() {
+			writeError(w, http.StatusBadRequest, "malformed JSON body: more than one value")
+			return
+		}
+	}
+	if req.ID == "" {
+		req.ID = newID()
+	} else if !ValidID(req.ID) {
+		writeError(w, http.StatusBadRequest, idError(req.ID))
+		return
+	}
+	var gen *persist.Generator
+	startWhen := 0
+	if g := req.Generator; g != nil {
+		gen = &persist.Generator{Freq: g.Freq, Max: g.Max}
+		if err := validGenerator(gen); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if g.StartWhenSubscribers < 0 || g.StartWhenSubscribers > maxStartWhen {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("generator.start_when_subscribers %d must be in [0, %d]", g.StartWhenSubscribers, maxStartWhen))
+			return
+		}
+		startWhen = g.StartWhenSubscribers
+	}
+	info, err := s.hub.Create(r.Context(), req.ID, gen, startWhen)
+	if err != nil {
+		s.fail(w, r, err, req.ID)
+		return
+	}
+	w.Header().Set("Location", "/channels/"+info.ID)
+	writeJSON(w, http.StatusCreated, info)
+}
+
+type listResponse struct {
+	Channels []ChannelInfo `json:"channels"`
+	Next     string        `json:"next"`
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	after := q.Get("after")
+	list, err := s.hub.List(r.Context(), after, limit)
+	if err != nil {
+		s.fail(w, r, err, "")
+		return
+	}
+	resp := listResponse{Channels: list}
+	if len(list) == limit {
+		resp.Next = list[len(list)-1].ID
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	info, err := s.hub.Info(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err, id)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+type seqResponse struct {
+	Seq int64 `json:"seq"`
+}
+
+// readMessage reads a message body, enforcing the size bound and UTF-8.
+func (s *Server) readMessage(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessageBytes)))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("message is larger than the limit of %d bytes", s.cfg.MaxMessageBytes))
+		return nil, false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading the message: %v", err))
+		return nil, false
+	}
+	if !utf8.Valid(data) {
+		writeError(w, http.StatusBadRequest, "message is not valid UTF-8 text")
+		return nil, false
+	}
+	return data, true
+}
+
+func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	wait := false
+	switch v := r.URL.Query().Get("wait"); v {
+	case "":
+	case "persisted":
+		wait = true
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("wait=%q: the only value is wait=persisted", v))
+		return
+	}
+	data, ok := s.readMessage(w, r)
+	if !ok {
+		return
+	}
+	seq, err := s.hub.Append(r.Context(), id, data, wait)
+	if err != nil {
+		if seq == 0 && errors.Is(err, ErrShuttingDown) && wait {
+			// Appended, but not confirmed durable before shutdown.
+			writeError(w, http.StatusServiceUnavailable, "server is shutting down; the message may not be persisted")
+			return
+		}
+		s.fail(w, r, err, id)
+		return
+	}
+	writeJSON(w, http.StatusOK, seqResponse{Seq: seq})
+}
+
+type closeResponse struct {
+	LastSeq int64 `json:"last_seq"`
+}
+
+func (s *Server) handleClose(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	last, err := s.hub.Close(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err, id)
+		return
+	}
+	writeJSON(w, http.StatusOK, closeResponse{LastSeq: last})
+}
+
+type historyMessage struct {
+	Seq  int64  `json:"seq"`
+	Time int64  `json:"time"`
+	Data string `json:"data"`
+}
+
+type historyResponse struct {
+	Messages []historyMessage `json:"messages"`
+	Next     int64            `json:"next"`
+}
+
+func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	from, err := parseFrom(q.Get("from"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	limit, err := parseLimit(q.Get("limit"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	msgs, err := s.hub.History(r.Context(), id, from, limit)
+	if err != nil {
+		s.fail(w, r, err, id)
+		return
+	}
+	resp := historyResponse{Messages: make([]historyMessage, len(msgs)), Next: from}
+	for i, m := range msgs {
+		resp.Messages[i] = historyMessage{Seq: m.Seq, Time: m.Time, Data: string(m.Data)}
+		resp.Next = m.Seq
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

@@ -1,0 +1,108 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/messages-server/messages/persist"
+)
+
+// storeErr maps store errors to the hub's.
+func storeErr(err error) error {
+	switch {
+	case errors.Is(err, persist.ErrNotFound):
+		return ErrNotFound
+	case errors.Is(err, persist.ErrExists):
+		return ErrExists
+	}
+	return &StoreError{Err: err}
+}
+
+// StoreError wraps a failure of the store (typically: database
+// unreachable). The HTTP layer answers it with 503.
+type StoreError struct{ Err error }
+
+func (e *StoreError) Error() string { return "store unavailable: " + e.Err.Error() }
+
+func (e *StoreError) Unwrap() error { return e.Err }
+
+// FromError reports a subscription or history read that starts past the
+// channel's last seq.
+type FromError struct{ From, LastSeq int64 }
+
+func (e *FromError) Error() string {
+	return fmt.Sprintf("from=%d is past the channel's last seq %d", e.From, e.LastSeq)
+}
+
+// ResetError reports a resume from an epoch whose tail was lost: the client's
+// history past Survived is not this channel's history any more.
+type ResetError struct {
+	Epoch    int64 // the current epoch
+	Survived int64 // the last seq the client's epoch and the current one share
+}
+
+func (e *ResetError) Error() string {
+	return fmt.Sprintf("the channel restarted (epoch %d) and lost messages after seq %d: resume from at most %d with the new epoch",
+		e.Epoch, e.Survived, e.Survived)
+}
+
+// BadRequestError reports an invalid parameter.
+type BadRequestError struct{ Msg string }
+
+func (e *BadRequestError) Error() string { return e.Msg }
+
+// isClientGone reports errors that mean the consumer went away.
+func isClientGone(err error) bool {
+	return errors.Is(err, context.Canceled)
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+// statusOf maps a hub error to an HTTP status and a message for people.
+func statusOf(err error, id string) (int, string) {
+	var fe *FromError
+	var be *BadRequestError
+	var se *StoreError
+	var re *ResetError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound, fmt.Sprintf("channel %q not found", id)
+	case errors.Is(err, ErrExists):
+		return http.StatusConflict, fmt.Sprintf("channel %q already exists", id)
+	case errors.Is(err, ErrChannelClosed):
+		return http.StatusConflict, fmt.Sprintf("channel %q is closed", id)
+	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown):
+		return http.StatusServiceUnavailable, err.Error()
+	case errors.As(err, &fe), errors.As(err, &be):
+		return http.StatusBadRequest, err.Error()
+	case errors.As(err, &re):
+		return http.StatusConflict, err.Error()
+	case errors.As(err, &se):
+		return http.StatusServiceUnavailable, "storage is unavailable, retry later"
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error, id string) {
+	status, msg := statusOf(err, id)
+	if status >= 500 && !errors.Is(err, ErrShuttingDown) && !errors.Is(err, ErrOverloaded) {
+		s.log.Error("request failed", slog.String("path", r.URL.Path), slog.String("channel", id), slog.Any("err", err))
+	}
+	writeError(w, status, msg)
+}

@@ -1,0 +1,150 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/messages-server/messages/persist"
+)
+
+// Create records a new channel and starts its actor, and its generator if
+// gen is not nil. With startWhen > 0 the generator waits until that many
+// subscribers are registered (so that a benchmark can connect everyone
+// first); the wait is not stored, and a generator taken over after a
+// restart starts at once.
+func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, startWhen int) (ChannelInfo, error) {
+	h.mu.Lock()
+	stopped := h.stopped
+	h.mu.Unlock()
+	if stopped {
+		return ChannelInfo{}, ErrShuttingDown
+	}
+	// Hold the id's loading slot, so that no take-over of the new row by
+	// get runs a second actor for it.
+	for {
+		h.mu.Lock()
+		wait := h.loading[id]
+		if wait == nil {
+			if h.channels[id] != nil {
+				h.mu.Unlock()
+				return ChannelInfo{}, ErrExists
+			}
+			h.loading[id] = make(chan struct{})
+			h.mu.Unlock()
+			break
+		}
+		h.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ChannelInfo{}, ctx.Err()
+		}
+	}
+	release := func() {
+		h.mu.Lock()
+		w := h.loading[id]
+		delete(h.loading, id)
+		h.mu.Unlock()
+		close(w)
+	}
+	rec, err := h.store.CreateChannel(ctx, id, gen)
+	if err != nil {
+		release()
+		return ChannelInfo{}, storeErr(err)
+	}
+	// A new channel needs no take-over: start its actor at epoch 1.
+	c := newChannel(h, rec)
+	if gen != nil && startWhen > 0 {
+		c.startWhen = startWhen
+		c.started = make(chan struct{})
+	}
+	h.mu.Lock()
+	if h.stopped {
+		h.mu.Unlock()
+		release()
+		return ChannelInfo{}, ErrShuttingDown
+	}
+	h.channels[id] = c
+	h.startActor(c)
+	h.mu.Unlock()
+	release()
+	return h.infoOf(rec, c), nil
+}
+
+// Append adds a message to an open channel and returns its seq. With
+// waitPersisted it returns only once the message is durable.
+func (h *Hub) Append(ctx context.Context, id string, data []byte, waitPersisted bool) (int64, error) {
+	req := &appendReq{data: data, wait: waitPersisted, result: make(chan appendResult, 1)}
+	return h.appendReq(ctx, id, req)
+}
+
+func (h *Hub) appendReq(ctx context.Context, id string, req *appendReq) (int64, error) {
+	for {
+		c, err := h.get(ctx, id)
+		if errors.Is(err, errClosedChannel) {
+			return 0, ErrChannelClosed
+		}
+		if err != nil {
+			return 0, err
+		}
+		req.time = time.Now().UnixMicro()
+		sent, err := c.request(ctx, req)
+		if err != nil {
+			return 0, err
+		}
+		if !sent {
+			continue // the actor exited: look again
+		}
+		r, ok := awaitResult(ctx, c, req.result)
+		if !ok {
+			continue
+		}
+		return r.seq, r.err
+	}
+}
+
+// awaitResult waits for an actor's answer. It reports false if the actor
+// exited without answering.
+func awaitResult(ctx context.Context, c *channel, result chan appendResult) (appendResult, bool) {
+	select {
+	case r := <-result:
+		return r, true
+	case <-c.done:
+		select {
+		case r := <-result:
+			return r, true
+		default:
+			return appendResult{}, false
+		}
+	case <-ctx.Done():
+		return appendResult{err: ctx.Err()}, true
+	}
+}
+
+// Close closes an open channel: its buffer is flushed, the close is made
+// durable, and every subscriber gets the end. It returns the last seq.
+func (h *Hub) Close(ctx context.Context, id string) (int64, error) {
+	for {
+		c, err := h.get(ctx, id)
+		if errors.Is(err, errClosedChannel) {
+			return 0, ErrChannelClosed
+		}
+		if err != nil {
+			return 0, err
+		}
+		result := make(chan appendResult, 1)
+		sent, err := c.request(ctx, closeReq{result: result})
+		if err != nil {
+			return 0, err
+		}
+		if !sent {
+			continue
+		}
+		r, ok := awaitResult(ctx, c, result)
+		if !ok {
+			continue
+		}
+		return r.seq, r.err
+	}
+}

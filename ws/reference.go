@@ -1,0 +1,121 @@
+package ws
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/messages-server/messages/ws/wire"
+)
+
+// handleRoot is the reference API's GET /?id=ID, or the viewer without id.
+func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+	if !r.URL.Query().Has("id") {
+		s.handleViewer(w, r)
+		return
+	}
+	id := r.URL.Query().Get("id")
+	if !ValidID(id) {
+		writeError(w, http.StatusBadRequest, idError(id))
+		return
+	}
+	s.streamText(w, r, id)
+}
+
+// handleReferenceCreate is the reference API's POST /?freq=F&max=N: the body
+// is the channel id (empty: one is made); a generator starts and the
+// response streams the content.
+func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	gen, err := parseGenerator(q.Get("freq"), q.Get("max"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1024))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "the body must be a channel id of at most 128 bytes")
+		return
+	}
+	id := strings.TrimSpace(string(body))
+	if id == "" {
+		id = newID()
+	} else if !ValidID(id) {
+		writeError(w, http.StatusBadRequest, idError(id))
+		return
+	}
+	if _, err := s.hub.Create(r.Context(), id, gen, 0); err != nil {
+		s.fail(w, r, err, id)
+		return
+	}
+	w.Header().Set("Channel-Id", id)
+	s.streamText(w, r, id)
+}
+
+// streamText streams channel id from the beginning as text/plain until the
+// channel ends.
+func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string) {
+	t := &textSink{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout, m: s.m}
+	started := false
+	sink := &helloTracker{sink: t, started: &started}
+	err := s.hub.stream(r.Context(), id, 0, "", sink)
+	if err == nil {
+		return
+	}
+	if !started {
+		s.fail(w, r, err, id)
+		return
+	}
+	if !isClientGone(err) && !errors.Is(err, ErrShuttingDown) {
+		s.log.Warn("text stream failed", slog.String("channel", id), slog.Any("err", err))
+	}
+	// The response is cut short: abort it so the client sees an error
+	// rather than a complete-looking stream.
+	panic(http.ErrAbortHandler)
+}
+
+// textSink streams raw message data as a chunked text/plain response.
+type textSink struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	m       *Metrics
+}
+
+func (t *textSink) hello(helloInfo) error {
+	t.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	t.w.Header().Set("X-Content-Type-Options", "nosniff")
+	t.w.Header().Set("Cache-Control", "no-store")
+	t.w.WriteHeader(http.StatusOK)
+	return t.rc.Flush()
+}
+
+func (t *textSink) messages(msgs []*wire.Message, live bool) error {
+	_ = t.rc.SetWriteDeadline(time.Now().Add(t.timeout))
+	for _, m := range msgs {
+		if _, err := t.w.Write(m.Data); err != nil {
+			return err
+		}
+	}
+	observeDelivery(t.m, msgs, live)
+	return t.rc.Flush()
+}
+
+func (t *textSink) live(int64) error { return nil }
+
+func (t *textSink) end(int64) error { return nil }
+
+// helloTracker records whether the sink's hello (the response header) was
+// sent.
+type helloTracker struct {
+	sink
+	started *bool
+}
+
+func (h *helloTracker) hello(i helloInfo) error {
+	*h.started = true
+	return h.sink.hello(i)
+}
