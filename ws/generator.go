@@ -57,9 +57,9 @@ func (h *Hub) generate(c *channel, next int64) {
 			if err != nil || !sent {
 				return
 			}
-			r, ok := awaitResult(h.ctx, c, result)
+			r, ok, err := await(h.ctx, c, result)
 			switch {
-			case !ok || errors.Is(r.err, ErrChannelClosed) || errors.Is(r.err, ErrShuttingDown) || h.ctx.Err() != nil:
+			case err != nil || !ok || errors.Is(r.err, ErrChannelClosed) || errors.Is(r.err, ErrShuttingDown) || h.ctx.Err() != nil:
 				return
 			case errors.Is(r.err, ErrOverloaded):
 				// Back-pressure: retry this line later, never skip it.
@@ -98,7 +98,7 @@ func (h *Hub) generate(c *channel, next int64) {
 	if err != nil || !sent {
 		return
 	}
-	if r, ok := awaitResult(h.ctx, c, result); ok && r.err != nil && !errors.Is(r.err, ErrChannelClosed) &&
+	if r, ok, err := await(h.ctx, c, result); err == nil && ok && r.err != nil && !errors.Is(r.err, ErrChannelClosed) &&
 		!errors.Is(r.err, ErrShuttingDown) && h.ctx.Err() == nil {
 		h.log.Error("generator close failed", slog.String("channel", c.id), slog.Any("err", r.err))
 	}

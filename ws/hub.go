@@ -11,7 +11,8 @@
 //
 // One file per concern:
 //
-//   - hub.go: the Hub and its registry of running actors
+//   - hub.go: the Hub, its registry of running actors, and call, which
+//     asks an actor and asks again if it exited
 //   - channel.go: the channel actor
 //   - produce.go: Create, Append and Close
 //   - query.go: Info, List and History
@@ -322,6 +323,57 @@ func (h *Hub) reserve(c *channel, n int64) bool {
 func (h *Hub) release(msgs, n int64) {
 	h.bufferedMsgs.Add(-msgs)
 	h.bufferedBytes.Add(-n)
+}
+
+// call sends the request made by req to the actor of channel id and
+// returns the answer the actor puts on result, and the actor. If the actor
+// exits before it takes or answers the request, call asks again: get starts
+// the channel's next actor. req is called before each send.
+//
+// call returns get's errors (errClosedChannel for a closed channel, which
+// has no actor), or ctx.Err(). With ctx.Err() and a non-nil channel, the
+// request was sent and the actor may have acted on it.
+func call[T any](ctx context.Context, h *Hub, id string, req func() any, result chan T) (T, *channel, error) {
+	var zero T
+	for {
+		c, err := h.get(ctx, id)
+		if err != nil {
+			return zero, nil, err
+		}
+		sent, err := c.request(ctx, req())
+		if err != nil {
+			return zero, nil, err
+		}
+		if !sent {
+			continue // the actor exited: look again
+		}
+		r, ok, err := await(ctx, c, result)
+		if err != nil {
+			return zero, c, err
+		}
+		if ok {
+			return r, c, nil
+		}
+	}
+}
+
+// await waits for c's answer on result. It reports false if c exited
+// without answering, and returns ctx.Err() if ctx is done first.
+func await[T any](ctx context.Context, c *channel, result <-chan T) (T, bool, error) {
+	var zero T
+	select {
+	case r := <-result:
+		return r, true, nil
+	case <-c.done:
+		select {
+		case r := <-result:
+			return r, true, nil
+		default:
+			return zero, false, nil
+		}
+	case <-ctx.Done():
+		return zero, false, ctx.Err()
+	}
 }
 
 // running returns the actor of id if one runs in this process.

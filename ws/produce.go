@@ -76,75 +76,28 @@ func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, sta
 // waitPersisted it returns only once the message is durable.
 func (h *Hub) Append(ctx context.Context, id string, data []byte, waitPersisted bool) (int64, error) {
 	req := &appendReq{data: data, wait: waitPersisted, result: make(chan appendResult, 1)}
-	return h.appendReq(ctx, id, req)
-}
-
-func (h *Hub) appendReq(ctx context.Context, id string, req *appendReq) (int64, error) {
-	for {
-		c, err := h.get(ctx, id)
-		if errors.Is(err, errClosedChannel) {
-			return 0, ErrChannelClosed
-		}
-		if err != nil {
-			return 0, err
-		}
+	return h.produce(ctx, id, func() any {
 		req.time = time.Now().UnixMicro()
-		sent, err := c.request(ctx, req)
-		if err != nil {
-			return 0, err
-		}
-		if !sent {
-			continue // the actor exited: look again
-		}
-		r, ok := awaitResult(ctx, c, req.result)
-		if !ok {
-			continue
-		}
-		return r.seq, r.err
-	}
-}
-
-// awaitResult waits for an actor's answer. It reports false if the actor
-// exited without answering.
-func awaitResult(ctx context.Context, c *channel, result chan appendResult) (appendResult, bool) {
-	select {
-	case r := <-result:
-		return r, true
-	case <-c.done:
-		select {
-		case r := <-result:
-			return r, true
-		default:
-			return appendResult{}, false
-		}
-	case <-ctx.Done():
-		return appendResult{err: ctx.Err()}, true
-	}
+		return req
+	}, req.result)
 }
 
 // Close closes an open channel: its buffer is flushed, the close is made
 // durable, and every subscriber gets the end. It returns the last seq.
 func (h *Hub) Close(ctx context.Context, id string) (int64, error) {
-	for {
-		c, err := h.get(ctx, id)
-		if errors.Is(err, errClosedChannel) {
-			return 0, ErrChannelClosed
-		}
-		if err != nil {
-			return 0, err
-		}
-		result := make(chan appendResult, 1)
-		sent, err := c.request(ctx, closeReq{result: result})
-		if err != nil {
-			return 0, err
-		}
-		if !sent {
-			continue
-		}
-		r, ok := awaitResult(ctx, c, result)
-		if !ok {
-			continue
-		}
-		return r.seq, r.err
+	result := make(chan appendResult, 1)
+	return h.produce(ctx, id, func() any { return closeReq{result: result} }, result)
+}
+
+// produce sends an append or a close to channel id's actor and returns the
+// seq it answers.
+func (h *Hub) produce(ctx context.Context, id string, req func() any, result chan appendResult) (int64, error) {
+	r, _, err := call(ctx, h, id, req, result)
+	if errors.Is(err, errClosedChannel) {
+		return 0, ErrChannelClosed
 	}
+	if err != nil {
+		return 0, err
+	}
+	return r.seq, r.err
 }

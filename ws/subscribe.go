@@ -176,8 +176,12 @@ type pinger interface {
 // subscribe takes a snapshot of channel id after from and, if register is
 // set and the channel is open, registers a subscriber for what follows.
 func (h *Hub) subscribe(ctx context.Context, id string, from int64, register bool) (snapshot, *registration, error) {
+	req := &subscribeReq{from: from, result: make(chan snapshot, 1)}
+	if register {
+		req.sub = &subscriber{queue: make(chan *wire.Message, h.cfg.QueueLen)}
+	}
 	for {
-		c, err := h.get(ctx, id)
+		snap, c, err := call(ctx, h, id, func() any { return req }, req.result)
 		if errors.Is(err, errClosedChannel) {
 			rec, err := h.store.Channel(ctx, id)
 			if err != nil {
@@ -189,34 +193,11 @@ func (h *Hub) subscribe(ctx context.Context, id string, from int64, register boo
 			return snapshot{epoch: rec.Epoch, persisted: rec.LastSeq, fromStore: rec.LastSeq, lastSeq: rec.LastSeq}, nil, nil
 		}
 		if err != nil {
-			return snapshot{}, nil, err
-		}
-		req := &subscribeReq{from: from, result: make(chan snapshot, 1)}
-		if register {
-			req.sub = &subscriber{queue: make(chan *wire.Message, h.cfg.QueueLen)}
-		}
-		sent, err := c.request(ctx, req)
-		if err != nil {
-			return snapshot{}, nil, err
-		}
-		if !sent {
-			continue
-		}
-		var snap snapshot
-		select {
-		case snap = <-req.result:
-		case <-c.done:
-			select {
-			case snap = <-req.result:
-			default:
-				continue
-			}
-		case <-ctx.Done():
-			// The actor may have registered req.sub: unregister it.
-			if req.sub != nil {
+			if c != nil && req.sub != nil {
+				// The actor may have registered req.sub: unregister it.
 				h.unsubscribe(c, req.sub)
 			}
-			return snapshot{}, nil, ctx.Err()
+			return snapshot{}, nil, err
 		}
 		if snap.stopping {
 			return snapshot{}, nil, ErrShuttingDown
