@@ -118,7 +118,7 @@ type Hub struct {
 	abandon     chan struct{} // closed when Stop runs out of time
 	abandonOnce sync.Once
 	ctx         context.Context
-	cancel      context.CancelFunc // cancels generators and catch-up reads
+	cancel      context.CancelFunc // cancels ctx, which only the generators use: Stop ends them
 	wg          sync.WaitGroup     // actors and generators
 
 	bufferedMsgs  atomic.Int64
@@ -176,8 +176,11 @@ func (h *Hub) Start(ctx context.Context) error {
 	}
 }
 
-// Stop flushes every open channel to the store and ends every subscriber
-// (their streams report ErrShuttingDown). It returns when all actors and
+// Stop stops the generators, flushes every open channel to the store and
+// ends every registered subscriber (their streams report ErrShuttingDown).
+// It cancels no catch-up read: a stream still reading history goes on
+// until its own context ends (Server.Shutdown cancels those) or it reaches
+// its live queue, which the actor has closed. It returns when all actors and
 // generators have exited, or when ctx is done; then what could not be
 // persisted is logged as lost.
 func (h *Hub) Stop(ctx context.Context) error {

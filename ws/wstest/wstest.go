@@ -136,9 +136,12 @@ func Start(t testing.TB, opts Options) *Server {
 // failure would.
 func (s *Server) DropConnections() { s.Handler.DropConnections() }
 
-// Crash stops the server as a crash would: nothing more is persisted, and
-// connections are cut without a close handshake. Messages delivered but not
-// yet durable are lost, which is what epochs are for.
+// Crash stops the server about as a crash would: connections are cut
+// without a close handshake and shutdown gets no time. The last flush of
+// each channel races with the writer giving up, so messages buffered at the
+// crash may or may not reach the store: a test may count only on what was
+// confirmed durable. Messages delivered but not yet durable may be lost,
+// which is what epochs are for.
 func (s *Server) Crash() {
 	s.once.Do(func() {
 		expired, cancel := context.WithCancel(context.Background())
