@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/wire"
@@ -159,28 +158,49 @@ func TestEpochReset(t *testing.T) {
 	}
 }
 
-// TestOrigins: a page of another origin may not open a WebSocket unless its
-// origin is allowed.
-func TestOrigins(t *testing.T) {
-	srv := wstest.Start(t, wstest.Options{AllowedOrigins: []string{"app.example.com"}})
-	createChannel(t, srv.URL, "o")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+// TestRestart stops the server gracefully mid-stream and starts a new one on
+// the same database: the history is intact and contiguous, the generator
+// goes on, appends continue at the next seq, and a resume with the old epoch
+// continues seamlessly because nothing was lost.
+func TestRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for origin, ok := range map[string]bool{
-		"http://evil.example.com": false,
-		"https://app.example.com": true,
-		srv.URL:                   true, // the server's own origin
-	} {
-		h := http.Header{"Origin": {origin}}
-		c, resp, err := websocket.Dial(ctx, wsURL(srv.URL, "o", 0, ""), &websocket.DialOptions{HTTPHeader: h})
-		if ok != (err == nil) {
-			t.Errorf("origin %s: allowed=%v, err %v", origin, ok, err)
-		}
-		if c != nil {
-			c.CloseNow()
-		}
-		if !ok && (resp == nil || resp.StatusCode != http.StatusForbidden) {
-			t.Errorf("origin %s: want 403, got %v", origin, resp)
+	srv := wstest.Start(t, wstest.Options{PersistInterval: 200 * time.Millisecond})
+	const n = 300
+	createGenerator(t, srv.URL, "gen", 200, n)
+	createChannel(t, srv.URL, "prod")
+	for i := 1; i <= 5; i++ {
+		appendMsg(t, srv.URL, "prod", fmt.Sprintf("p%d", i))
+	}
+	s := dialRaw(ctx, t, srv.URL, "gen", 0, "")
+	if err := s.readUntil(ctx, 40); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close() // graceful: flushes everything
+	for {
+		_, err := s.next(ctx)
+		if err != nil {
+			if st := websocket.CloseStatus(err); st != websocket.StatusGoingAway {
+				t.Fatalf("on shutdown: want close 1001, got %v", err)
+			}
+			break
 		}
 	}
+	srv2 := wstest.Start(t, wstest.Options{DatabaseURL: srv.DatabaseURL})
+	if seq := appendMsg(t, srv2.URL, "prod", "p6"); seq != 6 {
+		t.Errorf("append after restart got seq %d, want 6", seq)
+	}
+	s2 := dialRaw(ctx, t, srv2.URL, "gen", s.last, s.hello.Epoch)
+	if err := s2.readToEnd(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s2.hello.Epoch == s.hello.Epoch {
+		t.Errorf("epoch did not change across the restart: %s", s.hello.Epoch)
+	}
+	expectLines(t, "across restart", "gen", 0, append(s.data, s2.data...), n)
+	full := dialRaw(ctx, t, srv2.URL, "gen", 0, "")
+	if err := full.readToEnd(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectLines(t, "history after restart", "gen", 0, full.data, n)
 }

@@ -1,0 +1,84 @@
+package ws_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/wstest"
+)
+
+// TestReferenceAPI checks POST /?freq=&max= streams exactly the expected
+// lines and that GET /?id= during and after the stream is byte-identical.
+func TestReferenceAPI(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{})
+	const id = "ref-1"
+	want := generatorContent(id, 100)
+	resp, err := http.Post(srv.URL+"/?freq=200&max=100", "text/plain", strings.NewReader(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Channel-Id") != id {
+		t.Fatalf("POST /: %d, Channel-Id %q", resp.StatusCode, resp.Header.Get("Channel-Id"))
+	}
+	var wg sync.WaitGroup
+	got := make([]string, 4)
+	get := func(i int) {
+		defer wg.Done()
+		r, err := http.Get(srv.URL + "/?id=" + id)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer r.Body.Close()
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("GET %d: %v", i, err)
+		}
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+			t.Errorf("GET %d: content type %q", i, ct)
+		}
+		got[i] = string(b)
+	}
+	// Readers during the stream.
+	first := make([]byte, 8)
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(3)
+	for i := 0; i < 3; i++ {
+		go get(i)
+	}
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if orig := string(first) + string(rest); orig != want {
+		t.Fatalf("creator's stream:\n%q\nwant\n%q", orig, want)
+	}
+	wg.Wait()
+	// And one after the end.
+	wg.Add(1)
+	get(3)
+	for i, g := range got {
+		if g != want {
+			t.Errorf("GET /?id= reader %d got %d bytes, want %d identical", i, len(g), len(want))
+		}
+	}
+
+	// An empty body makes an id.
+	r2, err := http.Post(srv.URL+"/?freq=1000&max=3", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r2.Body)
+	r2.Body.Close()
+	gen := r2.Header.Get("Channel-Id")
+	if !ws.ValidID(gen) || string(b) != generatorContent(gen, 3) {
+		t.Errorf("generated id %q, content %q", gen, b)
+	}
+}
