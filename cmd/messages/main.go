@@ -151,7 +151,7 @@ func parseLevel(s string) (slog.Level, error) {
 
 // run runs the server until ctx is cancelled, then shuts down gracefully.
 // If ready is not nil it receives the listening address once serving.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) (err error) {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -187,6 +187,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AllowedOrigins: origins, Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
 		Logger: log, HubMetrics: metrics,
 	})
+	// From here on the writer's workers run, and from hub.Start on actors
+	// and generators too: every return, an early error included, goes
+	// through this one shutdown, which stops them and flushes what they
+	// hold before the store closes.
+	var httpSrv *http.Server // set once serving
+	defer func() {
+		if serr := shutdown(log, cfg.shutdownTimeout, srv, httpSrv, writer); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
 	if err := hub.Start(ctx); err != nil {
 		return err
 	}
@@ -203,7 +213,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	httpSrv = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())),
@@ -216,13 +226,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+		return nil
 	}
-	log.Info("shutting down: flushing channels", slog.Duration("timeout", cfg.shutdownTimeout))
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+}
+
+// shutdown stops accepting requests (when httpSrv is not nil), stops the
+// hub, which flushes every channel and ends every stream, and waits until
+// the writer has committed every queued batch, all within timeout.
+func shutdown(log *slog.Logger, timeout time.Duration, srv *ws.Server, httpSrv *http.Server, writer *persist.Writer) error {
+	log.Info("shutting down: flushing channels", slog.Duration("timeout", timeout))
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// Stop accepting at once; streaming responses end when the hub stops.
 	httpDone := make(chan error, 1)
-	go func() { httpDone <- httpSrv.Shutdown(sctx) }()
+	if httpSrv != nil {
+		go func() { httpDone <- httpSrv.Shutdown(sctx) }()
+	} else {
+		httpDone <- nil
+	}
 	var errs []error
 	if err := srv.Shutdown(sctx); err != nil {
 		errs = append(errs, err)

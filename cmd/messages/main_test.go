@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -222,5 +224,71 @@ func TestRunUnsupportedScheme(t *testing.T) {
 	want := `unsupported database URL scheme "mysql": use postgres://… or sqlite:…`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("run with a mysql:// URL = %v, want an error with %q", err, want)
+	}
+}
+
+// TestRunEarlyErrorStopsAndFlushes starts the server on a database with an
+// open generator channel, which the hub takes over at start, on a listen
+// address already taken: run fails, and before it returns it stops the
+// generator, the actor and the writer, and flushes, so nothing of the
+// server is left running and what the generator appended is stored.
+func TestRunEarlyErrorStopsAndFlushes(t *testing.T) {
+	dbURL := (&url.URL{Scheme: "sqlite", Path: filepath.Join(t.TempDir(), "m.db")}).String()
+	s := start(t, "-database-url", dbURL)
+	do(t, "POST", s.base+"/channels", `{"id":"gen","generator":{"freq":1000,"max":1000000}}`, http.StatusCreated)
+	s.stop(t)
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	var logs syncBuffer
+	err = run(t.Context(), []string{"-addr", taken.Addr().String(), "-database-url", dbURL, "-persist-interval", "10ms"},
+		noEnv, &logs, nil)
+	if err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("run on a taken address = %v, want a listen error\n%s", err, &logs)
+	}
+	if !strings.Contains(logs.String(), "channel taken over") {
+		t.Fatalf("the generator channel was not taken over before the listen error; the test misses its point\n%s", &logs)
+	}
+	if !strings.Contains(logs.String(), "everything persisted") {
+		t.Errorf("run returned without the flush\n%s", &logs)
+	}
+	if leaked := serverGoroutines(5 * time.Second); len(leaked) > 0 {
+		t.Fatalf("goroutines of the server still run after run returned:\n%s", strings.Join(leaked, "\n\n"))
+	}
+
+	// What the generator appended is stored without a gap, and it goes on.
+	s = start(t, "-database-url", dbURL)
+	msgs := history(t, s, "gen")
+	if len(msgs) == 0 {
+		t.Fatal("no history after restart")
+	}
+	for i, m := range msgs {
+		if want := fmt.Sprintf("%d:%d: gen\n", i+1, i+1); m != want {
+			t.Fatalf("history[%d] = %q, want %q", i, m, want)
+		}
+	}
+}
+
+// serverGoroutines returns the stacks of the goroutines still running code
+// of the server's packages, waiting up to wait for them to exit.
+func serverGoroutines(wait time.Duration) []string {
+	deadline := time.Now().Add(wait)
+	for {
+		buf := make([]byte, 4<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var leaked []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "github.com/messages-server/messages/ws.") ||
+				strings.Contains(g, "github.com/messages-server/messages/persist.") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			return leaked
+		}
+		time.Sleep(20 * time.Millisecond) // polling for exit; nothing to wait on
 	}
 }
