@@ -42,14 +42,21 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(2)
+	if _, ok := errors.AsType[usageError](err); ok {
+		os.Exit(2) // the flag package printed it, with the usage
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "messages-bench:", err)
 		os.Exit(1)
 	}
 }
+
+// usageError is a command-line error that the flag package has already
+// printed to stderr, followed by the usage.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
 
 // config holds the flags.
 type config struct {
@@ -102,7 +109,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.Prefix, "prefix", "", "channel id prefix (default: bench-<seed>-)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, usageError{err}
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -173,9 +183,14 @@ type bench struct {
 
 // run parses args, runs the scenario and writes the report to stdout (and
 // progress to stderr). It returns an error when the run failed, when any
-// client failed, or when any stream differed from the original.
+// client failed, or when any stream differed from the original. With -h it
+// prints the usage to stderr and returns nil; a bad flag is printed to
+// stderr, with the usage, and returned as a usageError.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

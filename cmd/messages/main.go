@@ -32,13 +32,22 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "messages:", err)
-		}
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil)
+	if _, ok := errors.AsType[usageError](err); ok {
+		os.Exit(2) // the flag package printed it, with the usage
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "messages:", err)
 		os.Exit(1)
 	}
 }
+
+// usageError is a command-line error that the flag package has already
+// printed to stderr, followed by the usage.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
 
 // config is the server's configuration, from flags with environment
 // fallbacks.
@@ -117,7 +126,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.BoolVar(&c.compression, "compression", envBool("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, usageError{err}
 	}
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
@@ -151,8 +163,13 @@ func parseLevel(s string) (slog.Level, error) {
 
 // run runs the server until ctx is cancelled, then shuts down gracefully.
 // If ready is not nil it receives the listening address once serving.
+// With -h it prints the usage to stderr and returns nil; a bad flag is
+// printed to stderr, with the usage, and returned as a usageError.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) (err error) {
 	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -176,15 +193,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
 		Logger: log, Metrics: metrics,
 	})
-	var origins []string
-	for _, o := range strings.Split(cfg.allowedOrigins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			origins = append(origins, o)
-		}
-	}
 	srv := ws.NewServer(hub, ws.ServerConfig{
 		Viewer: viewer.Handler(), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		AllowedOrigins: origins, Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
+		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
 		Logger: log, HubMetrics: metrics,
 	})
 	// From here on the writer's workers run, and from hub.Start on actors
@@ -228,6 +239,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case <-ctx.Done():
 		return nil
 	}
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, o := range strings.Split(s, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // shutdown stops accepting requests (when httpSrv is not nil), stops the
