@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -118,6 +119,50 @@ func TestLineChecker(t *testing.T) {
 			if p == nil || p.Kind != tt.kind || p.Seq != tt.seq {
 				t.Errorf("got %+v, want kind %s seq %d", p, tt.kind, tt.seq)
 			}
+		})
+	}
+}
+
+// generatedStream returns a generated stream of n lines of channel id, as
+// the original and as the messages a WebSocket client receives.
+func generatedStream(n int, id string) ([]byte, []received) {
+	var original []byte
+	msgs := make([]received, n)
+	for i := range msgs {
+		line := generatedLine(int64(i+1), id)
+		original = append(original, line...)
+		msgs[i] = received{seq: int64(i + 1), data: line}
+	}
+	return original, msgs
+}
+
+// TestVerifyMessagesLinear checks that verifying a stream costs no
+// allocation per message: copying the rest of the original for each
+// message made the verifier quadratic in the stream's length.
+func TestVerifyMessagesLinear(t *testing.T) {
+	original, msgs := generatedStream(5000, "c")
+	allocs := testing.AllocsPerRun(3, func() {
+		if p := verifyMessages(original, msgs); p != nil {
+			t.Fatalf("unexpected problem %+v", p)
+		}
+	})
+	if allocs > 10 {
+		t.Errorf("verifying %d messages allocates %.0f times, want a few (none per message)", len(msgs), allocs)
+	}
+}
+
+// BenchmarkVerifyMessages shows the cost per message staying flat as the
+// stream grows.
+func BenchmarkVerifyMessages(b *testing.B) {
+	for _, n := range []int{1000, 10000, 100000} {
+		original, msgs := generatedStream(n, "bench-channel")
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for b.Loop() {
+				if p := verifyMessages(original, msgs); p != nil {
+					b.Fatalf("unexpected problem %+v", p)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
 		})
 	}
 }
