@@ -22,15 +22,14 @@ type refReader struct {
 	http   bool
 	dropAt int64
 
-	failed bool
-	msgs   []received // WebSocket
-	body   []byte     // HTTP
+	msgs []received // WebSocket
+	body []byte     // HTTP
 }
 
 // runReference starts every channel with the generator (the creator's
 // streamed answer is the original), lets each channel's readers join at
-// random times over the window, and compares every reader's stream with
-// the original once all are done.
+// random times over the window, and compares each reader's stream with
+// the original as soon as both are complete.
 func runReference(ctx context.Context, b *bench) error {
 	cfg := b.cfg
 	b.res.Clients = int64(cfg.Channels * cfg.Clients)
@@ -54,84 +53,101 @@ func runReference(ctx context.Context, b *bench) error {
 		}
 	}
 	var wg sync.WaitGroup
-	originals := make([][]byte, cfg.Channels)
 	for c := range readers {
-		wg.Go(func() {
-			originals[c] = refChannel(ctx, b, cfg.Prefix+strconv.Itoa(c), readers[c])
-		})
+		wg.Go(func() { refChannel(ctx, b, cfg.Prefix+strconv.Itoa(c), readers[c]) })
 	}
 	wg.Wait()
-	for c, rs := range readers {
-		id := cfg.Prefix + strconv.Itoa(c)
-		for _, r := range rs {
-			if r.failed {
-				continue
-			}
-			if originals[c] == nil {
-				b.st.fail("channel %s client %d: nothing to compare with: the creator failed", id, r.client)
-				continue
-			}
-			var p *problem
-			if r.http {
-				p = verifyBody(originals[c], r.body)
-			} else {
-				p = verifyMessages(originals[c], r.msgs)
-			}
-			if p != nil {
-				b.st.inconsistent(id, r.client, p)
-			} else {
-				b.st.done.Add(1)
-			}
-		}
-	}
 	return ctx.Err()
 }
 
-// refChannel runs one channel: the creator and its readers. It returns the
-// original, or nil if the creator failed.
-func refChannel(ctx context.Context, b *bench, id string, readers []*refReader) []byte {
-	cfg := b.cfg
-	started := make(chan struct{}) // closed once the creator has an answer
+// refChannel runs one channel: the creator, whose streamed answer is the
+// original, and its readers. Each reader is verified as soon as it has read
+// its stream to the end and the original is complete, so that the done
+// count grows during the run.
+func refChannel(ctx context.Context, b *bench, id string, readers []*refReader) {
+	started := make(chan struct{})  // closed once the creator has an answer
+	finished := make(chan struct{}) // closed once original is set
+	var original []byte             // nil if the creator failed; written before finished is closed
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	start := sync.OnceFunc(func() { close(started) })
+	finish := sync.OnceFunc(func() { close(finished) })
+	defer finish()
 	defer start()
 	for _, r := range readers {
 		wg.Go(func() {
-			select {
-			case <-started:
-			case <-ctx.Done():
-				r.failed = true
-				b.st.fail("channel %s client %d: not started: %v", id, r.client, ctx.Err())
+			if !refRead(ctx, b, id, r, started) {
 				return
 			}
-			t := time.NewTimer(r.delay)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				r.failed = true
-				b.st.fail("channel %s client %d: %v", id, r.client, ctx.Err())
-				return
-			}
-			var err error
-			if r.http {
-				r.body, err = readHTTP(ctx, b, id)
-			} else {
-				err = readRefWS(ctx, b, id, r)
-			}
-			if err != nil {
-				r.failed = true
-				var pe *client.ProtocolError
-				if errors.As(err, &pe) {
-					b.st.inconsistent(id, r.client, &problem{Seq: pe.Expected, Kind: kindProtocol, Detail: pe.Error()})
-					return
-				}
-				b.st.fail("channel %s client %d: %v", id, r.client, err)
-			}
+			<-finished
+			verifyRef(b, id, r, original)
 		})
 	}
+	original = refCreate(ctx, b, id, start)
+	finish()
+}
 
+// refRead waits for the channel to start, then for the reader's delay, and
+// reads the whole stream into r. It reports false, having counted the
+// failure, if the reader failed.
+func refRead(ctx context.Context, b *bench, id string, r *refReader, started <-chan struct{}) bool {
+	select {
+	case <-started:
+	case <-ctx.Done():
+		b.st.fail("channel %s client %d: not started: %v", id, r.client, ctx.Err())
+		return false
+	}
+	t := time.NewTimer(r.delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		b.st.fail("channel %s client %d: %v", id, r.client, ctx.Err())
+		return false
+	}
+	var err error
+	if r.http {
+		r.body, err = readHTTP(ctx, b, id)
+	} else {
+		err = readRefWS(ctx, b, id, r)
+	}
+	if err == nil {
+		return true
+	}
+	if pe, ok := errors.AsType[*client.ProtocolError](err); ok {
+		b.st.inconsistent(id, r.client, &problem{Seq: pe.Expected, Kind: kindProtocol, Detail: pe.Error()})
+	} else {
+		b.st.fail("channel %s client %d: %v", id, r.client, err)
+	}
+	return false
+}
+
+// verifyRef compares what reader r got with the original and counts it as
+// done or inconsistent; then it lets go of the stream.
+func verifyRef(b *bench, id string, r *refReader, original []byte) {
+	if original == nil {
+		b.st.fail("channel %s client %d: nothing to compare with: the creator failed", id, r.client)
+		return
+	}
+	var p *problem
+	if r.http {
+		p = verifyBody(original, r.body)
+	} else {
+		p = verifyMessages(original, r.msgs)
+	}
+	r.msgs, r.body = nil, nil
+	if p != nil {
+		b.st.inconsistent(id, r.client, p)
+	} else {
+		b.st.done.Add(1)
+	}
+}
+
+// refCreate starts the channel with the generator (POST /?freq=&max=), calls
+// start once the server answered, and returns the streamed answer: the
+// original. It returns nil, having counted the failure, if that failed.
+func refCreate(ctx context.Context, b *bench, id string, start func()) []byte {
+	cfg := b.cfg
 	q := url.Values{"freq": {strconv.FormatFloat(cfg.Freq, 'g', -1, 64)}, "max": {strconv.FormatInt(cfg.Max, 10)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL+"/?"+q.Encode(), strings.NewReader(id))
 	if err != nil {
@@ -157,7 +173,6 @@ func refChannel(ctx context.Context, b *bench, id string, readers []*refReader) 
 		b.st.fail("channel %s creator: read: %v", id, err)
 		return nil
 	}
-	wg.Wait()
 	return original
 }
 
