@@ -17,12 +17,16 @@ const (
 	metricCPU  = "process_cpu_seconds_total"
 	metricRSS  = "process_resident_memory_bytes"
 	metricHeap = "go_memstats_heap_inuse_bytes"
+	// metricSubscribers is optional: idle waits for it to reach 0.
+	metricSubscribers = "messages_subscribers"
 )
 
 // serverSample is one scrape of the server's cost.
 type serverSample struct {
 	at             time.Time
 	cpu, rss, heap float64
+	subscribers    float64
+	hasSubscribers bool // the server exports metricSubscribers
 }
 
 // scrape reads the server's /metrics.
@@ -41,7 +45,7 @@ func scrape(ctx context.Context, client *http.Client, baseURL string) (serverSam
 	if resp.StatusCode != http.StatusOK {
 		return serverSample{}, fmt.Errorf("scrape metrics: status %s", resp.Status)
 	}
-	m, err := parseMetrics(resp.Body, metricCPU, metricRSS, metricHeap)
+	m, err := parseMetrics(resp.Body, metricCPU, metricRSS, metricHeap, metricSubscribers)
 	if err != nil {
 		return serverSample{}, err
 	}
@@ -50,7 +54,9 @@ func scrape(ctx context.Context, client *http.Client, baseURL string) (serverSam
 			return serverSample{}, fmt.Errorf("scrape metrics: %s missing", name)
 		}
 	}
-	return serverSample{at: time.Now(), cpu: m[metricCPU], rss: m[metricRSS], heap: m[metricHeap]}, nil
+	subs, hasSubs := m[metricSubscribers]
+	return serverSample{at: time.Now(), cpu: m[metricCPU], rss: m[metricRSS], heap: m[metricHeap],
+		subscribers: subs, hasSubscribers: hasSubs}, nil
 }
 
 // parseMetrics reads the Prometheus text exposition format and returns the

@@ -32,10 +32,15 @@ type serverCost struct {
 	RSSAfter  float64 `json:"rss_after_bytes"`
 	PeakRSS   float64 `json:"peak_rss_bytes"`
 	HeapAfter float64 `json:"heap_inuse_after_bytes"`
-	// Per connection, for the idle scenario: growth from before the
-	// connections to when they were all open, divided by their number.
-	RSSPerConn  float64 `json:"rss_per_conn_bytes,omitempty"`
-	HeapPerConn float64 `json:"heap_inuse_per_conn_bytes,omitempty"`
+	// Per connection, for the idle scenario: use with every connection
+	// open minus the lowest use without them (before they were opened,
+	// after they were closed), divided by their number. A figure that
+	// came out not positive is invalid: 0, with its Invalid flag set and
+	// the reason in the notes.
+	RSSPerConn         float64 `json:"rss_per_conn_bytes,omitempty"`
+	HeapPerConn        float64 `json:"heap_inuse_per_conn_bytes,omitempty"`
+	RSSPerConnInvalid  bool    `json:"rss_per_conn_invalid,omitempty"`
+	HeapPerConnInvalid bool    `json:"heap_inuse_per_conn_invalid,omitempty"`
 }
 
 // result is everything a run measured; -json writes it as is.
@@ -223,7 +228,8 @@ func (r *result) writeTable(w io.Writer) {
 		row("server rss", "%.1f MiB before, %.1f MiB after, %.1f MiB peak; heap in use %.1f MiB",
 			r.Server.RSSBefore/(1<<20), r.Server.RSSAfter/(1<<20), r.Server.PeakRSS/(1<<20), r.Server.HeapAfter/(1<<20))
 		if r.perConnShown() {
-			row("per connection", "%.1f KiB RSS, %.1f KiB heap in use", r.Server.RSSPerConn/1024, r.Server.HeapPerConn/1024)
+			row("per connection", "%s RSS, %s heap in use", kib(r.Server.RSSPerConn, r.Server.RSSPerConnInvalid),
+				kib(r.Server.HeapPerConn, r.Server.HeapPerConnInvalid))
 		}
 	} else {
 		row("server", "metrics unavailable: %s", r.Server.Error)
@@ -243,3 +249,11 @@ func (r *result) writeTable(w io.Writer) {
 
 // perConnShown reports whether the per-connection cost was measured.
 func (r *result) perConnShown() bool { return r.Scenario == "idle" && r.Clients > 0 }
+
+// kib formats a per-connection figure in KiB, or says it is invalid.
+func kib(bytes float64, invalid bool) string {
+	if invalid {
+		return "invalid (see the notes)"
+	}
+	return fmt.Sprintf("%.1f KiB", bytes/1024)
+}

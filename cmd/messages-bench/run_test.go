@@ -99,7 +99,13 @@ func TestIdleEndToEnd(t *testing.T) {
 	if r.Completed != 12 || r.Delivered != 0 {
 		t.Errorf("completed %d, delivered %d", r.Completed, r.Delivered)
 	}
-	if r.Server.RSSPerConn == 0 && r.Server.HeapPerConn == 0 {
-		t.Errorf("per connection cost not measured: %+v", r.Server)
+	// With a dozen connections the server's own churn can outweigh them:
+	// each figure is a positive number or marked invalid, never negative.
+	s := r.Server
+	if (s.RSSPerConn <= 0) != s.RSSPerConnInvalid || (s.HeapPerConn <= 0) != s.HeapPerConnInvalid {
+		t.Errorf("per connection cost neither measured nor marked invalid: %+v", s)
+	}
+	if r.Failures != 0 || len(r.FailureReasons) != 0 {
+		t.Errorf("closing the connections after measuring failed clients: %v", r.FailureReasons)
 	}
 }
