@@ -19,7 +19,8 @@ var ErrNotFound = errors.New("persist: channel not found")
 // ErrExists is returned by CreateChannel when the id is already taken.
 var ErrExists = errors.New("persist: channel already exists")
 
-// ErrClosed is returned by Writer.Enqueue after the writer was closed.
+// ErrClosed is wrapped by the error a Batch's Done gets when the Writer was
+// closed (its Close context expired) before the batch could be committed.
 var ErrClosed = errors.New("persist: writer closed")
 
 // Message is one stored message of a channel.
@@ -71,8 +72,10 @@ type Batch struct {
 	// Close marks the channel closed, after Messages, in the same commit.
 	Close bool
 	// Done is called exactly once, from a writer goroutine, when the batch is
-	// committed (err == nil) or when the writer gave up on it because it was
-	// shut down before the store came back (err != nil). It must not block.
+	// committed (err == nil) or when the writer gave up on it (err != nil):
+	// its channel does not exist (the error wraps ErrNotFound), or the
+	// writer was shut down before the store came back (ErrClosed). It must
+	// not block.
 	Done func(err error)
 }
 

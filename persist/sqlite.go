@@ -82,7 +82,7 @@ func sqliteDSN(p string, params url.Values, extra ...string) string {
 
 // openSQLite opens (creating it and its directory if needed) the SQLite
 // database named by cfg.URL and brings its schema up to date.
-func openSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
+func openSQLite(ctx context.Context, cfg Config) (*sqliteStore, error) {
 	p, params, err := sqlitePath(cfg.URL)
 	if err != nil {
 		return nil, err
@@ -113,7 +113,7 @@ func openSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*Store, erro
 		return nil, fmt.Errorf("persist: open sqlite %s: %w", p, err)
 	}
 	if !cfg.SkipMigrations {
-		if err := migrateSQLite(p, log); err != nil {
+		if err := migrateSQLite(p, cfg.Logger); err != nil {
 			write.Close()
 			return nil, err
 		}
@@ -134,18 +134,13 @@ func openSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*Store, erro
 	if err != nil {
 		abs = p
 	}
-	lite := &sqliteStore{path: abs, write: write, read: read}
-	s := &Store{lite: lite, log: log}
-	if err := s.Ping(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	if lite.insert, err = write.PrepareContext(ctx, insertSQL(sqliteChunk)); err != nil {
-		s.Close()
+	s := &sqliteStore{path: abs, write: write, read: read}
+	if s.insert, err = write.PrepareContext(ctx, insertSQL(sqliteChunk)); err != nil {
+		s.close()
 		return nil, fmt.Errorf("persist: prepare insert: %w", err)
 	}
-	if lite.update, err = write.PrepareContext(ctx, updateSQL(sqliteChunk)); err != nil {
-		s.Close()
+	if s.update, err = write.PrepareContext(ctx, updateSQL(sqliteChunk)); err != nil {
+		s.close()
 		return nil, fmt.Errorf("persist: prepare update: %w", err)
 	}
 	return s, nil
@@ -166,7 +161,10 @@ func migrateSQLite(p string, log *slog.Logger) error {
 	return nil
 }
 
-// close closes both connection pools.
+func (s *sqliteStore) describe() slog.Value {
+	return slog.GroupValue(slog.String("backend", "sqlite"), slog.String("path", s.path))
+}
+
 func (s *sqliteStore) close() {
 	for _, st := range []*sql.Stmt{s.insert, s.update} {
 		if st != nil {
@@ -180,12 +178,9 @@ func (s *sqliteStore) close() {
 // ping reports whether both pools can reach the file.
 func (s *sqliteStore) ping(ctx context.Context) error {
 	if err := s.write.PingContext(ctx); err != nil {
-		return fmt.Errorf("persist: ping: %w", err)
+		return err
 	}
-	if err := s.read.PingContext(ctx); err != nil {
-		return fmt.Errorf("persist: ping: %w", err)
-	}
-	return nil
+	return s.read.PingContext(ctx)
 }
 
 // scanSQLiteChannel reads one row of channelColumns.
@@ -223,7 +218,6 @@ func (s *sqliteStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error 
 	return tx.Commit()
 }
 
-// createChannel implements Store.CreateChannel.
 func (s *sqliteStore) createChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
 	var freq, genMax any
 	if gen != nil {
@@ -245,76 +239,60 @@ func (s *sqliteStore) createChannel(ctx context.Context, id string, gen *Generat
 		return err
 	})
 	if isPrimaryKeyViolation(err) {
-		return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, ErrExists)
+		return Channel{}, ErrExists
 	}
-	if err != nil {
-		return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, err)
-	}
-	return c, nil
+	return c, err
 }
 
-// channel implements Store.Channel.
 func (s *sqliteStore) channel(ctx context.Context, id string) (Channel, error) {
 	c, err := scanSQLiteChannel(s.read.QueryRowContext(ctx,
 		`SELECT `+channelColumns+` FROM channels WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Channel{}, fmt.Errorf("persist: channel %q: %w", id, ErrNotFound)
+		return Channel{}, ErrNotFound
 	}
-	if err != nil {
-		return Channel{}, fmt.Errorf("persist: channel %q: %w", id, err)
-	}
-	return c, nil
+	return c, err
 }
 
-// channels implements Store.Channels.
 func (s *sqliteStore) channels(ctx context.Context, after string, limit int) ([]Channel, error) {
 	rows, err := s.read.QueryContext(ctx,
 		`SELECT `+channelColumns+` FROM channels WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("persist: list channels: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
 	var cs []Channel
 	for rows.Next() {
 		c, err := scanSQLiteChannel(rows)
 		if err != nil {
-			return nil, fmt.Errorf("persist: list channels: %w", err)
+			return nil, err
 		}
 		cs = append(cs, c)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("persist: list channels: %w", err)
-	}
-	return cs, nil
+	return cs, rows.Err()
 }
 
-// messages implements Store.Messages.
 func (s *sqliteStore) messages(ctx context.Context, id string, after int64, limit int) ([]Message, error) {
 	rows, err := s.read.QueryContext(ctx,
 		`SELECT seq, data, created_at FROM messages
 		 WHERE channel_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
+		return nil, err
 	}
 	defer rows.Close()
 	var ms []Message
 	for rows.Next() {
 		var m Message
 		if err := rows.Scan(&m.Seq, &m.Data, &m.Time); err != nil {
-			return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
+			return nil, err
 		}
 		if m.Data == nil {
-			m.Data = []byte{}
+			m.Data = []byte{} // go-sqlite3 reads an empty BLOB as nil
 		}
 		ms = append(ms, m)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
-	}
-	return ms, nil
+	return ms, rows.Err()
 }
 
-// openEpoch implements Store.OpenEpoch.
 func (s *sqliteStore) openEpoch(ctx context.Context, id string) (Channel, error) {
 	var c Channel
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -330,39 +308,21 @@ func (s *sqliteStore) openEpoch(ctx context.Context, id string) (Channel, error)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
-		return Channel{}, fmt.Errorf("persist: open epoch of %q: %w", id, ErrNotFound)
+		return Channel{}, ErrNotFound
 	}
-	if err != nil {
-		return Channel{}, fmt.Errorf("persist: open epoch of %q: %w", id, err)
-	}
-	return c, nil
+	return c, err
 }
 
-// survived implements Store.Survived.
-func (s *sqliteStore) survived(ctx context.Context, id string, epoch int64) (int64, error) {
-	var (
-		current, last int64
-		next          sql.NullInt64
-	)
-	err := s.read.QueryRowContext(ctx,
+func (s *sqliteStore) epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error) {
+	err = s.read.QueryRowContext(ctx,
 		`SELECT c.epoch, c.last_seq,
 		        (SELECT min(e.start_seq) FROM channel_epochs e
 		         WHERE e.channel_id = c.id AND e.epoch > ?2)
 		 FROM channels c WHERE c.id = ?1`, id, epoch).Scan(&current, &last, &next)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("persist: survived of %q: %w", id, ErrNotFound)
+		err = ErrNotFound
 	}
-	if err != nil {
-		return 0, fmt.Errorf("persist: survived of %q: %w", id, err)
-	}
-	switch {
-	case epoch < 1 || epoch > current:
-		return 0, nil
-	case next.Valid:
-		return next.Int64, nil
-	default:
-		return last, nil
-	}
+	return current, last, next, err
 }
 
 // sqliteChunk is the most rows one INSERT or UPDATE statement of
@@ -429,25 +389,12 @@ func execChunks(ctx context.Context, tx *sql.Tx, full *sql.Stmt, rest func(rows 
 	return changed, nil
 }
 
-// writeBatches implements Store.WriteBatches: one transaction on the
+// writeBatches implements backend.writeBatches: one transaction on the
 // writer connection that inserts the messages, skipping rows already
 // stored, and updates the channels, both many rows per statement.
-func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch) error {
-	type update struct {
-		last  int64
-		close bool
-	}
-	var (
-		ids     = make([]string, 0, len(batches))
-		updates = make(map[string]update, len(batches))
-		n       int
-	)
+func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error {
+	var n int
 	for _, b := range batches {
-		u, ok := updates[b.Channel]
-		if !ok {
-			ids = append(ids, b.Channel)
-		}
-		updates[b.Channel] = update{max(u.last, b.LastSeq()), u.close || b.Close}
 		n += len(b.Messages)
 	}
 	inserts := make([]any, 0, 4*n)
@@ -460,13 +407,12 @@ func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch) error 
 			inserts = append(inserts, b.Channel, m.Seq, data, m.Time)
 		}
 	}
-	changes := make([]any, 0, 1+3*len(ids))
+	changes := make([]any, 0, 1+3*len(updates))
 	changes = append(changes, time.Now().UnixMicro())
-	for _, id := range ids {
-		u := updates[id]
-		changes = append(changes, id, u.last, u.close)
+	for _, u := range updates {
+		changes = append(changes, u.id, u.last, u.close)
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := execChunks(ctx, tx, s.insert, insertSQL, 0, 4, inserts); err != nil {
 			return fmt.Errorf("insert messages: %w", err)
 		}
@@ -474,13 +420,9 @@ func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch) error 
 		if err != nil {
 			return fmt.Errorf("update channels: %w", err)
 		}
-		if missing := int64(len(ids)) - updated; missing > 0 {
-			return fmt.Errorf("%d of %d channels: %w", missing, len(ids), ErrNotFound)
+		if missing := int64(len(updates)) - updated; missing > 0 {
+			return fmt.Errorf("%d of %d channels: %w", missing, len(updates), ErrNotFound)
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("persist: write batches: %w", err)
-	}
-	return nil
 }
