@@ -209,6 +209,27 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	ids := make([]string, len(updates))
+	lasts := make([]int64, len(updates))
+	closes := make([]bool, len(updates))
+	for i, u := range updates {
+		ids[i], lasts[i], closes[i] = u.id, u.last, u.close
+	}
+	// The channels first: a closed one takes no message past its last seq
+	// (a retry of what is stored passes).
+	tag, err := tx.Exec(ctx,
+		`UPDATE channels c SET
+		   last_seq = GREATEST(c.last_seq, v.last_seq),
+		   closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
+		 FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS v(id, last_seq, close)
+		 WHERE c.id = v.id AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)`,
+		ids, lasts, closes)
+	if err != nil {
+		return fmt.Errorf("update channels: %w", err)
+	}
+	if tag.RowsAffected() != int64(len(ids)) {
+		return p.refused(ctx, tx, ids, updates)
+	}
 	if skipStored {
 		err = insertBatches(ctx, tx, batches)
 	} else {
@@ -217,29 +238,48 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 	if err != nil {
 		return fmt.Errorf("insert messages: %w", err)
 	}
-	ids := make([]string, len(updates))
-	lasts := make([]int64, len(updates))
-	closes := make([]bool, len(updates))
-	for i, u := range updates {
-		ids[i], lasts[i], closes[i] = u.id, u.last, u.close
-	}
-	tag, err := tx.Exec(ctx,
-		`UPDATE channels c SET
-		   last_seq = GREATEST(c.last_seq, v.last_seq),
-		   closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
-		 FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS v(id, last_seq, close)
-		 WHERE c.id = v.id`,
-		ids, lasts, closes)
-	if err != nil {
-		return fmt.Errorf("update channels: %w", err)
-	}
-	if tag.RowsAffected() != int64(len(ids)) {
-		return fmt.Errorf("%d of %d channels: %w", len(ids)-int(tag.RowsAffected()), len(ids), ErrNotFound)
-	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// refused returns the error of a writeTx whose update of the channels ids
+// did not change them all.
+func (p *postgres) refused(ctx context.Context, tx pgx.Tx, ids []string, updates []channelUpdate) error {
+	rows, err := tx.Query(ctx,
+		`SELECT id, closed_at IS NOT NULL, last_seq FROM channels WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return fmt.Errorf("update channels: %w", err)
+	}
+	states := make(map[string]channelState, len(ids))
+	var (
+		id string
+		st channelState
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &st.closed, &st.last}, func() error {
+		states[id] = st
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("update channels: %w", err)
+	}
+	return refused(updates, states)
+}
+
+// permanent: a data exception (class 22), an integrity constraint (23) or
+// a program limit (54) fails again on a retry; the rest (connection lost,
+// serialization failure, the server shutting down...) may pass.
+func (p *postgres) permanent(err error) bool {
+	pgErr, ok := errors.AsType[*pgconn.PgError](err)
+	if !ok {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
 }
 
 // copyBatches inserts the messages of batches with COPY.
@@ -259,9 +299,17 @@ func copyBatches(ctx context.Context, tx pgx.Tx, batches []*Batch) error {
 				return nil, nil
 			}
 			m := batches[i].Messages[j]
-			return []any{batches[i].Channel, m.Seq, m.Data, time.UnixMicro(m.Time)}, nil
+			return []any{batches[i].Channel, m.Seq, body(m.Data), time.UnixMicro(m.Time)}, nil
 		}))
 	return err
+}
+
+// body returns data as it is stored: nil is an empty body, not NULL.
+func body(data []byte) []byte {
+	if data == nil {
+		return []byte{}
+	}
+	return data
 }
 
 // insertBatches inserts the messages of batches that are not stored yet.
@@ -276,7 +324,7 @@ func insertBatches(ctx context.Context, tx pgx.Tx, batches []*Batch) error {
 		for _, m := range b.Messages {
 			chans = append(chans, b.Channel)
 			seqs = append(seqs, m.Seq)
-			data = append(data, m.Data)
+			data = append(data, body(m.Data))
 			times = append(times, time.UnixMicro(m.Time))
 		}
 	}

@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -342,8 +343,9 @@ func insertSQL(rows int) string {
 
 // updateSQL returns the statement that sets the last seq and the close
 // mark of rows channels: parameter 1 is the time to close them at, then
-// (id, last seq, close) per channel. A last seq never goes down, and a
-// closed channel keeps its first closing time.
+// (id, last seq, close) per channel. A last seq never goes down, a closed
+// channel keeps its first closing time, and a closed channel whose last
+// seq is below the new one is not changed.
 func updateSQL(rows int) string {
 	var b strings.Builder
 	b.WriteString(`UPDATE channels SET
@@ -351,7 +353,8 @@ func updateSQL(rows int) string {
 		   closed_at = CASE WHEN v.column3 THEN coalesce(channels.closed_at, ?1) ELSE channels.closed_at END
 		 FROM (VALUES (?, ?, ?)`)
 	b.WriteString(strings.Repeat(`, (?, ?, ?)`, rows-1))
-	b.WriteString(`) AS v WHERE channels.id = v.column1`)
+	b.WriteString(`) AS v WHERE channels.id = v.column1
+		   AND (channels.closed_at IS NULL OR v.column2 <= channels.last_seq)`)
 	return b.String()
 }
 
@@ -400,11 +403,7 @@ func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch, update
 	inserts := make([]any, 0, 4*n)
 	for _, b := range batches {
 		for _, m := range b.Messages {
-			data := m.Data
-			if data == nil {
-				data = []byte{} // an empty message, not NULL
-			}
-			inserts = append(inserts, b.Channel, m.Seq, data, m.Time)
+			inserts = append(inserts, b.Channel, m.Seq, body(m.Data), m.Time)
 		}
 	}
 	changes := make([]any, 0, 1+3*len(updates))
@@ -413,16 +412,56 @@ func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch, update
 		changes = append(changes, u.id, u.last, u.close)
 	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := execChunks(ctx, tx, s.insert, insertSQL, 0, 4, inserts); err != nil {
-			return fmt.Errorf("insert messages: %w", err)
-		}
+		// The channels first: a closed one takes no message past its last
+		// seq (a retry of what is stored passes).
 		updated, err := execChunks(ctx, tx, s.update, updateSQL, 1, 3, changes)
 		if err != nil {
 			return fmt.Errorf("update channels: %w", err)
 		}
-		if missing := int64(len(updates)) - updated; missing > 0 {
-			return fmt.Errorf("%d of %d channels: %w", missing, len(updates), ErrNotFound)
+		if updated != int64(len(updates)) {
+			return s.refused(ctx, tx, updates)
+		}
+		if _, err := execChunks(ctx, tx, s.insert, insertSQL, 0, 4, inserts); err != nil {
+			return fmt.Errorf("insert messages: %w", err)
 		}
 		return nil
 	})
 }
+
+// refused returns the error of a writeBatches transaction whose update of
+// the channels did not change them all.
+func (s *sqliteStore) refused(ctx context.Context, tx *sql.Tx, updates []channelUpdate) error {
+	ids := make([]string, len(updates))
+	for i, u := range updates {
+		ids[i] = u.id
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx,
+		`SELECT id, closed_at IS NOT NULL, last_seq FROM channels
+		 WHERE id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return fmt.Errorf("update channels: %w", err)
+	}
+	defer rows.Close()
+	states := make(map[string]channelState, len(ids))
+	for rows.Next() {
+		var (
+			id string
+			st channelState
+		)
+		if err := rows.Scan(&id, &st.closed, &st.last); err != nil {
+			return fmt.Errorf("update channels: %w", err)
+		}
+		states[id] = st
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("update channels: %w", err)
+	}
+	return refused(updates, states)
+}
+
+// permanent: see sqlitePermanent.
+func (s *sqliteStore) permanent(err error) bool { return sqlitePermanent(err) }

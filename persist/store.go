@@ -66,8 +66,14 @@ type backend interface {
 	// ErrNotFound.
 	epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error)
 	// writeBatches commits the messages of batches and the updates (one per
-	// channel of batches) in one transaction.
+	// channel of batches) in one transaction. An update of a channel that
+	// does not exist, or that is closed and would get messages past its
+	// last seq, fails the transaction with the error refused returns.
 	writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error
+	// permanent reports whether err, from writeBatches, says that the
+	// database refused the data (a constraint, a value it does not take),
+	// so that writing the same batches again would fail again.
+	permanent(err error) bool
 }
 
 // channelUpdate is what a WriteBatches transaction changes in one channel's
@@ -76,6 +82,34 @@ type channelUpdate struct {
 	id    string
 	last  int64 // the highest seq of its batches; last_seq never goes down
 	close bool  // mark the channel closed
+}
+
+// channelState is what refused needs of a channel's record, as the
+// transaction that could not update it sees it.
+type channelState struct {
+	closed bool
+	last   int64
+}
+
+// refused returns the error of a WriteBatches transaction that could not
+// apply every update, given the state of the channels of updates that
+// exist: a *ChannelError naming each channel that does not exist or that
+// is closed below the update's last seq.
+func refused(updates []channelUpdate, states map[string]channelState) error {
+	errs := make(map[string]error)
+	for _, u := range updates {
+		st, ok := states[u.id]
+		switch {
+		case !ok:
+			errs[u.id] = ErrNotFound
+		case st.closed && st.last < u.last:
+			errs[u.id] = fmt.Errorf("%w: new messages up to seq %d after the last, %d", ErrChannelClosed, u.last, st.last)
+		}
+	}
+	if len(errs) == 0 {
+		return errors.New("update channels: fewer rows changed than channels, yet all exist and are open")
+	}
+	return &ChannelError{Channels: errs}
 }
 
 // Store is the store of channels and messages, on PostgreSQL or on a SQLite
@@ -105,7 +139,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		b   backend
 		err error
 	)
-	switch scheme = strings.ToLower(scheme); scheme {
+	// Schemes are case-insensitive (RFC 3986), the drivers' parsers not.
+	scheme = strings.ToLower(scheme)
+	cfg.URL = scheme + cfg.URL[len(scheme):]
+	switch scheme {
 	case "postgres", "postgresql":
 		b, err = openPostgres(ctx, cfg)
 	case "sqlite", "sqlite3":
@@ -224,9 +261,16 @@ func (s *Store) Survived(ctx context.Context, id string, epoch int64) (int64, er
 // it is stored or none. At most one batch per channel may be given. Rows
 // already stored are skipped, so writing the same batches again (after a
 // commit whose outcome was not known) is safe; a channel's last seq never
-// goes down. If a batch's channel does not exist, nothing is stored and the
-// error wraps ErrNotFound. WriteBatches implements BatchWriter and is safe
-// for concurrent use.
+// goes down. Messages of a batch with Data nil are stored with an empty
+// body.
+//
+// If a batch's channel does not exist, or is closed and the batch has
+// messages past its last seq, nothing is stored and the error is a
+// *ChannelError that names those channels (and wraps ErrNotFound or
+// ErrChannelClosed). If the database refuses the data for another reason
+// that a retry cannot fix, the error wraps ErrRejected. Any other error
+// may pass if the same batches are written again. WriteBatches implements
+// BatchWriter and is safe for concurrent use.
 func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 	if len(batches) == 0 {
 		return nil
@@ -243,8 +287,12 @@ func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 		index[b.Channel] = len(updates)
 		updates = append(updates, channelUpdate{b.Channel, b.LastSeq(), b.Close})
 	}
-	if err := s.b.writeBatches(ctx, batches, updates); err != nil {
-		return fmt.Errorf("persist: write batches: %w", err)
+	err := s.b.writeBatches(ctx, batches, updates)
+	if err == nil {
+		return nil
 	}
-	return nil
+	if _, ok := errors.AsType[*ChannelError](err); !ok && s.b.permanent(err) {
+		return fmt.Errorf("persist: write batches: %w: %w", ErrRejected, err)
+	}
+	return fmt.Errorf("persist: write batches: %w", err)
 }
