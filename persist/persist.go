@@ -10,6 +10,10 @@ package persist
 
 import (
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -19,7 +23,45 @@ var ErrNotFound = errors.New("persist: channel not found")
 // ErrExists is returned by CreateChannel when the id is already taken.
 var ErrExists = errors.New("persist: channel already exists")
 
-// ErrClosed is returned by Writer.Enqueue after the writer was closed.
+// ErrChannelClosed is wrapped by the error of WriteBatches, and of a
+// Batch's Done, when the batch has messages past the last seq of a channel
+// that is closed: a closed channel takes no more messages.
+var ErrChannelClosed = errors.New("persist: channel is closed")
+
+// ErrRejected is wrapped by the error of WriteBatches when the database
+// refused the data for a reason that writing it again cannot fix (a
+// constraint or a value it does not accept), as opposed to an outage,
+// which a retry outlives. A Writer fails the batch that caused it and
+// writes the others.
+var ErrRejected = errors.New("persist: rejected by the database")
+
+// ChannelError is the error of WriteBatches when the batches of some
+// channels cannot be written, however often they are retried: the channel
+// does not exist (ErrNotFound) or is closed (ErrChannelClosed). Nothing of
+// the call was stored; the batches of the other channels can be written
+// without them. errors.Is sees through it to each channel's error.
+type ChannelError struct {
+	// Channels maps the id of each failing channel to its error.
+	Channels map[string]error
+}
+
+// Error lists the failing channels and why, in id order.
+func (e *ChannelError) Error() string {
+	var b strings.Builder
+	for i, id := range slices.Sorted(maps.Keys(e.Channels)) {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "channel %q: %v", id, e.Channels[id])
+	}
+	return b.String()
+}
+
+// Unwrap returns the error of each failing channel.
+func (e *ChannelError) Unwrap() []error { return slices.Collect(maps.Values(e.Channels)) }
+
+// ErrClosed is wrapped by the error a Batch's Done gets when the Writer was
+// closed (its Close context expired) before the batch could be committed.
 var ErrClosed = errors.New("persist: writer closed")
 
 // Message is one stored message of a channel.
@@ -28,7 +70,8 @@ type Message struct {
 	Seq int64
 	// Time is the server's append time in Unix microseconds.
 	Time int64
-	// Data is the message body. It is never modified after creation.
+	// Data is the message body. It is never modified after creation. Nil
+	// is stored as an empty body.
 	Data []byte
 }
 
@@ -71,8 +114,11 @@ type Batch struct {
 	// Close marks the channel closed, after Messages, in the same commit.
 	Close bool
 	// Done is called exactly once, from a writer goroutine, when the batch is
-	// committed (err == nil) or when the writer gave up on it because it was
-	// shut down before the store came back (err != nil). It must not block.
+	// committed (err == nil) or when the writer gave up on it (err != nil):
+	// its channel does not exist (the error wraps ErrNotFound) or is closed
+	// (ErrChannelClosed), the database refused it (ErrRejected), or the
+	// writer was shut down before the store came back (ErrClosed). It must
+	// not block.
 	Done func(err error)
 }
 

@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,7 +83,7 @@ func sqliteDSN(p string, params url.Values, extra ...string) string {
 
 // openSQLite opens (creating it and its directory if needed) the SQLite
 // database named by cfg.URL and brings its schema up to date.
-func openSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
+func openSQLite(ctx context.Context, cfg Config) (*sqliteStore, error) {
 	p, params, err := sqlitePath(cfg.URL)
 	if err != nil {
 		return nil, err
@@ -113,7 +114,7 @@ func openSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*Store, erro
 		return nil, fmt.Errorf("persist: open sqlite %s: %w", p, err)
 	}
 	if !cfg.SkipMigrations {
-		if err := migrateSQLite(p, log); err != nil {
+		if err := migrateSQLite(p, cfg.Logger); err != nil {
 			write.Close()
 			return nil, err
 		}
@@ -134,18 +135,13 @@ func openSQLite(ctx context.Context, cfg Config, log *slog.Logger) (*Store, erro
 	if err != nil {
 		abs = p
 	}
-	lite := &sqliteStore{path: abs, write: write, read: read}
-	s := &Store{lite: lite, log: log}
-	if err := s.Ping(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	if lite.insert, err = write.PrepareContext(ctx, insertSQL(sqliteChunk)); err != nil {
-		s.Close()
+	s := &sqliteStore{path: abs, write: write, read: read}
+	if s.insert, err = write.PrepareContext(ctx, insertSQL(sqliteChunk)); err != nil {
+		s.close()
 		return nil, fmt.Errorf("persist: prepare insert: %w", err)
 	}
-	if lite.update, err = write.PrepareContext(ctx, updateSQL(sqliteChunk)); err != nil {
-		s.Close()
+	if s.update, err = write.PrepareContext(ctx, updateSQL(sqliteChunk)); err != nil {
+		s.close()
 		return nil, fmt.Errorf("persist: prepare update: %w", err)
 	}
 	return s, nil
@@ -166,7 +162,10 @@ func migrateSQLite(p string, log *slog.Logger) error {
 	return nil
 }
 
-// close closes both connection pools.
+func (s *sqliteStore) describe() slog.Value {
+	return slog.GroupValue(slog.String("backend", "sqlite"), slog.String("path", s.path))
+}
+
 func (s *sqliteStore) close() {
 	for _, st := range []*sql.Stmt{s.insert, s.update} {
 		if st != nil {
@@ -180,12 +179,9 @@ func (s *sqliteStore) close() {
 // ping reports whether both pools can reach the file.
 func (s *sqliteStore) ping(ctx context.Context) error {
 	if err := s.write.PingContext(ctx); err != nil {
-		return fmt.Errorf("persist: ping: %w", err)
+		return err
 	}
-	if err := s.read.PingContext(ctx); err != nil {
-		return fmt.Errorf("persist: ping: %w", err)
-	}
-	return nil
+	return s.read.PingContext(ctx)
 }
 
 // scanSQLiteChannel reads one row of channelColumns.
@@ -223,7 +219,6 @@ func (s *sqliteStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error 
 	return tx.Commit()
 }
 
-// createChannel implements Store.CreateChannel.
 func (s *sqliteStore) createChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
 	var freq, genMax any
 	if gen != nil {
@@ -245,76 +240,60 @@ func (s *sqliteStore) createChannel(ctx context.Context, id string, gen *Generat
 		return err
 	})
 	if isPrimaryKeyViolation(err) {
-		return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, ErrExists)
+		return Channel{}, ErrExists
 	}
-	if err != nil {
-		return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, err)
-	}
-	return c, nil
+	return c, err
 }
 
-// channel implements Store.Channel.
 func (s *sqliteStore) channel(ctx context.Context, id string) (Channel, error) {
 	c, err := scanSQLiteChannel(s.read.QueryRowContext(ctx,
 		`SELECT `+channelColumns+` FROM channels WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Channel{}, fmt.Errorf("persist: channel %q: %w", id, ErrNotFound)
+		return Channel{}, ErrNotFound
 	}
-	if err != nil {
-		return Channel{}, fmt.Errorf("persist: channel %q: %w", id, err)
-	}
-	return c, nil
+	return c, err
 }
 
-// channels implements Store.Channels.
 func (s *sqliteStore) channels(ctx context.Context, after string, limit int) ([]Channel, error) {
 	rows, err := s.read.QueryContext(ctx,
 		`SELECT `+channelColumns+` FROM channels WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("persist: list channels: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
 	var cs []Channel
 	for rows.Next() {
 		c, err := scanSQLiteChannel(rows)
 		if err != nil {
-			return nil, fmt.Errorf("persist: list channels: %w", err)
+			return nil, err
 		}
 		cs = append(cs, c)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("persist: list channels: %w", err)
-	}
-	return cs, nil
+	return cs, rows.Err()
 }
 
-// messages implements Store.Messages.
 func (s *sqliteStore) messages(ctx context.Context, id string, after int64, limit int) ([]Message, error) {
 	rows, err := s.read.QueryContext(ctx,
 		`SELECT seq, data, created_at FROM messages
 		 WHERE channel_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
+		return nil, err
 	}
 	defer rows.Close()
 	var ms []Message
 	for rows.Next() {
 		var m Message
 		if err := rows.Scan(&m.Seq, &m.Data, &m.Time); err != nil {
-			return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
+			return nil, err
 		}
 		if m.Data == nil {
-			m.Data = []byte{}
+			m.Data = []byte{} // go-sqlite3 reads an empty BLOB as nil
 		}
 		ms = append(ms, m)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
-	}
-	return ms, nil
+	return ms, rows.Err()
 }
 
-// openEpoch implements Store.OpenEpoch.
 func (s *sqliteStore) openEpoch(ctx context.Context, id string) (Channel, error) {
 	var c Channel
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -330,39 +309,21 @@ func (s *sqliteStore) openEpoch(ctx context.Context, id string) (Channel, error)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
-		return Channel{}, fmt.Errorf("persist: open epoch of %q: %w", id, ErrNotFound)
+		return Channel{}, ErrNotFound
 	}
-	if err != nil {
-		return Channel{}, fmt.Errorf("persist: open epoch of %q: %w", id, err)
-	}
-	return c, nil
+	return c, err
 }
 
-// survived implements Store.Survived.
-func (s *sqliteStore) survived(ctx context.Context, id string, epoch int64) (int64, error) {
-	var (
-		current, last int64
-		next          sql.NullInt64
-	)
-	err := s.read.QueryRowContext(ctx,
+func (s *sqliteStore) epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error) {
+	err = s.read.QueryRowContext(ctx,
 		`SELECT c.epoch, c.last_seq,
 		        (SELECT min(e.start_seq) FROM channel_epochs e
 		         WHERE e.channel_id = c.id AND e.epoch > ?2)
 		 FROM channels c WHERE c.id = ?1`, id, epoch).Scan(&current, &last, &next)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("persist: survived of %q: %w", id, ErrNotFound)
+		err = ErrNotFound
 	}
-	if err != nil {
-		return 0, fmt.Errorf("persist: survived of %q: %w", id, err)
-	}
-	switch {
-	case epoch < 1 || epoch > current:
-		return 0, nil
-	case next.Valid:
-		return next.Int64, nil
-	default:
-		return last, nil
-	}
+	return current, last, next, err
 }
 
 // sqliteChunk is the most rows one INSERT or UPDATE statement of
@@ -382,8 +343,9 @@ func insertSQL(rows int) string {
 
 // updateSQL returns the statement that sets the last seq and the close
 // mark of rows channels: parameter 1 is the time to close them at, then
-// (id, last seq, close) per channel. A last seq never goes down, and a
-// closed channel keeps its first closing time.
+// (id, last seq, close) per channel. A last seq never goes down, a closed
+// channel keeps its first closing time, and a closed channel whose last
+// seq is below the new one is not changed.
 func updateSQL(rows int) string {
 	var b strings.Builder
 	b.WriteString(`UPDATE channels SET
@@ -391,7 +353,8 @@ func updateSQL(rows int) string {
 		   closed_at = CASE WHEN v.column3 THEN coalesce(channels.closed_at, ?1) ELSE channels.closed_at END
 		 FROM (VALUES (?, ?, ?)`)
 	b.WriteString(strings.Repeat(`, (?, ?, ?)`, rows-1))
-	b.WriteString(`) AS v WHERE channels.id = v.column1`)
+	b.WriteString(`) AS v WHERE channels.id = v.column1
+		   AND (channels.closed_at IS NULL OR v.column2 <= channels.last_seq)`)
 	return b.String()
 }
 
@@ -429,58 +392,76 @@ func execChunks(ctx context.Context, tx *sql.Tx, full *sql.Stmt, rest func(rows 
 	return changed, nil
 }
 
-// writeBatches implements Store.WriteBatches: one transaction on the
+// writeBatches implements backend.writeBatches: one transaction on the
 // writer connection that inserts the messages, skipping rows already
 // stored, and updates the channels, both many rows per statement.
-func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch) error {
-	type update struct {
-		last  int64
-		close bool
-	}
-	var (
-		ids     = make([]string, 0, len(batches))
-		updates = make(map[string]update, len(batches))
-		n       int
-	)
+func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error {
+	var n int
 	for _, b := range batches {
-		u, ok := updates[b.Channel]
-		if !ok {
-			ids = append(ids, b.Channel)
-		}
-		updates[b.Channel] = update{max(u.last, b.LastSeq()), u.close || b.Close}
 		n += len(b.Messages)
 	}
 	inserts := make([]any, 0, 4*n)
 	for _, b := range batches {
 		for _, m := range b.Messages {
-			data := m.Data
-			if data == nil {
-				data = []byte{} // an empty message, not NULL
-			}
-			inserts = append(inserts, b.Channel, m.Seq, data, m.Time)
+			inserts = append(inserts, b.Channel, m.Seq, body(m.Data), m.Time)
 		}
 	}
-	changes := make([]any, 0, 1+3*len(ids))
+	changes := make([]any, 0, 1+3*len(updates))
 	changes = append(changes, time.Now().UnixMicro())
-	for _, id := range ids {
-		u := updates[id]
-		changes = append(changes, id, u.last, u.close)
+	for _, u := range updates {
+		changes = append(changes, u.id, u.last, u.close)
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := execChunks(ctx, tx, s.insert, insertSQL, 0, 4, inserts); err != nil {
-			return fmt.Errorf("insert messages: %w", err)
-		}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		// The channels first: a closed one takes no message past its last
+		// seq (a retry of what is stored passes).
 		updated, err := execChunks(ctx, tx, s.update, updateSQL, 1, 3, changes)
 		if err != nil {
 			return fmt.Errorf("update channels: %w", err)
 		}
-		if missing := int64(len(ids)) - updated; missing > 0 {
-			return fmt.Errorf("%d of %d channels: %w", missing, len(ids), ErrNotFound)
+		if updated != int64(len(updates)) {
+			return s.refused(ctx, tx, updates)
+		}
+		if _, err := execChunks(ctx, tx, s.insert, insertSQL, 0, 4, inserts); err != nil {
+			return fmt.Errorf("insert messages: %w", err)
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("persist: write batches: %w", err)
-	}
-	return nil
 }
+
+// refused returns the error of a writeBatches transaction whose update of
+// the channels did not change them all.
+func (s *sqliteStore) refused(ctx context.Context, tx *sql.Tx, updates []channelUpdate) error {
+	ids := make([]string, len(updates))
+	for i, u := range updates {
+		ids[i] = u.id
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx,
+		`SELECT id, closed_at IS NOT NULL, last_seq FROM channels
+		 WHERE id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return fmt.Errorf("update channels: %w", err)
+	}
+	defer rows.Close()
+	states := make(map[string]channelState, len(ids))
+	for rows.Next() {
+		var (
+			id string
+			st channelState
+		)
+		if err := rows.Scan(&id, &st.closed, &st.last); err != nil {
+			return fmt.Errorf("update channels: %w", err)
+		}
+		states[id] = st
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("update channels: %w", err)
+	}
+	return refused(updates, states)
+}
+
+// permanent: see sqlitePermanent.
+func (s *sqliteStore) permanent(err error) bool { return sqlitePermanent(err) }

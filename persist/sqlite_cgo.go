@@ -19,3 +19,18 @@ func isPrimaryKeyViolation(err error) bool {
 	e, ok := errors.AsType[sqlite3.Error](err)
 	return ok && e.ExtendedCode == sqlite3.ErrConstraintPrimaryKey
 }
+
+// sqlitePermanent reports whether err is a SQLite error that a retry gets
+// again: a constraint, a value of the wrong type or out of range, a row too
+// big. A busy or locked database, an I/O error or a full disk may pass.
+func sqlitePermanent(err error) bool {
+	e, ok := errors.AsType[sqlite3.Error](err)
+	if !ok {
+		return false
+	}
+	switch e.Code {
+	case sqlite3.ErrConstraint, sqlite3.ErrMismatch, sqlite3.ErrRange, sqlite3.ErrTooBig:
+		return true
+	}
+	return false
+}

@@ -8,3 +8,6 @@ const sqliteBuilt = false
 
 // isPrimaryKeyViolation is never reached without the SQLite backend.
 func isPrimaryKeyViolation(error) bool { return false }
+
+// sqlitePermanent is never reached without the SQLite backend.
+func sqlitePermanent(error) bool { return false }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -87,5 +88,26 @@ func TestPostgresLogValue(t *testing.T) {
 	if !strings.Contains(logs.String(), "store.backend=postgres store.database=postgres://") ||
 		strings.Contains(logs.String(), "s3cret") || strings.Contains(logs.String(), "@") || strings.Contains(logs.String(), "search_path") {
 		t.Fatalf("log = %q, want backend and database without user or parameters", logs.String())
+	}
+}
+
+// TestOpenSchemeAliases opens a store through the other spellings of each
+// scheme: postgresql:// (libpq's) and sqlite3:.
+func TestOpenSchemeAliases(t *testing.T) {
+	pg := persisttest.DatabaseURL(t)
+	for i, u := range []string{
+		"postgresql://" + strings.TrimPrefix(pg, "postgres://"),
+		"POSTGRESQL://" + strings.TrimPrefix(pg, "postgres://"),
+		"sqlite3:" + filepath.Join(t.TempDir(), "three.db"),
+		"sqlite3://" + filepath.Join(t.TempDir(), "abs.db"),
+	} {
+		s, err := persist.Open(t.Context(), persist.Config{URL: u})
+		if err != nil {
+			t.Fatalf("Open(%s): %v", u, err)
+		}
+		if _, err := s.CreateChannel(t.Context(), "c"+strconv.Itoa(i), nil); err != nil {
+			t.Errorf("CreateChannel through %s: %v", u, err)
+		}
+		s.Close()
 	}
 }

@@ -5,13 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
-	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Config configures a Store. The zero value of every field except URL means
@@ -45,14 +39,84 @@ type Config struct {
 // enough for a Writer's workers and for concurrent catch-up reads.
 const defaultMaxConns = 16
 
+// backend is one database engine under Store: PostgreSQL (postgres.go) or
+// SQLite (sqlite.go). Store checks the arguments and wraps the errors with
+// what it was doing; a backend returns ErrNotFound or ErrExists, possibly
+// wrapped, for a missing or taken channel, and the driver's errors as they
+// are. A backend is safe for concurrent use.
+type backend interface {
+	// describe returns what Store.LogValue shows.
+	describe() slog.Value
+	// close closes every connection, waiting for those in use.
+	close()
+	// ping reports whether the database answers.
+	ping(ctx context.Context) error
+	// createChannel inserts channel id at epoch 1, or returns ErrExists.
+	createChannel(ctx context.Context, id string, gen *Generator) (Channel, error)
+	// channel reads channel id, or returns ErrNotFound.
+	channel(ctx context.Context, id string) (Channel, error)
+	// channels reads up to limit (>= 1) channels with id > after, by id.
+	channels(ctx context.Context, after string, limit int) ([]Channel, error)
+	// messages reads up to limit (>= 1) messages of id with seq > after.
+	messages(ctx context.Context, id string, after int64, limit int) ([]Message, error)
+	// openEpoch starts the next epoch of id, or returns ErrNotFound.
+	openEpoch(ctx context.Context, id string) (Channel, error)
+	// epochs returns the current epoch and last seq of id and, if a later
+	// epoch than epoch exists, the seq the first of them started at; or
+	// ErrNotFound.
+	epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error)
+	// writeBatches commits the messages of batches and the updates (one per
+	// channel of batches) in one transaction. An update of a channel that
+	// does not exist, or that is closed and would get messages past its
+	// last seq, fails the transaction with the error refused returns.
+	writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error
+	// permanent reports whether err, from writeBatches, says that the
+	// database refused the data (a constraint, a value it does not take),
+	// so that writing the same batches again would fail again.
+	permanent(err error) bool
+}
+
+// channelUpdate is what a WriteBatches transaction changes in one channel's
+// record.
+type channelUpdate struct {
+	id    string
+	last  int64 // the highest seq of its batches; last_seq never goes down
+	close bool  // mark the channel closed
+}
+
+// channelState is what refused needs of a channel's record, as the
+// transaction that could not update it sees it.
+type channelState struct {
+	closed bool
+	last   int64
+}
+
+// refused returns the error of a WriteBatches transaction that could not
+// apply every update, given the state of the channels of updates that
+// exist: a *ChannelError naming each channel that does not exist or that
+// is closed below the update's last seq.
+func refused(updates []channelUpdate, states map[string]channelState) error {
+	errs := make(map[string]error)
+	for _, u := range updates {
+		st, ok := states[u.id]
+		switch {
+		case !ok:
+			errs[u.id] = ErrNotFound
+		case st.closed && st.last < u.last:
+			errs[u.id] = fmt.Errorf("%w: new messages up to seq %d after the last, %d", ErrChannelClosed, u.last, st.last)
+		}
+	}
+	if len(errs) == 0 {
+		return errors.New("update channels: fewer rows changed than channels, yet all exist and are open")
+	}
+	return &ChannelError{Channels: errs}
+}
+
 // Store is the store of channels and messages, on PostgreSQL or on a SQLite
 // file; the methods behave the same on both. It is safe for concurrent use.
 // Create it with Open; the zero value is not usable.
 type Store struct {
-	pool *pgxpool.Pool // PostgreSQL; nil on SQLite
-	lite *sqliteStore  // SQLite; nil on PostgreSQL
-	log  *slog.Logger
-	desc slog.Value // what LogValue shows
+	b backend
 }
 
 // Open opens the database that cfg.URL names, choosing the backend by the
@@ -62,9 +126,8 @@ type Store struct {
 // database answers. Migrations of concurrent Opens on the same PostgreSQL
 // database are serialised.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	// The scheme is cut out by hand: url.Parse errors quote the whole URL,
 	// password included.
@@ -72,138 +135,53 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if !found || scheme == "" || strings.ContainsAny(scheme, "/?#@") {
 		return nil, errors.New("persist: database URL has no scheme: use postgres://… or sqlite:…")
 	}
-	switch scheme = strings.ToLower(scheme); scheme {
+	var (
+		b   backend
+		err error
+	)
+	// Schemes are case-insensitive (RFC 3986), the drivers' parsers not.
+	scheme = strings.ToLower(scheme)
+	cfg.URL = scheme + cfg.URL[len(scheme):]
+	switch scheme {
 	case "postgres", "postgresql":
-		return openPostgres(ctx, cfg, log)
+		b, err = openPostgres(ctx, cfg)
 	case "sqlite", "sqlite3":
-		s, err := openSQLite(ctx, cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		s.desc = slog.GroupValue(slog.String("backend", "sqlite"), slog.String("path", s.lite.path))
-		return s, nil
+		b, err = openSQLite(ctx, cfg)
 	default:
 		return nil, fmt.Errorf("persist: unsupported database URL scheme %q: use postgres://… or sqlite:…", scheme)
 	}
-}
-
-// LogValue describes the store for logs: the backend and the file, or the
-// server and database (never the user or password).
-func (s *Store) LogValue() slog.Value { return s.desc }
-
-// openPostgres opens the PostgreSQL store at cfg.URL.
-func openPostgres(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
-	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("persist: parse database url: %w", err)
+		return nil, err
 	}
-	if cfg.MaxConns > 0 {
-		pcfg.MaxConns = cfg.MaxConns
-	} else if !hasParam(cfg.URL, "pool_max_conns") {
-		pcfg.MaxConns = defaultMaxConns
-	}
-	if !cfg.SkipMigrations {
-		u, err := createDatabase(ctx, cfg.URL, log)
-		if err != nil {
-			return nil, err
-		}
-		if err := migrate(ctx, pcfg.ConnConfig.Copy(), u, log); err != nil {
-			return nil, err
-		}
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return nil, fmt.Errorf("persist: open pool: %w", err)
-	}
-	desc := url.URL{Scheme: "postgres", Host: pcfg.ConnConfig.Host, Path: "/" + pcfg.ConnConfig.Database}
-	if pcfg.ConnConfig.Port != 0 {
-		desc.Host = fmt.Sprintf("%s:%d", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port)
-		if strings.Contains(pcfg.ConnConfig.Host, ":") {
-			desc.Host = fmt.Sprintf("[%s]:%d", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port)
-		}
-	}
-	s := &Store{pool: pool, log: log,
-		desc: slog.GroupValue(slog.String("backend", "postgres"), slog.String("database", desc.String()))}
+	s := &Store{b: b}
 	if err := s.Ping(ctx); err != nil {
-		pool.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
+// LogValue describes the store for logs: the backend and the file, or the
+// server and database (never the user or password).
+func (s *Store) LogValue() slog.Value { return s.b.describe() }
+
 // Close closes every connection of the store, waiting for those in use to
 // be released.
-func (s *Store) Close() {
-	if s.lite != nil {
-		s.lite.close()
-		return
-	}
-	s.pool.Close()
-}
+func (s *Store) Close() { s.b.close() }
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
-	if s.lite != nil {
-		return s.lite.ping(ctx)
-	}
-	if err := s.pool.Ping(ctx); err != nil {
+	if err := s.b.ping(ctx); err != nil {
 		return fmt.Errorf("persist: ping: %w", err)
 	}
 	return nil
 }
 
-// channelColumns are the columns scanChannel reads, in order.
-const channelColumns = `id, epoch, created_at, closed_at, last_seq, gen_freq, gen_max`
-
-// scanChannel reads one row of channelColumns.
-func scanChannel(row pgx.Row) (Channel, error) {
-	var (
-		c      Channel
-		closed *time.Time
-		freq   *float64
-		max    *int64
-	)
-	if err := row.Scan(&c.ID, &c.Epoch, &c.CreatedAt, &closed, &c.LastSeq, &freq, &max); err != nil {
-		return Channel{}, err
-	}
-	if closed != nil {
-		c.ClosedAt = *closed
-	}
-	if freq != nil && max != nil {
-		c.Generator = &Generator{Freq: *freq, Max: *max}
-	}
-	return c, nil
-}
-
 // CreateChannel records a new open channel at epoch 1 with no messages. It
 // returns ErrExists if the id is taken.
 func (s *Store) CreateChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
-	if s.lite != nil {
-		return s.lite.createChannel(ctx, id, gen)
-	}
-	var freq *float64
-	var max *int64
-	if gen != nil {
-		freq, max = &gen.Freq, &gen.Max
-	}
-	var c Channel
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		c, err = scanChannel(tx.QueryRow(ctx,
-			`INSERT INTO channels (id, gen_freq, gen_max) VALUES ($1, $2, $3)
-			 RETURNING `+channelColumns, id, freq, max))
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx,
-			`INSERT INTO channel_epochs (channel_id, epoch, start_seq) VALUES ($1, $2, 0)`,
-			id, c.Epoch)
-		return err
-	})
+	c, err := s.b.createChannel(ctx, id, gen)
 	if err != nil {
-		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
-			return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, ErrExists)
-		}
 		return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, err)
 	}
 	return c, nil
@@ -211,14 +189,7 @@ func (s *Store) CreateChannel(ctx context.Context, id string, gen *Generator) (C
 
 // Channel returns the stored record of a channel, or ErrNotFound.
 func (s *Store) Channel(ctx context.Context, id string) (Channel, error) {
-	if s.lite != nil {
-		return s.lite.channel(ctx, id)
-	}
-	c, err := scanChannel(s.pool.QueryRow(ctx,
-		`SELECT `+channelColumns+` FROM channels WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Channel{}, fmt.Errorf("persist: channel %q: %w", id, ErrNotFound)
-	}
+	c, err := s.b.channel(ctx, id)
 	if err != nil {
 		return Channel{}, fmt.Errorf("persist: channel %q: %w", id, err)
 	}
@@ -232,18 +203,7 @@ func (s *Store) Channels(ctx context.Context, after string, limit int) ([]Channe
 	if limit < 1 {
 		return nil, nil
 	}
-	if s.lite != nil {
-		return s.lite.channels(ctx, after, limit)
-	}
-	rows, err := s.pool.Query(ctx,
-		`SELECT `+channelColumns+` FROM channels WHERE id > $1 ORDER BY id LIMIT $2`,
-		after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("persist: list channels: %w", err)
-	}
-	cs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Channel, error) {
-		return scanChannel(row)
-	})
+	cs, err := s.b.channels(ctx, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("persist: list channels: %w", err)
 	}
@@ -252,35 +212,13 @@ func (s *Store) Channels(ctx context.Context, after string, limit int) ([]Channe
 
 // Messages returns up to limit stored messages of channel id with
 // seq > after, in seq order. A channel that does not exist has no messages;
-// a limit below 1 returns none.
+// a limit below 1 returns none. The Data of a message is never nil.
 func (s *Store) Messages(ctx context.Context, id string, after int64, limit int) ([]Message, error) {
 	if limit < 1 {
 		return nil, nil
 	}
-	if s.lite != nil {
-		return s.lite.messages(ctx, id, after, limit)
-	}
-	rows, err := s.pool.Query(ctx,
-		`SELECT seq, data, created_at FROM messages
-		 WHERE channel_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-		id, after, limit)
+	ms, err := s.b.messages(ctx, id, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
-	}
-	defer rows.Close()
-	var (
-		ms []Message
-		t  time.Time
-	)
-	for rows.Next() {
-		var m Message
-		if err := rows.Scan(&m.Seq, &m.Data, &t); err != nil {
-			return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
-		}
-		m.Time = t.UnixMicro()
-		ms = append(ms, m)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
 	}
 	return ms, nil
@@ -291,25 +229,7 @@ func (s *Store) Messages(ctx context.Context, id string, after int64, limit int)
 // at the channel's last stored seq. It returns the updated record, or
 // ErrNotFound.
 func (s *Store) OpenEpoch(ctx context.Context, id string) (Channel, error) {
-	if s.lite != nil {
-		return s.lite.openEpoch(ctx, id)
-	}
-	var c Channel
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		c, err = scanChannel(tx.QueryRow(ctx,
-			`UPDATE channels SET epoch = epoch + 1 WHERE id = $1 RETURNING `+channelColumns, id))
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx,
-			`INSERT INTO channel_epochs (channel_id, epoch, start_seq) VALUES ($1, $2, $3)`,
-			id, c.Epoch, c.LastSeq)
-		return err
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Channel{}, fmt.Errorf("persist: open epoch of %q: %w", id, ErrNotFound)
-	}
+	c, err := s.b.openEpoch(ctx, id)
 	if err != nil {
 		return Channel{}, fmt.Errorf("persist: open epoch of %q: %w", id, err)
 	}
@@ -322,21 +242,7 @@ func (s *Store) OpenEpoch(ctx context.Context, id string) (Channel, error) {
 // epoch the channel never had, and ErrNotFound if the channel does not
 // exist.
 func (s *Store) Survived(ctx context.Context, id string, epoch int64) (int64, error) {
-	if s.lite != nil {
-		return s.lite.survived(ctx, id, epoch)
-	}
-	var (
-		current, last int64
-		next          *int64
-	)
-	err := s.pool.QueryRow(ctx,
-		`SELECT c.epoch, c.last_seq,
-		        (SELECT min(e.start_seq) FROM channel_epochs e
-		         WHERE e.channel_id = c.id AND e.epoch > $2)
-		 FROM channels c WHERE c.id = $1`, id, epoch).Scan(&current, &last, &next)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, fmt.Errorf("persist: survived of %q: %w", id, ErrNotFound)
-	}
+	current, last, next, err := s.b.epochs(ctx, id, epoch)
 	if err != nil {
 		return 0, fmt.Errorf("persist: survived of %q: %w", id, err)
 	}
@@ -348,4 +254,45 @@ func (s *Store) Survived(ctx context.Context, id string, epoch int64) (int64, er
 	default:
 		return last, nil
 	}
+}
+
+// WriteBatches commits the messages of every batch, and each batch's
+// channel's new last seq and Close mark, in one transaction: either all of
+// it is stored or none. At most one batch per channel may be given. Rows
+// already stored are skipped, so writing the same batches again (after a
+// commit whose outcome was not known) is safe; a channel's last seq never
+// goes down. Messages of a batch with Data nil are stored with an empty
+// body.
+//
+// If a batch's channel does not exist, or is closed and the batch has
+// messages past its last seq, nothing is stored and the error is a
+// *ChannelError that names those channels (and wraps ErrNotFound or
+// ErrChannelClosed). If the database refuses the data for another reason
+// that a retry cannot fix, the error wraps ErrRejected. Any other error
+// may pass if the same batches are written again. WriteBatches implements
+// BatchWriter and is safe for concurrent use.
+func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
+	if len(batches) == 0 {
+		return nil
+	}
+	updates := make([]channelUpdate, 0, len(batches))
+	index := make(map[string]int, len(batches))
+	for _, b := range batches {
+		// Tolerate two batches of one channel: one update each.
+		if i, ok := index[b.Channel]; ok {
+			u := &updates[i]
+			u.last, u.close = max(u.last, b.LastSeq()), u.close || b.Close
+			continue
+		}
+		index[b.Channel] = len(updates)
+		updates = append(updates, channelUpdate{b.Channel, b.LastSeq(), b.Close})
+	}
+	err := s.b.writeBatches(ctx, batches, updates)
+	if err == nil {
+		return nil
+	}
+	if _, ok := errors.AsType[*ChannelError](err); !ok && s.b.permanent(err) {
+		return fmt.Errorf("persist: write batches: %w: %w", ErrRejected, err)
+	}
+	return fmt.Errorf("persist: write batches: %w", err)
 }

@@ -18,7 +18,10 @@ import (
 type BatchWriter interface {
 	// WriteBatches commits all the batches, at most one per channel, in one
 	// transaction. It must be idempotent: after an error the same batches
-	// are written again. It must be safe for concurrent use.
+	// are written again, unless the error is a *ChannelError (then the
+	// batches of the other channels are) or wraps ErrRejected, ErrNotFound
+	// or ErrChannelClosed (then each batch is written on its own, and the
+	// one that fails alone is given up). It must be safe for concurrent use.
 	WriteBatches(ctx context.Context, batches []*Batch) error
 }
 
@@ -80,9 +83,13 @@ func (c WriterConfig) withDefaults() WriterConfig {
 // one WriteBatches call, retrying with backoff while that fails: a
 // database outage delays batches, it never drops them. Batches of one
 // channel are not ordered among themselves, so a caller keeps at most one
-// batch per channel in the writer at a time. A batch whose channel does not
-// exist is not retried: its Done gets an error wrapping ErrNotFound, and
-// the batches it was grouped with are committed without it.
+// batch per channel in the writer at a time.
+//
+// A batch that cannot be written however often it is retried (its channel
+// does not exist or is closed, or the database refuses its data) is given
+// up: its Done gets the error, it is logged and counted in
+// messages_persist_failed_batches_total, and the batches it was grouped
+// with are committed without it.
 //
 // A Writer is safe for concurrent use. Create it with NewWriter; the zero
 // value is not usable.
@@ -106,6 +113,7 @@ type writerMetrics struct {
 	rows     prometheus.Histogram
 	duration prometheus.Histogram
 	errors   prometheus.Counter
+	failed   *prometheus.CounterVec // by reason: not_found, closed, rejected
 	queued   prometheus.Gauge
 }
 
@@ -133,8 +141,13 @@ func NewWriter(dst BatchWriter, cfg WriterConfig) *Writer {
 			})),
 			errors: register(cfg, prometheus.NewCounter(prometheus.CounterOpts{
 				Namespace: "messages", Subsystem: "persist", Name: "errors_total",
-				Help: "Failed persist transactions (each is retried).",
+				Help: "Persist transactions that failed and were retried.",
 			})),
+			failed: register(cfg, prometheus.NewCounterVec(prometheus.CounterOpts{
+				Namespace: "messages", Subsystem: "persist", Name: "failed_batches_total",
+				Help: "Batches given up because retrying cannot write them, by reason: " +
+					"not_found (no such channel), closed (the channel is closed), rejected (refused by the database).",
+			}, []string{"reason"})),
 			queued: register(cfg, prometheus.NewGauge(prometheus.GaugeOpts{
 				Namespace: "messages", Subsystem: "persist", Name: "queue_batches",
 				Help: "Batches waiting for a persist worker.",
@@ -232,48 +245,47 @@ func (w *Writer) work() {
 			}
 		}
 		w.metrics.queued.Sub(float64(len(group)))
-		w.commit(group, rows)
+		w.commit(group)
 		clear(group) // let the batches go
 	}
 }
 
 // commit writes group until it succeeds or the writer gives up, then calls
-// every batch's Done.
-func (w *Writer) commit(group []*Batch, rows int) {
+// every batch's Done. A batch that fails for a reason a retry cannot fix is
+// given up alone.
+func (w *Writer) commit(group []*Batch) {
 	backoff := w.cfg.MinBackoff
 	for {
 		err := w.stop.Err()
 		if err == nil {
-			start := time.Now()
-			ctx, cancel := context.WithTimeout(w.stop, w.cfg.Timeout)
-			err = w.dst.WriteBatches(ctx, group)
-			cancel()
+			err = w.write(group)
 			if err == nil {
-				w.metrics.rows.Observe(float64(rows))
-				w.metrics.duration.Observe(time.Since(start).Seconds())
-				if w.failing.CompareAndSwap(true, false) {
-					w.cfg.Logger.Info("persist: writes recovered")
-				}
 				done(group, nil)
 				return
 			}
-			w.metrics.errors.Inc()
-			if errors.Is(err, ErrNotFound) && len(group) > 1 {
-				// A batch of an unknown channel: write them one by one so
-				// that it fails alone.
+			if ce, ok := errors.AsType[*ChannelError](err); ok {
+				if rest := w.failChannels(group, ce); len(rest) < len(group) {
+					if group = rest; len(group) == 0 {
+						return
+					}
+					continue // the others, at once
+				}
+			}
+			if errors.Is(err, ErrRejected) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrChannelClosed) {
+				if len(group) == 1 {
+					w.fail(group[0], err)
+					return
+				}
+				// Which batch is at fault is not known: each alone.
 				for _, b := range group {
-					w.commit([]*Batch{b}, len(b.Messages))
+					w.commit([]*Batch{b})
 				}
 				return
 			}
-			if errors.Is(err, ErrNotFound) {
-				w.cfg.Logger.Error("persist: write", "channel", group[0].Channel, "err", err)
-				done(group, err)
-				return
-			}
+			w.metrics.errors.Inc()
 			if w.failing.CompareAndSwap(false, true) {
 				w.cfg.Logger.Error("persist: write failed, retrying until it succeeds",
-					"batches", len(group), "rows", rows, "err", err)
+					"batches", len(group), "err", err)
 			}
 		}
 		if w.stop.Err() != nil {
@@ -288,6 +300,58 @@ func (w *Writer) commit(group []*Batch, rows int) {
 		case <-w.stop.Done():
 			t.Stop()
 		}
+	}
+}
+
+// write makes one attempt at committing group, observing the metrics of a
+// success.
+func (w *Writer) write(group []*Batch) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(w.stop, w.cfg.Timeout)
+	defer cancel()
+	if err := w.dst.WriteBatches(ctx, group); err != nil {
+		return err
+	}
+	var rows int
+	for _, b := range group {
+		rows += len(b.Messages)
+	}
+	w.metrics.rows.Observe(float64(rows))
+	w.metrics.duration.Observe(time.Since(start).Seconds())
+	if w.failing.CompareAndSwap(true, false) {
+		w.cfg.Logger.Info("persist: writes recovered")
+	}
+	return nil
+}
+
+// failChannels gives up the batches of group whose channel ce names and
+// returns the others.
+func (w *Writer) failChannels(group []*Batch, ce *ChannelError) []*Batch {
+	rest := make([]*Batch, 0, len(group))
+	for _, b := range group {
+		if err, ok := ce.Channels[b.Channel]; ok {
+			w.fail(b, fmt.Errorf("persist: write batch of %q: %w", b.Channel, err))
+			continue
+		}
+		rest = append(rest, b)
+	}
+	return rest
+}
+
+// fail gives up b, which retrying cannot write, with err.
+func (w *Writer) fail(b *Batch, err error) {
+	reason := "rejected"
+	switch {
+	case errors.Is(err, ErrNotFound):
+		reason = "not_found"
+	case errors.Is(err, ErrChannelClosed):
+		reason = "closed"
+	}
+	w.metrics.failed.WithLabelValues(reason).Inc()
+	w.cfg.Logger.Error("persist: batch given up, retrying cannot write it",
+		"channel", b.Channel, "seq", b.LastSeq(), "reason", reason, "err", err)
+	if b.Done != nil {
+		b.Done(err)
 	}
 }
 

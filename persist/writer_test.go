@@ -42,7 +42,11 @@ func (f *faulty) WriteBatches(ctx context.Context, bs []*persist.Batch) error {
 		}
 	}
 	if f.hold != nil {
-		f.entered <- struct{}{}
+		select {
+		case f.entered <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		select {
 		case <-f.hold:
 		case <-ctx.Done():
@@ -110,14 +114,7 @@ func closeWriter(t testing.TB, w *persist.Writer) {
 // sample count and sum of the histogram name.
 func metric(t testing.TB, reg *prometheus.Registry, name string) (value, sum float64) {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
+	if mf := family(t, reg, name); mf != nil {
 		m := mf.GetMetric()[0]
 		switch mf.GetType() {
 		case dto.MetricType_COUNTER:
@@ -130,6 +127,42 @@ func metric(t testing.TB, reg *prometheus.Registry, name string) (value, sum flo
 	}
 	t.Fatalf("metric %s not registered", name)
 	return 0, 0
+}
+
+// startHeld enqueues first on w, whose only worker writes through f, and
+// waits until that worker is inside f with it, held there.
+func startHeld(t testing.TB, w *persist.Writer, f *faulty, first *persist.Batch) *result {
+	t.Helper()
+	r := track(first)
+	if !w.TryEnqueue(first) {
+		t.Fatal("TryEnqueue refused")
+	}
+	select {
+	case <-f.entered:
+	case <-time.After(waitTimeout):
+		t.Fatal("worker did not start writing")
+	}
+	return r
+}
+
+// releaseAll lets the write held by startHeld, and every later one, go
+// through f, until t ends.
+func releaseAll(t testing.TB, f *faulty) {
+	stop := make(chan struct{})
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		f.hold <- struct{}{} // the held one, which already entered
+		for {
+			select {
+			case <-f.entered:
+				f.hold <- struct{}{}
+			case <-stop:
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-released })
 }
 
 func TestWriterManyChannels(t *testing.T) {
@@ -310,16 +343,7 @@ func TestWriterQueueFullAndGrouping(t *testing.T) {
 	w := persist.NewWriter(f, persist.WriterConfig{Workers: 1, QueueLen: 3})
 	at := time.Unix(1764300000, 0)
 
-	first := &persist.Batch{Channel: "g0", Messages: msgs("g0", 1, 2, at)}
-	r0 := track(first)
-	if !w.TryEnqueue(first) {
-		t.Fatal("TryEnqueue refused")
-	}
-	select { // the only worker is now busy with first
-	case <-f.entered:
-	case <-time.After(waitTimeout):
-		t.Fatal("worker did not start writing")
-	}
+	r0 := startHeld(t, w, f, &persist.Batch{Channel: "g0", Messages: msgs("g0", 1, 2, at)})
 	// Three more fill the queue; one of an unknown channel.
 	queued := []*persist.Batch{
 		{Channel: "g1", Messages: msgs("g1", 1, 1, at)},
@@ -338,22 +362,8 @@ func TestWriterQueueFullAndGrouping(t *testing.T) {
 	}
 
 	// Release the writes: first, then the three together, which fail
-	// because of the unknown channel, then each alone.
-	stop := make(chan struct{})
-	released := make(chan struct{})
-	go func() {
-		defer close(released)
-		f.hold <- struct{}{} // first, which already entered
-		for {
-			select {
-			case <-f.entered:
-				f.hold <- struct{}{}
-			case <-stop:
-				return
-			}
-		}
-	}()
-	defer func() { close(stop); <-released }()
+	// because of the unknown channel, then the two others together.
+	releaseAll(t, f)
 	if err := r0.wait(t); err != nil {
 		t.Fatalf("first: Done(%v)", err)
 	}
@@ -367,7 +377,95 @@ func TestWriterQueueFullAndGrouping(t *testing.T) {
 	checkMessages(t, s, "g0", 2)
 	checkMessages(t, s, "g1", 1)
 	checkMessages(t, s, "g2", 3)
-	if n := f.calls.Load(); n != 5 {
-		t.Fatalf("%d WriteBatches calls, want 5 (first, the group of three, then each alone)", n)
+	if n := f.calls.Load(); n != 3 {
+		t.Fatalf("%d WriteBatches calls, want 3 (first, the group of three, then the two others)", n)
+	}
+}
+
+// family returns the metric family name of reg, nil if it has no series.
+func family(t testing.TB, reg *prometheus.Registry, name string) *dto.MetricFamily {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf
+		}
+	}
+	return nil
+}
+
+// counter returns the value of the counter name{label=value} in reg, 0 if
+// it has no such series.
+func counter(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	for _, m := range family(t, reg, name).GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label && l.GetValue() == value {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// TestWriterGivesUpOnlyTheFailingBatches groups, in one transaction,
+// batches of two open channels with one of a closed channel and one whose
+// id the database refuses: the two fail alone, with their reason, and the
+// others are committed.
+func TestWriterGivesUpOnlyTheFailingBatches(t *testing.T) {
+	s, _ := openStore(t)
+	ctx := t.Context()
+	for _, id := range []string{"first", "a", "b", "shut"} {
+		if _, err := s.CreateChannel(ctx, id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Unix(1764300000, 0)
+	if err := s.WriteBatches(ctx, []*persist.Batch{{Channel: "shut", Messages: msgs("shut", 1, 1, at), Close: true}}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	f := &faulty{dst: s, hold: make(chan struct{}), entered: make(chan struct{})}
+	w := persist.NewWriter(f, persist.WriterConfig{Workers: 1, Registerer: reg,
+		MinBackoff: time.Hour}) // a retry of a permanent failure would hang the test
+	r0 := startHeld(t, w, f, &persist.Batch{Channel: "first", Messages: msgs("first", 1, 1, at)})
+	const bad = "bad\x00id" // PostgreSQL text holds no NUL: 22021
+	queued := []*persist.Batch{
+		{Channel: "a", Messages: msgs("a", 1, 2, at)},
+		{Channel: "shut", Messages: msgs("shut", 2, 2, at)},
+		{Channel: bad, Messages: msgs(bad, 1, 1, at)},
+		{Channel: "b", Messages: msgs("b", 1, 3, at)},
+	}
+	var rs []*result
+	for _, b := range queued {
+		rs = append(rs, track(b))
+		if !w.TryEnqueue(b) {
+			t.Fatal("TryEnqueue refused")
+		}
+	}
+	releaseAll(t, f)
+	if err := r0.wait(t); err != nil {
+		t.Fatalf("first: Done(%v)", err)
+	}
+	for i, want := range []error{nil, persist.ErrChannelClosed, persist.ErrRejected, nil} {
+		err := rs[i].wait(t)
+		if (want == nil) != (err == nil) || !errors.Is(err, want) {
+			t.Fatalf("batch of %q: Done(%v), want %v", queued[i].Channel, err, want)
+		}
+	}
+	closeWriter(t, w)
+	checkMessages(t, s, "a", 2)
+	checkMessages(t, s, "b", 3)
+	checkMessages(t, s, "shut", 1)
+	for reason, want := range map[string]float64{"closed": 1, "rejected": 1, "not_found": 0} {
+		if got := counter(t, reg, "messages_persist_failed_batches_total", "reason", reason); got != want {
+			t.Errorf("failed_batches_total{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+	if e, _ := metric(t, reg, "messages_persist_errors_total"); e != 0 {
+		t.Errorf("errors_total = %v, want 0: nothing was retried", e)
 	}
 }

@@ -38,6 +38,8 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 		{"ChannelsOrderAndPages", testChannelsOrderAndPages},
 		{"ReadRanges", testReadRanges},
 		{"WriteBatches", testWriteBatches},
+		{"ClosedChannelTakesNoMessages", testClosedChannel},
+		{"NilData", testNilData},
 		{"LargeTransactions", testLargeTransactions},
 		{"AppendBatchesInOrder", testAppendBatchesInOrder},
 		{"Epochs", testEpochs},
@@ -327,6 +329,7 @@ func testWriteBatches(t *testing.T, newURL func(testing.TB) string) {
 	if !errors.Is(err, persist.ErrNotFound) {
 		t.Fatalf("WriteBatches(unknown channel) error = %v, want ErrNotFound", err)
 	}
+	checkChannelError(t, err, map[string]error{"absent": persist.ErrNotFound})
 	checkMessages(t, s, "x", 12)
 	if got, _ := s.Messages(ctx, "absent", 0, 10); len(got) != 0 {
 		t.Fatalf("messages of an unknown channel were stored: %v", got)
@@ -357,6 +360,110 @@ func testWriteBatches(t *testing.T, newURL func(testing.TB) string) {
 
 // testLargeTransactions writes transactions of many channels and many
 // rows, as a busy server's Writer does.
+// checkChannelError fails t unless err is a *persist.ChannelError that
+// names exactly the channels of want, each with an error wrapping want's.
+func checkChannelError(t testing.TB, err error, want map[string]error) {
+	t.Helper()
+	ce, ok := errors.AsType[*persist.ChannelError](err)
+	if !ok {
+		t.Fatalf("error %v (%T), want a *persist.ChannelError", err, err)
+	}
+	if len(ce.Channels) != len(want) {
+		t.Fatalf("ChannelError names %d channels (%v), want %d", len(ce.Channels), ce, len(want))
+	}
+	for id, w := range want {
+		if got := ce.Channels[id]; !errors.Is(got, w) {
+			t.Fatalf("ChannelError for %q = %v, want %v (all: %v)", id, got, w, ce)
+		}
+	}
+}
+
+// testClosedChannel checks that a closed channel takes no new message,
+// while a retry of what it stored, or of its close, still passes.
+func testClosedChannel(t *testing.T, newURL func(testing.TB) string) {
+	s := open(t, newURL(t))
+	ctx := t.Context()
+	create(t, s, "shut", "empty", "open")
+	write(t, s, "shut", 1, 3, true)
+	write(t, s, "empty", 1, 0, true) // closed with no message
+	closedAt := func(id string) time.Time {
+		t.Helper()
+		c, err := s.Channel(ctx, id)
+		if err != nil || c.Open() {
+			t.Fatalf("Channel(%s) = %+v, %v; want closed", id, c, err)
+		}
+		return c.ClosedAt
+	}
+	shutAt := closedAt("shut")
+
+	for _, tc := range []struct {
+		name    string
+		batches []*persist.Batch
+	}{
+		{"append", []*persist.Batch{{Channel: "shut", Messages: msgs("shut", 4, 4)}}},
+		{"append and close", []*persist.Batch{{Channel: "shut", Messages: msgs("shut", 4, 5), Close: true}}},
+		{"retry overlapping new", []*persist.Batch{{Channel: "shut", Messages: msgs("shut", 3, 4)}}},
+		{"append to the empty one", []*persist.Batch{{Channel: "empty", Messages: msgs("empty", 1, 1)}}},
+	} {
+		err := s.WriteBatches(ctx, tc.batches)
+		if !errors.Is(err, persist.ErrChannelClosed) {
+			t.Fatalf("%s: WriteBatches = %v, want ErrChannelClosed", tc.name, err)
+		}
+		checkChannelError(t, err, map[string]error{tc.batches[0].Channel: persist.ErrChannelClosed})
+	}
+	checkMessages(t, s, "shut", 3)
+	checkMessages(t, s, "empty", 0)
+
+	// Grouped with an open channel and an unknown one: each named with its
+	// reason, and nothing of the transaction is stored.
+	err := s.WriteBatches(ctx, []*persist.Batch{
+		{Channel: "open", Messages: msgs("open", 1, 2)},
+		{Channel: "shut", Messages: msgs("shut", 4, 4)},
+		{Channel: "absent", Messages: msgs("absent", 1, 1)},
+	})
+	checkChannelError(t, err, map[string]error{"shut": persist.ErrChannelClosed, "absent": persist.ErrNotFound})
+	checkMessages(t, s, "open", 0)
+	// Without them it passes.
+	write(t, s, "open", 1, 2, false)
+	checkMessages(t, s, "open", 2)
+
+	// A retry of the closing batch (its commit's outcome was not known),
+	// or a close alone, changes nothing and is no error.
+	write(t, s, "shut", 1, 3, true)
+	write(t, s, "shut", 4, 3, true)
+	write(t, s, "empty", 1, 0, true)
+	checkMessages(t, s, "shut", 3)
+	if at := closedAt("shut"); !at.Equal(shutAt) {
+		t.Fatalf("closed_at moved from %v to %v", shutAt, at)
+	}
+	closedAt("empty")
+}
+
+// testNilData checks that a message with nil Data is stored as an empty
+// body on every backend.
+func testNilData(t *testing.T, newURL func(testing.TB) string) {
+	s := open(t, newURL(t))
+	ctx := t.Context()
+	create(t, s, "nil")
+	ms := []persist.Message{
+		{Seq: 1, Time: at.UnixMicro(), Data: nil},
+		{Seq: 2, Time: at.UnixMicro(), Data: []byte{}},
+		{Seq: 3, Time: at.UnixMicro(), Data: []byte("x")},
+	}
+	if err := s.WriteBatches(ctx, []*persist.Batch{{Channel: "nil", Messages: ms}}); err != nil {
+		t.Fatalf("WriteBatches(nil data): %v", err)
+	}
+	got, err := s.Messages(ctx, "nil", 0, 10)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Messages(nil) = %d messages, %v; want 3", len(got), err)
+	}
+	for i, want := range []string{"", "", "x"} {
+		if got[i].Data == nil || string(got[i].Data) != want {
+			t.Fatalf("message %d = %q (nil %v), want %q", i+1, got[i].Data, got[i].Data == nil, want)
+		}
+	}
+}
+
 func testLargeTransactions(t *testing.T, newURL func(testing.TB) string) {
 	s := open(t, newURL(t))
 	ctx := t.Context()

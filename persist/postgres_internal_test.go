@@ -29,9 +29,9 @@ func BenchmarkWriteBatches(b *testing.B) {
 		}
 	}
 	next := make([]int64, channels)
-	batches := func(perBatch int) ([]*Batch, []int64) {
+	batches := func(perBatch int) ([]*Batch, []channelUpdate) {
 		bs := make([]*Batch, channels)
-		lasts := make([]int64, channels)
+		updates := make([]channelUpdate, channels)
 		for i, id := range ids {
 			ms := make([]Message, perBatch)
 			for j := range ms {
@@ -41,18 +41,17 @@ func BenchmarkWriteBatches(b *testing.B) {
 				ms[j] = Message{Seq: next[i], Time: time.Now().UnixMicro(), Data: data}
 			}
 			bs[i] = &Batch{Channel: id, Messages: ms}
-			lasts[i] = next[i]
+			updates[i] = channelUpdate{id: id, last: next[i]}
 		}
-		return bs, lasts
+		return bs, updates
 	}
 	for _, perBatch := range []int{1, 10} {
 		for _, skipStored := range []bool{false, true} {
 			name := map[bool]string{false: "copy", true: "insert"}[skipStored]
 			b.Run(fmt.Sprintf("%s/batch=%d", name, perBatch), func(b *testing.B) {
 				for b.Loop() {
-					bs, lasts := batches(perBatch)
-					err := s.writeBatches(context.Background(), bs, channels*perBatch,
-						ids, lasts, make([]bool, channels), skipStored)
+					bs, updates := batches(perBatch)
+					err := s.b.(*postgres).writeTx(context.Background(), bs, updates, skipStored)
 					if err != nil {
 						b.Fatal(err)
 					}

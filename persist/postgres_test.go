@@ -1,0 +1,137 @@
+package persist_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/messages-server/messages/persist"
+)
+
+// failCommits installs, in the database at u, a deferred constraint
+// trigger on channels that raises at COMMIT while the returned function
+// was last called with true: every statement of a write succeeds and only
+// its COMMIT fails, as when the server dies or runs out of disk at commit
+// time.
+func failCommits(t *testing.T, u string) func(on bool) {
+	t.Helper()
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	for _, q := range []string{
+		`CREATE TABLE fail_commit (fail boolean NOT NULL)`,
+		`INSERT INTO fail_commit VALUES (false)`,
+		`CREATE FUNCTION fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN
+		   IF (SELECT fail FROM fail_commit) THEN
+		     RAISE EXCEPTION 'commit refused by the test';
+		   END IF;
+		   RETURN NULL;
+		 END $$`,
+		`CREATE CONSTRAINT TRIGGER fail_commit AFTER UPDATE ON channels
+		 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit()`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	return func(on bool) {
+		t.Helper()
+		if _, err := conn.Exec(ctx, `UPDATE fail_commit SET fail = $1`, on); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestWriteBatchesCommitFails makes COMMIT itself fail: WriteBatches
+// reports it, nothing is stored, and once commits pass again the same
+// batches are stored in full.
+func TestWriteBatchesCommitFails(t *testing.T) {
+	s, u := openStore(t)
+	ctx := t.Context()
+	for _, id := range []string{"c1", "c2"} {
+		if _, err := s.CreateChannel(ctx, id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setFail := failCommits(t, u)
+	at := time.Unix(1764300000, 0)
+	batches := []*persist.Batch{
+		{Channel: "c1", Messages: msgs("c1", 1, 3, at)},
+		{Channel: "c2", Messages: msgs("c2", 1, 2, at), Close: true},
+	}
+	setFail(true)
+	err := s.WriteBatches(ctx, batches)
+	if err == nil || !strings.Contains(err.Error(), "commit refused by the test") {
+		t.Fatalf("WriteBatches with a failing COMMIT = %v, want the commit's error", err)
+	}
+	if errors.Is(err, persist.ErrRejected) {
+		t.Fatalf("a failed COMMIT is taken as permanent (%v): the Writer would drop the batches", err)
+	}
+	checkMessages(t, s, "c1", 0)
+	checkMessages(t, s, "c2", 0)
+	if c, _ := s.Channel(ctx, "c2"); !c.Open() {
+		t.Fatal("c2 closed by a transaction whose COMMIT failed")
+	}
+
+	setFail(false)
+	if err := s.WriteBatches(ctx, batches); err != nil {
+		t.Fatalf("WriteBatches after recovery: %v", err)
+	}
+	checkMessages(t, s, "c1", 3)
+	checkMessages(t, s, "c2", 2)
+	if c, _ := s.Channel(ctx, "c2"); c.Open() {
+		t.Fatal("c2 open after its closing batch was committed")
+	}
+}
+
+// TestWriterCommitFails runs a Writer while COMMIT fails: the batch is
+// retried, not reported persisted, and committed once commits pass again.
+func TestWriterCommitFails(t *testing.T) {
+	s, u := openStore(t)
+	ctx := t.Context()
+	if _, err := s.CreateChannel(ctx, "w", nil); err != nil {
+		t.Fatal(err)
+	}
+	setFail := failCommits(t, u)
+	setFail(true)
+	reg := prometheus.NewRegistry()
+	w := persist.NewWriter(s, persist.WriterConfig{Workers: 1, Registerer: reg,
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	defer closeWriter(t, w)
+	b := &persist.Batch{Channel: "w", Messages: msgs("w", 1, 4, time.Unix(1764300000, 0))}
+	r := track(b)
+	if !w.TryEnqueue(b) {
+		t.Fatal("TryEnqueue refused")
+	}
+	// Wait until several commits have failed.
+	deadline := time.Now().Add(waitTimeout)
+	for n, _ := metric(t, reg, "messages_persist_errors_total"); n < 3; n, _ = metric(t, reg, "messages_persist_errors_total") {
+		if time.Now().After(deadline) {
+			t.Fatalf("errors_total = %v after %v, want the failing commits retried", n, waitTimeout)
+		}
+		select {
+		case <-r.done:
+			t.Fatalf("Done(%v) while every COMMIT fails", r.err)
+		case <-time.After(time.Millisecond): // polling with a deadline
+		}
+	}
+	select {
+	case <-r.done:
+		t.Fatalf("Done(%v) while every COMMIT fails", r.err)
+	default:
+	}
+	checkMessages(t, s, "w", 0)
+	setFail(false)
+	if err := r.wait(t); err != nil {
+		t.Fatalf("Done(%v) after recovery, want nil", err)
+	}
+	checkMessages(t, s, "w", 4)
+}
