@@ -118,37 +118,43 @@ func (a *Authorizer) Methods() []string {
 // ErrForbidden (403). In open mode, and for Subscribe with PublicSubscribe,
 // it allows every request without looking at any token.
 func (a *Authorizer) Authorize(r *http.Request, right Right, channel string) error {
-	return a.authorize(r, right, channel, false)
+	_, err := a.Check(r, right, channel, false)
+	return err
 }
 
 // AuthorizeWithQueryToken is Authorize for the requests browsers cannot add
 // headers to (GET /ws and the GET /?id= text stream): on a GET request it
 // also accepts the token as the query parameter "token".
 func (a *Authorizer) AuthorizeWithQueryToken(r *http.Request, right Right, channel string) error {
-	return a.authorize(r, right, channel, true)
+	_, err := a.Check(r, right, channel, true)
+	return err
 }
 
-func (a *Authorizer) authorize(r *http.Request, right Right, channel string, query bool) error {
+// Check is Authorize (queryToken false) or AuthorizeWithQueryToken
+// (queryToken true) that also returns the token's claims, for a caller
+// that uses its subject or its expiry. The claims are nil when no token was
+// needed.
+func (a *Authorizer) Check(r *http.Request, right Right, channel string, queryToken bool) (*Claims, error) {
 	if right < Subscribe || right > Admin {
-		return fmt.Errorf("auth: unknown right %d", int(right))
+		return nil, fmt.Errorf("auth: unknown right %d", int(right))
 	}
 	if a.Open() || (right == Subscribe && a.public) {
-		return nil
+		return nil, nil
 	}
-	tok, err := bearer(r, query && (r.Method == http.MethodGet || r.Method == http.MethodHead))
+	tok, err := bearer(r, queryToken && (r.Method == http.MethodGet || r.Method == http.MethodHead))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := a.Verify(r.Context(), tok)
 	if err != nil {
 		a.log.LogAttrs(r.Context(), slog.LevelDebug, "token refused",
 			slog.String("path", r.URL.Path), slog.Any("err", err))
-		return err
+		return nil, err
 	}
 	if !c.Allows(right, channel) {
-		return newError(ErrForbidden, forbiddenMessage(c, right, channel), nil)
+		return c, newError(ErrForbidden, forbiddenMessage(c, right, channel), nil)
 	}
-	return nil
+	return c, nil
 }
 
 func forbiddenMessage(c *Claims, right Right, channel string) string {

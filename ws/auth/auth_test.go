@@ -369,3 +369,15 @@ func TestTokenNotLogged(t *testing.T) {
 		t.Errorf("the log holds the token: %s", buf.String())
 	}
 }
+
+func TestCheckReturnsClaims(t *testing.T) {
+	a := newAuthorizer(t, Config{Secret: testSecret, PublicSubscribe: true})
+	tok := sign(t, jwt.SigningMethodHS256, testSecret, claims("alice", []string{"a"}, nil, false), "")
+	c, err := a.Check(request("POST", "/channels/a/messages", tok), Publish, "a", false)
+	if err != nil || c == nil || c.Subject != "alice" || c.ExpiresAt == nil {
+		t.Fatalf("Check = %+v, %v; want alice's claims", c, err)
+	}
+	if c, err := a.Check(request("GET", "/channels/a", ""), Subscribe, "a", false); c != nil || err != nil {
+		t.Fatalf("public subscribe: Check = %+v, %v; want nil, nil", c, err)
+	}
+}
