@@ -2,14 +2,21 @@ package auth
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
@@ -48,8 +55,8 @@ func loadJWKS(ctx context.Context, cfg Config, log *slog.Logger) (*jwks, error) 
 		return nil, fmt.Errorf("auth: JWKS %s: %w", where, scrubbed(err, cfg.JWKS))
 	}
 	keys, err := k.kf.Storage().KeyReadAll(ctx)
-	if err == nil && len(keys) == 0 {
-		err = errors.New("it holds no usable key")
+	if err == nil && !slices.ContainsFunc(keys, func(j jwkset.JWK) bool { return verifies(j.Key()) }) {
+		err = errors.New("it holds no usable key: an RSA, P-256 EC or Ed25519 key for RS256, ES256 or EdDSA")
 	}
 	if err != nil {
 		k.cancel()
@@ -103,6 +110,20 @@ func jwksFromURL(ctx context.Context, cfg Config, log *slog.Logger) (keyfunc.Key
 		return nil, nil, err
 	}
 	return kf, cancel, nil
+}
+
+// verifies reports whether key can check RS256, ES256 or EdDSA signatures.
+func verifies(key any) bool {
+	if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
+		key = pk.Public() // a private key given by mistake still works
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey, ed25519.PublicKey:
+		return true
+	case *ecdsa.PublicKey:
+		return k.Curve == elliptic.P256()
+	}
+	return false
 }
 
 // keyfunc returns the key for t from the set; ctx bounds a fetch for an

@@ -136,6 +136,10 @@ func TestSecretAndJWKS(t *testing.T) {
 }
 
 func TestJWKSErrors(t *testing.T) {
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.json")
 	if err := os.WriteFile(bad, []byte("{not json"), 0o600); err != nil {
@@ -156,6 +160,8 @@ func TestJWKSErrors(t *testing.T) {
 		{filepath.Join(dir, "missing.json"), "no such file"},
 		{bad, "not a JWK Set"},
 		{writeJWKS(t), "no usable key"},
+		{writeJWKS(t, octJWK(t)), "no usable key"},
+		{writeJWKS(t, jwkOf(t, &p384.PublicKey, "ec384", "")), "no usable key"},
 		{refusing.URL + "/jwks?token=s3cr3t", "500"},
 		{empty.URL, "no usable key"},
 	} {
@@ -166,6 +172,37 @@ func TestJWKSErrors(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "s3cr3t") {
 			t.Errorf("the error shows the URL's token: %v", err)
 		}
+	}
+}
+
+// octJWK returns a symmetric (oct) JWK: it can never check an RS256,
+// ES256 or EdDSA token.
+func octJWK(t *testing.T) jwkset.JWKMarshal {
+	t.Helper()
+	j, err := jwkset.NewJWKFromKey(testSecret, jwkset.JWKOptions{
+		Metadata: jwkset.JWKMetadataOptions{KID: "oct1", ALG: jwkset.AlgHS256},
+		Marshal:  jwkset.JWKMarshalOptions{Private: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j.Marshal()
+}
+
+// TestJWKSPrivateKeyFile: a JWK Set holding a private key by mistake
+// still checks tokens with its public half.
+func TestJWKSPrivateKeyFile(t *testing.T) {
+	k := newTestKeys(t)
+	j, err := jwkset.NewJWKFromKey(k.ec, jwkset.JWKOptions{
+		Metadata: jwkset.JWKMetadataOptions{KID: "ec1", ALG: jwkset.AlgES256},
+		Marshal:  jwkset.JWKMarshalOptions{Private: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAuthorizer(t, Config{JWKS: writeJWKS(t, j.Marshal())})
+	if _, err := a.Verify(context.Background(), sign(t, jwt.SigningMethodES256, k.ec, claims("s", nil, []string{"*"}, false), "ec1")); err != nil {
+		t.Fatal(err)
 	}
 }
 

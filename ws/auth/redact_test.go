@@ -51,3 +51,25 @@ func TestRedactURL(t *testing.T) {
 		t.Error("RedactURL(nil) is not empty")
 	}
 }
+
+// FuzzRedactQuery checks that whatever the query, Go's own parsing of the
+// redacted query finds no token value but REDACTED.
+func FuzzRedactQuery(f *testing.F) {
+	for _, s := range []string{"id=c&token=abc", "token=a&token=b", "%74oken=x", "a=1&&token", "t%6Fken=%ZZ", "token=a=b", "x=token&token=%26"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		red := RedactQuery(q)
+		vals, _ := url.ParseQuery(red)
+		for k, vs := range vals {
+			if k != "token" && k != "access_token" {
+				continue
+			}
+			for _, v := range vs {
+				if v != Redacted {
+					t.Fatalf("RedactQuery(%q) = %q: %s=%q survives", q, red, k, v)
+				}
+			}
+		}
+	})
+}
