@@ -55,8 +55,8 @@ type Authorizer struct {
 }
 
 // New returns an Authorizer for cfg. With a JWKS URL it fetches the keys
-// before returning (an unreachable or empty JWKS is an error) and refreshes
-// them until Close or until ctx is done.
+// before returning (an unreachable JWKS, or one without a usable key, is an
+// error) and refreshes them until Close or until ctx is done.
 func New(ctx context.Context, cfg Config) (*Authorizer, error) {
 	a := &Authorizer{public: cfg.PublicSubscribe, log: cfg.Logger}
 	if a.log == nil {
