@@ -1,0 +1,167 @@
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Right is what a request needs from a token. Its zero value is invalid.
+type Right int
+
+const (
+	// Subscribe reads a channel: GET /ws, GET /?id=, GET /channels/{id} and
+	// its history.
+	Subscribe Right = iota + 1
+	// Publish writes a channel: POST /channels (create), append, close and
+	// the reference POST /.
+	Publish
+	// Admin is for operations on every channel: GET /channels and DELETE.
+	// An admin token holds every right on every channel.
+	Admin
+)
+
+// String returns the right's name as it appears in claims and messages.
+func (r Right) String() string {
+	switch r {
+	case Subscribe:
+		return "subscribe"
+	case Publish:
+		return "publish"
+	case Admin:
+		return "admin"
+	}
+	return fmt.Sprintf("Right(%d)", int(r))
+}
+
+// Claims are the claims of a messages token. The registered claims exp
+// (required), nbf, iat and sub are checked by the Authorizer; Publish and
+// Subscribe list channel patterns; Admin grants every right.
+//
+// A channel pattern is an exact channel id ("room-1"), a prefix ending in
+// "*" ("room-*" matches every id starting with "room-"), or "*" alone, which
+// matches every channel. A "*" anywhere but at the end makes the token
+// invalid.
+type Claims struct {
+	// Publish lists the channels the bearer may create, append to and close.
+	Publish []string `json:"publish,omitempty"`
+	// Subscribe lists the channels the bearer may read.
+	Subscribe []string `json:"subscribe,omitempty"`
+	// Admin grants every right on every channel, plus listing and deleting.
+	Admin bool `json:"admin,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// Validate checks the channel patterns; jwt calls it after the registered
+// claims are checked.
+func (c *Claims) Validate() error {
+	for _, l := range []struct {
+		name     string
+		patterns []string
+	}{{"publish", c.Publish}, {"subscribe", c.Subscribe}} {
+		for _, p := range l.patterns {
+			if err := ValidPattern(p); err != nil {
+				return fmt.Errorf("claim %q: %w", l.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ValidPattern reports whether p is a channel pattern: a non-empty exact id,
+// a prefix followed by one "*" at the end, or "*".
+func ValidPattern(p string) error {
+	if p == "" {
+		return errors.New("empty channel pattern")
+	}
+	if i := strings.IndexByte(p, '*'); i >= 0 && i != len(p)-1 {
+		return fmt.Errorf("channel pattern %q has a \"*\" before its end; only a trailing \"*\" is allowed", p)
+	}
+	return nil
+}
+
+// MatchPattern reports whether channel matches pattern (see Claims). The
+// empty channel, which stands for a channel the server will name, matches
+// only "*".
+func MatchPattern(pattern, channel string) bool {
+	if pattern == "*" {
+		return true
+	}
+	if channel == "" {
+		return false
+	}
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(channel, prefix)
+	}
+	return pattern == channel
+}
+
+// Allows reports whether the claims grant right on channel. channel is
+// ignored for Admin; for Publish, "" means a channel the server will name,
+// which needs the pattern "*".
+func (c *Claims) Allows(right Right, channel string) bool {
+	if c.Admin {
+		return true
+	}
+	var patterns []string
+	switch right {
+	case Subscribe:
+		patterns = c.Subscribe
+	case Publish:
+		patterns = c.Publish
+	default:
+		return false
+	}
+	for _, p := range patterns {
+		if MatchPattern(p, channel) {
+			return true
+		}
+	}
+	return false
+}
+
+// LogValue logs the subject and the rights, never the token.
+func (c *Claims) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("sub", c.Subject),
+		slog.Bool("admin", c.Admin),
+		slog.Any("publish", c.Publish),
+		slog.Any("subscribe", c.Subscribe),
+	)
+}
+
+// SignHS256 returns a token for c signed with secret (HS256), for tests and
+// the messages-token command. c.ExpiresAt must be set: the server refuses
+// tokens without exp.
+func SignHS256(secret []byte, c *Claims) (string, error) {
+	if err := checkSecret(secret); err != nil {
+		return "", err
+	}
+	if c.ExpiresAt == nil {
+		return "", errors.New("auth: a token needs an expiry (exp)")
+	}
+	if err := c.Validate(); err != nil {
+		return "", fmt.Errorf("auth: %w", err)
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+}
+
+// MinSecretBytes is the shortest HS256 secret accepted: RFC 7518 §3.2 asks
+// for a key at least as long as the hash output (256 bits).
+const MinSecretBytes = 32
+
+func checkSecret(secret []byte) error {
+	if len(secret) < MinSecretBytes {
+		return fmt.Errorf("auth: the HS256 secret has %d bytes; use at least %d (for example: openssl rand -base64 32)", len(secret), MinSecretBytes)
+	}
+	return nil
+}
+
+// Leeway is the clock skew tolerated when checking exp, nbf and iat: a token
+// is accepted up to Leeway after its exp, and from Leeway before its nbf or
+// iat.
+const Leeway = 30 * time.Second
