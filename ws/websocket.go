@@ -252,7 +252,11 @@ type smallBuffers struct {
 	conn net.Conn // the hijacked connection
 }
 
-// Hijack implements http.Hijacker.
+// Hijack implements http.Hijacker. Bytes the client sent right after its
+// request (a frame pipelined with the handshake) are already in net/http's
+// reader; they are moved into the buffer of the small reader handed over,
+// because the library takes what its reader has buffered and then reads the
+// connection itself: bytes hidden behind another io.Reader would be lost.
 func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := w.ResponseWriter.(http.Hijacker)
 	if !ok {
@@ -262,20 +266,25 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var r io.Reader = conn
-	if n := brw.Reader.Buffered(); n > 0 {
-		// Bytes the client sent right after its request.
-		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
-	}
 	if brw.Writer.Buffered() > 0 {
 		if err := brw.Writer.Flush(); err != nil {
 			conn.Close()
 			return nil, nil, err
 		}
 	}
+	br := bufio.NewReaderSize(conn, readBufferSize)
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(n, readBufferSize))
+		// Fill br's buffer from the early bytes alone: the first read of
+		// the MultiReader returns all of them and none of conn's.
+		if _, err := br.Peek(n); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+	}
 	w.conn = conn
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufferSize), bufio.NewWriterSize(conn, writeBufferSize)), nil
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, writeBufferSize)), nil
 }
 
 // Unwrap returns the wrapped ResponseWriter, for http.ResponseController.

@@ -1,0 +1,130 @@
+package ws
+
+import (
+	"context"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/messages-server/messages/persist"
+)
+
+// gateWriter is an Enqueuer over a memStore. While open it commits every
+// batch at once; while held it keeps them for the test to commit or fail
+// one by one, as a slow or failing database would.
+type gateWriter struct {
+	store *memStore
+
+	mu      sync.Mutex
+	held    bool
+	pending []*persist.Batch // guarded by mu
+	arrived chan struct{}    // closed and replaced when a batch is held
+}
+
+func newGateWriter(st *memStore) *gateWriter {
+	return &gateWriter{store: st, arrived: make(chan struct{})}
+}
+
+// TryEnqueue implements Enqueuer.
+func (w *gateWriter) TryEnqueue(b *persist.Batch) bool {
+	w.mu.Lock()
+	if w.held {
+		w.pending = append(w.pending, b)
+		close(w.arrived)
+		w.arrived = make(chan struct{})
+		w.mu.Unlock()
+		return true
+	}
+	w.mu.Unlock()
+	w.store.write(b)
+	b.Done(nil)
+	return true
+}
+
+// hold makes the writer keep the batches it is given.
+func (w *gateWriter) hold() {
+	w.mu.Lock()
+	w.held = true
+	w.mu.Unlock()
+}
+
+// open commits the held batches and every later one at once.
+func (w *gateWriter) open() {
+	w.mu.Lock()
+	w.held = false
+	pending := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	for _, b := range pending {
+		w.store.write(b)
+		b.Done(nil)
+	}
+}
+
+// next waits for a held batch of channel id and takes it from the writer.
+func (w *gateWriter) next(t testing.TB, id string) *persist.Batch {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		w.mu.Lock()
+		for i, b := range w.pending {
+			if b.Channel == id {
+				w.pending = append(w.pending[:i], w.pending[i+1:]...)
+				w.mu.Unlock()
+				return b
+			}
+		}
+		arrived := w.arrived
+		w.mu.Unlock()
+		select {
+		case <-arrived:
+		case <-timeout.C:
+			t.Fatalf("no batch of %s reached the writer within 10s", id)
+		}
+	}
+}
+
+// commit writes a held batch to the store and reports it committed.
+func (w *gateWriter) commit(b *persist.Batch) {
+	w.store.write(b)
+	b.Done(nil)
+}
+
+// testServer is a Server over a hub with an in-memory store, on a loopback
+// port.
+type testServer struct {
+	hub   *Hub
+	store *memStore
+	gate  *gateWriter
+	srv   *Server
+	url   string
+}
+
+// startTestServer starts a Server for hcfg and scfg (their Store and Writer
+// are set here) and shuts it down when the test ends.
+func startTestServer(t testing.TB, hcfg HubConfig, scfg ServerConfig) *testServer {
+	t.Helper()
+	st := newMemStore()
+	gate := newGateWriter(st)
+	if hcfg.Store == nil {
+		hcfg.Store = st
+	}
+	hcfg.Writer = gate
+	h := NewHub(hcfg)
+	srv := NewServer(h, scfg)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		gate.open()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		hs.Config.SetKeepAlivesEnabled(false)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		hs.CloseClientConnections()
+		hs.Close()
+	})
+	return &testServer{hub: h, store: st, gate: gate, srv: srv, url: hs.URL}
+}
