@@ -165,24 +165,26 @@ type wsSink struct {
 	m       *Metrics
 	buf     []byte
 
-	deadline  time.Time // the write deadline set on nc
 	lastWrite time.Time
 }
 
 // write writes one frame. Its deadline is set on the connection rather than
-// through a per-write context: that costs no allocation, and is renewed
-// only once half of it has passed, so each write gets between half and all
-// of the timeout.
+// through a per-write context, which costs no allocation, and is cleared
+// once the frame is written: the library writes pongs and the close
+// handshake on the same connection at any time, and a deadline left in
+// place would have passed by then on an idle stream, failing the pong and
+// killing the connection.
 func (w *wsSink) write(b []byte) error {
 	now := time.Now()
 	w.lastWrite = now
-	if w.deadline.Sub(now) < w.timeout/2 {
-		w.deadline = now.Add(w.timeout)
-		if err := w.nc.SetWriteDeadline(w.deadline); err != nil {
-			return err
-		}
+	if err := w.nc.SetWriteDeadline(now.Add(w.timeout)); err != nil {
+		return err
 	}
-	return w.conn.Write(context.Background(), websocket.MessageText, b)
+	err := w.conn.Write(context.Background(), websocket.MessageText, b)
+	if cerr := w.nc.SetWriteDeadline(time.Time{}); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (w *wsSink) hello(h helloInfo) error {
@@ -229,8 +231,6 @@ func (w *wsSink) keepalive() error {
 		return nil
 	}
 	w.lastWrite = time.Now()
-	_ = w.nc.SetWriteDeadline(time.Time{})
-	w.deadline = time.Time{}
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 	defer cancel()
 	return w.conn.Ping(ctx)

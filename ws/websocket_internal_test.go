@@ -11,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/messages-server/messages/ws/wire"
 )
 
 // WebSocket opcodes, for the raw client.
@@ -114,6 +118,135 @@ func TestPingPipelinedWithHandshake(t *testing.T) {
 			return
 		case opClose:
 			t.Fatalf("closed instead of answering the ping: %q", b)
+		}
+	}
+}
+
+// wsClient reads a subscription on its own goroutine, as every WebSocket
+// client must for its pings to get their pongs.
+type wsClient struct {
+	conn   *websocket.Conn
+	frames chan wire.Frame
+	err    chan error // the read error that ended the stream
+}
+
+func dialTest(t testing.TB, base, id string) *wsClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, strings.Replace(base, "http://", "ws://", 1)+"/ws?id="+id, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", id, err)
+	}
+	t.Cleanup(func() { conn.CloseNow() })
+	c := &wsClient{conn: conn, frames: make(chan wire.Frame, 64), err: make(chan error, 1)}
+	go func() {
+		for {
+			_, b, err := conn.Read(context.Background())
+			if err != nil {
+				c.err <- err
+				close(c.frames)
+				return
+			}
+			f, err := wire.DecodeFrame(b)
+			if err != nil {
+				c.err <- err
+				close(c.frames)
+				return
+			}
+			c.frames <- f
+		}
+	}()
+	return c
+}
+
+// next returns the next frame, failing the test if none comes within 10s.
+func (c *wsClient) next(t testing.TB) wire.Frame {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	select {
+	case f, ok := <-c.frames:
+		if !ok {
+			t.Fatalf("stream ended: %v", <-c.err)
+		}
+		return f
+	case <-timeout.C:
+		t.Fatal("no frame within 10s")
+	}
+	return wire.Frame{}
+}
+
+// expect reads the next frame and checks its type and seq.
+func (c *wsClient) expect(t testing.TB, typ string, seq int64) wire.Frame {
+	t.Helper()
+	f := c.next(t)
+	if f.Type != typ || f.Seq != seq {
+		t.Fatalf("got %s frame at seq %d (%s %s), want %s at %d", f.Type, f.Seq, f.Code, f.Message, typ, seq)
+	}
+	return f
+}
+
+// closed waits for the end of the stream and returns its close error.
+func (c *wsClient) closed(t testing.TB) error {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	for {
+		select {
+		case f, ok := <-c.frames:
+			if !ok {
+				return <-c.err
+			}
+			t.Fatalf("unexpected %s frame at seq %d before the close", f.Type, f.Seq)
+		case <-timeout.C:
+			t.Fatal("the server did not close within 10s")
+		}
+	}
+}
+
+// TestPingAfterQuiet: a client that pings after a long quiet gets its pong
+// and keeps its stream. The server's write deadline used to stay set after
+// each write, so once the stream had been idle for longer than the write
+// timeout the library's pong write failed and the connection died: with
+// the default 10s timeout, every client that pings after 15s of quiet
+// (browsers, Python websockets every 20s) lost its stream.
+//
+// The write timeout is scaled down to 200ms and the quiet periods with it
+// (15s and 60s become 300ms and 1.2s). The quiet is waited out on a timer:
+// the passing of the deadline is the thing under test, no event marks it.
+// Server pings are off so that nothing is written during the quiet.
+func TestPingAfterQuiet(t *testing.T) {
+	const writeTimeout = 200 * time.Millisecond
+	ts := startTestServer(t, HubConfig{}, ServerConfig{WriteTimeout: writeTimeout, PingInterval: time.Hour})
+	ctx := context.Background()
+	if _, err := ts.hub.Create(ctx, "quiet", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.hub.Append(ctx, "quiet", []byte("one"), false); err != nil {
+		t.Fatal(err)
+	}
+	c := dialTest(t, ts.url, "quiet")
+	c.expect(t, wire.FrameHello, 0)
+	c.expect(t, wire.FrameMessage, 1)
+	c.expect(t, wire.FrameLive, 1)
+	for i, quiet := range []time.Duration{writeTimeout * 15 / 10, writeTimeout * 6} {
+		// The server's last write is done: the client has read it.
+		wait := time.NewTimer(quiet)
+		<-wait.C
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := c.conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("ping after %v of quiet: %v", quiet, err)
+		}
+		seq, err := ts.hub.Append(ctx, "quiet", []byte("more"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.expect(t, wire.FrameMessage, int64(i)+2)
+		if seq != int64(i)+2 {
+			t.Fatalf("append: seq %d", seq)
 		}
 	}
 }
