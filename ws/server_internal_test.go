@@ -102,16 +102,17 @@ type testServer struct {
 	url   string
 }
 
-// startTestServer starts a Server for hcfg and scfg (their Store and Writer
-// are set here) and shuts it down when the test ends.
-func startTestServer(t testing.TB, hcfg HubConfig, scfg ServerConfig) *testServer {
+// startTestServer starts a Server for hcfg and scfg and shuts it down when
+// the test ends. The hub's Store is a fresh memStore, seen through wrap if
+// given, and its Writer a gateWriter over that memStore.
+func startTestServer(t testing.TB, hcfg HubConfig, scfg ServerConfig, wrap ...func(*memStore) Store) *testServer {
 	t.Helper()
 	st := newMemStore()
 	gate := newGateWriter(st)
-	if hcfg.Store == nil {
-		hcfg.Store = st
+	hcfg.Store, hcfg.Writer = st, gate
+	for _, w := range wrap {
+		hcfg.Store = w(st)
 	}
-	hcfg.Writer = gate
 	h := NewHub(hcfg)
 	srv := NewServer(h, scfg)
 	hs := httptest.NewServer(srv)

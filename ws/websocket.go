@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -127,11 +128,25 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		s.log.Warn("websocket: store unavailable", slog.String("channel", id), slog.Any("err", err))
 		s.reject(conn, wire.CodeUnavailable, "storage is unavailable, retry later")
 		s.m.conns.WithLabelValues(outcomeError).Inc()
-	default:
-		s.log.Warn("websocket failed", slog.String("channel", id), slog.Any("err", err))
+	case isWriteFailure(err):
+		// The client is not taking what is written: nothing more can
+		// reach it.
+		s.log.Warn("websocket write failed", slog.String("channel", id), slog.Any("err", err))
 		conn.CloseNow()
 		s.m.conns.WithLabelValues(outcomeError).Inc()
+	default:
+		s.log.Error("websocket stream failed", slog.String("channel", id), slog.Any("err", err))
+		s.reject(conn, wire.CodeInternal, "internal server error; the stream stopped at the last message received: resume later")
+		s.m.conns.WithLabelValues(outcomeError).Inc()
 	}
+}
+
+// isWriteFailure reports errors of a write to the client's socket, and
+// keep-alive pings left unanswered.
+func isWriteFailure(err error) bool {
+	var oe *net.OpError
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, net.ErrClosed) || errors.As(err, &oe)
 }
 
 // reject sends an error frame and closes with the code's close status.
@@ -146,13 +161,31 @@ func (s *Server) rejectFrame(conn *websocket.Conn, f wire.Frame) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	defer cancel()
 	if conn.Write(ctx, websocket.MessageText, wire.AppendError(nil, f)) == nil {
-		conn.Close(websocket.StatusCode(status), "")
+		conn.Close(websocket.StatusCode(status), closeReason(f.Code))
 	} else {
 		conn.CloseNow()
 	}
-	if f.Code != wire.CodeUnavailable {
+	if f.Code != wire.CodeUnavailable && f.Code != wire.CodeInternal {
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 	}
+}
+
+// closeReason is the reason sent with the close that follows an error
+// frame of the given code: short and fixed, the frame has the details.
+func closeReason(code string) string {
+	switch code {
+	case wire.CodeBadRequest:
+		return "bad request"
+	case wire.CodeNotFound:
+		return "channel not found"
+	case wire.CodeReset:
+		return "epoch reset"
+	case wire.CodeInternal:
+		return "internal server error"
+	case wire.CodeUnavailable:
+		return "storage unavailable, retry later"
+	}
+	return ""
 }
 
 // wsSink writes a stream as WebSocket frames. A run of queued messages goes

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -248,5 +250,51 @@ func TestPingAfterQuiet(t *testing.T) {
 		if seq != int64(i)+2 {
 			t.Fatalf("append: seq %d", seq)
 		}
+	}
+}
+
+// gapStore is a memStore whose history has lost a message: what a bug or a
+// corrupted database would give.
+type gapStore struct{ *memStore }
+
+func (s gapStore) Messages(ctx context.Context, id string, after int64, limit int) ([]persist.Message, error) {
+	rows, err := s.memStore.Messages(ctx, id, after, limit)
+	if len(rows) > 1 {
+		rows = append(rows[:1:1], rows[2:]...)
+	}
+	return rows, err
+}
+
+// TestInternalErrorClose: a stream that fails for an unexpected reason
+// ends with an error frame "internal" and the close code 4500 with a
+// reason, as the protocol documents; it used to end in a bare close that
+// clients saw as 1006 (abnormal closure).
+func TestInternalErrorClose(t *testing.T) {
+	// Keep one persisted message in memory, so catch-up reads the rest
+	// from the store.
+	ts := startTestServer(t, HubConfig{RetainMessages: 1, RetainBytes: 1}, ServerConfig{},
+		func(st *memStore) Store { return gapStore{st} })
+	ctx := context.Background()
+	if _, err := ts.hub.Create(ctx, "gap", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if _, err := ts.hub.Append(ctx, "gap", []byte("x"), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dialTest(t, ts.url, "gap")
+	c.expect(t, wire.FrameHello, 0)
+	f := c.next(t)
+	if f.Type == wire.FrameMessage || f.Type == wire.FrameBatch {
+		f = c.next(t) // the message before the gap
+	}
+	if f.Type != wire.FrameError || f.Code != wire.CodeInternal || f.Message == "" {
+		t.Fatalf("got %+v, want an error frame with code %q", f, wire.CodeInternal)
+	}
+	err := c.closed(t)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != wire.CloseInternal || ce.Reason == "" {
+		t.Fatalf("closed with %v, want %d with a reason", err, wire.CloseInternal)
 	}
 }
