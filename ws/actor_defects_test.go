@@ -3,11 +3,18 @@ package ws
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/wire"
 )
 
 // post sends a POST and returns the status and the body.
@@ -118,5 +125,51 @@ func TestCloseEmptyChannelWaitsUntilDurable(t *testing.T) {
 	rec, err := ts.store.Channel(ctx, "empty")
 	if err != nil || rec.Open() || rec.LastSeq != 0 || rec.Epoch != 1 {
 		t.Fatalf("stored channel %+v (%v), want closed at seq 0 in epoch 1", rec, err)
+	}
+}
+
+// TestChannelNotFoundByWriter: when the writer reports that a channel's
+// row is gone (deleted under the server), that channel fails alone: its
+// subscribers get "internal" and close 4500, the server goes on, and the
+// channel is then unknown. It used to be taken for a shutdown: subscribers
+// got 1001 "server is shutting down" and would reconnect in vain.
+func TestChannelNotFoundByWriter(t *testing.T) {
+	ts := startTestServer(t, HubConfig{}, ServerConfig{})
+	ctx := context.Background()
+	for _, id := range []string{"gone", "other"} {
+		if _, err := ts.hub.Create(ctx, id, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dialTest(t, ts.url, "gone")
+	c.expect(t, wire.FrameHello, 0)
+	c.expect(t, wire.FrameLive, 0)
+	ts.gate.hold()
+	if st, body := post(t, ts.url+"/channels/gone/messages", "one"); st != http.StatusOK {
+		t.Fatalf("append: %d %s", st, body)
+	}
+	c.expect(t, wire.FrameMessage, 1)
+	b := ts.gate.next(t, "gone")
+	ts.gate.open()
+	ts.store.mu.Lock()
+	delete(ts.store.channels, "gone")
+	delete(ts.store.msgs, "gone")
+	ts.store.mu.Unlock()
+	b.Done(fmt.Errorf("persist: write batch: %w", persist.ErrNotFound))
+
+	f := c.next(t)
+	if f.Type != wire.FrameError || f.Code != wire.CodeInternal {
+		t.Fatalf("got %s frame %q %q, want an error frame with code %q", f.Type, f.Code, f.Message, wire.CodeInternal)
+	}
+	var ce websocket.CloseError
+	if err := c.closed(t); !errors.As(err, &ce) || ce.Code != wire.CloseInternal {
+		t.Fatalf("closed with %v, want %d", err, wire.CloseInternal)
+	}
+	// The server goes on: other channels work, this one is unknown now.
+	if st, body := post(t, ts.url+"/channels/other/messages", "fine"); st != http.StatusOK {
+		t.Fatalf("append to another channel: %d %s", st, body)
+	}
+	if st, body := post(t, ts.url+"/channels/gone/messages", "two"); st != http.StatusNotFound {
+		t.Fatalf("append to the deleted channel: %d %s, want 404", st, body)
 	}
 }

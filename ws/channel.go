@@ -26,6 +26,10 @@ var (
 	ErrOverloaded = errors.New("too many messages waiting to be persisted, retry later")
 	// ErrShuttingDown means the server is stopping.
 	ErrShuttingDown = errors.New("server is shutting down")
+	// ErrChannelFailed means the channel's messages could not be
+	// persisted and its actor stopped: the messages not yet durable are
+	// lost, and the channel's subscribers were ended.
+	ErrChannelFailed = errors.New("channel failed: its messages could not be persisted")
 )
 
 // Why a subscriber's live queue was closed by the actor.
@@ -33,6 +37,7 @@ const (
 	reasonDetached = iota + 1 // queue overflowed: catch up again from history
 	reasonEnded               // the channel closed at endSeq
 	reasonShutdown            // the server is stopping
+	reasonFailed              // the channel failed (ErrChannelFailed)
 )
 
 // subscriber is one consumer's registration with a channel actor. Only the
@@ -128,6 +133,9 @@ type channel struct {
 	closeSent bool // the final batch carries Close
 	gaveUp    bool // shutdown gave up on persisting the rest
 	startWhen int  // subscribers to wait for before closing started; 0 once closed
+	// failed is the error of a batch the writer refused for good: the
+	// channel stops.
+	failed error
 }
 
 func newChannel(h *Hub, rec persist.Channel) *channel {
@@ -333,6 +341,14 @@ func (c *channel) flush() {
 
 func (c *channel) onPersisted(r persistResult) {
 	c.inFlight = false
+	if r.err != nil && errors.Is(r.err, persist.ErrNotFound) {
+		// The channel's row is gone from under us: a fault of this
+		// channel alone, not a shutdown.
+		c.failed = r.err
+		c.h.log.Error("channel failed: its messages cannot be persisted", slog.String("channel", c.id),
+			slog.Int64("from", c.p+1), slog.Int64("to", c.lastSeq), slog.Any("err", r.err))
+		return
+	}
 	if r.err != nil {
 		// The writer gave up: the server is stopping with the store down.
 		c.closeSent = false
@@ -396,6 +412,9 @@ func (c *channel) trim() {
 // finished reports whether the actor is done: the close is durable, or the
 // server is stopping and everything it could persist is persisted.
 func (c *channel) finished() bool {
+	if c.failed != nil {
+		return true
+	}
 	if c.gaveUp {
 		// Shutdown ran out of time: do not wait for a batch the writer may
 		// be retrying against an unreachable store (its Done lands in the
@@ -420,22 +439,25 @@ func (c *channel) logLost(err error) {
 
 // exit ends every subscriber and answers every pending request.
 func (c *channel) exit() {
-	ended := c.closeSent && !c.inFlight // the close is durable
-	reason := reasonShutdown
-	if ended {
-		reason = reasonEnded
+	reason, err := reasonShutdown, ErrShuttingDown
+	switch {
+	case c.failed != nil:
+		reason, err = reasonFailed, ErrChannelFailed
+	case c.closeSent && !c.inFlight: // the close is durable
+		reason, err = reasonEnded, nil
 	}
+	ended := reason == reasonEnded
 	for s := range c.subs {
 		c.detach(s, reason)
 	}
 	for _, w := range c.waiters {
-		w.result <- appendResult{err: ErrShuttingDown}
+		w.result <- appendResult{err: err}
 	}
 	for _, r := range c.closers {
 		if ended {
 			r <- appendResult{seq: c.lastSeq}
 		} else {
-			r <- appendResult{err: ErrShuttingDown}
+			r <- appendResult{err: err}
 		}
 	}
 	c.h.remove(c, ended)

@@ -95,6 +95,8 @@ func statusOf(err error, id string) (int, string) {
 		return http.StatusConflict, err.Error()
 	case errors.As(err, &se):
 		return http.StatusServiceUnavailable, "storage is unavailable, retry later"
+	case errors.Is(err, ErrChannelFailed):
+		return http.StatusInternalServerError, fmt.Sprintf("channel %q failed on the server; the message may not be persisted", id)
 	}
 	return http.StatusInternalServerError, "internal error"
 }

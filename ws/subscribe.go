@@ -106,6 +106,8 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 			return s.end(reg.s.endSeq)
 		case reasonShutdown:
 			return ErrShuttingDown
+		case reasonFailed:
+			return ErrChannelFailed
 		}
 		// Detached: catch up again from last.
 	}

@@ -115,6 +115,11 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
 	case errors.Is(err, ErrNotFound):
 		s.reject(conn, wire.CodeNotFound, "channel "+strconv.Quote(id)+" not found")
+	case errors.Is(err, ErrChannelFailed):
+		// The actor has logged why.
+		s.reject(conn, wire.CodeInternal, "channel "+strconv.Quote(id)+" failed on the server: "+
+			"messages after the last durable one may be lost; resume later with from and epoch")
+		s.m.conns.WithLabelValues(outcomeError).Inc()
 	case errors.As(err, &fe), errors.As(err, &be):
 		s.reject(conn, wire.CodeBadRequest, err.Error())
 	case errors.As(err, &re):
