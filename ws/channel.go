@@ -341,16 +341,22 @@ func (c *channel) flush() {
 
 func (c *channel) onPersisted(r persistResult) {
 	c.inFlight = false
-	if r.err != nil && errors.Is(r.err, persist.ErrNotFound) {
-		// The channel's row is gone from under us: a fault of this
-		// channel alone, not a shutdown.
+	if r.err != nil && !errors.Is(r.err, persist.ErrClosed) {
+		// The writer refused the batch for good (the channel's row is
+		// gone, or the store rejects the data): retrying cannot help and
+		// every later batch would follow it. The channel fails alone:
+		// its subscribers and waiting producers are told, the messages
+		// not yet durable are lost, and the next request takes the
+		// channel over from the store as a restart would.
 		c.failed = r.err
+		c.h.metrics.failures.Inc()
 		c.h.log.Error("channel failed: its messages cannot be persisted", slog.String("channel", c.id),
 			slog.Int64("from", c.p+1), slog.Int64("to", c.lastSeq), slog.Any("err", r.err))
 		return
 	}
 	if r.err != nil {
-		// The writer gave up: the server is stopping with the store down.
+		// The writer gave up (ErrClosed): the server is stopping with the
+		// store down.
 		c.closeSent = false
 		c.gaveUp = true
 		c.logLost(r.err)

@@ -19,6 +19,7 @@ type Metrics struct {
 	latency      prometheus.Histogram
 	catchup      prometheus.Histogram
 	resyncs      prometheus.Counter
+	failures     prometheus.Counter
 	conns        *prometheus.CounterVec
 	persistLag   atomic.Pointer[atomic.Int64]
 }
@@ -66,6 +67,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "messages", Name: "slow_consumer_resyncs_total",
 			Help: "Subscribers detached because their queue was full, to catch up from history.",
 		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "messages", Name: "channel_failures_total",
+			Help: "Channels stopped because the store refused their messages for good (not retried).",
+		}),
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "messages", Name: "websocket_connections_total",
 			Help: "WebSocket connections by how they ended.",
@@ -85,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			return 0
 		})
 		reg.MustRegister(m.channelsOpen, m.subscribers, m.appended, m.delivered, m.latency,
-			m.catchup, m.resyncs, m.conns, lag)
+			m.catchup, m.resyncs, m.failures, m.conns, lag)
 	}
 	return m
 }
