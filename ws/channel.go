@@ -30,6 +30,9 @@ var (
 	// persisted and its actor stopped: the messages not yet durable are
 	// lost, and the channel's subscribers were ended.
 	ErrChannelFailed = errors.New("channel failed: its messages could not be persisted")
+	// ErrGeneratorChannel means the channel is written by its generator
+	// alone: producers may neither append to it nor close it.
+	ErrGeneratorChannel = errors.New("channel is written by its generator")
 )
 
 // Why a subscriber's live queue was closed by the actor.
@@ -66,10 +69,11 @@ type snapshot struct {
 
 type (
 	appendReq struct {
-		data   []byte
-		time   int64
-		wait   bool // answer once persisted
-		result chan appendResult
+		data      []byte
+		time      int64
+		wait      bool // answer once persisted
+		generated bool // from the channel's generator
+		result    chan appendResult
 	}
 	appendResult struct {
 		seq int64
@@ -81,8 +85,11 @@ type (
 		result chan snapshot
 	}
 	unsubscribeReq struct{ sub *subscriber }
-	closeReq       struct{ result chan appendResult }
-	persistResult  struct {
+	closeReq       struct {
+		result    chan appendResult
+		generated bool // from the channel's generator
+	}
+	persistResult struct {
 		last  int64
 		close bool
 		err   error
@@ -205,6 +212,10 @@ func (c *channel) handle(req any) {
 			c.statSubs.Store(int64(len(c.subs)))
 		}
 	case closeReq:
+		if c.gen != nil && !r.generated {
+			r.result <- appendResult{err: ErrGeneratorChannel}
+			return
+		}
 		if c.closing {
 			r.result <- appendResult{err: ErrChannelClosed}
 			return
@@ -217,6 +228,10 @@ func (c *channel) handle(req any) {
 
 func (c *channel) onAppend(r *appendReq) {
 	switch {
+	case c.gen != nil && !r.generated:
+		// Lines are seqs: another message would shift them.
+		r.result <- appendResult{err: ErrGeneratorChannel}
+		return
 	case c.closing:
 		r.result <- appendResult{err: ErrChannelClosed}
 		return

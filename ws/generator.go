@@ -52,7 +52,7 @@ func (h *Hub) generate(c *channel, next int64) {
 		// than the period, several are due at once.
 		due := first + int64(math.Floor(float64(time.Since(start))/float64(period)))
 		for next <= gen.Max && next <= due {
-			req := &appendReq{data: generatorLine(next, c.id), time: time.Now().UnixMicro(), result: result}
+			req := &appendReq{data: generatorLine(next, c.id), time: time.Now().UnixMicro(), generated: true, result: result}
 			sent, err := c.request(h.ctx, req)
 			if err != nil || !sent {
 				return
@@ -94,7 +94,7 @@ func (h *Hub) generate(c *channel, next int64) {
 			return
 		}
 	}
-	sent, err := c.request(h.ctx, closeReq{result: result})
+	sent, err := c.request(h.ctx, closeReq{result: result, generated: true})
 	if err != nil || !sent {
 		return
 	}
