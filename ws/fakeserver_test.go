@@ -2,7 +2,10 @@ package ws
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,4 +131,39 @@ func startTestServer(t testing.TB, hcfg HubConfig, scfg ServerConfig, wrap ...fu
 		hs.Close()
 	})
 	return &testServer{hub: h, store: st, gate: gate, srv: srv, url: hs.URL}
+}
+
+// post sends a POST and returns the status and the body.
+func post(t testing.TB, u, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(u, "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("POST %s: read body: %v", u, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+type httpResult struct {
+	status int
+	body   string
+}
+
+// receive waits for an answer that must come, failing after 10s.
+func receive[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	timeout := time.NewTimer(10 * time.Second)
+	defer timeout.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timeout.C:
+		t.Fatalf("no %s within 10s", what)
+	}
+	var zero T
+	return zero
 }
