@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,6 +45,7 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 		{"AppendBatchesInOrder", testAppendBatchesInOrder},
 		{"Epochs", testEpochs},
 		{"RestartRecovery", testRestartRecovery},
+		{"OneServerPerDatabase", testOneServer},
 		{"ConcurrentReadersDuringWrites", testConcurrentReaders},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -656,10 +658,46 @@ func testRestartRecovery(t *testing.T, newURL func(testing.TB) string) {
 	if _, err := s.CreateChannel(ctx, "done", nil); !errors.Is(err, persist.ErrExists) {
 		t.Fatalf("CreateChannel(done) after restart error = %v, want ErrExists", err)
 	}
-	// Opening a second store on the same database while the first is open
-	// works too (a rolling restart).
-	other := open(t, u)
-	checkMessages(t, other, "open", 6)
+}
+
+// testOneServer checks that a database serves one store at a time: a
+// second Open fails at once with ErrLocked and a message that says what to
+// do, and works again once the first store is closed.
+func testOneServer(t *testing.T, newURL func(testing.TB) string) {
+	u := newURL(t)
+	ctx := t.Context()
+	first, err := persist.Open(ctx, persist.Config{URL: u})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer first.Close()
+	create(t, first, "c")
+	write(t, first, "c", 1, 2, false)
+	for range 2 { // a refused Open leaves nothing behind that blocks the next
+		start := time.Now()
+		second, err := persist.Open(ctx, persist.Config{URL: u})
+		if err == nil {
+			second.Close()
+			t.Fatal("a second Open of an open database succeeded")
+		}
+		if !errors.Is(err, persist.ErrLocked) ||
+			!strings.Contains(err.Error(), "another messages server is using this database") ||
+			!strings.Contains(err.Error(), "stop it first, or use another database") {
+			t.Fatalf("second Open = %v, want ErrLocked with an explanation", err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("second Open took %v to fail", d)
+		}
+	}
+	write(t, first, "c", 3, 3, false) // the first goes on
+	first.Close()
+
+	again, err := persist.Open(ctx, persist.Config{URL: u})
+	if err != nil {
+		t.Fatalf("Open after the first store closed: %v", err)
+	}
+	defer again.Close()
+	checkMessages(t, again, "c", 3)
 }
 
 func testConcurrentReaders(t *testing.T, newURL func(testing.TB) string) {
