@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,8 +20,14 @@ import (
 // the connection that holds the server lock.
 type postgres struct {
 	pool *pgxpool.Pool
-	lock *pgx.Conn // nil with Config.SkipLock
 	desc slog.Value
+	// lockConfig and lockDesc take the lock again (see checkLock); nil
+	// lockConfig: Config.SkipLock.
+	lockConfig *pgx.ConnConfig
+	lockDesc   string
+
+	mu   sync.Mutex
+	lock *pgx.Conn // Guarded by mu; holds the server lock.
 }
 
 // serverLockClass is the upper half of the key of the session-level
@@ -62,7 +69,8 @@ func openPostgres(ctx context.Context, cfg Config) (*postgres, error) {
 		}
 	}
 	if !cfg.SkipLock {
-		if p.lock, err = lockPostgres(ctx, pcfg.ConnConfig.Copy(), desc.String()); err != nil {
+		p.lockConfig, p.lockDesc = pcfg.ConnConfig.Copy(), desc.String()
+		if p.lock, err = lockPostgres(ctx, p.lockConfig, p.lockDesc); err != nil {
 			return nil, err
 		}
 	}
@@ -106,17 +114,64 @@ func lockPostgres(ctx context.Context, config *pgx.ConnConfig, desc string) (*pg
 
 func (p *postgres) describe() slog.Value { return p.desc }
 
-func (p *postgres) ping(ctx context.Context) error { return p.pool.Ping(ctx) }
+// ping checks the pool, and that the server lock is still held.
+func (p *postgres) ping(ctx context.Context) error {
+	if err := p.pool.Ping(ctx); err != nil {
+		return err
+	}
+	return p.checkLock(ctx)
+}
+
+// lockPingTimeout bounds checkLock's ping of the lock's connection.
+const lockPingTimeout = 5 * time.Second
+
+// checkLock checks that the lock's connection is alive. If it is not (the
+// database restarted, or the connection was cut), the lock went with it:
+// checkLock takes it again on a new connection, or, if another server took
+// it meanwhile, returns an error wrapping ErrLocked.
+func (p *postgres) checkLock(ctx context.Context) error {
+	if p.lockConfig == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lock != nil {
+		// Not on ctx: pgx closes a connection whose query is cut short, and
+		// a caller's short deadline would then drop the lock it checks.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockPingTimeout)
+		err := p.lock.Ping(pctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if p.lock != nil {
+		p.lock.Close(context.WithoutCancel(ctx))
+		p.lock = nil
+	}
+	lock, err := lockPostgres(ctx, p.lockConfig, p.lockDesc)
+	if err != nil {
+		return fmt.Errorf("server lock lost: %w", err)
+	}
+	p.lock = lock
+	return nil
+}
 
 // close closes the pool, then the lock's connection, which releases it.
 func (p *postgres) close() {
 	if p.pool != nil {
 		p.pool.Close()
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.lock != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		p.lock.Close(ctx)
+		p.lock = nil
 	}
 }
 
