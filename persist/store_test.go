@@ -14,18 +14,15 @@ import (
 
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
+	"github.com/messages-server/messages/persist/storetest"
 )
 
-// openStore opens a Store on a fresh database, closed when t ends.
+// openStore opens a Store on a fresh PostgreSQL database, closed when t
+// ends.
 func openStore(t testing.TB) (*persist.Store, string) {
 	t.Helper()
 	u := persisttest.DatabaseURL(t)
-	s, err := persist.Open(t.Context(), persist.Config{URL: u, MaxConns: 8})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(s.Close)
-	return s, u
+	return storetest.Open(t, u), u
 }
 
 // msgs returns messages from..to of channel id, data "seq: id\n", each at

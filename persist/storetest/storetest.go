@@ -55,14 +55,27 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 	}
 }
 
-// open opens a Store at u, closed when t ends.
-func open(t testing.TB, u string) *persist.Store {
+// Open opens a Store at u, closed when t ends: if closing it takes longer
+// than the suite's bound (a connection never released), t fails instead of
+// hanging.
+func Open(t testing.TB, u string) *persist.Store {
 	t.Helper()
 	s, err := persist.Open(t.Context(), persist.Config{URL: u, MaxConns: 8})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(s.Close)
+	t.Cleanup(func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.Close()
+		}()
+		select {
+		case <-done:
+		case <-time.After(waitTimeout):
+			t.Errorf("Store.Close still waiting after %v: a connection was not released", waitTimeout)
+		}
+	})
 	return s
 }
 
@@ -134,7 +147,7 @@ func checkPrefix(id string, ms []persist.Message, atLeast int64) error {
 }
 
 func testChannelLifecycle(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	before := time.Now().Add(-time.Minute)
 
@@ -199,7 +212,7 @@ func testChannelLifecycle(t *testing.T, newURL func(testing.TB) string) {
 }
 
 func testChannelsOrderAndPages(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	// Every byte a channel id may hold, created out of order: the listing
 	// is in byte order on every backend.
@@ -244,7 +257,7 @@ func testChannelsOrderAndPages(t *testing.T, newURL func(testing.TB) string) {
 }
 
 func testReadRanges(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	create(t, s, "a", "b", "a0")
 	write(t, s, "a", 1, 30, false)
@@ -293,7 +306,7 @@ func testReadRanges(t *testing.T, newURL func(testing.TB) string) {
 }
 
 func testWriteBatches(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	create(t, s, "x", "y", "bin")
 	batches := []*persist.Batch{
@@ -383,7 +396,7 @@ func checkChannelError(t testing.TB, err error, want map[string]error) {
 // testClosedChannel checks that a closed channel takes no new message,
 // while a retry of what it stored, or of its close, still passes.
 func testClosedChannel(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	create(t, s, "shut", "empty", "open")
 	write(t, s, "shut", 1, 3, true)
@@ -444,7 +457,7 @@ func testClosedChannel(t *testing.T, newURL func(testing.TB) string) {
 // testNilData checks that a message with nil Data is stored as an empty
 // body on every backend.
 func testNilData(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	create(t, s, "nil")
 	ms := []persist.Message{
@@ -467,7 +480,7 @@ func testNilData(t *testing.T, newURL func(testing.TB) string) {
 }
 
 func testLargeTransactions(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	const channels = 300
 	ids := make([]string, channels)
@@ -517,7 +530,7 @@ func testLargeTransactions(t *testing.T, newURL func(testing.TB) string) {
 }
 
 func testAppendBatchesInOrder(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	w := persist.NewWriter(s, persist.WriterConfig{Workers: 4, MaxRows: 50})
 	defer closeWriter(t, w)
 	const channels, batches = 24, 12
@@ -577,7 +590,7 @@ func closeWriter(t testing.TB, w *persist.Writer) {
 }
 
 func testEpochs(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	create(t, s, "e")
 	survived := func(epoch, want int64) {
@@ -635,7 +648,7 @@ func testRestartRecovery(t *testing.T, newURL func(testing.TB) string) {
 	first.Close()
 
 	// The second process migrates nothing and sees everything.
-	s := open(t, u)
+	s := Open(t, u)
 	checkMessages(t, s, "done", 7)
 	checkMessages(t, s, "open", 4)
 	if c, err := s.Channel(ctx, "done"); err != nil || c.Open() {
@@ -701,7 +714,7 @@ func testOneServer(t *testing.T, newURL func(testing.TB) string) {
 }
 
 func testConcurrentReaders(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	w := persist.NewWriter(s, persist.WriterConfig{Workers: 4})
 	const channels, batches, perBatch, readers = 8, 40, 5, 6
 	ids := make([]string, channels)
