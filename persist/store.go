@@ -135,10 +135,12 @@ type Store struct {
 // One server at a time uses a database: the store holds a lock until
 // Close, or until the process ends, however it ends. On SQLite it is an
 // exclusive flock on the file <database>.lock beside the database; on
-// PostgreSQL a session-level advisory lock (see serverLockClass) on a
-// connection of its own, which the database releases when that connection
-// closes. If another process (or another Store) holds it, Open fails at
-// once with an error wrapping ErrLocked.
+// PostgreSQL a session-level advisory lock (pg_locks shows it with classid
+// 1836279667 and objid the oid of the channels table) on a connection of
+// its own, which the database releases when that connection closes; Ping
+// checks that it is still held. If another process (or another Store)
+// holds the lock, Open fails within seconds with an error wrapping
+// ErrLocked.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
