@@ -33,6 +33,12 @@ type Config struct {
 	// running the migrations, for deployments that run them separately.
 	// The zero value runs them.
 	SkipMigrations bool
+	// SkipLock opens a PostgreSQL store without the lock that keeps every
+	// other server off the database. Two servers writing the same channels
+	// lose messages, so this is only for servers that coordinate otherwise
+	// (a cluster that fences writes with leases). The zero value locks. A
+	// SQLite file is always locked.
+	SkipLock bool
 }
 
 // defaultMaxConns is Config.MaxConns when neither it nor the URL set one:
@@ -125,6 +131,16 @@ type Store struct {
 // brings its schema up to date, opens the connections and checks that the
 // database answers. Migrations of concurrent Opens on the same PostgreSQL
 // database are serialised.
+//
+// One server at a time uses a database: the store holds a lock until
+// Close, or until the process ends, however it ends. On SQLite it is an
+// exclusive flock on the file <database>.lock beside the database; on
+// PostgreSQL a session-level advisory lock (pg_locks shows it with classid
+// 1836279667 and objid the oid of the channels table) on a connection of
+// its own, which the database releases when that connection closes; Ping
+// checks that it is still held. If another process (or another Store)
+// holds the lock, Open fails within seconds with an error wrapping
+// ErrLocked.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
