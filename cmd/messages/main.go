@@ -151,9 +151,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.shutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive"))
 	}
-	if err := c.auth.finish(&c.addr); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, c.auth.finish(&c.addr)) // errors.Join drops a nil
 	return c, errors.Join(errs...)
 }
 
