@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/auth"
 )
 
 type createRequest struct {
@@ -30,6 +31,10 @@ type generatorRequest struct {
 const maxStartWhen = 1_000_000
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
+	allowed := s.authorizePublish(w, r)
+	if allowed == nil {
+		return
+	}
 	var req createRequest
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
 	if err != nil {
@@ -47,6 +52,9 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "malformed JSON body: more than one value")
 			return
 		}
+	}
+	if !allowed(req.ID) {
+		return
 	}
 	if req.ID == "" {
 		req.ID = newID()
@@ -83,6 +91,9 @@ type listResponse struct {
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Admin, "", false) {
+		return
+	}
 	q := r.URL.Query()
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
@@ -103,6 +114,9 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Subscribe, r.PathValue("id"), false) {
+		return
+	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -139,6 +153,9 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request) ([]byte, bo
 }
 
 func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Publish, r.PathValue("id"), false) {
+		return
+	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -174,6 +191,9 @@ type closeResponse struct {
 }
 
 func (s *Server) handleClose(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Publish, r.PathValue("id"), false) {
+		return
+	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -198,6 +218,9 @@ type historyResponse struct {
 }
 
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Subscribe, r.PathValue("id"), false) {
+		return
+	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return

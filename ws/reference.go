@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/messages-server/messages/ws/auth"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -18,6 +19,9 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.URL.Query().Get("id")
+	if !s.authorize(w, r, auth.Subscribe, id, true) {
+		return
+	}
 	if !ValidID(id) {
 		writeError(w, http.StatusBadRequest, idError(id))
 		return
@@ -29,6 +33,10 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 // is the channel id (empty: one is made); a generator starts and the
 // response streams the content.
 func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
+	allowed := s.authorizePublish(w, r)
+	if allowed == nil {
+		return
+	}
 	q := r.URL.Query()
 	gen, err := parseGenerator(q.Get("freq"), q.Get("max"))
 	if err != nil {
@@ -41,6 +49,9 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := strings.TrimSpace(string(body))
+	if !allowed(id) {
+		return
+	}
 	if id == "" {
 		id = newID()
 	} else if !ValidID(id) {

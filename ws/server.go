@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/messages-server/messages/ws/auth"
 )
 
 // ServerConfig configures a Server. Zero values mean the defaults.
@@ -38,6 +40,10 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// HubMetrics are the collectors the handlers update; use the hub's.
 	HubMetrics *Metrics
+	// Auth checks the token of every request that reads or writes a
+	// channel (see docs/SECURITY.md for the right each endpoint needs).
+	// Nil: open mode, every request is allowed.
+	Auth *auth.Authorizer
 }
 
 func (c *ServerConfig) setDefaults(h *Hub) {

@@ -15,11 +15,16 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/messages-server/messages/ws/auth"
 	"github.com/messages-server/messages/ws/wire"
 )
 
 // handleWS serves GET /ws?id=ID&from=SEQ&epoch=E.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Subscribe, r.URL.Query().Get("id"), true) {
+		s.m.conns.WithLabelValues(outcomeRejected).Inc()
+		return
+	}
 	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins}
 	for _, o := range s.cfg.AllowedOrigins {
 		if o == "*" {

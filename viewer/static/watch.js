@@ -69,8 +69,10 @@ export class Watcher {
       }
     }, sig);
     $("close-btn").addEventListener("click", () => this.closeClicked(), sig);
+    $("text-link").href = api.textURL(this.id);
     this.ticker = setInterval(() => this.renderStatus(), 250);
     this.sub.start();
+    this.probe();
     this.renderStatus();
     $("watch-title").focus();
   }
@@ -87,8 +89,24 @@ export class Watcher {
 
   // --- stream events ---
 
+  // probe asks for the channel over HTTP: a browser does not tell why a
+  // WebSocket was refused, but a 401 here brings up the token prompt (see
+  // api.onUnauthorized), and a 403 is said at once.
+  probe() {
+    if (this.probing || this.stopped) return;
+    this.probing = true;
+    api.getChannel(this.id, { signal: this.ctrl.signal })
+      .catch((e) => {
+        if (e.status === 403) this.notice(`Cannot watch this channel: ${e.message}.`, { bad: true });
+      })
+      .finally(() => {
+        this.probing = false;
+      });
+  }
+
   onState(s, info) {
     this.stateInfo = info;
+    if (s === State.WAITING) this.probe();
     this.flush(); // the status line never runs ahead of the content shown
     if (s === State.FAILED) this.notice(`Cannot watch this channel: ${info.reason}.`, { bad: true });
     if (s === State.ENDED || s === State.FAILED) this.producerDone();

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/messages-server/messages/ws/auth"
 	"github.com/messages-server/messages/ws/client"
 	"github.com/messages-server/messages/ws/wire"
 	"github.com/messages-server/messages/ws/wstest"
@@ -547,4 +549,61 @@ func TestClientAgainstServer(t *testing.T) {
 	if hellos < 2 {
 		t.Errorf("%d hellos: the drops did not cause a resume", hellos)
 	}
+}
+
+// TestClientToken subscribes to a server that requires tokens: without one,
+// or with one lacking the right, Subscribe fails with ErrUnauthorized or
+// ErrForbidden; with Options.Token the stream is delivered, and a redial
+// after a drop sends the token again.
+func TestClientToken(t *testing.T) {
+	secret := []byte("a test secret that is at least 32 bytes long")
+	a, err := auth.New(context.Background(), auth.Config{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	srv := wstest.Start(t, wstest.Options{Backend: "sqlite", Auth: a})
+	tok := func(c auth.Claims) string {
+		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
+		s, err := auth.SignHS256(secret, &c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	admin := tok(auth.Claims{Admin: true})
+	req, _ := http.NewRequest("POST", srv.URL+"/channels", strings.NewReader(`{"id":"room-1"}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := client.Subscribe(ctx, srv.URL, "room-1", client.Options{}); !errors.Is(err, client.ErrUnauthorized) {
+		t.Errorf("no token: %v, want ErrUnauthorized", err)
+	}
+	if _, err := client.Subscribe(ctx, srv.URL, "room-1", client.Options{Token: tok(auth.Claims{Subscribe: []string{"other"}})}); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("a token for another channel: %v, want ErrForbidden", err)
+	}
+	sub, err := client.Subscribe(ctx, srv.URL, "room-1", client.Options{Token: tok(auth.Claims{Subscribe: []string{"room-*"}}), Resume: true})
+	if err != nil {
+		t.Fatalf("with a token: %v", err)
+	}
+	defer sub.Close()
+	next := func(want client.EventKind) client.Event {
+		t.Helper()
+		ev, err := sub.Next(ctx)
+		if err != nil || ev.Kind != want {
+			t.Fatalf("Next = %v %v, want %v", ev.Kind, err, want)
+		}
+		return ev
+	}
+	next(client.EventHello)
+	next(client.EventLive)
+	srv.DropConnections()
+	next(client.EventHello) // redialed, with the token
+	next(client.EventLive)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/auth"
 )
 
 // The persist types satisfy the seams ws declares.
@@ -60,6 +61,14 @@ type Options struct {
 	// BatchWriter wraps the store seen by the persist writer (for fault
 	// injection); nil leaves it as is.
 	BatchWriter func(persist.BatchWriter) persist.BatchWriter
+	// Auth checks tokens; nil is open mode.
+	Auth *auth.Authorizer
+	// Guard wraps the server's handler, as cmd/messages does, when not
+	// nil.
+	Guard *auth.Guard
+	// Logger receives the server's logs. Default: warnings and errors on
+	// stderr.
+	Logger *slog.Logger
 }
 
 // Server is a running server. Its methods are safe for concurrent use.
@@ -96,7 +105,10 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Fatalf("wstest: unknown backend %q: use postgres or sqlite", opts.Backend)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	ctx := context.Background()
 	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log})
 	if err != nil {
@@ -125,8 +137,13 @@ func Start(t testing.TB, opts Options) *Server {
 	srv := ws.NewServer(hub, ws.ServerConfig{
 		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), AllowedOrigins: opts.AllowedOrigins,
 		MaxMessageBytes: opts.MaxMessageBytes, PingInterval: opts.PingInterval, Logger: log, HubMetrics: m,
+		Auth: opts.Auth,
 	})
-	hs := httptest.NewServer(srv)
+	var h http.Handler = srv
+	if opts.Guard != nil {
+		h = opts.Guard.Handler(srv)
+	}
+	hs := httptest.NewServer(h)
 	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store, http: hs, writer: writer}
 	t.Cleanup(s.Close)
 	return s
