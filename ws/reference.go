@@ -22,6 +22,16 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, idError(id))
 		return
 	}
+	if r.Method == http.MethodHead {
+		// The headers a GET would send, without following the stream.
+		if _, err := s.hub.Info(r.Context(), id); err != nil {
+			s.fail(w, r, err, id)
+			return
+		}
+		setTextHeaders(w)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	s.streamText(w, r, id)
 }
 
@@ -85,10 +95,15 @@ type textSink struct {
 	m       *Metrics
 }
 
+// setTextHeaders sets the headers of a text stream.
+func setTextHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+}
+
 func (t *textSink) hello(helloInfo) error {
-	t.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	t.w.Header().Set("X-Content-Type-Options", "nosniff")
-	t.w.Header().Set("Cache-Control", "no-store")
+	setTextHeaders(t.w)
 	t.w.WriteHeader(http.StatusOK)
 	return t.rc.Flush()
 }

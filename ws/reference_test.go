@@ -1,11 +1,13 @@
 package ws_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/wstest"
@@ -80,5 +82,52 @@ func TestReferenceAPI(t *testing.T) {
 	gen := r2.Header.Get("Channel-Id")
 	if !ws.ValidID(gen) || string(b) != generatorContent(gen, 3) {
 		t.Errorf("generated id %q, content %q", gen, b)
+	}
+}
+
+// TestReferenceHead checks HEAD /?id= answers the headers of the stream and
+// ends, even for an open channel whose stream would not end: the
+// connection is free for the next request at once.
+func TestReferenceHead(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{})
+	// Empty: a GET would wait for the first message with nothing to write.
+	createChannel(t, srv.URL, "head")
+	// One connection, kept alive: the request after the HEAD reuses it.
+	tr := &http.Transport{MaxConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	get := func(method, path string) *http.Response {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, method, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v (is the connection still busy with the HEAD?)", method, path, err)
+		}
+		if _, err := io.ReadAll(resp.Body); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, tc := range []struct {
+		id     string
+		status int
+		ctype  string
+	}{
+		{"head", http.StatusOK, "text/plain"},
+		{"nope", http.StatusNotFound, "application/json"},
+	} {
+		resp := get(http.MethodHead, "/?id="+tc.id)
+		if resp.StatusCode != tc.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), tc.ctype) {
+			t.Errorf("HEAD /?id=%s: %d %q, want %d %s", tc.id, resp.StatusCode, resp.Header.Get("Content-Type"), tc.status, tc.ctype)
+		}
+		if resp := get(http.MethodGet, "/channels/head"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /channels/head after the HEAD: %d", resp.StatusCode)
+		}
 	}
 }
