@@ -60,6 +60,9 @@ type Options struct {
 	// BatchWriter wraps the store seen by the persist writer (for fault
 	// injection); nil leaves it as is.
 	BatchWriter func(persist.BatchWriter) persist.BatchWriter
+	// Logger receives the logs of the store, the writer, the hub and the
+	// server. Default: warnings and errors to stderr.
+	Logger *slog.Logger
 }
 
 // Server is a running server. Its methods are safe for concurrent use.
@@ -96,7 +99,10 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Fatalf("wstest: unknown backend %q: use postgres or sqlite", opts.Backend)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	ctx := context.Background()
 	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log})
 	if err != nil {
