@@ -131,8 +131,19 @@ func newTestHub(t testing.TB, cfg HubConfig) (*Hub, *memStore, *memWriter) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		w.block(false)
-		if err := h.Stop(ctx); err != nil {
-			t.Errorf("stop: %v", err)
+		// Stop waits for the actors even past ctx: bound the wait, so that
+		// an actor that never exits fails the test instead of hanging it.
+		stopped := make(chan error, 1)
+		go func() { stopped <- h.Stop(ctx) }()
+		timer := time.NewTimer(15 * time.Second)
+		defer timer.Stop()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Errorf("stop: %v", err)
+			}
+		case <-timer.C:
+			t.Errorf("the hub did not stop within 15s: an actor or generator does not exit")
 		}
 	})
 	return h, st, w

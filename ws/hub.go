@@ -378,10 +378,3 @@ func await[T any](ctx context.Context, c *channel, result <-chan T) (T, bool, er
 		return zero, false, ctx.Err()
 	}
 }
-
-// running returns the actor of id if one runs in this process.
-func (h *Hub) running(id string) *channel {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.channels[id]
-}

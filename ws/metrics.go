@@ -21,6 +21,7 @@ type Metrics struct {
 	resyncs      prometheus.Counter
 	failures     prometheus.Counter
 	conns        *prometheus.CounterVec
+	httpErrors   *prometheus.CounterVec
 	persistLag   atomic.Pointer[atomic.Int64]
 }
 
@@ -75,6 +76,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "messages", Name: "websocket_connections_total",
 			Help: "WebSocket connections by how they ended.",
 		}, []string{"outcome"}),
+		httpErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "messages", Name: "http_request_errors_total",
+			Help: "HTTP requests the hub could not serve, by status; 499: the client went away first.",
+		}, []string{"status"}),
 	}
 	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeRejected, outcomeError} {
 		m.conns.WithLabelValues(o)
@@ -90,7 +95,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			return 0
 		})
 		reg.MustRegister(m.channelsOpen, m.subscribers, m.appended, m.delivered, m.latency,
-			m.catchup, m.resyncs, m.failures, m.conns, lag)
+			m.catchup, m.resyncs, m.failures, m.conns, m.httpErrors, lag)
 	}
 	return m
 }

@@ -69,7 +69,7 @@ func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, sta
 	h.startActor(c)
 	h.mu.Unlock()
 	release()
-	return h.infoOf(rec, c), nil
+	return h.infoOf(rec, c, false), nil
 }
 
 // Append adds a message to an open channel and returns its seq. With

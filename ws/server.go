@@ -78,10 +78,11 @@ type Server struct {
 	log *slog.Logger
 	m   *Metrics
 
-	wg sync.WaitGroup // WebSocket handlers
+	wg sync.WaitGroup // WebSocket handlers and text streams
 
 	mu       sync.Mutex
 	conns    map[*websocket.Conn]context.CancelFunc // guarded by mu
+	texts    map[*http.Request]context.CancelFunc   // guarded by mu: text streams
 	shutdown bool                                   // guarded by mu
 }
 
@@ -89,7 +90,7 @@ type Server struct {
 func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	cfg.setDefaults(hub)
 	s := &Server{hub: hub, cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: cfg.HubMetrics,
-		conns: make(map[*websocket.Conn]context.CancelFunc)}
+		conns: make(map[*websocket.Conn]context.CancelFunc), texts: make(map[*http.Request]context.CancelFunc)}
 	s.route("/{$}", map[string]http.HandlerFunc{"GET": s.handleRoot, "POST": s.handleReferenceCreate})
 	s.route("/static/", map[string]http.HandlerFunc{"GET": s.handleViewer})
 	s.route("/channels", map[string]http.HandlerFunc{"GET": s.handleList, "POST": s.handleCreate})
@@ -144,8 +145,9 @@ func sortedStrings(a []string) []string {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // Shutdown stops the hub (flushing every channel to the store), closes every
-// WebSocket with 1001 (going away) and waits for their handlers, or until
-// ctx is done.
+// WebSocket with 1001 (going away), ends every text stream (GET /?id= and
+// POST /) with a clean end of the response, and waits for their handlers,
+// or until ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown = true
@@ -154,6 +156,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	for _, cancel := range s.conns {
 		cancel()
+	}
+	for _, cancel := range s.texts {
+		cancel() // streams still catching up; the others were ended by Stop
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})

@@ -38,8 +38,8 @@ export function onUnauthorized(fn) {
   unauthorized.add(fn);
 }
 
-/** ID_PATTERN is the channel id syntax the server accepts. */
-export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/** ID_PATTERN is the channel id syntax the server accepts ("." and ".." excepted). */
+export const ID_PATTERN = /^(?!\.\.?$)[A-Za-z0-9._:-]{1,128}$/;
 
 async function request(method, path, { json, text, signal } = {}) {
   const init = { method, headers: {}, signal, cache: "no-store" };

@@ -127,7 +127,7 @@ function bindForm(form, action) {
 function readId(fd) {
   const id = String(fd.get("id") || "").trim();
   if (id && !api.ID_PATTERN.test(id)) {
-    throw new Error("A channel id is 1 to 128 characters of letters, digits and . _ : -");
+    throw new Error("A channel id is 1 to 128 characters of letters, digits and . _ : - (but not \".\" or \"..\")");
   }
   return id;
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,10 +68,20 @@ type Options struct {
 	// Guard wraps the server's handler, as cmd/messages does, when not
 	// nil.
 	Guard *auth.Guard
-	// Logger receives the server's logs. Default: warnings and errors on
-	// stderr.
+	// Logger receives the logs of the store, the writer, the hub and the
+	// server. Default: warnings and errors to stderr.
 	Logger *slog.Logger
+	// ShutdownTimeout is how long Close gives the server to flush. Close
+	// and Crash fail the test if the server has not stopped StopGrace
+	// after it. Default 30s.
+	ShutdownTimeout time.Duration
 }
+
+// StopGrace is how long past its shutdown timeout a server may take to
+// stop before Close or Crash fails the test instead of waiting for it: a
+// hub or a writer that does not stop makes the test fail in seconds, not
+// hang until the package times out.
+const StopGrace = 5 * time.Second
 
 // Server is a running server. Its methods are safe for concurrent use.
 type Server struct {
@@ -86,9 +98,11 @@ type Server struct {
 	// Store is the server's store.
 	Store *persist.Store
 
-	http   *httptest.Server
-	writer *persist.Writer
-	once   sync.Once
+	t       testing.TB
+	timeout time.Duration // of a graceful shutdown
+	http    *httptest.Server
+	writer  *persist.Writer
+	once    sync.Once
 }
 
 // Start starts a server; it is shut down gracefully when the test ends.
@@ -144,7 +158,11 @@ func Start(t testing.TB, opts Options) *Server {
 		h = opts.Guard.Handler(srv)
 	}
 	hs := httptest.NewServer(h)
-	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store, http: hs, writer: writer}
+	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store,
+		t: t, timeout: opts.ShutdownTimeout, http: hs, writer: writer}
+	if s.timeout <= 0 {
+		s.timeout = 30 * time.Second
+	}
 	t.Cleanup(s.Close)
 	return s
 }
@@ -161,15 +179,17 @@ func (s *Server) DropConnections() { s.Handler.DropConnections() }
 // which is what epochs are for.
 func (s *Server) Crash() {
 	s.once.Do(func() {
-		expired, cancel := context.WithCancel(context.Background())
-		cancel()
-		s.http.Listener.Close()
-		s.Handler.DropConnections()
-		_ = s.Handler.Shutdown(expired)
-		s.http.CloseClientConnections()
-		s.http.Close()
-		_ = s.writer.Close(expired)
-		s.Store.Close()
+		s.bounded("crash", 0, func() {
+			expired, cancel := context.WithCancel(context.Background())
+			cancel()
+			s.http.Listener.Close()
+			s.Handler.DropConnections()
+			_ = s.Handler.Shutdown(expired)
+			s.http.CloseClientConnections()
+			s.http.Close()
+			_ = s.writer.Close(expired)
+			s.Store.Close()
+		})
 	})
 }
 
@@ -178,14 +198,50 @@ func (s *Server) Crash() {
 // to call more than once.
 func (s *Server) Close() {
 	s.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s.http.Config.SetKeepAlivesEnabled(false)
-		s.http.Listener.Close()
-		_ = s.Handler.Shutdown(ctx)
-		s.http.CloseClientConnections()
-		s.http.Close()
-		_ = s.writer.Close(ctx)
-		s.Store.Close()
+		s.bounded("graceful shutdown", s.timeout, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+			defer cancel()
+			s.http.Config.SetKeepAlivesEnabled(false)
+			s.http.Listener.Close()
+			_ = s.Handler.Shutdown(ctx)
+			s.http.CloseClientConnections()
+			s.http.Close()
+			_ = s.writer.Close(ctx)
+			s.Store.Close()
+		})
 	})
+}
+
+// bounded runs stop, which has timeout to do its work, and fails the test
+// with the server's goroutines if it has not returned StopGrace later.
+// stop then goes on in the background.
+func (s *Server) bounded(what string, timeout time.Duration, stop func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stop()
+	}()
+	limit := timeout + StopGrace
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		s.t.Errorf("wstest: %s: the server did not stop within %v: a channel actor or the persist writer "+
+			"does not return; its goroutines:\n%s", what, limit, serverGoroutines())
+	}
+}
+
+// serverGoroutines returns the stacks of the goroutines running code of
+// this module.
+func serverGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "github.com/messages-server/messages/") && !strings.Contains(g, "wstest.serverGoroutines") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }
