@@ -209,15 +209,22 @@ func (p *postgres) createChannel(ctx context.Context, id string, gen *Generator)
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var err error
 		c, err = scanChannel(tx.QueryRow(ctx,
-			`INSERT INTO channels (id, gen_freq, gen_max) VALUES ($1, $2, $3)
+			`INSERT INTO channels (id, epoch, gen_freq, gen_max)
+			 VALUES ($1, (SELECT epoch + 1 FROM epoch_floor), $2, $3)
 			 RETURNING `+channelColumns, id, freq, max))
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx,
-			`INSERT INTO channel_epochs (channel_id, epoch, start_seq) VALUES ($1, $2, 0)`,
-			id, c.Epoch)
-		return err
+		// The insert read the floor before it waited for a concurrent
+		// delete of the same id, if there was one, to commit; this
+		// statement sees the floor that delete raised.
+		return tx.QueryRow(ctx,
+			`WITH raised AS (
+			   UPDATE channels c SET epoch = f.epoch + 1 FROM epoch_floor f
+			   WHERE c.id = $1 AND c.epoch <= f.epoch RETURNING c.epoch)
+			 INSERT INTO channel_epochs (channel_id, epoch, start_seq)
+			 SELECT $1, coalesce((SELECT epoch FROM raised), $2), 0
+			 RETURNING epoch`, id, c.Epoch).Scan(&c.Epoch)
 	})
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
 		return Channel{}, ErrExists
@@ -288,6 +295,67 @@ func (p *postgres) openEpoch(ctx context.Context, id string) (Channel, error) {
 		return Channel{}, ErrNotFound
 	}
 	return c, err
+}
+
+// deleteChannel deletes the channel's row first: a concurrent writeBatches
+// of it either committed before (its messages are then deleted below) or
+// finds no row and stores nothing. The floor comes last, so that deletes
+// wait for each other only at the end.
+func (p *postgres) deleteChannel(ctx context.Context, id string) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var epoch int64
+		err := tx.QueryRow(ctx, `DELETE FROM channels WHERE id = $1 RETURNING epoch`, id).Scan(&epoch)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return p.deleteRest(ctx, tx, []string{id}, epoch)
+	})
+}
+
+// deleteRest deletes the messages of the channels ids, whose rows tx has
+// deleted, and raises the epoch floor to epoch.
+func (p *postgres) deleteRest(ctx context.Context, tx pgx.Tx, ids []string, epoch int64) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE channel_id = ANY($1)`, ids); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `UPDATE epoch_floor SET epoch = GREATEST(epoch, $1)`, epoch)
+	return err
+}
+
+func (p *postgres) deleteClosedBefore(ctx context.Context, t time.Time, limit int) ([]string, error) {
+	var ids []string
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// SKIP LOCKED: a channel another transaction is deleting is left
+		// to it.
+		rows, err := tx.Query(ctx,
+			`DELETE FROM channels WHERE id IN (
+			   SELECT id FROM channels WHERE closed_at < $1
+			   ORDER BY closed_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+			 RETURNING id, epoch`, t, limit)
+		if err != nil {
+			return err
+		}
+		var (
+			id           string
+			epoch, floor int64
+		)
+		_, err = pgx.ForEachRow(rows, []any{&id, &epoch}, func() error {
+			ids = append(ids, id)
+			floor = max(floor, epoch)
+			return nil
+		})
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		return p.deleteRest(ctx, tx, ids, floor)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
 }
 
 func (p *postgres) epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error) {

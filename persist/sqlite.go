@@ -252,7 +252,8 @@ func (s *sqliteStore) createChannel(ctx context.Context, id string, gen *Generat
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
-			`INSERT INTO channels (id, created_at, gen_freq, gen_max) VALUES (?, ?, ?, ?)
+			`INSERT INTO channels (id, epoch, created_at, gen_freq, gen_max)
+			 VALUES (?, (SELECT epoch + 1 FROM epoch_floor), ?, ?, ?)
 			 RETURNING `+channelColumns, id, now, freq, genMax))
 		if err != nil {
 			return err
@@ -335,6 +336,73 @@ func (s *sqliteStore) openEpoch(ctx context.Context, id string) (Channel, error)
 		return Channel{}, ErrNotFound
 	}
 	return c, err
+}
+
+// deleteChannel needs no care for concurrent writes: the writer
+// connection runs one transaction at a time.
+func (s *sqliteStore) deleteChannel(ctx context.Context, id string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var epoch int64
+		err := tx.QueryRowContext(ctx, `DELETE FROM channels WHERE id = ? RETURNING epoch`, id).Scan(&epoch)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return deleteRest(ctx, tx, []string{id}, epoch)
+	})
+}
+
+// deleteRest deletes the messages of the channels ids, whose rows tx has
+// deleted (their epochs go with them), and raises the epoch floor to
+// epoch.
+func deleteRest(ctx context.Context, tx *sql.Tx, ids []string, epoch int64) error {
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx,
+		`DELETE FROM messages WHERE channel_id IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE epoch_floor SET epoch = max(epoch, ?)`, epoch)
+	return err
+}
+
+func (s *sqliteStore) deleteClosedBefore(ctx context.Context, t time.Time, limit int) ([]string, error) {
+	var ids []string
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx,
+			`DELETE FROM channels WHERE id IN (
+			   SELECT id FROM channels WHERE closed_at < ?
+			   ORDER BY closed_at, id LIMIT ?)
+			 RETURNING id, epoch`, t.UnixMicro(), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var floor int64
+		for rows.Next() {
+			var (
+				id    string
+				epoch int64
+			)
+			if err := rows.Scan(&id, &epoch); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			floor = max(floor, epoch)
+		}
+		if err := rows.Err(); err != nil || len(ids) == 0 {
+			return err
+		}
+		return deleteRest(ctx, tx, ids, floor)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
 }
 
 func (s *sqliteStore) epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 )
 
 // Config configures a Store. The zero value of every field except URL means
@@ -57,7 +58,8 @@ type backend interface {
 	close()
 	// ping reports whether the database answers.
 	ping(ctx context.Context) error
-	// createChannel inserts channel id at epoch 1, or returns ErrExists.
+	// createChannel inserts channel id at the first epoch above every
+	// deleted channel's (1 if none was deleted), or returns ErrExists.
 	createChannel(ctx context.Context, id string, gen *Generator) (Channel, error)
 	// channel reads channel id, or returns ErrNotFound.
 	channel(ctx context.Context, id string) (Channel, error)
@@ -71,6 +73,14 @@ type backend interface {
 	// epoch than epoch exists, the seq the first of them started at; or
 	// ErrNotFound.
 	epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error)
+	// deleteChannel deletes channel id, its epochs and its messages in one
+	// transaction and raises the epoch floor to its epoch, or returns
+	// ErrNotFound.
+	deleteChannel(ctx context.Context, id string) error
+	// deleteClosedBefore does what deleteChannel does, in one transaction,
+	// to up to limit (>= 1) channels closed before t, those closed first
+	// first, and returns their ids.
+	deleteClosedBefore(ctx context.Context, t time.Time, limit int) ([]string, error)
 	// writeBatches commits the messages of batches and the updates (one per
 	// channel of batches) in one transaction. An update of a channel that
 	// does not exist, or that is closed and would get messages past its
@@ -193,7 +203,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// CreateChannel records a new open channel at epoch 1 with no messages. It
+// CreateChannel records a new open channel with no messages. Its epoch is 1,
+// or, once channels have been deleted, one above the highest epoch a
+// deleted channel had: a client still holding a seq and an epoch of a
+// deleted channel cannot mistake a new channel of the same id for it. It
 // returns ErrExists if the id is taken.
 func (s *Store) CreateChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
 	c, err := s.b.createChannel(ctx, id, gen)
@@ -238,6 +251,35 @@ func (s *Store) Messages(ctx context.Context, id string, after int64, limit int)
 		return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
 	}
 	return ms, nil
+}
+
+// DeleteChannel deletes a channel and everything stored of it (its record,
+// epochs and messages) in one transaction, and returns ErrNotFound if it
+// does not exist. A WriteBatches of the channel that commits after it
+// fails with ErrNotFound and stores nothing; one that commits before it is
+// deleted with the rest. The id may then be created again, at a higher
+// epoch (see CreateChannel).
+func (s *Store) DeleteChannel(ctx context.Context, id string) error {
+	if err := s.b.deleteChannel(ctx, id); err != nil {
+		return fmt.Errorf("persist: delete channel %q: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteClosedBefore deletes, as DeleteChannel does and in one
+// transaction, up to limit channels that were closed before t, those
+// closed first first, and returns their ids. Open channels are never
+// deleted. Fewer than limit ids means no other channel was closed before
+// t. A limit below 1 deletes nothing.
+func (s *Store) DeleteClosedBefore(ctx context.Context, t time.Time, limit int) ([]string, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	ids, err := s.b.deleteClosedBefore(ctx, t, limit)
+	if err != nil {
+		return nil, fmt.Errorf("persist: delete channels closed before %s: %w", t.UTC().Format(time.RFC3339), err)
+	}
+	return ids, nil
 }
 
 // OpenEpoch starts a new epoch of a channel whose previous owner is gone:

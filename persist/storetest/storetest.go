@@ -47,6 +47,9 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 		{"RestartRecovery", testRestartRecovery},
 		{"OneServerPerDatabase", testOneServer},
 		{"ConcurrentReadersDuringWrites", testConcurrentReaders},
+		{"DeleteChannel", testDeleteChannel},
+		{"DeleteClosedBefore", testDeleteClosedBefore},
+		{"DeleteRacesWrites", testDeleteRacesWrites},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
