@@ -43,6 +43,12 @@ const (
 // must start again from 0, or from at most LastSeq with the new epoch.
 var ErrReset = errors.New("client: channel reset")
 
+// ErrDeleted matches (with errors.Is) the *ServerError of a deleted
+// channel: its history is gone and a subscription never resumes after it.
+// A channel created later under the same id is another channel, with an
+// epoch above every epoch of the deleted one.
+var ErrDeleted = errors.New("client: channel deleted")
+
 // ErrSubscriptionClosed is returned by Next after Close.
 var ErrSubscriptionClosed = errors.New("client: subscription closed")
 
@@ -61,7 +67,7 @@ type Options struct {
 	// continuing from the last seq received with the current epoch, with
 	// exponential backoff and full jitter between attempts. Next then returns
 	// a new Hello event and carries on without a gap. Errors that a retry
-	// cannot fix (not found, bad request, reset, protocol errors) are
+	// cannot fix (not found, deleted, bad request, reset, protocol errors) are
 	// returned as they are.
 	Resume bool
 	// ResumeAttempts bounds how many redials in a row may fail (or connect
@@ -150,10 +156,10 @@ var (
 // refused handshake). Use errors.As to read it, errors.Is(err, ErrReset)
 // for a reset.
 type ServerError struct {
-	// Code is one of wire.CodeBadRequest, wire.CodeNotFound, wire.CodeReset, wire.CodeInternal,
-	// wire.CodeUnavailable, "http_NNN" for a handshake refused with HTTP
-	// status NNN that has no wire code (such as http_401), or another code
-	// a newer server sends.
+	// Code is one of wire.CodeBadRequest, wire.CodeNotFound, wire.CodeReset,
+	// wire.CodeDeleted, wire.CodeInternal, wire.CodeUnavailable, "http_NNN"
+	// for a handshake refused with HTTP status NNN that has no wire code
+	// (such as http_401), or another code a newer server sends.
 	Code string
 	// Message is the server's human-readable explanation.
 	Message string
@@ -173,12 +179,15 @@ func (e *ServerError) Error() string {
 	return s
 }
 
-// Is reports whether e is a reset (target ErrReset), or a handshake refused
-// with 401 (ErrUnauthorized) or 403 (ErrForbidden).
+// Is reports whether e is a reset (target ErrReset), a deleted channel
+// (ErrDeleted), or a handshake refused with 401 (ErrUnauthorized) or 403
+// (ErrForbidden).
 func (e *ServerError) Is(target error) bool {
 	switch target {
 	case ErrReset:
 		return e.Code == wire.CodeReset
+	case ErrDeleted:
+		return e.Code == wire.CodeDeleted
 	case ErrUnauthorized:
 		return e.Code == codeHTTP(http.StatusUnauthorized)
 	case ErrForbidden:
@@ -552,6 +561,8 @@ func httpError(resp *http.Response, dialErr error) error {
 		code = wire.CodeNotFound
 	case http.StatusConflict:
 		code = wire.CodeReset
+	case http.StatusGone:
+		code = wire.CodeDeleted
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
 		code = wire.CodeUnavailable
 	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:

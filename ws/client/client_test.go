@@ -261,23 +261,32 @@ func TestClientServerErrors(t *testing.T) {
 		code    string
 		lastSeq int64
 		reset   bool
+		deleted bool
 	}{
 		{"not found frame", func(sc *scriptConn) {
 			sc.send(`{"type":"error","code":"not_found","message":"no channel c"}`)
 			sc.closeWith(4404)
-		}, wire.CodeNotFound, 0, false},
+		}, wire.CodeNotFound, 0, false, false},
+		{"deleted after messages", func(sc *scriptConn) {
+			sc.send(hello("c", "1", 0), msg(1, "a"), `{"type":"error","code":"deleted","message":"channel c was deleted"}`)
+			sc.closeWith(4410)
+		}, wire.CodeDeleted, 0, false, true},
+		{"deleted close code only", func(sc *scriptConn) {
+			sc.send(hello("c", "1", 0))
+			sc.closeWith(4410)
+		}, wire.CodeDeleted, 0, false, true},
 		{"reset frame", func(sc *scriptConn) {
 			sc.send(`{"type":"error","code":"reset","message":"restarted","last_seq":12}`)
 			sc.closeWith(4409)
-		}, wire.CodeReset, 12, true},
+		}, wire.CodeReset, 12, true, false},
 		{"error after messages", func(sc *scriptConn) {
 			sc.send(hello("c", "1", 0), msg(1, "a"), `{"type":"error","code":"bad_request","message":"no"}`)
 			sc.closeWith(4400)
-		}, wire.CodeBadRequest, 0, false},
+		}, wire.CodeBadRequest, 0, false, false},
 		{"close code only", func(sc *scriptConn) {
 			sc.send(hello("c", "1", 0))
 			sc.closeWith(4404)
-		}, wire.CodeNotFound, 0, false},
+		}, wire.CodeNotFound, 0, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -288,8 +297,10 @@ func TestClientServerErrors(t *testing.T) {
 			if !errors.As(err, &se) {
 				t.Fatalf("error %v (%T), want *client.ServerError", err, err)
 			}
-			if se.Code != tt.code || se.LastSeq != tt.lastSeq || errors.Is(err, client.ErrReset) != tt.reset {
-				t.Errorf("got %+v (is reset %v), want code %s last_seq %d reset %v", se, errors.Is(err, client.ErrReset), tt.code, tt.lastSeq, tt.reset)
+			if se.Code != tt.code || se.LastSeq != tt.lastSeq || errors.Is(err, client.ErrReset) != tt.reset ||
+				errors.Is(err, client.ErrDeleted) != tt.deleted {
+				t.Errorf("got %+v (is reset %v, deleted %v), want code %s last_seq %d reset %v deleted %v", se,
+					errors.Is(err, client.ErrReset), errors.Is(err, client.ErrDeleted), tt.code, tt.lastSeq, tt.reset, tt.deleted)
 			}
 			if n := len(queries()); n != 1 {
 				t.Errorf("%d connections, want 1: these errors are not retried", n)
@@ -309,6 +320,13 @@ func TestClientRefusedHandshake(t *testing.T) {
 	var se *client.ServerError
 	if !errors.As(err, &se) || se.Code != wire.CodeNotFound || se.Message != "channel nope not found" {
 		t.Fatalf("error %v, want a not_found *client.ServerError with the body's message", err)
+	}
+	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusGone)
+	}))
+	t.Cleanup(gone.Close)
+	if _, err := client.Subscribe(context.Background(), gone.URL, "c", client.Options{}); !errors.Is(err, client.ErrDeleted) {
+		t.Errorf("410 handshake: %v, want ErrDeleted", err)
 	}
 	if _, err := client.Subscribe(context.Background(), "ftp://x", "c", client.Options{}); err == nil {
 		t.Error("ftp url accepted")
