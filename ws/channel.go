@@ -30,6 +30,9 @@ var (
 	// persisted and its actor stopped: the messages not yet durable are
 	// lost, and the channel's subscribers were ended.
 	ErrChannelFailed = errors.New("channel failed: its messages could not be persisted")
+	// ErrChannelDeleted means the channel was deleted while the request
+	// was pending: its history is gone, and a message it took is not kept.
+	ErrChannelDeleted = errors.New("channel was deleted")
 	// ErrGeneratorChannel means the channel is written by its generator
 	// alone: producers may neither append to it nor close it.
 	ErrGeneratorChannel = errors.New("channel is written by its generator")
@@ -41,6 +44,7 @@ const (
 	reasonEnded               // the channel closed at endSeq
 	reasonShutdown            // the server is stopping
 	reasonFailed              // the channel failed (ErrChannelFailed)
+	reasonDeleted             // the channel was deleted (ErrChannelDeleted)
 )
 
 // subscriber is one consumer's registration with a channel actor. Only the
@@ -85,6 +89,7 @@ type (
 		result chan snapshot
 	}
 	unsubscribeReq struct{ sub *subscriber }
+	deleteReq      struct{} // the channel is deleted from the store: stop
 	closeReq       struct {
 		result    chan appendResult
 		generated bool // from the channel's generator
@@ -122,6 +127,11 @@ type channel struct {
 	statPersisted atomic.Int64
 	statSubs      atomic.Int64
 
+	// deleting is set by Hub.Delete while it deletes the channel from the
+	// store: a batch refused because the channel is not found then means
+	// deleted, not failed.
+	deleting atomic.Bool
+
 	// Owned by run.
 	lastSeq   int64
 	p         int64           // highest seq confirmed committed
@@ -143,6 +153,8 @@ type channel struct {
 	// failed is the error of a batch the writer refused for good: the
 	// channel stops.
 	failed error
+	// deleted: the channel was deleted from the store; the actor stops.
+	deleted bool
 }
 
 func newChannel(h *Hub, rec persist.Channel) *channel {
@@ -205,6 +217,8 @@ func (c *channel) handle(req any) {
 		c.onAppend(r)
 	case *subscribeReq:
 		r.result <- c.onSubscribe(r)
+	case deleteReq:
+		c.deleted = true
 	case unsubscribeReq:
 		if _, ok := c.subs[r.sub]; ok {
 			delete(c.subs, r.sub)
@@ -356,6 +370,10 @@ func (c *channel) flush() {
 
 func (c *channel) onPersisted(r persistResult) {
 	c.inFlight = false
+	if errors.Is(r.err, persist.ErrNotFound) && c.deleting.Load() {
+		c.deleted = true // Hub.Delete tells the actor too, once the delete is committed
+		return
+	}
 	if r.err != nil && !errors.Is(r.err, persist.ErrClosed) {
 		// The writer refused the batch for good (the channel's row is
 		// gone, or the store rejects the data): retrying cannot help and
@@ -433,7 +451,7 @@ func (c *channel) trim() {
 // finished reports whether the actor is done: the close is durable, or the
 // server is stopping and everything it could persist is persisted.
 func (c *channel) finished() bool {
-	if c.failed != nil {
+	if c.failed != nil || c.deleted {
 		return true
 	}
 	if c.gaveUp {
@@ -462,6 +480,8 @@ func (c *channel) logLost(err error) {
 func (c *channel) exit() {
 	reason, err := reasonShutdown, ErrShuttingDown
 	switch {
+	case c.deleted:
+		reason, err = reasonDeleted, ErrChannelDeleted
 	case c.failed != nil:
 		reason, err = reasonFailed, ErrChannelFailed
 	case c.closeSent && !c.inFlight: // the close is durable

@@ -129,6 +129,20 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, info)
 }
 
+// handleDelete serves DELETE /channels/{id}: 204 once the channel and its
+// history are deleted.
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	if err := s.hub.Delete(r.Context(), id); err != nil {
+		s.fail(w, r, err, id)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 type seqResponse struct {
 	Seq int64 `json:"seq"`
 }

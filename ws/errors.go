@@ -86,6 +86,8 @@ func statusOf(err error, id string) (int, string) {
 		return http.StatusNotFound, fmt.Sprintf("channel %q not found", id)
 	case errors.Is(err, ErrExists):
 		return http.StatusConflict, fmt.Sprintf("channel %q already exists", id)
+	case errors.Is(err, ErrChannelDeleted):
+		return http.StatusGone, fmt.Sprintf("channel %q was deleted", id)
 	case errors.Is(err, ErrChannelClosed):
 		return http.StatusConflict, fmt.Sprintf("channel %q is closed", id)
 	case errors.Is(err, ErrGeneratorChannel):

@@ -84,6 +84,31 @@ func (s *memStore) Survived(_ context.Context, id string, epoch int64) (int64, e
 
 func (s *memStore) Ping(context.Context) error { return nil }
 
+func (s *memStore) DeleteChannel(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.channels[id]; !ok {
+		return persist.ErrNotFound
+	}
+	delete(s.channels, id)
+	delete(s.msgs, id)
+	return nil
+}
+
+func (s *memStore) DeleteClosedBefore(_ context.Context, t time.Time, limit int) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id, c := range s.channels {
+		if len(ids) < limit && !c.Open() && c.ClosedAt.Before(t) {
+			ids = append(ids, id)
+			delete(s.channels, id)
+			delete(s.msgs, id)
+		}
+	}
+	return ids, nil
+}
+
 func (s *memStore) write(b *persist.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

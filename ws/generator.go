@@ -59,7 +59,8 @@ func (h *Hub) generate(c *channel, next int64) {
 			}
 			r, ok, err := await(h.ctx, c, result)
 			switch {
-			case err != nil || !ok || errors.Is(r.err, ErrChannelClosed) || errors.Is(r.err, ErrShuttingDown) || h.ctx.Err() != nil:
+			case err != nil || !ok || errors.Is(r.err, ErrChannelClosed) || errors.Is(r.err, ErrShuttingDown) ||
+				errors.Is(r.err, ErrChannelDeleted) || h.ctx.Err() != nil:
 				return
 			case errors.Is(r.err, ErrOverloaded):
 				// Back-pressure: retry this line later, never skip it.

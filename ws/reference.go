@@ -106,6 +106,9 @@ func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string) {
 		// later. The trailer tells it the content is incomplete.
 		w.Header().Set(streamEndTrailer, "shutdown")
 		return
+	case errors.Is(err, ErrChannelDeleted):
+		w.Header().Set(streamEndTrailer, "deleted") // there is nothing more to read
+		return
 	case !isClientGone(err):
 		s.log.Warn("text stream failed", slog.String("channel", id), slog.Any("err", err))
 	}
@@ -116,7 +119,7 @@ func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string) {
 
 // streamEndTrailer is the trailer of a text stream: "closed" once the
 // channel ended (the content is complete), "shutdown" if the server
-// stopped first.
+// stopped first, "deleted" if the channel was deleted.
 const streamEndTrailer = "Stream-End"
 
 // trackText registers a text stream so that Shutdown ends it and waits for

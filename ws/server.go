@@ -94,7 +94,7 @@ func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	s.route("/{$}", map[string]http.HandlerFunc{"GET": s.handleRoot, "POST": s.handleReferenceCreate})
 	s.route("/static/", map[string]http.HandlerFunc{"GET": s.handleViewer})
 	s.route("/channels", map[string]http.HandlerFunc{"GET": s.handleList, "POST": s.handleCreate})
-	s.route("/channels/{id}", map[string]http.HandlerFunc{"GET": s.handleInfo})
+	s.route("/channels/{id}", map[string]http.HandlerFunc{"GET": s.handleInfo, "DELETE": s.handleDelete})
 	s.route("/channels/{id}/messages", map[string]http.HandlerFunc{"GET": s.handleHistory, "POST": s.handleAppend})
 	s.route("/channels/{id}/close", map[string]http.HandlerFunc{"POST": s.handleClose})
 	s.route("/ws", map[string]http.HandlerFunc{"GET": s.handleWS})

@@ -108,6 +108,8 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 			return ErrShuttingDown
 		case reasonFailed:
 			return ErrChannelFailed
+		case reasonDeleted:
+			return ErrChannelDeleted
 		}
 		// Detached: catch up again from last.
 	}

@@ -65,7 +65,7 @@ func TestBadInput(t *testing.T) {
 		{"from past end", "GET", "/channels/keep/messages?from=99", "", 400, "past"},
 		{"bad limit", "GET", "/channels/keep/messages?limit=0", "", 400, "limit"},
 		{"bad wait", "POST", "/channels/keep/messages?wait=soon", "x", 400, "wait"},
-		{"wrong method", "DELETE", "/channels/keep", "", 405, "not allowed"},
+		{"wrong method", "PUT", "/channels/keep", "", 405, "not allowed"},
 		{"wrong method root", "PUT", "/", "", 405, "not allowed"},
 		{"malformed JSON", "POST", "/channels", `{"id":`, 400, "malformed JSON"},
 		{"unknown JSON field", "POST", "/channels", `{"name":"x"}`, 400, "malformed JSON"},

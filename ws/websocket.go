@@ -120,6 +120,8 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
 	case errors.Is(err, ErrNotFound):
 		s.reject(conn, wire.CodeNotFound, "channel "+strconv.Quote(id)+" not found")
+	case errors.Is(err, ErrChannelDeleted):
+		s.reject(conn, wire.CodeDeleted, "channel "+strconv.Quote(id)+" was deleted: its history is gone")
 	case errors.Is(err, ErrChannelFailed):
 		// The actor has logged why.
 		s.reject(conn, wire.CodeInternal, "channel "+strconv.Quote(id)+" failed on the server: "+
@@ -175,7 +177,11 @@ func (s *Server) rejectFrame(conn *websocket.Conn, f wire.Frame) {
 	} else {
 		conn.CloseNow()
 	}
-	if f.Code != wire.CodeUnavailable && f.Code != wire.CodeInternal {
+	switch f.Code {
+	case wire.CodeUnavailable, wire.CodeInternal:
+	case wire.CodeDeleted:
+		s.m.conns.WithLabelValues(outcomeDeleted).Inc()
+	default:
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 	}
 }
@@ -190,6 +196,8 @@ func closeReason(code string) string {
 		return "channel not found"
 	case wire.CodeReset:
 		return "epoch reset"
+	case wire.CodeDeleted:
+		return "channel deleted"
 	case wire.CodeInternal:
 		return "internal server error"
 	case wire.CodeUnavailable:

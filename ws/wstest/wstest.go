@@ -57,6 +57,9 @@ type Options struct {
 	// RetainMessages bounds the persisted messages a channel keeps in
 	// memory; small values make catch-ups read the store.
 	RetainMessages int
+	// Retention configures the deletion of closed channels; the zero
+	// value keeps them.
+	Retention ws.RetentionConfig
 	// Store wraps the store seen by the hub (for fault injection); nil
 	// leaves it as is.
 	Store func(ws.Store) ws.Store
@@ -143,7 +146,7 @@ func Start(t testing.TB, opts Options) *Server {
 	hub := ws.NewHub(ws.HubConfig{
 		Store: hubStore, Writer: writer, PersistInterval: opts.PersistInterval, QueueLen: opts.QueueLen,
 		MaxBufferedPerChannel: opts.MaxBufferedPerChannel, RetainMessages: opts.RetainMessages,
-		Logger: log, Metrics: m,
+		Retention: opts.Retention, Logger: log, Metrics: m,
 	})
 	if err := hub.Start(ctx); err != nil {
 		t.Fatalf("wstest: start hub: %v", err)
