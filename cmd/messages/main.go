@@ -64,6 +64,7 @@ type config struct {
 	compression     bool
 	debugAddr       string
 	auth            authConfig
+	retention       time.Duration
 }
 
 // defaultDatabaseURL is the SQLite file used when DATABASE_URL is unset, so
@@ -125,6 +126,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful shutdown may take to flush (env SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.BoolVar(&c.compression, "compression", envBool("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
+	fs.DurationVar(&c.retention, "retention", envDuration("RETENTION", 0), "delete closed channels and their history this long after they were closed, in the background; 0 keeps them forever (env RETENTION)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
 	addAuthFlags(fs, &c.auth, env, envBool)
 	if err := fs.Parse(args); err != nil {
@@ -138,6 +140,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.persistInterval <= 0 {
 		errs = append(errs, fmt.Errorf("persist interval must be positive"))
+	}
+	if c.retention < 0 {
+		errs = append(errs, fmt.Errorf("retention must not be negative (0 keeps closed channels forever)"))
 	}
 	if c.persistWorkers < 1 || c.persistWorkers > 64 {
 		errs = append(errs, fmt.Errorf("persist workers must be in [1, 64]"))
@@ -199,7 +204,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	metrics := ws.NewMetrics(reg)
 	hub := ws.NewHub(ws.HubConfig{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
-		Logger: log, Metrics: metrics,
+		Retention: ws.RetentionConfig{After: cfg.retention}, Logger: log, Metrics: metrics,
 	})
 	srv := ws.NewServer(hub, ws.ServerConfig{
 		Viewer: viewer.Handler(), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
