@@ -132,6 +132,9 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 // handleDelete serves DELETE /channels/{id}: 204 once the channel and its
 // history are deleted.
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Admin, r.PathValue("id"), false) {
+		return
+	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return
