@@ -118,6 +118,12 @@ func TestViewerToken(t *testing.T) {
 		t.Errorf("the text link gives %q", got)
 	}
 
+	// Deleting needs admin: the server's refusal is shown.
+	run(t, ctx, 10*time.Second, chromedp.Click(chromedp.CSS("#delete-btn")), chromedp.Click(chromedp.CSS("#delete-btn")))
+	waitJS(t, ctx, 10*time.Second, "the delete's 403",
+		`document.getElementById("notice").textContent.startsWith("Cannot delete:") && document.getElementById("notice").textContent.includes("admin")`)
+	authDo(t, "GET", srv.URL+"/channels/"+id, admin, "", 200)
+
 	// The channel list needs admin: the token is valid, so no prompt, the
 	// server's reason instead.
 	run(t, ctx, 30*time.Second, chromedp.Navigate(srv.URL+"/#/"))

@@ -111,6 +111,11 @@ export function closeChannel(id) {
   return request("POST", `channels/${enc(id)}/close`);
 }
 
+/** deleteChannel deletes a channel and its history (admin only). */
+export function deleteChannel(id) {
+  return request("DELETE", `channels/${enc(id)}`);
+}
+
 /** socketURL is the WebSocket subscription address for a channel. */
 export function socketURL(id, from, epoch) {
   const u = new URL("ws", document.baseURI);
