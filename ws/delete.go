@@ -57,7 +57,6 @@ func (h *Hub) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	defer release()
 	// No actor for id starts while the claim is held; one that runs goes
 	// on until the delete is committed, so that a failed delete changes
 	// nothing. A batch it writes meanwhile is stored and deleted, or, once
@@ -70,18 +69,45 @@ func (h *Hub) Delete(ctx context.Context, id string) error {
 		if c != nil {
 			c.deleting.Store(false)
 		}
+		release()
 		return storeErr(err)
 	}
 	h.metrics.deleted.WithLabelValues(deletedByRequest).Inc()
 	h.log.Info("channel deleted", slog.String("channel", id))
-	if c != nil {
-		// The actor never blocks, so it takes the request soon; waiting
-		// for its exit means a Create of the id right after succeeds.
-		if sent, _ := c.request(context.Background(), deleteReq{}); sent {
-			<-c.done
-		}
+	if c == nil {
+		release()
+		return nil
+	}
+	// The actor never blocks, so it takes the request soon; waiting for
+	// its exit means that its streams are ended when Delete returns.
+	_, _ = c.request(context.Background(), deleteReq{})
+	<-c.done
+	if !c.inFlight || !h.hold(c, release) {
+		release()
 	}
 	return nil
+}
+
+// hold keeps id claimed (see Delete) until the writer is done with the
+// last batch of c, a deleted channel's actor that exited with it in
+// flight: a channel created again under the id would otherwise take that
+// batch's messages as its own. It reports false if the hub is stopping.
+func (h *Hub) hold(c *channel, release func()) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return false
+	}
+	h.wg.Add(1) // under mu, before Stop's Wait
+	go func() {
+		defer h.wg.Done()
+		defer release()
+		select {
+		case <-c.persisted: // the batch's Done: refused as not found, or deleted with the rest
+		case <-h.stop:
+		}
+	}()
+	return true
 }
 
 // claim takes id's loading slot, so that neither get nor Create starts an

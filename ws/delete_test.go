@@ -2,11 +2,14 @@ package ws_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,4 +214,84 @@ func within[T any](t testing.TB, ch <-chan T, what string) T {
 	}
 	var zero T
 	return zero
+}
+
+// oldBatch fails every write while down, as an unreachable database does,
+// and closes written once a write of the message "old" reached the store.
+type oldBatch struct {
+	dst      persist.BatchWriter
+	down     atomic.Bool
+	failures atomic.Int64
+	written  chan struct{}
+	once     sync.Once
+}
+
+func (o *oldBatch) WriteBatches(ctx context.Context, bs []*persist.Batch) error {
+	if o.down.Load() {
+		o.failures.Add(1)
+		return errors.New("injected: database unreachable")
+	}
+	err := o.dst.WriteBatches(ctx, bs)
+	for _, b := range bs {
+		for _, m := range b.Messages {
+			if string(m.Data) == "old" {
+				o.once.Do(func() { close(o.written) })
+			}
+		}
+	}
+	return err
+}
+
+// TestDeleteThenCreateWithBatchInFlight deletes a channel whose last batch
+// the writer is still retrying (the database is failing its writes), then
+// creates the id again: the old batch must not land in the new channel,
+// so the create waits until the writer is done with it.
+func TestDeleteThenCreateWithBatchInFlight(t *testing.T) {
+	flaky := &oldBatch{written: make(chan struct{})}
+	srv := wstest.Start(t, wstest.Options{PersistInterval: 5 * time.Millisecond,
+		BatchWriter: func(w persist.BatchWriter) persist.BatchWriter { flaky.dst = w; return flaky }})
+	createChannel(t, srv.URL, "again")
+	flaky.down.Store(true)
+	appendMsg(t, srv.URL, "again", "old")
+	waitFor(t, 10*time.Second, "the writer retrying the batch", func() bool { return flaky.failures.Load() > 0 })
+	if st, b := do(t, "DELETE", srv.URL+"/channels/again", "", nil); st != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", st, b)
+	}
+	created := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(srv.URL+"/channels", "application/json", strings.NewReader(`{"id":"again"}`))
+		if err != nil {
+			created <- 0
+			return
+		}
+		resp.Body.Close()
+		created <- resp.StatusCode
+	}()
+	// Without the wait the create is done at once, before the batch is
+	// retried: give it the time to be.
+	st := 0
+	select {
+	case st = <-created:
+	case <-time.After(500 * time.Millisecond):
+	}
+	flaky.down.Store(false)
+	if st == 0 {
+		st = within(t, created, "the create")
+	}
+	if st != http.StatusCreated {
+		t.Fatalf("create again: %d", st)
+	}
+	within(t, flaky.written, "the old batch written again")
+	st, b := do(t, "POST", srv.URL+"/channels/again/messages?wait=persisted", "text/plain", []byte("new"))
+	if st != http.StatusOK {
+		t.Fatalf("append to the new channel: %d %s", st, b)
+	}
+	ms, err := srv.Store.Messages(context.Background(), "again", 0, 10)
+	if err != nil || len(ms) != 1 || string(ms[0].Data) != "new" {
+		var got []string
+		for _, m := range ms {
+			got = append(got, string(m.Data))
+		}
+		t.Fatalf("the new channel holds %q (%v), want [new]", got, err)
+	}
 }
