@@ -186,6 +186,10 @@ func migrateSQLite(p string, log *slog.Logger) error {
 	return nil
 }
 
+// lost returns nil: the file lock lasts as long as the process holds its
+// file open.
+func (s *sqliteStore) lost() <-chan struct{} { return nil }
+
 func (s *sqliteStore) describe() slog.Value {
 	return slog.GroupValue(slog.String("backend", "sqlite"), slog.String("path", s.path))
 }
