@@ -53,12 +53,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !allowed(req.ID) {
-		return
-	}
-	if req.ID == "" {
-		req.ID = newID()
-	} else if !ValidID(req.ID) {
+	if req.ID != "" && !ValidID(req.ID) {
 		writeError(w, http.StatusBadRequest, idError(req.ID))
 		return
 	}
@@ -76,6 +71,12 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		startWhen = g.StartWhenSubscribers
 	}
+	if !allowed(req.ID) {
+		return
+	}
+	if req.ID == "" {
+		req.ID = newID()
+	}
 	info, err := s.hub.Create(r.Context(), req.ID, gen, startWhen)
 	if err != nil {
 		s.fail(w, r, err, req.ID)
@@ -91,13 +92,13 @@ type listResponse struct {
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Admin, "", false) {
-		return
-	}
 	q := r.URL.Query()
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !s.authorize(w, r, auth.Admin, "", false) {
 		return
 	}
 	after := q.Get("after")
@@ -114,11 +115,11 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Subscribe, r.PathValue("id"), false) {
-		return
-	}
 	id, ok := pathID(w, r)
 	if !ok {
+		return
+	}
+	if !s.authorize(w, r, auth.Subscribe, id, false) {
 		return
 	}
 	info, err := s.hub.Info(r.Context(), id)
@@ -132,11 +133,11 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 // handleDelete serves DELETE /channels/{id}: 204 once the channel and its
 // history are deleted.
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Admin, r.PathValue("id"), false) {
-		return
-	}
 	id, ok := pathID(w, r)
 	if !ok {
+		return
+	}
+	if !s.authorize(w, r, auth.Admin, id, false) {
 		return
 	}
 	if err := s.hub.Delete(r.Context(), id); err != nil {
@@ -170,9 +171,6 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request) ([]byte, bo
 }
 
 func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Publish, r.PathValue("id"), false) {
-		return
-	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -184,6 +182,9 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
 		wait = true
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("wait=%q: the only value is wait=persisted", v))
+		return
+	}
+	if !s.authorize(w, r, auth.Publish, id, false) {
 		return
 	}
 	data, ok := s.readMessage(w, r)
@@ -208,11 +209,11 @@ type closeResponse struct {
 }
 
 func (s *Server) handleClose(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Publish, r.PathValue("id"), false) {
-		return
-	}
 	id, ok := pathID(w, r)
 	if !ok {
+		return
+	}
+	if !s.authorize(w, r, auth.Publish, id, false) {
 		return
 	}
 	last, err := s.hub.Close(r.Context(), id)
@@ -235,9 +236,6 @@ type historyResponse struct {
 }
 
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Subscribe, r.PathValue("id"), false) {
-		return
-	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -251,6 +249,9 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !s.authorize(w, r, auth.Subscribe, id, false) {
 		return
 	}
 	msgs, err := s.hub.History(r.Context(), id, from, limit)

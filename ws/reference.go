@@ -15,16 +15,17 @@ import (
 
 // handleRoot is the reference API's GET /?id=ID, or the viewer without id.
 func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
-	if !r.URL.Query().Has("id") {
+	q := r.URL.Query()
+	if !q.Has("id") {
 		s.handleViewer(w, r)
 		return
 	}
-	id := r.URL.Query().Get("id")
-	if !s.authorize(w, r, auth.Subscribe, id, true) {
-		return
-	}
+	id := q.Get("id")
 	if !ValidID(id) {
 		writeError(w, http.StatusBadRequest, idError(id))
+		return
+	}
+	if !s.authorize(w, r, auth.Subscribe, id, true) {
 		return
 	}
 	if r.Method == http.MethodHead {
@@ -60,14 +61,15 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := strings.TrimSpace(string(body))
+	if id != "" && !ValidID(id) {
+		writeError(w, http.StatusBadRequest, idError(id))
+		return
+	}
 	if !allowed(id) {
 		return
 	}
 	if id == "" {
 		id = newID()
-	} else if !ValidID(id) {
-		writeError(w, http.StatusBadRequest, idError(id))
-		return
 	}
 	if _, err := s.hub.Create(r.Context(), id, gen, 0); err != nil {
 		s.fail(w, r, err, id)

@@ -21,7 +21,12 @@ import (
 
 // handleWS serves GET /ws?id=ID&from=SEQ&epoch=E.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Subscribe, r.URL.Query().Get("id"), true) {
+	q := r.URL.Query()
+	id, fromParam, epoch := q.Get("id"), q.Get("from"), q.Get("epoch")
+	// A bad id or from is refused after the upgrade, with an error frame,
+	// whatever the token: only a well-formed request is authorized.
+	if _, err := parseFrom(fromParam); err == nil && ValidID(id) &&
+		!s.authorize(w, r, auth.Subscribe, id, true) {
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 		return
 	}
@@ -42,9 +47,6 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(4096) // clients send nothing but control frames
-
-	q := r.URL.Query()
-	id, fromParam, epoch := q.Get("id"), q.Get("from"), q.Get("epoch")
 
 	s.mu.Lock()
 	if s.shutdown {
