@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -56,8 +57,13 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1024))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than 1024 bytes: it must be a channel id of at most 128 bytes")
+		return
+	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "the body must be a channel id of at most 128 bytes")
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading the body: %v", err))
 		return
 	}
 	id := strings.TrimSpace(string(body))

@@ -35,6 +35,7 @@ func TestBadInput(t *testing.T) {
 		{"dot id", "POST", "/channels", `{"id":"."}`, 400, "not allowed"},
 		{"dot-dot id", "POST", "/channels", `{"id":".."}`, 400, "not allowed"},
 		{"dot-dot id reference", "POST", "/?max=3", "..", 400, "not allowed"},
+		{"oversized reference body", "POST", "/?max=3", strings.Repeat("r", 1025), 413, "larger than 1024"},
 		{"dot id stream", "GET", "/?id=.", "", 400, "not allowed"},
 		{"dot-dot id stream", "GET", "/?id=..", "", 400, "not allowed"},
 		{"escaped dot-dot id in path", "GET", "/channels/%2E%2E/messages", "", 400, "not allowed"},
