@@ -75,9 +75,11 @@ type (
 	appendReq struct {
 		data      []byte
 		time      int64
-		wait      bool // answer once persisted
-		generated bool // from the channel's generator
-		result    chan appendResult
+		generated bool              // from the channel's generator
+		result    chan appendResult // the seq, at once
+		// persisted, if not nil, gets a second answer once the message is
+		// durable (or will not be: the channel failed or the server stops).
+		persisted chan appendResult
 	}
 	appendResult struct {
 		seq int64
@@ -271,13 +273,12 @@ func (c *channel) onAppend(r *appendReq) {
 			c.detach(s, reasonDetached)
 		}
 	}
-	if r.wait {
-		c.waiters = append(c.waiters, waiter{seq: m.Seq, result: r.result})
+	r.result <- appendResult{seq: m.Seq}
+	if r.persisted != nil {
+		c.waiters = append(c.waiters, waiter{seq: m.Seq, result: r.persisted})
 		if !c.inFlight {
 			c.flush()
 		}
-	} else {
-		r.result <- appendResult{seq: m.Seq}
 	}
 	if !c.timerOn && !c.inFlight {
 		c.armTimer(c.h.cfg.PersistInterval)

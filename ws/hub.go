@@ -72,6 +72,14 @@ type HubConfig struct {
 	// Retention deletes channels closed longer ago than Retention.After,
 	// in the background. The zero value keeps them forever.
 	Retention RetentionConfig
+	// StoreTimeout bounds each store call made for a request (create,
+	// info, list, history, take-over); past it the call fails with a
+	// StoreError wrapping ErrStoreTimeout. Default 5s.
+	StoreTimeout time.Duration
+	// PersistWaitTimeout bounds how long an append that waits for
+	// persistence waits; past it Append returns a *PersistWaitError.
+	// Default 30s.
+	PersistWaitTimeout time.Duration
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the hub's metrics. Default: not exported.
@@ -99,6 +107,12 @@ func (c *HubConfig) setDefaults() {
 	}
 	if c.RetainBytes <= 0 {
 		c.RetainBytes = 64 << 10
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 5 * time.Second
+	}
+	if c.PersistWaitTimeout <= 0 {
+		c.PersistWaitTimeout = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -143,7 +157,7 @@ func NewHub(cfg HubConfig) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
 		cfg:      cfg,
-		store:    cfg.Store,
+		store:    timedStore{Store: cfg.Store, timeout: cfg.StoreTimeout},
 		writer:   cfg.Writer,
 		log:      cfg.Logger,
 		metrics:  cfg.Metrics,

@@ -72,14 +72,41 @@ func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, sta
 	return h.infoOf(rec, c, false), nil
 }
 
+// errPersistWait is the cause of an append's context when the persist-wait
+// timeout ended it.
+var errPersistWait = errors.New("persist wait timeout")
+
 // Append adds a message to an open channel and returns its seq. With
-// waitPersisted it returns only once the message is durable.
+// waitPersisted it returns only once the message is durable, or after the
+// persist-wait timeout with a *PersistWaitError. Whenever the returned seq
+// is not 0 the message was accepted, even if the error is not nil.
 func (h *Hub) Append(ctx context.Context, id string, data []byte, waitPersisted bool) (int64, error) {
-	req := &appendReq{data: data, wait: waitPersisted, result: make(chan appendResult, 1)}
-	return h.produce(ctx, id, func() any {
+	req := &appendReq{data: data, result: make(chan appendResult, 1)}
+	if waitPersisted {
+		req.persisted = make(chan appendResult, 1)
+	}
+	r, c, err := call(ctx, h, id, func() any {
 		req.time = time.Now().UnixMicro()
 		return req
 	}, req.result)
+	if errors.Is(err, errClosedChannel) {
+		return 0, ErrChannelClosed
+	}
+	if err != nil || r.err != nil || !waitPersisted {
+		return r.seq, errors.Join(err, r.err)
+	}
+	wctx, cancel := context.WithTimeoutCause(ctx, h.cfg.PersistWaitTimeout, errPersistWait)
+	defer cancel()
+	p, ok, err := await(wctx, c, req.persisted)
+	switch {
+	case err != nil && context.Cause(wctx) == errPersistWait:
+		return r.seq, &PersistWaitError{Seq: r.seq, After: h.cfg.PersistWaitTimeout}
+	case err != nil:
+		return r.seq, err
+	case !ok:
+		return r.seq, ErrShuttingDown // exit answers every waiter: not reached
+	}
+	return r.seq, p.err
 }
 
 // Close closes an open channel: its buffer is flushed, the close is made

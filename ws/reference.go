@@ -3,8 +3,6 @@ package ws
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -56,14 +54,8 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1024))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than 1024 bytes: it must be a channel id of at most 128 bytes")
-		return
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading the body: %v", err))
+	body, ok := s.readBody(w, r, 1024, "request body is larger than 1024 bytes: it must be a channel id of at most 128 bytes")
+	if !ok {
 		return
 	}
 	id := strings.TrimSpace(string(body))

@@ -37,6 +37,9 @@ type ServerConfig struct {
 	WriteTimeout time.Duration
 	// PingInterval is how often idle WebSockets are pinged. Default 30s.
 	PingInterval time.Duration
+	// BodyTimeout bounds the time a request body takes to arrive, from the
+	// moment its handler starts; past it the answer is 408. Default 30s.
+	BodyTimeout time.Duration
 	// Logger receives request-level logs. Default: discard.
 	Logger *slog.Logger
 	// HubMetrics are the collectors the handlers update; use the hub's.
@@ -56,6 +59,9 @@ func (c *ServerConfig) setDefaults(h *Hub) {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 30 * time.Second
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -2,6 +2,8 @@ package ws
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/messages-server/messages/persist"
@@ -45,4 +47,78 @@ type Enqueuer interface {
 	// when the writer's queue is full; the caller keeps the batch and tries
 	// again later. b.Done is called once b is committed.
 	TryEnqueue(b *persist.Batch) bool
+}
+
+// errStoreTimeout is the cause of a store call's context when the store
+// timeout, not the caller, ended it.
+var errStoreTimeout = errors.New("store timeout")
+
+// timedStore bounds every call to a Store: a database that is down or hung
+// costs a request at most timeout, then a StoreError (503). The drivers
+// honour contexts: pgx cancels the query and drops the connection, SQLite
+// interrupts the statement.
+type timedStore struct {
+	Store
+	timeout time.Duration
+}
+
+func (s timedStore) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
+}
+
+// check turns an error caused by the store timeout into a StoreError that
+// says so; other errors pass unchanged.
+func (s timedStore) check(ctx context.Context, err error) error {
+	if err != nil && context.Cause(ctx) == errStoreTimeout {
+		return &StoreError{Err: fmt.Errorf("%w: no answer within %v (%v)", ErrStoreTimeout, s.timeout, err)}
+	}
+	return err
+}
+
+func (s timedStore) CreateChannel(ctx context.Context, id string, gen *persist.Generator) (persist.Channel, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	c, err := s.Store.CreateChannel(ctx, id, gen)
+	return c, s.check(ctx, err)
+}
+
+func (s timedStore) Channel(ctx context.Context, id string) (persist.Channel, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	c, err := s.Store.Channel(ctx, id)
+	return c, s.check(ctx, err)
+}
+
+func (s timedStore) Channels(ctx context.Context, after string, limit int) ([]persist.Channel, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	c, err := s.Store.Channels(ctx, after, limit)
+	return c, s.check(ctx, err)
+}
+
+func (s timedStore) Messages(ctx context.Context, id string, after int64, limit int) ([]persist.Message, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	m, err := s.Store.Messages(ctx, id, after, limit)
+	return m, s.check(ctx, err)
+}
+
+func (s timedStore) OpenEpoch(ctx context.Context, id string) (persist.Channel, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	c, err := s.Store.OpenEpoch(ctx, id)
+	return c, s.check(ctx, err)
+}
+
+func (s timedStore) Survived(ctx context.Context, id string, epoch int64) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	n, err := s.Store.Survived(ctx, id, epoch)
+	return n, s.check(ctx, err)
+}
+
+func (s timedStore) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.check(ctx, s.Store.Ping(ctx))
 }

@@ -66,6 +66,7 @@ type config struct {
 	debugAddr       string
 	auth            authConfig
 	retention       time.Duration
+	bounds          bounds
 }
 
 // defaultDatabaseURL is the SQLite file used when DATABASE_URL is unset, so
@@ -130,6 +131,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.retention, "retention", envDuration("RETENTION", 0), "delete closed channels and their history this long after they were closed, in the background; 0 keeps them forever (env RETENTION)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
 	addAuthFlags(fs, &c.auth, env, envBool)
+	c.bounds.define(fs, envFuncs{str: env, dur: envDuration, num: envInt})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -158,6 +160,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive"))
 	}
 	errs = append(errs, c.auth.finish(&c.addr)) // errors.Join drops a nil
+	errs = append(errs, c.bounds.validate()...)
 	return c, errors.Join(errs...)
 }
 
@@ -203,15 +206,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Registerer: reg})
 	metrics := ws.NewMetrics(reg)
-	hub := ws.NewHub(ws.HubConfig{
+	hubCfg := ws.HubConfig{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
 		Retention: ws.RetentionConfig{After: cfg.retention}, Logger: log, Metrics: metrics,
-	})
-	srv := ws.NewServer(hub, ws.ServerConfig{
+	}
+	cfg.bounds.hub(&hubCfg)
+	hub := ws.NewHub(hubCfg)
+	srvCfg := ws.ServerConfig{
 		Viewer: viewer.Handler(), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
 		Logger: log, HubMetrics: metrics, Auth: authz,
-	})
+	}
+	cfg.bounds.server(&srvCfg)
+	srv := ws.NewServer(hub, srvCfg)
 	// From here on the writer's workers run, and from hub.Start on actors
 	// and generators too: every return, an early error included, goes
 	// through this one shutdown, which stops them and flushes what they
@@ -238,7 +245,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	httpSrv = &http.Server{Handler: guard.Handler(srv), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	httpSrv = &http.Server{Handler: guard.Handler(srv), ReadHeaderTimeout: cfg.bounds.readHeaderTimeout, IdleTimeout: cfg.bounds.idleTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())),

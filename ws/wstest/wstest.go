@@ -78,6 +78,11 @@ type Options struct {
 	// and Crash fail the test if the server has not stopped StopGrace
 	// after it. Default 30s.
 	ShutdownTimeout time.Duration
+	// Hub, if not nil, edits the hub's configuration last (bounds,
+	// timeouts, quotas).
+	Hub func(*ws.HubConfig)
+	// Server, if not nil, edits the server's configuration last.
+	Server func(*ws.ServerConfig)
 }
 
 // StopGrace is how long past its shutdown timeout a server may take to
@@ -143,19 +148,27 @@ func Start(t testing.TB, opts Options) *Server {
 		hubStore = opts.Store(store)
 	}
 	m := ws.NewMetrics(reg)
-	hub := ws.NewHub(ws.HubConfig{
+	hubCfg := ws.HubConfig{
 		Store: hubStore, Writer: writer, PersistInterval: opts.PersistInterval, QueueLen: opts.QueueLen,
 		MaxBufferedPerChannel: opts.MaxBufferedPerChannel, RetainMessages: opts.RetainMessages,
 		Retention: opts.Retention, Logger: log, Metrics: m,
-	})
+	}
+	if opts.Hub != nil {
+		opts.Hub(&hubCfg)
+	}
+	hub := ws.NewHub(hubCfg)
 	if err := hub.Start(ctx); err != nil {
 		t.Fatalf("wstest: start hub: %v", err)
 	}
-	srv := ws.NewServer(hub, ws.ServerConfig{
+	srvCfg := ws.ServerConfig{
 		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), AllowedOrigins: opts.AllowedOrigins,
 		MaxMessageBytes: opts.MaxMessageBytes, PingInterval: opts.PingInterval, Logger: log, HubMetrics: m,
 		Auth: opts.Auth,
-	})
+	}
+	if opts.Server != nil {
+		opts.Server(&srvCfg)
+	}
+	srv := ws.NewServer(hub, srvCfg)
 	var h http.Handler = srv
 	if opts.Guard != nil {
 		h = opts.Guard.Handler(srv)
