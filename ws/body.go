@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -34,8 +35,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64, t
 		_ = rc.SetReadDeadline(time.Time{})
 		if cap(data) > len(data)+len(data)/4 {
 			// io.ReadAll grows by doubling: keep no more than the
-			// message needs, as the buffer may hold it for long.
-			data = append(make([]byte, 0, len(data)), data...)
+			// message needs, as the buffer may hold it for long. The
+			// copy's capacity is its allocation, size class included.
+			data = bytes.Clone(data)
 		}
 		return data, true
 	}

@@ -139,8 +139,8 @@ type channel struct {
 	p         int64           // highest seq confirmed committed
 	buf       []*wire.Message // base..lastSeq: recent persisted ones, then p+1..lastSeq
 	base      int64           // seq of buf[0]; lastSeq+1 when buf is empty
-	bufBytes  int64           // data bytes of the unpersisted messages
-	retained  int64           // data bytes of the persisted messages kept in buf
+	bufBytes  int64           // cost of the unpersisted messages (see msgCost)
+	retained  int64           // cost of the persisted messages kept in buf
 	inFlight  bool            // a batch is with the writer (an empty close batch has last seq 0)
 	subs      map[*subscriber]struct{}
 	waiters   []waiter // appends waiting for persistence, by seq
@@ -254,14 +254,16 @@ func (c *channel) onAppend(r *appendReq) {
 	case c.stopping:
 		r.result <- appendResult{err: ErrShuttingDown}
 		return
-	case !c.h.reserve(c, int64(len(r.data))):
+	}
+	m := wire.NewMessage(c.lastSeq+1, r.time, r.data)
+	cost := msgCost(m)
+	if !c.reserve(cost) {
 		r.result <- appendResult{err: ErrOverloaded}
 		return
 	}
 	c.lastSeq++
-	m := wire.NewMessage(c.lastSeq, r.time, r.data)
 	c.buf = append(c.buf, m)
-	c.bufBytes += int64(len(m.Data))
+	c.bufBytes += cost
 	c.statLast.Store(c.lastSeq)
 	c.h.metrics.appended.Inc()
 	for s := range c.subs {
@@ -399,11 +401,11 @@ func (c *channel) onPersisted(r persistResult) {
 	n := r.last - c.p
 	var freed int64
 	for _, m := range c.buf[c.p+1-c.base : r.last+1-c.base] {
-		freed += int64(len(m.Data))
+		freed += msgCost(m)
 	}
 	c.bufBytes -= freed
 	c.retained += freed
-	c.h.release(n, freed)
+	c.h.persisted(n, freed)
 	c.p = r.last
 	c.trim()
 	c.statPersisted.Store(c.p)
@@ -423,29 +425,6 @@ func (c *channel) onPersisted(r persistResult) {
 		}
 	} else if c.closing || c.stopping {
 		c.flush()
-	}
-}
-
-// trim drops the oldest persisted messages past the retention bounds. The
-// rest stay in memory so that recent catch-ups and resumes need no store
-// read; unpersisted messages are never dropped.
-func (c *channel) trim() {
-	i := 0
-	for ; i < len(c.buf) && c.buf[i].Seq <= c.p; i++ {
-		kept := c.p - c.buf[i].Seq + 1
-		if c.retained <= c.h.cfg.RetainBytes && kept <= int64(c.h.cfg.RetainMessages) {
-			break
-		}
-		c.retained -= int64(len(c.buf[i].Data))
-	}
-	if i == 0 {
-		return
-	}
-	clear(c.buf[:i])
-	c.buf = c.buf[i:]
-	c.base += int64(i)
-	if len(c.buf) == 0 {
-		c.buf = nil
 	}
 }
 

@@ -57,16 +57,21 @@ type HubConfig struct {
 	// MaxBufferedPerChannel bounds the unpersisted messages of one channel;
 	// past it appends fail with ErrOverloaded. Default 100,000.
 	MaxBufferedPerChannel int
-	// MaxBufferedBytes bounds the unpersisted message bytes of all channels
-	// together; past it appends fail with ErrOverloaded. Default 256 MiB.
+	// MaxBufferedBytes bounds the memory of the messages all channels hold,
+	// unpersisted and retained, each counted at its real cost (see
+	// MessageOverhead); past it appends fail with ErrOverloaded. Retained
+	// messages may use at most an eighth of it. Default 256 MiB.
 	MaxBufferedBytes int64
+	// MaxChannelBytes bounds the same memory for one channel. Default
+	// 16 MiB, and at most MaxBufferedBytes.
+	MaxChannelBytes int64
 	// HistoryPage is how many rows a catch-up reads from the store at once.
 	// Default 1000.
 	HistoryPage int
 	// RetainMessages and RetainBytes bound the persisted messages a channel
 	// keeps in memory after they are durable, so that catch-ups and resumes
 	// of recent history need no store read. Defaults 256 messages and
-	// 64 KiB of data per channel.
+	// 64 KiB (at real cost) per channel.
 	RetainMessages int
 	RetainBytes    int64
 	// Retention deletes channels closed longer ago than Retention.After,
@@ -99,6 +104,10 @@ func (c *HubConfig) setDefaults() {
 	if c.MaxBufferedBytes <= 0 {
 		c.MaxBufferedBytes = 256 << 20
 	}
+	if c.MaxChannelBytes <= 0 {
+		c.MaxChannelBytes = 16 << 20
+	}
+	c.MaxChannelBytes = min(c.MaxChannelBytes, c.MaxBufferedBytes)
 	if c.HistoryPage <= 0 {
 		c.HistoryPage = 1000
 	}
@@ -140,8 +149,9 @@ type Hub struct {
 	cancel      context.CancelFunc // cancels ctx, which only the generators use: Stop ends them
 	wg          sync.WaitGroup     // actors and generators
 
-	bufferedMsgs  atomic.Int64
-	bufferedBytes atomic.Int64
+	bufferedMsgs  atomic.Int64 // unpersisted messages
+	memBytes      atomic.Int64 // cost of every unpersisted and retained message
+	retainedBytes atomic.Int64 // cost of the retained ones
 
 	mu       sync.Mutex
 	channels map[string]*channel      // guarded by mu
@@ -169,6 +179,7 @@ func NewHub(cfg HubConfig) *Hub {
 		loading:  make(map[string]chan struct{}),
 	}
 	h.metrics.persistLag.Store(&h.bufferedMsgs)
+	h.metrics.memBytes.Store(&h.memBytes)
 	if cfg.Retention.After > 0 {
 		h.wg.Add(1)
 		go h.retain()
@@ -326,30 +337,10 @@ func (h *Hub) remove(c *channel, closed bool) {
 	}
 	h.mu.Unlock()
 	h.metrics.channelsOpen.Dec()
-	h.release(c.lastSeq-c.p, c.bufBytes)
+	h.forget(c)
 	if closed {
 		h.log.Debug("channel closed", slog.String("channel", c.id), slog.Int64("seq", c.lastSeq))
 	}
-}
-
-// reserve accounts for one more buffered message of n bytes in c, or
-// reports false if a bound would be passed. Called by c's actor.
-func (h *Hub) reserve(c *channel, n int64) bool {
-	if c.lastSeq-c.p >= int64(h.cfg.MaxBufferedPerChannel) {
-		return false
-	}
-	if h.bufferedBytes.Add(n) > h.cfg.MaxBufferedBytes {
-		h.bufferedBytes.Add(-n)
-		return false
-	}
-	h.bufferedMsgs.Add(1)
-	return true
-}
-
-// release accounts for msgs buffered messages of n bytes leaving buffers.
-func (h *Hub) release(msgs, n int64) {
-	h.bufferedMsgs.Add(-msgs)
-	h.bufferedBytes.Add(-n)
 }
 
 // call sends the request made by req to the actor of channel id and

@@ -24,6 +24,7 @@ type Metrics struct {
 	conns        *prometheus.CounterVec
 	httpErrors   *prometheus.CounterVec
 	persistLag   atomic.Pointer[atomic.Int64]
+	memBytes     atomic.Pointer[atomic.Int64]
 }
 
 // WebSocket connection outcomes, the values of the outcome label.
@@ -103,8 +104,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			}
 			return 0
 		})
+		mem := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "messages", Name: "buffered_bytes",
+			Help: "Memory of the messages channels hold (unpersisted and retained), at real cost; bounded by -max-buffered-bytes.",
+		}, func() float64 {
+			if p := m.memBytes.Load(); p != nil {
+				return float64(p.Load())
+			}
+			return 0
+		})
 		reg.MustRegister(m.channelsOpen, m.subscribers, m.appended, m.delivered, m.latency,
-			m.catchup, m.resyncs, m.failures, m.deleted, m.conns, m.httpErrors, lag)
+			m.catchup, m.resyncs, m.failures, m.deleted, m.conns, m.httpErrors, lag, mem)
 	}
 	return m
 }

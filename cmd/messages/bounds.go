@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/messages-server/messages/ws"
@@ -14,6 +16,8 @@ type envFuncs struct {
 	str func(name, def string) string
 	dur func(name string, def time.Duration) time.Duration
 	num func(name string, def int) int
+	// fail records an error in an environment value.
+	fail func(error)
 }
 
 // bounds are the timeouts, memory bounds and quotas that make the server
@@ -24,6 +28,8 @@ type bounds struct {
 	persistWaitTimeout time.Duration
 	readHeaderTimeout  time.Duration
 	idleTimeout        time.Duration
+	maxBufferedBytes   byteSize
+	maxChannelBytes    byteSize
 }
 
 func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
@@ -32,6 +38,10 @@ func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
 	fs.DurationVar(&b.persistWaitTimeout, "persist-wait-timeout", env.dur("PERSIST_WAIT_TIMEOUT", 30*time.Second), "longest an append with ?wait=persisted waits, else 504 with its seq (env PERSIST_WAIT_TIMEOUT)")
 	fs.DurationVar(&b.readHeaderTimeout, "read-header-timeout", env.dur("READ_HEADER_TIMEOUT", 10*time.Second), "request headers must arrive within this (env READ_HEADER_TIMEOUT)")
 	fs.DurationVar(&b.idleTimeout, "idle-timeout", env.dur("IDLE_TIMEOUT", 2*time.Minute), "an idle keep-alive connection is closed after this (env IDLE_TIMEOUT)")
+	b.maxBufferedBytes = env.size("MAX_BUFFERED_BYTES", 256<<20)
+	fs.Var(&b.maxBufferedBytes, "max-buffered-bytes", "`size` of the memory for messages held by all channels, unpersisted and retained, at real cost (e.g. 256MiB); past it appends get 503 and generators pause (env MAX_BUFFERED_BYTES)")
+	b.maxChannelBytes = env.size("MAX_CHANNEL_BYTES", 16<<20)
+	fs.Var(&b.maxChannelBytes, "max-channel-bytes", "`size` bound of the same memory for one channel (env MAX_CHANNEL_BYTES)")
 }
 
 func (b *bounds) validate() []error {
@@ -47,6 +57,12 @@ func (b *bounds) validate() []error {
 			errs = append(errs, fmt.Errorf("%s must be positive", d.name))
 		}
 	}
+	if b.maxBufferedBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("max buffered bytes must be at least 1MiB"))
+	}
+	if b.maxChannelBytes < 64<<10 || b.maxChannelBytes > b.maxBufferedBytes {
+		errs = append(errs, fmt.Errorf("max channel bytes must be in [64KiB, max buffered bytes]"))
+	}
 	return errs
 }
 
@@ -54,9 +70,61 @@ func (b *bounds) validate() []error {
 func (b *bounds) hub(c *ws.HubConfig) {
 	c.StoreTimeout = b.storeTimeout
 	c.PersistWaitTimeout = b.persistWaitTimeout
+	c.MaxBufferedBytes = int64(b.maxBufferedBytes)
+	c.MaxChannelBytes = int64(b.maxChannelBytes)
 }
 
 // server sets the server's part of the bounds in c.
 func (b *bounds) server(c *ws.ServerConfig) {
 	c.BodyTimeout = b.bodyTimeout
+}
+
+// size reads a byte size from the environment.
+func (e envFuncs) size(name string, def byteSize) byteSize {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	var b byteSize
+	if err := b.Set(v); err != nil {
+		e.fail(fmt.Errorf("%s=%q: %v", name, v, err))
+	}
+	return b
+}
+
+// byteSize is a flag.Value for a number of bytes: an integer, optionally
+// followed by KiB, MiB or GiB.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	switch n := int64(*b); {
+	case n != 0 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
+	case n != 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n != 0 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	default:
+		return strconv.FormatInt(n, 10)
+	}
+}
+
+// Set parses s.
+func (b *byteSize) Set(s string) error {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 || n > (1<<50)/mult {
+		return fmt.Errorf("not a size: use bytes, or a number with KiB, MiB or GiB")
+	}
+	*b = byteSize(n * mult)
+	return nil
 }

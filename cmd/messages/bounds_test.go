@@ -53,3 +53,31 @@ func TestConnectionTimeouts(t *testing.T) {
 		t.Fatalf("idle keep-alive connection: read %d bytes, %v; want it closed by the server", n, err)
 	}
 }
+
+func TestByteSizeFlag(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"268435456", 256 << 20, true}, {"256MiB", 256 << 20, true}, {"64KiB", 64 << 10, true},
+		{"2GiB", 2 << 30, true}, {"1.5GiB", 0, false}, {"-1", 0, false}, {"10MB", 0, false}, {"", 0, false},
+	} {
+		var b byteSize
+		err := b.Set(c.in)
+		if (err == nil) != c.ok || (c.ok && int64(b) != c.want) {
+			t.Errorf("Set(%q) = %d, %v; want %d, ok %v", c.in, b, err, c.want, c.ok)
+		}
+	}
+	env := func(k string) string {
+		return map[string]string{"MAX_BUFFERED_BYTES": "64MiB", "MAX_CHANNEL_BYTES": "lots"}[k]
+	}
+	if _, err := parseConfig(nil, env, io.Discard); err == nil || !strings.Contains(err.Error(), `MAX_CHANNEL_BYTES="lots"`) {
+		t.Errorf("a bad MAX_CHANNEL_BYTES: %v", err)
+	}
+	env = func(k string) string { return map[string]string{"MAX_BUFFERED_BYTES": "64MiB"}[k] }
+	c, err := parseConfig([]string{"-max-channel-bytes", "1MiB"}, env, io.Discard)
+	if err != nil || c.bounds.maxBufferedBytes != 64<<20 || c.bounds.maxChannelBytes != 1<<20 {
+		t.Errorf("MAX_BUFFERED_BYTES=64MiB -max-channel-bytes 1MiB: %+v, %v", c.bounds, err)
+	}
+}

@@ -131,7 +131,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.DurationVar(&c.retention, "retention", envDuration("RETENTION", 0), "delete closed channels and their history this long after they were closed, in the background; 0 keeps them forever (env RETENTION)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
 	addAuthFlags(fs, &c.auth, env, envBool)
-	c.bounds.define(fs, envFuncs{str: env, dur: envDuration, num: envInt})
+	c.bounds.define(fs, envFuncs{str: env, dur: envDuration, num: envInt, fail: func(err error) { errs = append(errs, err) }})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err

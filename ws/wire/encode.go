@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -22,7 +23,9 @@ type Message struct {
 // NewMessage builds a message and encodes its frame once. Data must be valid
 // UTF-8: the server refuses anything else on input.
 func NewMessage(seq, t int64, data []byte) *Message {
-	b := make([]byte, 0, len(data)+len(data)/8+72)
+	// slices.Grow rounds the capacity up to the allocator's size class,
+	// so MemSize is what the frame really occupies.
+	b := slices.Grow([]byte(nil), len(data)+len(data)/8+72)
 	b = append(b, `{"type":"message","seq":`...)
 	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, `,"time":`...)
@@ -33,6 +36,10 @@ func NewMessage(seq, t int64, data []byte) *Message {
 	b = append(b, '}')
 	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: at}
 }
+
+// MemSize returns the bytes the message's data and encoded frame occupy
+// (their capacities), without the fixed cost of the Message itself.
+func (m *Message) MemSize() int64 { return int64(cap(m.Data) + cap(m.frame)) }
 
 // Encoded returns the message's frame. The caller must not modify it.
 func (m *Message) Encoded() []byte { return m.frame }
