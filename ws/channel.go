@@ -24,6 +24,12 @@ var (
 	// ErrOverloaded means too many messages wait to be persisted (the
 	// database is slow or down); the append was refused and may be retried.
 	ErrOverloaded = errors.New("too many messages waiting to be persisted, retry later")
+	// ErrTooManyChannels means this process runs as many channels as it
+	// may (MaxOpenChannels); retry later.
+	ErrTooManyChannels = errors.New("too many open channels, retry later")
+	// ErrGeneratorRate means a new generator would take the generators
+	// past their total rate (MaxGeneratorRate); retry later.
+	ErrGeneratorRate = errors.New("the generators' total rate would pass its bound, retry later")
 	// ErrShuttingDown means the server is stopping.
 	ErrShuttingDown = errors.New("server is shutting down")
 	// ErrChannelFailed means the channel's messages could not be
@@ -116,6 +122,9 @@ type channel struct {
 	createdAt time.Time
 	gen       *persist.Generator
 	h         *Hub
+	// genCounted: Create already counted the generator's rate in the
+	// hub's; set before the actor starts.
+	genCounted bool
 
 	inbox     chan any
 	persisted chan persistResult // capacity 1: at most one batch in flight

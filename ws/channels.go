@@ -75,6 +75,9 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	if req.ID == "" {
 		req.ID = newID()
 	}
+	if !s.q.allowCreate(w, r) {
+		return
+	}
 	info, err := s.hub.Create(r.Context(), req.ID, gen, startWhen)
 	if err != nil {
 		s.fail(w, r, err, req.ID)

@@ -77,6 +77,15 @@ type HubConfig struct {
 	// Retention deletes channels closed longer ago than Retention.After,
 	// in the background. The zero value keeps them forever.
 	Retention RetentionConfig
+	// MaxOpenChannels bounds the channels with an actor in this process;
+	// past it creates and take-overs fail with ErrTooManyChannels.
+	// Default 100,000.
+	MaxOpenChannels int
+	// MaxGeneratorRate bounds the sum of the frequencies (lines per
+	// second) of the generators running in this process; past it a create
+	// with a generator fails with ErrGeneratorRate. Generators taken over
+	// after a restart are counted but never refused. Default 100,000.
+	MaxGeneratorRate float64
 	// StoreTimeout bounds each store call made for a request (create,
 	// info, list, history, take-over); past it the call fails with a
 	// StoreError wrapping ErrStoreTimeout. Default 5s.
@@ -116,6 +125,12 @@ func (c *HubConfig) setDefaults() {
 	}
 	if c.RetainBytes <= 0 {
 		c.RetainBytes = 64 << 10
+	}
+	if c.MaxOpenChannels <= 0 {
+		c.MaxOpenChannels = 100_000
+	}
+	if c.MaxGeneratorRate <= 0 {
+		c.MaxGeneratorRate = 100_000
 	}
 	if c.StoreTimeout <= 0 {
 		c.StoreTimeout = 5 * time.Second
@@ -157,6 +172,7 @@ type Hub struct {
 	channels map[string]*channel      // guarded by mu
 	loading  map[string]chan struct{} // guarded by mu: loads in progress
 	stopped  bool                     // guarded by mu
+	genRate  float64                  // guarded by mu: lines per second of the running generators
 }
 
 // NewHub returns a running hub, and starts its retention if
@@ -199,7 +215,13 @@ func (h *Hub) Start(ctx context.Context) error {
 		}
 		for _, rec := range page {
 			if rec.Open() && rec.Generator != nil { // finished ones still need their close
-				if _, err := h.get(ctx, rec.ID); err != nil && !errors.Is(err, ErrNotFound) {
+				_, err := h.get(ctx, rec.ID)
+				if errors.Is(err, ErrTooManyChannels) {
+					h.log.Warn("open channels at their bound: the other generators resume when their channels are used",
+						slog.Int("max_open_channels", h.cfg.MaxOpenChannels))
+					return nil
+				}
+				if err != nil && !errors.Is(err, ErrNotFound) {
 					return err
 				}
 			}
@@ -264,6 +286,10 @@ func (h *Hub) get(ctx context.Context, id string) (*channel, error) {
 				return nil, ctx.Err()
 			}
 		}
+		if h.full() {
+			h.mu.Unlock()
+			return nil, ErrTooManyChannels
+		}
 		wait := make(chan struct{})
 		h.loading[id] = wait
 		h.mu.Unlock()
@@ -321,12 +347,28 @@ func (h *Hub) startActor(c *channel) {
 		// A generator past its last line only closes the channel: a
 		// shutdown or crash may have come between the two.
 		next := c.lastSeq + 1 // read before the actor takes appends
+		if !c.genCounted {
+			h.genRate += c.gen.Freq
+		}
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
+			defer h.genDone(c.gen.Freq)
 			h.generate(c, next)
 		}()
 	}
+}
+
+// full reports whether no more actors may start. Called with h.mu held.
+func (h *Hub) full() bool {
+	return len(h.channels)+len(h.loading) >= h.cfg.MaxOpenChannels
+}
+
+// genDone accounts for a generator that stopped.
+func (h *Hub) genDone(freq float64) {
+	h.mu.Lock()
+	h.genRate -= freq
+	h.mu.Unlock()
 }
 
 // remove forgets an actor that is exiting.

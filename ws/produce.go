@@ -22,15 +22,29 @@ func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, sta
 	}
 	// Hold the id's loading slot, so that no take-over of the new row by
 	// get runs a second actor for it.
+	rate := 0.0
+	if gen != nil {
+		rate = gen.Freq
+	}
 	for {
 		h.mu.Lock()
 		wait := h.loading[id]
 		if wait == nil {
-			if h.channels[id] != nil {
+			var err error
+			switch {
+			case h.channels[id] != nil:
+				err = ErrExists
+			case h.full():
+				err = ErrTooManyChannels
+			case rate > 0 && h.genRate+rate > h.cfg.MaxGeneratorRate:
+				err = ErrGeneratorRate
+			}
+			if err != nil {
 				h.mu.Unlock()
-				return ChannelInfo{}, ErrExists
+				return ChannelInfo{}, err
 			}
 			h.loading[id] = make(chan struct{})
+			h.genRate += rate // the generator's share, held from now on
 			h.mu.Unlock()
 			break
 		}
@@ -41,20 +55,24 @@ func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, sta
 			return ChannelInfo{}, ctx.Err()
 		}
 	}
-	release := func() {
+	release := func(started bool) {
 		h.mu.Lock()
 		w := h.loading[id]
 		delete(h.loading, id)
+		if !started {
+			h.genRate -= rate
+		}
 		h.mu.Unlock()
 		close(w)
 	}
 	rec, err := h.store.CreateChannel(ctx, id, gen)
 	if err != nil {
-		release()
+		release(false)
 		return ChannelInfo{}, storeErr(err)
 	}
 	// A new channel needs no take-over: start its actor at epoch 1.
 	c := newChannel(h, rec)
+	c.genCounted = true
 	if gen != nil && startWhen > 0 {
 		c.startWhen = startWhen
 		c.started = make(chan struct{})
@@ -62,13 +80,13 @@ func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, sta
 	h.mu.Lock()
 	if h.stopped {
 		h.mu.Unlock()
-		release()
+		release(false)
 		return ChannelInfo{}, ErrShuttingDown
 	}
 	h.channels[id] = c
 	h.startActor(c)
 	h.mu.Unlock()
-	release()
+	release(true)
 	return h.infoOf(rec, c, false), nil
 }
 

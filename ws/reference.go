@@ -37,6 +37,11 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	done, ok := s.q.acquireConn(w, r)
+	if !ok {
+		return
+	}
+	defer done()
 	s.streamText(w, r, id)
 }
 
@@ -68,6 +73,14 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	if id == "" {
 		id = newID()
+	}
+	done, ok := s.q.acquireConn(w, r)
+	if !ok {
+		return
+	}
+	defer done()
+	if !s.q.allowCreate(w, r) {
+		return
 	}
 	if _, err := s.hub.Create(r.Context(), id, gen, 0); err != nil {
 		s.fail(w, r, err, id)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -40,6 +41,16 @@ type ServerConfig struct {
 	// BodyTimeout bounds the time a request body takes to arrive, from the
 	// moment its handler starts; past it the answer is 408. Default 30s.
 	BodyTimeout time.Duration
+	// MaxConnsPerIP bounds the WebSockets and streaming responses (GET
+	// and POST /) open at once per client IP; past it 429. Default 10,000.
+	MaxConnsPerIP int
+	// CreateRate bounds channel creations per client IP per second, with
+	// bursts of CreateBurst; past it 429. Defaults 100 and 1000.
+	CreateRate  float64
+	CreateBurst int
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// (for the per-IP quotas). Default none: the peer is the client.
+	TrustedProxies []netip.Prefix
 	// Logger receives request-level logs. Default: discard.
 	Logger *slog.Logger
 	// HubMetrics are the collectors the handlers update; use the hub's.
@@ -59,6 +70,15 @@ func (c *ServerConfig) setDefaults(h *Hub) {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 30 * time.Second
+	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = 10_000
+	}
+	if c.CreateRate <= 0 {
+		c.CreateRate = 100
+	}
+	if c.CreateBurst <= 0 {
+		c.CreateBurst = 1000
 	}
 	if c.BodyTimeout <= 0 {
 		c.BodyTimeout = 30 * time.Second
@@ -84,6 +104,7 @@ type Server struct {
 	mux *http.ServeMux
 	log *slog.Logger
 	m   *Metrics
+	q   *quotas
 
 	wg sync.WaitGroup // WebSocket handlers and text streams
 
@@ -96,7 +117,7 @@ type Server struct {
 // NewServer returns a Server for hub.
 func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	cfg.setDefaults(hub)
-	s := &Server{hub: hub, cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: cfg.HubMetrics,
+	s := &Server{hub: hub, cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: cfg.HubMetrics, q: newQuotas(&cfg),
 		conns: make(map[*websocket.Conn]context.CancelFunc), texts: make(map[*http.Request]context.CancelFunc)}
 	s.route("/{$}", map[string]http.HandlerFunc{"GET": s.handleRoot, "POST": s.handleReferenceCreate})
 	s.route("/static/", map[string]http.HandlerFunc{"GET": s.handleViewer})

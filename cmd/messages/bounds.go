@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,12 @@ type bounds struct {
 	idleTimeout        time.Duration
 	maxBufferedBytes   byteSize
 	maxChannelBytes    byteSize
+	maxOpenChannels    int
+	maxGeneratorRate   float64
+	maxConnsPerIP      int
+	createRate         float64
+	createBurst        int
+	trustedProxies     string
 }
 
 func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
@@ -42,6 +49,12 @@ func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
 	fs.Var(&b.maxBufferedBytes, "max-buffered-bytes", "`size` of the memory for messages held by all channels, unpersisted and retained, at real cost (e.g. 256MiB); past it appends get 503 and generators pause (env MAX_BUFFERED_BYTES)")
 	b.maxChannelBytes = env.size("MAX_CHANNEL_BYTES", 16<<20)
 	fs.Var(&b.maxChannelBytes, "max-channel-bytes", "`size` bound of the same memory for one channel (env MAX_CHANNEL_BYTES)")
+	fs.IntVar(&b.maxOpenChannels, "max-open-channels", env.num("MAX_OPEN_CHANNELS", 100_000), "channels open in memory at once; past it creates and take-overs get 429 (env MAX_OPEN_CHANNELS)")
+	fs.Float64Var(&b.maxGeneratorRate, "max-generator-rate", env.float("MAX_GENERATOR_RATE", 100_000), "lines per second of all running generators together; past it creating a generator gets 429 (env MAX_GENERATOR_RATE)")
+	fs.IntVar(&b.maxConnsPerIP, "max-conns-per-ip", env.num("MAX_CONNS_PER_IP", 10_000), "WebSockets and streaming responses open at once per client IP; past it 429 (env MAX_CONNS_PER_IP)")
+	fs.Float64Var(&b.createRate, "create-rate", env.float("CREATE_RATE", 100), "channel creations per second per client IP; past it 429 (env CREATE_RATE)")
+	fs.IntVar(&b.createBurst, "create-burst", env.num("CREATE_BURST", 1000), "channel creations per client IP allowed at once before -create-rate applies (env CREATE_BURST)")
+	fs.StringVar(&b.trustedProxies, "trusted-proxies", env.str("TRUSTED_PROXIES", ""), "comma-separated CIDRs of proxies whose X-Forwarded-For names the client, e.g. 10.0.0.0/8 (env TRUSTED_PROXIES)")
 }
 
 func (b *bounds) validate() []error {
@@ -63,7 +76,38 @@ func (b *bounds) validate() []error {
 	if b.maxChannelBytes < 64<<10 || b.maxChannelBytes > b.maxBufferedBytes {
 		errs = append(errs, fmt.Errorf("max channel bytes must be in [64KiB, max buffered bytes]"))
 	}
+	for _, q := range []struct {
+		name string
+		v    float64
+	}{
+		{"max open channels", float64(b.maxOpenChannels)}, {"max generator rate", b.maxGeneratorRate},
+		{"max conns per IP", float64(b.maxConnsPerIP)}, {"create rate", b.createRate}, {"create burst", float64(b.createBurst)},
+	} {
+		if !(q.v > 0) {
+			errs = append(errs, fmt.Errorf("%s must be positive", q.name))
+		}
+	}
+	if _, err := b.proxies(); err != nil {
+		errs = append(errs, err)
+	}
 	return errs
+}
+
+// proxies parses the trusted proxies.
+func (b *bounds) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range splitList(b.trustedProxies) {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return nil, fmt.Errorf("trusted proxy %q: not a CIDR (10.0.0.0/8) or an address", v)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // hub sets the hub's part of the bounds in c.
@@ -72,11 +116,30 @@ func (b *bounds) hub(c *ws.HubConfig) {
 	c.PersistWaitTimeout = b.persistWaitTimeout
 	c.MaxBufferedBytes = int64(b.maxBufferedBytes)
 	c.MaxChannelBytes = int64(b.maxChannelBytes)
+	c.MaxOpenChannels = b.maxOpenChannels
+	c.MaxGeneratorRate = b.maxGeneratorRate
 }
 
 // server sets the server's part of the bounds in c.
 func (b *bounds) server(c *ws.ServerConfig) {
 	c.BodyTimeout = b.bodyTimeout
+	c.MaxConnsPerIP = b.maxConnsPerIP
+	c.CreateRate = b.createRate
+	c.CreateBurst = b.createBurst
+	c.TrustedProxies, _ = b.proxies() // validated by parseConfig
+}
+
+// float reads a number from the environment.
+func (e envFuncs) float(name string, def float64) float64 {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		e.fail(fmt.Errorf("%s=%q: not a number", name, v))
+	}
+	return f
 }
 
 // size reads a byte size from the environment.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -79,5 +80,28 @@ func TestByteSizeFlag(t *testing.T) {
 	c, err := parseConfig([]string{"-max-channel-bytes", "1MiB"}, env, io.Discard)
 	if err != nil || c.bounds.maxBufferedBytes != 64<<20 || c.bounds.maxChannelBytes != 1<<20 {
 		t.Errorf("MAX_BUFFERED_BYTES=64MiB -max-channel-bytes 1MiB: %+v, %v", c.bounds, err)
+	}
+}
+
+func TestQuotaFlags(t *testing.T) {
+	c, err := parseConfig([]string{"-trusted-proxies", "10.0.0.0/8, 192.168.1.7,::1", "-max-conns-per-ip", "5"}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.bounds.proxies()
+	if err != nil || fmt.Sprint(p) != "[10.0.0.0/8 192.168.1.7/32 ::1/128]" || c.bounds.maxConnsPerIP != 5 {
+		t.Errorf("proxies %v, %v; conns %d", p, err, c.bounds.maxConnsPerIP)
+	}
+	for _, args := range [][]string{
+		{"-trusted-proxies", "10.0.0.0/33"}, {"-trusted-proxies", "proxy.local"},
+		{"-max-open-channels", "0"}, {"-create-rate", "-1"}, {"-max-generator-rate", "0"},
+	} {
+		if _, err := parseConfig(args, noEnv, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+	env := func(k string) string { return map[string]string{"CREATE_RATE": "fast"}[k] }
+	if _, err := parseConfig(nil, env, io.Discard); err == nil || !strings.Contains(err.Error(), "CREATE_RATE") {
+		t.Errorf("CREATE_RATE=fast: %v", err)
 	}
 }
