@@ -160,6 +160,8 @@ type channel struct {
 	timerOn   bool
 	closeSent bool // the final batch carries Close
 	gaveUp    bool // shutdown gave up on persisting the rest
+	active    bool // a request came since the last idle check
+	evicted   bool // idle: the actor leaves, the store holds the channel
 	startWhen int  // subscribers to wait for before closing started; 0 once closed
 	// failed is the error of a batch the writer refused for good: the
 	// channel stops.
@@ -197,10 +199,15 @@ func (c *channel) run(stop, abandon <-chan struct{}) {
 	c.timer = time.NewTimer(time.Hour)
 	c.timer.Stop()
 	defer c.timer.Stop()
+	idle := time.NewTimer(c.h.cfg.IdleEvict)
+	defer idle.Stop()
 	for {
 		select {
 		case req := <-c.inbox:
+			c.active = true
 			c.handle(req)
+		case <-idle.C:
+			c.onIdle(idle)
 		case r := <-c.persisted:
 			c.onPersisted(r)
 		case <-c.timer.C:
@@ -440,7 +447,7 @@ func (c *channel) onPersisted(r persistResult) {
 // finished reports whether the actor is done: the close is durable, or the
 // server is stopping and everything it could persist is persisted.
 func (c *channel) finished() bool {
-	if c.failed != nil || c.deleted {
+	if c.failed != nil || c.deleted || c.evicted {
 		return true
 	}
 	if c.gaveUp {

@@ -86,6 +86,11 @@ type HubConfig struct {
 	// with a generator fails with ErrGeneratorRate. Generators taken over
 	// after a restart are counted but never refused. Default 100,000.
 	MaxGeneratorRate float64
+	// IdleEvict is how long an open channel with no subscriber, no
+	// generator and nothing unpersisted stays in memory without requests;
+	// then its actor stops, and the next request takes it over again from
+	// the store. Default 5 minutes.
+	IdleEvict time.Duration
 	// StoreTimeout bounds each store call made for a request (create,
 	// info, list, history, take-over); past it the call fails with a
 	// StoreError wrapping ErrStoreTimeout. Default 5s.
@@ -132,6 +137,9 @@ func (c *HubConfig) setDefaults() {
 	if c.MaxGeneratorRate <= 0 {
 		c.MaxGeneratorRate = 100_000
 	}
+	if c.IdleEvict <= 0 {
+		c.IdleEvict = 5 * time.Minute
+	}
 	if c.StoreTimeout <= 0 {
 		c.StoreTimeout = 5 * time.Second
 	}
@@ -173,6 +181,7 @@ type Hub struct {
 	loading  map[string]chan struct{} // guarded by mu: loads in progress
 	stopped  bool                     // guarded by mu
 	genRate  float64                  // guarded by mu: lines per second of the running generators
+	evicted  map[string]int64         // guarded by mu: epochs of channels evicted whole
 }
 
 // NewHub returns a running hub, and starts its retention if
@@ -193,6 +202,7 @@ func NewHub(cfg HubConfig) *Hub {
 		cancel:   cancel,
 		channels: make(map[string]*channel),
 		loading:  make(map[string]chan struct{}),
+		evicted:  make(map[string]int64),
 	}
 	h.metrics.persistLag.Store(&h.bufferedMsgs)
 	h.metrics.memBytes.Store(&h.memBytes)
@@ -326,6 +336,9 @@ func (h *Hub) load(ctx context.Context, id string) (*channel, error) {
 	if !rec.Open() {
 		return nil, errClosedChannel
 	}
+	if h.reclaim(id, rec.Epoch) {
+		return newChannel(h, rec), nil
+	}
 	rec, err = h.store.OpenEpoch(ctx, id)
 	if err != nil {
 		return nil, storeErr(err)
@@ -376,6 +389,9 @@ func (h *Hub) remove(c *channel, closed bool) {
 	h.mu.Lock()
 	if h.channels[c.id] == c {
 		delete(h.channels, c.id)
+	}
+	if c.evicted && len(h.evicted) < h.cfg.MaxOpenChannels {
+		h.evicted[c.id] = c.epoch
 	}
 	h.mu.Unlock()
 	h.metrics.channelsOpen.Dec()

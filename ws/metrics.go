@@ -21,6 +21,7 @@ type Metrics struct {
 	resyncs      prometheus.Counter
 	failures     prometheus.Counter
 	deleted      *prometheus.CounterVec
+	evicted      prometheus.Counter
 	conns        *prometheus.CounterVec
 	httpErrors   *prometheus.CounterVec
 	persistLag   atomic.Pointer[atomic.Int64]
@@ -79,6 +80,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "messages", Name: "channels_deleted_total",
 			Help: "Channels deleted, by DELETE /channels/{id} (by=\"request\") or by retention (by=\"retention\").",
 		}, []string{"by"}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "messages", Name: "channels_evicted_total",
+			Help: "Idle open channels whose actor left memory; they come back on demand.",
+		}),
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "messages", Name: "websocket_connections_total",
 			Help: "WebSocket connections by how they ended.",
@@ -114,7 +119,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			return 0
 		})
 		reg.MustRegister(m.channelsOpen, m.subscribers, m.appended, m.delivered, m.latency,
-			m.catchup, m.resyncs, m.failures, m.deleted, m.conns, m.httpErrors, lag, mem)
+			m.catchup, m.resyncs, m.failures, m.deleted, m.evicted, m.conns, m.httpErrors, lag, mem)
 	}
 	return m
 }

@@ -37,6 +37,7 @@ type bounds struct {
 	createRate         float64
 	createBurst        int
 	trustedProxies     string
+	idleEvict          time.Duration
 }
 
 func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
@@ -45,6 +46,7 @@ func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
 	fs.DurationVar(&b.persistWaitTimeout, "persist-wait-timeout", env.dur("PERSIST_WAIT_TIMEOUT", 30*time.Second), "longest an append with ?wait=persisted waits, else 504 with its seq (env PERSIST_WAIT_TIMEOUT)")
 	fs.DurationVar(&b.readHeaderTimeout, "read-header-timeout", env.dur("READ_HEADER_TIMEOUT", 10*time.Second), "request headers must arrive within this (env READ_HEADER_TIMEOUT)")
 	fs.DurationVar(&b.idleTimeout, "idle-timeout", env.dur("IDLE_TIMEOUT", 2*time.Minute), "an idle keep-alive connection is closed after this (env IDLE_TIMEOUT)")
+	fs.DurationVar(&b.idleEvict, "idle-evict", env.dur("IDLE_EVICT", 5*time.Minute), "an open channel with no subscriber, no generator and no request for this long leaves memory until it is used again (env IDLE_EVICT)")
 	b.maxBufferedBytes = env.size("MAX_BUFFERED_BYTES", 256<<20)
 	fs.Var(&b.maxBufferedBytes, "max-buffered-bytes", "`size` of the memory for messages held by all channels, unpersisted and retained, at real cost (e.g. 256MiB); past it appends get 503 and generators pause (env MAX_BUFFERED_BYTES)")
 	b.maxChannelBytes = env.size("MAX_CHANNEL_BYTES", 16<<20)
@@ -64,7 +66,7 @@ func (b *bounds) validate() []error {
 		v    time.Duration
 	}{
 		{"body timeout", b.bodyTimeout}, {"store timeout", b.storeTimeout}, {"persist wait timeout", b.persistWaitTimeout},
-		{"read header timeout", b.readHeaderTimeout}, {"idle timeout", b.idleTimeout},
+		{"read header timeout", b.readHeaderTimeout}, {"idle timeout", b.idleTimeout}, {"idle evict", b.idleEvict},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", d.name))
@@ -118,6 +120,7 @@ func (b *bounds) hub(c *ws.HubConfig) {
 	c.MaxChannelBytes = int64(b.maxChannelBytes)
 	c.MaxOpenChannels = b.maxOpenChannels
 	c.MaxGeneratorRate = b.maxGeneratorRate
+	c.IdleEvict = b.idleEvict
 }
 
 // server sets the server's part of the bounds in c.
