@@ -38,6 +38,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/messages-server/messages/persist"
 )
 
 // HubConfig configures a Hub. The zero value of every field but Store and
@@ -172,6 +174,7 @@ type Hub struct {
 	cancel      context.CancelFunc // cancels ctx, which only the generators use: Stop ends them
 	wg          sync.WaitGroup     // actors and generators
 
+	takenOver     atomic.Bool  // Start has finished
 	bufferedMsgs  atomic.Int64 // unpersisted messages
 	memBytes      atomic.Int64 // cost of every unpersisted and retained message
 	retainedBytes atomic.Int64 // cost of the retained ones
@@ -214,8 +217,11 @@ func NewHub(cfg HubConfig) *Hub {
 }
 
 // Start takes over the open channels that have an unfinished generator, so
-// their streams go on after a restart. Other open channels are taken over
-// when they are first used.
+// their streams go on after a restart; until it returns nil, TakenOver
+// reports false. Other open channels are taken over when they are first
+// used, and so may these: requests need not wait for Start, which may run
+// while the server already serves. Start may be called again after an
+// error.
 func (h *Hub) Start(ctx context.Context) error {
 	after := ""
 	for {
@@ -223,25 +229,49 @@ func (h *Hub) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("ws: list channels: %w", err)
 		}
-		for _, rec := range page {
-			if rec.Open() && rec.Generator != nil { // finished ones still need their close
-				_, err := h.get(ctx, rec.ID)
-				if errors.Is(err, ErrTooManyChannels) {
-					h.log.Warn("open channels at their bound: the other generators resume when their channels are used",
-						slog.Int("max_open_channels", h.cfg.MaxOpenChannels))
-					return nil
-				}
-				if err != nil && !errors.Is(err, ErrNotFound) {
-					return err
-				}
+		if err := h.takeOver(ctx, page); err != nil {
+			if errors.Is(err, ErrTooManyChannels) {
+				h.log.Warn("open channels at their bound: the other generators resume when their channels are used",
+					slog.Int("max_open_channels", h.cfg.MaxOpenChannels))
+				break
 			}
+			return err
 		}
 		if len(page) < 500 {
-			return nil
+			break
 		}
 		after = page[len(page)-1].ID
 	}
+	h.takenOver.Store(true)
+	return nil
 }
+
+// takeOver starts the generators of page, a few at a time: each take-over
+// is two store round trips.
+func (h *Hub) takeOver(ctx context.Context, page []persist.Channel) error {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	errs := make(chan error, len(page))
+	for _, rec := range page {
+		if !rec.Open() || rec.Generator == nil { // finished ones still need their close
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := h.get(ctx, rec.ID); err != nil && !errors.Is(err, ErrNotFound) {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs // the first error, or nil
+}
+
+// TakenOver reports whether Start has taken over every generator left
+// running by a previous process.
+func (h *Hub) TakenOver() bool { return h.takenOver.Load() }
 
 // Stop stops the generators, flushes every open channel to the store and
 // ends every registered subscriber (their streams report ErrShuttingDown).
@@ -343,7 +373,7 @@ func (h *Hub) load(ctx context.Context, id string) (*channel, error) {
 	if err != nil {
 		return nil, storeErr(err)
 	}
-	h.log.Info("channel taken over", slog.String("channel", id), slog.Int64("epoch", rec.Epoch),
+	h.log.Debug("channel taken over", slog.String("channel", id), slog.Int64("epoch", rec.Epoch),
 		slog.Int64("seq", rec.LastSeq))
 	return newChannel(h, rec), nil
 }

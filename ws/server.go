@@ -241,6 +241,10 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "shutting down")
 		return
 	}
+	if !s.hub.TakenOver() {
+		writeError(w, http.StatusServiceUnavailable, "taking over the channels of the previous process; requests are served meanwhile")
+		return
+	}
 	if err := s.cfg.Ready(ctx); err != nil {
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("not ready: %v", err))
 		return

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/persist/persisttest"
 )
 
 // TestConnectionTimeouts: the listener drops a client whose headers stall
@@ -103,5 +109,63 @@ func TestQuotaFlags(t *testing.T) {
 	env := func(k string) string { return map[string]string{"CREATE_RATE": "fast"}[k] }
 	if _, err := parseConfig(nil, env, io.Discard); err == nil || !strings.Contains(err.Error(), "CREATE_RATE") {
 		t.Errorf("CREATE_RATE=fast: %v", err)
+	}
+}
+
+// TestListensBeforeTakeOver: the port opens at once after a restart, even
+// while taking over the previous process's generators cannot proceed (here
+// its tables are locked); /readyz says 503 until the take-over is done,
+// then 200, and the generator runs again.
+func TestListensBeforeTakeOver(t *testing.T) {
+	dbURL := persisttest.DatabaseURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	store, err := persist.Open(ctx, persist.Config{URL: dbURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.CreateChannel(ctx, "gen", &persist.Generator{Freq: 1000, Max: 5}); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	locker, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(context.Background())
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE channels IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+
+	s := start(t, "-database-url", dbURL, "-store-timeout", "1m") // the take-over waits for the lock
+	do(t, "GET", s.base+"/healthz", "", http.StatusOK)
+	if b := do(t, "GET", s.base+"/readyz", "", http.StatusServiceUnavailable); !strings.Contains(string(b), "taking over") {
+		t.Fatalf("readyz during the take-over: %s", b)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		resp, err := http.Get(s.base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after the lock was released\n%s", s.log)
+		}
+		time.Sleep(5 * time.Millisecond) // polling step
+	}
+	want := "1: gen\n2: gen\n3: gen\n4: gen\n5: gen\n"
+	if got := string(do(t, "GET", s.base+"/?id=gen", "", http.StatusOK)); got != want {
+		t.Fatalf("the taken-over generator streamed %q, want %q", got, want)
 	}
 }

@@ -229,10 +229,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			err = errors.Join(err, serr)
 		}
 	}()
-	if err := hub.Start(ctx); err != nil {
-		return err
-	}
-
 	if cfg.debugAddr != "" {
 		stopDebug, err := serveDebug(cfg.debugAddr, log)
 		if err != nil {
@@ -251,6 +247,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())),
 		slog.Any("store", store))
+	// Take over the previous process's generators while serving: with
+	// many of them this takes a while, and every channel is also taken
+	// over on its first request. /readyz says when it is done.
+	tctx, cancelTakeOver := context.WithCancel(ctx)
+	takenOver := make(chan struct{})
+	go func() {
+		defer close(takenOver)
+		takeOver(tctx, hub, log)
+	}()
+	defer func() {
+		cancelTakeOver()
+		<-takenOver
+	}()
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -308,6 +317,28 @@ func shutdown(log *slog.Logger, timeout time.Duration, srv *ws.Server, httpSrv *
 	}
 	log.Info("stopped: everything persisted")
 	return nil
+}
+
+// takeOver runs hub.Start until it succeeds or ctx ends, retrying with
+// backoff while the database fails.
+func takeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) {
+	start := time.Now()
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+		err := hub.Start(ctx)
+		if err == nil {
+			log.Info("take-over done: ready", slog.Duration("took", time.Since(start)))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Error("taking over open channels failed; retrying", slog.Duration("in", backoff), slog.Any("err", err))
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // viewerURL is the address a person opens in a browser.
