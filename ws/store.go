@@ -54,71 +54,73 @@ type Enqueuer interface {
 var errStoreTimeout = errors.New("store timeout")
 
 // timedStore bounds every call to a Store: a database that is down or hung
-// costs a request at most timeout, then a StoreError (503). The drivers
-// honour contexts: pgx cancels the query and drops the connection, SQLite
-// interrupts the statement.
+// costs a request at most timeout, then a StoreError (503). The call's
+// context is cancelled then too, which the drivers honour (pgx cancels the
+// query and drops the connection, SQLite interrupts the statement); the
+// caller does not wait for that: a blackholed connection can take pgx a
+// while longer to give up.
 type timedStore struct {
 	Store
 	timeout time.Duration
 }
 
-func (s timedStore) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
+// bounded runs f with the store timeout.
+func bounded[T any](s timedStore, ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
+	defer cancel()
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f(ctx)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil && context.Cause(ctx) == errStoreTimeout {
+			return r.v, s.timedOut(r.err)
+		}
+		return r.v, r.err
+	case <-ctx.Done():
+		var zero T
+		if context.Cause(ctx) == errStoreTimeout {
+			return zero, s.timedOut(ctx.Err())
+		}
+		return zero, ctx.Err()
+	}
 }
 
-// check turns an error caused by the store timeout into a StoreError that
-// says so; other errors pass unchanged.
-func (s timedStore) check(ctx context.Context, err error) error {
-	if err != nil && context.Cause(ctx) == errStoreTimeout {
-		return &StoreError{Err: fmt.Errorf("%w: no answer within %v (%v)", ErrStoreTimeout, s.timeout, err)}
-	}
-	return err
+func (s timedStore) timedOut(err error) error {
+	return &StoreError{Err: fmt.Errorf("%w: no answer within %v (%v)", ErrStoreTimeout, s.timeout, err)}
 }
 
 func (s timedStore) CreateChannel(ctx context.Context, id string, gen *persist.Generator) (persist.Channel, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	c, err := s.Store.CreateChannel(ctx, id, gen)
-	return c, s.check(ctx, err)
+	return bounded(s, ctx, func(ctx context.Context) (persist.Channel, error) { return s.Store.CreateChannel(ctx, id, gen) })
 }
 
 func (s timedStore) Channel(ctx context.Context, id string) (persist.Channel, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	c, err := s.Store.Channel(ctx, id)
-	return c, s.check(ctx, err)
+	return bounded(s, ctx, func(ctx context.Context) (persist.Channel, error) { return s.Store.Channel(ctx, id) })
 }
 
 func (s timedStore) Channels(ctx context.Context, after string, limit int) ([]persist.Channel, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	c, err := s.Store.Channels(ctx, after, limit)
-	return c, s.check(ctx, err)
+	return bounded(s, ctx, func(ctx context.Context) ([]persist.Channel, error) { return s.Store.Channels(ctx, after, limit) })
 }
 
 func (s timedStore) Messages(ctx context.Context, id string, after int64, limit int) ([]persist.Message, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	m, err := s.Store.Messages(ctx, id, after, limit)
-	return m, s.check(ctx, err)
+	return bounded(s, ctx, func(ctx context.Context) ([]persist.Message, error) { return s.Store.Messages(ctx, id, after, limit) })
 }
 
 func (s timedStore) OpenEpoch(ctx context.Context, id string) (persist.Channel, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	c, err := s.Store.OpenEpoch(ctx, id)
-	return c, s.check(ctx, err)
+	return bounded(s, ctx, func(ctx context.Context) (persist.Channel, error) { return s.Store.OpenEpoch(ctx, id) })
 }
 
 func (s timedStore) Survived(ctx context.Context, id string, epoch int64) (int64, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	n, err := s.Store.Survived(ctx, id, epoch)
-	return n, s.check(ctx, err)
+	return bounded(s, ctx, func(ctx context.Context) (int64, error) { return s.Store.Survived(ctx, id, epoch) })
 }
 
 func (s timedStore) Ping(ctx context.Context) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	return s.check(ctx, s.Store.Ping(ctx))
+	_, err := bounded(s, ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.Store.Ping(ctx) })
+	return err
 }

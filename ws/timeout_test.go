@@ -169,3 +169,42 @@ func TestStoreTimeoutHungDatabase(t *testing.T) {
 		t.Fatalf("history after the lock: %+v", msgs)
 	}
 }
+
+// TestStalledBodies: 2000 clients that send headers and part of a body,
+// then nothing, all get 408 once the body timeout passes, and the server
+// serves other clients meanwhile: stalled bodies hold nothing for long.
+func TestStalledBodies(t *testing.T) {
+	const n = 2000
+	srv := wstest.Start(t, wstest.Options{Server: func(c *ws.ServerConfig) { c.BodyTimeout = time.Second }})
+	createChannel(t, srv.URL, "stalled")
+	head := "POST /channels/stalled/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npartial"
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		if _, err := io.WriteString(c, head); err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	if seq := appendMsg(t, srv.URL, "stalled", "meanwhile"); seq != 1 {
+		t.Fatalf("an append among stalled bodies: seq %d", seq)
+	}
+	for i, c := range conns {
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("stalled body %d: no answer: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("stalled body %d: %d, want 408", i, resp.StatusCode)
+		}
+	}
+	if info := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/stalled")); info.LastSeq != 1 {
+		t.Fatalf("stalled bodies were appended: %+v", info)
+	}
+}
