@@ -128,35 +128,42 @@ func TestDatabaseFaultsUnderLoad(t *testing.T) {
 	var acked, refusedAll int64
 	for _, p := range prods {
 		refusedAll += p.refused.Load()
-		info := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/"+p.id))
-		waitFor(t, 30*time.Second, p.id+" persisted", func() bool {
-			info = decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/"+p.id))
-			return info.PersistedSeq == info.LastSeq
-		})
-		stored := map[int64]string{}
-		for after := int64(0); ; {
-			msgs, err := srv.Store.Messages(context.Background(), p.id, after, 1000)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(msgs) == 0 {
-				break
-			}
-			for _, m := range msgs {
-				stored[m.Seq] = string(m.Data)
-			}
-			after = msgs[len(msgs)-1].Seq
-		}
-		if int64(len(stored)) != info.LastSeq {
-			t.Errorf("%s: %d messages stored, last seq %d", p.id, len(stored), info.LastSeq)
-		}
-		for seq, data := range p.acked {
-			if stored[seq] != data {
-				t.Errorf("%s: acknowledged seq %d not stored as sent", p.id, seq)
-				break
-			}
-		}
+		p.checkStored(t, srv)
 		acked += int64(len(p.acked))
 	}
 	t.Logf("%d appends acknowledged, all stored; %d refused with 503 during the faults", acked, refusedAll)
+}
+
+// checkStored waits until p's channel is persisted, then checks the store
+// holds exactly its messages 1..last_seq, each acknowledged one as sent.
+func (p *producer) checkStored(t *testing.T, srv *wstest.Server) {
+	t.Helper()
+	var info ws.ChannelInfo
+	waitFor(t, 30*time.Second, p.id+" persisted", func() bool {
+		info = decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/"+p.id))
+		return info.PersistedSeq == info.LastSeq
+	})
+	stored := map[int64]string{}
+	for after := int64(0); ; {
+		msgs, err := srv.Store.Messages(context.Background(), p.id, after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			stored[m.Seq] = string(m.Data)
+		}
+		after = msgs[len(msgs)-1].Seq
+	}
+	if int64(len(stored)) != info.LastSeq {
+		t.Errorf("%s: %d messages stored, last seq %d", p.id, len(stored), info.LastSeq)
+	}
+	for seq, data := range p.acked {
+		if stored[seq] != data {
+			t.Errorf("%s: acknowledged seq %d not stored as sent", p.id, seq)
+			return
+		}
+	}
 }

@@ -250,16 +250,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// Take over the previous process's generators while serving: with
 	// many of them this takes a while, and every channel is also taken
 	// over on its first request. /readyz says when it is done.
-	tctx, cancelTakeOver := context.WithCancel(ctx)
-	takenOver := make(chan struct{})
-	go func() {
-		defer close(takenOver)
-		takeOver(tctx, hub, log)
-	}()
-	defer func() {
-		cancelTakeOver()
-		<-takenOver
-	}()
+	defer startTakeOver(ctx, hub, log)()
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -317,6 +308,21 @@ func shutdown(log *slog.Logger, timeout time.Duration, srv *ws.Server, httpSrv *
 	}
 	log.Info("stopped: everything persisted")
 	return nil
+}
+
+// startTakeOver runs takeOver on its own goroutine and returns the
+// function that stops it and waits for it.
+func startTakeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		takeOver(ctx, hub, log)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // takeOver runs hub.Start until it succeeds or ctx ends, retrying with
