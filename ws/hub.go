@@ -14,18 +14,22 @@
 //   - hub.go: the Hub, its registry of running actors, and call, which
 //     asks an actor and asks again if it exited
 //   - channel.go: the channel actor
+//   - memory.go: what held messages cost, and the memory bounds
+//   - evict.go: idle channels leaving memory
 //   - produce.go: Create, Append and Close
 //   - delete.go: Delete, and the retention of closed channels
 //   - query.go: Info, List and History
 //   - subscribe.go: one subscriber's stream: register, catch up, then live
 //   - catchup.go: the history reads and the epoch check of a catch-up
 //   - generator.go: the reference server's line generator
-//   - store.go: what the hub needs from storage
+//   - store.go: what the hub needs from storage, and the store timeout
 //   - server.go: the Server, its routes, shutdown, health and readiness
 //   - channels.go: the /channels API
 //   - reference.go: the reference API (GET and POST /)
 //   - websocket.go: the WebSocket transport (GET /ws)
 //   - validate.go: channel ids and request parameters
+//   - body.go: reading request bodies within the body timeout
+//   - quota.go: the per-client quotas (connections, creations)
 //   - errors.go: error types and their HTTP statuses
 //   - metrics.go: the Prometheus collectors
 package ws

@@ -110,8 +110,11 @@ func (h *Hub) Append(ctx context.Context, id string, data []byte, waitPersisted 
 	if errors.Is(err, errClosedChannel) {
 		return 0, ErrChannelClosed
 	}
-	if err != nil || r.err != nil || !waitPersisted {
-		return r.seq, errors.Join(err, r.err)
+	if err != nil {
+		return 0, err
+	}
+	if r.err != nil || !waitPersisted {
+		return r.seq, r.err
 	}
 	wctx, cancel := context.WithTimeoutCause(ctx, h.cfg.PersistWaitTimeout, errPersistWait)
 	defer cancel()
