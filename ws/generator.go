@@ -83,19 +83,26 @@ func (h *Hub) generate(c *channel, next int64) {
 			break
 		}
 		wait := tick
+		var room <-chan struct{}
 		if backoff > 0 {
+			// Paused: try again when messages are released, or after the
+			// backoff at the latest.
 			wait = backoff
-			// Restart the schedule so the generator does not burst after
-			// the pause.
-			start, first = time.Now().Add(backoff), next
+			room = h.roomFreed()
 		}
 		t.Reset(wait)
 		select {
 		case <-t.C:
+		case <-room:
 		case <-h.ctx.Done():
 			return
 		case <-c.done:
 			return
+		}
+		if backoff > 0 {
+			// Restart the schedule so the generator does not burst after
+			// the pause.
+			start, first = time.Now(), next
 		}
 	}
 	sent, err := c.request(h.ctx, closeReq{result: result, generated: true})

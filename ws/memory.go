@@ -64,6 +64,7 @@ func (c *channel) trimTo(keepMsgs int, keepBytes int64) {
 		return
 	}
 	h.memBytes.Add(-dropped)
+	h.released()
 	clear(c.buf[:i])
 	c.buf = c.buf[i:]
 	c.base += int64(i)
@@ -77,6 +78,7 @@ func (c *channel) trimTo(keepMsgs int, keepBytes int64) {
 func (h *Hub) persisted(msgs, cost int64) {
 	h.bufferedMsgs.Add(-msgs)
 	h.retainedBytes.Add(cost)
+	h.released()
 }
 
 // forget accounts for the messages of an actor that exits.
@@ -84,4 +86,31 @@ func (h *Hub) forget(c *channel) {
 	h.bufferedMsgs.Add(-(c.lastSeq - c.p))
 	h.memBytes.Add(-(c.bufBytes + c.retained))
 	h.retainedBytes.Add(-c.retained)
+	h.released()
+}
+
+// roomFreed returns a channel closed the next time messages are released
+// (persisted or dropped): a refused producer may then try again.
+func (h *Hub) roomFreed() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.room == nil {
+		h.room = make(chan struct{})
+		h.awaiting.Store(true)
+	}
+	return h.room
+}
+
+// released wakes the producers waiting on roomFreed.
+func (h *Hub) released() {
+	if !h.awaiting.Load() {
+		return
+	}
+	h.mu.Lock()
+	if h.room != nil {
+		close(h.room)
+		h.room = nil
+		h.awaiting.Store(false)
+	}
+	h.mu.Unlock()
 }

@@ -87,3 +87,29 @@ func TestMessageCost(t *testing.T) {
 		})
 	}
 }
+
+// TestGeneratorResumesWhenMemoryFrees: a generator paused by the bound
+// does not wait out its backoff (1 s by then) once messages are released:
+// it goes on as soon as the writer takes the backlog.
+func TestGeneratorResumesWhenMemoryFrees(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const interval = 100 * time.Millisecond
+		h, _, w := newTestHub(t, HubConfig{MaxBufferedPerChannel: 10, PersistInterval: interval})
+		ctx := context.Background()
+		w.block(true)
+		if _, err := h.Create(ctx, "paused", &persist.Generator{Freq: 1000, Max: 50}, 0); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second) // retries at about 1.3, 2.3, … 5.3 s: the backoff is 1 s
+		synctest.Wait()
+		if info, _ := h.Info(ctx, "paused"); info.LastSeq != 10 {
+			t.Fatalf("paused generator at seq %d, want 10", info.LastSeq)
+		}
+		w.block(false)
+		time.Sleep(interval / 2) // the actor's flush retry comes within interval/4
+		synctest.Wait()
+		if info, _ := h.Info(ctx, "paused"); info.LastSeq <= 10 {
+			t.Fatalf("%v after the writer took the backlog the generator is still at seq %d", interval/2, info.LastSeq)
+		}
+	})
+}
