@@ -67,7 +67,7 @@ func TestDatabaseFaultsUnderLoad(t *testing.T) {
 	proxy, proxied := persisttest.NewProxy(t, dbURL)
 	srv := wstest.Start(t, wstest.Options{
 		DatabaseURL: proxied, PersistInterval: 5 * time.Millisecond,
-		Hub: func(c *ws.HubConfig) { c.MaxBufferedBytes = 2 << 20; c.StoreTimeout = 300 * time.Millisecond },
+		Hub: func(c *ws.HubConfig) { c.MaxBufferedBytes = 2 << 20; c.StoreTimeout = time.Second },
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -108,7 +108,7 @@ func TestPersistWaitTimeout(t *testing.T) {
 // with Retry-After within the store timeout instead of hanging, and all
 // works again once the lock is gone.
 func TestStoreTimeoutHungDatabase(t *testing.T) {
-	srv := wstest.Start(t, wstest.Options{RetainMessages: 1, Hub: func(c *ws.HubConfig) { c.StoreTimeout = 200 * time.Millisecond }})
+	srv := wstest.Start(t, wstest.Options{RetainMessages: 1, Hub: func(c *ws.HubConfig) { c.StoreTimeout = time.Second }})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	createChannel(t, srv.URL, "hung")
