@@ -53,7 +53,9 @@ type Enqueuer interface {
 // timeout, not the caller, ended it.
 var errStoreTimeout = errors.New("store timeout")
 
-// timedStore bounds every call to a Store: a database that is down or hung
+// timedStore bounds every call to a Store made for a request (all but
+// DeleteClosedBefore, which retention runs in the background with its own
+// context): a database that is down or hung
 // costs a request at most timeout, then a StoreError (503). The call's
 // context is cancelled then too, which the drivers honour (pgx cancels the
 // query and drops the connection, SQLite interrupts the statement); the
@@ -118,6 +120,18 @@ func (s timedStore) OpenEpoch(ctx context.Context, id string) (persist.Channel, 
 
 func (s timedStore) Survived(ctx context.Context, id string, epoch int64) (int64, error) {
 	return bounded(s, ctx, func(ctx context.Context) (int64, error) { return s.Store.Survived(ctx, id, epoch) })
+}
+
+// DeleteChannel is bounded through its context only: Hub.Delete must know
+// whether the delete committed, so it waits for the driver to give up.
+func (s timedStore) DeleteChannel(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
+	defer cancel()
+	err := s.Store.DeleteChannel(ctx, id)
+	if err != nil && context.Cause(ctx) == errStoreTimeout {
+		return s.timedOut(err)
+	}
+	return err
 }
 
 func (s timedStore) Ping(ctx context.Context) error {
