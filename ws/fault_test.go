@@ -60,7 +60,7 @@ func (p *producer) run(ctx context.Context, base string, size int) {
 // TCP proxy, first hangs (a blackhole: connections open, no bytes) and
 // then is down (connections dropped and refused). During each fault
 // appends are accepted up to the memory bound and then refused with 503,
-// store reads answer 503 within the store timeout; afterwards every
+// store reads (list, info) answer 503 within the store timeout; afterwards every
 // acknowledged message is in PostgreSQL, byte for byte, and nothing else.
 func TestDatabaseFaultsUnderLoad(t *testing.T) {
 	dbURL := persisttest.DatabaseURL(t)
@@ -103,7 +103,7 @@ func TestDatabaseFaultsUnderLoad(t *testing.T) {
 		before := refused()
 		fault.start()
 		waitFor(t, 60*time.Second, fault.name+": appends refused at the bound", func() bool { return refused() > before })
-		for _, path := range []string{"/channels", "/channels/load-0/messages?from=0&limit=1"} {
+		for _, path := range []string{"/channels", "/channels/load-0"} { // history may come from memory
 			resp, err := client.Get(srv.URL + path)
 			if err != nil {
 				t.Fatalf("%s: GET %s: %v", fault.name, path, err)

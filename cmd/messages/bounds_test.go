@@ -35,7 +35,7 @@ func TestConnectionTimeouts(t *testing.T) {
 	}
 
 	slow := dial()
-	if _, err := io.WriteString(slow, "GET /healthz HTTP/1.1\r\nHost: x\r\n"); err != nil {
+	if _, err := io.WriteString(slow, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := io.ReadAll(slow); err != nil {
@@ -43,7 +43,7 @@ func TestConnectionTimeouts(t *testing.T) {
 	}
 
 	idle := dial()
-	if _, err := io.WriteString(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(idle, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(idle)
