@@ -6,7 +6,7 @@ import "github.com/messages-server/messages/ws/wire"
 // channel costs besides the capacities of its data and encoded frame: the
 // wire.Message struct, its slot in the buffer (whose backing array grows by
 // doubling), and its persist.Message in the batch in flight. Measured by
-// TestMessageCost at 118 to 131 bytes for data of 1 byte to 64 KiB (see
+// TestMessageCost at 127 to 136 bytes for data of 1 byte to 64 KiB (see
 // docs/RELIABILITY.md); the constant leaves a margin.
 const MessageOverhead = 160
 

@@ -51,7 +51,7 @@ func heapAlloc() uint64 {
 func TestMessageCost(t *testing.T) {
 	for _, size := range []int{1, 20, 200, 2000, 20000, 65536} {
 		synctest.Test(t, func(t *testing.T) {
-			const n = 5000
+			const n = 20000 // many, so that other allocations are noise
 			st := newMemStore()
 			w := &holdWriter{}
 			h := NewHub(HubConfig{Store: st, Writer: w, PersistInterval: time.Second,
