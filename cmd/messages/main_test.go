@@ -77,7 +77,8 @@ func start(t *testing.T, args ...string) *server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{log: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan string, 1)
-	args = append([]string{"-addr", "127.0.0.1:0", "-persist-interval", "10ms"}, args...)
+	// A loaded machine is slow, not hung: a generous store timeout.
+	args = append([]string{"-addr", "127.0.0.1:0", "-persist-interval", "10ms", "-store-timeout", "30s"}, args...)
 	go func() { s.done <- run(ctx, args, noEnv, s.log, ready) }()
 	t.Cleanup(func() { s.stop(t) })
 	select {

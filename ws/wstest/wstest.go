@@ -79,7 +79,7 @@ type Options struct {
 	// after it. Default 30s.
 	ShutdownTimeout time.Duration
 	// Hub, if not nil, edits the hub's configuration last (bounds,
-	// timeouts, quotas).
+	// timeouts, quotas). The store timeout is 30s unless it sets one.
 	Hub func(*ws.HubConfig)
 	// Server, if not nil, edits the server's configuration last.
 	Server func(*ws.ServerConfig)
@@ -153,6 +153,10 @@ func Start(t testing.TB, opts Options) *Server {
 		MaxBufferedPerChannel: opts.MaxBufferedPerChannel, RetainMessages: opts.RetainMessages,
 		Retention: opts.Retention, Logger: log, Metrics: m,
 	}
+	// Tests share loaded machines: a store call slower than the
+	// production default (5s) is slowness here, not a hung database.
+	// Tests of the store timeout set their own.
+	hubCfg.StoreTimeout = 30 * time.Second
 	if opts.Hub != nil {
 		opts.Hub(&hubCfg)
 	}
