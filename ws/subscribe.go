@@ -16,6 +16,9 @@ type sink interface {
 	// messages delivers a contiguous run; live tells whether they were
 	// appended after the subscriber caught up.
 	messages(msgs []*wire.Message, live bool) error
+	// page delivers a history page: contiguous messages, already encoded
+	// and shared with other readers.
+	page(p *page) error
 	live(seq int64) error
 	end(seq int64) error
 }
@@ -69,16 +72,21 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 				return err
 			}
 		}
-		if err := h.history(ctx, id, &last, snap.fromStore, s); err != nil {
+		if err := h.history(ctx, id, snap.epoch, &last, snap.fromStore, snap.persisted, !snap.open, s); err != nil {
 			h.unregister(reg)
 			return err
 		}
-		if err := sendRuns(s, snap.buffered); err != nil {
+		// A cached page may have covered the start of the buffered copy.
+		buffered := snap.buffered
+		for len(buffered) > 0 && buffered[0].Seq <= last {
+			buffered = buffered[1:]
+		}
+		if err := sendRuns(s, buffered); err != nil {
 			h.unregister(reg)
 			return err
 		}
-		if n := len(snap.buffered); n > 0 {
-			last = snap.buffered[n-1].Seq
+		if n := len(buffered); n > 0 {
+			last = buffered[n-1].Seq
 		}
 		if reg == nil {
 			// Closed channel: everything came from the store.

@@ -59,6 +59,7 @@ type config struct {
 	persistWorkers  int
 	maxMessageBytes int
 	queueLen        int
+	historyCache    int
 	allowedOrigins  string
 	shutdownTimeout time.Duration
 	logLevel        string
@@ -124,6 +125,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.persistWorkers, "persist-workers", envInt("PERSIST_WORKERS", 4), "database writer goroutines (env PERSIST_WORKERS)")
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", envInt("MAX_MESSAGE_BYTES", 64<<10), "largest message accepted, in bytes (env MAX_MESSAGE_BYTES)")
 	fs.IntVar(&c.queueLen, "queue-len", envInt("SUBSCRIBER_QUEUE_LEN", 64), "live queue length per subscriber; a slower one re-syncs from history (env SUBSCRIBER_QUEUE_LEN)")
+	fs.IntVar(&c.historyCache, "history-cache-bytes", envInt("HISTORY_CACHE_BYTES", 64<<20), "bytes of encoded history pages kept in memory for catch-ups to share; 0 disables the cache (env HISTORY_CACHE_BYTES)")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origin host patterns trusted besides the server's own, to open WebSockets and send POSTs from their pages; * for any (env ALLOWED_ORIGINS)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful shutdown may take to flush (env SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
@@ -156,12 +158,24 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.queueLen < 1 || c.queueLen > 1<<20 {
 		errs = append(errs, fmt.Errorf("queue length must be in [1, 1048576]"))
 	}
+	if c.historyCache < 0 {
+		errs = append(errs, fmt.Errorf("history cache bytes must not be negative (0 disables the cache)"))
+	}
 	if c.shutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive"))
 	}
 	errs = append(errs, c.auth.finish(&c.addr)) // errors.Join drops a nil
 	errs = append(errs, c.bounds.validate()...)
 	return c, errors.Join(errs...)
+}
+
+// historyCacheBytes maps the flag, where 0 disables the cache, to
+// HubConfig.HistoryCacheBytes, where 0 means the default.
+func historyCacheBytes(n int) int64 {
+	if n == 0 {
+		return -1
+	}
+	return int64(n)
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -208,7 +222,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	metrics := ws.NewMetrics(reg)
 	hubCfg := ws.HubConfig{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
-		Retention: ws.RetentionConfig{After: cfg.retention}, Logger: log, Metrics: metrics,
+		Retention: ws.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: historyCacheBytes(cfg.historyCache),
+		Logger: log, Metrics: metrics,
 	}
 	cfg.bounds.hub(&hubCfg)
 	hub := ws.NewHub(hubCfg)
