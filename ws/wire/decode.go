@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -204,7 +205,9 @@ func (c *cursor) int() int64 {
 	return n
 }
 
-// str reads a JSON string; one with escapes is unescaped by encoding/json.
+// str reads a JSON string. The escapes the server writes for control
+// characters, quotes and backslashes are undone here; a string with a \u
+// escape is unescaped by encoding/json.
 func (c *cursor) str() string {
 	if c.peek() != '"' {
 		c.ok = false
@@ -220,17 +223,15 @@ func (c *cursor) str() string {
 		case ch == '"':
 			c.i++
 			raw := c.b[start:c.i]
+			if !utf8.Valid(raw) {
+				c.ok = false
+				return ""
+			}
 			if !escaped {
-				if !utf8.Valid(raw) {
-					c.ok = false
-					return ""
-				}
 				return string(raw[1 : len(raw)-1])
 			}
-			var s string
-			if json.Unmarshal(raw, &s) != nil {
-				c.ok = false
-			}
+			s, ok := unescape(raw)
+			c.ok = ok
 			return s
 		case ch < 0x20:
 			c.ok = false
@@ -239,6 +240,45 @@ func (c *cursor) str() string {
 	}
 	c.ok = false
 	return ""
+}
+
+// unescape decodes raw, a quoted JSON string of valid UTF-8 whose every
+// backslash starts an escape.
+func unescape(raw []byte) (string, bool) {
+	in := raw[1 : len(raw)-1]
+	var b strings.Builder
+	b.Grow(len(in))
+	for i := 0; i < len(in); i++ {
+		ch := in[i]
+		if ch != '\\' {
+			b.WriteByte(ch)
+			continue
+		}
+		i++
+		switch in[i] {
+		case 'n':
+			b.WriteByte('\n')
+		case 't':
+			b.WriteByte('\t')
+		case 'r':
+			b.WriteByte('\r')
+		case '"', '\\', '/':
+			b.WriteByte(in[i])
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'u':
+			var s string
+			if json.Unmarshal(raw, &s) != nil {
+				return "", false
+			}
+			return s, true
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
 }
 
 // end reports whether the whole input was read.
