@@ -248,14 +248,14 @@ func unescape(raw []byte) (string, bool) {
 	in := raw[1 : len(raw)-1]
 	var b strings.Builder
 	b.Grow(len(in))
-	for i := 0; i < len(in); i++ {
-		ch := in[i]
-		if ch != '\\' {
-			b.WriteByte(ch)
-			continue
+	for {
+		i := bytes.IndexByte(in, '\\')
+		if i < 0 {
+			b.Write(in)
+			return b.String(), true
 		}
-		i++
-		switch in[i] {
+		b.Write(in[:i])
+		switch ch := in[i+1]; ch {
 		case 'n':
 			b.WriteByte('\n')
 		case 't':
@@ -263,7 +263,7 @@ func unescape(raw []byte) (string, bool) {
 		case 'r':
 			b.WriteByte('\r')
 		case '"', '\\', '/':
-			b.WriteByte(in[i])
+			b.WriteByte(ch)
 		case 'b':
 			b.WriteByte('\b')
 		case 'f':
@@ -277,8 +277,8 @@ func unescape(raw []byte) (string, bool) {
 		default:
 			return "", false
 		}
+		in = in[i+2:]
 	}
-	return b.String(), true
 }
 
 // end reports whether the whole input was read.
