@@ -40,6 +40,10 @@ func (h *Hub) history(ctx context.Context, id string, epoch int64, last *int64, 
 			if p.last != want {
 				return fmt.Errorf("ws: history of %s: cached page %d..%d, expected it to end at %d", id, p.first, p.last, want)
 			}
+			if final {
+				// Later readers of this closed channel need no store lookup.
+				h.cache.markClosed(id, epoch, upto)
+			}
 			if err := s.page(p); err != nil {
 				return err
 			}

@@ -126,6 +126,11 @@ type pageCache struct {
 type channelPages struct {
 	epoch int64
 	pages map[int64]*cacheEntry // by first seq
+	// closed is set once the channel is known closed at lastSeq: its
+	// readers then need no store lookup either. It lives as long as the
+	// channel has pages cached.
+	closed  bool
+	lastSeq int64
 }
 
 // cacheEntry is a page being loaded or loaded.
@@ -277,6 +282,27 @@ func (c *pageCache) dropLocked(id string) {
 	delete(c.channels, id)
 }
 
+// markClosed records that channel id is closed at lastSeq in epoch, if
+// pages of that epoch are cached: a closed channel never changes again.
+func (c *pageCache) markClosed(id string, epoch, lastSeq int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cp := c.channels[id]; cp != nil && cp.epoch == epoch {
+		cp.closed, cp.lastSeq = true, lastSeq
+	}
+}
+
+// closedChannel returns the epoch and last seq of channel id if it is
+// known closed.
+func (c *pageCache) closedChannel(id string) (epoch, lastSeq int64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cp := c.channels[id]; cp != nil && cp.closed {
+		return cp.epoch, cp.lastSeq, true
+	}
+	return 0, 0, false
+}
+
 // invalidate forgets every page of channel id.
 func (c *pageCache) invalidate(id string) {
 	c.mu.Lock()
@@ -291,10 +317,10 @@ func (c *pageCache) size() int64 {
 	return c.bytes
 }
 
-// InvalidateHistory forgets the cached history pages of channel id. Call it
-// when the channel's stored history changes other than by a new epoch (a
-// new epoch makes the old pages unreachable by itself), e.g. once the
-// channel is deleted. Safe for concurrent use.
+// InvalidateHistory forgets the cached history pages of channel id, and
+// that it is closed. Call it when the channel's stored history changes
+// other than by a new epoch (a new epoch makes the old pages unreachable by
+// itself), e.g. once the channel is deleted. Safe for concurrent use.
 func (h *Hub) InvalidateHistory(id string) {
 	if h.cache != nil {
 		h.cache.invalidate(id)

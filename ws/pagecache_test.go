@@ -18,12 +18,18 @@ import (
 	"github.com/messages-server/messages/ws/wire"
 )
 
-// countingStore counts history queries and holds each one until gate is
-// closed.
+// countingStore counts history queries, and holds each one until gate is
+// closed, and channel lookups.
 type countingStore struct {
 	Store
 	queries atomic.Int64
 	gate    chan struct{}
+	lookups atomic.Int64
+}
+
+func (s *countingStore) Channel(ctx context.Context, id string) (persist.Channel, error) {
+	s.lookups.Add(1)
+	return s.Store.Channel(ctx, id)
 }
 
 func (s *countingStore) Messages(ctx context.Context, id string, after int64, limit int) ([]persist.Message, error) {
@@ -153,6 +159,23 @@ func TestPageCacheCollapses(t *testing.T) {
 		}
 		if n := testutil.ToFloat64(h.metrics.cache.hits) + testutil.ToFloat64(h.metrics.cache.collapsed); n != 3*readers-3 {
 			t.Fatalf("hits + collapsed = %v, want %d", n, 3*readers-3)
+		}
+
+		// The cache now knows the channel is closed: a later reader needs
+		// neither a history query nor a channel lookup, until the channel's
+		// pages are invalidated.
+		for _, invalidate := range []bool{false, true} {
+			if invalidate {
+				h.InvalidateHistory("c")
+			}
+			lookups, queries := cs.lookups.Load(), cs.queries.Load()
+			s := &memSink{}
+			if err := h.stream(context.Background(), "c", 0, "", s); err != nil || s.data(t) != content {
+				t.Fatalf("later reader: %v", err)
+			}
+			if l, q := cs.lookups.Load()-lookups, cs.queries.Load()-queries; (l == 0) == invalidate || (q == 0) == invalidate {
+				t.Fatalf("invalidated %v: the later reader made %d channel lookups and %d history queries", invalidate, l, q)
+			}
 		}
 	})
 }

@@ -188,6 +188,9 @@ type pinger interface {
 // subscribe takes a snapshot of channel id after from and, if register is
 // set and the channel is open, registers a subscriber for what follows.
 func (h *Hub) subscribe(ctx context.Context, id string, from int64, register bool) (snapshot, *registration, error) {
+	if snap, ok := h.knownClosed(id); ok {
+		return snap, nil, nil
+	}
 	req := &subscribeReq{from: from, result: make(chan snapshot, 1)}
 	if register {
 		req.sub = &subscriber{queue: make(chan *wire.Message, h.cfg.QueueLen)}
@@ -219,6 +222,21 @@ func (h *Hub) subscribe(ctx context.Context, id string, from int64, register boo
 		}
 		return snap, &registration{c: c, s: req.sub}, nil
 	}
+}
+
+// knownClosed returns the snapshot of channel id if the page cache knows
+// it is closed, which saves the store lookups that find it so.
+func (h *Hub) knownClosed(id string) (snapshot, bool) {
+	if h.cache == nil {
+		return snapshot{}, false
+	}
+	select {
+	case <-h.stop:
+		return snapshot{}, false // shutting down: let get say so
+	default:
+	}
+	epoch, last, ok := h.cache.closedChannel(id)
+	return snapshot{epoch: epoch, persisted: last, fromStore: last, lastSeq: last}, ok
 }
 
 // registration is a subscriber registered with a channel actor.
