@@ -59,7 +59,7 @@ type config struct {
 	persistWorkers  int
 	maxMessageBytes int
 	queueLen        int
-	historyCache    int
+	history         historyConfig
 	allowedOrigins  string
 	shutdownTimeout time.Duration
 	logLevel        string
@@ -125,13 +125,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.IntVar(&c.persistWorkers, "persist-workers", envInt("PERSIST_WORKERS", 4), "database writer goroutines (env PERSIST_WORKERS)")
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", envInt("MAX_MESSAGE_BYTES", 64<<10), "largest message accepted, in bytes (env MAX_MESSAGE_BYTES)")
 	fs.IntVar(&c.queueLen, "queue-len", envInt("SUBSCRIBER_QUEUE_LEN", 64), "live queue length per subscriber; a slower one re-syncs from history (env SUBSCRIBER_QUEUE_LEN)")
-	fs.IntVar(&c.historyCache, "history-cache-bytes", envInt("HISTORY_CACHE_BYTES", 64<<20), "bytes of encoded history pages kept in memory for catch-ups to share; 0 disables the cache (env HISTORY_CACHE_BYTES)")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origin host patterns trusted besides the server's own, to open WebSockets and send POSTs from their pages; * for any (env ALLOWED_ORIGINS)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful shutdown may take to flush (env SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.BoolVar(&c.compression, "compression", envBool("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
 	fs.DurationVar(&c.retention, "retention", envDuration("RETENTION", 0), "delete closed channels and their history this long after they were closed, in the background; 0 keeps them forever (env RETENTION)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
+	addHistoryFlags(fs, &c.history, envInt)
 	addAuthFlags(fs, &c.auth, env, envBool)
 	c.bounds.define(fs, envFuncs{str: env, dur: envDuration, num: envInt, fail: func(err error) { errs = append(errs, err) }})
 	if err := fs.Parse(args); err != nil {
@@ -158,24 +158,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.queueLen < 1 || c.queueLen > 1<<20 {
 		errs = append(errs, fmt.Errorf("queue length must be in [1, 1048576]"))
 	}
-	if c.historyCache < 0 {
-		errs = append(errs, fmt.Errorf("history cache bytes must not be negative (0 disables the cache)"))
-	}
+	errs = append(errs, c.history.check())
 	if c.shutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive"))
 	}
 	errs = append(errs, c.auth.finish(&c.addr)) // errors.Join drops a nil
 	errs = append(errs, c.bounds.validate()...)
 	return c, errors.Join(errs...)
-}
-
-// historyCacheBytes maps the flag, where 0 disables the cache, to
-// HubConfig.HistoryCacheBytes, where 0 means the default.
-func historyCacheBytes(n int) int64 {
-	if n == 0 {
-		return -1
-	}
-	return int64(n)
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -222,8 +211,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	metrics := ws.NewMetrics(reg)
 	hubCfg := ws.HubConfig{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
-		Retention: ws.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: historyCacheBytes(cfg.historyCache),
-		Logger: log, Metrics: metrics,
+		Retention: ws.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: cfg.history.hubCacheBytes(),
+		HistoryPage: cfg.history.page, Logger: log, Metrics: metrics,
 	}
 	cfg.bounds.hub(&hubCfg)
 	hub := ws.NewHub(hubCfg)
