@@ -128,3 +128,46 @@ func streamContent(t *testing.T, frames []byte, seq int64) string {
 	}
 	return string(out)
 }
+
+// TestHistoryCacheDelete: deleting a channel drops its cached pages and
+// what the cache knew of it: readers of the id get not_found, and once the
+// id is created again, the new channel's content, never the old one's.
+func TestHistoryCacheDelete(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const id = "dc"
+	srv := wstest.Start(t, wstest.Options{})
+	createGenerator(t, srv.URL, id, 100_000, 1500)
+	if err := dialRaw(ctx, t, srv.URL, id, 0, "").readToEnd(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second reads the cache only
+		frames, err := readFrames(ctx, wsURL(srv.URL, id, 0, ""))
+		if err != nil || streamContent(t, frames, 1) != generatorContent(id, 1500) {
+			t.Fatalf("before the delete: %v", err)
+		}
+	}
+	if srv.Hub.HistoryCacheBytes() == 0 {
+		t.Fatal("nothing cached")
+	}
+	if st, b := do(t, "DELETE", srv.URL+"/channels/"+id, "", nil); st != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", st, b)
+	}
+	if n := srv.Hub.HistoryCacheBytes(); n != 0 {
+		t.Errorf("%d bytes still cached after the delete", n)
+	}
+	gone := dialRaw(ctx, t, srv.URL, id, 0, "")
+	if f, err := gone.next(ctx); err != nil || f.Type != wire.FrameError || f.Code != wire.CodeNotFound {
+		t.Fatalf("reader of the deleted channel: %+v, %v; want a not_found error", f, err)
+	}
+
+	createChannel(t, srv.URL, id)
+	appendMsg(t, srv.URL, id, "new")
+	again := dialRaw(ctx, t, srv.URL, id, 0, "")
+	if err := again.readUntil(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if !again.hello.Open || again.hello.LastSeq != 1 || len(again.data) != 1 || again.data[0] != "new" {
+		t.Fatalf("the channel created again: hello %+v, data %q", again.hello, again.data)
+	}
+}
