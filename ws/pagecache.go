@@ -23,8 +23,10 @@ import (
 // A page is cached only when its content is final: all its seqs are
 // durable (seq ≤ the persisted watermark), or the channel is closed and the
 // page ends at its last seq. The head of a resume that starts inside a page,
-// and the not yet durable tail of an open channel, are read from the store
-// for that reader alone, as before.
+// and the last, partly durable page of an open channel (as far as the actor
+// no longer holds it), are read from the store for that reader alone, as
+// before. A whole page may reach into what the actor still holds: the
+// catch-up then skips that part of the actor's copy.
 //
 // The text stream (GET /?id=) needs the raw data, not the frames. Rather
 // than keep both encodings of every page, a page holds only its frames, and
