@@ -21,6 +21,7 @@
 //   - query.go: Info, List and History
 //   - subscribe.go: one subscriber's stream: register, catch up, then live
 //   - catchup.go: the history reads and the epoch check of a catch-up
+//   - pagecache.go: the cache of encoded history pages catch-ups share
 //   - generator.go: the reference server's line generator
 //   - store.go: what the hub needs from storage, and the store timeout
 //   - server.go: the Server, its routes, shutdown, health and readiness
@@ -71,9 +72,13 @@ type HubConfig struct {
 	// MaxChannelBytes bounds the same memory for one channel. Default
 	// 16 MiB, and at most MaxBufferedBytes.
 	MaxChannelBytes int64
-	// HistoryPage is how many rows a catch-up reads from the store at once.
-	// Default 1000.
+	// HistoryPage is how many rows a catch-up reads from the store at once,
+	// and the messages of a cached history page. Default 1000.
 	HistoryPage int
+	// HistoryCacheBytes bounds the bytes of the cache of encoded history
+	// pages that catch-ups share (see pagecache.go). Default 64 MiB;
+	// negative disables the cache.
+	HistoryCacheBytes int64
 	// RetainMessages and RetainBytes bound the persisted messages a channel
 	// keeps in memory after they are durable, so that catch-ups and resumes
 	// of recent history need no store read. Defaults 256 messages and
@@ -131,6 +136,9 @@ func (c *HubConfig) setDefaults() {
 	if c.HistoryPage <= 0 {
 		c.HistoryPage = 1000
 	}
+	if c.HistoryCacheBytes == 0 {
+		c.HistoryCacheBytes = 64 << 20
+	}
 	if c.RetainMessages <= 0 {
 		c.RetainMessages = 256
 	}
@@ -170,6 +178,7 @@ type Hub struct {
 	writer  Enqueuer
 	log     *slog.Logger
 	metrics *Metrics
+	cache   *pageCache // nil when disabled
 
 	stop        chan struct{} // closed by Stop: actors flush and exit
 	abandon     chan struct{} // closed when Stop runs out of time
@@ -215,6 +224,9 @@ func NewHub(cfg HubConfig) *Hub {
 	}
 	h.metrics.persistLag.Store(&h.bufferedMsgs)
 	h.metrics.memBytes.Store(&h.memBytes)
+	if cfg.HistoryCacheBytes > 0 {
+		h.cache = newPageCache(cfg.HistoryCacheBytes, h.metrics.cache)
+	}
 	if cfg.Retention.After > 0 {
 		h.wg.Add(1)
 		go h.retain()

@@ -26,6 +26,7 @@ type Metrics struct {
 	httpErrors   *prometheus.CounterVec
 	persistLag   atomic.Pointer[atomic.Int64]
 	memBytes     atomic.Pointer[atomic.Int64]
+	cache        *cacheMetrics
 }
 
 // WebSocket connection outcomes, the values of the outcome label.
@@ -92,6 +93,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "messages", Name: "http_request_errors_total",
 			Help: "HTTP requests the hub could not serve, by status; 499: the client went away first.",
 		}, []string{"status"}),
+		cache: newCacheMetrics(reg),
 	}
 	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeRejected, outcomeDeleted, outcomeError} {
 		m.conns.WithLabelValues(o)

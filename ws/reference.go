@@ -198,6 +198,20 @@ func (t *textSink) ending() {
 	_ = t.rc.SetWriteDeadline(time.Now().Add(t.timeout))
 }
 
+// page writes a cached history page's raw data, decoded once per page.
+func (t *textSink) page(p *page) error {
+	text, err := p.textData()
+	if err != nil {
+		return err
+	}
+	_ = t.rc.SetWriteDeadline(time.Now().Add(t.timeout))
+	if _, err := t.w.Write(text); err != nil {
+		return err
+	}
+	t.m.delivered.Add(float64(p.count()))
+	return t.rc.Flush()
+}
+
 func (t *textSink) live(int64) error { return nil }
 
 func (t *textSink) end(int64) error { return nil }

@@ -302,6 +302,18 @@ func (w *wsSink) messages(msgs []*wire.Message, live bool) error {
 	return nil
 }
 
+// page writes a cached history page's frames as they are: the same bytes
+// for every reader, encoded once.
+func (w *wsSink) page(p *page) error {
+	for _, f := range p.frames {
+		if err := w.write(f); err != nil {
+			return err
+		}
+	}
+	w.m.delivered.Add(float64(p.count()))
+	return nil
+}
+
 func (w *wsSink) live(seq int64) error {
 	w.buf = wire.AppendSeq(w.buf[:0], wire.FrameLive, seq)
 	return w.write(w.buf)

@@ -59,6 +59,7 @@ type config struct {
 	persistWorkers  int
 	maxMessageBytes int
 	queueLen        int
+	history         historyConfig
 	allowedOrigins  string
 	shutdownTimeout time.Duration
 	logLevel        string
@@ -130,6 +131,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.BoolVar(&c.compression, "compression", envBool("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
 	fs.DurationVar(&c.retention, "retention", envDuration("RETENTION", 0), "delete closed channels and their history this long after they were closed, in the background; 0 keeps them forever (env RETENTION)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
+	addHistoryFlags(fs, &c.history, envInt)
 	addAuthFlags(fs, &c.auth, env, envBool)
 	c.bounds.define(fs, envFuncs{str: env, dur: envDuration, num: envInt, fail: func(err error) { errs = append(errs, err) }})
 	if err := fs.Parse(args); err != nil {
@@ -156,6 +158,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.queueLen < 1 || c.queueLen > 1<<20 {
 		errs = append(errs, fmt.Errorf("queue length must be in [1, 1048576]"))
 	}
+	errs = append(errs, c.history.check())
 	if c.shutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive"))
 	}
@@ -208,7 +211,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	metrics := ws.NewMetrics(reg)
 	hubCfg := ws.HubConfig{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
-		Retention: ws.RetentionConfig{After: cfg.retention}, Logger: log, Metrics: metrics,
+		Retention: ws.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: cfg.history.hubCacheBytes(),
+		HistoryPage: cfg.history.page, Logger: log, Metrics: metrics,
 	}
 	cfg.bounds.hub(&hubCfg)
 	hub := ws.NewHub(hubCfg)

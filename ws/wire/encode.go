@@ -72,6 +72,43 @@ func AppendMessages(b []byte, msgs []*Message) []byte {
 	return append(b, "]}"...)
 }
 
+// AppendRun appends one frame covering the n contiguous messages seq,
+// seq+1, ..., seq+n-1 (n ≥ 1): a message frame for one, a batch frame for
+// more, byte for byte what AppendMessages writes for the same messages.
+// at(i) returns the time and data (valid UTF-8) of message seq+i. It
+// encodes straight from stored rows, without a Message per row.
+func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)) []byte {
+	if n == 1 {
+		t, d := at(0)
+		b = append(b, `{"type":"message","seq":`...)
+		b = strconv.AppendInt(b, seq, 10)
+		b = append(b, `,"time":`...)
+		b = strconv.AppendInt(b, t, 10)
+		b = append(b, `,"data":`...)
+		b = AppendJSONString(b, d)
+		return append(b, '}')
+	}
+	b = append(b, `{"type":"batch","seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"time":[`...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		t, _ := at(i)
+		b = strconv.AppendInt(b, t, 10)
+	}
+	b = append(b, `],"data":[`...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		_, d := at(i)
+		b = AppendJSONString(b, d)
+	}
+	return append(b, "]}"...)
+}
+
 // AppendSeq appends a frame that carries only a seq: typ is FrameLive or
 // FrameEnd.
 func AppendSeq(b []byte, typ string, seq int64) []byte {
