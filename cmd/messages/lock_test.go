@@ -39,12 +39,13 @@ func buildServer(t *testing.T) string {
 	return bin
 }
 
-// spawn starts the binary bin on the database dbURL, stopped (SIGKILL if
-// it has not exited) when t ends.
-func spawn(t *testing.T, bin, dbURL string) *process {
+// spawn starts the binary bin on the database dbURL, with the flags extra,
+// stopped (SIGKILL if it has not exited) when t ends.
+func spawn(t *testing.T, bin, dbURL string, extra ...string) *process {
 	t.Helper()
 	p := &process{log: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-addr", "127.0.0.1:0", "-persist-interval", "10ms", "-database-url", dbURL)
+	args := append([]string{"-addr", "127.0.0.1:0", "-persist-interval", "10ms", "-database-url", dbURL}, extra...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), "DATABASE_URL=", "LISTEN_ADDR=")
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
@@ -66,9 +67,9 @@ var servingAddr = regexp.MustCompile(`msg=serving addr=(\S+)`)
 
 // serve starts the binary like spawn and waits until it serves; it returns
 // the server's base URL.
-func serve(t *testing.T, bin, dbURL string) (*process, *server) {
+func serve(t *testing.T, bin, dbURL string, extra ...string) (*process, *server) {
 	t.Helper()
-	p := spawn(t, bin, dbURL)
+	p := spawn(t, bin, dbURL, extra...)
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		if m := servingAddr.FindStringSubmatch(p.log.String()); m != nil {

@@ -5,13 +5,14 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Proxy is a TCP proxy in front of a database, for fault tests: it passes
 // bytes through, or blackholes them (connections stay open and nothing
 // arrives, as with a hung server or a network partition), or drops every
-// connection and refuses new ones (as with a server that is down). Its
-// methods are safe for concurrent use.
+// connection and refuses new ones (as with a server that is down), and it
+// can add latency (a slow link). Its methods are safe for concurrent use.
 type Proxy struct {
 	ln     net.Listener
 	target string
@@ -19,6 +20,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	resume  chan struct{}         // guarded by mu: closed when the blackhole ends; nil when passing
 	down    bool                  // guarded by mu
+	latency time.Duration         // guarded by mu
 	conns   map[net.Conn]struct{} // guarded by mu
 	wg      sync.WaitGroup
 	closing bool // guarded by mu
@@ -61,6 +63,15 @@ func (p *Proxy) Drop() {
 	for c := range p.conns {
 		c.Close()
 	}
+}
+
+// Latency delays every chunk of bytes forwarded, either way, by d (zero:
+// none), from the next chunk on. It holds in every mode: Pass does not
+// reset it.
+func (p *Proxy) Latency(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.latency = d
 }
 
 // Pass forwards again, delivering what the blackhole held.
@@ -138,6 +149,10 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			if resume != nil {
 				<-resume // a blackhole: closing the proxy passes first
 			}
+			p.mu.Lock()
+			latency := p.latency
+			p.mu.Unlock()
+			time.Sleep(latency) // the slow link itself, not a synchronisation
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
