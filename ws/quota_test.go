@@ -134,10 +134,10 @@ func TestCreateRatePerIP(t *testing.T) {
 
 // TestOpenChannelsAndGeneratorRate: the hub runs at most MaxOpenChannels
 // actors and generators of at most MaxGeneratorRate lines per second in
-// all; past either 429, and what ends frees its share.
+// all; past either 429, and a channel that goes frees its share.
 func TestOpenChannelsAndGeneratorRate(t *testing.T) {
 	srv := wstest.Start(t, wstest.Options{Hub: func(c *ws.HubConfig) { c.MaxOpenChannels = 2; c.MaxGeneratorRate = 100 }})
-	createGenerator(t, srv.URL, "g60", 60, 3)
+	createGenerator(t, srv.URL, "g60", 60, 1_000_000)
 	if st, retry, body := requestXFF(t, "POST", srv.URL+"/channels", "", `{"id":"g2","generator":{"freq":60,"max":3}}`); st != http.StatusTooManyRequests || retry == "" || !strings.Contains(body, "rate") {
 		t.Fatalf("generators past 100 lines/s: %d %q %s, want 429", st, retry, body)
 	}
@@ -152,7 +152,10 @@ func TestOpenChannelsAndGeneratorRate(t *testing.T) {
 	if st, _, _ := requestXFF(t, "POST", srv.URL+"/channels/cold/messages", "", "x"); st != http.StatusTooManyRequests {
 		t.Fatalf("a take-over past the bound: %d, want 429", st)
 	}
-	// g60 ends after 3 lines: its actor and its rate are freed.
+	// Deleting g60 frees its actor and its rate.
+	if st, _, body := requestXFF(t, "DELETE", srv.URL+"/channels/g60", "", ""); st != http.StatusNoContent {
+		t.Fatalf("delete g60: %d %s", st, body)
+	}
 	waitFor(t, 10*time.Second, "g60's place", func() bool {
 		st, _, _ := requestXFF(t, "POST", srv.URL+"/channels", "", `{"id":"g2","generator":{"freq":60,"max":3}}`)
 		return st == http.StatusCreated
