@@ -220,11 +220,11 @@ type ledger struct {
 
 	mu        sync.Mutex
 	acks      map[int64]ack
-	persisted int // 200 to ?wait=persisted
-	appended  int // 200 without wait
-	timedOut  int // 504: accepted, not yet persisted
-	refused   int // 503
-	slowest   time.Duration
+	persisted int                   // 200 to ?wait=persisted
+	appended  int                   // 200 without wait
+	timedOut  int                   // 504: accepted, not yet persisted
+	refused   int                   // 503
+	slowest   map[int]time.Duration // by status
 	fails     []string
 }
 
@@ -298,15 +298,16 @@ func (l *ledger) record(data string, wait bool, a answer, err error) {
 	default:
 		l.fails = append(l.fails, fmt.Sprintf("append: %d %s", a.status, a.body))
 	}
-	if a.status != http.StatusOK {
-		l.slowest = max(l.slowest, a.took)
+	if l.slowest == nil {
+		l.slowest = make(map[int]time.Duration)
 	}
+	l.slowest[a.status] = max(l.slowest[a.status], a.took.Round(time.Millisecond))
 }
 
 // tally sums the ledgers.
 type tally struct {
 	persisted, appended, timedOut, refused, stored, lost, resumes int
-	slowest                                                       time.Duration
+	slowest                                                       map[int]time.Duration // answers by status
 }
 
 func (t *tally) acked() int { return t.persisted + t.appended + t.timedOut }
@@ -319,12 +320,17 @@ func (t *tally) add(o tally) {
 	t.stored += o.stored
 	t.lost += o.lost
 	t.resumes += o.resumes
-	t.slowest = max(t.slowest, o.slowest)
+	if t.slowest == nil {
+		t.slowest = make(map[int]time.Duration)
+	}
+	for st, d := range o.slowest {
+		t.slowest[st] = max(t.slowest[st], d)
+	}
 }
 
 func (t tally) String() string {
-	return fmt.Sprintf("acknowledged %d (persisted %d, appended %d, 504 %d), refused 503 %d (slowest refusal %v), stored %d, lost %d, subscriber resumes %d",
-		t.acked(), t.persisted, t.appended, t.timedOut, t.refused, t.slowest.Round(time.Millisecond), t.stored, t.lost, t.resumes)
+	return fmt.Sprintf("acknowledged %d (persisted %d, appended %d, 504 %d), refused 503 %d, slowest answer by status %v, stored %d, lost %d, subscriber resumes %d",
+		t.acked(), t.persisted, t.appended, t.timedOut, t.refused, t.slowest, t.stored, t.lost, t.resumes)
 }
 
 // check compares what l was told with the stored messages (seq → data),
