@@ -14,6 +14,14 @@ import (
 // first); the wait is not stored, and a generator taken over after a
 // restart starts at once.
 func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, startWhen int) (ChannelInfo, error) {
+	return h.create(ctx, id, func(ctx context.Context) (persist.Channel, error) {
+		return h.store.CreateChannel(ctx, id, gen)
+	}, gen, startWhen)
+}
+
+// create is Create with the store's insert given: record makes the row.
+func (h *Hub) create(ctx context.Context, id string, record func(context.Context) (persist.Channel, error),
+	gen *persist.Generator, startWhen int) (ChannelInfo, error) {
 	h.mu.Lock()
 	stopped := h.stopped
 	h.mu.Unlock()
@@ -48,7 +56,7 @@ func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, sta
 		h.mu.Unlock()
 		close(w)
 	}
-	rec, err := h.store.CreateChannel(ctx, id, gen)
+	rec, err := record(ctx)
 	if err != nil {
 		release()
 		return ChannelInfo{}, storeErr(err)

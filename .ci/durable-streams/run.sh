@@ -39,7 +39,7 @@ trap cleanup EXIT
 
 # The server picks a free port itself and says which in its "serving" line.
 "$work/messages" -addr 127.0.0.1:0 -database-url "$db_url" -long-poll-timeout 500ms \
-	-log-level warn 2>"$work/server.log" &
+	-log-level info 2>"$work/server.log" &
 server_pid=$!
 addr=""
 for ((i = 0; i < 300; i++)); do

@@ -27,6 +27,7 @@ import (
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/viewer"
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/durable"
 )
 
 func main() {
@@ -63,6 +64,7 @@ type config struct {
 	logLevel        string
 	compression     bool
 	debugAddr       string
+	longPollTimeout time.Duration
 }
 
 // defaultDatabaseURL is the SQLite file used when DATABASE_URL is unset, so
@@ -125,6 +127,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.BoolVar(&c.compression, "compression", envBool("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
+	fs.DurationVar(&c.longPollTimeout, "long-poll-timeout", envDuration("LONG_POLL_TIMEOUT", 20*time.Second), "how long a Durable Streams long-poll read waits for data before answering 204 (env LONG_POLL_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -145,6 +148,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.queueLen < 1 || c.queueLen > 1<<20 {
 		errs = append(errs, fmt.Errorf("queue length must be in [1, 1048576]"))
+	}
+	if c.longPollTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("long-poll timeout must be positive"))
 	}
 	if c.shutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive"))
@@ -224,7 +230,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	httpSrv = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	streams := durable.NewHandler(durable.HandlerConfig{
+		Backend: ws.NewDurableBackend(hub, store), LongPollTimeout: cfg.longPollTimeout, Logger: log,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/v1/stream/", streams)
+	mux.Handle("/", srv)
+	httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())),

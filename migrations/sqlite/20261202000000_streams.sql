@@ -1,0 +1,23 @@
+-- migrate:up
+-- The SQLite twin of postgres/20261202000000_streams.sql. expires_at is in
+-- Unix microseconds.
+ALTER TABLE channels ADD COLUMN content_type TEXT;
+ALTER TABLE channels ADD COLUMN ttl_seconds INTEGER;
+ALTER TABLE channels ADD COLUMN expires_at INTEGER;
+ALTER TABLE channels ADD COLUMN stream_seq TEXT;
+
+CREATE TABLE producers (
+    channel_id  TEXT NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
+    producer_id TEXT NOT NULL,
+    epoch       INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (channel_id, producer_id)
+) STRICT, WITHOUT ROWID;
+
+-- migrate:down
+DROP TABLE producers;
+ALTER TABLE channels DROP COLUMN stream_seq;
+ALTER TABLE channels DROP COLUMN expires_at;
+ALTER TABLE channels DROP COLUMN ttl_seconds;
+ALTER TABLE channels DROP COLUMN content_type;

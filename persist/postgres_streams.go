@@ -1,0 +1,111 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func (p *postgres) createStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
+	var exp any
+	if !cfg.ExpiresAt.IsZero() {
+		exp = cfg.ExpiresAt
+	}
+	var c Channel
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var err error
+		c, err = scanChannel(tx.QueryRow(ctx,
+			`INSERT INTO channels (id, content_type, ttl_seconds, expires_at) VALUES ($1, $2, $3, $4)
+			 RETURNING `+channelColumns, id, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp))
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx,
+			`INSERT INTO channel_epochs (channel_id, epoch, start_seq) VALUES ($1, $2, 0)`, id, c.Epoch)
+		return err
+	})
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
+		return Channel{}, ErrExists
+	}
+	return c, err
+}
+
+func (p *postgres) stream(ctx context.Context, id string) (StreamState, error) {
+	var (
+		st       StreamState
+		ct, sseq *string
+		ttl      *int64
+		exp      *time.Time
+	)
+	err := p.pool.QueryRow(ctx,
+		`SELECT content_type, ttl_seconds, expires_at, stream_seq FROM channels WHERE id = $1`, id).
+		Scan(&ct, &ttl, &exp, &sseq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, ErrNotFound
+	}
+	if err != nil {
+		return st, err
+	}
+	if ct != nil {
+		st.ContentType = *ct
+	}
+	if ttl != nil {
+		st.TTL = *ttl
+	}
+	if exp != nil {
+		st.ExpiresAt = exp.UTC()
+	}
+	if sseq != nil {
+		st.StreamSeq = *sseq
+	}
+	rows, err := p.pool.Query(ctx,
+		`SELECT producer_id, epoch, seq FROM producers WHERE channel_id = $1 ORDER BY producer_id`, id)
+	if err != nil {
+		return st, err
+	}
+	st.Producers, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (ProducerState, error) {
+		var ps ProducerState
+		err := row.Scan(&ps.ID, &ps.Epoch, &ps.Seq)
+		return ps, err
+	})
+	return st, err
+}
+
+func (p *postgres) saveStreamWrites(ctx context.Context, id, seq string, ps *ProducerState) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx,
+			`UPDATE channels SET stream_seq = COALESCE($1, stream_seq) WHERE id = $2`, nullString(seq), id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		if ps == nil {
+			return nil
+		}
+		_, err = tx.Exec(ctx,
+			`INSERT INTO producers (channel_id, producer_id, epoch, seq) VALUES ($1, $2, $3, $4)
+			 ON CONFLICT (channel_id, producer_id) DO UPDATE
+			   SET epoch = excluded.epoch, seq = excluded.seq, updated_at = now()
+			   WHERE (excluded.epoch, excluded.seq) > (producers.epoch, producers.seq)`,
+			id, ps.ID, ps.Epoch, ps.Seq)
+		return err
+	})
+}
+
+func (p *postgres) deleteChannel(ctx context.Context, id string) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE channel_id = $1`, id); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM channels WHERE id = $1`, id)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = ErrNotFound
+		}
+		return err
+	})
+}

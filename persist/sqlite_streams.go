@@ -1,0 +1,114 @@
+package persist
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+)
+
+func (s *sqliteStore) createStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
+	var exp any
+	if !cfg.ExpiresAt.IsZero() {
+		exp = cfg.ExpiresAt.UnixMicro()
+	}
+	now := time.Now().UnixMicro()
+	var c Channel
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
+			`INSERT INTO channels (id, created_at, content_type, ttl_seconds, expires_at) VALUES (?, ?, ?, ?, ?)
+			 RETURNING `+channelColumns, id, now, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO channel_epochs (channel_id, epoch, start_seq, started_at) VALUES (?, ?, 0, ?)`,
+			id, c.Epoch, now)
+		return err
+	})
+	if isPrimaryKeyViolation(err) {
+		return Channel{}, ErrExists
+	}
+	return c, err
+}
+
+func (s *sqliteStore) stream(ctx context.Context, id string) (StreamState, error) {
+	var (
+		st       StreamState
+		ct, sseq sql.NullString
+		ttl, exp sql.NullInt64
+	)
+	err := s.read.QueryRowContext(ctx,
+		`SELECT content_type, ttl_seconds, expires_at, stream_seq FROM channels WHERE id = ?`, id).
+		Scan(&ct, &ttl, &exp, &sseq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, ErrNotFound
+	}
+	if err != nil {
+		return st, err
+	}
+	st.ContentType, st.TTL, st.StreamSeq = ct.String, ttl.Int64, sseq.String
+	if exp.Valid {
+		st.ExpiresAt = time.UnixMicro(exp.Int64).UTC()
+	}
+	rows, err := s.read.QueryContext(ctx,
+		`SELECT producer_id, epoch, seq FROM producers WHERE channel_id = ? ORDER BY producer_id`, id)
+	if err != nil {
+		return st, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ps ProducerState
+		if err := rows.Scan(&ps.ID, &ps.Epoch, &ps.Seq); err != nil {
+			return st, err
+		}
+		st.Producers = append(st.Producers, ps)
+	}
+	return st, rows.Err()
+}
+
+func (s *sqliteStore) saveStreamWrites(ctx context.Context, id, seq string, ps *ProducerState) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE channels SET stream_seq = COALESCE(?, stream_seq) WHERE id = ?`, nullString(seq), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err == nil {
+				err = ErrNotFound
+			}
+			return err
+		}
+		if ps == nil {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO producers (channel_id, producer_id, epoch, seq, updated_at) VALUES (?, ?, ?, ?, ?)
+			 ON CONFLICT (channel_id, producer_id) DO UPDATE
+			   SET epoch = excluded.epoch, seq = excluded.seq, updated_at = excluded.updated_at
+			   WHERE (excluded.epoch, excluded.seq) > (producers.epoch, producers.seq)`,
+			id, ps.ID, ps.Epoch, ps.Seq, time.Now().UnixMicro())
+		return err
+	})
+}
+
+func (s *sqliteStore) deleteChannel(ctx context.Context, id string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE channel_id = ?`, id); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM channels WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err == nil {
+				err = ErrNotFound
+			}
+			return err
+		}
+		return nil
+	})
+}

@@ -1,0 +1,99 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// StreamConfig is what a Durable Streams stream adds to a channel: its
+// content type and expiry, fixed at creation.
+type StreamConfig struct {
+	// ContentType is the media type of the channel's messages; "" for a
+	// channel made through the channels API (text).
+	ContentType string
+	// TTL, if positive, is the time to live in seconds after the last access.
+	TTL int64
+	// ExpiresAt, if not zero, is an absolute expiry time.
+	ExpiresAt time.Time
+}
+
+// ProducerState is an idempotent producer's record in a channel.
+type ProducerState struct {
+	// ID names the producer.
+	ID string
+	// Epoch is the producer's current epoch.
+	Epoch int64
+	// Seq is the highest request seq accepted in Epoch.
+	Seq int64
+}
+
+// StreamState is a channel's Durable Streams state.
+type StreamState struct {
+	StreamConfig
+	// StreamSeq is the last Stream-Seq accepted, or "".
+	StreamSeq string
+	// Producers are the channel's idempotent producers, ordered by ID.
+	Producers []ProducerState
+}
+
+// CreateStream records a new open channel, like CreateChannel, with its
+// stream configuration, in one transaction. It returns ErrExists if the id
+// is taken.
+func (s *Store) CreateStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
+	if cfg.TTL < 0 {
+		return Channel{}, fmt.Errorf("persist: create stream %q: negative TTL", id)
+	}
+	c, err := s.b.createStream(ctx, id, cfg)
+	if err != nil {
+		return Channel{}, fmt.Errorf("persist: create stream %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// Stream returns a channel's stream state, or ErrNotFound. A channel made
+// with CreateChannel has the zero StreamConfig.
+func (s *Store) Stream(ctx context.Context, id string) (StreamState, error) {
+	st, err := s.b.stream(ctx, id)
+	if err != nil {
+		return StreamState{}, fmt.Errorf("persist: stream %q: %w", id, err)
+	}
+	return st, nil
+}
+
+// SaveStreamWrites records, in one transaction, a channel's last Stream-Seq
+// (if seq is not "") and a producer's state (if p is not nil). A producer's
+// state only moves forward: an older (epoch, seq) never overwrites a newer
+// one. It returns ErrNotFound if the channel does not exist.
+func (s *Store) SaveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error {
+	if err := s.b.saveStreamWrites(ctx, id, seq, p); err != nil {
+		return fmt.Errorf("persist: save stream writes of %q: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteChannel removes a channel with its messages, epochs and producers,
+// or returns ErrNotFound. The caller makes sure that no actor writes the
+// channel any more.
+func (s *Store) DeleteChannel(ctx context.Context, id string) error {
+	if err := s.b.deleteChannel(ctx, id); err != nil {
+		return fmt.Errorf("persist: delete channel %q: %w", id, err)
+	}
+	return nil
+}
+
+// nullString is nil for "", so that "" is stored as NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// nullTTL is nil for no TTL.
+func nullTTL(ttl int64) any {
+	if ttl <= 0 {
+		return nil
+	}
+	return ttl
+}

@@ -1,0 +1,413 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/durable"
+)
+
+// StreamStore is what Durable Streams need from storage besides the hub's
+// Store. *persist.Store implements it; every method must be safe for
+// concurrent use.
+type StreamStore interface {
+	// CreateStream records a new open channel with its stream
+	// configuration; persist.ErrExists if the id is taken.
+	CreateStream(ctx context.Context, id string, cfg persist.StreamConfig) (persist.Channel, error)
+	// Stream returns a channel's stream state, or persist.ErrNotFound.
+	Stream(ctx context.Context, id string) (persist.StreamState, error)
+	// SaveStreamWrites records the last Stream-Seq and a producer's state.
+	SaveStreamWrites(ctx context.Context, id, seq string, p *persist.ProducerState) error
+	// DeleteChannel removes a channel and everything of it.
+	DeleteChannel(ctx context.Context, id string) error
+}
+
+// DurableBackend makes every channel a Durable Streams stream: appends go
+// through the channel's actor and reads through its snapshot and the store,
+// exactly as for WebSocket subscribers, so both APIs see the same messages
+// with the same seqs. It is safe for concurrent use.
+//
+// It adds what the protocol needs on top of a channel: the content type
+// and expiry, the last Stream-Seq and the idempotent producers, kept in the
+// store and cached here. Writes to one stream through this API are
+// serialised by the stream's lock; the process is the channel's only owner
+// (see the store's ownership lock), so the cache is authoritative.
+type DurableBackend struct {
+	h     *Hub
+	store StreamStore
+	now   func() time.Time
+
+	mu      sync.Mutex
+	streams map[string]*streamState // Guarded by mu.
+}
+
+// streamState is the cached Durable Streams state of one channel.
+type streamState struct {
+	cfg durable.Config // immutable
+	// deadline is the sliding TTL's expiry in Unix nanoseconds; 0 without
+	// a TTL.
+	deadline atomic.Int64
+
+	mu sync.Mutex // held for the whole of a write to the stream
+	// Guarded by mu.
+	streamSeq string
+	producers map[string]durable.Producer
+	deleted   bool
+}
+
+// NewDurableBackend returns the Durable Streams backend over h and store.
+func NewDurableBackend(h *Hub, store StreamStore) *DurableBackend {
+	return &DurableBackend{h: h, store: store, now: time.Now, streams: make(map[string]*streamState)}
+}
+
+// unavailable marks errors the client may retry later (503).
+type unavailable struct{ error }
+
+func (unavailable) Unavailable() bool { return true }
+func (u unavailable) Unwrap() error   { return u.error }
+
+// streamErr maps a hub error to the protocol's.
+func streamErr(err error) error {
+	var se *StoreError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound):
+		return durable.ErrNotFound
+	case errors.Is(err, ErrChannelClosed):
+		return durable.ErrClosed
+	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown), errors.As(err, &se):
+		return unavailable{err}
+	}
+	return err
+}
+
+func (b *DurableBackend) newState(cfg durable.Config) *streamState {
+	st := &streamState{cfg: cfg, producers: make(map[string]durable.Producer)}
+	b.touch(st)
+	return st
+}
+
+// touch restarts a stream's sliding TTL.
+func (b *DurableBackend) touch(st *streamState) {
+	if st.cfg.TTL > 0 {
+		st.deadline.Store(b.now().Add(time.Duration(st.cfg.TTL) * time.Second).UnixNano())
+	}
+}
+
+// expiry is when st expires if nothing touches it; zero for never.
+func (st *streamState) expiry() time.Time {
+	if !st.cfg.ExpiresAt.IsZero() {
+		return st.cfg.ExpiresAt
+	}
+	if d := st.deadline.Load(); d != 0 {
+		return time.Unix(0, d)
+	}
+	return time.Time{}
+}
+
+// state returns the stream's state, loading it from the store on first
+// use, or durable.ErrNotFound. An expired stream is deleted here.
+func (b *DurableBackend) state(ctx context.Context, name string) (*streamState, error) {
+	b.mu.Lock()
+	st := b.streams[name]
+	b.mu.Unlock()
+	if st == nil {
+		ss, err := b.store.Stream(ctx, name)
+		if err != nil {
+			return nil, streamErr(storeErr(err))
+		}
+		cfg := durable.Config{ContentType: ss.ContentType, TTL: ss.TTL, ExpiresAt: ss.ExpiresAt}
+		if cfg.ContentType == "" {
+			cfg.ContentType = "text/plain"
+		}
+		st = b.newState(cfg)
+		st.streamSeq = ss.StreamSeq
+		for _, p := range ss.Producers {
+			st.producers[p.ID] = durable.Producer{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
+		}
+		b.mu.Lock()
+		if existing := b.streams[name]; existing != nil {
+			st = existing
+		} else {
+			b.streams[name] = st
+		}
+		b.mu.Unlock()
+	}
+	if exp := st.expiry(); !exp.IsZero() && !b.now().Before(exp) {
+		if err := b.Delete(ctx, name); err != nil && !errors.Is(err, durable.ErrNotFound) {
+			return nil, err
+		}
+		return nil, durable.ErrNotFound
+	}
+	return st, nil
+}
+
+// info describes the stream now.
+func (b *DurableBackend) info(ctx context.Context, name string, st *streamState) (durable.Info, error) {
+	snap, err := b.h.peek(ctx, name, math.MaxInt64)
+	if err != nil {
+		return durable.Info{}, streamErr(err)
+	}
+	return b.infoOf(st, snap), nil
+}
+
+func (b *DurableBackend) infoOf(st *streamState, snap snapshot) durable.Info {
+	return durable.Info{Config: st.cfg, Tail: durable.Pos{Epoch: snap.epoch, Seq: snap.lastSeq},
+		Closed: !snap.open, Expires: st.expiry()}
+}
+
+// Create implements durable.Backend.
+func (b *DurableBackend) Create(ctx context.Context, name string, cfg durable.Config, msgs [][]byte, closed bool) (durable.Info, bool, error) {
+	if !ValidID(name) {
+		return durable.Info{}, false, &durable.BadRequestError{Msg: idError(name)}
+	}
+	for {
+		st, err := b.state(ctx, name)
+		if err == nil {
+			if !st.cfg.Same(cfg) {
+				return durable.Info{}, false, durable.ErrConflict
+			}
+			info, err := b.info(ctx, name, st)
+			return info, false, err
+		}
+		if !errors.Is(err, durable.ErrNotFound) {
+			return durable.Info{}, false, err
+		}
+		_, err = b.h.create(ctx, name, func(ctx context.Context) (persist.Channel, error) {
+			return b.store.CreateStream(ctx, name, persist.StreamConfig{
+				ContentType: cfg.ContentType, TTL: cfg.TTL, ExpiresAt: cfg.ExpiresAt})
+		}, nil, 0)
+		if errors.Is(err, ErrExists) {
+			continue // created meanwhile: compare with it
+		}
+		if err != nil {
+			return durable.Info{}, false, streamErr(err)
+		}
+		break
+	}
+	st := b.newState(cfg)
+	b.mu.Lock()
+	b.streams[name] = st
+	b.mu.Unlock()
+	if len(msgs) > 0 || closed {
+		res, err := b.Append(ctx, name, durable.Append{Messages: msgs, Close: closed})
+		return res.Info, true, err
+	}
+	info, err := b.info(ctx, name, st)
+	return info, true, err
+}
+
+// Stat implements durable.Backend.
+func (b *DurableBackend) Stat(ctx context.Context, name string) (durable.Info, error) {
+	st, err := b.state(ctx, name)
+	if err != nil {
+		return durable.Info{}, err
+	}
+	return b.info(ctx, name, st)
+}
+
+// Append implements durable.Backend. The messages are appended one by one
+// to the channel; with a producer or a Stream-Seq the last one is awaited
+// until durable, and only then is the producer's state (or the Stream-Seq)
+// saved, so that a retry after a crash may duplicate the request but an
+// acknowledged one is never lost.
+func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
+	st, err := b.state(ctx, name)
+	if err != nil {
+		return durable.AppendResult{}, err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.deleted {
+		return durable.AppendResult{}, durable.ErrNotFound
+	}
+	b.touch(st)
+	if p := a.Producer; p != nil {
+		cur, ok := st.producers[p.ID]
+		dup, err := durable.CheckProducer(cur, ok, *p)
+		if err != nil {
+			return durable.AppendResult{}, err
+		}
+		if dup {
+			info, err := b.info(ctx, name, st)
+			return durable.AppendResult{Info: info, Duplicate: true, ProducerSeq: cur.Seq}, err
+		}
+	}
+	info, err := b.info(ctx, name, st)
+	if err != nil {
+		return durable.AppendResult{}, err
+	}
+	if info.Closed {
+		return durable.AppendResult{Info: info}, durable.ErrClosed
+	}
+	if a.StreamSeq != "" && a.StreamSeq <= st.streamSeq {
+		return durable.AppendResult{Info: info}, durable.ErrStreamSeq
+	}
+	record := a.Producer != nil || a.StreamSeq != ""
+	for i, m := range a.Messages {
+		wait := record && !a.Close && i == len(a.Messages)-1
+		if _, err := b.h.Append(ctx, name, m, wait); err != nil {
+			return durable.AppendResult{Info: info}, streamErr(err)
+		}
+	}
+	if a.Close {
+		// Close flushes and returns once the close is durable.
+		if _, err := b.h.Close(ctx, name); err != nil {
+			return durable.AppendResult{Info: info}, streamErr(err)
+		}
+	}
+	var res durable.AppendResult
+	if record {
+		var ps *persist.ProducerState
+		if p := a.Producer; p != nil {
+			ps = &persist.ProducerState{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
+		}
+		if err := b.store.SaveStreamWrites(ctx, name, a.StreamSeq, ps); err != nil {
+			return durable.AppendResult{Info: info}, streamErr(storeErr(err))
+		}
+		if a.StreamSeq != "" {
+			st.streamSeq = a.StreamSeq
+		}
+		if p := a.Producer; p != nil {
+			st.producers[p.ID] = *p
+			res.ProducerSeq = p.Seq
+		}
+	}
+	res.Info, err = b.info(ctx, name, st)
+	return res, err
+}
+
+// readLimit bounds the messages of one read.
+const readLimit = 1000
+
+// Read implements durable.Backend.
+func (b *DurableBackend) Read(ctx context.Context, name string, from durable.Pos, maxBytes int) ([][]byte, durable.Info, error) {
+	st, err := b.state(ctx, name)
+	if err != nil {
+		return nil, durable.Info{}, err
+	}
+	b.touch(st)
+	if from == durable.PosNow {
+		info, err := b.info(ctx, name, st)
+		return nil, info, err
+	}
+	snap, err := b.h.peek(ctx, name, from.Seq)
+	if err != nil {
+		return nil, durable.Info{}, streamErr(err)
+	}
+	info := b.infoOf(st, snap)
+	if err := b.checkPos(ctx, name, from, snap); err != nil {
+		return nil, info, err
+	}
+	var out [][]byte
+	size := 0
+	add := func(data []byte) bool {
+		if len(out) > 0 && (size+len(data) > maxBytes || len(out) >= readLimit) {
+			return false
+		}
+		out = append(out, data)
+		size += len(data)
+		return true
+	}
+	if from.Seq < snap.fromStore {
+		rows, err := b.h.store.Messages(ctx, name, from.Seq, min(readLimit, int(snap.fromStore-from.Seq)))
+		if err != nil {
+			return nil, info, streamErr(storeErr(err))
+		}
+		for _, m := range rows {
+			if !add(m.Data) {
+				return out, info, nil
+			}
+		}
+	}
+	for _, m := range snap.buffered {
+		if m.Seq != from.Seq+int64(len(out))+1 || !add(m.Data) {
+			break
+		}
+	}
+	return out, info, nil
+}
+
+// checkPos refuses a position past the tail, or past what survived of the
+// epoch it was read in.
+func (b *DurableBackend) checkPos(ctx context.Context, name string, from durable.Pos, snap snapshot) error {
+	if from.Seq > 0 && from.Epoch != snap.epoch {
+		survived, err := b.h.store.Survived(ctx, name, from.Epoch)
+		if err != nil {
+			return streamErr(storeErr(err))
+		}
+		if from.Seq > survived {
+			return durable.ErrGone
+		}
+	}
+	if from.Seq > snap.lastSeq {
+		return &durable.BadRequestError{Msg: "the offset is past the end of the stream"}
+	}
+	return nil
+}
+
+// Wait implements durable.Backend: it registers as a subscriber of the
+// channel, like a WebSocket, and returns at the first live message.
+func (b *DurableBackend) Wait(ctx context.Context, name string, from durable.Pos) error {
+	if _, err := b.state(ctx, name); err != nil {
+		return err
+	}
+	snap, reg, err := b.h.subscribe(ctx, name, from.Seq, true)
+	if err != nil {
+		return streamErr(err)
+	}
+	if reg == nil {
+		return nil // closed, or already past from
+	}
+	defer b.h.unregister(reg)
+	if snap.lastSeq > from.Seq {
+		return nil
+	}
+	select {
+	case <-reg.s.queue:
+		return nil // a message, or the subscription ended
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Delete implements durable.Backend: it closes the channel (its
+// subscribers get the end), waits for its actor to exit and removes it from
+// the store.
+func (b *DurableBackend) Delete(ctx context.Context, name string) error {
+	b.mu.Lock()
+	st := b.streams[name]
+	b.mu.Unlock()
+	if st != nil {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+	}
+	if _, err := b.h.Close(ctx, name); err != nil && !errors.Is(err, ErrChannelClosed) {
+		return streamErr(err)
+	}
+	if c := b.h.running(name); c != nil {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := b.store.DeleteChannel(ctx, name); err != nil {
+		return streamErr(storeErr(err))
+	}
+	b.mu.Lock()
+	if b.streams[name] == st {
+		delete(b.streams, name)
+	}
+	b.mu.Unlock()
+	if st != nil {
+		st.deleted = true
+	}
+	return nil
+}
