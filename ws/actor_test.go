@@ -223,3 +223,66 @@ func BenchmarkFanout(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*subs)/b.Elapsed().Seconds(), "deliveries/s")
 }
+
+// heldWriter takes every batch and commits it only when released.
+type heldWriter struct {
+	store *memStore
+	mu    sync.Mutex
+	held  []*persist.Batch
+}
+
+func (w *heldWriter) TryEnqueue(b *persist.Batch) bool {
+	w.mu.Lock()
+	w.held = append(w.held, b)
+	w.mu.Unlock()
+	return true
+}
+
+// release commits the held batches.
+func (w *heldWriter) release() {
+	w.mu.Lock()
+	held := w.held
+	w.held = nil
+	w.mu.Unlock()
+	for _, b := range held {
+		w.store.write(b)
+		b.Done(nil)
+	}
+}
+
+// TestCloseEmptyChannelWaitsForCommit: closing a channel that never had a
+// message answers only once the close is committed. The actor took an
+// empty batch (last seq 0) for "nothing in flight" and answered at once, so
+// a reader right after the close found the channel still open.
+func TestCloseEmptyChannelWaitsForCommit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		w := &heldWriter{store: st}
+		h := NewHub(HubConfig{Store: st, Writer: w})
+		ctx := context.Background()
+		if _, err := h.Create(ctx, "empty", nil, 0); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := h.Close(ctx, "empty")
+			done <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("Close returned (err %v) before its batch was committed", err)
+		default:
+		}
+		w.release()
+		if err := <-done; err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		if rec, err := st.Channel(ctx, "empty"); err != nil || rec.Open() {
+			t.Fatalf("after Close: %+v %v, want a closed channel", rec, err)
+		}
+		if err := h.Stop(ctx); err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	})
+}

@@ -117,7 +117,7 @@ type channel struct {
 	base      int64           // seq of buf[0]; lastSeq+1 when buf is empty
 	bufBytes  int64           // data bytes of the unpersisted messages
 	retained  int64           // data bytes of the persisted messages kept in buf
-	inFlight  int64           // last seq of the batch being written, 0 if none
+	inFlight  bool            // a batch is being written (it may be empty: a close)
 	subs      map[*subscriber]struct{}
 	waiters   []waiter // appends waiting for persistence, by seq
 	closing   bool     // closed by its producer: flushing, then end
@@ -236,13 +236,13 @@ func (c *channel) onAppend(r *appendReq) {
 	}
 	if r.wait {
 		c.waiters = append(c.waiters, waiter{seq: m.Seq, result: r.result})
-		if c.inFlight == 0 {
+		if !c.inFlight {
 			c.flush()
 		}
 	} else {
 		r.result <- appendResult{seq: m.Seq}
 	}
-	if !c.timerOn && c.inFlight == 0 {
+	if !c.timerOn && !c.inFlight {
 		c.armTimer(c.h.cfg.PersistInterval)
 	}
 }
@@ -295,7 +295,7 @@ func (c *channel) armTimer(d time.Duration) {
 // flush hands the unflushed part of the buffer to the persist writer, unless
 // a batch is already in flight (per-channel order needs at most one).
 func (c *channel) flush() {
-	if c.inFlight != 0 || c.closeSent {
+	if c.inFlight || c.closeSent {
 		return
 	}
 	final := c.closing && !c.stopping
@@ -323,7 +323,7 @@ func (c *channel) flush() {
 		}
 		return
 	}
-	c.inFlight = last
+	c.inFlight = true
 	c.closeSent = final
 	if c.timerOn {
 		c.timer.Stop()
@@ -332,7 +332,7 @@ func (c *channel) flush() {
 }
 
 func (c *channel) onPersisted(r persistResult) {
-	c.inFlight = 0
+	c.inFlight = false
 	if r.err != nil {
 		// The writer gave up: the server is stopping with the store down.
 		c.closeSent = false
@@ -402,7 +402,7 @@ func (c *channel) finished() bool {
 		// buffered persisted channel, unread).
 		return true
 	}
-	if c.inFlight != 0 {
+	if c.inFlight {
 		return false
 	}
 	if c.closeSent {
@@ -420,7 +420,7 @@ func (c *channel) logLost(err error) {
 
 // exit ends every subscriber and answers every pending request.
 func (c *channel) exit() {
-	ended := c.closeSent && c.inFlight == 0 // the close is durable
+	ended := c.closeSent && !c.inFlight // the close is durable
 	reason := reasonShutdown
 	if ended {
 		reason = reasonEnded
