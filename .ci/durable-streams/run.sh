@@ -64,6 +64,12 @@ if [[ ! -s $work/results.json ]]; then
 	tail -n 50 "$work/server.log" >&2
 	exit 1
 fi
+# Name every failed test, then the counts.
+node -e '
+const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+for (const f of r.testResults) for (const a of f.assertionResults)
+  if (a.status === "failed") console.log("failed: " + a.fullName);
+' "$work/results.json"
 read -r passed failed skipped < <(node -e '
 const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
 console.log(r.numPassedTests, r.numFailedTests, r.numPendingTests + r.numTodoTests);
