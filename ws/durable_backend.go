@@ -244,6 +244,9 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 		return durable.AppendResult{}, err
 	}
 	if info.Closed {
+		if a.Close && len(a.Messages) == 0 && a.Producer == nil {
+			return durable.AppendResult{Info: info}, nil // closing again is a no-op
+		}
 		return durable.AppendResult{Info: info}, durable.ErrClosed
 	}
 	if a.StreamSeq != "" && a.StreamSeq <= st.streamSeq {

@@ -192,7 +192,7 @@ func (h *Handler) sse(w http.ResponseWriter, r *http.Request, name string, rq re
 	for {
 		next := Pos{Epoch: info.Tail.Epoch, Seq: from.Seq + int64(len(msgs))}
 		upToDate := next.Seq >= info.Tail.Seq
-		if len(msgs) > 0 || first {
+		if len(msgs) > 0 || first || (upToDate && info.Closed) {
 			buf.Reset()
 			if len(msgs) > 0 {
 				writeData(&buf, info.ContentType, binary, msgs)
