@@ -71,6 +71,9 @@ func (p *postgres) stream(ctx context.Context, id string) (StreamState, error) {
 		err := row.Scan(&ps.ID, &ps.Epoch, &ps.Seq)
 		return ps, err
 	})
+	if len(st.Producers) == 0 {
+		st.Producers = nil // as on SQLite
+	}
 	return st, err
 }
 

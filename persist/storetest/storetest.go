@@ -45,6 +45,7 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 		{"Epochs", testEpochs},
 		{"RestartRecovery", testRestartRecovery},
 		{"ConcurrentReadersDuringWrites", testConcurrentReaders},
+		{"Streams", testStreams},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
