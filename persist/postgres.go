@@ -63,7 +63,7 @@ func (p *postgres) ping(ctx context.Context) error { return p.pool.Ping(ctx) }
 
 // channelColumns are the columns scanChannel and scanSQLiteChannel read, in
 // order.
-const channelColumns = `id, epoch, created_at, closed_at, last_seq, gen_freq, gen_max`
+const channelColumns = `id, epoch, created_at, closed_at, last_seq, gen_freq, gen_max, content_type`
 
 // scanChannel reads one row of channelColumns.
 func scanChannel(row pgx.Row) (Channel, error) {
@@ -72,9 +72,13 @@ func scanChannel(row pgx.Row) (Channel, error) {
 		closed *time.Time
 		freq   *float64
 		max    *int64
+		ct     *string
 	)
-	if err := row.Scan(&c.ID, &c.Epoch, &c.CreatedAt, &closed, &c.LastSeq, &freq, &max); err != nil {
+	if err := row.Scan(&c.ID, &c.Epoch, &c.CreatedAt, &closed, &c.LastSeq, &freq, &max, &ct); err != nil {
 		return Channel{}, err
+	}
+	if ct != nil {
+		c.ContentType = *ct
 	}
 	if closed != nil {
 		c.ClosedAt = *closed

@@ -9,8 +9,9 @@ import (
 	"github.com/messages-server/messages/ws/wire"
 )
 
-// history sends the persisted messages *last+1..upto from the store.
-func (h *Hub) history(ctx context.Context, id string, last *int64, upto int64, s sink) error {
+// history sends the persisted messages *last+1..upto from the store; those
+// of a binary channel carry their data base64-encoded.
+func (h *Hub) history(ctx context.Context, id string, last *int64, upto int64, binary bool, s sink) error {
 	for *last < upto {
 		rows, err := h.store.Messages(ctx, id, *last, int(min(int64(h.cfg.HistoryPage), upto-*last)))
 		if err != nil {
@@ -24,7 +25,7 @@ func (h *Hub) history(ctx context.Context, id string, last *int64, upto int64, s
 			if r.Seq != *last+int64(len(run))+1 {
 				return fmt.Errorf("ws: history of %s: got seq %d after %d", id, r.Seq, *last+int64(len(run)))
 			}
-			run = append(run, wire.NewMessage(r.Seq, r.Time, r.Data))
+			run = append(run, newMessage(binary, r.Seq, r.Time, r.Data))
 		}
 		if err := sendRuns(s, run); err != nil {
 			return err
@@ -32,6 +33,14 @@ func (h *Hub) history(ctx context.Context, id string, last *int64, upto int64, s
 		*last = run[len(run)-1].Seq
 	}
 	return nil
+}
+
+// newMessage builds a message of a text or a binary channel.
+func newMessage(binary bool, seq, t int64, data []byte) *wire.Message {
+	if binary {
+		return wire.NewBinaryMessage(seq, t, data)
+	}
+	return wire.NewMessage(seq, t, data)
 }
 
 // sendRuns sends catch-up messages to s in runs of at most maxRun messages

@@ -56,7 +56,9 @@ type snapshot struct {
 	lastSeq   int64
 	open      bool
 	stopping  bool // the server is shutting down: nothing was registered
-	buffered  []*wire.Message
+	// contentType is the channel's; "" for text.
+	contentType string
+	buffered    []*wire.Message
 }
 
 type (
@@ -96,6 +98,8 @@ type channel struct {
 	epoch     int64
 	createdAt time.Time
 	gen       *persist.Generator
+	binary    bool // the channel carries bytes: its frames carry base64
+	ctype     string
 	h         *Hub
 
 	inbox     chan any
@@ -136,6 +140,8 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 		epoch:     rec.Epoch,
 		createdAt: rec.CreatedAt,
 		gen:       rec.Generator,
+		binary:    rec.Binary(),
+		ctype:     rec.ContentType,
 		h:         h,
 		inbox:     make(chan any, 64),
 		persisted: make(chan persistResult, 1),
@@ -220,7 +226,7 @@ func (c *channel) onAppend(r *appendReq) {
 		return
 	}
 	c.lastSeq++
-	m := wire.NewMessage(c.lastSeq, r.time, r.data)
+	m := newMessage(c.binary, c.lastSeq, r.time, r.data)
 	c.buf = append(c.buf, m)
 	c.bufBytes += int64(len(m.Data))
 	c.statLast.Store(c.lastSeq)
@@ -261,7 +267,8 @@ func (c *channel) detach(s *subscriber, reason int) {
 
 func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 	fromStore := min(c.p, c.base-1)
-	snap := snapshot{epoch: c.epoch, persisted: c.p, fromStore: fromStore, lastSeq: c.lastSeq, open: true}
+	snap := snapshot{epoch: c.epoch, persisted: c.p, fromStore: fromStore, lastSeq: c.lastSeq, open: true,
+		contentType: c.ctype}
 	if c.stopping {
 		snap.open = false
 		snap.stopping = true

@@ -253,9 +253,10 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 		return durable.AppendResult{Info: info}, durable.ErrStreamSeq
 	}
 	record := a.Producer != nil || a.StreamSeq != ""
+	var last int64
 	for i, m := range a.Messages {
 		wait := record && !a.Close && i == len(a.Messages)-1
-		if _, err := b.h.Append(ctx, name, m, wait); err != nil {
+		if last, err = b.h.Append(ctx, name, m, wait); err != nil {
 			return durable.AppendResult{Info: info}, streamErr(err)
 		}
 	}
@@ -265,7 +266,7 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 			return durable.AppendResult{Info: info}, streamErr(err)
 		}
 	}
-	var res durable.AppendResult
+	res := durable.AppendResult{Seq: last}
 	if record {
 		var ps *persist.ProducerState
 		if p := a.Producer; p != nil {

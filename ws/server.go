@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/messages-server/messages/ws/durable"
 )
 
 // ServerConfig configures a Server. Zero values mean the defaults.
@@ -38,6 +40,12 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// HubMetrics are the collectors the handlers update; use the hub's.
 	HubMetrics *Metrics
+	// Streams, if set, serves the Durable Streams protocol at /v1/stream/
+	// and idempotent producers on the channels API. Default: neither.
+	Streams *DurableBackend
+	// LongPollTimeout is how long a Durable Streams long-poll read waits.
+	// Default 20s.
+	LongPollTimeout time.Duration
 }
 
 func (c *ServerConfig) setDefaults(h *Hub) {
@@ -94,6 +102,12 @@ func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	s.route("/metrics", map[string]http.HandlerFunc{"GET": s.handleMetrics})
 	s.route("/healthz", map[string]http.HandlerFunc{"GET": s.handleHealth})
 	s.route("/readyz", map[string]http.HandlerFunc{"GET": s.handleReady})
+	if cfg.Streams != nil {
+		s.mux.Handle("/v1/stream/", durable.NewHandler(durable.HandlerConfig{
+			Backend: cfg.Streams, LongPollTimeout: cfg.LongPollTimeout, Logger: cfg.Logger,
+			MaxAppendBytes: max(cfg.MaxMessageBytes, 1<<20),
+		}))
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})

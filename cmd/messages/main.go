@@ -27,7 +27,6 @@ import (
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/viewer"
 	"github.com/messages-server/messages/ws"
-	"github.com/messages-server/messages/ws/durable"
 )
 
 func main() {
@@ -203,6 +202,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Viewer: viewer.Handler(), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
 		Logger: log, HubMetrics: metrics,
+		Streams: ws.NewDurableBackend(hub, store), LongPollTimeout: cfg.longPollTimeout,
 	})
 	// From here on the writer's workers run, and from hub.Start on actors
 	// and generators too: every return, an early error included, goes
@@ -230,13 +230,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	streams := durable.NewHandler(durable.HandlerConfig{
-		Backend: ws.NewDurableBackend(hub, store), LongPollTimeout: cfg.longPollTimeout, Logger: log,
-	})
-	mux := http.NewServeMux()
-	mux.Handle("/v1/stream/", streams)
-	mux.Handle("/", srv)
-	httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	httpSrv = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())),

@@ -114,6 +114,8 @@ type AppendResult struct {
 	Duplicate bool
 	// ProducerSeq is the producer's highest accepted seq in its epoch.
 	ProducerSeq int64
+	// Seq is the channel seq of the last message appended; 0 if none.
+	Seq int64
 }
 
 // Backend stores streams. Every method must be safe for concurrent use.

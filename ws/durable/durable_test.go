@@ -107,10 +107,10 @@ func TestParseHeaders(t *testing.T) {
 		}
 		return h
 	}
-	if p, err := parseProducer(hdr()); p != nil || err != nil {
+	if p, err := ParseProducer(hdr()); p != nil || err != nil {
 		t.Errorf("no producer headers: %v %v", p, err)
 	}
-	if p, err := parseProducer(hdr(hProducerID, "a", hProducerEpoch, "1", hProducerSeq, "2")); err != nil ||
+	if p, err := ParseProducer(hdr(hProducerID, "a", hProducerEpoch, "1", hProducerSeq, "2")); err != nil ||
 		*p != (Producer{ID: "a", Epoch: 1, Seq: 2}) {
 		t.Errorf("producer: %v %v", p, err)
 	}
@@ -122,7 +122,7 @@ func TestParseHeaders(t *testing.T) {
 		hdr(hProducerID, "a", hProducerEpoch, "-1", hProducerSeq, "0"),
 		hdr(hProducerID, "a", hProducerEpoch, "1e3", hProducerSeq, "0"),
 	} {
-		if _, err := parseProducer(h); err == nil {
+		if _, err := ParseProducer(h); err == nil {
 			t.Errorf("producer headers %v accepted", h)
 		}
 	}

@@ -231,7 +231,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, name string) {
 
 func (h *Handler) append(w http.ResponseWriter, r *http.Request, name string) {
 	closing := strings.EqualFold(r.Header.Get(hClosed), "true")
-	producer, err := parseProducer(r.Header)
+	producer, err := ParseProducer(r.Header)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return

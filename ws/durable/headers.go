@@ -105,8 +105,9 @@ func parseConfig(r *http.Request) (Config, error) {
 	return cfg, nil
 }
 
-// parseProducer reads the three producer headers: all or none.
-func parseProducer(h http.Header) (*Producer, error) {
+// ParseProducer reads the three producer headers (Producer-Id,
+// Producer-Epoch, Producer-Seq) of h: all or none; nil when none.
+func ParseProducer(h http.Header) (*Producer, error) {
 	id, hasID := h.Get(hProducerID), len(h.Values(hProducerID)) > 0
 	ep, hasEp := h.Get(hProducerEpoch), len(h.Values(hProducerEpoch)) > 0
 	sq, hasSq := h.Get(hProducerSeq), len(h.Values(hProducerSeq)) > 0

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/base64"
 	"strconv"
 	"strings"
 )
@@ -17,6 +18,7 @@ type Message struct {
 	// data as a JSON string, reused to build batch frames.
 	frame  []byte
 	dataAt int
+	binary bool // data is carried base64-encoded
 }
 
 // NewMessage builds a message and encodes its frame once. Data must be valid
@@ -34,14 +36,32 @@ func NewMessage(seq, t int64, data []byte) *Message {
 	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: at}
 }
 
+// NewBinaryMessage builds a message of a binary channel: its frame carries
+// the data base64-encoded, with "encoding":"base64" before it.
+func NewBinaryMessage(seq, t int64, data []byte) *Message {
+	n := base64.StdEncoding.EncodedLen(len(data))
+	b := make([]byte, 0, n+96)
+	b = append(b, `{"type":"message","seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"time":`...)
+	b = strconv.AppendInt(b, t, 10)
+	b = append(b, `,"encoding":"base64","data":`...)
+	at := len(b)
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, data)
+	b = append(b, '"', '}')
+	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: at, binary: true}
+}
+
 // Encoded returns the message's frame. The caller must not modify it.
 func (m *Message) Encoded() []byte { return m.frame }
 
 // quoted returns the message data encoded as a JSON string.
 func (m *Message) quoted() []byte { return m.frame[m.dataAt : len(m.frame)-1] }
 
-// AppendMessages appends one frame covering msgs, which are contiguous and
-// not empty: a message frame for one message, a batch frame for more.
+// AppendMessages appends one frame covering msgs, which are contiguous, not
+// empty and of one channel: a message frame for one message, a batch frame
+// for more. A batch of binary messages carries "encoding":"base64".
 func AppendMessages(b []byte, msgs []*Message) []byte {
 	if len(msgs) == 1 {
 		return append(b, msgs[0].frame...)
@@ -55,7 +75,11 @@ func AppendMessages(b []byte, msgs []*Message) []byte {
 		}
 		b = strconv.AppendInt(b, m.Time, 10)
 	}
-	b = append(b, `],"data":[`...)
+	if msgs[0].binary {
+		b = append(b, `],"encoding":"base64","data":[`...)
+	} else {
+		b = append(b, `],"data":[`...)
+	}
 	for i, m := range msgs {
 		if i > 0 {
 			b = append(b, ',')
@@ -76,7 +100,7 @@ func AppendSeq(b []byte, typ string, seq int64) []byte {
 }
 
 // AppendHello appends a hello frame from f's Channel, Epoch, From, LastSeq,
-// PersistedSeq and Open.
+// PersistedSeq, Open and ContentType (left out when empty).
 func AppendHello(b []byte, f Frame) []byte {
 	b = append(b, `{"type":"hello","channel":`...)
 	b = AppendJSONString(b, []byte(f.Channel))
@@ -90,6 +114,10 @@ func AppendHello(b []byte, f Frame) []byte {
 	b = strconv.AppendInt(b, f.PersistedSeq, 10)
 	b = append(b, `,"open":`...)
 	b = strconv.AppendBool(b, f.Open)
+	if f.ContentType != "" {
+		b = append(b, `,"content_type":`...)
+		b = AppendJSONString(b, []byte(strings.ToValidUTF8(f.ContentType, "\uFFFD")))
+	}
 	return append(b, '}')
 }
 

@@ -60,6 +60,8 @@ type Options struct {
 	// BatchWriter wraps the store seen by the persist writer (for fault
 	// injection); nil leaves it as is.
 	BatchWriter func(persist.BatchWriter) persist.BatchWriter
+	// LongPollTimeout is how long a Durable Streams long-poll waits.
+	LongPollTimeout time.Duration
 }
 
 // Server is a running server. Its methods are safe for concurrent use.
@@ -125,6 +127,7 @@ func Start(t testing.TB, opts Options) *Server {
 	srv := ws.NewServer(hub, ws.ServerConfig{
 		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), AllowedOrigins: opts.AllowedOrigins,
 		MaxMessageBytes: opts.MaxMessageBytes, PingInterval: opts.PingInterval, Logger: log, HubMetrics: m,
+		Streams: ws.NewDurableBackend(hub, store), LongPollTimeout: opts.LongPollTimeout,
 	})
 	hs := httptest.NewServer(srv)
 	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store, http: hs, writer: writer}

@@ -1,0 +1,156 @@
+package ws_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/messages-server/messages/ws/wire"
+	"github.com/messages-server/messages/ws/wstest"
+)
+
+// dsDo sends a Durable Streams request with headers (name, value, ...).
+func dsDo(t testing.TB, method, u string, body []byte, headers ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, u, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func readAll(t testing.TB, resp *http.Response) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestDurableStreamIsChannel: a stream appended through Durable Streams and
+// through the channels API is one channel: a WebSocket subscriber and a
+// Durable Streams reader see the same messages, with the same seqs, on both
+// backends; binary data travels base64-encoded in WebSocket frames.
+func TestDurableStreamIsChannel(t *testing.T) {
+	for _, backend := range []string{"postgres", "sqlite"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			srv := wstest.Start(t, wstest.Options{Backend: backend, LongPollTimeout: 5 * time.Second})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			stream := srv.URL + "/v1/stream/"
+
+			// Text: one append through each API.
+			if r := dsDo(t, "PUT", stream+"text", nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			}
+			sub := dialRaw(ctx, t, srv.URL, "text", 0, "")
+			if r := dsDo(t, "POST", stream+"text", []byte("a\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("POST: %d %s", r.StatusCode, readAll(t, r))
+			}
+			if seq := appendMsg(t, srv.URL, "text", "b\n"); seq != 2 {
+				t.Fatalf("channels API append got seq %d, want 2", seq)
+			}
+			if err := sub.readUntil(ctx, 2); err != nil {
+				t.Fatal(err)
+			}
+			if got := sub.data; len(got) != 2 || got[0] != "a\n" || got[1] != "b\n" {
+				t.Fatalf("WebSocket got %q", got)
+			}
+			r := dsDo(t, "GET", stream+"text?offset=-1", nil)
+			if body := readAll(t, r); string(body) != "a\nb\n" || r.Header.Get("Stream-Next-Offset") != "0000000000000001_0000000000000002" {
+				t.Fatalf("Durable Streams read: %q at %s", body, r.Header.Get("Stream-Next-Offset"))
+			}
+
+			// A long-poll at the tail wakes on an append through the
+			// channels API.
+			done := make(chan *http.Response, 1)
+			go func() {
+				done <- dsDo(t, "GET", stream+"text?offset=0000000000000001_0000000000000002&live=long-poll", nil)
+			}()
+			waitFor(t, 10*time.Second, "the long-poll to register", func() bool {
+				info, err := srv.Hub.Info(ctx, "text")
+				return err == nil && info.Subscribers == 2
+			})
+			appendMsg(t, srv.URL, "text", "c\n")
+			if r := <-done; r.StatusCode != http.StatusOK || string(readAll(t, r)) != "c\n" {
+				t.Fatalf("long-poll: %d", r.StatusCode)
+			}
+
+			// Binary: bytes that are not UTF-8, through both APIs.
+			if r := dsDo(t, "PUT", stream+"bin", []byte{0, 0xff}, "Content-Type", "application/octet-stream"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT bin: %d %s", r.StatusCode, readAll(t, r))
+			}
+			if st, b := do(t, "POST", srv.URL+"/channels/bin/messages", "application/octet-stream", []byte{0xfe, 0x80}); st != http.StatusOK {
+				t.Fatalf("channels API binary append: %d %s", st, b)
+			}
+			bsub := dialRaw(ctx, t, srv.URL, "bin", 0, "")
+			if err := bsub.readUntil(ctx, 2); err != nil {
+				t.Fatal(err)
+			}
+			if bsub.hello.ContentType != "application/octet-stream" || bsub.data[0] != "\x00\xff" || bsub.data[1] != "\xfe\x80" {
+				t.Fatalf("WebSocket binary: hello %+v, data %q", bsub.hello, bsub.data)
+			}
+			r = dsDo(t, "GET", stream+"bin", nil)
+			if body := readAll(t, r); !bytes.Equal(body, []byte{0, 0xff, 0xfe, 0x80}) {
+				t.Fatalf("Durable Streams binary read: %x", body)
+			}
+			st, b := do(t, "GET", srv.URL+"/channels/bin/messages?from=0", "", nil)
+			h := decodeJSON[struct {
+				Encoding string
+				Messages []struct{ Data string }
+			}](t, b)
+			if st != http.StatusOK || h.Encoding != wire.EncodingBase64 || len(h.Messages) != 2 ||
+				h.Messages[1].Data != base64.StdEncoding.EncodeToString([]byte{0xfe, 0x80}) {
+				t.Fatalf("history of a binary channel: %d %s", st, b)
+			}
+		})
+	}
+}
+
+// TestIdempotentProducerOnChannelsAPI: the channels API takes the Durable
+// Streams producer headers, so a retried append is not duplicated.
+func TestIdempotentProducerOnChannelsAPI(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{})
+	createChannel(t, srv.URL, "prod")
+	u := srv.URL + "/channels/prod/messages"
+	send := func(data, epoch, seq string) *http.Response {
+		return dsDo(t, "POST", u, []byte(data), "Content-Type", "text/plain",
+			"Producer-Id", "p1", "Producer-Epoch", epoch, "Producer-Seq", seq)
+	}
+	if r := send("one", "0", "0"); r.StatusCode != http.StatusOK || decodeJSON[struct{ Seq int64 }](t, readAll(t, r)).Seq != 1 {
+		t.Fatalf("first append: %d", r.StatusCode)
+	}
+	if r := send("one", "0", "0"); r.StatusCode != http.StatusNoContent || r.Header.Get("Producer-Seq") != "0" {
+		t.Fatalf("retry: %d, Producer-Seq %q; want 204, 0", r.StatusCode, r.Header.Get("Producer-Seq"))
+	}
+	if r := send("three", "0", "2"); r.StatusCode != http.StatusConflict || r.Header.Get("Producer-Expected-Seq") != "1" {
+		t.Fatalf("gap: %d, expected %q", r.StatusCode, r.Header.Get("Producer-Expected-Seq"))
+	}
+	if r := send("two", "1", "0"); r.StatusCode != http.StatusOK {
+		t.Fatalf("new epoch: %d", r.StatusCode)
+	}
+	if r := send("zombie", "0", "1"); r.StatusCode != http.StatusForbidden || r.Header.Get("Producer-Epoch") != "1" {
+		t.Fatalf("stale epoch: %d, Producer-Epoch %q", r.StatusCode, r.Header.Get("Producer-Epoch"))
+	}
+	if r := dsDo(t, "POST", u, []byte("x"), "Producer-Id", "p1"); r.StatusCode != http.StatusBadRequest {
+		t.Fatalf("partial headers: %d", r.StatusCode)
+	}
+	st, b := do(t, "GET", u+"?from=0", "", nil)
+	h := decodeJSON[struct{ Messages []struct{ Data string } }](t, b)
+	if st != http.StatusOK || len(h.Messages) != 2 || h.Messages[0].Data != "one" || h.Messages[1].Data != "two" {
+		t.Fatalf("history: %d %s", st, b)
+	}
+}
