@@ -18,8 +18,10 @@ func (p *postgres) createStream(ctx context.Context, id string, cfg StreamConfig
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var err error
 		c, err = scanChannel(tx.QueryRow(ctx,
-			`INSERT INTO channels (id, content_type, ttl_seconds, expires_at) VALUES ($1, $2, $3, $4)
-			 RETURNING `+channelColumns, id, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp))
+			`INSERT INTO channels (id, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7)
+			 RETURNING `+channelColumns, id, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp,
+			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub)))
 		if err != nil {
 			return err
 		}
@@ -35,14 +37,15 @@ func (p *postgres) createStream(ctx context.Context, id string, cfg StreamConfig
 
 func (p *postgres) stream(ctx context.Context, id string) (StreamState, error) {
 	var (
-		st       StreamState
-		ct, sseq *string
-		ttl      *int64
-		exp      *time.Time
+		st              StreamState
+		ct, sseq, from  *string
+		ttl, fseq, fsub *int64
+		exp, deleted    *time.Time
 	)
 	err := p.pool.QueryRow(ctx,
-		`SELECT content_type, ttl_seconds, expires_at, stream_seq FROM channels WHERE id = $1`, id).
-		Scan(&ct, &ttl, &exp, &sseq)
+		`SELECT content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at
+		 FROM channels WHERE id = $1`, id).
+		Scan(&ct, &ttl, &exp, &sseq, &from, &fseq, &fsub, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, ErrNotFound
 	}
@@ -61,6 +64,16 @@ func (p *postgres) stream(ctx context.Context, id string) (StreamState, error) {
 	if sseq != nil {
 		st.StreamSeq = *sseq
 	}
+	if from != nil {
+		st.ForkedFrom = *from
+	}
+	if fseq != nil {
+		st.ForkSeq = *fseq
+	}
+	if fsub != nil {
+		st.ForkSub = *fsub
+	}
+	st.Deleted = deleted != nil
 	rows, err := p.pool.Query(ctx,
 		`SELECT producer_id, epoch, seq FROM producers WHERE channel_id = $1 ORDER BY producer_id`, id)
 	if err != nil {
@@ -111,4 +124,18 @@ func (p *postgres) deleteChannel(ctx context.Context, id string) error {
 		}
 		return err
 	})
+}
+
+func (p *postgres) markDeleted(ctx context.Context, id string) error {
+	tag, err := p.pool.Exec(ctx, `UPDATE channels SET deleted_at = COALESCE(deleted_at, now()) WHERE id = $1`, id)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = ErrNotFound
+	}
+	return err
+}
+
+func (p *postgres) forks(ctx context.Context, id string) (int, error) {
+	var n int
+	err := p.pool.QueryRow(ctx, `SELECT count(*) FROM channels WHERE forked_from = $1`, id).Scan(&n)
+	return n, err
 }

@@ -17,8 +17,10 @@ func (s *sqliteStore) createStream(ctx context.Context, id string, cfg StreamCon
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
-			`INSERT INTO channels (id, created_at, content_type, ttl_seconds, expires_at) VALUES (?, ?, ?, ?, ?)
-			 RETURNING `+channelColumns, id, now, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp))
+			`INSERT INTO channels (id, created_at, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			 RETURNING `+channelColumns, id, now, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp,
+			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub)))
 		if err != nil {
 			return err
 		}
@@ -35,13 +37,14 @@ func (s *sqliteStore) createStream(ctx context.Context, id string, cfg StreamCon
 
 func (s *sqliteStore) stream(ctx context.Context, id string) (StreamState, error) {
 	var (
-		st       StreamState
-		ct, sseq sql.NullString
-		ttl, exp sql.NullInt64
+		st                        StreamState
+		ct, sseq, from            sql.NullString
+		ttl, exp, fseq, fsub, del sql.NullInt64
 	)
 	err := s.read.QueryRowContext(ctx,
-		`SELECT content_type, ttl_seconds, expires_at, stream_seq FROM channels WHERE id = ?`, id).
-		Scan(&ct, &ttl, &exp, &sseq)
+		`SELECT content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at
+		 FROM channels WHERE id = ?`, id).
+		Scan(&ct, &ttl, &exp, &sseq, &from, &fseq, &fsub, &del)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, ErrNotFound
 	}
@@ -49,6 +52,7 @@ func (s *sqliteStore) stream(ctx context.Context, id string) (StreamState, error
 		return st, err
 	}
 	st.ContentType, st.TTL, st.StreamSeq = ct.String, ttl.Int64, sseq.String
+	st.ForkedFrom, st.ForkSeq, st.ForkSub, st.Deleted = from.String, fseq.Int64, fsub.Int64, del.Valid
 	if exp.Valid {
 		st.ExpiresAt = time.UnixMicro(exp.Int64).UTC()
 	}
@@ -111,4 +115,27 @@ func (s *sqliteStore) deleteChannel(ctx context.Context, id string) error {
 		}
 		return nil
 	})
+}
+
+func (s *sqliteStore) markDeleted(ctx context.Context, id string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE channels SET deleted_at = COALESCE(deleted_at, ?) WHERE id = ?`, time.Now().UnixMicro(), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err == nil {
+				err = ErrNotFound
+			}
+			return err
+		}
+		return nil
+	})
+}
+
+func (s *sqliteStore) forks(ctx context.Context, id string) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM channels WHERE forked_from = ?`, id).Scan(&n)
+	return n, err
 }

@@ -81,6 +81,10 @@ type backend interface {
 	saveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error
 	// deleteChannel removes id and everything of it, or returns ErrNotFound.
 	deleteChannel(ctx context.Context, id string) error
+	// markDeleted sets deleted_at of id, or returns ErrNotFound.
+	markDeleted(ctx context.Context, id string) error
+	// forks counts the channels forked from id.
+	forks(ctx context.Context, id string) (int, error)
 	// permanent reports whether err, from writeBatches, says that the
 	// database refused the data (a constraint, a value it does not take),
 	// so that writing the same batches again would fail again.

@@ -16,6 +16,11 @@ type StreamConfig struct {
 	TTL int64
 	// ExpiresAt, if not zero, is an absolute expiry time.
 	ExpiresAt time.Time
+	// ForkedFrom is the stream this one was forked from, or "".
+	ForkedFrom string
+	// ForkSeq and ForkSub say where a fork forked: after message ForkSeq of
+	// the source, plus ForkSub bytes (JSON: messages) of the next one.
+	ForkSeq, ForkSub int64
 }
 
 // ProducerState is an idempotent producer's record in a channel.
@@ -35,6 +40,9 @@ type StreamState struct {
 	StreamSeq string
 	// Producers are the channel's idempotent producers, ordered by ID.
 	Producers []ProducerState
+	// Deleted is set for a stream deleted while forks of it remain: it is
+	// kept until its last fork goes.
+	Deleted bool
 }
 
 // CreateStream records a new open channel, like CreateChannel, with its
@@ -82,12 +90,38 @@ func (s *Store) DeleteChannel(ctx context.Context, id string) error {
 	return nil
 }
 
+// MarkDeleted marks a stream deleted, keeping its rows (forks of it
+// remain), or returns ErrNotFound.
+func (s *Store) MarkDeleted(ctx context.Context, id string) error {
+	if err := s.b.markDeleted(ctx, id); err != nil {
+		return fmt.Errorf("persist: mark %q deleted: %w", id, err)
+	}
+	return nil
+}
+
+// Forks counts the streams forked from id (deleted ones included).
+func (s *Store) Forks(ctx context.Context, id string) (int, error) {
+	n, err := s.b.forks(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("persist: forks of %q: %w", id, err)
+	}
+	return n, nil
+}
+
 // nullString is nil for "", so that "" is stored as NULL.
 func nullString(s string) any {
 	if s == "" {
 		return nil
 	}
 	return s
+}
+
+// nullInt is nil for 0.
+func nullInt(n int64) any {
+	if n == 0 {
+		return nil
+	}
+	return n
 }
 
 // nullTTL is nil for no TTL.

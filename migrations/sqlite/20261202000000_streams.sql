@@ -1,10 +1,16 @@
 -- migrate:up
--- The SQLite twin of postgres/20261202000000_streams.sql. expires_at is in
--- Unix microseconds.
+-- The SQLite twin of postgres/20261202000000_streams.sql. expires_at and
+-- deleted_at are in Unix microseconds.
 ALTER TABLE channels ADD COLUMN content_type TEXT;
 ALTER TABLE channels ADD COLUMN ttl_seconds INTEGER;
 ALTER TABLE channels ADD COLUMN expires_at INTEGER;
 ALTER TABLE channels ADD COLUMN stream_seq TEXT;
+ALTER TABLE channels ADD COLUMN forked_from TEXT;
+ALTER TABLE channels ADD COLUMN fork_seq INTEGER;
+ALTER TABLE channels ADD COLUMN fork_sub INTEGER;
+ALTER TABLE channels ADD COLUMN deleted_at INTEGER;
+
+CREATE INDEX channels_forked_from ON channels (forked_from) WHERE forked_from IS NOT NULL;
 
 CREATE TABLE producers (
     channel_id  TEXT NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
@@ -17,6 +23,11 @@ CREATE TABLE producers (
 
 -- migrate:down
 DROP TABLE producers;
+DROP INDEX channels_forked_from;
+ALTER TABLE channels DROP COLUMN deleted_at;
+ALTER TABLE channels DROP COLUMN fork_sub;
+ALTER TABLE channels DROP COLUMN fork_seq;
+ALTER TABLE channels DROP COLUMN forked_from;
 ALTER TABLE channels DROP COLUMN stream_seq;
 ALTER TABLE channels DROP COLUMN expires_at;
 ALTER TABLE channels DROP COLUMN ttl_seconds;

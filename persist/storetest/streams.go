@@ -76,6 +76,37 @@ func testStreams(t *testing.T, newURL func(testing.TB) string) {
 	s = open(t, u)
 	check(s)
 
+	// Forks: the source is recorded, counted, and a stream with forks can
+	// be marked deleted and still read.
+	fcfg := persist.StreamConfig{ContentType: "text/plain", ForkedFrom: "st", ForkSeq: 2, ForkSub: 3}
+	if _, err := s.CreateStream(ctx, "fork", fcfg); err != nil {
+		t.Fatalf("CreateStream(fork): %v", err)
+	}
+	if st, err := s.Stream(ctx, "fork"); err != nil || st.StreamConfig != fcfg || st.Deleted {
+		t.Fatalf("Stream(fork): %+v %v, want %+v", st, err, fcfg)
+	}
+	if n, err := s.Forks(ctx, "st"); err != nil || n != 1 {
+		t.Fatalf("Forks(st) = %d, %v; want 1", n, err)
+	}
+	if n, err := s.Forks(ctx, "fork"); err != nil || n != 0 {
+		t.Fatalf("Forks(fork) = %d, %v; want 0", n, err)
+	}
+	if err := s.MarkDeleted(ctx, "st"); err != nil {
+		t.Fatalf("MarkDeleted: %v", err)
+	}
+	if st, err := s.Stream(ctx, "st"); err != nil || !st.Deleted {
+		t.Fatalf("Stream after MarkDeleted: %+v %v", st, err)
+	}
+	if err := s.MarkDeleted(ctx, "nope"); !errors.Is(err, persist.ErrNotFound) {
+		t.Fatalf("MarkDeleted(nope): %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteChannel(ctx, "fork"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Forks(ctx, "st"); err != nil || n != 0 {
+		t.Fatalf("Forks(st) after deleting the fork = %d, %v; want 0", n, err)
+	}
+
 	write(t, s, "st", 1, 3, false)
 	if err := s.DeleteChannel(ctx, "st"); err != nil {
 		t.Fatalf("DeleteChannel: %v", err)
@@ -93,7 +124,7 @@ func testStreams(t *testing.T, newURL func(testing.TB) string) {
 	if got, err := s.Messages(ctx, "st", 0, 10); err != nil || len(got) != 0 {
 		t.Fatalf("messages of the new channel: %v %v", got, err)
 	}
-	if st, err := s.Stream(ctx, "st"); err != nil || st.StreamSeq != "" || len(st.Producers) != 0 {
+	if st, err := s.Stream(ctx, "st"); err != nil || st.StreamSeq != "" || len(st.Producers) != 0 || st.Deleted {
 		t.Fatalf("stream state of the new channel: %+v %v", st, err)
 	}
 }
