@@ -25,6 +25,10 @@ type StreamStore interface {
 	SaveStreamWrites(ctx context.Context, id, seq string, p *persist.ProducerState) error
 	// DeleteChannel removes a channel and everything of it.
 	DeleteChannel(ctx context.Context, id string) error
+	// MarkDeleted marks a stream deleted while forks of it remain.
+	MarkDeleted(ctx context.Context, id string) error
+	// Forks counts the streams forked from id.
+	Forks(ctx context.Context, id string) (int, error)
 }
 
 // DurableBackend makes every channel a Durable Streams stream: appends go
@@ -48,7 +52,10 @@ type DurableBackend struct {
 
 // streamState is the cached Durable Streams state of one channel.
 type streamState struct {
-	cfg durable.Config // immutable
+	cfg  durable.Config // immutable; cfg.Fork is nil
+	fork forkPoint      // immutable
+	// gone is set once the stream is deleted while forks of it remain.
+	gone atomic.Bool
 	// deadline is the sliding TTL's expiry in Unix nanoseconds; 0 without
 	// a TTL.
 	deadline atomic.Int64
@@ -57,7 +64,14 @@ type streamState struct {
 	// Guarded by mu.
 	streamSeq string
 	producers map[string]durable.Producer
-	deleted   bool
+	deleted   bool // removed from the store
+}
+
+// forkPoint is where a fork forked: after seq of from, plus sub bytes (JSON:
+// messages) of the next message. The zero value is not a fork.
+type forkPoint struct {
+	from     string
+	seq, sub int64
 }
 
 // NewDurableBackend returns the Durable Streams backend over h and store.
@@ -87,8 +101,9 @@ func streamErr(err error) error {
 	return err
 }
 
-func (b *DurableBackend) newState(cfg durable.Config) *streamState {
-	st := &streamState{cfg: cfg, producers: make(map[string]durable.Producer)}
+func (b *DurableBackend) newState(cfg durable.Config, fork forkPoint) *streamState {
+	cfg.Fork = nil
+	st := &streamState{cfg: cfg, fork: fork, producers: make(map[string]durable.Producer)}
 	b.touch(st)
 	return st
 }
@@ -112,39 +127,57 @@ func (st *streamState) expiry() time.Time {
 }
 
 // state returns the stream's state, loading it from the store on first
-// use, or durable.ErrNotFound. An expired stream is deleted here.
+// use, or durable.ErrNotFound. A stream deleted while it has forks gives
+// durable.ErrDeleted, with its state. An expired stream is deleted here.
 func (b *DurableBackend) state(ctx context.Context, name string) (*streamState, error) {
-	b.mu.Lock()
-	st := b.streams[name]
-	b.mu.Unlock()
-	if st == nil {
-		ss, err := b.store.Stream(ctx, name)
-		if err != nil {
-			return nil, streamErr(storeErr(err))
-		}
-		cfg := durable.Config{ContentType: ss.ContentType, TTL: ss.TTL, ExpiresAt: ss.ExpiresAt}
-		if cfg.ContentType == "" {
-			cfg.ContentType = "text/plain"
-		}
-		st = b.newState(cfg)
-		st.streamSeq = ss.StreamSeq
-		for _, p := range ss.Producers {
-			st.producers[p.ID] = durable.Producer{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
-		}
-		b.mu.Lock()
-		if existing := b.streams[name]; existing != nil {
-			st = existing
-		} else {
-			b.streams[name] = st
-		}
-		b.mu.Unlock()
+	st, err := b.load(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if st.gone.Load() {
+		return st, durable.ErrDeleted
 	}
 	if exp := st.expiry(); !exp.IsZero() && !b.now().Before(exp) {
-		if err := b.Delete(ctx, name); err != nil && !errors.Is(err, durable.ErrNotFound) {
+		if err := b.remove(ctx, name, st); err != nil {
 			return nil, err
+		}
+		if st.gone.Load() {
+			return st, durable.ErrDeleted
 		}
 		return nil, durable.ErrNotFound
 	}
+	return st, nil
+}
+
+// load returns the cached state of a stream, reading it from the store if
+// it is not cached.
+func (b *DurableBackend) load(ctx context.Context, name string) (*streamState, error) {
+	b.mu.Lock()
+	st := b.streams[name]
+	b.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	ss, err := b.store.Stream(ctx, name)
+	if err != nil {
+		return nil, streamErr(storeErr(err))
+	}
+	cfg := durable.Config{ContentType: ss.ContentType, TTL: ss.TTL, ExpiresAt: ss.ExpiresAt}
+	if cfg.ContentType == "" {
+		cfg.ContentType = "text/plain"
+	}
+	st = b.newState(cfg, forkPoint{from: ss.ForkedFrom, seq: ss.ForkSeq, sub: ss.ForkSub})
+	st.streamSeq = ss.StreamSeq
+	for _, p := range ss.Producers {
+		st.producers[p.ID] = durable.Producer{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
+	}
+	st.gone.Store(ss.Deleted)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if existing := b.streams[name]; existing != nil {
+		return existing, nil
+	}
+	b.streams[name] = st
 	return st, nil
 }
 
@@ -160,47 +193,6 @@ func (b *DurableBackend) info(ctx context.Context, name string, st *streamState)
 func (b *DurableBackend) infoOf(st *streamState, snap snapshot) durable.Info {
 	return durable.Info{Config: st.cfg, Tail: durable.Pos{Epoch: snap.epoch, Seq: snap.lastSeq},
 		Closed: !snap.open, Expires: st.expiry()}
-}
-
-// Create implements durable.Backend.
-func (b *DurableBackend) Create(ctx context.Context, name string, cfg durable.Config, msgs [][]byte, closed bool) (durable.Info, bool, error) {
-	if !ValidID(name) {
-		return durable.Info{}, false, &durable.BadRequestError{Msg: idError(name)}
-	}
-	for {
-		st, err := b.state(ctx, name)
-		if err == nil {
-			if !st.cfg.Same(cfg) {
-				return durable.Info{}, false, durable.ErrConflict
-			}
-			info, err := b.info(ctx, name, st)
-			return info, false, err
-		}
-		if !errors.Is(err, durable.ErrNotFound) {
-			return durable.Info{}, false, err
-		}
-		_, err = b.h.create(ctx, name, func(ctx context.Context) (persist.Channel, error) {
-			return b.store.CreateStream(ctx, name, persist.StreamConfig{
-				ContentType: cfg.ContentType, TTL: cfg.TTL, ExpiresAt: cfg.ExpiresAt})
-		}, nil, 0)
-		if errors.Is(err, ErrExists) {
-			continue // created meanwhile: compare with it
-		}
-		if err != nil {
-			return durable.Info{}, false, streamErr(err)
-		}
-		break
-	}
-	st := b.newState(cfg)
-	b.mu.Lock()
-	b.streams[name] = st
-	b.mu.Unlock()
-	if len(msgs) > 0 || closed {
-		res, err := b.Append(ctx, name, durable.Append{Messages: msgs, Close: closed})
-		return res.Info, true, err
-	}
-	info, err := b.info(ctx, name, st)
-	return info, true, err
 }
 
 // Stat implements durable.Backend.
@@ -379,39 +371,4 @@ func (b *DurableBackend) Wait(ctx context.Context, name string, from durable.Pos
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// Delete implements durable.Backend: it closes the channel (its
-// subscribers get the end), waits for its actor to exit and removes it from
-// the store.
-func (b *DurableBackend) Delete(ctx context.Context, name string) error {
-	b.mu.Lock()
-	st := b.streams[name]
-	b.mu.Unlock()
-	if st != nil {
-		st.mu.Lock()
-		defer st.mu.Unlock()
-	}
-	if _, err := b.h.Close(ctx, name); err != nil && !errors.Is(err, ErrChannelClosed) {
-		return streamErr(err)
-	}
-	if c := b.h.running(name); c != nil {
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if err := b.store.DeleteChannel(ctx, name); err != nil {
-		return streamErr(storeErr(err))
-	}
-	b.mu.Lock()
-	if b.streams[name] == st {
-		delete(b.streams, name)
-	}
-	b.mu.Unlock()
-	if st != nil {
-		st.deleted = true
-	}
-	return nil
 }

@@ -46,7 +46,8 @@ func ParseOffset(s string) (Pos, error) {
 	}
 	epoch, err1 := strconv.ParseInt(e, 10, 64)
 	seq, err2 := strconv.ParseInt(q, 10, 64)
-	if err1 != nil || err2 != nil || epoch < 1 || seq < 0 || strings.ContainsAny(s, "+-") {
+	// Epoch 0 only names the start, 0000000000000000_0000000000000000.
+	if err1 != nil || err2 != nil || (epoch < 1 && seq != 0) || seq < 0 || strings.ContainsAny(s, "+-") {
 		return Pos{}, fmt.Errorf("malformed offset %q: use -1, now, or a Stream-Next-Offset value", s)
 	}
 	return Pos{Epoch: epoch, Seq: seq}, nil
@@ -61,10 +62,24 @@ type Config struct {
 	TTL int64
 	// ExpiresAt, if not zero, is the stream's absolute expiry time.
 	ExpiresAt time.Time
+	// Fork, if not nil, makes the stream a fork of another.
+	Fork *Fork
+}
+
+// Fork says where a new stream forks from: it starts with a copy of the
+// source's messages up to Offset, plus Sub bytes (in JSON mode: messages)
+// of what follows, and is independent of the source from then on.
+type Fork struct {
+	// From names the source stream.
+	From string
+	// Offset is where to fork; nil for the source's tail.
+	Offset *Pos
+	// Sub is the sub-offset past Offset; 0 for none.
+	Sub int64
 }
 
 // Same reports whether c and o are the same configuration, as a repeated
-// PUT must find it.
+// PUT must find it. Forks are compared by the backend.
 func (c Config) Same(o Config) bool {
 	return sameType(c.ContentType, o.ContentType) && c.TTL == o.TTL && c.ExpiresAt.Equal(o.ExpiresAt)
 }
@@ -156,6 +171,9 @@ var (
 	// ErrGone: the offset belongs to a history that a crash reset; read
 	// again from the start.
 	ErrGone = errors.New("offset is past what survived a server reset; read again from offset -1")
+	// ErrDeleted: the stream was deleted, but forks of it remain; its name
+	// cannot be used again until they are gone.
+	ErrDeleted = errors.New("stream was deleted; forks of it remain")
 )
 
 // StaleEpochError: a producer's epoch is older than the stream's record of

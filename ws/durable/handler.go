@@ -123,7 +123,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		httpError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, ErrNewEpochSeq), errors.As(err, &bad):
 		httpError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, ErrGone):
+	case errors.Is(err, ErrGone), errors.Is(err, ErrDeleted):
 		httpError(w, http.StatusGone, err.Error())
 	case errors.As(err, &stale):
 		w.Header().Set(hProducerEpoch, strconv.FormatInt(stale.Current, 10))
@@ -191,22 +191,30 @@ func setInfo(w http.ResponseWriter, info Info) {
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request, name string) {
-	if r.Header.Get("Stream-Forked-From") != "" || r.Header.Get("Stream-Fork-Offset") != "" ||
-		r.Header.Get("Stream-Fork-Sub-Offset") != "" {
-		httpError(w, http.StatusNotImplemented, "forks are not supported")
-		return
-	}
 	cfg, err := parseConfig(r)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	if cfg.Fork, err = parseFork(r.Header, h.cfg.Prefix); err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if cfg.Fork != nil && r.Header.Get("Content-Type") == "" {
+		cfg.ContentType = "" // the source's
 	}
 	closed := strings.EqualFold(r.Header.Get(hClosed), "true")
 	body, ok := h.readBody(w, r)
 	if !ok {
 		return
 	}
-	msgs, err := messages(cfg.ContentType, body)
+	ct := cfg.ContentType
+	if ct == "" {
+		if info, err := h.cfg.Backend.Stat(r.Context(), cfg.Fork.From); err == nil {
+			ct = info.ContentType
+		}
+	}
+	msgs, err := messages(ct, body)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
 		return

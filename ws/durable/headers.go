@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +29,9 @@ const (
 	hProducerSeq   = "Producer-Seq"
 	hExpectedSeq   = "Producer-Expected-Seq"
 	hReceivedSeq   = "Producer-Received-Seq"
+	hForkedFrom    = "Stream-Forked-From"
+	hForkOffset    = "Stream-Fork-Offset"
+	hForkSub       = "Stream-Fork-Sub-Offset"
 )
 
 // defaultContentType is a stream's type when PUT names none.
@@ -44,6 +49,10 @@ func mediaType(ct string) string {
 
 // sameType reports whether two content types name the same media type.
 func sameType(a, b string) bool { return mediaType(a) == mediaType(b) }
+
+// SameType reports whether two content types name the same media type
+// (type and subtype, case-insensitive, parameters aside).
+func SameType(a, b string) bool { return sameType(a, b) }
 
 // IsJSON reports whether a stream of content type ct is in JSON mode.
 func IsJSON(ct string) bool { return mediaType(ct) == "application/json" }
@@ -126,6 +135,45 @@ func ParseProducer(h http.Header) (*Producer, error) {
 		return nil, errors.New("Producer-Epoch and Producer-Seq must be non-negative integers up to 2^53-1")
 	}
 	return &Producer{ID: id, Epoch: epoch, Seq: seq}, nil
+}
+
+// parseFork reads Stream-Forked-From (a stream path under prefix, or a
+// name), Stream-Fork-Offset and Stream-Fork-Sub-Offset; nil when none.
+func parseFork(h http.Header, prefix string) (*Fork, error) {
+	from := h.Get(hForkedFrom)
+	off, hasOff := h.Get(hForkOffset), len(h.Values(hForkOffset)) > 0
+	sub, hasSub := h.Get(hForkSub), len(h.Values(hForkSub)) > 0
+	if from == "" {
+		if hasOff || hasSub {
+			return nil, errors.New("Stream-Fork-Offset and Stream-Fork-Sub-Offset need Stream-Forked-From")
+		}
+		return nil, nil
+	}
+	if u, err := url.Parse(from); err == nil && u.Path != "" {
+		from = u.Path
+	}
+	f := &Fork{From: strings.TrimPrefix(from, prefix)}
+	if hasOff {
+		p, err := ParseOffset(off)
+		if off == "-1" {
+			p, err = Pos{}, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("Stream-Fork-Offset: %w", err)
+		}
+		f.Offset = &p
+	}
+	if hasSub {
+		n, ok := parseCount(sub)
+		if !ok {
+			return nil, errors.New("Stream-Fork-Sub-Offset must be a non-negative integer without sign or leading zeros")
+		}
+		if n > 0 && !hasOff {
+			return nil, errors.New("Stream-Fork-Sub-Offset needs Stream-Fork-Offset")
+		}
+		f.Sub = n
+	}
+	return f, nil
 }
 
 // splitJSON validates a JSON body and splits it into messages: an array is
