@@ -154,3 +154,55 @@ func TestIdempotentProducerOnChannelsAPI(t *testing.T) {
 		t.Fatalf("history: %d %s", st, b)
 	}
 }
+
+// TestDurableForkLifecycle: a fork starts with a copy of its source up to
+// the fork point and is independent from then on; deleting a source with
+// forks keeps it as deleted (410, name taken) until its last fork goes.
+func TestDurableForkLifecycle(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{Backend: "sqlite"})
+	stream := srv.URL + "/v1/stream/"
+	status := func(method, name string) int {
+		return dsDo(t, method, stream+name, nil).StatusCode
+	}
+	r := dsDo(t, "PUT", stream+"src", []byte("hello"), "Content-Type", "text/plain")
+	mid := r.Header.Get("Stream-Next-Offset")
+	dsDo(t, "POST", stream+"src", []byte(" world"), "Content-Type", "text/plain")
+	if r := dsDo(t, "PUT", stream+"fork", nil, "Stream-Forked-From", "/v1/stream/src",
+		"Stream-Fork-Offset", mid, "Stream-Fork-Sub-Offset", "0"); r.StatusCode != http.StatusCreated ||
+		r.Header.Get("Content-Type") != "text/plain" {
+		t.Fatalf("fork: %d %s", r.StatusCode, r.Header.Get("Content-Type"))
+	}
+	if r := dsDo(t, "PUT", stream+"part", nil, "Stream-Forked-From", "/v1/stream/src",
+		"Stream-Fork-Offset", mid, "Stream-Fork-Sub-Offset", "3"); r.StatusCode != http.StatusCreated {
+		t.Fatalf("fork with a sub-offset: %d %s", r.StatusCode, readAll(t, r))
+	}
+	dsDo(t, "POST", stream+"fork", []byte("!"), "Content-Type", "text/plain")
+	for name, want := range map[string]string{"src": "hello world", "fork": "hello!", "part": "hello wo"} {
+		if got := string(readAll(t, dsDo(t, "GET", stream+name, nil))); got != want {
+			t.Errorf("%s reads %q, want %q", name, got, want)
+		}
+	}
+	if st := status("DELETE", "src"); st != http.StatusNoContent {
+		t.Fatalf("delete src: %d", st)
+	}
+	if st := status("HEAD", "src"); st != http.StatusGone {
+		t.Fatalf("HEAD of a deleted source with forks: %d, want 410", st)
+	}
+	if r := dsDo(t, "PUT", stream+"src", nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusConflict {
+		t.Fatalf("re-create a deleted source with forks: %d, want 409", r.StatusCode)
+	}
+	if got := string(readAll(t, dsDo(t, "GET", stream+"fork", nil))); got != "hello!" {
+		t.Fatalf("fork after its source was deleted reads %q", got)
+	}
+	for _, name := range []string{"fork", "part"} {
+		if st := status("DELETE", name); st != http.StatusNoContent {
+			t.Fatalf("delete %s: %d", name, st)
+		}
+	}
+	if st := status("HEAD", "src"); st != http.StatusNotFound {
+		t.Fatalf("HEAD of the source once its forks are gone: %d, want 404", st)
+	}
+	if _, err := srv.Store.Channel(context.Background(), "src"); err == nil {
+		t.Fatal("the source's channel is still stored")
+	}
+}

@@ -24,7 +24,11 @@ func TestOffsets(t *testing.T) {
 			t.Errorf("%s >= %s", a, b)
 		}
 	}
+	if p, err := ParseOffset("0000000000000000_0000000000000000"); err != nil || p != (Pos{}) {
+		t.Errorf("the zero offset: %+v, %v; want the start", p, err)
+	}
 	for _, bad := range []string{"", "-1", "now", "0,1", "0 1", "1_2", "000000000000000a_0000000000000000",
+		"0000000000000000_0000000000000001",
 		"+000000000000001_0000000000000000", "0000000000000001_-000000000000001", "0000000000000001"} {
 		if _, err := ParseOffset(bad); err == nil {
 			t.Errorf("ParseOffset(%q) succeeded", bad)
@@ -192,6 +196,40 @@ func TestNextCursor(t *testing.T) {
 		got, _ := strconv.ParseInt(nextCursor(now, "1000"), 10, 64)
 		if got <= 1000 || got > 1180 {
 			t.Fatalf("cursor after the current one = %d, want in (1000, 1180]", got)
+		}
+	}
+}
+
+func TestParseFork(t *testing.T) {
+	h := func(kv ...string) http.Header {
+		hd := http.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			hd.Set(kv[i], kv[i+1])
+		}
+		return hd
+	}
+	off := "0000000000000001_0000000000000002"
+	if f, err := parseFork(h(), "/v1/stream/"); f != nil || err != nil {
+		t.Fatalf("no fork headers: %+v %v", f, err)
+	}
+	f, err := parseFork(h(hForkedFrom, "/v1/stream/src", hForkOffset, off, hForkSub, "3"), "/v1/stream/")
+	if err != nil || f.From != "src" || f.Offset == nil || *f.Offset != (Pos{1, 2}) || f.Sub != 3 {
+		t.Fatalf("fork: %+v %v", f, err)
+	}
+	if f, err := parseFork(h(hForkedFrom, "http://example.com/v1/stream/src"), "/v1/stream/"); err != nil || f.From != "src" || f.Offset != nil {
+		t.Fatalf("fork from a URL: %+v %v", f, err)
+	}
+	for _, bad := range []http.Header{
+		h(hForkSub, "0"),
+		h(hForkOffset, off),
+		h(hForkedFrom, "src", hForkSub, "1"),
+		h(hForkedFrom, "src", hForkOffset, "bad"),
+		h(hForkedFrom, "src", hForkOffset, off, hForkSub, "-1"),
+		h(hForkedFrom, "src", hForkOffset, off, hForkSub, "05"),
+		h(hForkedFrom, "src", hForkOffset, off, hForkSub, "1.5"),
+	} {
+		if f, err := parseFork(bad, "/v1/stream/"); err == nil {
+			t.Errorf("fork headers %v accepted: %+v", bad, f)
 		}
 	}
 }
