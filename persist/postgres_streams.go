@@ -18,10 +18,10 @@ func (p *postgres) createStream(ctx context.Context, id string, cfg StreamConfig
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var err error
 		c, err = scanChannel(tx.QueryRow(ctx,
-			`INSERT INTO channels (id, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7)
+			`INSERT INTO channels (id, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub, epoch)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			 RETURNING `+channelColumns, id, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp,
-			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub)))
+			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub), cfg.Epoch))
 		if err != nil {
 			return err
 		}

@@ -17,10 +17,10 @@ func (s *sqliteStore) createStream(ctx context.Context, id string, cfg StreamCon
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
-			`INSERT INTO channels (id, created_at, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			`INSERT INTO channels (id, created_at, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub, epoch)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			 RETURNING `+channelColumns, id, now, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp,
-			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub)))
+			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub), cfg.Epoch))
 		if err != nil {
 			return err
 		}

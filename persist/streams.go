@@ -21,6 +21,10 @@ type StreamConfig struct {
 	// ForkSeq and ForkSub say where a fork forked: after message ForkSeq of
 	// the source, plus ForkSub bytes (JSON: messages) of the next one.
 	ForkSeq, ForkSub int64
+	// Epoch is the epoch the channel starts in; 0 means 1. A fork starts in
+	// its source's epoch, so that the source's offsets up to the fork point
+	// name the same positions in it. Stream does not report it.
+	Epoch int64
 }
 
 // ProducerState is an idempotent producer's record in a channel.
@@ -49,8 +53,11 @@ type StreamState struct {
 // stream configuration, in one transaction. It returns ErrExists if the id
 // is taken.
 func (s *Store) CreateStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
-	if cfg.TTL < 0 {
-		return Channel{}, fmt.Errorf("persist: create stream %q: negative TTL", id)
+	if cfg.TTL < 0 || cfg.Epoch < 0 {
+		return Channel{}, fmt.Errorf("persist: create stream %q: negative TTL or epoch", id)
+	}
+	if cfg.Epoch == 0 {
+		cfg.Epoch = 1
 	}
 	c, err := s.b.createStream(ctx, id, cfg)
 	if err != nil {

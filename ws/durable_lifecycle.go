@@ -32,15 +32,16 @@ func (b *DurableBackend) Create(ctx context.Context, name string, cfg durable.Co
 		}
 		var fork forkPoint
 		var prefix [][]byte
+		var epoch int64
 		if cfg.Fork != nil {
-			if cfg, fork, prefix, err = b.forkFrom(ctx, cfg); err != nil {
+			if cfg, fork, prefix, epoch, err = b.forkFrom(ctx, cfg); err != nil {
 				return durable.Info{}, false, err
 			}
 		}
 		_, err = b.h.create(ctx, name, func(ctx context.Context) (persist.Channel, error) {
 			return b.store.CreateStream(ctx, name, persist.StreamConfig{
 				ContentType: cfg.ContentType, TTL: cfg.TTL, ExpiresAt: cfg.ExpiresAt,
-				ForkedFrom: fork.from, ForkSeq: fork.seq, ForkSub: fork.sub})
+				ForkedFrom: fork.from, ForkSeq: fork.seq, ForkSub: fork.sub, Epoch: epoch})
 		}, nil, 0)
 		if errors.Is(err, ErrExists) {
 			continue // created meanwhile: compare with it
@@ -83,35 +84,35 @@ func (b *DurableBackend) sameAs(ctx context.Context, st *streamState, cfg durabl
 }
 
 // forkFrom resolves a fork's configuration against its source: the content
-// type and expiry it inherits, where it forks, and the messages it starts
-// with.
-func (b *DurableBackend) forkFrom(ctx context.Context, cfg durable.Config) (durable.Config, forkPoint, [][]byte, error) {
+// type and expiry it inherits, where it forks, the messages it starts with,
+// and the epoch it starts in (the source's).
+func (b *DurableBackend) forkFrom(ctx context.Context, cfg durable.Config) (durable.Config, forkPoint, [][]byte, int64, error) {
 	f := cfg.Fork
 	src, err := b.state(ctx, f.From)
 	if errors.Is(err, durable.ErrDeleted) {
-		return cfg, forkPoint{}, nil, durable.ErrConflict
+		return cfg, forkPoint{}, nil, 0, durable.ErrConflict
 	}
 	if err != nil {
-		return cfg, forkPoint{}, nil, err
+		return cfg, forkPoint{}, nil, 0, err
 	}
 	if cfg.ContentType == "" {
 		cfg.ContentType = src.cfg.ContentType
 	} else if !durable.SameType(cfg.ContentType, src.cfg.ContentType) {
-		return cfg, forkPoint{}, nil, durable.ErrConflict
+		return cfg, forkPoint{}, nil, 0, durable.ErrConflict
 	}
 	if cfg.TTL == 0 && cfg.ExpiresAt.IsZero() {
 		cfg.TTL, cfg.ExpiresAt = src.cfg.TTL, src.cfg.ExpiresAt
 	}
 	info, err := b.info(ctx, f.From, src)
 	if err != nil {
-		return cfg, forkPoint{}, nil, err
+		return cfg, forkPoint{}, nil, 0, err
 	}
 	at := forkPoint{from: f.From, seq: info.Tail.Seq, sub: f.Sub}
 	if f.Offset != nil {
 		at.seq = f.Offset.Seq
 	}
 	if at.seq > info.Tail.Seq {
-		return cfg, forkPoint{}, nil, &durable.BadRequestError{Msg: "Stream-Fork-Offset is past the end of the source stream"}
+		return cfg, forkPoint{}, nil, 0, &durable.BadRequestError{Msg: "Stream-Fork-Offset is past the end of the source stream"}
 	}
 	upto := at.seq
 	if at.sub > 0 {
@@ -120,21 +121,21 @@ func (b *DurableBackend) forkFrom(ctx context.Context, cfg durable.Config) (dura
 			upto = at.seq + at.sub
 		}
 		if upto > info.Tail.Seq {
-			return cfg, forkPoint{}, nil, &durable.BadRequestError{Msg: "Stream-Fork-Sub-Offset is past the end of the source stream"}
+			return cfg, forkPoint{}, nil, 0, &durable.BadRequestError{Msg: "Stream-Fork-Sub-Offset is past the end of the source stream"}
 		}
 	}
 	msgs, err := b.messagesUpTo(ctx, f.From, upto)
 	if err != nil {
-		return cfg, forkPoint{}, nil, err
+		return cfg, forkPoint{}, nil, 0, err
 	}
 	if at.sub > 0 && !durable.IsJSON(cfg.ContentType) {
 		last := msgs[len(msgs)-1]
 		if at.sub > int64(len(last)) {
-			return cfg, forkPoint{}, nil, &durable.BadRequestError{Msg: "Stream-Fork-Sub-Offset is past the end of the message it points into"}
+			return cfg, forkPoint{}, nil, 0, &durable.BadRequestError{Msg: "Stream-Fork-Sub-Offset is past the end of the message it points into"}
 		}
 		msgs[len(msgs)-1] = last[:at.sub]
 	}
-	return cfg, at, msgs, nil
+	return cfg, at, msgs, info.Tail.Epoch, nil
 }
 
 // messagesUpTo reads the messages 1..upto of a stream.

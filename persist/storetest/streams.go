@@ -79,8 +79,12 @@ func testStreams(t *testing.T, newURL func(testing.TB) string) {
 	// Forks: the source is recorded, counted, and a stream with forks can
 	// be marked deleted and still read.
 	fcfg := persist.StreamConfig{ContentType: "text/plain", ForkedFrom: "st", ForkSeq: 2, ForkSub: 3}
-	if _, err := s.CreateStream(ctx, "fork", fcfg); err != nil {
-		t.Fatalf("CreateStream(fork): %v", err)
+	if c, err := s.CreateStream(ctx, "fork", persist.StreamConfig{ContentType: "text/plain", ForkedFrom: "st",
+		ForkSeq: 2, ForkSub: 3, Epoch: 4}); err != nil || c.Epoch != 4 {
+		t.Fatalf("CreateStream(fork) in epoch 4: %+v %v", c, err)
+	}
+	if n, err := s.Survived(ctx, "fork", 4); err != nil || n != 0 {
+		t.Fatalf("Survived(fork, 4) = %d, %v; want 0", n, err)
 	}
 	if st, err := s.Stream(ctx, "fork"); err != nil || st.StreamConfig != fcfg || st.Deleted {
 		t.Fatalf("Stream(fork): %+v %v, want %+v", st, err, fcfg)
