@@ -135,6 +135,11 @@ type Batch struct {
 	Messages []Message
 	// Close marks the channel closed, after Messages, in the same commit.
 	Close bool
+	// Producers are idempotent producers' states to record in the same
+	// commit as Messages (a state never moves backwards); StreamSeq, if not
+	// "", the channel's last Stream-Seq. Both only come with messages.
+	Producers []ProducerState
+	StreamSeq string
 	// Done is called exactly once, from a writer goroutine, when the batch is
 	// committed (err == nil) or when the writer gave up on it (err != nil):
 	// its channel does not exist (the error wraps ErrNotFound) or is closed

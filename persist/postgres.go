@@ -242,6 +242,9 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 	if err != nil {
 		return fmt.Errorf("insert messages: %w", err)
 	}
+	if err := writeStreamStates(ctx, tx, batches); err != nil {
+		return fmt.Errorf("stream state: %w", err)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}

@@ -88,13 +88,7 @@ func (s *sqliteStore) saveStreamWrites(ctx context.Context, id, seq string, ps *
 		if ps == nil {
 			return nil
 		}
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO producers (channel_id, producer_id, epoch, seq, updated_at) VALUES (?, ?, ?, ?, ?)
-			 ON CONFLICT (channel_id, producer_id) DO UPDATE
-			   SET epoch = excluded.epoch, seq = excluded.seq, updated_at = excluded.updated_at
-			   WHERE (excluded.epoch, excluded.seq) > (producers.epoch, producers.seq)`,
-			id, ps.ID, ps.Epoch, ps.Seq, time.Now().UnixMicro())
-		return err
+		return upsertSQLiteProducer(ctx, tx, id, *ps)
 	})
 }
 
@@ -138,4 +132,33 @@ func (s *sqliteStore) forks(ctx context.Context, id string) (int, error) {
 	var n int
 	err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM channels WHERE forked_from = ?`, id).Scan(&n)
 	return n, err
+}
+
+// upsertSQLiteProducer moves a producer's state forward.
+func upsertSQLiteProducer(ctx context.Context, tx *sql.Tx, id string, ps ProducerState) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO producers (channel_id, producer_id, epoch, seq, updated_at) VALUES (?, ?, ?, ?, ?)
+		 ON CONFLICT (channel_id, producer_id) DO UPDATE
+		   SET epoch = excluded.epoch, seq = excluded.seq, updated_at = excluded.updated_at
+		   WHERE (excluded.epoch, excluded.seq) > (producers.epoch, producers.seq)`,
+		id, ps.ID, ps.Epoch, ps.Seq, time.Now().UnixMicro())
+	return err
+}
+
+// writeSQLiteStreamStates records the producers and Stream-Seq that
+// batches carry, in the transaction of their messages.
+func writeSQLiteStreamStates(ctx context.Context, tx *sql.Tx, batches []*Batch) error {
+	for _, b := range batches {
+		if b.StreamSeq != "" {
+			if _, err := tx.ExecContext(ctx, `UPDATE channels SET stream_seq = ? WHERE id = ?`, b.StreamSeq, b.Channel); err != nil {
+				return err
+			}
+		}
+		for _, ps := range b.Producers {
+			if err := upsertSQLiteProducer(ctx, tx, b.Channel, ps); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -67,6 +67,13 @@ type (
 		time   int64
 		wait   bool // answer once persisted
 		result chan appendResult
+		// commit, if not nil, is stream state committed in the same
+		// transaction as the message (a producer's state, a Stream-Seq).
+		commit *streamCommit
+	}
+	streamCommit struct {
+		producer  *persist.ProducerState
+		streamSeq string
 	}
 	appendResult struct {
 		seq int64
@@ -123,8 +130,9 @@ type channel struct {
 	retained  int64           // data bytes of the persisted messages kept in buf
 	inFlight  bool            // a batch is being written (it may be empty: a close)
 	subs      map[*subscriber]struct{}
-	waiters   []waiter // appends waiting for persistence, by seq
-	closing   bool     // closed by its producer: flushing, then end
+	commits   []*streamCommit // stream state to commit with the next batch
+	waiters   []waiter        // appends waiting for persistence, by seq
+	closing   bool            // closed by its producer: flushing, then end
 	closers   []chan appendResult
 	stopping  bool // server shutdown: flushing, then exit
 	timer     *time.Timer
@@ -229,6 +237,9 @@ func (c *channel) onAppend(r *appendReq) {
 	m := newMessage(c.binary, c.lastSeq, r.time, r.data)
 	c.buf = append(c.buf, m)
 	c.bufBytes += int64(len(m.Data))
+	if r.commit != nil {
+		c.commits = append(c.commits, r.commit)
+	}
 	c.statLast.Store(c.lastSeq)
 	c.h.metrics.appended.Inc()
 	for s := range c.subs {
@@ -319,6 +330,10 @@ func (c *channel) flush() {
 		Channel:  c.id,
 		Messages: msgs,
 		Close:    final,
+		// Every commit belongs to a message of this batch: they are all
+		// unpersisted.
+		Producers: commitProducers(c.commits),
+		StreamSeq: commitStreamSeq(c.commits),
 		Done: func(err error) {
 			c.persisted <- persistResult{last: last, close: final, err: err}
 		},
@@ -332,10 +347,33 @@ func (c *channel) flush() {
 	}
 	c.inFlight = true
 	c.closeSent = final
+	c.commits = nil
 	if c.timerOn {
 		c.timer.Stop()
 		c.timerOn = false
 	}
+}
+
+// commitProducers lists the producer states of commits, in order.
+func commitProducers(commits []*streamCommit) []persist.ProducerState {
+	var out []persist.ProducerState
+	for _, sc := range commits {
+		if sc.producer != nil {
+			out = append(out, *sc.producer)
+		}
+	}
+	return out
+}
+
+// commitStreamSeq is the last Stream-Seq of commits, or "".
+func commitStreamSeq(commits []*streamCommit) string {
+	seq := ""
+	for _, sc := range commits {
+		if sc.streamSeq != "" {
+			seq = sc.streamSeq
+		}
+	}
+	return seq
 }
 
 func (c *channel) onPersisted(r persistResult) {

@@ -205,10 +205,11 @@ func (b *DurableBackend) Stat(ctx context.Context, name string) (durable.Info, e
 }
 
 // Append implements durable.Backend. The messages are appended one by one
-// to the channel; with a producer or a Stream-Seq the last one is awaited
-// until durable, and only then is the producer's state (or the Stream-Seq)
-// saved, so that a retry after a crash may duplicate the request but an
-// acknowledged one is never lost.
+// to the channel. With a producer or a Stream-Seq, the new producer state
+// (or Stream-Seq) travels with the last message and is committed in the
+// same transaction as it, and the answer waits for that commit: a request
+// is recorded if and only if its messages are, so that a retry is never
+// appended twice, even across a crash.
 func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
 	st, err := b.state(ctx, name)
 	if err != nil {
@@ -245,10 +246,20 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 		return durable.AppendResult{Info: info}, durable.ErrStreamSeq
 	}
 	record := a.Producer != nil || a.StreamSeq != ""
+	var commit *streamCommit
+	if record {
+		commit = &streamCommit{streamSeq: a.StreamSeq}
+		if p := a.Producer; p != nil {
+			commit.producer = &persist.ProducerState{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
+		}
+	}
 	var last int64
 	for i, m := range a.Messages {
-		wait := record && !a.Close && i == len(a.Messages)-1
-		if last, err = b.h.Append(ctx, name, m, wait); err != nil {
+		var c *streamCommit
+		if i == len(a.Messages)-1 {
+			c = commit // committed with the request's last message
+		}
+		if last, err = b.h.appendCommit(ctx, name, m, c != nil, c); err != nil {
 			return durable.AppendResult{Info: info}, streamErr(err)
 		}
 	}
@@ -260,12 +271,11 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 	}
 	res := durable.AppendResult{Seq: last}
 	if record {
-		var ps *persist.ProducerState
-		if p := a.Producer; p != nil {
-			ps = &persist.ProducerState{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
-		}
-		if err := b.store.SaveStreamWrites(ctx, name, a.StreamSeq, ps); err != nil {
-			return durable.AppendResult{Info: info}, streamErr(storeErr(err))
+		if len(a.Messages) == 0 {
+			// A close with producer headers: no message to commit with.
+			if err := b.store.SaveStreamWrites(ctx, name, a.StreamSeq, commit.producer); err != nil {
+				return durable.AppendResult{Info: info}, streamErr(storeErr(err))
+			}
 		}
 		if a.StreamSeq != "" {
 			st.streamSeq = a.StreamSeq

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/wire"
 	"github.com/messages-server/messages/ws/wstest"
 )
@@ -132,6 +133,11 @@ func TestIdempotentProducerOnChannelsAPI(t *testing.T) {
 	}
 	if r := send("one", "0", "0"); r.StatusCode != http.StatusOK || decodeJSON[struct{ Seq int64 }](t, readAll(t, r)).Seq != 1 {
 		t.Fatalf("first append: %d", r.StatusCode)
+	}
+	// The producer's state was committed with the message.
+	if st, err := srv.Store.Stream(context.Background(), "prod"); err != nil || len(st.Producers) != 1 ||
+		st.Producers[0] != (persist.ProducerState{ID: "p1", Epoch: 0, Seq: 0}) {
+		t.Fatalf("stored stream state after the first append: %+v %v", st, err)
 	}
 	if r := send("one", "0", "0"); r.StatusCode != http.StatusNoContent || r.Header.Get("Producer-Seq") != "0" {
 		t.Fatalf("retry: %d, Producer-Seq %q; want 204, 0", r.StatusCode, r.Header.Get("Producer-Seq"))

@@ -83,7 +83,13 @@ func (h *Hub) create(ctx context.Context, id string, record func(context.Context
 // Append adds a message to an open channel and returns its seq. With
 // waitPersisted it returns only once the message is durable.
 func (h *Hub) Append(ctx context.Context, id string, data []byte, waitPersisted bool) (int64, error) {
-	req := &appendReq{data: data, wait: waitPersisted, result: make(chan appendResult, 1)}
+	return h.appendCommit(ctx, id, data, waitPersisted, nil)
+}
+
+// appendCommit is Append with stream state committed in the same
+// transaction as the message.
+func (h *Hub) appendCommit(ctx context.Context, id string, data []byte, waitPersisted bool, commit *streamCommit) (int64, error) {
+	req := &appendReq{data: data, wait: waitPersisted, result: make(chan appendResult, 1), commit: commit}
 	return h.produce(ctx, id, func() any {
 		req.time = time.Now().UnixMicro()
 		return req

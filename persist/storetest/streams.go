@@ -76,6 +76,19 @@ func testStreams(t *testing.T, newURL func(testing.TB) string) {
 	s = open(t, u)
 	check(s)
 
+	// Producer states and a Stream-Seq carried by a batch are committed
+	// with its messages, and only ever move forward.
+	b := &persist.Batch{Channel: "st", Messages: msgs("st", 1, 2), StreamSeq: "003",
+		Producers: []persist.ProducerState{{ID: "a", Epoch: 1, Seq: 0}, {ID: "b", Epoch: 1, Seq: 0}, {ID: "c", Epoch: 0, Seq: 4}}}
+	if err := s.WriteBatches(ctx, []*persist.Batch{b}); err != nil {
+		t.Fatalf("WriteBatches with stream state: %v", err)
+	}
+	if st, err := s.Stream(ctx, "st"); err != nil || st.StreamSeq != "003" || !reflect.DeepEqual(st.Producers, []persist.ProducerState{
+		{ID: "a", Epoch: 1, Seq: 0}, {ID: "b", Epoch: 3, Seq: 0}, {ID: "c", Epoch: 0, Seq: 4}}) {
+		t.Fatalf("Stream after WriteBatches: %+v %v", st, err)
+	}
+	checkMessages(t, s, "st", 2)
+
 	// Forks: the source is recorded, counted, and a stream with forks can
 	// be marked deleted and still read.
 	fcfg := persist.StreamConfig{ContentType: "text/plain", ForkedFrom: "st", ForkSeq: 2, ForkSub: 3}
@@ -111,7 +124,7 @@ func testStreams(t *testing.T, newURL func(testing.TB) string) {
 		t.Fatalf("Forks(st) after deleting the fork = %d, %v; want 0", n, err)
 	}
 
-	write(t, s, "st", 1, 3, false)
+	write(t, s, "st", 3, 3, false)
 	if err := s.DeleteChannel(ctx, "st"); err != nil {
 		t.Fatalf("DeleteChannel: %v", err)
 	}
