@@ -44,6 +44,7 @@ type StreamStore interface {
 type DurableBackend struct {
 	h     *Hub
 	store StreamStore
+	cfg   DurableConfig
 	now   func() time.Time
 
 	mu      sync.Mutex
@@ -65,6 +66,7 @@ type streamState struct {
 	streamSeq string
 	producers map[string]durable.Producer
 	deleted   bool // removed from the store
+	evicted   bool // dropped from the cache: load the stream again
 }
 
 // forkPoint is where a fork forked: after seq of from, plus sub bytes (JSON:
@@ -74,9 +76,63 @@ type forkPoint struct {
 	seq, sub int64
 }
 
+// DurableConfig configures a DurableBackend. Zero values mean the defaults.
+type DurableConfig struct {
+	// MaxCached bounds the streams whose state is cached in memory; past
+	// it, idle ones are dropped and read again from the store when needed.
+	// Default 100,000.
+	MaxCached int
+}
+
 // NewDurableBackend returns the Durable Streams backend over h and store.
-func NewDurableBackend(h *Hub, store StreamStore) *DurableBackend {
-	return &DurableBackend{h: h, store: store, now: time.Now, streams: make(map[string]*streamState)}
+func NewDurableBackend(h *Hub, store StreamStore, cfg DurableConfig) *DurableBackend {
+	if cfg.MaxCached <= 0 {
+		cfg.MaxCached = 100_000
+	}
+	return &DurableBackend{h: h, store: store, cfg: cfg, now: time.Now, streams: make(map[string]*streamState)}
+}
+
+// Cached returns the number of streams whose state is cached.
+func (b *DurableBackend) Cached() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.streams)
+}
+
+// cache records st as the state of name, replacing any, and drops idle
+// entries past the bound. Everything a stream's state holds is in the
+// store, so a dropped entry is only read again; an entry being written
+// (its lock held) is never dropped, and a writer that finds its entry
+// dropped loads it again (see lock). Called with b.mu held.
+func (b *DurableBackend) cache(name string, st *streamState) {
+	b.streams[name] = st
+	for other, o := range b.streams {
+		if len(b.streams) <= b.cfg.MaxCached {
+			return
+		}
+		if other == name || !o.mu.TryLock() {
+			continue
+		}
+		o.evicted = true
+		o.mu.Unlock()
+		delete(b.streams, other)
+	}
+}
+
+// lock returns the stream's state with its write lock held, loading it
+// again if it was dropped from the cache meanwhile.
+func (b *DurableBackend) lock(ctx context.Context, name string) (*streamState, error) {
+	for {
+		st, err := b.state(ctx, name)
+		if err != nil {
+			return st, err
+		}
+		st.mu.Lock()
+		if !st.evicted {
+			return st, nil
+		}
+		st.mu.Unlock()
+	}
 }
 
 // unavailable marks errors the client may retry later (503).
@@ -130,15 +186,23 @@ func (st *streamState) expiry() time.Time {
 // use, or durable.ErrNotFound. A stream deleted while it has forks gives
 // durable.ErrDeleted, with its state. An expired stream is deleted here.
 func (b *DurableBackend) state(ctx context.Context, name string) (*streamState, error) {
-	st, err := b.load(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	if st.gone.Load() {
-		return st, durable.ErrDeleted
-	}
-	if exp := st.expiry(); !exp.IsZero() && !b.now().Before(exp) {
-		if err := b.remove(ctx, name, st); err != nil {
+	for {
+		st, err := b.load(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if st.gone.Load() {
+			return st, durable.ErrDeleted
+		}
+		exp := st.expiry()
+		if exp.IsZero() || b.now().Before(exp) {
+			return st, nil
+		}
+		err = b.remove(ctx, name, st)
+		if errors.Is(err, errEvicted) {
+			continue
+		}
+		if err != nil {
 			return nil, err
 		}
 		if st.gone.Load() {
@@ -146,7 +210,6 @@ func (b *DurableBackend) state(ctx context.Context, name string) (*streamState, 
 		}
 		return nil, durable.ErrNotFound
 	}
-	return st, nil
 }
 
 // load returns the cached state of a stream, reading it from the store if
@@ -177,7 +240,7 @@ func (b *DurableBackend) load(ctx context.Context, name string) (*streamState, e
 	if existing := b.streams[name]; existing != nil {
 		return existing, nil
 	}
-	b.streams[name] = st
+	b.cache(name, st)
 	return st, nil
 }
 
@@ -211,11 +274,10 @@ func (b *DurableBackend) Stat(ctx context.Context, name string) (durable.Info, e
 // is recorded if and only if its messages are, so that a retry is never
 // appended twice, even across a crash.
 func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
-	st, err := b.state(ctx, name)
+	st, err := b.lock(ctx, name)
 	if err != nil {
 		return durable.AppendResult{}, err
 	}
-	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.deleted {
 		return durable.AppendResult{}, durable.ErrNotFound

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -210,5 +211,39 @@ func TestDurableForkLifecycle(t *testing.T) {
 	}
 	if _, err := srv.Store.Channel(context.Background(), "src"); err == nil {
 		t.Fatal("the source's channel is still stored")
+	}
+}
+
+// TestDurableStateCacheBound: past the bound, stream states are dropped from
+// memory and read again from the store, with nothing lost: producers are
+// still recognised and Stream-Seq still enforced.
+func TestDurableStateCacheBound(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{Backend: "sqlite", MaxCachedStreams: 2})
+	stream := srv.URL + "/v1/stream/"
+	const n = 6
+	name := func(i int) string { return stream + "cache-" + strconv.Itoa(i) }
+	for i := range n {
+		if r := dsDo(t, "PUT", name(i), nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
+			t.Fatalf("PUT %d: %d", i, r.StatusCode)
+		}
+		if r := dsDo(t, "POST", name(i), []byte("a"), "Content-Type", "text/plain", "Stream-Seq", "5",
+			"Producer-Id", "p", "Producer-Epoch", "0", "Producer-Seq", "0"); r.StatusCode != http.StatusOK {
+			t.Fatalf("POST %d: %d", i, r.StatusCode)
+		}
+	}
+	if c := srv.Streams.Cached(); c > 2 {
+		t.Fatalf("%d stream states cached, want at most 2", c)
+	}
+	for i := range n {
+		if r := dsDo(t, "POST", name(i), []byte("a"), "Content-Type", "text/plain",
+			"Producer-Id", "p", "Producer-Epoch", "0", "Producer-Seq", "0"); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("retry on %d after eviction: %d, want 204", i, r.StatusCode)
+		}
+		if r := dsDo(t, "POST", name(i), []byte("b"), "Content-Type", "text/plain", "Stream-Seq", "4"); r.StatusCode != http.StatusConflict {
+			t.Fatalf("Stream-Seq regression on %d after eviction: %d, want 409", i, r.StatusCode)
+		}
+		if got := string(readAll(t, dsDo(t, "GET", name(i), nil))); got != "a" {
+			t.Fatalf("stream %d reads %q, want %q", i, got, "a")
+		}
 	}
 }

@@ -51,7 +51,7 @@ func (b *DurableBackend) Create(ctx context.Context, name string, cfg durable.Co
 		}
 		st = b.newState(cfg, fork)
 		b.mu.Lock()
-		b.streams[name] = st
+		b.cache(name, st)
 		b.mu.Unlock()
 		msgs = append(prefix, msgs...)
 		if len(msgs) > 0 || closed {
@@ -156,12 +156,19 @@ func (b *DurableBackend) messagesUpTo(ctx context.Context, name string, upto int
 
 // Delete implements durable.Backend.
 func (b *DurableBackend) Delete(ctx context.Context, name string) error {
-	st, err := b.state(ctx, name)
-	if err != nil {
-		return err
+	for {
+		st, err := b.state(ctx, name)
+		if err != nil {
+			return err
+		}
+		if err := b.remove(ctx, name, st); !errors.Is(err, errEvicted) {
+			return err
+		}
 	}
-	return b.remove(ctx, name, st)
 }
+
+// errEvicted: the state was dropped from the cache; load it again.
+var errEvicted = errors.New("stream state evicted")
 
 // remove deletes a stream: it closes the channel (its subscribers get the
 // end) and, unless forks of it remain, removes it from the store, then any
@@ -170,6 +177,9 @@ func (b *DurableBackend) Delete(ctx context.Context, name string) error {
 func (b *DurableBackend) remove(ctx context.Context, name string, st *streamState) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if st.evicted {
+		return errEvicted
+	}
 	if st.deleted || st.gone.Load() {
 		return nil // removed meanwhile
 	}
@@ -237,6 +247,10 @@ func (b *DurableBackend) collect(ctx context.Context, name string) error {
 			return nil
 		}
 		st.mu.Lock()
+		if st.evicted {
+			st.mu.Unlock()
+			continue // load it again
+		}
 		err = b.drop(ctx, name, st)
 		st.mu.Unlock()
 		if err != nil {

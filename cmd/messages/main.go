@@ -202,7 +202,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Viewer: viewer.Handler(), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
 		Logger: log, HubMetrics: metrics,
-		Streams: ws.NewDurableBackend(hub, store), LongPollTimeout: cfg.longPollTimeout,
+		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}), LongPollTimeout: cfg.longPollTimeout,
 	})
 	// From here on the writer's workers run, and from hub.Start on actors
 	// and generators too: every return, an early error included, goes

@@ -62,6 +62,8 @@ type Options struct {
 	BatchWriter func(persist.BatchWriter) persist.BatchWriter
 	// LongPollTimeout is how long a Durable Streams long-poll waits.
 	LongPollTimeout time.Duration
+	// MaxCachedStreams bounds the Durable Streams states cached.
+	MaxCachedStreams int
 }
 
 // Server is a running server. Its methods are safe for concurrent use.
@@ -78,6 +80,8 @@ type Server struct {
 	Registry *prometheus.Registry
 	// Store is the server's store.
 	Store *persist.Store
+	// Streams is the server's Durable Streams backend.
+	Streams *ws.DurableBackend
 
 	http   *httptest.Server
 	writer *persist.Writer
@@ -124,13 +128,15 @@ func Start(t testing.TB, opts Options) *Server {
 	if err := hub.Start(ctx); err != nil {
 		t.Fatalf("wstest: start hub: %v", err)
 	}
+	streams := ws.NewDurableBackend(hub, store, ws.DurableConfig{MaxCached: opts.MaxCachedStreams})
 	srv := ws.NewServer(hub, ws.ServerConfig{
 		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), AllowedOrigins: opts.AllowedOrigins,
 		MaxMessageBytes: opts.MaxMessageBytes, PingInterval: opts.PingInterval, Logger: log, HubMetrics: m,
-		Streams: ws.NewDurableBackend(hub, store), LongPollTimeout: opts.LongPollTimeout,
+		Streams: streams, LongPollTimeout: opts.LongPollTimeout,
 	})
 	hs := httptest.NewServer(srv)
-	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store, http: hs, writer: writer}
+	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store,
+		Streams: streams, http: hs, writer: writer}
 	t.Cleanup(s.Close)
 	return s
 }
