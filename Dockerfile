@@ -29,6 +29,9 @@ COPY --from=build --chown=65532:65532 /out/data /data
 WORKDIR /data
 VOLUME /data
 USER 65532:65532
+# Every interface, so that the published port reaches the server. In open
+# mode (no JWT_SECRET or JWT_JWKS) the server refuses to start on it unless
+# INSECURE_OPEN=true says the open server is meant: give it a key instead.
 ENV LISTEN_ADDR=:3000
 # Without a DATABASE_URL the server keeps its SQLite file in the volume.
 ENV DATABASE_URL=sqlite:/data/messages.db

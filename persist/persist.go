@@ -9,6 +9,7 @@
 package persist
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -60,6 +61,46 @@ func (e *ChannelError) Error() string {
 
 // Unwrap returns the error of each failing channel.
 func (e *ChannelError) Unwrap() []error { return slices.Collect(maps.Values(e.Channels)) }
+
+// ErrLocked is wrapped by the error of Open when another server holds the
+// database: a database serves one server at a time (see Config.SkipLock).
+var ErrLocked = errors.New("persist: database locked")
+
+// errLockHeld is the error of lockFile and lockPostgres when the lock is
+// taken; Open turns it into an explanation wrapping ErrLocked.
+var errLockHeld = errors.New("lock held by another process")
+
+// lockWait is how long Open tries to take the server lock before it gives
+// up: long enough for the database to notice that the process which held
+// it just died, short enough for a person who started a second server by
+// mistake.
+const lockWait = 3 * time.Second
+
+// retryLock calls lock until it returns something else than errLockHeld,
+// for at most lockWait.
+func retryLock(ctx context.Context, lock func() error) error {
+	deadline := time.Now().Add(lockWait)
+	for {
+		err := lock()
+		if !errors.Is(err, errLockHeld) || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// lockedError is Open's error when another server holds the database
+// described by what.
+func lockedError(what string) error {
+	return fmt.Errorf("%w: another messages server is using this database (%s); "+
+		"stop it first, or use another database", ErrLocked, what)
+}
 
 // ErrClosed is wrapped by the error a Batch's Done gets when the Writer was
 // closed (its Close context expired) before the batch could be committed.

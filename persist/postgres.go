@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,14 +16,31 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// postgres is the PostgreSQL backend of Store: a pgx connection pool.
+// postgres is the PostgreSQL backend of Store: a pgx connection pool, and
+// the connection that holds the server lock.
 type postgres struct {
 	pool *pgxpool.Pool
 	desc slog.Value
+	// lockConfig and lockDesc take the lock again (see checkLock); nil
+	// lockConfig: Config.SkipLock.
+	lockConfig *pgx.ConnConfig
+	lockDesc   string
+
+	mu   sync.Mutex
+	lock *pgx.Conn // Guarded by mu; holds the server lock.
 }
 
+// serverLockClass is the upper half of the key of the session-level
+// advisory lock an open PostgreSQL store holds, "msgs"; the lower half is
+// the oid of its channels table, so that deployments with tables of their
+// own in one database (schemas chosen by search_path) do not exclude each
+// other. pg_locks shows the lock as locktype advisory, classid 1836279667,
+// objid the oid of the channels table, objsubid 1.
+const serverLockClass int64 = 0x6d736773
+
 // openPostgres opens the PostgreSQL database at cfg.URL, creating it and
-// migrating it first unless cfg.SkipMigrations.
+// migrating it first unless cfg.SkipMigrations, and takes the server lock
+// unless cfg.SkipLock.
 func openPostgres(ctx context.Context, cfg Config) (*postgres, error) {
 	pcfg, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
@@ -33,6 +51,14 @@ func openPostgres(ctx context.Context, cfg Config) (*postgres, error) {
 	} else if !hasParam(cfg.URL, "pool_max_conns") {
 		pcfg.MaxConns = defaultMaxConns
 	}
+	desc := url.URL{Scheme: "postgres", Host: pcfg.ConnConfig.Host, Path: "/" + pcfg.ConnConfig.Database}
+	if pcfg.ConnConfig.Port != 0 {
+		desc.Host = fmt.Sprintf("%s:%d", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port)
+		if strings.Contains(pcfg.ConnConfig.Host, ":") {
+			desc.Host = fmt.Sprintf("[%s]:%d", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port)
+		}
+	}
+	p := &postgres{desc: slog.GroupValue(slog.String("backend", "postgres"), slog.String("database", desc.String()))}
 	if !cfg.SkipMigrations {
 		u, err := createDatabase(ctx, cfg.URL, cfg.Logger)
 		if err != nil {
@@ -42,24 +68,112 @@ func openPostgres(ctx context.Context, cfg Config) (*postgres, error) {
 			return nil, err
 		}
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return nil, fmt.Errorf("persist: open pool: %w", err)
-	}
-	desc := url.URL{Scheme: "postgres", Host: pcfg.ConnConfig.Host, Path: "/" + pcfg.ConnConfig.Database}
-	if pcfg.ConnConfig.Port != 0 {
-		desc.Host = fmt.Sprintf("%s:%d", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port)
-		if strings.Contains(pcfg.ConnConfig.Host, ":") {
-			desc.Host = fmt.Sprintf("[%s]:%d", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port)
+	if !cfg.SkipLock {
+		p.lockConfig, p.lockDesc = pcfg.ConnConfig.Copy(), desc.String()
+		if p.lock, err = lockPostgres(ctx, p.lockConfig, p.lockDesc); err != nil {
+			return nil, err
 		}
 	}
-	return &postgres{pool: pool,
-		desc: slog.GroupValue(slog.String("backend", "postgres"), slog.String("database", desc.String()))}, nil
+	if p.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		p.close()
+		return nil, fmt.Errorf("persist: open pool: %w", err)
+	}
+	return p, nil
 }
 
-func (p *postgres) describe() slog.Value           { return p.desc }
-func (p *postgres) close()                         { p.pool.Close() }
-func (p *postgres) ping(ctx context.Context) error { return p.pool.Ping(ctx) }
+// lockPostgres opens a connection and takes the server lock on it, waiting
+// at most lockWait for another holder to go. The lock lasts until the connection closes: when the store is
+// closed, or when the process dies and the database sees the connection
+// go.
+func lockPostgres(ctx context.Context, config *pgx.ConnConfig, desc string) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, config)
+	if err != nil {
+		return nil, fmt.Errorf("persist: connect: %w", err)
+	}
+	err = retryLock(ctx, func() error {
+		var locked bool
+		err := conn.QueryRow(ctx,
+			`SELECT pg_try_advisory_lock($1::bigint << 32 | 'channels'::regclass::oid::bigint)`,
+			serverLockClass).Scan(&locked)
+		if err == nil && !locked {
+			err = errLockHeld
+		}
+		return err
+	})
+	if errors.Is(err, errLockHeld) {
+		err = lockedError("PostgreSQL database " + desc + ", advisory lock class 1836279667")
+	} else if err != nil {
+		err = fmt.Errorf("persist: lock the database: %w", err)
+	}
+	if err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (p *postgres) describe() slog.Value { return p.desc }
+
+// ping checks the pool, and that the server lock is still held.
+func (p *postgres) ping(ctx context.Context) error {
+	if err := p.pool.Ping(ctx); err != nil {
+		return err
+	}
+	return p.checkLock(ctx)
+}
+
+// lockPingTimeout bounds checkLock's ping of the lock's connection.
+const lockPingTimeout = 5 * time.Second
+
+// checkLock checks that the lock's connection is alive. If it is not (the
+// database restarted, or the connection was cut), the lock went with it:
+// checkLock takes it again on a new connection, or, if another server took
+// it meanwhile, returns an error wrapping ErrLocked.
+func (p *postgres) checkLock(ctx context.Context) error {
+	if p.lockConfig == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lock != nil {
+		// Not on ctx: pgx closes a connection whose query is cut short, and
+		// a caller's short deadline would then drop the lock it checks.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockPingTimeout)
+		err := p.lock.Ping(pctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if p.lock != nil {
+		p.lock.Close(context.WithoutCancel(ctx))
+		p.lock = nil
+	}
+	lock, err := lockPostgres(ctx, p.lockConfig, p.lockDesc)
+	if err != nil {
+		return fmt.Errorf("server lock lost: %w", err)
+	}
+	p.lock = lock
+	return nil
+}
+
+// close closes the pool, then the lock's connection, which releases it.
+func (p *postgres) close() {
+	if p.pool != nil {
+		p.pool.Close()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lock != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.lock.Close(ctx)
+		p.lock = nil
+	}
+}
 
 // channelColumns are the columns scanChannel and scanSQLiteChannel read, in
 // order.
@@ -99,15 +213,22 @@ func (p *postgres) createChannel(ctx context.Context, id string, gen *Generator)
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var err error
 		c, err = scanChannel(tx.QueryRow(ctx,
-			`INSERT INTO channels (id, gen_freq, gen_max) VALUES ($1, $2, $3)
+			`INSERT INTO channels (id, epoch, gen_freq, gen_max)
+			 VALUES ($1, (SELECT epoch + 1 FROM epoch_floor), $2, $3)
 			 RETURNING `+channelColumns, id, freq, max))
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx,
-			`INSERT INTO channel_epochs (channel_id, epoch, start_seq) VALUES ($1, $2, 0)`,
-			id, c.Epoch)
-		return err
+		// The insert read the floor before it waited for a concurrent
+		// delete of the same id, if there was one, to commit; this
+		// statement sees the floor that delete raised.
+		return tx.QueryRow(ctx,
+			`WITH raised AS (
+			   UPDATE channels c SET epoch = f.epoch + 1 FROM epoch_floor f
+			   WHERE c.id = $1 AND c.epoch <= f.epoch RETURNING c.epoch)
+			 INSERT INTO channel_epochs (channel_id, epoch, start_seq)
+			 SELECT $1, coalesce((SELECT epoch FROM raised), $2), 0
+			 RETURNING epoch`, id, c.Epoch).Scan(&c.Epoch)
 	})
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
 		return Channel{}, ErrExists
@@ -178,6 +299,67 @@ func (p *postgres) openEpoch(ctx context.Context, id string) (Channel, error) {
 		return Channel{}, ErrNotFound
 	}
 	return c, err
+}
+
+// deleteChannel deletes the channel's row first: a concurrent writeBatches
+// of it either committed before (its messages are then deleted below) or
+// finds no row and stores nothing. The floor comes last, so that deletes
+// wait for each other only at the end.
+func (p *postgres) deleteChannel(ctx context.Context, id string) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var epoch int64
+		err := tx.QueryRow(ctx, `DELETE FROM channels WHERE id = $1 RETURNING epoch`, id).Scan(&epoch)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return p.deleteRest(ctx, tx, []string{id}, epoch)
+	})
+}
+
+// deleteRest deletes the messages of the channels ids, whose rows tx has
+// deleted, and raises the epoch floor to epoch.
+func (p *postgres) deleteRest(ctx context.Context, tx pgx.Tx, ids []string, epoch int64) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE channel_id = ANY($1)`, ids); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `UPDATE epoch_floor SET epoch = GREATEST(epoch, $1)`, epoch)
+	return err
+}
+
+func (p *postgres) deleteClosedBefore(ctx context.Context, t time.Time, limit int) ([]string, error) {
+	var ids []string
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// SKIP LOCKED: a channel another transaction is deleting is left
+		// to it.
+		rows, err := tx.Query(ctx,
+			`DELETE FROM channels WHERE id IN (
+			   SELECT id FROM channels WHERE closed_at < $1
+			   ORDER BY closed_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+			 RETURNING id, epoch`, t, limit)
+		if err != nil {
+			return err
+		}
+		var (
+			id           string
+			epoch, floor int64
+		)
+		_, err = pgx.ForEachRow(rows, []any{&id, &epoch}, func() error {
+			ids = append(ids, id)
+			floor = max(floor, epoch)
+			return nil
+		})
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		return p.deleteRest(ctx, tx, ids, floor)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
 }
 
 func (p *postgres) epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error) {

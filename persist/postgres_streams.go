@@ -19,15 +19,20 @@ func (p *postgres) createStream(ctx context.Context, id string, cfg StreamConfig
 		var err error
 		c, err = scanChannel(tx.QueryRow(ctx,
 			`INSERT INTO channels (id, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub, epoch)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, GREATEST($8, (SELECT epoch + 1 FROM epoch_floor)))
 			 RETURNING `+channelColumns, id, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp,
 			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub), cfg.Epoch))
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx,
-			`INSERT INTO channel_epochs (channel_id, epoch, start_seq) VALUES ($1, $2, 0)`, id, c.Epoch)
-		return err
+		// As in createChannel: see the floor a concurrent delete raised.
+		return tx.QueryRow(ctx,
+			`WITH raised AS (
+			   UPDATE channels c SET epoch = f.epoch + 1 FROM epoch_floor f
+			   WHERE c.id = $1 AND c.epoch <= f.epoch RETURNING c.epoch)
+			 INSERT INTO channel_epochs (channel_id, epoch, start_seq)
+			 SELECT $1, coalesce((SELECT epoch FROM raised), $2), 0
+			 RETURNING epoch`, id, c.Epoch).Scan(&c.Epoch)
 	})
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
 		return Channel{}, ErrExists
@@ -134,19 +139,6 @@ func writeStreamStates(ctx context.Context, tx pgx.Tx, batches []*Batch) error {
 		}
 	}
 	return nil
-}
-
-func (p *postgres) deleteChannel(ctx context.Context, id string) error {
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE channel_id = $1`, id); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, `DELETE FROM channels WHERE id = $1`, id)
-		if err == nil && tag.RowsAffected() == 0 {
-			err = ErrNotFound
-		}
-		return err
-	})
 }
 
 func (p *postgres) markDeleted(ctx context.Context, id string) error {

@@ -135,3 +135,68 @@ func TestWriterCommitFails(t *testing.T) {
 	}
 	checkMessages(t, s, "w", 4)
 }
+
+// lockHolder returns the pid of the backend that holds the server lock of
+// admin's database and schema, 0 if none.
+func lockHolder(t *testing.T, admin *pgx.Conn) int32 {
+	t.Helper()
+	var pids []int32
+	rows, err := admin.Query(t.Context(),
+		`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+		 AND classid = 1836279667 AND objid = 'channels'::regclass::oid AND objsubid = 1`)
+	if err == nil {
+		pids, err = pgx.CollectRows(rows, pgx.RowTo[int32])
+	}
+	if err != nil || len(pids) > 1 {
+		t.Fatalf("server lock holders: %v, %v", pids, err)
+	}
+	if len(pids) == 0 {
+		return 0
+	}
+	return pids[0]
+}
+
+// TestServerLockLost cuts the connection that holds a store's server
+// lock: Ping takes the lock again, or, if another server took it
+// meanwhile, reports it with ErrLocked.
+func TestServerLockLost(t *testing.T) {
+	s, u := openStore(t)
+	ctx := t.Context()
+	admin, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	cut := func() {
+		t.Helper()
+		pid := lockHolder(t, admin)
+		if pid == 0 {
+			t.Fatal("nobody holds the server lock")
+		}
+		var done bool
+		if err := admin.QueryRow(ctx, `SELECT pg_terminate_backend($1, 10000)`, pid).Scan(&done); err != nil || !done {
+			t.Fatalf("terminate %d: %v %v", pid, done, err)
+		}
+	}
+	before := lockHolder(t, admin)
+	cut()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping after the lock's connection was cut: %v", err)
+	}
+	if after := lockHolder(t, admin); after == 0 || after == before {
+		t.Fatalf("lock holder %d after Ping, want a new one (was %d)", after, before)
+	}
+
+	cut()
+	other, err := persist.Open(ctx, persist.Config{URL: u})
+	if err != nil {
+		t.Fatalf("Open while the lock is free: %v", err)
+	}
+	if err := s.Ping(ctx); !errors.Is(err, persist.ErrLocked) {
+		t.Fatalf("Ping after another server took the lock = %v, want ErrLocked", err)
+	}
+	other.Close()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping once the lock is free again: %v", err)
+	}
+}

@@ -27,8 +27,10 @@ const sqliteBusyTimeout = "10000"
 // mode, with a single writer connection and a pool of readers. Readers
 // never wait for the writer in WAL mode, and with one writer connection
 // the writes queue in database/sql instead of failing with SQLITE_BUSY.
-// It is safe for concurrent use.
+// The lock keeps other processes off the file while the store is open. It
+// is safe for concurrent use.
 type sqliteStore struct {
+	lock   *os.File  // <path>.lock, flocked while the store is open
 	path   string    // the database file
 	write  *sql.DB   // exactly one connection, for every write
 	read   *sql.DB   // read-only connections, for every read
@@ -81,8 +83,8 @@ func sqliteDSN(p string, params url.Values, extra ...string) string {
 	return p + "?" + q.Encode()
 }
 
-// openSQLite opens (creating it and its directory if needed) the SQLite
-// database named by cfg.URL and brings its schema up to date.
+// openSQLite locks, opens (creating it and its directory if needed) and
+// migrates the SQLite database named by cfg.URL.
 func openSQLite(ctx context.Context, cfg Config) (*sqliteStore, error) {
 	p, params, err := sqlitePath(cfg.URL)
 	if err != nil {
@@ -97,59 +99,75 @@ func openSQLite(ctx context.Context, cfg Config) (*sqliteStore, error) {
 			return nil, fmt.Errorf("persist: create database directory: %w", err)
 		}
 	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		abs = p
+	}
+	s := &sqliteStore{path: abs}
+	// The lock first: a second server must not even migrate the file.
+	err = retryLock(ctx, func() (err error) {
+		s.lock, err = lockFile(p + ".lock")
+		return err
+	})
+	if errors.Is(err, errLockHeld) {
+		return nil, lockedError("SQLite file " + abs + ", locked through " + abs + ".lock")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("persist: lock %s.lock: %w", p, err)
+	}
+	if err := s.open(ctx, cfg, p, params); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open opens the connections to the file p, migrating it first unless
+// cfg.SkipMigrations.
+func (s *sqliteStore) open(ctx context.Context, cfg Config, p string, params url.Values) error {
 	// The writer sets WAL mode, which is recorded in the file, before
 	// anything else opens it.
-	write, err := sql.Open("sqlite3", sqliteDSN(p, params,
+	var err error
+	s.write, err = sql.Open("sqlite3", sqliteDSN(p, params,
 		"_journal_mode", "WAL", "_synchronous", "NORMAL", "_busy_timeout", sqliteBusyTimeout,
 		"_foreign_keys", "1", "_txlock", "immediate"))
 	if err != nil {
-		return nil, fmt.Errorf("persist: open sqlite: %w", err)
+		return fmt.Errorf("persist: open sqlite: %w", err)
 	}
-	write.SetMaxOpenConns(1)
-	write.SetMaxIdleConns(1)
-	write.SetConnMaxLifetime(0)
-	write.SetConnMaxIdleTime(0)
-	if err := write.PingContext(ctx); err != nil {
-		write.Close()
-		return nil, fmt.Errorf("persist: open sqlite %s: %w", p, err)
+	s.write.SetMaxOpenConns(1)
+	s.write.SetMaxIdleConns(1)
+	s.write.SetConnMaxLifetime(0)
+	s.write.SetConnMaxIdleTime(0)
+	if err := s.write.PingContext(ctx); err != nil {
+		return fmt.Errorf("persist: open sqlite %s: %w", p, err)
 	}
 	if !cfg.SkipMigrations {
 		if err := migrateSQLite(p, cfg.Logger); err != nil {
-			write.Close()
-			return nil, err
+			return err
 		}
 	}
-	read, err := sql.Open("sqlite3", sqliteDSN(p, params,
+	s.read, err = sql.Open("sqlite3", sqliteDSN(p, params,
 		"_busy_timeout", sqliteBusyTimeout, "_query_only", "1"))
 	if err != nil {
-		write.Close()
-		return nil, fmt.Errorf("persist: open sqlite: %w", err)
+		return fmt.Errorf("persist: open sqlite: %w", err)
 	}
 	conns := int(cfg.MaxConns)
 	if conns <= 0 {
 		conns = defaultMaxConns
 	}
-	read.SetMaxOpenConns(conns)
-	read.SetMaxIdleConns(conns)
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		abs = p
+	s.read.SetMaxOpenConns(conns)
+	s.read.SetMaxIdleConns(conns)
+	if s.insert, err = s.write.PrepareContext(ctx, insertSQL(sqliteChunk)); err != nil {
+		return fmt.Errorf("persist: prepare insert: %w", err)
 	}
-	s := &sqliteStore{path: abs, write: write, read: read}
-	if s.insert, err = write.PrepareContext(ctx, insertSQL(sqliteChunk)); err != nil {
-		s.close()
-		return nil, fmt.Errorf("persist: prepare insert: %w", err)
+	if s.update, err = s.write.PrepareContext(ctx, updateSQL(sqliteChunk)); err != nil {
+		return fmt.Errorf("persist: prepare update: %w", err)
 	}
-	if s.update, err = write.PrepareContext(ctx, updateSQL(sqliteChunk)); err != nil {
-		s.close()
-		return nil, fmt.Errorf("persist: prepare update: %w", err)
-	}
-	return s, nil
+	return nil
 }
 
 // migrateSQLite applies the pending sqlite/ migrations to the file p, on a
-// connection of dbmate's own. Two servers starting at once on a new file
-// could both try to apply them: a SQLite file is meant for one server.
+// connection of dbmate's own. The caller holds the file's lock.
 func migrateSQLite(p string, log *slog.Logger) error {
 	db := dbmate.New(&url.URL{Scheme: "sqlite", Opaque: p, RawQuery: "_busy_timeout=" + sqliteBusyTimeout})
 	db.FS = migrations.FS
@@ -166,14 +184,19 @@ func (s *sqliteStore) describe() slog.Value {
 	return slog.GroupValue(slog.String("backend", "sqlite"), slog.String("path", s.path))
 }
 
+// close closes what open opened, then releases the lock.
 func (s *sqliteStore) close() {
 	for _, st := range []*sql.Stmt{s.insert, s.update} {
 		if st != nil {
 			st.Close()
 		}
 	}
-	s.read.Close()
-	s.write.Close()
+	for _, db := range []*sql.DB{s.read, s.write} {
+		if db != nil {
+			db.Close()
+		}
+	}
+	s.lock.Close()
 }
 
 // ping reports whether both pools can reach the file.
@@ -231,7 +254,8 @@ func (s *sqliteStore) createChannel(ctx context.Context, id string, gen *Generat
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
-			`INSERT INTO channels (id, created_at, gen_freq, gen_max) VALUES (?, ?, ?, ?)
+			`INSERT INTO channels (id, epoch, created_at, gen_freq, gen_max)
+			 VALUES (?, (SELECT epoch + 1 FROM epoch_floor), ?, ?, ?)
 			 RETURNING `+channelColumns, id, now, freq, genMax))
 		if err != nil {
 			return err
@@ -314,6 +338,73 @@ func (s *sqliteStore) openEpoch(ctx context.Context, id string) (Channel, error)
 		return Channel{}, ErrNotFound
 	}
 	return c, err
+}
+
+// deleteChannel needs no care for concurrent writes: the writer
+// connection runs one transaction at a time.
+func (s *sqliteStore) deleteChannel(ctx context.Context, id string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var epoch int64
+		err := tx.QueryRowContext(ctx, `DELETE FROM channels WHERE id = ? RETURNING epoch`, id).Scan(&epoch)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return deleteRest(ctx, tx, []string{id}, epoch)
+	})
+}
+
+// deleteRest deletes the messages of the channels ids, whose rows tx has
+// deleted (their epochs go with them), and raises the epoch floor to
+// epoch.
+func deleteRest(ctx context.Context, tx *sql.Tx, ids []string, epoch int64) error {
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx,
+		`DELETE FROM messages WHERE channel_id IN (SELECT value FROM json_each(?))`, string(list)); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE epoch_floor SET epoch = max(epoch, ?)`, epoch)
+	return err
+}
+
+func (s *sqliteStore) deleteClosedBefore(ctx context.Context, t time.Time, limit int) ([]string, error) {
+	var ids []string
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx,
+			`DELETE FROM channels WHERE id IN (
+			   SELECT id FROM channels WHERE closed_at < ?
+			   ORDER BY closed_at, id LIMIT ?)
+			 RETURNING id, epoch`, t.UnixMicro(), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var floor int64
+		for rows.Next() {
+			var (
+				id    string
+				epoch int64
+			)
+			if err := rows.Scan(&id, &epoch); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+			floor = max(floor, epoch)
+		}
+		if err := rows.Err(); err != nil || len(ids) == 0 {
+			return err
+		}
+		return deleteRest(ctx, tx, ids, floor)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
 }
 
 func (s *sqliteStore) epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error) {

@@ -18,7 +18,7 @@ func (s *sqliteStore) createStream(ctx context.Context, id string, cfg StreamCon
 		var err error
 		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
 			`INSERT INTO channels (id, created_at, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub, epoch)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, max(?, (SELECT epoch + 1 FROM epoch_floor)))
 			 RETURNING `+channelColumns, id, now, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp,
 			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub), cfg.Epoch))
 		if err != nil {
@@ -89,25 +89,6 @@ func (s *sqliteStore) saveStreamWrites(ctx context.Context, id, seq string, ps *
 			return nil
 		}
 		return upsertSQLiteProducer(ctx, tx, id, *ps)
-	})
-}
-
-func (s *sqliteStore) deleteChannel(ctx context.Context, id string) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE channel_id = ?`, id); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM channels WHERE id = ?`, id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			if err == nil {
-				err = ErrNotFound
-			}
-			return err
-		}
-		return nil
 	})
 }
 

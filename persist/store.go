@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 )
 
 // Config configures a Store. The zero value of every field except URL means
@@ -33,6 +34,12 @@ type Config struct {
 	// running the migrations, for deployments that run them separately.
 	// The zero value runs them.
 	SkipMigrations bool
+	// SkipLock opens a PostgreSQL store without the lock that keeps every
+	// other server off the database. Two servers writing the same channels
+	// lose messages, so this is only for servers that coordinate otherwise
+	// (a cluster that fences writes with leases). The zero value locks. A
+	// SQLite file is always locked.
+	SkipLock bool
 }
 
 // defaultMaxConns is Config.MaxConns when neither it nor the URL set one:
@@ -51,7 +58,8 @@ type backend interface {
 	close()
 	// ping reports whether the database answers.
 	ping(ctx context.Context) error
-	// createChannel inserts channel id at epoch 1, or returns ErrExists.
+	// createChannel inserts channel id at the first epoch above every
+	// deleted channel's (1 if none was deleted), or returns ErrExists.
 	createChannel(ctx context.Context, id string, gen *Generator) (Channel, error)
 	// channel reads channel id, or returns ErrNotFound.
 	channel(ctx context.Context, id string) (Channel, error)
@@ -65,6 +73,14 @@ type backend interface {
 	// epoch than epoch exists, the seq the first of them started at; or
 	// ErrNotFound.
 	epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error)
+	// deleteChannel deletes channel id, its epochs and its messages in one
+	// transaction and raises the epoch floor to its epoch, or returns
+	// ErrNotFound.
+	deleteChannel(ctx context.Context, id string) error
+	// deleteClosedBefore does what deleteChannel does, in one transaction,
+	// to up to limit (>= 1) channels closed before t, those closed first
+	// first, and returns their ids.
+	deleteClosedBefore(ctx context.Context, t time.Time, limit int) ([]string, error)
 	// writeBatches commits the messages of batches and the updates (one per
 	// channel of batches) in one transaction. An update of a channel that
 	// does not exist, or that is closed and would get messages past its
@@ -79,8 +95,6 @@ type backend interface {
 	// producer's state forward (unless nil), in one transaction; ErrNotFound
 	// if id does not exist.
 	saveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error
-	// deleteChannel removes id and everything of it, or returns ErrNotFound.
-	deleteChannel(ctx context.Context, id string) error
 	// markDeleted sets deleted_at of id, or returns ErrNotFound.
 	markDeleted(ctx context.Context, id string) error
 	// forks counts the channels forked from id.
@@ -140,6 +154,16 @@ type Store struct {
 // brings its schema up to date, opens the connections and checks that the
 // database answers. Migrations of concurrent Opens on the same PostgreSQL
 // database are serialised.
+//
+// One server at a time uses a database: the store holds a lock until
+// Close, or until the process ends, however it ends. On SQLite it is an
+// exclusive flock on the file <database>.lock beside the database; on
+// PostgreSQL a session-level advisory lock (pg_locks shows it with classid
+// 1836279667 and objid the oid of the channels table) on a connection of
+// its own, which the database releases when that connection closes; Ping
+// checks that it is still held. If another process (or another Store)
+// holds the lock, Open fails within seconds with an error wrapping
+// ErrLocked.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -192,7 +216,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// CreateChannel records a new open channel at epoch 1 with no messages. It
+// CreateChannel records a new open channel with no messages. Its epoch is 1,
+// or, once channels have been deleted, one above the highest epoch a
+// deleted channel had: a client still holding a seq and an epoch of a
+// deleted channel cannot mistake a new channel of the same id for it. It
 // returns ErrExists if the id is taken.
 func (s *Store) CreateChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
 	c, err := s.b.createChannel(ctx, id, gen)
@@ -237,6 +264,35 @@ func (s *Store) Messages(ctx context.Context, id string, after int64, limit int)
 		return nil, fmt.Errorf("persist: read messages of %q: %w", id, err)
 	}
 	return ms, nil
+}
+
+// DeleteChannel deletes a channel and everything stored of it (its record,
+// epochs and messages) in one transaction, and returns ErrNotFound if it
+// does not exist. A WriteBatches of the channel that commits after it
+// fails with ErrNotFound and stores nothing; one that commits before it is
+// deleted with the rest. The id may then be created again, at a higher
+// epoch (see CreateChannel).
+func (s *Store) DeleteChannel(ctx context.Context, id string) error {
+	if err := s.b.deleteChannel(ctx, id); err != nil {
+		return fmt.Errorf("persist: delete channel %q: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteClosedBefore deletes, as DeleteChannel does and in one
+// transaction, up to limit channels that were closed before t, those
+// closed first first, and returns their ids. Open channels are never
+// deleted. Fewer than limit ids means no other channel was closed before
+// t. A limit below 1 deletes nothing.
+func (s *Store) DeleteClosedBefore(ctx context.Context, t time.Time, limit int) ([]string, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	ids, err := s.b.deleteClosedBefore(ctx, t, limit)
+	if err != nil {
+		return nil, fmt.Errorf("persist: delete channels closed before %s: %w", t.UTC().Format(time.RFC3339), err)
+	}
+	return ids, nil
 }
 
 // OpenEpoch starts a new epoch of a channel whose previous owner is gone:

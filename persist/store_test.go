@@ -16,18 +16,15 @@ import (
 	"github.com/messages-server/messages/migrations"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
+	"github.com/messages-server/messages/persist/storetest"
 )
 
-// openStore opens a Store on a fresh database, closed when t ends.
+// openStore opens a Store on a fresh PostgreSQL database, closed when t
+// ends.
 func openStore(t testing.TB) (*persist.Store, string) {
 	t.Helper()
 	u := persisttest.DatabaseURL(t)
-	s, err := persist.Open(t.Context(), persist.Config{URL: u, MaxConns: 8})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(s.Close)
-	return s, u
+	return storetest.Open(t, u), u
 }
 
 // msgs returns messages from..to of channel id, data "seq: id\n", each at
@@ -77,12 +74,13 @@ func TestOpenMigratesOnce(t *testing.T) {
 	if _, err := s.CreateChannel(ctx, "kept", nil); err != nil {
 		t.Fatal(err)
 	}
-	// Open again, concurrently: the migrations are already applied, and the
+	// Open again, concurrently, without the server lock (as cluster nodes
+	// do): the migrations are already applied, and the migrations' own
 	// advisory lock keeps two starting servers from applying them twice.
 	errs := make(chan error, 2)
 	for range 2 {
 		go func() {
-			s2, err := persist.Open(ctx, persist.Config{URL: u})
+			s2, err := persist.Open(ctx, persist.Config{URL: u, SkipLock: true})
 			if err == nil {
 				_, err = s2.Channel(ctx, "kept")
 				s2.Close()
@@ -106,10 +104,10 @@ func TestOpenMigratesOnce(t *testing.T) {
 	}
 	var n int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(files) {
-		t.Fatalf("schema_migrations has %d rows (%v), want one per migration file, %d", n, err, len(files))
+		t.Fatalf("schema_migrations has %d rows (%v), want %d", n, err, len(files))
 	}
 
-	s3, err := persist.Open(ctx, persist.Config{URL: u, SkipMigrations: true})
+	s3, err := persist.Open(ctx, persist.Config{URL: u, SkipMigrations: true, SkipLock: true})
 	if err != nil {
 		t.Fatalf("Open(SkipMigrations): %v", err)
 	}
@@ -122,7 +120,7 @@ func TestOpenMigratesFreshSchemaConcurrently(t *testing.T) {
 	errs := make(chan error, 3)
 	for range 3 {
 		go func() {
-			s, err := persist.Open(ctx, persist.Config{URL: u})
+			s, err := persist.Open(ctx, persist.Config{URL: u, SkipLock: true})
 			if err == nil {
 				s.Close()
 			}

@@ -21,9 +21,11 @@ type StreamConfig struct {
 	// ForkSeq and ForkSub say where a fork forked: after message ForkSeq of
 	// the source, plus ForkSub bytes (JSON: messages) of the next one.
 	ForkSeq, ForkSub int64
-	// Epoch is the epoch the channel starts in; 0 means 1. A fork starts in
-	// its source's epoch, so that the source's offsets up to the fork point
-	// name the same positions in it. Stream does not report it.
+	// Epoch is the lowest epoch the channel may start in; 0 means 1. The
+	// channel starts above the epochs of any deleted channel (see
+	// CreateChannel) even so. A fork starts in its source's epoch, so that
+	// the source's offsets up to the fork point name the same positions in
+	// it. Stream does not report it.
 	Epoch int64
 }
 
@@ -49,9 +51,9 @@ type StreamState struct {
 	Deleted bool
 }
 
-// CreateStream records a new open channel, like CreateChannel, with its
-// stream configuration, in one transaction. It returns ErrExists if the id
-// is taken.
+// CreateStream records a new open channel, like CreateChannel (above the
+// epochs of deleted channels), with its stream configuration, in one
+// transaction. It returns ErrExists if the id is taken.
 func (s *Store) CreateStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
 	if cfg.TTL < 0 || cfg.Epoch < 0 {
 		return Channel{}, fmt.Errorf("persist: create stream %q: negative TTL or epoch", id)
@@ -83,16 +85,6 @@ func (s *Store) Stream(ctx context.Context, id string) (StreamState, error) {
 func (s *Store) SaveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error {
 	if err := s.b.saveStreamWrites(ctx, id, seq, p); err != nil {
 		return fmt.Errorf("persist: save stream writes of %q: %w", id, err)
-	}
-	return nil
-}
-
-// DeleteChannel removes a channel with its messages, epochs and producers,
-// or returns ErrNotFound. The caller makes sure that no actor writes the
-// channel any more.
-func (s *Store) DeleteChannel(ctx context.Context, id string) error {
-	if err := s.b.deleteChannel(ctx, id); err != nil {
-		return fmt.Errorf("persist: delete channel %q: %w", id, err)
 	}
 	return nil
 }

@@ -154,6 +154,9 @@ func NewWriter(dst BatchWriter, cfg WriterConfig) *Writer {
 			})),
 		},
 	}
+	for _, reason := range []string{"not_found", "closed", "rejected"} {
+		w.metrics.failed.WithLabelValues(reason) // exported as 0 until one happens
+	}
 	var wg sync.WaitGroup
 	for range cfg.Workers {
 		wg.Go(w.work)

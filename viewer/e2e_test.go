@@ -350,4 +350,18 @@ func TestViewerPublish(t *testing.T) {
 		t.Error("the publish box is shown for a channel that does not exist")
 	}
 	screenshot(t, ctx, "watch-not-found-light.png")
+
+	// Delete, confirmed by a second click, while watching: the stream ends
+	// with "deleted", without retrying, and the channel is gone.
+	run(t, ctx, 30*time.Second, chromedp.Navigate(srv.URL+"/#/watch/other-channel"))
+	waitJS(t, ctx, 10*time.Second, "live on the channel to delete", jsState+` === "live"`)
+	run(t, ctx, 10*time.Second, chromedp.Click(chromedp.CSS("#delete-btn")))
+	httpDo(t, "GET", srv.URL+"/channels/other-channel", "", "", 200) // one click deletes nothing
+	run(t, ctx, 10*time.Second, chromedp.Click(chromedp.CSS("#delete-btn")))
+	waitJS(t, ctx, 10*time.Second, "the stream ended by the delete", jsState+` === "failed" && `+
+		`document.getElementById("notice").textContent.includes("deleted")`)
+	httpDo(t, "GET", srv.URL+"/channels/other-channel", "", "", 404)
+	if n := eval[int](t, ctx, `Number(document.getElementById("status").dataset.connects)`); n != 1 {
+		t.Errorf("%d connections: the viewer retried a deleted channel", n)
+	}
 }

@@ -2,10 +2,12 @@ package ws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 
+	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -18,6 +20,9 @@ func (h *Hub) history(ctx context.Context, id string, last *int64, upto int64, b
 			return storeErr(err)
 		}
 		if len(rows) == 0 {
+			if _, err := h.store.Channel(ctx, id); errors.Is(err, persist.ErrNotFound) {
+				return ErrChannelDeleted // while its history was being read
+			}
 			return fmt.Errorf("ws: history of %s: no rows after seq %d, expected up to %d", id, *last, upto)
 		}
 		run := make([]*wire.Message, 0, len(rows))

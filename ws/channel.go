@@ -26,6 +26,16 @@ var (
 	ErrOverloaded = errors.New("too many messages waiting to be persisted, retry later")
 	// ErrShuttingDown means the server is stopping.
 	ErrShuttingDown = errors.New("server is shutting down")
+	// ErrChannelFailed means the channel's messages could not be
+	// persisted and its actor stopped: the messages not yet durable are
+	// lost, and the channel's subscribers were ended.
+	ErrChannelFailed = errors.New("channel failed: its messages could not be persisted")
+	// ErrChannelDeleted means the channel was deleted while the request
+	// was pending: its history is gone, and a message it took is not kept.
+	ErrChannelDeleted = errors.New("channel was deleted")
+	// ErrGeneratorChannel means the channel is written by its generator
+	// alone: producers may neither append to it nor close it.
+	ErrGeneratorChannel = errors.New("channel is written by its generator")
 )
 
 // Why a subscriber's live queue was closed by the actor.
@@ -33,6 +43,8 @@ const (
 	reasonDetached = iota + 1 // queue overflowed: catch up again from history
 	reasonEnded               // the channel closed at endSeq
 	reasonShutdown            // the server is stopping
+	reasonFailed              // the channel failed (ErrChannelFailed)
+	reasonDeleted             // the channel was deleted (ErrChannelDeleted)
 )
 
 // subscriber is one consumer's registration with a channel actor. Only the
@@ -63,10 +75,11 @@ type snapshot struct {
 
 type (
 	appendReq struct {
-		data   []byte
-		time   int64
-		wait   bool // answer once persisted
-		result chan appendResult
+		data      []byte
+		time      int64
+		wait      bool // answer once persisted
+		generated bool // from the channel's generator
+		result    chan appendResult
 		// commit, if not nil, is stream state committed in the same
 		// transaction as the message (a producer's state, a Stream-Seq).
 		commit *streamCommit
@@ -85,8 +98,12 @@ type (
 		result chan snapshot
 	}
 	unsubscribeReq struct{ sub *subscriber }
-	closeReq       struct{ result chan appendResult }
-	persistResult  struct {
+	deleteReq      struct{} // the channel is deleted from the store: stop
+	closeReq       struct {
+		result    chan appendResult
+		generated bool // from the channel's generator
+	}
+	persistResult struct {
 		last  int64
 		close bool
 		err   error
@@ -121,6 +138,11 @@ type channel struct {
 	statPersisted atomic.Int64
 	statSubs      atomic.Int64
 
+	// deleting is set by Hub.Delete while it deletes the channel from the
+	// store: a batch refused because the channel is not found then means
+	// deleted, not failed.
+	deleting atomic.Bool
+
 	// Owned by run.
 	lastSeq   int64
 	p         int64           // highest seq confirmed committed
@@ -128,7 +150,7 @@ type channel struct {
 	base      int64           // seq of buf[0]; lastSeq+1 when buf is empty
 	bufBytes  int64           // data bytes of the unpersisted messages
 	retained  int64           // data bytes of the persisted messages kept in buf
-	inFlight  bool            // a batch is being written (it may be empty: a close)
+	inFlight  bool            // a batch is with the writer (an empty close batch has last seq 0)
 	subs      map[*subscriber]struct{}
 	commits   []*streamCommit // stream state to commit with the next batch
 	waiters   []waiter        // appends waiting for persistence, by seq
@@ -140,6 +162,11 @@ type channel struct {
 	closeSent bool // the final batch carries Close
 	gaveUp    bool // shutdown gave up on persisting the rest
 	startWhen int  // subscribers to wait for before closing started; 0 once closed
+	// failed is the error of a batch the writer refused for good: the
+	// channel stops.
+	failed error
+	// deleted: the channel was deleted from the store; the actor stops.
+	deleted bool
 }
 
 func newChannel(h *Hub, rec persist.Channel) *channel {
@@ -204,6 +231,8 @@ func (c *channel) handle(req any) {
 		c.onAppend(r)
 	case *subscribeReq:
 		r.result <- c.onSubscribe(r)
+	case deleteReq:
+		c.deleted = true
 	case unsubscribeReq:
 		if _, ok := c.subs[r.sub]; ok {
 			delete(c.subs, r.sub)
@@ -211,6 +240,10 @@ func (c *channel) handle(req any) {
 			c.statSubs.Store(int64(len(c.subs)))
 		}
 	case closeReq:
+		if c.gen != nil && !r.generated {
+			r.result <- appendResult{err: ErrGeneratorChannel}
+			return
+		}
 		if c.closing {
 			r.result <- appendResult{err: ErrChannelClosed}
 			return
@@ -223,6 +256,10 @@ func (c *channel) handle(req any) {
 
 func (c *channel) onAppend(r *appendReq) {
 	switch {
+	case c.gen != nil && !r.generated:
+		// Lines are seqs: another message would shift them.
+		r.result <- appendResult{err: ErrGeneratorChannel}
+		return
 	case c.closing:
 		r.result <- appendResult{err: ErrChannelClosed}
 		return
@@ -378,8 +415,26 @@ func commitStreamSeq(commits []*streamCommit) string {
 
 func (c *channel) onPersisted(r persistResult) {
 	c.inFlight = false
+	if errors.Is(r.err, persist.ErrNotFound) && c.deleting.Load() {
+		c.deleted = true // Hub.Delete tells the actor too, once the delete is committed
+		return
+	}
+	if r.err != nil && !errors.Is(r.err, persist.ErrClosed) {
+		// The writer refused the batch for good (the channel's row is
+		// gone, or the store rejects the data): retrying cannot help and
+		// every later batch would follow it. The channel fails alone:
+		// its subscribers and waiting producers are told, the messages
+		// not yet durable are lost, and the next request takes the
+		// channel over from the store as a restart would.
+		c.failed = r.err
+		c.h.metrics.failures.Inc()
+		c.h.log.Error("channel failed: its messages cannot be persisted", slog.String("channel", c.id),
+			slog.Int64("from", c.p+1), slog.Int64("to", c.lastSeq), slog.Any("err", r.err))
+		return
+	}
 	if r.err != nil {
-		// The writer gave up: the server is stopping with the store down.
+		// The writer gave up (ErrClosed): the server is stopping with the
+		// store down.
 		c.closeSent = false
 		c.gaveUp = true
 		c.logLost(r.err)
@@ -441,6 +496,9 @@ func (c *channel) trim() {
 // finished reports whether the actor is done: the close is durable, or the
 // server is stopping and everything it could persist is persisted.
 func (c *channel) finished() bool {
+	if c.failed != nil || c.deleted {
+		return true
+	}
 	if c.gaveUp {
 		// Shutdown ran out of time: do not wait for a batch the writer may
 		// be retrying against an unreachable store (its Done lands in the
@@ -465,22 +523,27 @@ func (c *channel) logLost(err error) {
 
 // exit ends every subscriber and answers every pending request.
 func (c *channel) exit() {
-	ended := c.closeSent && !c.inFlight // the close is durable
-	reason := reasonShutdown
-	if ended {
-		reason = reasonEnded
+	reason, err := reasonShutdown, ErrShuttingDown
+	switch {
+	case c.deleted:
+		reason, err = reasonDeleted, ErrChannelDeleted
+	case c.failed != nil:
+		reason, err = reasonFailed, ErrChannelFailed
+	case c.closeSent && !c.inFlight: // the close is durable
+		reason, err = reasonEnded, nil
 	}
+	ended := reason == reasonEnded
 	for s := range c.subs {
 		c.detach(s, reason)
 	}
 	for _, w := range c.waiters {
-		w.result <- appendResult{err: ErrShuttingDown}
+		w.result <- appendResult{err: err}
 	}
 	for _, r := range c.closers {
 		if ended {
 			r <- appendResult{seq: c.lastSeq}
 		} else {
-			r <- appendResult{err: ErrShuttingDown}
+			r <- appendResult{err: err}
 		}
 	}
 	c.h.remove(c, ended)

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/auth"
 	"github.com/messages-server/messages/ws/durable"
 	"github.com/messages-server/messages/ws/wire"
 )
@@ -34,6 +35,10 @@ type generatorRequest struct {
 const maxStartWhen = 1_000_000
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
+	allowed := s.authorizePublish(w, r)
+	if allowed == nil {
+		return
+	}
 	var req createRequest
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
 	if err != nil {
@@ -51,6 +56,9 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "malformed JSON body: more than one value")
 			return
 		}
+	}
+	if !allowed(req.ID) {
+		return
 	}
 	if req.ID == "" {
 		req.ID = newID()
@@ -87,6 +95,9 @@ type listResponse struct {
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Admin, "", false) {
+		return
+	}
 	q := r.URL.Query()
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
@@ -107,6 +118,9 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Subscribe, r.PathValue("id"), false) {
+		return
+	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -117,6 +131,23 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, info)
+}
+
+// handleDelete serves DELETE /channels/{id}: 204 once the channel and its
+// history are deleted.
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Admin, r.PathValue("id"), false) {
+		return
+	}
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	if err := s.hub.Delete(r.Context(), id); err != nil {
+		s.fail(w, r, err, id)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 type seqResponse struct {
@@ -147,6 +178,9 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, id string) 
 }
 
 func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Publish, r.PathValue("id"), false) {
+		return
+	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -191,6 +225,9 @@ type closeResponse struct {
 }
 
 func (s *Server) handleClose(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Publish, r.PathValue("id"), false) {
+		return
+	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -217,6 +254,9 @@ type historyResponse struct {
 }
 
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Subscribe, r.PathValue("id"), false) {
+		return
+	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return

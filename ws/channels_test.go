@@ -1,11 +1,17 @@
 package ws_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/messages-server/messages/persist"
 
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/wstest"
@@ -92,4 +98,114 @@ func mustGet(t testing.TB, u string) []byte {
 		t.Fatalf("GET %s: %d %s", u, st, b)
 	}
 	return b
+}
+
+// logRecords keeps the level and message of every log record.
+type logRecords struct {
+	mu   sync.Mutex
+	recs []string // "LEVEL message"
+}
+
+func (l *logRecords) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r.Level.String()+" "+r.Message)
+	return nil
+}
+
+func (l *logRecords) WithAttrs([]slog.Attr) slog.Handler { return l }
+
+func (l *logRecords) WithGroup(string) slog.Handler { return l }
+
+// find returns the records whose message contains s.
+func (l *logRecords) find(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, r := range l.recs {
+		if strings.Contains(r, s) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestClientGoneMidAppend: a client that goes away while its append waits
+// for persistence is logged at debug level and counted as 499, not as a
+// server error, and its message is still persisted.
+func TestClientGoneMidAppend(t *testing.T) {
+	logs := &logRecords{}
+	flaky := &flakyStore{}
+	srv := wstest.Start(t, wstest.Options{
+		PersistInterval: 5 * time.Millisecond, Logger: slog.New(logs),
+		BatchWriter: func(w persist.BatchWriter) persist.BatchWriter { flaky.dst = w; return flaky },
+	})
+	createChannel(t, srv.URL, "gone")
+	flaky.down.Store(true) // the append cannot become durable: it waits
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		req, err := http.NewRequestWithContext(ctx, "POST", srv.URL+"/channels/gone/messages?wait=persisted", strings.NewReader("kept"))
+		if err == nil {
+			var resp *http.Response
+			if resp, err = http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+				err = fmt.Errorf("answered %d", resp.StatusCode)
+			}
+		}
+		done <- err
+	}()
+	waitFor(t, 10*time.Second, "the append to reach the channel", func() bool {
+		return decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/gone")).LastSeq == 1
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the append was not waiting for persistence: %v", err)
+	}
+	waitFor(t, 10*time.Second, "the handler to log the end of the request", func() bool {
+		return len(logs.find("request")) > 0
+	})
+	if errs := logs.find("ERROR request"); len(errs) > 0 {
+		t.Errorf("a client going away was logged as an error: %q", errs)
+	}
+	if got := logs.find("client closed"); len(got) != 1 || !strings.HasPrefix(got[0], "DEBUG") {
+		t.Errorf("want one debug record of the client closing, got %q", got)
+	}
+	if n := labeledValue(t, srv, "messages_http_request_errors_total", "status", "499"); n != 1 {
+		t.Errorf("requests counted as 499: %v, want 1", n)
+	}
+	if n := labeledValue(t, srv, "messages_http_request_errors_total", "status", "500"); n != 0 {
+		t.Errorf("requests counted as 500: %v, want 0", n)
+	}
+	// The message was accepted before the client left: it is not lost.
+	flaky.down.Store(false)
+	waitFor(t, 10*time.Second, "the message to be persisted", func() bool {
+		return decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/gone")).PersistedSeq == 1
+	})
+}
+
+// labeledValue returns the value of the counter name{label=value}, 0 if
+// it has none.
+func labeledValue(t testing.TB, srv *wstest.Server, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := srv.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

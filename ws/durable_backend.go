@@ -147,11 +147,14 @@ func streamErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrChannelDeleted):
 		return durable.ErrNotFound
 	case errors.Is(err, ErrChannelClosed):
 		return durable.ErrClosed
-	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown), errors.As(err, &se):
+	case errors.Is(err, ErrGeneratorChannel):
+		return &durable.ConflictError{Msg: err.Error()}
+	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrChannelFailed),
+		errors.As(err, &se):
 		return unavailable{err}
 	}
 	return err

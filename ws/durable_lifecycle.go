@@ -170,10 +170,10 @@ func (b *DurableBackend) Delete(ctx context.Context, name string) error {
 // errEvicted: the state was dropped from the cache; load it again.
 var errEvicted = errors.New("stream state evicted")
 
-// remove deletes a stream: it closes the channel (its subscribers get the
-// end) and, unless forks of it remain, removes it from the store, then any
-// deleted ancestors that were kept only for it. A stream with forks is
-// only marked deleted.
+// remove deletes a stream: unless forks of it remain, it deletes the
+// channel (its subscribers end with "deleted"), then any deleted ancestors
+// that were kept only for it. A stream with forks is closed and only
+// marked deleted.
 func (b *DurableBackend) remove(ctx context.Context, name string, st *streamState) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -183,21 +183,16 @@ func (b *DurableBackend) remove(ctx context.Context, name string, st *streamStat
 	if st.deleted || st.gone.Load() {
 		return nil // removed meanwhile
 	}
-	if _, err := b.h.Close(ctx, name); err != nil && !errors.Is(err, ErrChannelClosed) {
-		return streamErr(err)
-	}
-	if c := b.h.running(name); c != nil {
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	n, err := b.store.Forks(ctx, name)
 	if err != nil {
 		return streamErr(storeErr(err))
 	}
 	if n > 0 {
+		// Kept for its forks: closed (its subscribers get the end) and
+		// marked deleted.
+		if _, err := b.h.Close(ctx, name); err != nil && !errors.Is(err, ErrChannelClosed) {
+			return streamErr(err)
+		}
 		if err := b.store.MarkDeleted(ctx, name); err != nil {
 			return streamErr(storeErr(err))
 		}
@@ -210,11 +205,12 @@ func (b *DurableBackend) remove(ctx context.Context, name string, st *streamStat
 	return b.collect(ctx, st.fork.from)
 }
 
-// drop removes a stream from the store and the cache. The caller holds
+// drop deletes a stream's channel and forgets its state. The caller holds
 // st.mu.
 func (b *DurableBackend) drop(ctx context.Context, name string, st *streamState) error {
-	if err := b.store.DeleteChannel(ctx, name); err != nil && !errors.Is(err, persist.ErrNotFound) {
-		return streamErr(storeErr(err))
+	// Hub.Delete ends the channel's subscribers with "deleted".
+	if err := b.h.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
+		return streamErr(err)
 	}
 	st.deleted = true
 	b.mu.Lock()

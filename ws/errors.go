@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/messages-server/messages/persist"
 )
@@ -85,8 +86,12 @@ func statusOf(err error, id string) (int, string) {
 		return http.StatusNotFound, fmt.Sprintf("channel %q not found", id)
 	case errors.Is(err, ErrExists):
 		return http.StatusConflict, fmt.Sprintf("channel %q already exists", id)
+	case errors.Is(err, ErrChannelDeleted):
+		return http.StatusGone, fmt.Sprintf("channel %q was deleted", id)
 	case errors.Is(err, ErrChannelClosed):
 		return http.StatusConflict, fmt.Sprintf("channel %q is closed", id)
+	case errors.Is(err, ErrGeneratorChannel):
+		return http.StatusConflict, fmt.Sprintf("channel %q is written by its generator: producers cannot append to it or close it", id)
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown):
 		return http.StatusServiceUnavailable, err.Error()
 	case errors.As(err, &fe), errors.As(err, &be):
@@ -95,14 +100,31 @@ func statusOf(err error, id string) (int, string) {
 		return http.StatusConflict, err.Error()
 	case errors.As(err, &se):
 		return http.StatusServiceUnavailable, "storage is unavailable, retry later"
+	case errors.Is(err, ErrChannelFailed):
+		return http.StatusInternalServerError, fmt.Sprintf("channel %q failed on the server; the message may not be persisted", id)
 	}
 	return http.StatusInternalServerError, "internal error"
 }
 
+// StatusClientClosed is the status logged and counted, in the manner of
+// nginx, for a request whose client went away before it was answered.
+const StatusClientClosed = 499
+
+// fail answers a request that the hub could not serve. A client that went
+// away first is no server error: it is logged at debug level as 499.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error, id string) {
 	status, msg := statusOf(err, id)
+	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		status = StatusClientClosed
+		s.log.Debug("client closed the request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.String("channel", id), slog.Int("status", status))
+		s.m.httpErrors.WithLabelValues(strconv.Itoa(status)).Inc()
+		w.WriteHeader(status) // read by no one, but logged by proxies
+		return
+	}
 	if status >= 500 && !errors.Is(err, ErrShuttingDown) && !errors.Is(err, ErrOverloaded) {
 		s.log.Error("request failed", slog.String("path", r.URL.Path), slog.String("channel", id), slog.Any("err", err))
 	}
+	s.m.httpErrors.WithLabelValues(strconv.Itoa(status)).Inc()
 	writeError(w, status, msg)
 }

@@ -84,6 +84,31 @@ func (s *memStore) Survived(_ context.Context, id string, epoch int64) (int64, e
 
 func (s *memStore) Ping(context.Context) error { return nil }
 
+func (s *memStore) DeleteChannel(_ context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.channels[id]; !ok {
+		return persist.ErrNotFound
+	}
+	delete(s.channels, id)
+	delete(s.msgs, id)
+	return nil
+}
+
+func (s *memStore) DeleteClosedBefore(_ context.Context, t time.Time, limit int) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for id, c := range s.channels {
+		if len(ids) < limit && !c.Open() && c.ClosedAt.Before(t) {
+			ids = append(ids, id)
+			delete(s.channels, id)
+			delete(s.msgs, id)
+		}
+	}
+	return ids, nil
+}
+
 func (s *memStore) write(b *persist.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -131,8 +156,19 @@ func newTestHub(t testing.TB, cfg HubConfig) (*Hub, *memStore, *memWriter) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		w.block(false)
-		if err := h.Stop(ctx); err != nil {
-			t.Errorf("stop: %v", err)
+		// Stop waits for the actors even past ctx: bound the wait, so that
+		// an actor that never exits fails the test instead of hanging it.
+		stopped := make(chan error, 1)
+		go func() { stopped <- h.Stop(ctx) }()
+		timer := time.NewTimer(15 * time.Second)
+		defer timer.Stop()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Errorf("stop: %v", err)
+			}
+		case <-timer.C:
+			t.Errorf("the hub did not stop within 15s: an actor or generator does not exit")
 		}
 	})
 	return h, st, w

@@ -52,14 +52,15 @@ func (h *Hub) generate(c *channel, next int64) {
 		// than the period, several are due at once.
 		due := first + int64(math.Floor(float64(time.Since(start))/float64(period)))
 		for next <= gen.Max && next <= due {
-			req := &appendReq{data: generatorLine(next, c.id), time: time.Now().UnixMicro(), result: result}
+			req := &appendReq{data: generatorLine(next, c.id), time: time.Now().UnixMicro(), generated: true, result: result}
 			sent, err := c.request(h.ctx, req)
 			if err != nil || !sent {
 				return
 			}
 			r, ok, err := await(h.ctx, c, result)
 			switch {
-			case err != nil || !ok || errors.Is(r.err, ErrChannelClosed) || errors.Is(r.err, ErrShuttingDown) || h.ctx.Err() != nil:
+			case err != nil || !ok || errors.Is(r.err, ErrChannelClosed) || errors.Is(r.err, ErrShuttingDown) ||
+				errors.Is(r.err, ErrChannelDeleted) || h.ctx.Err() != nil:
 				return
 			case errors.Is(r.err, ErrOverloaded):
 				// Back-pressure: retry this line later, never skip it.
@@ -94,7 +95,7 @@ func (h *Hub) generate(c *channel, next int64) {
 			return
 		}
 	}
-	sent, err := c.request(h.ctx, closeReq{result: result})
+	sent, err := c.request(h.ctx, closeReq{result: result, generated: true})
 	if err != nil || !sent {
 		return
 	}

@@ -161,10 +161,17 @@ func generatorContent(id string, n int64) string {
 	return b.String()
 }
 
+// requestTimeout bounds every request of do, body included, so that a
+// response that never ends fails the test in seconds rather than hanging
+// until the package timeout.
+const requestTimeout = 20 * time.Second
+
 // do sends a request and returns status and body.
 func do(t testing.TB, method, u, contentType string, body []byte) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, u, bytes.NewReader(body))
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

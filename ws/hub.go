@@ -15,6 +15,7 @@
 //     asks an actor and asks again if it exited
 //   - channel.go: the channel actor
 //   - produce.go: Create, Append and Close
+//   - delete.go: Delete, and the retention of closed channels
 //   - query.go: Info, List and History
 //   - subscribe.go: one subscriber's stream: register, catch up, then live
 //   - catchup.go: the history reads and the epoch check of a catch-up
@@ -72,6 +73,9 @@ type HubConfig struct {
 	// 64 KiB of data per channel.
 	RetainMessages int
 	RetainBytes    int64
+	// Retention deletes channels closed longer ago than Retention.After,
+	// in the background. The zero value keeps them forever.
+	Retention RetentionConfig
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the hub's metrics. Default: not exported.
@@ -106,6 +110,7 @@ func (c *HubConfig) setDefaults() {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
+	c.Retention.setDefaults()
 }
 
 // Hub is the registry of open channels and the entry point for producing and
@@ -134,7 +139,8 @@ type Hub struct {
 	stopped  bool                     // guarded by mu
 }
 
-// NewHub returns a running hub. Call Start to resume the generators of
+// NewHub returns a running hub, and starts its retention if
+// cfg.Retention.After is set. Call Start to resume the generators of
 // channels left open by a previous process.
 func NewHub(cfg HubConfig) *Hub {
 	cfg.setDefaults()
@@ -153,6 +159,10 @@ func NewHub(cfg HubConfig) *Hub {
 		loading:  make(map[string]chan struct{}),
 	}
 	h.metrics.persistLag.Store(&h.bufferedMsgs)
+	if cfg.Retention.After > 0 {
+		h.wg.Add(1)
+		go h.retain()
+	}
 	return h
 }
 
@@ -381,11 +391,4 @@ func await[T any](ctx context.Context, c *channel, result <-chan T) (T, bool, er
 	case <-ctx.Done():
 		return zero, false, ctx.Err()
 	}
-}
-
-// running returns the actor of id if one runs in this process.
-func (h *Hub) running(id string) *channel {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.channels[id]
 }

@@ -19,7 +19,10 @@ type Metrics struct {
 	latency      prometheus.Histogram
 	catchup      prometheus.Histogram
 	resyncs      prometheus.Counter
+	failures     prometheus.Counter
+	deleted      *prometheus.CounterVec
 	conns        *prometheus.CounterVec
+	httpErrors   *prometheus.CounterVec
 	persistLag   atomic.Pointer[atomic.Int64]
 }
 
@@ -29,6 +32,7 @@ const (
 	outcomeGone     = "client_closed" // the client went away
 	outcomeShutdown = "shutdown"      // the server stopped; closed with 1001
 	outcomeRejected = "rejected"      // bad request, unknown channel, reset
+	outcomeDeleted  = "deleted"       // the channel was deleted; closed with 4410
 	outcomeError    = "error"         // write failure, store failure
 )
 
@@ -66,13 +70,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "messages", Name: "slow_consumer_resyncs_total",
 			Help: "Subscribers detached because their queue was full, to catch up from history.",
 		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "messages", Name: "channel_failures_total",
+			Help: "Channels stopped because the store refused their messages for good (not retried).",
+		}),
+		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "messages", Name: "channels_deleted_total",
+			Help: "Channels deleted, by DELETE /channels/{id} (by=\"request\") or by retention (by=\"retention\").",
+		}, []string{"by"}),
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "messages", Name: "websocket_connections_total",
 			Help: "WebSocket connections by how they ended.",
 		}, []string{"outcome"}),
+		httpErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "messages", Name: "http_request_errors_total",
+			Help: "HTTP requests the hub could not serve, by status; 499: the client went away first.",
+		}, []string{"status"}),
 	}
-	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeRejected, outcomeError} {
+	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeRejected, outcomeDeleted, outcomeError} {
 		m.conns.WithLabelValues(o)
+	}
+	for _, by := range []string{deletedByRequest, deletedByRetention} {
+		m.deleted.WithLabelValues(by)
 	}
 	if reg != nil {
 		lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -85,7 +104,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			return 0
 		})
 		reg.MustRegister(m.channelsOpen, m.subscribers, m.appended, m.delivered, m.latency,
-			m.catchup, m.resyncs, m.conns, lag)
+			m.catchup, m.resyncs, m.failures, m.deleted, m.conns, m.httpErrors, lag)
 	}
 	return m
 }

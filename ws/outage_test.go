@@ -204,3 +204,37 @@ func TestRestart(t *testing.T) {
 	}
 	expectLines(t, "history after restart", "gen", 0, full.data, n)
 }
+
+// TestInfoEpochAfterCrash: after a crash, GET /channels/{id} and
+// GET /channels show the epoch a subscriber gets, before and after
+// anything takes the channel over.
+func TestInfoEpochAfterCrash(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{PersistInterval: time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	createChannel(t, srv.URL, "ep")
+	st, b := do(t, "POST", srv.URL+"/channels/ep/messages?wait=persisted", "text/plain", []byte("durable"))
+	if st != 200 {
+		t.Fatalf("durable append: %d %s", st, b)
+	}
+	srv.Crash()
+
+	srv2 := wstest.Start(t, wstest.Options{DatabaseURL: srv.DatabaseURL})
+	before := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv2.URL+"/channels/ep"))
+	list := decodeJSON[struct{ Channels []ws.ChannelInfo }](t, mustGet(t, srv2.URL+"/channels"))
+	if len(list.Channels) != 1 || list.Channels[0].Epoch != before.Epoch {
+		t.Errorf("GET /channels: %+v, GET /channels/ep says epoch %s", list.Channels, before.Epoch)
+	}
+	s := dialRaw(ctx, t, srv2.URL, "ep", 0, "")
+	if err := readUntilLive(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	after := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv2.URL+"/channels/ep"))
+	if before.Epoch != s.hello.Epoch || after.Epoch != s.hello.Epoch || s.hello.Epoch != "2" {
+		t.Errorf("epoch shown before the take-over %s, after %s; a subscriber got %s (want 2)",
+			before.Epoch, after.Epoch, s.hello.Epoch)
+	}
+	if before.LastSeq != 1 || before.PersistedSeq != 1 || !before.Open {
+		t.Errorf("before the take-over: %+v", before)
+	}
+}

@@ -77,7 +77,7 @@ func (h *Hub) create(ctx context.Context, id string, record func(context.Context
 	h.startActor(c)
 	h.mu.Unlock()
 	release()
-	return h.infoOf(rec, c), nil
+	return h.infoOf(rec, c, false), nil
 }
 
 // Append adds a message to an open channel and returns its seq. With

@@ -23,7 +23,12 @@ type ChannelInfo struct {
 	ContentType string `json:"content_type,omitempty"`
 }
 
-func (h *Hub) infoOf(rec persist.Channel, c *channel) ChannelInfo {
+// infoOf describes the channel of record rec, run by actor c if one runs it
+// in this process. An open channel that no actor runs is taken over by its
+// next use, which opens a new epoch: that is the epoch shown, the one a
+// subscriber would get. loading tells that a take-over is under way, and
+// rec may or may not have its new epoch yet: the record's is shown.
+func (h *Hub) infoOf(rec persist.Channel, c *channel, loading bool) ChannelInfo {
 	info := ChannelInfo{
 		ID: rec.ID, Epoch: fmt.Sprint(rec.Epoch), Open: rec.Open(), LastSeq: rec.LastSeq,
 		PersistedSeq: rec.LastSeq, CreatedAt: rec.CreatedAt, Generator: rec.Generator,
@@ -32,6 +37,8 @@ func (h *Hub) infoOf(rec persist.Channel, c *channel) ChannelInfo {
 	if !rec.Open() {
 		t := rec.ClosedAt
 		info.ClosedAt = &t
+	} else if c == nil && !loading {
+		info.Epoch = fmt.Sprint(rec.Epoch + 1)
 	}
 	if c != nil {
 		info.Epoch = c.epochString()
@@ -43,13 +50,37 @@ func (h *Hub) infoOf(rec persist.Channel, c *channel) ChannelInfo {
 	return info
 }
 
+// owner returns the actor of id if one runs in this process, or else the
+// channel closed when a take-over of id in progress ends, if there is one.
+func (h *Hub) owner(id string) (*channel, chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c := h.channels[id]; c != nil {
+		return c, nil
+	}
+	return nil, h.loading[id]
+}
+
 // Info describes one channel.
 func (h *Hub) Info(ctx context.Context, id string) (ChannelInfo, error) {
-	rec, err := h.store.Channel(ctx, id)
-	if err != nil {
-		return ChannelInfo{}, storeErr(err)
+	for {
+		rec, err := h.store.Channel(ctx, id)
+		if err != nil {
+			return ChannelInfo{}, storeErr(err)
+		}
+		// An actor is installed in the same step as its take-over ends,
+		// so with no actor and no take-over under way, rec's epoch is the
+		// last one opened.
+		c, loading := h.owner(id)
+		if c != nil || loading == nil {
+			return h.infoOf(rec, c, false), nil
+		}
+		select {
+		case <-loading:
+		case <-ctx.Done():
+			return ChannelInfo{}, ctx.Err()
+		}
 	}
-	return h.infoOf(rec, h.running(id)), nil
 }
 
 // List describes up to limit channels with id > after, ordered by id.
@@ -60,7 +91,8 @@ func (h *Hub) List(ctx context.Context, after string, limit int) ([]ChannelInfo,
 	}
 	out := make([]ChannelInfo, len(recs))
 	for i, rec := range recs {
-		out[i] = h.infoOf(rec, h.running(rec.ID))
+		c, loading := h.owner(rec.ID)
+		out[i] = h.infoOf(rec, c, loading != nil)
 	}
 	return out, nil
 }

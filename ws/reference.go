@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/messages-server/messages/ws/auth"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -18,8 +20,21 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.URL.Query().Get("id")
+	if !s.authorize(w, r, auth.Subscribe, id, true) {
+		return
+	}
 	if !ValidID(id) {
 		writeError(w, http.StatusBadRequest, idError(id))
+		return
+	}
+	if r.Method == http.MethodHead {
+		// The headers a GET would send, without following the stream.
+		if _, err := s.hub.Info(r.Context(), id); err != nil {
+			s.fail(w, r, err, id)
+			return
+		}
+		setTextHeaders(w)
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	s.streamText(w, r, id)
@@ -29,6 +44,10 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 // is the channel id (empty: one is made); a generator starts and the
 // response streams the content.
 func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
+	allowed := s.authorizePublish(w, r)
+	if allowed == nil {
+		return
+	}
 	q := r.URL.Query()
 	gen, err := parseGenerator(q.Get("freq"), q.Get("max"))
 	if err != nil {
@@ -41,6 +60,9 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := strings.TrimSpace(string(body))
+	if !allowed(id) {
+		return
+	}
 	if id == "" {
 		id = newID()
 	} else if !ValidID(id) {
@@ -56,25 +78,69 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 // streamText streams channel id from the beginning as text/plain until the
-// channel ends.
+// channel ends or the server shuts down; both end the response cleanly,
+// and its trailer Stream-End tells which.
 func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string) {
+	ctx, done, ok := s.trackText(r)
+	if !ok {
+		s.fail(w, r, ErrShuttingDown, id)
+		return
+	}
+	defer done()
 	t := &textSink{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout, m: s.m}
 	started := false
 	sink := &helloTracker{sink: t, started: &started}
-	err := s.hub.stream(r.Context(), id, 0, "", sink)
-	if err == nil {
-		return
+	err := s.hub.stream(ctx, id, 0, "", sink)
+	if err != nil && ctx.Err() != nil && r.Context().Err() == nil {
+		err = ErrShuttingDown // cancelled by Shutdown, not by the client
 	}
-	if !started {
+	switch {
+	case err == nil:
+		w.Header().Set(streamEndTrailer, "closed")
+		return
+	case !started:
 		s.fail(w, r, err, id)
 		return
-	}
-	if !isClientGone(err) && !errors.Is(err, ErrShuttingDown) {
+	case errors.Is(err, ErrShuttingDown):
+		// The client cannot resume a text stream: it reads it again
+		// later. The trailer tells it the content is incomplete.
+		w.Header().Set(streamEndTrailer, "shutdown")
+		return
+	case errors.Is(err, ErrChannelDeleted):
+		w.Header().Set(streamEndTrailer, "deleted") // there is nothing more to read
+		return
+	case !isClientGone(err):
 		s.log.Warn("text stream failed", slog.String("channel", id), slog.Any("err", err))
 	}
 	// The response is cut short: abort it so the client sees an error
 	// rather than a complete-looking stream.
 	panic(http.ErrAbortHandler)
+}
+
+// streamEndTrailer is the trailer of a text stream: "closed" once the
+// channel ended (the content is complete), "shutdown" if the server
+// stopped first, "deleted" if the channel was deleted.
+const streamEndTrailer = "Stream-End"
+
+// trackText registers a text stream so that Shutdown ends it and waits for
+// it. It returns the stream's context and the function to call when the
+// stream is over, or false if the server is shutting down.
+func (s *Server) trackText(r *http.Request) (context.Context, func(), bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	s.texts[r] = cancel
+	s.wg.Add(1)
+	return ctx, func() {
+		s.mu.Lock()
+		delete(s.texts, r)
+		s.mu.Unlock()
+		cancel()
+		s.wg.Done()
+	}, true
 }
 
 // textSink streams raw message data as a chunked text/plain response.
@@ -85,10 +151,16 @@ type textSink struct {
 	m       *Metrics
 }
 
+// setTextHeaders sets the headers of a text stream.
+func setTextHeaders(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+}
+
 func (t *textSink) hello(helloInfo) error {
-	t.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	t.w.Header().Set("X-Content-Type-Options", "nosniff")
-	t.w.Header().Set("Cache-Control", "no-store")
+	setTextHeaders(t.w)
+	t.w.Header().Set("Trailer", streamEndTrailer)
 	t.w.WriteHeader(http.StatusOK)
 	return t.rc.Flush()
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/messages-server/messages/ws/durable"
+	"github.com/messages-server/messages/ws/auth"
 )
 
 // ServerConfig configures a Server. Zero values mean the defaults.
@@ -40,6 +40,10 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// HubMetrics are the collectors the handlers update; use the hub's.
 	HubMetrics *Metrics
+	// Auth checks the token of every request that reads or writes a
+	// channel (see docs/SECURITY.md for the right each endpoint needs).
+	// Nil: open mode, every request is allowed.
+	Auth *auth.Authorizer
 	// Streams, if set, serves the Durable Streams protocol at /v1/stream/
 	// and idempotent producers on the channels API. Default: neither.
 	Streams *DurableBackend
@@ -80,10 +84,11 @@ type Server struct {
 	log *slog.Logger
 	m   *Metrics
 
-	wg sync.WaitGroup // WebSocket handlers
+	wg sync.WaitGroup // WebSocket handlers and text streams
 
 	mu       sync.Mutex
 	conns    map[*websocket.Conn]context.CancelFunc // guarded by mu
+	texts    map[*http.Request]context.CancelFunc   // guarded by mu: text streams
 	shutdown bool                                   // guarded by mu
 }
 
@@ -91,11 +96,11 @@ type Server struct {
 func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	cfg.setDefaults(hub)
 	s := &Server{hub: hub, cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: cfg.HubMetrics,
-		conns: make(map[*websocket.Conn]context.CancelFunc)}
+		conns: make(map[*websocket.Conn]context.CancelFunc), texts: make(map[*http.Request]context.CancelFunc)}
 	s.route("/{$}", map[string]http.HandlerFunc{"GET": s.handleRoot, "POST": s.handleReferenceCreate})
 	s.route("/static/", map[string]http.HandlerFunc{"GET": s.handleViewer})
 	s.route("/channels", map[string]http.HandlerFunc{"GET": s.handleList, "POST": s.handleCreate})
-	s.route("/channels/{id}", map[string]http.HandlerFunc{"GET": s.handleInfo})
+	s.route("/channels/{id}", map[string]http.HandlerFunc{"GET": s.handleInfo, "DELETE": s.handleDelete})
 	s.route("/channels/{id}/messages", map[string]http.HandlerFunc{"GET": s.handleHistory, "POST": s.handleAppend})
 	s.route("/channels/{id}/close", map[string]http.HandlerFunc{"POST": s.handleClose})
 	s.route("/ws", map[string]http.HandlerFunc{"GET": s.handleWS})
@@ -103,10 +108,7 @@ func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	s.route("/healthz", map[string]http.HandlerFunc{"GET": s.handleHealth})
 	s.route("/readyz", map[string]http.HandlerFunc{"GET": s.handleReady})
 	if cfg.Streams != nil {
-		s.mux.Handle("/v1/stream/", durable.NewHandler(durable.HandlerConfig{
-			Backend: cfg.Streams, LongPollTimeout: cfg.LongPollTimeout, Logger: cfg.Logger,
-			MaxAppendBytes: max(cfg.MaxMessageBytes, 1<<20),
-		}))
+		s.mux.Handle(durablePrefix, s.durableHandler())
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
@@ -152,8 +154,9 @@ func sortedStrings(a []string) []string {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // Shutdown stops the hub (flushing every channel to the store), closes every
-// WebSocket with 1001 (going away) and waits for their handlers, or until
-// ctx is done.
+// WebSocket with 1001 (going away), ends every text stream (GET /?id= and
+// POST /) with a clean end of the response, and waits for their handlers,
+// or until ctx is done.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown = true
@@ -162,6 +165,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	for _, cancel := range s.conns {
 		cancel()
+	}
+	for _, cancel := range s.texts {
+		cancel() // streams still catching up; the others were ended by Stop
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})

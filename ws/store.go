@@ -2,6 +2,7 @@ package ws
 
 import (
 	"context"
+	"time"
 
 	"github.com/messages-server/messages/persist"
 )
@@ -10,8 +11,9 @@ import (
 // reads. *persist.Store implements it; every method must be safe for
 // concurrent use.
 type Store interface {
-	// CreateChannel records a new open channel at epoch 1. It returns
-	// persist.ErrExists if the id is taken.
+	// CreateChannel records a new open channel, at epoch 1 or above the
+	// epochs of every deleted channel. It returns persist.ErrExists if the
+	// id is taken.
 	CreateChannel(ctx context.Context, id string, gen *persist.Generator) (persist.Channel, error)
 	// Channel returns the stored record, or persist.ErrNotFound.
 	Channel(ctx context.Context, id string) (persist.Channel, error)
@@ -25,6 +27,13 @@ type Store interface {
 	// Survived returns the highest seq that is the same in epoch and in the
 	// current epoch: the last durable seq of the given epoch.
 	Survived(ctx context.Context, id string, epoch int64) (int64, error)
+	// DeleteChannel deletes a channel and its history, or returns
+	// persist.ErrNotFound. A batch of it that commits afterwards fails
+	// with persist.ErrNotFound.
+	DeleteChannel(ctx context.Context, id string) error
+	// DeleteClosedBefore deletes up to limit channels closed before t,
+	// those closed first first, and returns their ids.
+	DeleteClosedBefore(ctx context.Context, t time.Time, limit int) ([]string, error)
 	// Ping reports whether the store is reachable.
 	Ping(ctx context.Context) error
 }

@@ -109,6 +109,10 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 			return s.end(reg.s.endSeq)
 		case reasonShutdown:
 			return ErrShuttingDown
+		case reasonFailed:
+			return ErrChannelFailed
+		case reasonDeleted:
+			return ErrChannelDeleted
 		}
 		// Detached: catch up again from last.
 	}

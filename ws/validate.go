@@ -12,9 +12,10 @@ import (
 )
 
 // ValidID reports whether id is a valid channel id: 1–128 bytes of
-// [A-Za-z0-9._:-].
+// [A-Za-z0-9._:-], other than "." and "..", which name no channel in a path
+// (/channels/.. is /).
 func ValidID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
+	if len(id) == 0 || len(id) > 128 || id == "." || id == ".." {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
@@ -32,6 +33,9 @@ func idError(id string) string {
 	}
 	if id == "" {
 		return "channel id is missing"
+	}
+	if id == "." || id == ".." {
+		return fmt.Sprintf("channel id %q is not allowed: it cannot be used in a URL path", id)
 	}
 	return fmt.Sprintf("channel id %q has characters outside [A-Za-z0-9._:-]", id)
 }

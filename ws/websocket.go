@@ -9,16 +9,22 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/messages-server/messages/ws/auth"
 	"github.com/messages-server/messages/ws/wire"
 )
 
 // handleWS serves GET /ws?id=ID&from=SEQ&epoch=E.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	if !s.authorize(w, r, auth.Subscribe, r.URL.Query().Get("id"), true) {
+		s.m.conns.WithLabelValues(outcomeRejected).Inc()
+		return
+	}
 	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins}
 	for _, o := range s.cfg.AllowedOrigins {
 		if o == "*" {
@@ -114,6 +120,13 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
 	case errors.Is(err, ErrNotFound):
 		s.reject(conn, wire.CodeNotFound, "channel "+strconv.Quote(id)+" not found")
+	case errors.Is(err, ErrChannelDeleted):
+		s.reject(conn, wire.CodeDeleted, "channel "+strconv.Quote(id)+" was deleted: its history is gone")
+	case errors.Is(err, ErrChannelFailed):
+		// The actor has logged why.
+		s.reject(conn, wire.CodeInternal, "channel "+strconv.Quote(id)+" failed on the server: "+
+			"messages after the last durable one may be lost; resume later with from and epoch")
+		s.m.conns.WithLabelValues(outcomeError).Inc()
 	case errors.As(err, &fe), errors.As(err, &be):
 		s.reject(conn, wire.CodeBadRequest, err.Error())
 	case errors.As(err, &re):
@@ -127,11 +140,25 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		s.log.Warn("websocket: store unavailable", slog.String("channel", id), slog.Any("err", err))
 		s.reject(conn, wire.CodeUnavailable, "storage is unavailable, retry later")
 		s.m.conns.WithLabelValues(outcomeError).Inc()
-	default:
-		s.log.Warn("websocket failed", slog.String("channel", id), slog.Any("err", err))
+	case isWriteFailure(err):
+		// The client is not taking what is written: nothing more can
+		// reach it.
+		s.log.Warn("websocket write failed", slog.String("channel", id), slog.Any("err", err))
 		conn.CloseNow()
 		s.m.conns.WithLabelValues(outcomeError).Inc()
+	default:
+		s.log.Error("websocket stream failed", slog.String("channel", id), slog.Any("err", err))
+		s.reject(conn, wire.CodeInternal, "internal server error; the stream stopped at the last message received: resume later")
+		s.m.conns.WithLabelValues(outcomeError).Inc()
 	}
+}
+
+// isWriteFailure reports errors of a write to the client's socket, and
+// keep-alive pings left unanswered.
+func isWriteFailure(err error) bool {
+	var oe *net.OpError
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, net.ErrClosed) || errors.As(err, &oe)
 }
 
 // reject sends an error frame and closes with the code's close status.
@@ -146,13 +173,37 @@ func (s *Server) rejectFrame(conn *websocket.Conn, f wire.Frame) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	defer cancel()
 	if conn.Write(ctx, websocket.MessageText, wire.AppendError(nil, f)) == nil {
-		conn.Close(websocket.StatusCode(status), "")
+		conn.Close(websocket.StatusCode(status), closeReason(f.Code))
 	} else {
 		conn.CloseNow()
 	}
-	if f.Code != wire.CodeUnavailable {
+	switch f.Code {
+	case wire.CodeUnavailable, wire.CodeInternal:
+	case wire.CodeDeleted:
+		s.m.conns.WithLabelValues(outcomeDeleted).Inc()
+	default:
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 	}
+}
+
+// closeReason is the reason sent with the close that follows an error
+// frame of the given code: short and fixed, the frame has the details.
+func closeReason(code string) string {
+	switch code {
+	case wire.CodeBadRequest:
+		return "bad request"
+	case wire.CodeNotFound:
+		return "channel not found"
+	case wire.CodeReset:
+		return "epoch reset"
+	case wire.CodeDeleted:
+		return "channel deleted"
+	case wire.CodeInternal:
+		return "internal server error"
+	case wire.CodeUnavailable:
+		return "storage unavailable, retry later"
+	}
+	return ""
 }
 
 // wsSink writes a stream as WebSocket frames. A run of queued messages goes
@@ -165,24 +216,26 @@ type wsSink struct {
 	m       *Metrics
 	buf     []byte
 
-	deadline  time.Time // the write deadline set on nc
 	lastWrite time.Time
 }
 
 // write writes one frame. Its deadline is set on the connection rather than
-// through a per-write context: that costs no allocation, and is renewed
-// only once half of it has passed, so each write gets between half and all
-// of the timeout.
+// through a per-write context, which costs no allocation, and is cleared
+// once the frame is written: the library writes pongs and the close
+// handshake on the same connection at any time, and a deadline left in
+// place would have passed by then on an idle stream, failing the pong and
+// killing the connection.
 func (w *wsSink) write(b []byte) error {
 	now := time.Now()
 	w.lastWrite = now
-	if w.deadline.Sub(now) < w.timeout/2 {
-		w.deadline = now.Add(w.timeout)
-		if err := w.nc.SetWriteDeadline(w.deadline); err != nil {
-			return err
-		}
+	if err := w.nc.SetWriteDeadline(now.Add(w.timeout)); err != nil {
+		return err
 	}
-	return w.conn.Write(context.Background(), websocket.MessageText, b)
+	err := w.conn.Write(context.Background(), websocket.MessageText, b)
+	if cerr := w.nc.SetWriteDeadline(time.Time{}); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (w *wsSink) hello(h helloInfo) error {
@@ -229,8 +282,6 @@ func (w *wsSink) keepalive() error {
 		return nil
 	}
 	w.lastWrite = time.Now()
-	_ = w.nc.SetWriteDeadline(time.Time{})
-	w.deadline = time.Time{}
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
 	defer cancel()
 	return w.conn.Ping(ctx)
@@ -252,7 +303,11 @@ type smallBuffers struct {
 	conn net.Conn // the hijacked connection
 }
 
-// Hijack implements http.Hijacker.
+// Hijack implements http.Hijacker. Bytes the client sent right after its
+// request (a frame pipelined with the handshake) are already in net/http's
+// reader; they are moved into the buffer of the small reader handed over,
+// because the library takes what its reader has buffered and then reads the
+// connection itself: bytes hidden behind another io.Reader would be lost.
 func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hj, ok := w.ResponseWriter.(http.Hijacker)
 	if !ok {
@@ -262,20 +317,25 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var r io.Reader = conn
-	if n := brw.Reader.Buffered(); n > 0 {
-		// Bytes the client sent right after its request.
-		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn)
-	}
 	if brw.Writer.Buffered() > 0 {
 		if err := brw.Writer.Flush(); err != nil {
 			conn.Close()
 			return nil, nil, err
 		}
 	}
+	br := bufio.NewReaderSize(conn, readBufferSize)
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(n, readBufferSize))
+		// Fill br's buffer from the early bytes alone: the first read of
+		// the MultiReader returns all of them and none of conn's.
+		if _, err := br.Peek(n); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+	}
 	w.conn = conn
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, readBufferSize), bufio.NewWriterSize(conn, writeBufferSize)), nil
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, writeBufferSize)), nil
 }
 
 // Unwrap returns the wrapped ResponseWriter, for http.ResponseController.

@@ -31,19 +31,20 @@ const defaultPerSource = 25000
 type sources struct {
 	perSource int
 	spread    bool
+	token     string
 	n         atomic.Int64
 
 	mu      sync.Mutex // guards clients
 	clients []*http.Client
 }
 
-func newSources(baseURL string) (*sources, error) {
+func newSources(baseURL, token string) (*sources, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse url: %w", err)
 	}
 	ip := net.ParseIP(u.Hostname())
-	return &sources{perSource: portsPerSource(), spread: ip != nil && ip.To4() != nil && ip.IsLoopback()}, nil
+	return &sources{perSource: portsPerSource(), spread: ip != nil && ip.To4() != nil && ip.IsLoopback(), token: token}, nil
 }
 
 // next returns the client for the next connection.
@@ -56,7 +57,7 @@ func (s *sources) next() *http.Client {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(s.clients) <= i {
-		s.clients = append(s.clients, newHTTPClient(len(s.clients), 0))
+		s.clients = append(s.clients, newHTTPClient(len(s.clients), 0, s.token))
 	}
 	return s.clients[i]
 }
@@ -79,8 +80,9 @@ func (s *sources) close() {
 
 // newHTTPClient returns a client whose connections come from
 // 127.0.0.(source+1) (source 0 lets the system choose), keeping up to
-// maxConns connections (0: no limit).
-func newHTTPClient(source, maxConns int) *http.Client {
+// maxConns connections (0: no limit). With a token, every request it sends,
+// WebSocket handshakes included, carries it as a bearer token.
+func newHTTPClient(source, maxConns int, token string) *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	if source > 0 {
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(source+1))}
@@ -89,14 +91,39 @@ func newHTTPClient(source, maxConns int) *http.Client {
 	if idle == 0 {
 		idle = 1024
 	}
-	return &http.Client{Transport: &http.Transport{
+	var rt http.RoundTripper = &http.Transport{
 		DialContext:         d.DialContext,
 		MaxConnsPerHost:     maxConns,
 		MaxIdleConns:        idle,
 		MaxIdleConnsPerHost: idle,
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
-	}}
+	}
+	if token != "" {
+		rt = &bearerTransport{base: rt, auth: "Bearer " + token}
+	}
+	return &http.Client{Transport: rt}
+}
+
+// bearerTransport adds an Authorization header to every request.
+type bearerTransport struct {
+	base http.RoundTripper
+	auth string
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", t.auth)
+	return t.base.RoundTrip(r)
+}
+
+// CloseIdleConnections closes the idle connections of the transport
+// underneath, so that http.Client.CloseIdleConnections still works.
+func (t *bearerTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // portsPerSource reads the ephemeral port range and keeps a margin.

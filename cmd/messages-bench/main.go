@@ -78,10 +78,12 @@ type config struct {
 	Progress       time.Duration `json:"progress_ns"`
 	Prefix         string        `json:"prefix"`
 	CPUProfile     string        `json:"-"`
+	Token          string        `json:"-"` // never printed
 }
 
 // parseFlags reads args into a config; getenv supplies
-// MESSAGES_BENCH_URL as the default -url.
+// MESSAGES_BENCH_URL as the default -url and MESSAGES_TOKEN as the default
+// -token.
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("messages-bench", flag.ContinueOnError)
@@ -91,6 +93,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		defURL = "http://127.0.0.1:3000"
 	}
 	fs.StringVar(&c.URL, "url", defURL, "server base URL (env MESSAGES_BENCH_URL)")
+	fs.StringVar(&c.Token, "token", getenv("MESSAGES_TOKEN"), "bearer token for a server that requires one, sent on every request and WebSocket; it needs the rights of the scenario, e.g. messages-token -admin (env MESSAGES_TOKEN; prefer the env, flags show in ps)")
 	fs.StringVar(&c.Scenario, "scenario", "reference", "reference, fanout, publish or idle")
 	fs.IntVar(&c.Channels, "channels", 0, "channels (default: reference 1000, fanout and publish 100, idle 100)")
 	fs.IntVar(&c.Clients, "clients", 0, "clients per channel (default: reference 5, fanout and publish 100, idle 100)")
@@ -212,7 +215,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		fmt.Fprintf(stderr, "warning: %v\n", err)
 	}
-	src, err := newSources(cfg.URL)
+	src, err := newSources(cfg.URL, cfg.Token)
 	if err != nil {
 		return err
 	}

@@ -93,7 +93,7 @@ type monitor struct {
 func startMonitor(ctx context.Context, b *bench) *monitor {
 	ctx, cancel := context.WithCancel(ctx)
 	m := &monitor{cancel: cancel, done: make(chan struct{})}
-	client := newHTTPClient(0, 2)
+	client := newHTTPClient(0, 2, b.cfg.Token)
 	m.sample(ctx, client, b.cfg.URL)
 	go func() {
 		defer close(m.done)
@@ -147,7 +147,7 @@ func (m *monitor) stop() {
 
 // finish fills the result from the counters and a last scrape.
 func (b *bench) finish(m *monitor) {
-	m.sample(context.Background(), newHTTPClient(0, 1), b.cfg.URL)
+	m.sample(context.Background(), newHTTPClient(0, 1, b.cfg.Token), b.cfg.URL)
 	st, r := b.st, b.res
 	r.Seconds = time.Since(st.start).Seconds()
 	r.Dials, r.Resumes, r.Completed, r.Failures = st.dials.Load(), st.resumes.Load(), st.done.Load(), st.failures.Load()

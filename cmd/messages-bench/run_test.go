@@ -13,11 +13,17 @@ import (
 // runBench runs the bench against url and returns its JSON result.
 func runBench(t *testing.T, url string, args ...string) result {
 	t.Helper()
+	return runBenchEnv(t, func(string) string { return "" }, url, args...)
+}
+
+// runBenchEnv is runBench with the environment getenv.
+func runBenchEnv(t *testing.T, getenv func(string) string, url string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr strings.Builder
 	args = append([]string{"-url", url, "-json", "-progress", "0", "-timeout", "40s", "-seed", "1"}, args...)
-	err := run(ctx, args, func(string) string { return "" }, &stdout, &stderr)
+	err := run(ctx, args, getenv, &stdout, &stderr)
 	var r result
 	if jerr := json.Unmarshal([]byte(stdout.String()), &r); jerr != nil {
 		t.Fatalf("decode result: %v\nstdout: %s\nstderr: %s", jerr, stdout.String(), stderr.String())

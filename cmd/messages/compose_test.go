@@ -6,6 +6,8 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -95,6 +97,7 @@ func (e *composeEnv) UnmarshalYAML(n *yaml.Node) error {
 // composePort accepts the short form ("3000:3000", "127.0.0.1:3000:3000/tcp")
 // and the long form ({target:, published:}).
 type composePort struct {
+	HostIP    string // "" publishes on every interface
 	Published string
 	Target    string
 }
@@ -107,16 +110,20 @@ func (p *composePort) UnmarshalYAML(n *yaml.Node) error {
 		if len(parts) >= 2 {
 			p.Published = parts[len(parts)-2]
 		}
+		if len(parts) >= 3 {
+			p.HostIP = strings.Join(parts[:len(parts)-2], ":")
+		}
 		return nil
 	}
 	var long struct {
+		HostIP    string `yaml:"host_ip"`
 		Target    string `yaml:"target"`
 		Published string `yaml:"published"`
 	}
 	if err := n.Decode(&long); err != nil {
 		return err
 	}
-	p.Target, p.Published = long.Target, long.Published
+	p.HostIP, p.Target, p.Published = long.HostIP, long.Target, long.Published
 	return nil
 }
 
@@ -510,6 +517,97 @@ func TestDockerfile(t *testing.T) {
 		if _, err := strconv.ParseUint(p, 10, 16); err != nil {
 			t.Errorf("%s: EXPOSE %q is not a port number", df, p)
 		}
+	}
+}
+
+// composeInterpolate resolves ${VAR}, ${VAR:-default} and ${VAR-default}
+// in a compose value as Compose does, with shell as the user's environment.
+func composeInterpolate(t *testing.T, v string, shell map[string]string) string {
+	t.Helper()
+	var b strings.Builder
+	for {
+		i := strings.Index(v, "${")
+		if i < 0 {
+			return b.String() + v
+		}
+		end := strings.IndexByte(v[i:], '}')
+		if end < 0 {
+			t.Fatalf("compose value %q: unclosed ${", v)
+		}
+		expr := v[i+2 : i+end]
+		b.WriteString(v[:i])
+		name, def, hasDef := strings.Cut(expr, ":-")
+		val, set := shell[name]
+		switch {
+		case hasDef && val == "":
+			val = def
+		case !hasDef && !set:
+			if n, d, ok := strings.Cut(expr, "-"); ok {
+				val, set = shell[n]
+				if !set {
+					val = d
+				}
+			}
+		}
+		b.WriteString(val)
+		v = v[i+end+1:]
+	}
+}
+
+// TestComposeServerStarts checks that the server's configuration as the
+// Dockerfile and compose.yaml set it passes the server's own start-up
+// checks, with and without a JWT_SECRET in the user's environment, and that
+// an open server is published on loopback only.
+func TestComposeServerStarts(t *testing.T) {
+	root := composeRepoRoot(t)
+	c := loadCompose(t, root)
+	server := c.Services[composeServerService]
+	image := map[string]string{}
+	instrs := composeParseDockerfile(t, filepath.Join(root, "Dockerfile"))
+	final := instrs[len(instrs)-1].Stage
+	for _, in := range instrs {
+		if in.Stage == final && in.Cmd == "ENV" {
+			k, v, ok := strings.Cut(in.Args, "=")
+			if !ok || strings.ContainsAny(v, " \"") {
+				t.Fatalf("Dockerfile line %d: ENV %s: write one KEY=value per ENV", in.Line, in.Args)
+			}
+			image[k] = v
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		shell map[string]string
+		open  bool
+	}{
+		{"without JWT_SECRET", nil, true},
+		{"with JWT_SECRET", map[string]string{"JWT_SECRET": "a secret of at least thirty-two bytes"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := maps.Clone(image)
+			for k, v := range server.Environment {
+				env[k] = composeInterpolate(t, v, tc.shell)
+			}
+			cfg, err := parseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+			if err != nil {
+				t.Fatalf("the server would not start with the environment %v: %v", env, err)
+			}
+			if cfg.auth.open() != tc.open {
+				t.Fatalf("open mode = %v, want %v (environment %v)", cfg.auth.open(), tc.open, env)
+			}
+			if !tc.open {
+				return
+			}
+			for _, p := range server.Ports {
+				if ip := net.ParseIP(strings.Trim(p.HostIP, "[]")); ip == nil || !ip.IsLoopback() {
+					t.Errorf("the open server is published on %q (port %s), want a loopback address such as 127.0.0.1", p.HostIP, p.Published)
+				}
+			}
+		})
+	}
+	// The image alone, without compose's environment and without a key,
+	// refuses to serve openly on every interface.
+	if _, err := parseConfig(nil, func(k string) string { return image[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "JWT_SECRET") {
+		t.Errorf("the image without a key or INSECURE_OPEN: %v, want a start-up error pointing at JWT_SECRET", err)
 	}
 }
 

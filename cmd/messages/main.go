@@ -63,6 +63,8 @@ type config struct {
 	logLevel        string
 	compression     bool
 	debugAddr       string
+	auth            authConfig
+	retention       time.Duration
 	longPollTimeout time.Duration
 }
 
@@ -115,17 +117,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 		return b
 	}
-	fs.StringVar(&c.addr, "addr", env("LISTEN_ADDR", ":3000"), "listen address (env LISTEN_ADDR)")
+	fs.StringVar(&c.addr, "addr", env("LISTEN_ADDR", ""), "listen address; default "+openDefaultAddr+" in open mode (no key), "+tokenDefaultAddr+" with tokens (env LISTEN_ADDR)")
 	fs.StringVar(&c.databaseURL, "database-url", env("DATABASE_URL", defaultDatabaseURL), "database: postgres://user:pass@host:port/db for PostgreSQL, or sqlite:path/to/file.db for a SQLite file, created if missing (env DATABASE_URL)")
 	fs.DurationVar(&c.persistInterval, "persist-interval", envDuration("PERSIST_INTERVAL", 100*time.Millisecond), "longest time a message waits before it is written to the database (env PERSIST_INTERVAL)")
 	fs.IntVar(&c.persistWorkers, "persist-workers", envInt("PERSIST_WORKERS", 4), "database writer goroutines (env PERSIST_WORKERS)")
 	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", envInt("MAX_MESSAGE_BYTES", 64<<10), "largest message accepted, in bytes (env MAX_MESSAGE_BYTES)")
 	fs.IntVar(&c.queueLen, "queue-len", envInt("SUBSCRIBER_QUEUE_LEN", 64), "live queue length per subscriber; a slower one re-syncs from history (env SUBSCRIBER_QUEUE_LEN)")
-	fs.StringVar(&c.allowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origin host patterns allowed to open WebSockets besides the server's own; * for any (env ALLOWED_ORIGINS)")
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origin host patterns trusted besides the server's own, to open WebSockets and send POSTs from their pages; * for any (env ALLOWED_ORIGINS)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful shutdown may take to flush (env SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.BoolVar(&c.compression, "compression", envBool("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
+	fs.DurationVar(&c.retention, "retention", envDuration("RETENTION", 0), "delete closed channels and their history this long after they were closed, in the background; 0 keeps them forever (env RETENTION)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
+	addAuthFlags(fs, &c.auth, env, envBool)
 	fs.DurationVar(&c.longPollTimeout, "long-poll-timeout", envDuration("LONG_POLL_TIMEOUT", 20*time.Second), "how long a Durable Streams long-poll read waits for data before answering 204 (env LONG_POLL_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -138,6 +142,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.persistInterval <= 0 {
 		errs = append(errs, fmt.Errorf("persist interval must be positive"))
+	}
+	if c.retention < 0 {
+		errs = append(errs, fmt.Errorf("retention must not be negative (0 keeps closed channels forever)"))
 	}
 	if c.persistWorkers < 1 || c.persistWorkers > 64 {
 		errs = append(errs, fmt.Errorf("persist workers must be in [1, 64]"))
@@ -154,6 +161,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.shutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive"))
 	}
+	errs = append(errs, c.auth.finish(&c.addr)) // errors.Join drops a nil
 	return c, errors.Join(errs...)
 }
 
@@ -183,6 +191,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	authz, guard, err := newAuth(ctx, cfg.auth, splitList(cfg.allowedOrigins), log)
+	if err != nil {
+		return err
+	}
+	defer authz.Close()
 
 	store, err := persist.Open(ctx, persist.Config{URL: cfg.databaseURL, Logger: log})
 	if err != nil {
@@ -196,12 +209,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	metrics := ws.NewMetrics(reg)
 	hub := ws.NewHub(ws.HubConfig{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
-		Logger: log, Metrics: metrics,
+		Retention: ws.RetentionConfig{After: cfg.retention}, Logger: log, Metrics: metrics,
 	})
 	srv := ws.NewServer(hub, ws.ServerConfig{
 		Viewer: viewer.Handler(), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
-		Logger: log, HubMetrics: metrics,
+		Logger: log, HubMetrics: metrics, Auth: authz,
 		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}), LongPollTimeout: cfg.longPollTimeout,
 	})
 	// From here on the writer's workers run, and from hub.Start on actors
@@ -230,7 +243,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	httpSrv = &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	httpSrv = &http.Server{Handler: guard.Handler(srv), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())),

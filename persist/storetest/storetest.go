@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,7 +45,11 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 		{"AppendBatchesInOrder", testAppendBatchesInOrder},
 		{"Epochs", testEpochs},
 		{"RestartRecovery", testRestartRecovery},
+		{"OneServerPerDatabase", testOneServer},
 		{"ConcurrentReadersDuringWrites", testConcurrentReaders},
+		{"DeleteChannel", testDeleteChannel},
+		{"DeleteClosedBefore", testDeleteClosedBefore},
+		{"DeleteRacesWrites", testDeleteRacesWrites},
 		{"Streams", testStreams},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -54,14 +59,27 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 	}
 }
 
-// open opens a Store at u, closed when t ends.
-func open(t testing.TB, u string) *persist.Store {
+// Open opens a Store at u, closed when t ends: if closing it takes longer
+// than the suite's bound (a connection never released), t fails instead of
+// hanging.
+func Open(t testing.TB, u string) *persist.Store {
 	t.Helper()
 	s, err := persist.Open(t.Context(), persist.Config{URL: u, MaxConns: 8})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	t.Cleanup(s.Close)
+	t.Cleanup(func() {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.Close()
+		}()
+		select {
+		case <-done:
+		case <-time.After(waitTimeout):
+			t.Errorf("Store.Close still waiting after %v: a connection was not released", waitTimeout)
+		}
+	})
 	return s
 }
 
@@ -133,7 +151,7 @@ func checkPrefix(id string, ms []persist.Message, atLeast int64) error {
 }
 
 func testChannelLifecycle(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	before := time.Now().Add(-time.Minute)
 
@@ -198,7 +216,7 @@ func testChannelLifecycle(t *testing.T, newURL func(testing.TB) string) {
 }
 
 func testChannelsOrderAndPages(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	// Every byte a channel id may hold, created out of order: the listing
 	// is in byte order on every backend.
@@ -243,7 +261,7 @@ func testChannelsOrderAndPages(t *testing.T, newURL func(testing.TB) string) {
 }
 
 func testReadRanges(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	create(t, s, "a", "b", "a0")
 	write(t, s, "a", 1, 30, false)
@@ -292,7 +310,7 @@ func testReadRanges(t *testing.T, newURL func(testing.TB) string) {
 }
 
 func testWriteBatches(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	create(t, s, "x", "y", "bin")
 	batches := []*persist.Batch{
@@ -382,7 +400,7 @@ func checkChannelError(t testing.TB, err error, want map[string]error) {
 // testClosedChannel checks that a closed channel takes no new message,
 // while a retry of what it stored, or of its close, still passes.
 func testClosedChannel(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	create(t, s, "shut", "empty", "open")
 	write(t, s, "shut", 1, 3, true)
@@ -443,7 +461,7 @@ func testClosedChannel(t *testing.T, newURL func(testing.TB) string) {
 // testNilData checks that a message with nil Data is stored as an empty
 // body on every backend.
 func testNilData(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	create(t, s, "nil")
 	ms := []persist.Message{
@@ -466,7 +484,7 @@ func testNilData(t *testing.T, newURL func(testing.TB) string) {
 }
 
 func testLargeTransactions(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	const channels = 300
 	ids := make([]string, channels)
@@ -516,7 +534,7 @@ func testLargeTransactions(t *testing.T, newURL func(testing.TB) string) {
 }
 
 func testAppendBatchesInOrder(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	w := persist.NewWriter(s, persist.WriterConfig{Workers: 4, MaxRows: 50})
 	defer closeWriter(t, w)
 	const channels, batches = 24, 12
@@ -576,7 +594,7 @@ func closeWriter(t testing.TB, w *persist.Writer) {
 }
 
 func testEpochs(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	ctx := t.Context()
 	create(t, s, "e")
 	survived := func(epoch, want int64) {
@@ -634,7 +652,7 @@ func testRestartRecovery(t *testing.T, newURL func(testing.TB) string) {
 	first.Close()
 
 	// The second process migrates nothing and sees everything.
-	s := open(t, u)
+	s := Open(t, u)
 	checkMessages(t, s, "done", 7)
 	checkMessages(t, s, "open", 4)
 	if c, err := s.Channel(ctx, "done"); err != nil || c.Open() {
@@ -657,14 +675,50 @@ func testRestartRecovery(t *testing.T, newURL func(testing.TB) string) {
 	if _, err := s.CreateChannel(ctx, "done", nil); !errors.Is(err, persist.ErrExists) {
 		t.Fatalf("CreateChannel(done) after restart error = %v, want ErrExists", err)
 	}
-	// Opening a second store on the same database while the first is open
-	// works too (a rolling restart).
-	other := open(t, u)
-	checkMessages(t, other, "open", 6)
+}
+
+// testOneServer checks that a database serves one store at a time: a
+// second Open fails at once with ErrLocked and a message that says what to
+// do, and works again once the first store is closed.
+func testOneServer(t *testing.T, newURL func(testing.TB) string) {
+	u := newURL(t)
+	ctx := t.Context()
+	first, err := persist.Open(ctx, persist.Config{URL: u})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer first.Close()
+	create(t, first, "c")
+	write(t, first, "c", 1, 2, false)
+	for range 2 { // a refused Open leaves nothing behind that blocks the next
+		start := time.Now()
+		second, err := persist.Open(ctx, persist.Config{URL: u})
+		if err == nil {
+			second.Close()
+			t.Fatal("a second Open of an open database succeeded")
+		}
+		if !errors.Is(err, persist.ErrLocked) ||
+			!strings.Contains(err.Error(), "another messages server is using this database") ||
+			!strings.Contains(err.Error(), "stop it first, or use another database") {
+			t.Fatalf("second Open = %v, want ErrLocked with an explanation", err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("second Open took %v to fail", d)
+		}
+	}
+	write(t, first, "c", 3, 3, false) // the first goes on
+	first.Close()
+
+	again, err := persist.Open(ctx, persist.Config{URL: u})
+	if err != nil {
+		t.Fatalf("Open after the first store closed: %v", err)
+	}
+	defer again.Close()
+	checkMessages(t, again, "c", 3)
 }
 
 func testConcurrentReaders(t *testing.T, newURL func(testing.TB) string) {
-	s := open(t, newURL(t))
+	s := Open(t, newURL(t))
 	w := persist.NewWriter(s, persist.WriterConfig{Workers: 4})
 	const channels, batches, perBatch, readers = 8, 40, 5, 6
 	ids := make([]string, channels)

@@ -14,7 +14,7 @@ import (
 // producer's state never moves backwards.
 func testStreams(t *testing.T, newURL func(testing.TB) string) {
 	u := newURL(t)
-	s := open(t, u)
+	s := Open(t, u)
 	ctx := t.Context()
 	exp := time.Date(2030, 1, 2, 3, 4, 5, 678000000, time.UTC)
 	cfg := persist.StreamConfig{ContentType: "application/json; charset=utf-8", TTL: 0, ExpiresAt: exp}
@@ -73,7 +73,7 @@ func testStreams(t *testing.T, newURL func(testing.TB) string) {
 	}
 	check(s)
 	s.Close()
-	s = open(t, u)
+	s = Open(t, u)
 	check(s)
 
 	// Producer states and a Stream-Seq carried by a batch are committed

@@ -10,11 +10,41 @@ export class ApiError extends Error {
   }
 }
 
-/** ID_PATTERN is the channel id syntax the server accepts. */
-export const ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+// The token of a server that requires one, kept for this tab only.
+const TOKEN_KEY = "messages.token";
+const unauthorized = new Set();
+
+/** getToken returns the token kept for this tab, or "". */
+export function getToken() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return "";
+  }
+}
+
+/** setToken keeps a token for this tab (sessionStorage); "" forgets it. */
+export function setToken(token) {
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // storage disabled: the token lasts until the page is left
+  }
+}
+
+/** onUnauthorized calls fn(message) whenever the server answers 401. */
+export function onUnauthorized(fn) {
+  unauthorized.add(fn);
+}
+
+/** ID_PATTERN is the channel id syntax the server accepts ("." and ".." excepted). */
+export const ID_PATTERN = /^(?!\.\.?$)[A-Za-z0-9._:-]{1,128}$/;
 
 async function request(method, path, { json, text, signal } = {}) {
   const init = { method, headers: {}, signal, cache: "no-store" };
+  const token = getToken();
+  if (token) init.headers.Authorization = `Bearer ${token}`;
   if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);
@@ -40,6 +70,7 @@ async function request(method, path, { json, text, signal } = {}) {
   }
   if (!res.ok) {
     const msg = data && typeof data.error === "string" ? data.error : `${res.status} ${res.statusText}`.trim();
+    if (res.status === 401) for (const fn of unauthorized) fn(msg);
     throw new ApiError(res.status, msg);
   }
   return data;
@@ -80,6 +111,11 @@ export function closeChannel(id) {
   return request("POST", `channels/${enc(id)}/close`);
 }
 
+/** deleteChannel deletes a channel and its history (admin only). */
+export function deleteChannel(id) {
+  return request("DELETE", `channels/${enc(id)}`);
+}
+
 /** socketURL is the WebSocket subscription address for a channel. */
 export function socketURL(id, from, epoch) {
   const u = new URL("ws", document.baseURI);
@@ -87,5 +123,18 @@ export function socketURL(id, from, epoch) {
   u.searchParams.set("id", id);
   u.searchParams.set("from", String(from));
   if (epoch) u.searchParams.set("epoch", epoch);
+  // Browsers cannot set headers on a WebSocket: the server takes the token
+  // in the query here.
+  const token = getToken();
+  if (token) u.searchParams.set("token", token);
+  return u.toString();
+}
+
+/** textURL is the plain text stream of a channel (GET /?id=). */
+export function textURL(id) {
+  const u = new URL("./", document.baseURI);
+  u.searchParams.set("id", id);
+  const token = getToken();
+  if (token) u.searchParams.set("token", token);
   return u.toString();
 }

@@ -34,6 +34,53 @@ function parseRoute() {
   return { view: "home", filter: q.get("filter") || "" };
 }
 
+// The token prompt: shown when the server answers 401, it keeps the token
+// for this tab and starts the current view again with it.
+const tokenForm = $("token-form");
+const forget = $("forget-token");
+
+function showTokenForm(msg) {
+  $("token-reason").textContent = api.getToken()
+    ? `The server refused the token: ${msg}.`
+    : "Paste a token that lets you read (and, to publish, write) channels.";
+  if (tokenForm.hidden) {
+    tokenForm.hidden = false;
+    $("token-input").focus();
+  }
+}
+
+function restart() {
+  if (watcher) {
+    watcher.stop();
+    watcher = null;
+  }
+  list.stop();
+  forget.hidden = !api.getToken();
+  route();
+}
+
+api.onUnauthorized(showTokenForm);
+
+tokenForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const token = $("token-input").value.trim();
+  if (!token) {
+    tokenForm.querySelector(".error").textContent = "Paste the token first.";
+    return;
+  }
+  tokenForm.querySelector(".error").textContent = "";
+  api.setToken(token);
+  $("token-input").value = "";
+  tokenForm.hidden = true;
+  restart();
+});
+
+forget.addEventListener("click", () => {
+  api.setToken("");
+  restart();
+});
+forget.hidden = !api.getToken();
+
 function route() {
   const r = parseRoute();
   if (watcher && (r.view !== "watch" || r.id !== watcher.id)) {
@@ -80,7 +127,7 @@ function bindForm(form, action) {
 function readId(fd) {
   const id = String(fd.get("id") || "").trim();
   if (id && !api.ID_PATTERN.test(id)) {
-    throw new Error("A channel id is 1 to 128 characters of letters, digits and . _ : -");
+    throw new Error("A channel id is 1 to 128 characters of letters, digits and . _ : - (but not \".\" or \"..\")");
   }
   return id;
 }

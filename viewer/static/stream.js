@@ -292,7 +292,9 @@ export class Subscription {
       this.connect();
       return;
     }
-    if (ev.code === 4404 || ev.code === 4400 || (e && (e.code === "not_found" || e.code === "bad_request"))) {
+    // Not found, deleted (4410: the history is gone) or a bad request: a
+    // new connection would get the same.
+    if ([4400, 4404, 4410].includes(ev.code) || (e && ["not_found", "deleted", "bad_request"].includes(e.code))) {
       this.fail(e ? e.message || e.code : ev.reason || `closed with ${ev.code}`);
       return;
     }

@@ -1,5 +1,5 @@
 // The watch view: one channel's content as it arrives, a status line, and
-// the producer controls (publish, close).
+// the producer controls (publish, close, delete).
 
 import * as api from "./api.js";
 import { State, Subscription } from "./stream.js";
@@ -53,6 +53,8 @@ export class Watcher {
     $("close-btn").hidden = false;
     $("close-btn").disabled = false;
     $("close-btn").textContent = "Close channel";
+    $("delete-btn").disabled = false;
+    $("delete-btn").textContent = "Delete channel";
     this.setPublishError("");
     $("publish-result").textContent = "";
     this.out.addEventListener("scroll", () => this.onScroll(), sig);
@@ -69,8 +71,11 @@ export class Watcher {
       }
     }, sig);
     $("close-btn").addEventListener("click", () => this.closeClicked(), sig);
+    $("delete-btn").addEventListener("click", () => this.deleteClicked(), sig);
+    $("text-link").href = api.textURL(this.id);
     this.ticker = setInterval(() => this.renderStatus(), 250);
     this.sub.start();
+    this.probe();
     this.renderStatus();
     $("watch-title").focus();
   }
@@ -82,13 +87,30 @@ export class Watcher {
     this.ctrl.abort();
     clearInterval(this.ticker);
     clearTimeout(this.closeArm);
+    clearTimeout(this.deleteArm);
     clearTimeout(this.noticeTimer);
   }
 
   // --- stream events ---
 
+  // probe asks for the channel over HTTP: a browser does not tell why a
+  // WebSocket was refused, but a 401 here brings up the token prompt (see
+  // api.onUnauthorized), and a 403 is said at once.
+  probe() {
+    if (this.probing || this.stopped) return;
+    this.probing = true;
+    api.getChannel(this.id, { signal: this.ctrl.signal })
+      .catch((e) => {
+        if (e.status === 403) this.notice(`Cannot watch this channel: ${e.message}.`, { bad: true });
+      })
+      .finally(() => {
+        this.probing = false;
+      });
+  }
+
   onState(s, info) {
     this.stateInfo = info;
+    if (s === State.WAITING) this.probe();
     this.flush(); // the status line never runs ahead of the content shown
     if (s === State.FAILED) this.notice(`Cannot watch this channel: ${info.reason}.`, { bad: true });
     if (s === State.ENDED || s === State.FAILED) this.producerDone();
@@ -305,6 +327,34 @@ export class Watcher {
       this.setPublishError(`Cannot close: ${e.message}`);
       b.disabled = false;
       b.textContent = "Close channel";
+    }
+  }
+
+  // deleteClicked deletes the channel on a second click. Its stream then
+  // ends with "deleted"; errors (a token without admin: 403) are told in
+  // the notice line, which stays visible on a closed channel.
+  async deleteClicked() {
+    const b = $("delete-btn");
+    if (b.dataset.armed !== "1") {
+      b.dataset.armed = "1";
+      b.textContent = "Click again to delete";
+      this.deleteArm = setTimeout(() => {
+        b.dataset.armed = "";
+        b.textContent = "Delete channel";
+      }, 4000);
+      return;
+    }
+    clearTimeout(this.deleteArm);
+    b.dataset.armed = "";
+    b.disabled = true;
+    try {
+      await api.deleteChannel(this.id);
+      b.textContent = "Deleted";
+      this.notice("Channel deleted, with its history.");
+    } catch (e) {
+      this.notice(`Cannot delete: ${e.message}`, { bad: true });
+      b.disabled = false;
+      b.textContent = "Delete channel";
     }
   }
 }

@@ -236,6 +236,19 @@ const cases = {
     eq(f, "no reconnect", h.socks(), 1);
   },
 
+  async "deleted gives up, with or without the error frame"(f) {
+    for (const frame of [true, false]) {
+      const h = harness();
+      h.sub.start();
+      h.sock(0).send(hello(0));
+      if (frame) h.sock(0).send({ type: "error", code: "deleted", message: "channel c1 was deleted" });
+      h.sock(0).serverClose(4410);
+      await new Promise((r) => setTimeout(r, 30));
+      eq(f, `state (frame ${frame})`, h.sub.state, State.FAILED);
+      eq(f, `no reconnect (frame ${frame})`, h.socks(), 1);
+    }
+  },
+
   async "backoff grows, is capped, and resets after progress"(f) {
     const h = harness();
     h.sub.start();

@@ -43,6 +43,12 @@ const (
 // must start again from 0, or from at most LastSeq with the new epoch.
 var ErrReset = errors.New("client: channel reset")
 
+// ErrDeleted matches (with errors.Is) the *ServerError of a deleted
+// channel: its history is gone and a subscription never resumes after it.
+// A channel created later under the same id is another channel, with an
+// epoch above every epoch of the deleted one.
+var ErrDeleted = errors.New("client: channel deleted")
+
 // ErrSubscriptionClosed is returned by Next after Close.
 var ErrSubscriptionClosed = errors.New("client: subscription closed")
 
@@ -61,7 +67,7 @@ type Options struct {
 	// continuing from the last seq received with the current epoch, with
 	// exponential backoff and full jitter between attempts. Next then returns
 	// a new Hello event and carries on without a gap. Errors that a retry
-	// cannot fix (not found, bad request, reset, protocol errors) are
+	// cannot fix (not found, deleted, bad request, reset, protocol errors) are
 	// returned as they are.
 	Resume bool
 	// ResumeAttempts bounds how many redials in a row may fail (or connect
@@ -77,6 +83,12 @@ type Options struct {
 	HTTPClient *http.Client
 	// HTTPHeader is added to every handshake request.
 	HTTPHeader http.Header
+	// Token is the bearer token of a server that requires one (a JWT with
+	// the subscribe right on the channel), sent as "Authorization: Bearer"
+	// on every handshake, redials included. Empty: none. A refused token
+	// ends Subscribe (or Next, on a redial) with an error matching
+	// ErrUnauthorized or ErrForbidden.
+	Token string
 	// ReadLimit is the largest frame accepted, in bytes; 0 means
 	// DefaultReadLimit. A larger frame ends the subscription with an
 	// error.
@@ -130,13 +142,24 @@ type Event struct {
 	Received time.Time
 }
 
+// ErrUnauthorized and ErrForbidden match (with errors.Is) the
+// *ServerError of a handshake the server refused with 401 (no token, or a
+// malformed, badly signed or expired one) or 403 (a token without the
+// subscribe right on the channel). They are never retried.
+var (
+	ErrUnauthorized = errors.New("client: unauthorized")
+	ErrForbidden    = errors.New("client: forbidden")
+)
+
 // ServerError is an error frame sent by the server (or, when the server
 // closed without one, derived from the close status or the HTTP status of a
 // refused handshake). Use errors.As to read it, errors.Is(err, ErrReset)
 // for a reset.
 type ServerError struct {
-	// Code is one of wire.CodeBadRequest, wire.CodeNotFound, wire.CodeReset, wire.CodeInternal,
-	// wire.CodeUnavailable, or another code a newer server sends.
+	// Code is one of wire.CodeBadRequest, wire.CodeNotFound, wire.CodeReset,
+	// wire.CodeDeleted, wire.CodeInternal, wire.CodeUnavailable, "http_NNN"
+	// for a handshake refused with HTTP status NNN that has no wire code
+	// (such as http_401), or another code a newer server sends.
 	Code string
 	// Message is the server's human-readable explanation.
 	Message string
@@ -156,8 +179,26 @@ func (e *ServerError) Error() string {
 	return s
 }
 
-// Is reports whether target is ErrReset and e is a reset.
-func (e *ServerError) Is(target error) bool { return target == ErrReset && e.Code == wire.CodeReset }
+// Is reports whether e is a reset (target ErrReset), a deleted channel
+// (ErrDeleted), or a handshake refused with 401 (ErrUnauthorized) or 403
+// (ErrForbidden).
+func (e *ServerError) Is(target error) bool {
+	switch target {
+	case ErrReset:
+		return e.Code == wire.CodeReset
+	case ErrDeleted:
+		return e.Code == wire.CodeDeleted
+	case ErrUnauthorized:
+		return e.Code == codeHTTP(http.StatusUnauthorized)
+	case ErrForbidden:
+		return e.Code == codeHTTP(http.StatusForbidden)
+	}
+	return false
+}
+
+// codeHTTP is the Code of a handshake refused with an HTTP status that has
+// no wire code.
+func codeHTTP(status int) string { return "http_" + strconv.Itoa(status) }
 
 // ProtocolError reports a server that broke the protocol: a seq that is not
 // the one expected (a gap when Got > Expected, a duplicate when Got <
@@ -477,9 +518,17 @@ func (s *Subscription) dial(ctx context.Context, from int64, epoch string) (*web
 		q.Set("epoch", epoch)
 	}
 	u.RawQuery = q.Encode()
+	hdr := s.opts.HTTPHeader
+	if s.opts.Token != "" {
+		hdr = hdr.Clone()
+		if hdr == nil {
+			hdr = http.Header{}
+		}
+		hdr.Set("Authorization", "Bearer "+s.opts.Token)
+	}
 	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
 		HTTPClient: s.opts.HTTPClient,
-		HTTPHeader: s.opts.HTTPHeader,
+		HTTPHeader: hdr,
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
@@ -504,7 +553,7 @@ func httpError(resp *http.Response, dialErr error) error {
 	if msg == "" {
 		msg = dialErr.Error()
 	}
-	code := "http_" + strconv.Itoa(resp.StatusCode)
+	code := codeHTTP(resp.StatusCode)
 	switch resp.StatusCode {
 	case http.StatusBadRequest:
 		code = wire.CodeBadRequest
@@ -512,6 +561,8 @@ func httpError(resp *http.Response, dialErr error) error {
 		code = wire.CodeNotFound
 	case http.StatusConflict:
 		code = wire.CodeReset
+	case http.StatusGone:
+		code = wire.CodeDeleted
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
 		code = wire.CodeUnavailable
 	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusGatewayTimeout:

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/messages-server/messages/ws/auth"
 	"github.com/messages-server/messages/ws/client"
 	"github.com/messages-server/messages/ws/wire"
 	"github.com/messages-server/messages/ws/wstest"
@@ -259,23 +261,32 @@ func TestClientServerErrors(t *testing.T) {
 		code    string
 		lastSeq int64
 		reset   bool
+		deleted bool
 	}{
 		{"not found frame", func(sc *scriptConn) {
 			sc.send(`{"type":"error","code":"not_found","message":"no channel c"}`)
 			sc.closeWith(4404)
-		}, wire.CodeNotFound, 0, false},
+		}, wire.CodeNotFound, 0, false, false},
+		{"deleted after messages", func(sc *scriptConn) {
+			sc.send(hello("c", "1", 0), msg(1, "a"), `{"type":"error","code":"deleted","message":"channel c was deleted"}`)
+			sc.closeWith(4410)
+		}, wire.CodeDeleted, 0, false, true},
+		{"deleted close code only", func(sc *scriptConn) {
+			sc.send(hello("c", "1", 0))
+			sc.closeWith(4410)
+		}, wire.CodeDeleted, 0, false, true},
 		{"reset frame", func(sc *scriptConn) {
 			sc.send(`{"type":"error","code":"reset","message":"restarted","last_seq":12}`)
 			sc.closeWith(4409)
-		}, wire.CodeReset, 12, true},
+		}, wire.CodeReset, 12, true, false},
 		{"error after messages", func(sc *scriptConn) {
 			sc.send(hello("c", "1", 0), msg(1, "a"), `{"type":"error","code":"bad_request","message":"no"}`)
 			sc.closeWith(4400)
-		}, wire.CodeBadRequest, 0, false},
+		}, wire.CodeBadRequest, 0, false, false},
 		{"close code only", func(sc *scriptConn) {
 			sc.send(hello("c", "1", 0))
 			sc.closeWith(4404)
-		}, wire.CodeNotFound, 0, false},
+		}, wire.CodeNotFound, 0, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,8 +297,10 @@ func TestClientServerErrors(t *testing.T) {
 			if !errors.As(err, &se) {
 				t.Fatalf("error %v (%T), want *client.ServerError", err, err)
 			}
-			if se.Code != tt.code || se.LastSeq != tt.lastSeq || errors.Is(err, client.ErrReset) != tt.reset {
-				t.Errorf("got %+v (is reset %v), want code %s last_seq %d reset %v", se, errors.Is(err, client.ErrReset), tt.code, tt.lastSeq, tt.reset)
+			if se.Code != tt.code || se.LastSeq != tt.lastSeq || errors.Is(err, client.ErrReset) != tt.reset ||
+				errors.Is(err, client.ErrDeleted) != tt.deleted {
+				t.Errorf("got %+v (is reset %v, deleted %v), want code %s last_seq %d reset %v deleted %v", se,
+					errors.Is(err, client.ErrReset), errors.Is(err, client.ErrDeleted), tt.code, tt.lastSeq, tt.reset, tt.deleted)
 			}
 			if n := len(queries()); n != 1 {
 				t.Errorf("%d connections, want 1: these errors are not retried", n)
@@ -307,6 +320,13 @@ func TestClientRefusedHandshake(t *testing.T) {
 	var se *client.ServerError
 	if !errors.As(err, &se) || se.Code != wire.CodeNotFound || se.Message != "channel nope not found" {
 		t.Fatalf("error %v, want a not_found *client.ServerError with the body's message", err)
+	}
+	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusGone)
+	}))
+	t.Cleanup(gone.Close)
+	if _, err := client.Subscribe(context.Background(), gone.URL, "c", client.Options{}); !errors.Is(err, client.ErrDeleted) {
+		t.Errorf("410 handshake: %v, want ErrDeleted", err)
 	}
 	if _, err := client.Subscribe(context.Background(), "ftp://x", "c", client.Options{}); err == nil {
 		t.Error("ftp url accepted")
@@ -547,4 +567,61 @@ func TestClientAgainstServer(t *testing.T) {
 	if hellos < 2 {
 		t.Errorf("%d hellos: the drops did not cause a resume", hellos)
 	}
+}
+
+// TestClientToken subscribes to a server that requires tokens: without one,
+// or with one lacking the right, Subscribe fails with ErrUnauthorized or
+// ErrForbidden; with Options.Token the stream is delivered, and a redial
+// after a drop sends the token again.
+func TestClientToken(t *testing.T) {
+	secret := []byte("a test secret that is at least 32 bytes long")
+	a, err := auth.New(context.Background(), auth.Config{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	srv := wstest.Start(t, wstest.Options{Backend: "sqlite", Auth: a})
+	tok := func(c auth.Claims) string {
+		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
+		s, err := auth.SignHS256(secret, &c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	admin := tok(auth.Claims{Admin: true})
+	req, _ := http.NewRequest("POST", srv.URL+"/channels", strings.NewReader(`{"id":"room-1"}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := client.Subscribe(ctx, srv.URL, "room-1", client.Options{}); !errors.Is(err, client.ErrUnauthorized) {
+		t.Errorf("no token: %v, want ErrUnauthorized", err)
+	}
+	if _, err := client.Subscribe(ctx, srv.URL, "room-1", client.Options{Token: tok(auth.Claims{Subscribe: []string{"other"}})}); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("a token for another channel: %v, want ErrForbidden", err)
+	}
+	sub, err := client.Subscribe(ctx, srv.URL, "room-1", client.Options{Token: tok(auth.Claims{Subscribe: []string{"room-*"}}), Resume: true})
+	if err != nil {
+		t.Fatalf("with a token: %v", err)
+	}
+	defer sub.Close()
+	next := func(want client.EventKind) client.Event {
+		t.Helper()
+		ev, err := sub.Next(ctx)
+		if err != nil || ev.Kind != want {
+			t.Fatalf("Next = %v %v, want %v", ev.Kind, err, want)
+		}
+		return ev
+	}
+	next(client.EventHello)
+	next(client.EventLive)
+	srv.DropConnections()
+	next(client.EventHello) // redialed, with the token
+	next(client.EventLive)
 }

@@ -116,10 +116,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var stale *StaleEpochError
 	var gap *SeqGapError
 	var bad *BadRequestError
+	var conflict *ConflictError
 	switch {
 	case errors.Is(err, ErrNotFound):
 		httpError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, ErrConflict), errors.Is(err, ErrStreamSeq):
+	case errors.Is(err, ErrConflict), errors.Is(err, ErrStreamSeq), errors.As(err, &conflict):
 		httpError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, ErrNewEpochSeq), errors.As(err, &bad):
 		httpError(w, http.StatusBadRequest, err.Error())
@@ -145,6 +146,12 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		httpError(w, http.StatusInternalServerError, "internal error")
 	}
 }
+
+// ConflictError is a Backend's refusal of a request that conflicts with
+// the stream's state in a way the protocol does not name (409).
+type ConflictError struct{ Msg string }
+
+func (e *ConflictError) Error() string { return e.Msg }
 
 // BadRequestError is a Backend's refusal of a request as malformed, such as
 // a stream name it cannot store.

@@ -16,6 +16,7 @@ const (
 	CodeBadRequest  = "bad_request" // close 4400
 	CodeNotFound    = "not_found"   // close 4404
 	CodeReset       = "reset"       // close 4409
+	CodeDeleted     = "deleted"     // close 4410: the channel was deleted; do not resume
 	CodeInternal    = "internal"    // close 4500
 	CodeUnavailable = "unavailable" // close 4503: store unreachable or overloaded
 )
@@ -27,6 +28,7 @@ const (
 	CloseBadRequest  = 4400
 	CloseNotFound    = 4404
 	CloseReset       = 4409
+	CloseDeleted     = 4410 // as HTTP 410 Gone
 	CloseInternal    = 4500
 	CloseUnavailable = 4503
 )
@@ -41,6 +43,8 @@ func CloseCode(code string) (int, bool) {
 		return CloseNotFound, true
 	case CodeReset:
 		return CloseReset, true
+	case CodeDeleted:
+		return CloseDeleted, true
 	case CodeInternal:
 		return CloseInternal, true
 	case CodeUnavailable:
@@ -59,6 +63,8 @@ func ErrorCode(close int) (string, bool) {
 		return CodeNotFound, true
 	case CloseReset:
 		return CodeReset, true
+	case CloseDeleted:
+		return CodeDeleted, true
 	case CloseInternal:
 		return CodeInternal, true
 	case CloseUnavailable:

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/auth"
 )
 
 // The persist types satisfy the seams ws declares.
@@ -54,17 +57,38 @@ type Options struct {
 	// RetainMessages bounds the persisted messages a channel keeps in
 	// memory; small values make catch-ups read the store.
 	RetainMessages int
+	// Retention configures the deletion of closed channels; the zero
+	// value keeps them.
+	Retention ws.RetentionConfig
 	// Store wraps the store seen by the hub (for fault injection); nil
 	// leaves it as is.
 	Store func(ws.Store) ws.Store
 	// BatchWriter wraps the store seen by the persist writer (for fault
 	// injection); nil leaves it as is.
 	BatchWriter func(persist.BatchWriter) persist.BatchWriter
+	// Auth checks tokens; nil is open mode.
+	Auth *auth.Authorizer
+	// Guard wraps the server's handler, as cmd/messages does, when not
+	// nil.
+	Guard *auth.Guard
+	// Logger receives the logs of the store, the writer, the hub and the
+	// server. Default: warnings and errors to stderr.
+	Logger *slog.Logger
+	// ShutdownTimeout is how long Close gives the server to flush. Close
+	// and Crash fail the test if the server has not stopped StopGrace
+	// after it. Default 30s.
+	ShutdownTimeout time.Duration
 	// LongPollTimeout is how long a Durable Streams long-poll waits.
 	LongPollTimeout time.Duration
 	// MaxCachedStreams bounds the Durable Streams states cached.
 	MaxCachedStreams int
 }
+
+// StopGrace is how long past its shutdown timeout a server may take to
+// stop before Close or Crash fails the test instead of waiting for it: a
+// hub or a writer that does not stop makes the test fail in seconds, not
+// hang until the package times out.
+const StopGrace = 5 * time.Second
 
 // Server is a running server. Its methods are safe for concurrent use.
 type Server struct {
@@ -83,9 +107,11 @@ type Server struct {
 	// Streams is the server's Durable Streams backend.
 	Streams *ws.DurableBackend
 
-	http   *httptest.Server
-	writer *persist.Writer
-	once   sync.Once
+	t       testing.TB
+	timeout time.Duration // of a graceful shutdown
+	http    *httptest.Server
+	writer  *persist.Writer
+	once    sync.Once
 }
 
 // Start starts a server; it is shut down gracefully when the test ends.
@@ -102,7 +128,10 @@ func Start(t testing.TB, opts Options) *Server {
 			t.Fatalf("wstest: unknown backend %q: use postgres or sqlite", opts.Backend)
 		}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	ctx := context.Background()
 	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log})
 	if err != nil {
@@ -123,7 +152,7 @@ func Start(t testing.TB, opts Options) *Server {
 	hub := ws.NewHub(ws.HubConfig{
 		Store: hubStore, Writer: writer, PersistInterval: opts.PersistInterval, QueueLen: opts.QueueLen,
 		MaxBufferedPerChannel: opts.MaxBufferedPerChannel, RetainMessages: opts.RetainMessages,
-		Logger: log, Metrics: m,
+		Retention: opts.Retention, Logger: log, Metrics: m,
 	})
 	if err := hub.Start(ctx); err != nil {
 		t.Fatalf("wstest: start hub: %v", err)
@@ -132,11 +161,18 @@ func Start(t testing.TB, opts Options) *Server {
 	srv := ws.NewServer(hub, ws.ServerConfig{
 		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), AllowedOrigins: opts.AllowedOrigins,
 		MaxMessageBytes: opts.MaxMessageBytes, PingInterval: opts.PingInterval, Logger: log, HubMetrics: m,
-		Streams: streams, LongPollTimeout: opts.LongPollTimeout,
+		Auth: opts.Auth, Streams: streams, LongPollTimeout: opts.LongPollTimeout,
 	})
-	hs := httptest.NewServer(srv)
+	var h http.Handler = srv
+	if opts.Guard != nil {
+		h = opts.Guard.Handler(srv)
+	}
+	hs := httptest.NewServer(h)
 	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store,
-		Streams: streams, http: hs, writer: writer}
+		Streams: streams, t: t, timeout: opts.ShutdownTimeout, http: hs, writer: writer}
+	if s.timeout <= 0 {
+		s.timeout = 30 * time.Second
+	}
 	t.Cleanup(s.Close)
 	return s
 }
@@ -153,15 +189,17 @@ func (s *Server) DropConnections() { s.Handler.DropConnections() }
 // which is what epochs are for.
 func (s *Server) Crash() {
 	s.once.Do(func() {
-		expired, cancel := context.WithCancel(context.Background())
-		cancel()
-		s.http.Listener.Close()
-		s.Handler.DropConnections()
-		_ = s.Handler.Shutdown(expired)
-		s.http.CloseClientConnections()
-		s.http.Close()
-		_ = s.writer.Close(expired)
-		s.Store.Close()
+		s.bounded("crash", 0, func() {
+			expired, cancel := context.WithCancel(context.Background())
+			cancel()
+			s.http.Listener.Close()
+			s.Handler.DropConnections()
+			_ = s.Handler.Shutdown(expired)
+			s.http.CloseClientConnections()
+			s.http.Close()
+			_ = s.writer.Close(expired)
+			s.Store.Close()
+		})
 	})
 }
 
@@ -170,14 +208,50 @@ func (s *Server) Crash() {
 // to call more than once.
 func (s *Server) Close() {
 	s.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s.http.Config.SetKeepAlivesEnabled(false)
-		s.http.Listener.Close()
-		_ = s.Handler.Shutdown(ctx)
-		s.http.CloseClientConnections()
-		s.http.Close()
-		_ = s.writer.Close(ctx)
-		s.Store.Close()
+		s.bounded("graceful shutdown", s.timeout, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+			defer cancel()
+			s.http.Config.SetKeepAlivesEnabled(false)
+			s.http.Listener.Close()
+			_ = s.Handler.Shutdown(ctx)
+			s.http.CloseClientConnections()
+			s.http.Close()
+			_ = s.writer.Close(ctx)
+			s.Store.Close()
+		})
 	})
+}
+
+// bounded runs stop, which has timeout to do its work, and fails the test
+// with the server's goroutines if it has not returned StopGrace later.
+// stop then goes on in the background.
+func (s *Server) bounded(what string, timeout time.Duration, stop func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stop()
+	}()
+	limit := timeout + StopGrace
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		s.t.Errorf("wstest: %s: the server did not stop within %v: a channel actor or the persist writer "+
+			"does not return; its goroutines:\n%s", what, limit, serverGoroutines())
+	}
+}
+
+// serverGoroutines returns the stacks of the goroutines running code of
+// this module.
+func serverGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "github.com/messages-server/messages/") && !strings.Contains(g, "wstest.serverGoroutines") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }

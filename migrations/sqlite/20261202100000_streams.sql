@@ -1,5 +1,5 @@
 -- migrate:up
--- The SQLite twin of postgres/20261202000000_streams.sql. expires_at and
+-- The SQLite twin of postgres/20261202100000_streams.sql. expires_at and
 -- deleted_at are in Unix microseconds.
 ALTER TABLE channels ADD COLUMN content_type TEXT;
 ALTER TABLE channels ADD COLUMN ttl_seconds INTEGER;

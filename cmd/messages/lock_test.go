@@ -1,0 +1,166 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/messages-server/messages/persist/persisttest"
+)
+
+// process is the server binary running as a process of its own.
+type process struct {
+	cmd    *exec.Cmd
+	log    *syncBuffer // its stderr
+	exited chan struct{}
+	err    error // cmd.Wait's, once exited is closed
+}
+
+// buildServer builds the server binary into a temporary directory of t.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "messages")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// spawn starts the binary bin on the database dbURL, stopped (SIGKILL if
+// it has not exited) when t ends.
+func spawn(t *testing.T, bin, dbURL string) *process {
+	t.Helper()
+	p := &process{log: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(bin, "-addr", "127.0.0.1:0", "-persist-interval", "10ms", "-database-url", dbURL)
+	p.cmd.Env = append(os.Environ(), "DATABASE_URL=", "LISTEN_ADDR=")
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+// servingAddr finds the listening address in the server's start-up log.
+var servingAddr = regexp.MustCompile(`msg=serving addr=(\S+)`)
+
+// serve starts the binary like spawn and waits until it serves; it returns
+// the server's base URL.
+func serve(t *testing.T, bin, dbURL string) (*process, *server) {
+	t.Helper()
+	p := spawn(t, bin, dbURL)
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		if m := servingAddr.FindStringSubmatch(p.log.String()); m != nil {
+			return p, &server{base: "http://" + m[1], log: p.log}
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("server exited before serving: %v\n%s", p.err, p.log)
+		case <-time.After(10 * time.Millisecond): // polling its log, with a deadline
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not serving after %v\n%s", waitTimeout, p.log)
+		}
+	}
+}
+
+// wait waits at most d for p to exit and returns its exit code.
+func (p *process) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		t.Fatalf("process still running after %v\n%s", d, p.log)
+		return 0
+	}
+}
+
+// TestOneServerPerDatabase runs the real binary twice on one database, on
+// each backend: the second refuses to start, saying why and what to do,
+// while the first goes on and keeps every message; once the first is
+// killed, a new server starts and has every message the first
+// acknowledged as persisted.
+func TestOneServerPerDatabase(t *testing.T) {
+	bin := buildServer(t)
+	for _, backend := range []struct {
+		name  string
+		dbURL func(testing.TB) string
+	}{
+		{"sqlite", func(t testing.TB) string {
+			return (&url.URL{Scheme: "sqlite", Path: filepath.Join(t.TempDir(), "m.db")}).String()
+		}},
+		{"postgres", persisttest.DatabaseURL},
+	} {
+		t.Run(backend.name, func(t *testing.T) {
+			dbURL := backend.dbURL(t)
+			first, firstSrv := serve(t, bin, dbURL)
+			do(t, "POST", firstSrv.base+"/channels", `{"id":"kept"}`, http.StatusCreated)
+			var want []string
+			add := func(s *server) {
+				t.Helper()
+				data := fmt.Sprintf("m%d", len(want)+1)
+				if seq := appendMessage(t, s, "kept", data); seq != int64(len(want))+1 {
+					t.Fatalf("append %s: seq %d, want %d", data, seq, len(want)+1)
+				}
+				want = append(want, fmt.Sprintf("%d:%s", len(want)+1, data))
+			}
+			for range 3 {
+				add(firstSrv)
+			}
+
+			second := spawn(t, bin, dbURL)
+			if code := second.wait(t, 15*time.Second); code == 0 {
+				t.Fatalf("second server exited with 0, want an error\n%s", second.log)
+			}
+			const msg = "another messages server is using this database; stop it first, or use another database"
+			if log := second.log.String(); !strings.Contains(log, "another messages server is using this database") ||
+				!strings.Contains(log, "stop it first, or use another database") {
+				t.Fatalf("second server's output lacks %q:\n%s", msg, log)
+			}
+
+			// The first goes on, and keeps everything.
+			for range 3 {
+				add(firstSrv)
+			}
+			if got := history(t, firstSrv, "kept"); !slices.Equal(got, want) {
+				t.Fatalf("first server's history = %v, want %v", got, want)
+			}
+
+			// Killed, it leaves the database free for a new server.
+			if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			first.wait(t, waitTimeout)
+			third, thirdSrv := serve(t, bin, dbURL)
+			if got := history(t, thirdSrv, "kept"); !slices.Equal(got, want) {
+				t.Fatalf("after the first was killed, history = %v, want %v", got, want)
+			}
+			add(thirdSrv)
+			if err := third.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if code := third.wait(t, waitTimeout); code != 0 {
+				t.Fatalf("third server exited with %d after SIGTERM\n%s", code, third.log)
+			}
+		})
+	}
+}
