@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -244,6 +245,54 @@ func TestDurableStateCacheBound(t *testing.T) {
 		}
 		if got := string(readAll(t, dsDo(t, "GET", name(i), nil))); got != "a" {
 			t.Fatalf("stream %d reads %q, want %q", i, got, "a")
+		}
+	}
+}
+
+// TestDurableStreamsTokens: with tokens required, /v1/stream/ asks for the
+// same rights as the channels API: publish to create and append, subscribe
+// to read (also as ?token= on GET, for EventSource), subscribe on the
+// source to fork, admin to delete.
+func TestDurableStreamsTokens(t *testing.T) {
+	srv := startAuth(t, "sqlite", false, nil)
+	tok := testTokens(t)
+	u := srv.URL + "/v1/stream/room-1"
+	ct := map[string]string{"Content-Type": "text/plain"}
+	for _, c := range []struct {
+		method, url, token, body string
+		hdr                      map[string]string
+		want                     int
+	}{
+		{"PUT", u, "none", "", ct, http.StatusUnauthorized},
+		{"PUT", u, "subscriber", "", ct, http.StatusForbidden},
+		{"PUT", u, "publisher", "a", ct, http.StatusCreated},
+		{"POST", u, "stranger", "b", ct, http.StatusForbidden},
+		{"POST", u, "publisher", "b", ct, http.StatusNoContent},
+		{"GET", u, "none", "", nil, http.StatusUnauthorized},
+		{"GET", u, "publisher", "", nil, http.StatusForbidden},
+		{"GET", u, "subscriber", "", nil, http.StatusOK},
+		{"GET", u + "?offset=-1&live=sse&token=" + tok["subscriber"], "none", "", nil, http.StatusOK},
+		{"HEAD", u, "subscriber", "", nil, http.StatusOK},
+		{"PUT", srv.URL + "/v1/stream/room-2", "publisher", "", map[string]string{"Stream-Forked-From": "/v1/stream/room-1"}, http.StatusForbidden},
+		{"DELETE", u, "publisher", "", nil, http.StatusForbidden},
+		{"DELETE", u, "admin", "", nil, http.StatusNoContent},
+	} {
+		if c.method == "GET" && strings.Contains(c.url, "live=sse") {
+			// An SSE response lasts: check its status only.
+			ctx, cancel := context.WithCancel(context.Background())
+			req, _ := http.NewRequestWithContext(ctx, c.method, c.url, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil || resp.StatusCode != c.want {
+				t.Errorf("SSE with ?token=: %v %v, want %d", resp, err, c.want)
+			}
+			if err == nil {
+				resp.Body.Close()
+			}
+			cancel()
+			continue
+		}
+		if got := request(t, c.method, c.url, tok[c.token], c.body, c.hdr); got.status != c.want {
+			t.Errorf("%s %s as %s: %d %s, want %d", c.method, c.url, c.token, got.status, got.body, c.want)
 		}
 	}
 }
