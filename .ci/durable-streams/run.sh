@@ -76,6 +76,7 @@ console.log(r.numPassedTests, r.numFailedTests, r.numPendingTests + r.numTodoTes
 ' "$work/results.json")
 echo "durable-streams conformance on ${db_url%%:*}: passed=$passed failed=$failed skipped=$skipped (bar: $bar passed)"
 if ((passed < bar)); then
-	echo "below the bar: $passed < $bar" >&2
+	echo "below the bar: $passed < $bar; the server's log ends with:" >&2
+	tail -n 40 "$work/server.log" >&2
 	exit 1
 fi
