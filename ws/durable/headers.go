@@ -109,7 +109,7 @@ func parseConfig(r *http.Request) (Config, error) {
 		if err != nil {
 			return cfg, errors.New("Stream-Expires-At must be an RFC 3339 timestamp")
 		}
-		cfg.ExpiresAt = t.UTC()
+		cfg.ExpiresAt = t.UTC().Truncate(time.Microsecond) // as the store keeps it
 	}
 	return cfg, nil
 }
