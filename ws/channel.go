@@ -80,8 +80,12 @@ type (
 		wait      bool // answer once persisted
 		generated bool // from the channel's generator
 		result    chan appendResult
+		// rest are more messages of the same request, appended after data
+		// in the same step: nothing comes between them, and they are
+		// persisted in the same batch. The result is the last one's seq.
+		rest [][]byte
 		// commit, if not nil, is stream state committed in the same
-		// transaction as the message (a producer's state, a Stream-Seq).
+		// transaction as the messages (a producer's state, a Stream-Seq).
 		commit *streamCommit
 	}
 	streamCommit struct {
@@ -266,27 +270,16 @@ func (c *channel) onAppend(r *appendReq) {
 	case c.stopping:
 		r.result <- appendResult{err: ErrShuttingDown}
 		return
-	case !c.h.reserve(c, int64(len(r.data))):
+	case !c.h.reserve(c, int64(1+len(r.rest)), requestBytes(r)):
 		r.result <- appendResult{err: ErrOverloaded}
 		return
 	}
-	c.lastSeq++
-	m := newMessage(c.binary, c.lastSeq, r.time, r.data)
-	c.buf = append(c.buf, m)
-	c.bufBytes += int64(len(m.Data))
+	m := c.add(r.time, r.data)
+	for _, d := range r.rest {
+		m = c.add(r.time, d)
+	}
 	if r.commit != nil {
 		c.commits = append(c.commits, r.commit)
-	}
-	c.statLast.Store(c.lastSeq)
-	c.h.metrics.appended.Inc()
-	for s := range c.subs {
-		select {
-		case s.queue <- m:
-		default:
-			// A slow consumer: detach it rather than wait or drop. It
-			// catches up from history at its own pace and re-attaches.
-			c.detach(s, reasonDetached)
-		}
 	}
 	if r.wait {
 		c.waiters = append(c.waiters, waiter{seq: m.Seq, result: r.result})
@@ -389,6 +382,35 @@ func (c *channel) flush() {
 		c.timer.Stop()
 		c.timerOn = false
 	}
+}
+
+// requestBytes is the data size of an append request.
+func requestBytes(r *appendReq) int64 {
+	n := int64(len(r.data))
+	for _, d := range r.rest {
+		n += int64(len(d))
+	}
+	return n
+}
+
+// add appends one message, reserved already, and fans it out.
+func (c *channel) add(t int64, data []byte) *wire.Message {
+	c.lastSeq++
+	m := newMessage(c.binary, c.lastSeq, t, data)
+	c.buf = append(c.buf, m)
+	c.bufBytes += int64(len(m.Data))
+	c.statLast.Store(c.lastSeq)
+	c.h.metrics.appended.Inc()
+	for s := range c.subs {
+		select {
+		case s.queue <- m:
+		default:
+			// A slow consumer: detach it rather than wait or drop. It
+			// catches up from history at its own pace and re-attaches.
+			c.detach(s, reasonDetached)
+		}
+	}
+	return m
 }
 
 // commitProducers lists the producer states of commits, in order.

@@ -319,12 +319,10 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 		}
 	}
 	var last int64
-	for i, m := range a.Messages {
-		var c *streamCommit
-		if i == len(a.Messages)-1 {
-			c = commit // committed with the request's last message
-		}
-		if last, err = b.h.appendCommit(ctx, name, m, c != nil, c); err != nil {
+	if len(a.Messages) > 0 {
+		// One actor step: nothing comes between the request's messages,
+		// and they are persisted together, with commit.
+		if last, err = b.h.appendRequest(ctx, name, a.Messages, commit != nil, commit); err != nil {
 			return durable.AppendResult{Info: info}, streamErr(err)
 		}
 	}

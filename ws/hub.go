@@ -322,17 +322,17 @@ func (h *Hub) remove(c *channel, closed bool) {
 	}
 }
 
-// reserve accounts for one more buffered message of n bytes in c, or
-// reports false if a bound would be passed. Called by c's actor.
-func (h *Hub) reserve(c *channel, n int64) bool {
-	if c.lastSeq-c.p >= int64(h.cfg.MaxBufferedPerChannel) {
+// reserve accounts for msgs more buffered messages of n bytes in all in c,
+// or reports false if a bound would be passed. Called by c's actor.
+func (h *Hub) reserve(c *channel, msgs, n int64) bool {
+	if c.lastSeq-c.p+msgs > int64(h.cfg.MaxBufferedPerChannel) {
 		return false
 	}
 	if h.bufferedBytes.Add(n) > h.cfg.MaxBufferedBytes {
 		h.bufferedBytes.Add(-n)
 		return false
 	}
-	h.bufferedMsgs.Add(1)
+	h.bufferedMsgs.Add(msgs)
 	return true
 }
 

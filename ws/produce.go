@@ -89,7 +89,14 @@ func (h *Hub) Append(ctx context.Context, id string, data []byte, waitPersisted 
 // appendCommit is Append with stream state committed in the same
 // transaction as the message.
 func (h *Hub) appendCommit(ctx context.Context, id string, data []byte, waitPersisted bool, commit *streamCommit) (int64, error) {
-	req := &appendReq{data: data, wait: waitPersisted, result: make(chan appendResult, 1), commit: commit}
+	return h.appendRequest(ctx, id, [][]byte{data}, waitPersisted, commit)
+}
+
+// appendRequest appends msgs (at least one) to channel id in one actor
+// step, with commit (if not nil) committed in the same transaction, and
+// returns the last one's seq.
+func (h *Hub) appendRequest(ctx context.Context, id string, msgs [][]byte, waitPersisted bool, commit *streamCommit) (int64, error) {
+	req := &appendReq{data: msgs[0], rest: msgs[1:], wait: waitPersisted, result: make(chan appendResult, 1), commit: commit}
 	return h.produce(ctx, id, func() any {
 		req.time = time.Now().UnixMicro()
 		return req

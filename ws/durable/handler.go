@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -26,6 +27,9 @@ type HandlerConfig struct {
 	SSELifetime time.Duration
 	// MaxAppendBytes bounds a PUT or POST body. Default 1 MiB.
 	MaxAppendBytes int
+	// MaxAppendMessages bounds the messages of one JSON-mode body (the
+	// elements of its array). Default 10,000.
+	MaxAppendMessages int
 	// MaxReadBytes bounds the data of one catch-up response (one message
 	// larger than this is still sent whole). Default 1 MiB.
 	MaxReadBytes int
@@ -53,6 +57,9 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	}
 	if cfg.MaxAppendBytes <= 0 {
 		cfg.MaxAppendBytes = 1 << 20
+	}
+	if cfg.MaxAppendMessages <= 0 {
+		cfg.MaxAppendMessages = 10_000
 	}
 	if cfg.MaxReadBytes <= 0 {
 		cfg.MaxReadBytes = 1 << 20
@@ -176,15 +183,26 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 	return body, true
 }
 
-// messages splits a body into the messages of a stream of type ct.
-func messages(ct string, body []byte) ([][]byte, error) {
+// messages splits a body into the messages of a stream of type ct; ok is
+// false when it answered an error.
+func (h *Handler) messages(w http.ResponseWriter, ct string, body []byte) ([][]byte, bool) {
 	if len(body) == 0 {
-		return nil, nil
+		return nil, true
 	}
-	if IsJSON(ct) {
-		return splitJSON(body)
+	if !IsJSON(ct) {
+		return [][]byte{body}, true
 	}
-	return [][]byte{body}, nil
+	msgs, err := splitJSON(body)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return nil, false
+	}
+	if len(msgs) > h.cfg.MaxAppendMessages {
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
+			"%d messages in one append; at most %d", len(msgs), h.cfg.MaxAppendMessages))
+		return nil, false
+	}
+	return msgs, true
 }
 
 // setInfo sets the headers that describe a stream.
@@ -221,9 +239,8 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, name string) {
 			ct = info.ContentType
 		}
 	}
-	msgs, err := messages(ct, body)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err.Error())
+	msgs, ok := h.messages(w, ct, body)
+	if !ok {
 		return
 	}
 	info, created, err := h.cfg.Backend.Create(r.Context(), name, cfg, msgs, closed)
@@ -275,8 +292,7 @@ func (h *Handler) append(w http.ResponseWriter, r *http.Request, name string) {
 			httpError(w, http.StatusConflict, "Content-Type "+ct+" does not match the stream's "+info.ContentType)
 			return
 		}
-		if a.Messages, err = messages(info.ContentType, body); err != nil {
-			httpError(w, http.StatusBadRequest, err.Error())
+		if a.Messages, ok = h.messages(w, info.ContentType, body); !ok {
 			return
 		}
 		if len(a.Messages) == 0 {
