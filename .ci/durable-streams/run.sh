@@ -21,6 +21,8 @@ here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd -- "$here/../.." && pwd)"
 export PATH="/usr/local/go/bin:$PATH"
 
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' ||
+	{ echo "the suite's vitest needs Node.js 20.19 or later; found $(node --version 2>/dev/null || echo none)" >&2; exit 1; }
 [[ -d $here/node_modules/@durable-streams/server-conformance-tests ]] ||
 	{ echo "conformance suite not installed: run npm ci in $here" >&2; exit 1; }
 
