@@ -26,17 +26,32 @@ type postgres struct {
 	lockConfig *pgx.ConnConfig
 	lockDesc   string
 
-	mu   sync.Mutex
-	lock *pgx.Conn // Guarded by mu; holds the server lock.
+	mu      sync.Mutex
+	lock    *pgx.Conn // Guarded by mu; holds the server lock.
+	lockPID uint32    // Guarded by mu; the backend pid of lock.
+
+	// lostCh is closed by watchLock when another server took the lock;
+	// stop ends watchLock, which closes watched when it returns.
+	lostCh  chan struct{}
+	stop    chan struct{}
+	watched chan struct{}
 }
 
 // serverLockClass is the upper half of the key of the session-level
-// advisory lock an open PostgreSQL store holds, "msgs"; the lower half is
-// the oid of its channels table, so that deployments with tables of their
-// own in one database (schemas chosen by search_path) do not exclude each
-// other. pg_locks shows the lock as locktype advisory, classid 1836279667,
-// objid the oid of the channels table, objsubid 1.
+// advisory lock an open PostgreSQL store holds, "msgs"; the lower half is a
+// hash of the schema its tables are in (the first of the search_path), so
+// that deployments with tables of their own in one database do not exclude
+// each other, and so that the lock can be taken before the tables exist.
+// pg_locks shows the lock as locktype advisory, classid 1836279667, objid
+// that hash, objsubid 1.
 const serverLockClass int64 = 0x6d736773
+
+// serverLockKey is the SQL expression of the lock's key.
+const serverLockKey = `($1::bigint << 32 | (hashtext(current_schema())::bigint & 4294967295))`
+
+// lockCheckInterval is how often an open store checks that it still holds
+// the server lock.
+const lockCheckInterval = time.Second
 
 // openPostgres opens the PostgreSQL database at cfg.URL, creating it and
 // migrating it first unless cfg.SkipMigrations, and takes the server lock
@@ -59,18 +74,23 @@ func openPostgres(ctx context.Context, cfg Config) (*postgres, error) {
 		}
 	}
 	p := &postgres{desc: slog.GroupValue(slog.String("backend", "postgres"), slog.String("database", desc.String()))}
+	var u *url.URL
 	if !cfg.SkipMigrations {
-		u, err := createDatabase(ctx, cfg.URL, cfg.Logger)
-		if err != nil {
-			return nil, err
-		}
-		if err := migrate(ctx, pcfg.ConnConfig.Copy(), u, cfg.Logger); err != nil {
+		if u, err = createDatabase(ctx, cfg.URL, cfg.Logger); err != nil {
 			return nil, err
 		}
 	}
+	// The lock comes before the migrations: a second server, maybe of a
+	// newer version, must not migrate the database under a running one.
 	if !cfg.SkipLock {
 		p.lockConfig, p.lockDesc = pcfg.ConnConfig.Copy(), desc.String()
-		if p.lock, err = lockPostgres(ctx, p.lockConfig, p.lockDesc); err != nil {
+		if p.lock, p.lockPID, err = lockPostgres(ctx, p.lockConfig, p.lockDesc); err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.SkipMigrations {
+		if err := migrate(ctx, pcfg.ConnConfig.Copy(), u, cfg.Logger); err != nil {
+			p.close()
 			return nil, err
 		}
 	}
@@ -78,22 +98,92 @@ func openPostgres(ctx context.Context, cfg Config) (*postgres, error) {
 		p.close()
 		return nil, fmt.Errorf("persist: open pool: %w", err)
 	}
+	if p.lock != nil {
+		p.lostCh, p.stop, p.watched = make(chan struct{}), make(chan struct{}), make(chan struct{})
+		go p.watchLock(cfg.Logger)
+	}
 	return p, nil
+}
+
+// watchLock checks the server lock every lockCheckInterval until close, and
+// takes it again when its connection went (the database restarted, or
+// something cut the connection). When another server took it meanwhile,
+// watchLock closes lostCh and returns: this store writes nothing more
+// (writeTx checks the lock in every transaction), and the server must stop.
+func (p *postgres) watchLock(log *slog.Logger) {
+	defer close(p.watched)
+	t := time.NewTicker(lockCheckInterval)
+	defer t.Stop()
+	failing := false // warn once per outage, not every tick
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), lockPingTimeout+lockWait)
+		err := p.checkLock(ctx)
+		cancel()
+		switch {
+		case errors.Is(err, ErrLocked):
+			log.Error("persist: another server took the database lock; this one writes nothing more", "err", err)
+			close(p.lostCh)
+			return
+		case err != nil && !failing:
+			log.Warn("persist: cannot check the database lock, will retry", "err", err)
+		}
+		failing = err != nil
+	}
+}
+
+// lost returns a channel closed when another server took the lock.
+func (p *postgres) lost() <-chan struct{} { return p.lostCh }
+
+// errLockNotHeld fails a write transaction of a store whose lock's
+// connection is gone; the writer retries it once watchLock has taken the
+// lock again.
+var errLockNotHeld = errors.New("persist: the server lock is not held (its connection was lost); retrying once it is taken again")
+
+// checkLockInTx fails tx unless this store's lock connection holds the
+// server lock: a store that lost it (and maybe another server took it)
+// must not write. Done inside the write transaction, just before its
+// commit, the check leaves no time for another server to start writing.
+func (p *postgres) checkLockInTx(ctx context.Context, tx pgx.Tx) error {
+	if p.lockConfig == nil {
+		return nil
+	}
+	p.mu.Lock()
+	pid, held := p.lockPID, p.lock != nil
+	p.mu.Unlock()
+	if held {
+		err := tx.QueryRow(ctx,
+			`SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+			   AND pid = $2::int AND classid::bigint = $1::bigint AND objsubid = 1
+			   AND objid::bigint = (hashtext(current_schema())::bigint & 4294967295)
+			   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`,
+			serverLockClass, int64(pid)).Scan(&held)
+		if err != nil {
+			return fmt.Errorf("check the server lock: %w", err)
+		}
+	}
+	if !held {
+		return errLockNotHeld
+	}
+	return nil
 }
 
 // lockPostgres opens a connection and takes the server lock on it, waiting
 // at most lockWait for another holder to go. The lock lasts until the connection closes: when the store is
 // closed, or when the process dies and the database sees the connection
 // go.
-func lockPostgres(ctx context.Context, config *pgx.ConnConfig, desc string) (*pgx.Conn, error) {
+func lockPostgres(ctx context.Context, config *pgx.ConnConfig, desc string) (*pgx.Conn, uint32, error) {
 	conn, err := pgx.ConnectConfig(ctx, config)
 	if err != nil {
-		return nil, fmt.Errorf("persist: connect: %w", err)
+		return nil, 0, fmt.Errorf("persist: connect: %w", err)
 	}
 	err = retryLock(ctx, func() error {
 		var locked bool
-		err := conn.QueryRow(ctx,
-			`SELECT pg_try_advisory_lock($1::bigint << 32 | 'channels'::regclass::oid::bigint)`,
+		err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+serverLockKey+`)`,
 			serverLockClass).Scan(&locked)
 		if err == nil && !locked {
 			err = errLockHeld
@@ -107,9 +197,9 @@ func lockPostgres(ctx context.Context, config *pgx.ConnConfig, desc string) (*pg
 	}
 	if err != nil {
 		conn.Close(context.WithoutCancel(ctx))
-		return nil, err
+		return nil, 0, err
 	}
-	return conn, nil
+	return conn, conn.PgConn().PID(), nil
 }
 
 func (p *postgres) describe() slog.Value { return p.desc }
@@ -152,16 +242,21 @@ func (p *postgres) checkLock(ctx context.Context) error {
 		p.lock.Close(context.WithoutCancel(ctx))
 		p.lock = nil
 	}
-	lock, err := lockPostgres(ctx, p.lockConfig, p.lockDesc)
+	lock, pid, err := lockPostgres(ctx, p.lockConfig, p.lockDesc)
 	if err != nil {
 		return fmt.Errorf("server lock lost: %w", err)
 	}
-	p.lock = lock
+	p.lock, p.lockPID = lock, pid
 	return nil
 }
 
 // close closes the pool, then the lock's connection, which releases it.
 func (p *postgres) close() {
+	if p.stop != nil {
+		close(p.stop)
+		<-p.watched
+		p.stop = nil // close may be called again
+	}
 	if p.pool != nil {
 		p.pool.Close()
 	}
@@ -426,6 +521,9 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 	}
 	if err := writeStreamStates(ctx, tx, batches); err != nil {
 		return fmt.Errorf("stream state: %w", err)
+	}
+	if err := p.checkLockInTx(ctx, tx); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)

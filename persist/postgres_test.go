@@ -1,6 +1,7 @@
 package persist_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -143,7 +144,9 @@ func lockHolder(t *testing.T, admin *pgx.Conn) int32 {
 	var pids []int32
 	rows, err := admin.Query(t.Context(),
 		`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-		 AND classid = 1836279667 AND objid = 'channels'::regclass::oid AND objsubid = 1`)
+		 AND classid = 1836279667 AND objsubid = 1
+		 AND objid::bigint = (hashtext(current_schema())::bigint & 4294967295)
+		 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
 	if err == nil {
 		pids, err = pgx.CollectRows(rows, pgx.RowTo[int32])
 	}
@@ -156,18 +159,17 @@ func lockHolder(t *testing.T, admin *pgx.Conn) int32 {
 	return pids[0]
 }
 
-// TestServerLockLost cuts the connection that holds a store's server
-// lock: Ping takes the lock again, or, if another server took it
-// meanwhile, reports it with ErrLocked.
-func TestServerLockLost(t *testing.T) {
-	s, u := openStore(t)
+// lockCutter returns an admin connection to u and a function that
+// terminates the backend holding the server lock.
+func lockCutter(t *testing.T, u string) (*pgx.Conn, func()) {
+	t.Helper()
 	ctx := t.Context()
 	admin, err := pgx.Connect(ctx, u)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close(ctx)
-	cut := func() {
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	return admin, func() {
 		t.Helper()
 		pid := lockHolder(t, admin)
 		if pid == 0 {
@@ -178,6 +180,38 @@ func TestServerLockLost(t *testing.T) {
 			t.Fatalf("terminate %d: %v %v", pid, done, err)
 		}
 	}
+}
+
+// steal cuts the store's lock connection and takes the server lock on
+// admin's connection, as a second server starting at that moment would,
+// trying again while the store takes its lock back first.
+func steal(t *testing.T, admin *pgx.Conn, cut func()) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		cut()
+		var got bool
+		err := admin.QueryRow(t.Context(),
+			`SELECT pg_try_advisory_lock(1836279667::bigint << 32 | (hashtext(current_schema())::bigint & 4294967295))`).Scan(&got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("could not take the server lock in %v", waitTimeout)
+		}
+	}
+}
+
+// TestServerLockLost cuts the connection that holds a store's server
+// lock: Ping takes the lock again, or, if another server took it
+// meanwhile, reports it with ErrLocked.
+func TestServerLockLost(t *testing.T) {
+	s, u := openStore(t)
+	ctx := t.Context()
+	admin, cut := lockCutter(t, u)
 	before := lockHolder(t, admin)
 	cut()
 	if err := s.Ping(ctx); err != nil {
@@ -187,16 +221,47 @@ func TestServerLockLost(t *testing.T) {
 		t.Fatalf("lock holder %d after Ping, want a new one (was %d)", after, before)
 	}
 
-	cut()
-	other, err := persist.Open(ctx, persist.Config{URL: u})
-	if err != nil {
-		t.Fatalf("Open while the lock is free: %v", err)
-	}
+	steal(t, admin, cut)
 	if err := s.Ping(ctx); !errors.Is(err, persist.ErrLocked) {
 		t.Fatalf("Ping after another server took the lock = %v, want ErrLocked", err)
 	}
-	other.Close()
+	if _, err := admin.Exec(ctx, `SELECT pg_advisory_unlock_all()`); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("Ping once the lock is free again: %v", err)
+	}
+}
+
+// TestServerLockStolenStopsWrites is the case of a second server that
+// starts while the first's lock connection is gone: the first must write
+// nothing more (its rows would collide with the second's, and a retry
+// that skips stored rows would drop its own silently), and Lost must tell
+// it to stop.
+func TestServerLockStolenStopsWrites(t *testing.T) {
+	s, u := openStore(t)
+	ctx := t.Context()
+	if _, err := s.CreateChannel(ctx, "c", nil); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1764300000, 0)
+	if err := s.WriteBatches(ctx, []*persist.Batch{{Channel: "c", Messages: msgs("c", 1, 2, at)}}); err != nil {
+		t.Fatal(err)
+	}
+	admin, cut := lockCutter(t, u)
+	steal(t, admin, cut)
+
+	err := s.WriteBatches(ctx, []*persist.Batch{{Channel: "c", Messages: msgs("c", 3, 4, at)}})
+	if err == nil {
+		t.Fatal("WriteBatches succeeded while another server holds the lock")
+	}
+	if errors.Is(err, persist.ErrRejected) {
+		t.Fatalf("WriteBatches = %v: permanent, the writer would give the batch up instead of waiting", err)
+	}
+	checkMessages(t, s, "c", 2)
+	select {
+	case <-s.Lost():
+	case <-time.After(waitTimeout):
+		t.Fatalf("Lost not closed %v after another server took the lock", waitTimeout)
 	}
 }

@@ -103,17 +103,23 @@ func openSQLite(ctx context.Context, cfg Config) (*sqliteStore, error) {
 	if err != nil {
 		abs = p
 	}
+	// The lock belongs to the file, whatever name it is opened by: a
+	// second server given a symbolic link to it must find it locked.
+	lockPath := abs + ".lock"
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		lockPath = real + ".lock"
+	}
 	s := &sqliteStore{path: abs}
 	// The lock first: a second server must not even migrate the file.
 	err = retryLock(ctx, func() (err error) {
-		s.lock, err = lockFile(p + ".lock")
+		s.lock, err = lockFile(lockPath)
 		return err
 	})
 	if errors.Is(err, errLockHeld) {
-		return nil, lockedError("SQLite file " + abs + ", locked through " + abs + ".lock")
+		return nil, lockedError("SQLite file " + abs + ", locked through " + lockPath)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("persist: lock %s.lock: %w", p, err)
+		return nil, fmt.Errorf("persist: lock %s: %w", lockPath, err)
 	}
 	if err := s.open(ctx, cfg, p, params); err != nil {
 		s.close()
@@ -179,6 +185,10 @@ func migrateSQLite(p string, log *slog.Logger) error {
 	}
 	return nil
 }
+
+// lost returns nil: the file lock lasts as long as the process holds its
+// file open.
+func (s *sqliteStore) lost() <-chan struct{} { return nil }
 
 func (s *sqliteStore) describe() slog.Value {
 	return slog.GroupValue(slog.String("backend", "sqlite"), slog.String("path", s.path))

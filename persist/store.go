@@ -54,6 +54,9 @@ const defaultMaxConns = 16
 type backend interface {
 	// describe returns what Store.LogValue shows.
 	describe() slog.Value
+	// lost returns a channel closed when another server took the server
+	// lock from this store (nil: the lock cannot be lost).
+	lost() <-chan struct{}
 	// close closes every connection, waiting for those in use.
 	close()
 	// ping reports whether the database answers.
@@ -207,6 +210,14 @@ func (s *Store) LogValue() slog.Value { return s.b.describe() }
 // Close closes every connection of the store, waiting for those in use to
 // be released.
 func (s *Store) Close() { s.b.close() }
+
+// Lost returns a channel that is closed when another server took this
+// store's server lock: after the lock's connection to PostgreSQL was lost
+// (the database restarted, or a proxy cut it), the store could not take it
+// back. From then on the store writes nothing (every write transaction
+// checks the lock), and the server must stop. It is nil, never closed, for
+// a store whose lock cannot be lost (SQLite, or Config.SkipLock).
+func (s *Store) Lost() <-chan struct{} { return s.b.lost() }
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {

@@ -351,7 +351,14 @@ func (w *Writer) fail(b *Batch, err error) {
 		reason = "closed"
 	}
 	w.metrics.failed.WithLabelValues(reason).Inc()
-	w.cfg.Logger.Error("persist: batch given up, retrying cannot write it",
+	// The error is logged once, where it is handled: by the batch's owner
+	// when it has a Done (a channel deleted meanwhile is no error at all),
+	// here otherwise.
+	level := slog.LevelError
+	if b.Done != nil {
+		level = slog.LevelDebug
+	}
+	w.cfg.Logger.Log(context.Background(), level, "persist: batch given up, retrying cannot write it",
 		"channel", b.Channel, "seq", b.LastSeq(), "reason", reason, "err", err)
 	if b.Done != nil {
 		b.Done(err)

@@ -149,8 +149,17 @@ func waitJS(t *testing.T, ctx context.Context, d time.Duration, what, predicate 
 	t.Helper()
 	tctx, cancel := context.WithTimeout(ctx, d+5*time.Second)
 	defer cancel()
-	_, err := chromedp.Run(tctx, chromedp.Poll[bool](predicate,
-		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(d)))
+	deadline := time.Now().Add(d)
+	var err error
+	for {
+		_, err = chromedp.Run(tctx, chromedp.Poll[bool](predicate,
+			chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(time.Until(deadline))))
+		// A page that is still loading can replace its JavaScript context
+		// under the poll; poll again in the new one.
+		if err == nil || !strings.Contains(err.Error(), "Cannot find context with specified id") || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatalf("waiting for %s (%s): %v\npage: %s", what, predicate, err, describePage(ctx))
 	}

@@ -268,6 +268,8 @@ func TestViewerPublish(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#publish-send")),
 	)
 	waitJS(t, ctx, 10*time.Second, "the published message", jsShown+` === 1`)
+	waitJS(t, ctx, 10*time.Second, "the first append's answer",
+		`document.getElementById("publish-result").textContent === "Sent as seq 1."`)
 	// The second one is sent with the keyboard: Ctrl+Enter in the box.
 	run(t, ctx, 10*time.Second,
 		chromedp.Focus(chromedp.CSS("#publish-text")),
@@ -281,9 +283,10 @@ func TestViewerPublish(t *testing.T) {
 	if n := eval[int](t, ctx, `document.querySelectorAll("#output b").length`); n != 0 {
 		t.Errorf("message data was rendered as HTML (%d <b> elements)", n)
 	}
-	if got := eval[string](t, ctx, `document.getElementById("publish-result").textContent`); got != "Sent as seq 2." {
-		t.Errorf("publish result %q", got)
-	}
+	// The message reaches the WebSocket before the append's answer may reach
+	// the page, and the answer clears the box: wait for it before typing more.
+	waitJS(t, ctx, 10*time.Second, "the second append's answer",
+		`document.getElementById("publish-result").textContent === "Sent as seq 2."`)
 
 	// An error from the server is shown next to the box.
 	big := strings.Repeat("x", 70<<10)

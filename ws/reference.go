@@ -97,6 +97,7 @@ func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string) {
 	switch {
 	case err == nil:
 		w.Header().Set(streamEndTrailer, "closed")
+		t.ending()
 		return
 	case !started:
 		s.fail(w, r, err, id)
@@ -105,6 +106,7 @@ func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string) {
 		// The client cannot resume a text stream: it reads it again
 		// later. The trailer tells it the content is incomplete.
 		w.Header().Set(streamEndTrailer, "shutdown")
+		t.ending()
 		return
 	case errors.Is(err, ErrChannelDeleted):
 		w.Header().Set(streamEndTrailer, "deleted") // there is nothing more to read
@@ -174,6 +176,13 @@ func (t *textSink) messages(msgs []*wire.Message, live bool) error {
 	}
 	observeDelivery(t.m, msgs, live)
 	return t.rc.Flush()
+}
+
+// ending gives the end of the response (the last chunk and the trailer,
+// written once the handler returns) a write deadline of its own: the one
+// of the last message has passed if the stream was quiet since.
+func (t *textSink) ending() {
+	_ = t.rc.SetWriteDeadline(time.Now().Add(t.timeout))
 }
 
 func (t *textSink) live(int64) error { return nil }

@@ -21,13 +21,24 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, time.Now); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "messages-token:", err)
-		}
+	err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, time.Now)
+	switch _, usage := errors.AsType[usageError](err); {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		// -h printed the usage.
+	case usage:
+		os.Exit(2) // the flag package printed it, with the usage
+	default:
+		fmt.Fprintln(os.Stderr, "messages-token:", err)
 		os.Exit(1)
 	}
 }
+
+// usageError is a command-line error that the flag package has already
+// printed to stderr, followed by the usage.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer, now func() time.Time) error {
 	fs := flag.NewFlagSet("messages-token", flag.ContinueOnError)
@@ -43,7 +54,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))

@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/messages-server/messages/ws/auth"
@@ -26,6 +29,10 @@ type authConfig struct {
 	publicSubscribe bool
 	allowedHosts    string
 	insecureOpen    bool
+	// listenIP is the loopback IP address the server listens on in open
+	// mode, if it listens on one ("127.0.0.2"): its default Host
+	// allow-list includes it, so the viewer URL it prints works.
+	listenIP string
 }
 
 // open reports whether no key is configured: every request is allowed.
@@ -37,7 +44,7 @@ func addAuthFlags(fs *flag.FlagSet, c *authConfig, env func(name, def string) st
 	fs.StringVar(&c.jwtSecret, "jwt-secret", env("JWT_SECRET", ""), "HS256 secret of the tokens, at least 32 bytes, e.g. from openssl rand -base64 32; prefer the env, flags show in ps (env JWT_SECRET)")
 	fs.StringVar(&c.jwtJWKS, "jwt-jwks", env("JWT_JWKS", ""), "public keys of RS256, ES256 and EdDSA tokens: a JWK Set URL (refreshed hourly) or file (env JWT_JWKS)")
 	fs.BoolVar(&c.publicSubscribe, "public-subscribe", envBool("PUBLIC_SUBSCRIBE"), "anyone may read every channel without a token; writing still needs one (env PUBLIC_SUBSCRIBE)")
-	fs.StringVar(&c.allowedHosts, "allowed-hosts", env("ALLOWED_HOSTS", ""), "comma-separated Host names the server answers for, any port; others get 421; * for any. Default: localhost, 127.0.0.1, [::1] in open mode, any with tokens (env ALLOWED_HOSTS)")
+	fs.StringVar(&c.allowedHosts, "allowed-hosts", env("ALLOWED_HOSTS", ""), "comma-separated Host names the server answers for, any port; others get 421; * for any. Default: localhost, 127.0.0.1, [::1] and the loopback IP listened on in open mode, any with tokens (env ALLOWED_HOSTS)")
 	fs.BoolVar(&c.insecureOpen, "insecure-open", envBool("INSECURE_OPEN"), "allow open mode (no -jwt-secret or -jwt-jwks: anyone may do anything) on an address that is not loopback (env INSECURE_OPEN)")
 }
 
@@ -56,20 +63,30 @@ func (c *authConfig) finish(addr *string) error {
 			"Set a key so that requests need tokens (JWT_SECRET=\"$(openssl rand -base64 32)\", or -jwt-jwks), "+
 			"listen on 127.0.0.1, or, to accept an open server, add -insecure-open (INSECURE_OPEN=true)", *addr)
 	}
+	if host, _, err := net.SplitHostPort(*addr); err == nil && c.open() && auth.IsLoopback(*addr) {
+		if _, err := netip.ParseAddr(host); err == nil {
+			c.listenIP = host
+		}
+	}
 	if _, err := auth.NewHostList(c.hosts()); err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "auth: "))
 	}
 	return nil
 }
 
-// hosts is the Host allow-list: the given one, else loopback names in
-// open mode and every host (nil) with tokens.
+// hosts is the Host allow-list: the given one, else loopback names (and
+// the loopback IP listened on) in open mode and every host (nil) with
+// tokens.
 func (c authConfig) hosts() []string {
 	if h := splitList(c.allowedHosts); len(h) > 0 {
 		return h
 	}
 	if c.open() {
-		return auth.LoopbackHosts()
+		h := auth.LoopbackHosts()
+		if c.listenIP != "" && !slices.Contains(h, c.listenIP) && !slices.Contains(h, "["+c.listenIP+"]") {
+			h = append(h, c.listenIP)
+		}
+		return h
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -206,5 +207,28 @@ func TestRunGuards(t *testing.T) {
 	app["Origin"] = "https://evil.example"
 	if st, _, b := send(t, "POST", s.base+"/channels/c/messages", "x", app); st != 403 {
 		t.Errorf("a POST from another origin: %d %s, want 403", st, b)
+	}
+}
+
+// TestOpenModeAnswersItsLoopbackIP: in open mode on a loopback address
+// other than 127.0.0.1 (any of 127.0.0.0/8), the server answers requests
+// for the address it listens on, so the viewer URL it prints works. Its
+// default Host allow-list used to hold only localhost, 127.0.0.1 and
+// [::1], and every request to http://127.0.0.2:PORT/ got 421.
+func TestOpenModeAnswersItsLoopbackIP(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux routes all of 127.0.0.0/8 to loopback without configuration")
+	}
+	s := start(t, "-addr", "127.0.0.2:0", "-database-url", sqliteArg(t))
+	if !strings.Contains(s.log.String(), "viewer="+s.base+"/") {
+		t.Fatalf("the start-up log does not print the viewer URL %s/:\n%s", s.base, s.log)
+	}
+	for _, path := range []string{"/", "/channels"} {
+		if st, _, b := send(t, "GET", s.base+path, "", nil); st != 200 {
+			t.Errorf("open mode on 127.0.0.2, GET %s%s: %d %s, want 200", s.base, path, st, b)
+		}
+	}
+	if st, _, b := send(t, "GET", s.base+"/channels", "", map[string]string{"Host": "evil.example"}); st != 421 {
+		t.Errorf("open mode on 127.0.0.2, Host evil.example: %d %s, want 421", st, b)
 	}
 }

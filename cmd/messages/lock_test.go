@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/messages-server/messages/persist/persisttest"
 )
@@ -162,5 +165,47 @@ func TestOneServerPerDatabase(t *testing.T) {
 				t.Fatalf("third server exited with %d after SIGTERM\n%s", code, third.log)
 			}
 		})
+	}
+}
+
+// TestServerStopsWhenLockStolen cuts a running server's lock connection to
+// PostgreSQL and takes the lock as a second server starting at that moment
+// would: the first must stop with an error instead of going on accepting
+// appends it can no longer persist.
+func TestServerStopsWhenLockStolen(t *testing.T) {
+	dbURL := persisttest.DatabaseURL(t)
+	s := start(t, "-database-url", dbURL, "-shutdown-timeout", "2s")
+	do(t, "POST", s.base+"/channels", `{"id":"c"}`, 201)
+	appendMessage(t, s, "c", "before")
+	ctx := t.Context()
+	admin, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	deadline := time.Now().Add(waitTimeout)
+	for stolen := false; !stolen; {
+		if time.Now().After(deadline) {
+			t.Fatalf("could not take the server lock in %v", waitTimeout)
+		}
+		// Cut the holder's connection, then try to take the lock before
+		// the server takes it back.
+		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid, 10000) FROM pg_locks
+			WHERE locktype = 'advisory' AND classid = 1836279667 AND granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.QueryRow(ctx, `SELECT pg_try_advisory_lock(1836279667::bigint << 32 | (hashtext(current_schema())::bigint & 4294967295))`).Scan(&stolen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-s.done:
+		close(s.done)
+		if err == nil || !strings.Contains(err.Error(), "another server took the database lock") {
+			t.Fatalf("run = %v, want the lock's loss\n%s", err, s.log)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatalf("server still running %v after losing its lock\n%s", waitTimeout, s.log)
 	}
 }

@@ -257,6 +257,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 		return nil
+	case <-store.Lost():
+		// Another server has the database: this one can persist nothing
+		// more. What it had not persisted is lost, as in a crash; clients
+		// resume on the other server.
+		return errors.New("another server took the database lock; stopping")
 	}
 }
 
