@@ -406,7 +406,9 @@ func (b *DurableBackend) Read(ctx context.Context, name string, from durable.Pos
 // checkPos refuses a position past the tail, or past what survived of the
 // epoch it was read in.
 func (b *DurableBackend) checkPos(ctx context.Context, name string, from durable.Pos, snap snapshot) error {
-	if from.Seq > 0 && from.Epoch != snap.epoch {
+	// Epoch 0 is the current one: only the backend's own reads use it
+	// past seq 0 (offsets never carry it).
+	if from.Seq > 0 && from.Epoch != 0 && from.Epoch != snap.epoch {
 		survived, err := b.h.store.Survived(ctx, name, from.Epoch)
 		if err != nil {
 			return streamErr(storeErr(err))

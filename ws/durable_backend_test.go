@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/durable"
 	"github.com/messages-server/messages/ws/wire"
 	"github.com/messages-server/messages/ws/wstest"
 )
@@ -294,5 +295,40 @@ func TestDurableStreamsTokens(t *testing.T) {
 		if got := request(t, c.method, c.url, tok[c.token], c.body, c.hdr); got.status != c.want {
 			t.Errorf("%s %s as %s: %d %s, want %d", c.method, c.url, c.token, got.status, got.body, c.want)
 		}
+	}
+}
+
+// TestDurableLongFork: a fork of more messages than one actor request may
+// carry is copied in chunks, whole and in order.
+func TestDurableLongFork(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{Backend: "sqlite"})
+	stream := srv.URL + "/v1/stream/"
+	const n = 10_000 + 7
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := 1; i <= 10_000; i++ {
+		if i > 1 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(i))
+	}
+	b.WriteByte(']')
+	if r := dsDo(t, "PUT", stream+"long", []byte(b.String()), "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+	}
+	if r := dsDo(t, "POST", stream+"long", []byte("[10001,10002,10003,10004,10005,10006,10007]"),
+		"Content-Type", "application/json"); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("POST: %d %s", r.StatusCode, readAll(t, r))
+	}
+	r := dsDo(t, "PUT", stream+"long-fork", nil, "Stream-Forked-From", "/v1/stream/long")
+	if r.StatusCode != http.StatusCreated {
+		t.Fatalf("fork: %d %s", r.StatusCode, readAll(t, r))
+	}
+	if got, want := r.Header.Get("Stream-Next-Offset"), (durable.Pos{Epoch: 1, Seq: n}).String(); got != want {
+		t.Fatalf("fork tail %s, want %s", got, want)
+	}
+	msgs, err := srv.Hub.History(context.Background(), "long-fork", n-8, 100)
+	if err != nil || len(msgs) != 8 || string(msgs[0].Data) != "10000" || string(msgs[7].Data) != "10007" {
+		t.Fatalf("the fork's last messages: %v %v", msgs, err)
 	}
 }

@@ -54,6 +54,14 @@ func (b *DurableBackend) Create(ctx context.Context, name string, cfg durable.Co
 		b.cache(name, st)
 		b.mu.Unlock()
 		msgs = append(prefix, msgs...)
+		// A long fork is copied in durable chunks, so that no request
+		// passes the channel's bound of unpersisted messages.
+		for len(msgs) > copyChunk {
+			if _, err := b.h.appendRequest(ctx, name, msgs[:copyChunk], true, nil); err != nil {
+				return durable.Info{}, true, streamErr(err)
+			}
+			msgs = msgs[copyChunk:]
+		}
 		if len(msgs) > 0 || closed {
 			res, err := b.Append(ctx, name, durable.Append{Messages: msgs, Close: closed})
 			return res.Info, true, err
@@ -62,6 +70,9 @@ func (b *DurableBackend) Create(ctx context.Context, name string, cfg durable.Co
 		return info, true, err
 	}
 }
+
+// copyChunk is how many messages a fork copies per actor request.
+const copyChunk = 10_000
 
 // sameAs reports whether an existing stream has the configuration a PUT
 // asks for. A fork's content type and expiry default to its source's, and
