@@ -99,8 +99,9 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request, name string) {
 	if rq.now || upToDate {
 		hd.Set("Cache-Control", "no-store")
 	} else {
-		// A page that does not reach the tail never changes.
-		hd.Set("Cache-Control", "public, max-age=60, stale-while-revalidate=300")
+		// A page that does not reach the tail never changes. Private: a
+		// stream may need a token to read, so no shared cache may keep it.
+		hd.Set("Cache-Control", "private, max-age=60, stale-while-revalidate=300")
 	}
 	if !rq.now {
 		startOffset := "-1"
