@@ -428,3 +428,68 @@ func TestGuardCrossSiteAndRebinding(t *testing.T) {
 		t.Errorf("cross-origin WebSocket: %v, want 403", err)
 	}
 }
+
+// TestAuthSyntaxBeforeToken checks that a malformed request is told what is
+// wrong with it (400, or a bad_request frame on /ws) whatever its token,
+// rather than a 403 about a channel it could not name; while a well-formed
+// request for a channel the token does not cover gets 403 whether the
+// channel exists or not.
+func TestAuthSyntaxBeforeToken(t *testing.T) {
+	srv := startAuth(t, "sqlite", false, nil)
+	toks := testTokens(t)
+	setUpRooms(t, srv, toks["admin"])
+	for _, name := range []string{"stranger", "none"} {
+		tok := toks[name]
+		for _, c := range []struct{ method, path, body, msg string }{
+			{"GET", "/?id=", "", "missing"},
+			{"GET", "/?id=..", "", "not allowed"},
+			{"GET", "/channels/..%2F", "", "characters outside"},
+			{"DELETE", "/channels/a%20b", "", "characters outside"},
+			{"GET", "/channels/a%20b/messages", "", "characters outside"},
+			{"GET", "/channels/room-closed/messages?from=-1", "", "from"},
+			{"GET", "/channels/room-closed/messages?limit=0", "", "limit"},
+			{"POST", "/channels/a%20b/messages", "x", "characters outside"},
+			{"POST", "/channels/room-open/messages?wait=soon", "x", "wait"},
+			{"POST", "/channels/a%20b/close", "", "characters outside"},
+			{"GET", "/channels?limit=0", "", "limit"},
+		} {
+			got := request(t, c.method, srv.URL+c.path, tok, c.body, nil)
+			if got.status != http.StatusBadRequest || !strings.Contains(got.body, c.msg) {
+				t.Errorf("%s %s with %s token: %d %s, want 400 mentioning %q", c.method, c.path, name, got.status, got.body, c.msg)
+			}
+		}
+	}
+	// A body with a bad id, from a token that may publish somewhere.
+	for _, c := range []struct{ path, body string }{
+		{"/channels", `{"id":"a b"}`},
+		{"/channels", `{"id":"other-1","generator":{"freq":0,"max":5}}`},
+		{"/?max=3", ".."},
+	} {
+		got := request(t, "POST", srv.URL+c.path, toks["stranger"], c.body, nil)
+		if got.status != http.StatusBadRequest {
+			t.Errorf("POST %s %s with stranger token: %d %s, want 400", c.path, c.body, got.status, got.body)
+		}
+	}
+	for _, query := range []string{"id=..&token=" + toks["stranger"], "id=room-closed&from=x&token=" + toks["stranger"], "id="} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		c, resp, err := websocket.Dial(ctx, strings.Replace(srv.URL, "http://", "ws://", 1)+"/ws?"+query, nil)
+		if err != nil {
+			cancel()
+			t.Errorf("GET /ws?%s: %v (response %v), want an upgrade and a bad_request frame", query, err, resp != nil)
+			continue
+		}
+		_, b, err := c.Read(ctx)
+		if err != nil || !strings.Contains(string(b), `"bad_request"`) {
+			t.Errorf("GET /ws?%s: %s %v, want a bad_request frame", query, b, err)
+		}
+		c.CloseNow()
+		cancel()
+	}
+	// Well-formed: refused the same way for a channel that exists and one
+	// that does not.
+	for _, path := range []string{"/?id=room-closed", "/?id=nowhere", "/channels/room-closed", "/channels/nowhere/messages"} {
+		if got := request(t, "GET", srv.URL+path, toks["stranger"], "", nil); got.status != http.StatusForbidden {
+			t.Errorf("GET %s with stranger token: %d %s, want 403", path, got.status, got.body)
+		}
+	}
+}

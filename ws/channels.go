@@ -57,12 +57,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !allowed(req.ID) {
-		return
-	}
-	if req.ID == "" {
-		req.ID = newID()
-	} else if !ValidID(req.ID) {
+	if req.ID != "" && !ValidID(req.ID) {
 		writeError(w, http.StatusBadRequest, idError(req.ID))
 		return
 	}
@@ -80,6 +75,12 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		startWhen = g.StartWhenSubscribers
 	}
+	if !allowed(req.ID) {
+		return
+	}
+	if req.ID == "" {
+		req.ID = newID()
+	}
 	info, err := s.hub.Create(r.Context(), req.ID, gen, startWhen)
 	if err != nil {
 		s.fail(w, r, err, req.ID)
@@ -95,13 +96,13 @@ type listResponse struct {
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Admin, "", false) {
-		return
-	}
 	q := r.URL.Query()
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !s.authorize(w, r, auth.Admin, "", false) {
 		return
 	}
 	after := q.Get("after")
@@ -118,11 +119,11 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Subscribe, r.PathValue("id"), false) {
-		return
-	}
 	id, ok := pathID(w, r)
 	if !ok {
+		return
+	}
+	if !s.authorize(w, r, auth.Subscribe, id, false) {
 		return
 	}
 	info, err := s.hub.Info(r.Context(), id)
@@ -136,11 +137,11 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 // handleDelete serves DELETE /channels/{id}: 204 once the channel and its
 // history are deleted.
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Admin, r.PathValue("id"), false) {
-		return
-	}
 	id, ok := pathID(w, r)
 	if !ok {
+		return
+	}
+	if !s.authorize(w, r, auth.Admin, id, false) {
 		return
 	}
 	if err := s.hub.Delete(r.Context(), id); err != nil {
@@ -178,9 +179,6 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, id string) 
 }
 
 func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Publish, r.PathValue("id"), false) {
-		return
-	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -197,6 +195,9 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
 	producer, err := durable.ParseProducer(r.Header)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !s.authorize(w, r, auth.Publish, id, false) {
 		return
 	}
 	data, ok := s.readMessage(w, r, id)
@@ -225,11 +226,11 @@ type closeResponse struct {
 }
 
 func (s *Server) handleClose(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Publish, r.PathValue("id"), false) {
-		return
-	}
 	id, ok := pathID(w, r)
 	if !ok {
+		return
+	}
+	if !s.authorize(w, r, auth.Publish, id, false) {
 		return
 	}
 	last, err := s.hub.Close(r.Context(), id)
@@ -254,9 +255,6 @@ type historyResponse struct {
 }
 
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Subscribe, r.PathValue("id"), false) {
-		return
-	}
 	id, ok := pathID(w, r)
 	if !ok {
 		return
@@ -270,6 +268,9 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !s.authorize(w, r, auth.Subscribe, id, false) {
 		return
 	}
 	msgs, ct, err := s.hub.page(r.Context(), id, from, limit)

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,16 +16,17 @@ import (
 
 // handleRoot is the reference API's GET /?id=ID, or the viewer without id.
 func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
-	if !r.URL.Query().Has("id") {
+	q := r.URL.Query()
+	if !q.Has("id") {
 		s.handleViewer(w, r)
 		return
 	}
-	id := r.URL.Query().Get("id")
-	if !s.authorize(w, r, auth.Subscribe, id, true) {
-		return
-	}
+	id := q.Get("id")
 	if !ValidID(id) {
 		writeError(w, http.StatusBadRequest, idError(id))
+		return
+	}
+	if !s.authorize(w, r, auth.Subscribe, id, true) {
 		return
 	}
 	if r.Method == http.MethodHead {
@@ -55,19 +57,25 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1024))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than 1024 bytes: it must be a channel id of at most 128 bytes")
+		return
+	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "the body must be a channel id of at most 128 bytes")
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading the body: %v", err))
 		return
 	}
 	id := strings.TrimSpace(string(body))
+	if id != "" && !ValidID(id) {
+		writeError(w, http.StatusBadRequest, idError(id))
+		return
+	}
 	if !allowed(id) {
 		return
 	}
 	if id == "" {
 		id = newID()
-	} else if !ValidID(id) {
-		writeError(w, http.StatusBadRequest, idError(id))
-		return
 	}
 	if _, err := s.hub.Create(r.Context(), id, gen, 0); err != nil {
 		s.fail(w, r, err, id)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -135,6 +136,12 @@ func (s *Server) route(pattern string, byMethod map[string]http.HandlerFunc) {
 		if !ok {
 			w.Header().Set("Allow", allow)
 			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
+			return
+		}
+		// r.URL.Query() drops what does not parse: GET /?id=%zz would
+		// be the viewer rather than a bad channel id.
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("malformed query string: %v", err))
 			return
 		}
 		h(w, r)

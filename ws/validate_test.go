@@ -35,6 +35,7 @@ func TestBadInput(t *testing.T) {
 		{"dot id", "POST", "/channels", `{"id":"."}`, 400, "not allowed"},
 		{"dot-dot id", "POST", "/channels", `{"id":".."}`, 400, "not allowed"},
 		{"dot-dot id reference", "POST", "/?max=3", "..", 400, "not allowed"},
+		{"oversized reference body", "POST", "/?max=3", strings.Repeat("r", 1025), 413, "larger than 1024"},
 		{"dot id stream", "GET", "/?id=.", "", 400, "not allowed"},
 		{"dot-dot id stream", "GET", "/?id=..", "", 400, "not allowed"},
 		{"escaped dot-dot id in path", "GET", "/channels/%2E%2E/messages", "", 400, "not allowed"},
@@ -70,6 +71,13 @@ func TestBadInput(t *testing.T) {
 		{"malformed JSON", "POST", "/channels", `{"id":`, 400, "malformed JSON"},
 		{"unknown JSON field", "POST", "/channels", `{"name":"x"}`, 400, "malformed JSON"},
 		{"unknown path", "GET", "/nope", "", 404, "no such endpoint"},
+		{"malformed query stream", "GET", "/?id=%zz", "", 400, "malformed query"},
+		{"malformed query reference", "POST", "/?max=3&x=%", "mq", 400, "malformed query"},
+		{"malformed query ws", "GET", "/ws?id=keep&from=%zz", "", 400, "malformed query"},
+		{"malformed query history", "GET", "/channels/keep/messages?limit=%zz", "", 400, "malformed query"},
+		{"malformed query append", "POST", "/channels/keep/messages?wait=%zz", "x", 400, "malformed query"},
+		{"malformed query list", "GET", "/channels?after=%zz", "", 400, "malformed query"},
+		{"semicolon query", "GET", "/channels?limit=5;after=a", "", 400, "malformed query"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, b := do(t, tc.method, base+tc.path, "", []byte(tc.body))
@@ -93,7 +101,7 @@ func TestBadInput(t *testing.T) {
 	if st != 200 || len(h.Messages) != 1 || h.Messages[0].Data != "one" {
 		t.Errorf("keep's history changed: %d %s", st, b)
 	}
-	for _, id := range []string{"f0", "f1", "m0", "m1"} {
+	for _, id := range []string{"f0", "f1", "m0", "m1", "mq"} {
 		if st, _ := do(t, "GET", base+"/channels/"+id, "", nil); st != 404 {
 			t.Errorf("a refused request created channel %s", id)
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -21,7 +22,21 @@ import (
 
 // handleWS serves GET /ws?id=ID&from=SEQ&epoch=E.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, auth.Subscribe, r.URL.Query().Get("id"), true) {
+	if !isUpgrade(r) {
+		// coder/websocket would answer this in text/plain.
+		s.m.conns.WithLabelValues(outcomeRejected).Inc()
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "websocket")
+		writeError(w, http.StatusUpgradeRequired, "GET /ws is a WebSocket endpoint: the request must be an HTTP/1.1 upgrade "+
+			"(Connection: Upgrade, Upgrade: websocket); read a channel over plain HTTP with GET /?id=ID")
+		return
+	}
+	q := r.URL.Query()
+	id, fromParam, epoch := q.Get("id"), q.Get("from"), q.Get("epoch")
+	// A bad id or from is refused after the upgrade, with an error frame,
+	// whatever the token: only a well-formed request is authorized.
+	if _, err := parseFrom(fromParam); err == nil && ValidID(id) &&
+		!s.authorize(w, r, auth.Subscribe, id, true) {
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 		return
 	}
@@ -37,14 +52,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	sb := &smallBuffers{ResponseWriter: w}
 	conn, err := websocket.Accept(sb, r, opts)
 	if err != nil {
-		// Accept has answered the request (400, 403 or 426).
+		// Accept has answered the request (400 or 403).
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 		return
 	}
 	conn.SetReadLimit(4096) // clients send nothing but control frames
-
-	q := r.URL.Query()
-	id, fromParam, epoch := q.Get("id"), q.Get("from"), q.Get("epoch")
 
 	s.mu.Lock()
 	if s.shutdown {
@@ -71,6 +83,26 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		}()
 		s.serveConn(ctx, conn, sb.conn, id, fromParam, epoch)
 	}()
+}
+
+// isUpgrade reports whether r asks for a WebSocket upgrade; otherwise
+// websocket.Accept would answer 426.
+func isUpgrade(r *http.Request) bool {
+	return r.ProtoAtLeast(1, 1) && headerHasToken(r.Header, "Connection", "upgrade") &&
+		headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+// headerHasToken reports whether the comma-separated values of header key
+// include token, ignoring case.
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // serveConn streams one channel to an accepted WebSocket until the stream

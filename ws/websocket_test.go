@@ -2,6 +2,7 @@ package ws_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -70,6 +71,45 @@ func TestOrigins(t *testing.T) {
 		}
 		if !ok && (resp == nil || resp.StatusCode != http.StatusForbidden) {
 			t.Errorf("origin %s: want 403, got %v", origin, resp)
+		}
+	}
+}
+
+// TestWSWithoutUpgrade: a plain GET /ws gets a JSON 426 that says how to
+// upgrade, like every other error.
+func TestWSWithoutUpgrade(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{})
+	createChannel(t, srv.URL, "plain")
+	for _, hdr := range []http.Header{
+		{},
+		{"Connection": {"keep-alive"}, "Upgrade": {"websocket"}},
+		{"Connection": {"Upgrade"}, "Upgrade": {"h2c"}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+"/ws?id=plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusUpgradeRequired || resp.Header.Get("Upgrade") != "websocket" ||
+			resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("GET /ws with %v: %d, Upgrade %q, Content-Type %q, want 426, websocket, application/json",
+				hdr, resp.StatusCode, resp.Header.Get("Upgrade"), resp.Header.Get("Content-Type"))
+		}
+		if e := decodeJSON[struct{ Error string }](t, b); !strings.Contains(e.Error, "WebSocket") {
+			t.Errorf("GET /ws with %v: error %q does not say a WebSocket is needed", hdr, e.Error)
 		}
 	}
 }

@@ -60,8 +60,9 @@ func runFanout(ctx context.Context, b *bench) error {
 		err := createChannel(ctx, api, cfg.URL, id, cfg.Freq, lines, cfg.Clients)
 		<-sem
 		if err != nil {
+			b.st.failChannel("channel %s: %v", id, err)
 			for k := range cfg.Clients {
-				b.st.fail("channel %s client %d: %v", id, k, err)
+				b.st.fail("channel %s client %d: the channel was not created", id, k)
 			}
 			continue
 		}

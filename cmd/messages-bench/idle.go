@@ -24,7 +24,7 @@ func runIdle(ctx context.Context, b *bench, mon *monitor) error {
 	defer func() {
 		for _, id := range ids {
 			if _, cerr := closeChannel(ctx, api, cfg.URL, id); cerr != nil {
-				b.st.fail("%v", cerr)
+				b.st.failChannel("%v", cerr)
 			}
 		}
 	}()

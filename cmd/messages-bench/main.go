@@ -247,8 +247,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	if b.res.Inconsistencies > 0 || b.res.Failures > 0 {
-		return fmt.Errorf("%d inconsistencies, %d failed clients", b.res.Inconsistencies, b.res.Failures)
+	if b.res.Inconsistencies > 0 || b.res.Failures > 0 || b.res.ChannelFailures > 0 {
+		return fmt.Errorf("%d inconsistencies, %d failed clients, %d failed channels",
+			b.res.Inconsistencies, b.res.Failures, b.res.ChannelFailures)
 	}
 	return nil
 }

@@ -44,7 +44,10 @@ func runPublish(ctx context.Context, b *bench) error {
 		mk.Go(func() {
 			defer func() { <-sem }()
 			if err := createChannel(ctx, api, cfg.URL, ids[c], 0, 0, 0); err != nil {
-				b.st.fail("%v", err)
+				b.st.failChannel("%v", err)
+				for k := range cfg.Clients {
+					b.st.fail("channel %s client %d: the channel was not created", ids[c], k)
+				}
 				return
 			}
 			ok[c] = true
@@ -107,7 +110,7 @@ func runPublish(ctx context.Context, b *bench) error {
 		}
 		last, err := closeChannel(ctx, api, cfg.URL, id)
 		if err != nil {
-			b.st.fail("%v", err)
+			b.st.failChannel("%v", err)
 		} else if last != acked[c].Load() {
 			b.res.Notes = append(b.res.Notes, fmt.Sprintf("channel %s closed at seq %d after %d acknowledged appends", id, last, acked[c].Load()))
 		}

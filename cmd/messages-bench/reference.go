@@ -162,7 +162,7 @@ func refCreate(ctx context.Context, b *bench, id string, start func()) []byte {
 	q := url.Values{"freq": {strconv.FormatFloat(cfg.Freq, 'g', -1, 64)}, "max": {strconv.FormatInt(cfg.Max, 10)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL+"/?"+q.Encode(), strings.NewReader(id))
 	if err != nil {
-		b.st.fail("channel %s creator: %v", id, err)
+		b.st.failChannel("channel %s creator: %v", id, err)
 		return nil
 	}
 	req.Header.Set("Content-Type", "text/plain")
@@ -170,18 +170,18 @@ func refCreate(ctx context.Context, b *bench, id string, start func()) []byte {
 	resp, err := b.src.next().Do(req)
 	start()
 	if err != nil {
-		b.st.fail("channel %s creator: %v", id, err)
+		b.st.failChannel("channel %s creator: %v", id, err)
 		return nil
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		b.st.fail("channel %s creator: status %s: %s", id, resp.Status, strings.TrimSpace(string(msg)))
+		b.st.failChannel("channel %s creator: status %s: %s", id, resp.Status, strings.TrimSpace(string(msg)))
 		return nil
 	}
 	original, err := io.ReadAll(resp.Body)
 	if err != nil {
-		b.st.fail("channel %s creator: read: %v", id, err)
+		b.st.failChannel("channel %s creator: read: %v", id, err)
 		return nil
 	}
 	return original

@@ -55,7 +55,10 @@ type result struct {
 	Resumes   int64 `json:"resumes"`   // deliberate drops then resumes
 	Completed int64 `json:"completed"` // clients that read their whole stream
 	Failures  int64 `json:"failures"`  // clients that failed
-	Sources   int   `json:"source_addresses"`
+	// ChannelFailures counts the channels the bench could not create or
+	// close; their clients are counted in Failures.
+	ChannelFailures int64 `json:"channel_failures"`
+	Sources         int   `json:"source_addresses"`
 
 	Delivered        int64   `json:"delivered"` // messages received, all clients
 	Bytes            int64   `json:"bytes"`
@@ -151,6 +154,7 @@ func (b *bench) finish(m *monitor) {
 	st, r := b.st, b.res
 	r.Seconds = time.Since(st.start).Seconds()
 	r.Dials, r.Resumes, r.Completed, r.Failures = st.dials.Load(), st.resumes.Load(), st.done.Load(), st.failures.Load()
+	r.ChannelFailures = st.chanFails.Load()
 	r.Sources = b.src.used()
 	r.Delivered, r.Bytes = st.delivered.Load(), st.bytes.Load()
 	r.DeliveriesPerSec, r.BytesPerSec = float64(r.Delivered)/r.Seconds, float64(r.Bytes)/r.Seconds
@@ -207,6 +211,9 @@ func (r *result) writeTable(w io.Writer) {
 	row("duration", "%.2f s", r.Seconds)
 	row("clients", "%d started, %d completed, %d failed, %d resumed; %d dials from %d source address(es)",
 		r.Clients, r.Completed, r.Failures, r.Resumes, r.Dials, r.Sources)
+	if r.ChannelFailures > 0 {
+		row("channels", "%d failed (not created or not closed)", r.ChannelFailures)
+	}
 	row("delivered", "%d messages of %d expected, %d bytes", r.Delivered, r.Expected, r.Bytes)
 	row("throughput", "%.0f deliveries/s, %.2f MB/s (whole run)", r.DeliveriesPerSec, r.BytesPerSec/1e6)
 	if r.SteadySeconds > 0 {

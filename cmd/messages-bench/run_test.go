@@ -31,8 +31,8 @@ func runBenchEnv(t *testing.T, getenv func(string) string, url string, args ...s
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
-	if r.Inconsistencies != 0 || r.Failures != 0 || len(r.Problems) != 0 || len(r.FailureReasons) != 0 {
-		t.Fatalf("inconsistencies %d failures %d: %v %v", r.Inconsistencies, r.Failures, r.Problems, r.FailureReasons)
+	if r.Inconsistencies != 0 || r.Failures != 0 || r.ChannelFailures != 0 || len(r.Problems) != 0 || len(r.FailureReasons) != 0 {
+		t.Fatalf("inconsistencies %d failures %d failed channels %d: %v %v", r.Inconsistencies, r.Failures, r.ChannelFailures, r.Problems, r.FailureReasons)
 	}
 	if !r.Server.Available || r.Server.PeakRSS <= 0 {
 		t.Errorf("server cost not measured: %+v", r.Server)

@@ -72,6 +72,7 @@ type stats struct {
 
 	dials      atomic.Int64 // connection attempts
 	failures   atomic.Int64 // clients that failed (connect or read)
+	chanFails  atomic.Int64 // channels the bench could not create or close
 	open       atomic.Int64 // connections open now
 	done       atomic.Int64 // clients finished successfully
 	resumes    atomic.Int64 // deliberate drops followed by a resume
@@ -135,6 +136,17 @@ func (s *stats) between(a, b time.Time) int64 {
 // fail counts a failed client and keeps the first reasons.
 func (s *stats) fail(format string, args ...any) {
 	s.failures.Add(1)
+	s.mu.Lock()
+	if len(s.failList) < maxProblems {
+		s.failList = append(s.failList, fmt.Sprintf(format, args...))
+	}
+	s.mu.Unlock()
+}
+
+// failChannel counts a channel the bench could not create (or close) and
+// keeps the first reasons. Its clients are counted apart, by fail.
+func (s *stats) failChannel(format string, args ...any) {
+	s.chanFails.Add(1)
 	s.mu.Lock()
 	if len(s.failList) < maxProblems {
 		s.failList = append(s.failList, fmt.Sprintf(format, args...))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"strings"
 	"testing"
@@ -60,5 +61,40 @@ func TestBenchWithToken(t *testing.T) {
 		func(string) string { return "" }, &out, io.Discard)
 	if strings.Contains(out.String(), tok[strings.LastIndexByte(tok, '.')+1:]) {
 		t.Errorf("the token appears in the result:\n%s", out.String())
+	}
+}
+
+// TestBenchCountsFailedChannels runs each scenario that creates channels
+// against a server that requires tokens, without one: the channels that
+// could not be created are counted as failed channels, apart from their
+// clients, so that the clients add up (started = failed here).
+func TestBenchCountsFailedChannels(t *testing.T) {
+	a, err := auth.New(context.Background(), auth.Config{Secret: []byte("a test secret that is at least 32 bytes long")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	srv := wstest.Start(t, wstest.Options{Backend: "sqlite", Auth: a})
+	for _, scenario := range []string{"reference", "fanout", "publish"} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		var stdout, stderr strings.Builder
+		err := run(ctx, []string{"-url", srv.URL, "-json", "-progress", "0", "-prefix", scenario + "-", "-scenario", scenario,
+			"-channels", "2", "-clients", "5", "-max", "5", "-duration", "500ms", "-rate", "10"},
+			func(string) string { return "" }, &stdout, &stderr)
+		cancel()
+		var r result
+		if jerr := json.Unmarshal([]byte(stdout.String()), &r); jerr != nil {
+			t.Fatalf("%s: decode result: %v\n%s%s", scenario, jerr, stdout.String(), stderr.String())
+		}
+		if err == nil || !strings.Contains(err.Error(), "2 failed channels") {
+			t.Errorf("%s: run = %v, want an error naming 2 failed channels", scenario, err)
+		}
+		if r.Clients != 10 || r.Failures != 10 || r.Completed != 0 || r.ChannelFailures != 2 {
+			t.Errorf("%s: %d clients, %d failed, %d completed, %d failed channels; want 10, 10, 0, 2",
+				scenario, r.Clients, r.Failures, r.Completed, r.ChannelFailures)
+		}
+		if !strings.Contains(stderr.String(), "2 failed (not created or not closed)") {
+			t.Errorf("%s: the table does not show the failed channels:\n%s", scenario, stderr.String())
+		}
 	}
 }

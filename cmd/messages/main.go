@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	runtimepprof "runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -326,9 +327,13 @@ func serveDebug(addr string, log *slog.Logger) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("debug listen: %w", err)
 	}
+	// Not /debug/pprof/cmdline: it would show a -jwt-secret given as a
+	// flag. So no catch-all pprof.Index either, which serves it too.
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/{$}", pprof.Index)
+	for _, p := range runtimepprof.Profiles() {
+		mux.Handle("/debug/pprof/"+p.Name(), pprof.Handler(p.Name()))
+	}
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

@@ -249,7 +249,10 @@ func (a *Authorizer) keyfunc(ctx context.Context) jwt.Keyfunc {
 // tokenError turns a jwt error into an *Error with a message for people.
 func (a *Authorizer) tokenError(err error, c *Claims) *Error {
 	e := newError(ErrInvalidToken, "", err)
+	var re *rangeError
 	switch {
+	case errors.As(err, &re): // before exp's own check, which it voids
+		e.msg = fmt.Sprintf("the token's %s is out of range: a time claim is seconds since 1970, before the year 10000", re.claim)
 	case errors.Is(err, jwt.ErrTokenExpired):
 		e.expiry = true
 		e.msg = "the token has expired"

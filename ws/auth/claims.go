@@ -56,9 +56,29 @@ type Claims struct {
 	jwt.RegisteredClaims
 }
 
-// Validate checks the channel patterns; jwt calls it after the registered
-// claims are checked.
+// maxTime is the last second a time claim may name: 9999-12-31T23:59:59Z.
+const maxTime = 253402300799
+
+// rangeError reports a time claim (exp, nbf or iat) outside [0, maxTime]:
+// jwt turns such a number into a wrong time (exp 1e20 expired long ago),
+// so the claims' checks by jwt say nothing sensible about it.
+type rangeError struct{ claim string }
+
+func (e *rangeError) Error() string {
+	return fmt.Sprintf("claim %q is out of range: a time is seconds since 1970, before the year 10000", e.claim)
+}
+
+// Validate checks the range of the time claims and the channel patterns;
+// jwt calls it after the registered claims are checked.
 func (c *Claims) Validate() error {
+	for _, d := range []struct {
+		claim string
+		t     *jwt.NumericDate
+	}{{"exp", c.ExpiresAt}, {"nbf", c.NotBefore}, {"iat", c.IssuedAt}} {
+		if d.t != nil && (d.t.Unix() < 0 || d.t.Unix() > maxTime) {
+			return &rangeError{claim: d.claim}
+		}
+	}
 	for _, l := range []struct {
 		name     string
 		patterns []string

@@ -104,7 +104,7 @@ type GuardConfig struct {
 	// AllowedOrigins are the other origins trusted for state-changing
 	// requests (see NewCrossOrigin): pass the WebSocket allow-list.
 	AllowedOrigins []string
-	// Logger receives one line per refused request (info level, token
+	// Logger receives one line per refused request (debug level, token
 	// redacted). Default: discard.
 	Logger *slog.Logger
 }
@@ -156,8 +156,13 @@ func (g *Guard) Handler(next http.Handler) http.Handler {
 	})
 }
 
+// refused logs a refused request at debug level: anyone can send them, and
+// a flood must not fill the log.
 func (g *Guard) refused(r *http.Request, why string) {
-	g.log.LogAttrs(r.Context(), slog.LevelInfo, "request refused",
+	if !g.log.Enabled(r.Context(), slog.LevelDebug) {
+		return
+	}
+	g.log.LogAttrs(r.Context(), slog.LevelDebug, "request refused",
 		slog.String("why", why), slog.String("method", r.Method), slog.String("host", r.Host),
 		slog.String("origin", r.Header.Get("Origin")), slog.String("url", RedactURL(r.URL)))
 }

@@ -95,12 +95,15 @@ func TestCrossOriginBadPattern(t *testing.T) {
 
 // TestGuard runs the whole middleware behind a real listener, as a
 // server would: a rebinding Host gets 421 before anything else, a
-// cross-site POST 403, and the rest passes.
+// cross-site POST 403, and the rest passes. Refusals are logged at debug
+// level only: a flood of them must not fill the log.
 func TestGuard(t *testing.T) {
-	var logs syncBuffer
+	var logs, info syncBuffer
 	g, err := NewGuard(GuardConfig{
 		AllowedHosts: LoopbackHosts(), AllowedOrigins: []string{"app.example.org"},
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Logger: slog.New(slog.NewMultiHandler(
+			slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}),
+			slog.NewTextHandler(&info, nil))),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +152,9 @@ func TestGuard(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "request refused") || strings.Contains(logs.String(), "s3cr3t") {
 		t.Errorf("refusals not logged, or logged with the token: %q", logs.String())
+	}
+	if info.String() != "" {
+		t.Errorf("refusals logged above debug level: %q", info.String())
 	}
 }
 
