@@ -11,26 +11,53 @@ import (
 	"github.com/messages-server/messages/ws/wire"
 )
 
-// history sends the persisted messages *last+1..upto from the store; those
-// of a binary channel carry their data base64-encoded.
-func (h *Hub) history(ctx context.Context, id string, last *int64, upto int64, binary bool, s sink) error {
+// history sends the persisted messages *last+1..upto of channel id (at
+// epoch) to s; those of a binary channel carry their data base64-encoded.
+// Whole pages come from the page cache: a page is cacheable
+// when all its seqs are durable (≤ persisted) or, when final (the channel
+// is closed at upto), when it ends at upto. A cached page may end past upto
+// (at most at persisted): *last then passes upto, and the caller skips what
+// it already sent. The rest is read from the store for this reader alone.
+func (h *Hub) history(ctx context.Context, id string, epoch int64, last *int64, upto, persisted int64, final, binary bool, s sink) error {
+	size := int64(h.cfg.HistoryPage)
 	for *last < upto {
-		rows, err := h.store.Messages(ctx, id, *last, int(min(int64(h.cfg.HistoryPage), upto-*last)))
+		first := *last + 1
+		end := (first-1)/size*size + size // the last seq of first's page
+		if h.cache != nil && (first-1)%size == 0 && (end <= persisted || final) {
+			want := end
+			if end > persisted {
+				want = upto // the closed channel's last page
+			}
+			p, err := h.cache.get(ctx, pageKey{channel: id, epoch: epoch, first: first}, func(ctx context.Context) (*page, error) {
+				rows, err := h.readRows(ctx, id, first-1, want)
+				if err != nil {
+					return nil, err
+				}
+				return newPage(rows, binary), nil
+			})
+			if err != nil {
+				return err
+			}
+			if p.last != want {
+				return fmt.Errorf("ws: history of %s: cached page %d..%d, expected it to end at %d", id, p.first, p.last, want)
+			}
+			if final {
+				// Later readers of this closed channel need no store lookup.
+				h.cache.markClosed(id, epoch, upto)
+			}
+			if err := s.page(p); err != nil {
+				return err
+			}
+			*last = p.last
+			continue
+		}
+		rows, err := h.readRows(ctx, id, *last, min(end, upto))
 		if err != nil {
-			return storeErr(err)
+			return err
 		}
-		if len(rows) == 0 {
-			if _, err := h.store.Channel(ctx, id); errors.Is(err, persist.ErrNotFound) {
-				return ErrChannelDeleted // while its history was being read
-			}
-			return fmt.Errorf("ws: history of %s: no rows after seq %d, expected up to %d", id, *last, upto)
-		}
-		run := make([]*wire.Message, 0, len(rows))
-		for _, r := range rows {
-			if r.Seq != *last+int64(len(run))+1 {
-				return fmt.Errorf("ws: history of %s: got seq %d after %d", id, r.Seq, *last+int64(len(run)))
-			}
-			run = append(run, newMessage(binary, r.Seq, r.Time, r.Data))
+		run := make([]*wire.Message, len(rows))
+		for i, r := range rows {
+			run[i] = newMessage(binary, r.Seq, r.Time, r.Data)
 		}
 		if err := sendRuns(s, run); err != nil {
 			return err
@@ -46,6 +73,27 @@ func newMessage(binary bool, seq, t int64, data []byte) *wire.Message {
 		return wire.NewBinaryMessage(seq, t, data)
 	}
 	return wire.NewMessage(seq, t, data)
+}
+
+// readRows reads the persisted messages after..upto of channel id, in one
+// store query, and checks they are all there.
+func (h *Hub) readRows(ctx context.Context, id string, after, upto int64) ([]persist.Message, error) {
+	rows, err := h.store.Messages(ctx, id, after, int(upto-after))
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	for i, r := range rows {
+		if r.Seq != after+int64(i)+1 {
+			return nil, fmt.Errorf("ws: history of %s: got seq %d after %d", id, r.Seq, after+int64(i))
+		}
+	}
+	if int64(len(rows)) != upto-after {
+		if _, err := h.store.Channel(ctx, id); errors.Is(err, persist.ErrNotFound) {
+			return nil, ErrChannelDeleted // while its history was being read
+		}
+		return nil, fmt.Errorf("ws: history of %s: %d rows after seq %d, expected up to %d", id, len(rows), after, upto)
+	}
+	return rows, nil
 }
 
 // sendRuns sends catch-up messages to s in runs of at most maxRun messages

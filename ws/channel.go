@@ -24,6 +24,12 @@ var (
 	// ErrOverloaded means too many messages wait to be persisted (the
 	// database is slow or down); the append was refused and may be retried.
 	ErrOverloaded = errors.New("too many messages waiting to be persisted, retry later")
+	// ErrTooManyChannels means this process runs as many channels as it
+	// may (MaxOpenChannels); retry later.
+	ErrTooManyChannels = errors.New("too many open channels, retry later")
+	// ErrGeneratorRate means a new generator would take the generators
+	// past their total rate (MaxGeneratorRate); retry later.
+	ErrGeneratorRate = errors.New("the generators' total rate would pass its bound, retry later")
 	// ErrShuttingDown means the server is stopping.
 	ErrShuttingDown = errors.New("server is shutting down")
 	// ErrChannelFailed means the channel's messages could not be
@@ -77,9 +83,12 @@ type (
 	appendReq struct {
 		data      []byte
 		time      int64
-		wait      bool // answer once persisted
-		generated bool // from the channel's generator
-		result    chan appendResult
+		generated bool              // from the channel's generator
+		result    chan appendResult // the last message's seq, at once
+		// persisted, if not nil, gets a second answer once the last
+		// message is durable (or will not be: the channel failed or the
+		// server stops).
+		persisted chan appendResult
 		// rest are more messages of the same request, appended after data
 		// in the same step: nothing comes between them, and they are
 		// persisted in the same batch. The result is the last one's seq.
@@ -129,6 +138,9 @@ type channel struct {
 	binary    bool // the channel carries bytes: its frames carry base64
 	ctype     string
 	h         *Hub
+	// genCounted: Create already counted the generator's rate in the
+	// hub's; set before the actor starts.
+	genCounted bool
 
 	inbox     chan any
 	persisted chan persistResult // capacity 1: at most one batch in flight
@@ -152,8 +164,8 @@ type channel struct {
 	p         int64           // highest seq confirmed committed
 	buf       []*wire.Message // base..lastSeq: recent persisted ones, then p+1..lastSeq
 	base      int64           // seq of buf[0]; lastSeq+1 when buf is empty
-	bufBytes  int64           // data bytes of the unpersisted messages
-	retained  int64           // data bytes of the persisted messages kept in buf
+	bufBytes  int64           // cost of the unpersisted messages (see msgCost)
+	retained  int64           // cost of the persisted messages kept in buf
 	inFlight  bool            // a batch is with the writer (an empty close batch has last seq 0)
 	subs      map[*subscriber]struct{}
 	commits   []*streamCommit // stream state to commit with the next batch
@@ -165,6 +177,8 @@ type channel struct {
 	timerOn   bool
 	closeSent bool // the final batch carries Close
 	gaveUp    bool // shutdown gave up on persisting the rest
+	active    bool // a request came since the last idle check
+	evicted   bool // idle: the actor leaves, the store holds the channel
 	startWhen int  // subscribers to wait for before closing started; 0 once closed
 	// failed is the error of a batch the writer refused for good: the
 	// channel stops.
@@ -204,10 +218,15 @@ func (c *channel) run(stop, abandon <-chan struct{}) {
 	c.timer = time.NewTimer(time.Hour)
 	c.timer.Stop()
 	defer c.timer.Stop()
+	idle := time.NewTimer(c.h.cfg.IdleEvict)
+	defer idle.Stop()
 	for {
 		select {
 		case req := <-c.inbox:
+			c.active = true
 			c.handle(req)
+		case <-idle.C:
+			c.onIdle(idle)
 		case r := <-c.persisted:
 			c.onPersisted(r)
 		case <-c.timer.C:
@@ -270,24 +289,26 @@ func (c *channel) onAppend(r *appendReq) {
 	case c.stopping:
 		r.result <- appendResult{err: ErrShuttingDown}
 		return
-	case !c.h.reserve(c, int64(1+len(r.rest)), requestBytes(r)):
+	}
+	msgs, cost := c.build(r)
+	// All of the request or nothing: its messages are reserved at once.
+	if !c.reserve(int64(len(msgs)), cost) {
 		r.result <- appendResult{err: ErrOverloaded}
 		return
 	}
-	m := c.add(r.time, r.data)
-	for _, d := range r.rest {
-		m = c.add(r.time, d)
+	for _, m := range msgs {
+		c.add(m)
 	}
+	m := msgs[len(msgs)-1]
 	if r.commit != nil {
 		c.commits = append(c.commits, r.commit)
 	}
-	if r.wait {
-		c.waiters = append(c.waiters, waiter{seq: m.Seq, result: r.result})
+	r.result <- appendResult{seq: m.Seq}
+	if r.persisted != nil {
+		c.waiters = append(c.waiters, waiter{seq: m.Seq, result: r.persisted})
 		if !c.inFlight {
 			c.flush()
 		}
-	} else {
-		r.result <- appendResult{seq: m.Seq}
 	}
 	if !c.timerOn && !c.inFlight {
 		c.armTimer(c.h.cfg.PersistInterval)
@@ -384,21 +405,29 @@ func (c *channel) flush() {
 	}
 }
 
-// requestBytes is the data size of an append request.
-func requestBytes(r *appendReq) int64 {
-	n := int64(len(r.data))
-	for _, d := range r.rest {
-		n += int64(len(d))
+// build makes the messages of an append request, numbered after lastSeq,
+// and returns them with their total cost (see msgCost).
+func (c *channel) build(r *appendReq) ([]*wire.Message, int64) {
+	m := newMessage(c.binary, c.lastSeq+1, r.time, r.data)
+	cost := msgCost(m)
+	if len(r.rest) == 0 {
+		return []*wire.Message{m}, cost
 	}
-	return n
+	msgs := make([]*wire.Message, 1, 1+len(r.rest))
+	msgs[0] = m
+	for i, d := range r.rest {
+		m := newMessage(c.binary, c.lastSeq+2+int64(i), r.time, d)
+		cost += msgCost(m)
+		msgs = append(msgs, m)
+	}
+	return msgs, cost
 }
 
-// add appends one message, reserved already, and fans it out.
-func (c *channel) add(t int64, data []byte) *wire.Message {
+// add appends m, the next message, reserved already, and fans it out.
+func (c *channel) add(m *wire.Message) {
 	c.lastSeq++
-	m := newMessage(c.binary, c.lastSeq, t, data)
 	c.buf = append(c.buf, m)
-	c.bufBytes += int64(len(m.Data))
+	c.bufBytes += msgCost(m)
 	c.statLast.Store(c.lastSeq)
 	c.h.metrics.appended.Inc()
 	for s := range c.subs {
@@ -410,7 +439,6 @@ func (c *channel) add(t int64, data []byte) *wire.Message {
 			c.detach(s, reasonDetached)
 		}
 	}
-	return m
 }
 
 // commitProducers lists the producer states of commits, in order.
@@ -465,11 +493,11 @@ func (c *channel) onPersisted(r persistResult) {
 	n := r.last - c.p
 	var freed int64
 	for _, m := range c.buf[c.p+1-c.base : r.last+1-c.base] {
-		freed += int64(len(m.Data))
+		freed += msgCost(m)
 	}
 	c.bufBytes -= freed
 	c.retained += freed
-	c.h.release(n, freed)
+	c.h.persisted(n, freed)
 	c.p = r.last
 	c.trim()
 	c.statPersisted.Store(c.p)
@@ -492,33 +520,10 @@ func (c *channel) onPersisted(r persistResult) {
 	}
 }
 
-// trim drops the oldest persisted messages past the retention bounds. The
-// rest stay in memory so that recent catch-ups and resumes need no store
-// read; unpersisted messages are never dropped.
-func (c *channel) trim() {
-	i := 0
-	for ; i < len(c.buf) && c.buf[i].Seq <= c.p; i++ {
-		kept := c.p - c.buf[i].Seq + 1
-		if c.retained <= c.h.cfg.RetainBytes && kept <= int64(c.h.cfg.RetainMessages) {
-			break
-		}
-		c.retained -= int64(len(c.buf[i].Data))
-	}
-	if i == 0 {
-		return
-	}
-	clear(c.buf[:i])
-	c.buf = c.buf[i:]
-	c.base += int64(i)
-	if len(c.buf) == 0 {
-		c.buf = nil
-	}
-}
-
 // finished reports whether the actor is done: the close is durable, or the
 // server is stopping and everything it could persist is persisted.
 func (c *channel) finished() bool {
-	if c.failed != nil || c.deleted {
+	if c.failed != nil || c.deleted || c.evicted {
 		return true
 	}
 	if c.gaveUp {

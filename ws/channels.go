@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,9 +39,8 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req createRequest
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than 4096 bytes")
+	body, ok := s.readBody(w, r, 4096, "request body is larger than 4096 bytes")
+	if !ok {
 		return
 	}
 	if len(strings.TrimSpace(string(body))) > 0 {
@@ -80,6 +78,9 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.ID == "" {
 		req.ID = newID()
+	}
+	if !s.q.allowCreate(w, r) {
+		return
 	}
 	info, err := s.hub.Create(r.Context(), req.ID, gen, startWhen)
 	if err != nil {
@@ -155,17 +156,17 @@ type seqResponse struct {
 	Seq int64 `json:"seq"`
 }
 
-// readMessage reads a message body, enforcing the size bound, and UTF-8
-// unless channel id carries bytes.
+// seqError is an error about a message that was accepted as seq.
+type seqError struct {
+	Error string `json:"error"`
+	Seq   int64  `json:"seq"`
+}
+
+// readMessage reads a message body, enforcing the size bound and the body
+// timeout, and UTF-8 unless channel id carries bytes.
 func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, id string) ([]byte, bool) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.cfg.MaxMessageBytes)))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("message is larger than the limit of %d bytes", s.cfg.MaxMessageBytes))
-		return nil, false
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading the message: %v", err))
+	data, ok := s.readBody(w, r, int64(s.cfg.MaxMessageBytes), fmt.Sprintf("message is larger than the limit of %d bytes", s.cfg.MaxMessageBytes))
+	if !ok {
 		return nil, false
 	}
 	if !utf8.Valid(data) {
@@ -209,12 +210,20 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	seq, err := s.hub.Append(r.Context(), id, data, wait)
-	if err != nil {
-		if seq == 0 && errors.Is(err, ErrShuttingDown) && wait {
-			// Appended, but not confirmed durable before shutdown.
-			writeError(w, http.StatusServiceUnavailable, "server is shutting down; the message may not be persisted")
-			return
-		}
+	var pwe *PersistWaitError
+	switch {
+	case err == nil:
+	case errors.As(err, &pwe):
+		// Accepted and buffered; persisted later. Say which seq to look for.
+		writeJSON(w, http.StatusGatewayTimeout, seqError{Error: err.Error(), Seq: seq})
+		return
+	case seq != 0 && errors.Is(err, ErrShuttingDown):
+		// Appended, but not confirmed durable before shutdown.
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, seqError{
+			Error: fmt.Sprintf("server is shutting down; message %d may not be persisted", seq), Seq: seq})
+		return
+	default:
 		s.fail(w, r, err, id)
 		return
 	}
@@ -318,6 +327,10 @@ func (s *Server) appendIdempotent(w http.ResponseWriter, r *http.Request, id str
 		return
 	case errors.Is(err, durable.ErrNewEpochSeq):
 		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, durable.ErrPersistTimeout):
+		// Accepted with the producer's state; a retry is a duplicate.
+		writeJSON(w, http.StatusGatewayTimeout, seqError{Error: err.Error(), Seq: res.Seq})
 		return
 	case errors.Is(err, durable.ErrNotFound):
 		s.fail(w, r, ErrNotFound, id)

@@ -72,6 +72,7 @@ func (h *Hub) Delete(ctx context.Context, id string) error {
 		release()
 		return storeErr(err)
 	}
+	h.InvalidateHistory(id)
 	h.metrics.deleted.WithLabelValues(deletedByRequest).Inc()
 	h.log.Info("channel deleted", slog.String("channel", id))
 	if c == nil {
@@ -170,6 +171,9 @@ func (h *Hub) retain() {
 				h.log.Info("retention: deleting closed channels again")
 			}
 			failing = false
+			for _, id := range ids {
+				h.InvalidateHistory(id)
+			}
 			if len(ids) > 0 {
 				h.metrics.deleted.WithLabelValues(deletedByRetention).Add(float64(len(ids)))
 				h.log.Debug("retention: closed channels deleted", slog.Int("channels", len(ids)))

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -319,14 +320,27 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 		}
 	}
 	var last int64
+	var late error // the persist wait timed out
 	if len(a.Messages) > 0 {
 		// One actor step: nothing comes between the request's messages,
 		// and they are persisted together, with commit.
-		if last, err = b.h.appendRequest(ctx, name, a.Messages, commit != nil, commit); err != nil {
+		last, err = b.h.appendRequest(ctx, name, a.Messages, commit != nil, commit)
+		var pwe *PersistWaitError
+		switch {
+		case errors.As(err, &pwe):
+			// Accepted with commit, which is persisted in the same
+			// transaction: record the state below as for a success, so
+			// that a retry is a duplicate, but answer the timeout (and do
+			// not close: the close would wait for the same persist).
+			late = fmt.Errorf("%w: %v", durable.ErrPersistTimeout, err)
+		case last != 0 && ctx.Err() != nil:
+			// Accepted, and the client left while waiting: the same.
+			late = err
+		case err != nil:
 			return durable.AppendResult{Info: info}, streamErr(err)
 		}
 	}
-	if a.Close {
+	if a.Close && late == nil {
 		// Close flushes and returns once the close is durable.
 		if _, err := b.h.Close(ctx, name); err != nil {
 			return durable.AppendResult{Info: info}, streamErr(err)
@@ -349,6 +363,9 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 		}
 	}
 	res.Info, err = b.info(ctx, name, st)
+	if late != nil {
+		return res, late
+	}
 	return res, err
 }
 

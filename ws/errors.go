@@ -8,13 +8,17 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/messages-server/messages/persist"
 )
 
 // storeErr maps store errors to the hub's.
 func storeErr(err error) error {
+	var se *StoreError
 	switch {
+	case errors.As(err, &se):
+		return err
 	case errors.Is(err, persist.ErrNotFound):
 		return ErrNotFound
 	case errors.Is(err, persist.ErrExists):
@@ -30,6 +34,22 @@ type StoreError struct{ Err error }
 func (e *StoreError) Error() string { return "store unavailable: " + e.Err.Error() }
 
 func (e *StoreError) Unwrap() error { return e.Err }
+
+// ErrStoreTimeout means the store did not answer within the store timeout
+// (the database is hung or unreachable). It comes wrapped in a StoreError.
+var ErrStoreTimeout = errors.New("the database did not answer in time")
+
+// PersistWaitError reports an append that waited for persistence longer
+// than the persist-wait timeout. The message was accepted as Seq and will
+// be persisted: the client can look for it.
+type PersistWaitError struct {
+	Seq   int64
+	After time.Duration
+}
+
+func (e *PersistWaitError) Error() string {
+	return fmt.Sprintf("message %d was accepted but not yet persisted after %v; it will be: look for seq %d", e.Seq, e.After, e.Seq)
+}
 
 // FromError reports a subscription or history read that starts past the
 // channel's last seq.
@@ -71,7 +91,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeError answers status with a JSON error. A 503 or 429 says when to
+// retry (Retry-After), unless the handler set it already.
 func writeError(w http.ResponseWriter, status int, msg string) {
+	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1")
+	}
 	writeJSON(w, status, errorBody{Error: msg})
 }
 
@@ -92,12 +117,16 @@ func statusOf(err error, id string) (int, string) {
 		return http.StatusConflict, fmt.Sprintf("channel %q is closed", id)
 	case errors.Is(err, ErrGeneratorChannel):
 		return http.StatusConflict, fmt.Sprintf("channel %q is written by its generator: producers cannot append to it or close it", id)
+	case errors.Is(err, ErrTooManyChannels), errors.Is(err, ErrGeneratorRate):
+		return http.StatusTooManyRequests, err.Error()
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown):
 		return http.StatusServiceUnavailable, err.Error()
 	case errors.As(err, &fe), errors.As(err, &be):
 		return http.StatusBadRequest, err.Error()
 	case errors.As(err, &re):
 		return http.StatusConflict, err.Error()
+	case errors.Is(err, ErrStoreTimeout):
+		return http.StatusServiceUnavailable, "the database did not answer in time, retry later"
 	case errors.As(err, &se):
 		return http.StatusServiceUnavailable, "storage is unavailable, retry later"
 	case errors.Is(err, ErrChannelFailed):

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -18,7 +19,7 @@ const (
 
 // generatorLine is the reference server's line i of channel id.
 func generatorLine(i int64, id string) []byte {
-	b := make([]byte, 0, len(id)+24)
+	b := slices.Grow([]byte(nil), len(id)+24) // capacity = allocation, for memory accounting
 	b = strconv.AppendInt(b, i, 10)
 	b = append(b, ": "...)
 	b = append(b, id...)
@@ -64,8 +65,10 @@ func (h *Hub) generate(c *channel, next int64) {
 				return
 			case errors.Is(r.err, ErrOverloaded):
 				// Back-pressure: retry this line later, never skip it.
+				if backoff == 0 {
+					h.log.Warn("generator paused: memory bound reached, persistence is behind", slog.String("channel", c.id), slog.Int64("seq", next))
+				}
 				backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
-				h.log.Warn("generator paused: persistence is behind", slog.String("channel", c.id), slog.Int64("seq", next))
 			case r.err != nil:
 				h.log.Error("generator append failed", slog.String("channel", c.id), slog.Any("err", r.err))
 				return
@@ -80,19 +83,26 @@ func (h *Hub) generate(c *channel, next int64) {
 			break
 		}
 		wait := tick
+		var room <-chan struct{}
 		if backoff > 0 {
+			// Paused: try again when messages are released, or after the
+			// backoff at the latest.
 			wait = backoff
-			// Restart the schedule so the generator does not burst after
-			// the pause.
-			start, first = time.Now().Add(backoff), next
+			room = h.roomFreed()
 		}
 		t.Reset(wait)
 		select {
 		case <-t.C:
+		case <-room:
 		case <-h.ctx.Done():
 			return
 		case <-c.done:
 			return
+		}
+		if backoff > 0 {
+			// Restart the schedule so the generator does not burst after
+			// the pause.
+			start, first = time.Now(), next
 		}
 	}
 	sent, err := c.request(h.ctx, closeReq{result: result, generated: true})

@@ -14,18 +14,23 @@
 //   - hub.go: the Hub, its registry of running actors, and call, which
 //     asks an actor and asks again if it exited
 //   - channel.go: the channel actor
+//   - memory.go: what held messages cost, and the memory bounds
+//   - evict.go: idle channels leaving memory
 //   - produce.go: Create, Append and Close
 //   - delete.go: Delete, and the retention of closed channels
 //   - query.go: Info, List and History
 //   - subscribe.go: one subscriber's stream: register, catch up, then live
 //   - catchup.go: the history reads and the epoch check of a catch-up
+//   - pagecache.go: the cache of encoded history pages catch-ups share
 //   - generator.go: the reference server's line generator
-//   - store.go: what the hub needs from storage
+//   - store.go: what the hub needs from storage, and the store timeout
 //   - server.go: the Server, its routes, shutdown, health and readiness
 //   - channels.go: the /channels API
 //   - reference.go: the reference API (GET and POST /)
 //   - websocket.go: the WebSocket transport (GET /ws)
 //   - validate.go: channel ids and request parameters
+//   - body.go: reading request bodies within the body timeout
+//   - quota.go: the per-client quotas (connections, creations)
 //   - errors.go: error types and their HTTP statuses
 //   - metrics.go: the Prometheus collectors
 //   - durable_backend.go: DurableBackend, which makes every channel a
@@ -42,6 +47,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/messages-server/messages/persist"
 )
 
 // HubConfig configures a Hub. The zero value of every field but Store and
@@ -61,21 +68,52 @@ type HubConfig struct {
 	// MaxBufferedPerChannel bounds the unpersisted messages of one channel;
 	// past it appends fail with ErrOverloaded. Default 100,000.
 	MaxBufferedPerChannel int
-	// MaxBufferedBytes bounds the unpersisted message bytes of all channels
-	// together; past it appends fail with ErrOverloaded. Default 256 MiB.
+	// MaxBufferedBytes bounds the memory of the messages all channels hold,
+	// unpersisted and retained, each counted at its real cost (see
+	// MessageOverhead); past it appends fail with ErrOverloaded. Retained
+	// messages may use at most an eighth of it. Default 256 MiB.
 	MaxBufferedBytes int64
-	// HistoryPage is how many rows a catch-up reads from the store at once.
-	// Default 1000.
+	// MaxChannelBytes bounds the same memory for one channel. Default
+	// 16 MiB, and at most MaxBufferedBytes.
+	MaxChannelBytes int64
+	// HistoryPage is how many rows a catch-up reads from the store at once,
+	// and the messages of a cached history page. Default 1000.
 	HistoryPage int
+	// HistoryCacheBytes bounds the bytes of the cache of encoded history
+	// pages that catch-ups share (see pagecache.go). Default 64 MiB;
+	// negative disables the cache.
+	HistoryCacheBytes int64
 	// RetainMessages and RetainBytes bound the persisted messages a channel
 	// keeps in memory after they are durable, so that catch-ups and resumes
 	// of recent history need no store read. Defaults 256 messages and
-	// 64 KiB of data per channel.
+	// 64 KiB (at real cost) per channel.
 	RetainMessages int
 	RetainBytes    int64
 	// Retention deletes channels closed longer ago than Retention.After,
 	// in the background. The zero value keeps them forever.
 	Retention RetentionConfig
+	// MaxOpenChannels bounds the channels with an actor in this process;
+	// past it creates and take-overs fail with ErrTooManyChannels.
+	// Default 100,000.
+	MaxOpenChannels int
+	// MaxGeneratorRate bounds the sum of the frequencies (lines per
+	// second) of the generators running in this process; past it a create
+	// with a generator fails with ErrGeneratorRate. Generators taken over
+	// after a restart are counted but never refused. Default 100,000.
+	MaxGeneratorRate float64
+	// IdleEvict is how long an open channel with no subscriber, no
+	// generator and nothing unpersisted stays in memory without requests;
+	// then its actor stops, and the next request takes it over again from
+	// the store. Default 5 minutes.
+	IdleEvict time.Duration
+	// StoreTimeout bounds each store call made for a request (create,
+	// info, list, history, take-over); past it the call fails with a
+	// StoreError wrapping ErrStoreTimeout. Default 5s.
+	StoreTimeout time.Duration
+	// PersistWaitTimeout bounds how long an append that waits for
+	// persistence waits; past it Append returns a *PersistWaitError.
+	// Default 30s.
+	PersistWaitTimeout time.Duration
 	// Logger receives the hub's logs. Default: discard.
 	Logger *slog.Logger
 	// Metrics receives the hub's metrics. Default: not exported.
@@ -95,14 +133,36 @@ func (c *HubConfig) setDefaults() {
 	if c.MaxBufferedBytes <= 0 {
 		c.MaxBufferedBytes = 256 << 20
 	}
+	if c.MaxChannelBytes <= 0 {
+		c.MaxChannelBytes = 16 << 20
+	}
+	c.MaxChannelBytes = min(c.MaxChannelBytes, c.MaxBufferedBytes)
 	if c.HistoryPage <= 0 {
 		c.HistoryPage = 1000
+	}
+	if c.HistoryCacheBytes == 0 {
+		c.HistoryCacheBytes = 64 << 20
 	}
 	if c.RetainMessages <= 0 {
 		c.RetainMessages = 256
 	}
 	if c.RetainBytes <= 0 {
 		c.RetainBytes = 64 << 10
+	}
+	if c.MaxOpenChannels <= 0 {
+		c.MaxOpenChannels = 100_000
+	}
+	if c.MaxGeneratorRate <= 0 {
+		c.MaxGeneratorRate = 100_000
+	}
+	if c.IdleEvict <= 0 {
+		c.IdleEvict = 5 * time.Minute
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 5 * time.Second
+	}
+	if c.PersistWaitTimeout <= 0 {
+		c.PersistWaitTimeout = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -122,6 +182,7 @@ type Hub struct {
 	writer  Enqueuer
 	log     *slog.Logger
 	metrics *Metrics
+	cache   *pageCache // nil when disabled
 
 	stop        chan struct{} // closed by Stop: actors flush and exit
 	abandon     chan struct{} // closed when Stop runs out of time
@@ -130,13 +191,19 @@ type Hub struct {
 	cancel      context.CancelFunc // cancels ctx, which only the generators use: Stop ends them
 	wg          sync.WaitGroup     // actors and generators
 
-	bufferedMsgs  atomic.Int64
-	bufferedBytes atomic.Int64
+	takenOver     atomic.Bool  // Start has finished
+	bufferedMsgs  atomic.Int64 // unpersisted messages
+	memBytes      atomic.Int64 // cost of every unpersisted and retained message
+	retainedBytes atomic.Int64 // cost of the retained ones
 
 	mu       sync.Mutex
 	channels map[string]*channel      // guarded by mu
 	loading  map[string]chan struct{} // guarded by mu: loads in progress
 	stopped  bool                     // guarded by mu
+	genRate  float64                  // guarded by mu: lines per second of the running generators
+	evicted  map[string]int64         // guarded by mu: epochs of channels evicted whole
+	room     chan struct{}            // guarded by mu: closed when held messages are released; nil if no one waits
+	awaiting atomic.Bool              // room is not nil: a releasing actor takes mu only then
 }
 
 // NewHub returns a running hub, and starts its retention if
@@ -147,7 +214,7 @@ func NewHub(cfg HubConfig) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
 		cfg:      cfg,
-		store:    cfg.Store,
+		store:    timedStore{Store: cfg.Store, timeout: cfg.StoreTimeout},
 		writer:   cfg.Writer,
 		log:      cfg.Logger,
 		metrics:  cfg.Metrics,
@@ -157,8 +224,13 @@ func NewHub(cfg HubConfig) *Hub {
 		cancel:   cancel,
 		channels: make(map[string]*channel),
 		loading:  make(map[string]chan struct{}),
+		evicted:  make(map[string]int64),
 	}
 	h.metrics.persistLag.Store(&h.bufferedMsgs)
+	h.metrics.memBytes.Store(&h.memBytes)
+	if cfg.HistoryCacheBytes > 0 {
+		h.cache = newPageCache(cfg.HistoryCacheBytes, h.metrics.cache)
+	}
 	if cfg.Retention.After > 0 {
 		h.wg.Add(1)
 		go h.retain()
@@ -167,8 +239,11 @@ func NewHub(cfg HubConfig) *Hub {
 }
 
 // Start takes over the open channels that have an unfinished generator, so
-// their streams go on after a restart. Other open channels are taken over
-// when they are first used.
+// their streams go on after a restart; until it returns nil, TakenOver
+// reports false. Other open channels are taken over when they are first
+// used, and so may these: requests need not wait for Start, which may run
+// while the server already serves. Start may be called again after an
+// error.
 func (h *Hub) Start(ctx context.Context) error {
 	after := ""
 	for {
@@ -176,19 +251,49 @@ func (h *Hub) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("ws: list channels: %w", err)
 		}
-		for _, rec := range page {
-			if rec.Open() && rec.Generator != nil { // finished ones still need their close
-				if _, err := h.get(ctx, rec.ID); err != nil && !errors.Is(err, ErrNotFound) {
-					return err
-				}
+		if err := h.takeOver(ctx, page); err != nil {
+			if errors.Is(err, ErrTooManyChannels) {
+				h.log.Warn("open channels at their bound: the other generators resume when their channels are used",
+					slog.Int("max_open_channels", h.cfg.MaxOpenChannels))
+				break
 			}
+			return err
 		}
 		if len(page) < 500 {
-			return nil
+			break
 		}
 		after = page[len(page)-1].ID
 	}
+	h.takenOver.Store(true)
+	return nil
 }
+
+// takeOver starts the generators of page, a few at a time: each take-over
+// is two store round trips.
+func (h *Hub) takeOver(ctx context.Context, page []persist.Channel) error {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	errs := make(chan error, len(page))
+	for _, rec := range page {
+		if !rec.Open() || rec.Generator == nil { // finished ones still need their close
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := h.get(ctx, rec.ID); err != nil && !errors.Is(err, ErrNotFound) {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs // the first error, or nil
+}
+
+// TakenOver reports whether Start has taken over every generator left
+// running by a previous process.
+func (h *Hub) TakenOver() bool { return h.takenOver.Load() }
 
 // Stop stops the generators, flushes every open channel to the store and
 // ends every registered subscriber (their streams report ErrShuttingDown).
@@ -243,6 +348,10 @@ func (h *Hub) get(ctx context.Context, id string) (*channel, error) {
 				return nil, ctx.Err()
 			}
 		}
+		if h.full() {
+			h.mu.Unlock()
+			return nil, ErrTooManyChannels
+		}
 		wait := make(chan struct{})
 		h.loading[id] = wait
 		h.mu.Unlock()
@@ -279,11 +388,14 @@ func (h *Hub) load(ctx context.Context, id string) (*channel, error) {
 	if !rec.Open() {
 		return nil, errClosedChannel
 	}
+	if h.reclaim(id, rec.Epoch) {
+		return newChannel(h, rec), nil
+	}
 	rec, err = h.store.OpenEpoch(ctx, id)
 	if err != nil {
 		return nil, storeErr(err)
 	}
-	h.log.Info("channel taken over", slog.String("channel", id), slog.Int64("epoch", rec.Epoch),
+	h.log.Debug("channel taken over", slog.String("channel", id), slog.Int64("epoch", rec.Epoch),
 		slog.Int64("seq", rec.LastSeq))
 	return newChannel(h, rec), nil
 }
@@ -300,12 +412,28 @@ func (h *Hub) startActor(c *channel) {
 		// A generator past its last line only closes the channel: a
 		// shutdown or crash may have come between the two.
 		next := c.lastSeq + 1 // read before the actor takes appends
+		if !c.genCounted {
+			h.genRate += c.gen.Freq
+		}
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
+			defer h.genDone(c.gen.Freq)
 			h.generate(c, next)
 		}()
 	}
+}
+
+// full reports whether no more actors may start. Called with h.mu held.
+func (h *Hub) full() bool {
+	return len(h.channels)+len(h.loading) >= h.cfg.MaxOpenChannels
+}
+
+// genDone accounts for a generator that stopped.
+func (h *Hub) genDone(freq float64) {
+	h.mu.Lock()
+	h.genRate -= freq
+	h.mu.Unlock()
 }
 
 // remove forgets an actor that is exiting.
@@ -314,32 +442,15 @@ func (h *Hub) remove(c *channel, closed bool) {
 	if h.channels[c.id] == c {
 		delete(h.channels, c.id)
 	}
+	if c.evicted && len(h.evicted) < h.cfg.MaxOpenChannels {
+		h.evicted[c.id] = c.epoch
+	}
 	h.mu.Unlock()
 	h.metrics.channelsOpen.Dec()
-	h.release(c.lastSeq-c.p, c.bufBytes)
+	h.forget(c)
 	if closed {
 		h.log.Debug("channel closed", slog.String("channel", c.id), slog.Int64("seq", c.lastSeq))
 	}
-}
-
-// reserve accounts for msgs more buffered messages of n bytes in all in c,
-// or reports false if a bound would be passed. Called by c's actor.
-func (h *Hub) reserve(c *channel, msgs, n int64) bool {
-	if c.lastSeq-c.p+msgs > int64(h.cfg.MaxBufferedPerChannel) {
-		return false
-	}
-	if h.bufferedBytes.Add(n) > h.cfg.MaxBufferedBytes {
-		h.bufferedBytes.Add(-n)
-		return false
-	}
-	h.bufferedMsgs.Add(msgs)
-	return true
-}
-
-// release accounts for msgs buffered messages of n bytes leaving buffers.
-func (h *Hub) release(msgs, n int64) {
-	h.bufferedMsgs.Add(-msgs)
-	h.bufferedBytes.Add(-n)
 }
 
 // call sends the request made by req to the actor of channel id and

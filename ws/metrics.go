@@ -21,9 +21,12 @@ type Metrics struct {
 	resyncs      prometheus.Counter
 	failures     prometheus.Counter
 	deleted      *prometheus.CounterVec
+	evicted      prometheus.Counter
 	conns        *prometheus.CounterVec
 	httpErrors   *prometheus.CounterVec
 	persistLag   atomic.Pointer[atomic.Int64]
+	memBytes     atomic.Pointer[atomic.Int64]
+	cache        *cacheMetrics
 }
 
 // WebSocket connection outcomes, the values of the outcome label.
@@ -78,6 +81,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "messages", Name: "channels_deleted_total",
 			Help: "Channels deleted, by DELETE /channels/{id} (by=\"request\") or by retention (by=\"retention\").",
 		}, []string{"by"}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "messages", Name: "channels_evicted_total",
+			Help: "Idle open channels whose actor left memory; they come back on demand.",
+		}),
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "messages", Name: "websocket_connections_total",
 			Help: "WebSocket connections by how they ended.",
@@ -86,6 +93,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "messages", Name: "http_request_errors_total",
 			Help: "HTTP requests the hub could not serve, by status; 499: the client went away first.",
 		}, []string{"status"}),
+		cache: newCacheMetrics(reg),
 	}
 	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeRejected, outcomeDeleted, outcomeError} {
 		m.conns.WithLabelValues(o)
@@ -103,8 +111,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			}
 			return 0
 		})
+		mem := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "messages", Name: "buffered_bytes",
+			Help: "Memory of the messages channels hold (unpersisted and retained), at real cost; bounded by -max-buffered-bytes.",
+		}, func() float64 {
+			if p := m.memBytes.Load(); p != nil {
+				return float64(p.Load())
+			}
+			return 0
+		})
 		reg.MustRegister(m.channelsOpen, m.subscribers, m.appended, m.delivered, m.latency,
-			m.catchup, m.resyncs, m.failures, m.deleted, m.conns, m.httpErrors, lag)
+			m.catchup, m.resyncs, m.failures, m.deleted, m.evicted, m.conns, m.httpErrors, lag, mem)
 	}
 	return m
 }

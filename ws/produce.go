@@ -30,15 +30,29 @@ func (h *Hub) create(ctx context.Context, id string, record func(context.Context
 	}
 	// Hold the id's loading slot, so that no take-over of the new row by
 	// get runs a second actor for it.
+	rate := 0.0
+	if gen != nil {
+		rate = gen.Freq
+	}
 	for {
 		h.mu.Lock()
 		wait := h.loading[id]
 		if wait == nil {
-			if h.channels[id] != nil {
+			var err error
+			switch {
+			case h.channels[id] != nil:
+				err = ErrExists
+			case h.full():
+				err = ErrTooManyChannels
+			case rate > 0 && h.genRate+rate > h.cfg.MaxGeneratorRate:
+				err = ErrGeneratorRate
+			}
+			if err != nil {
 				h.mu.Unlock()
-				return ChannelInfo{}, ErrExists
+				return ChannelInfo{}, err
 			}
 			h.loading[id] = make(chan struct{})
+			h.genRate += rate // the generator's share, held from now on
 			h.mu.Unlock()
 			break
 		}
@@ -49,20 +63,24 @@ func (h *Hub) create(ctx context.Context, id string, record func(context.Context
 			return ChannelInfo{}, ctx.Err()
 		}
 	}
-	release := func() {
+	release := func(started bool) {
 		h.mu.Lock()
 		w := h.loading[id]
 		delete(h.loading, id)
+		if !started {
+			h.genRate -= rate
+		}
 		h.mu.Unlock()
 		close(w)
 	}
 	rec, err := record(ctx)
 	if err != nil {
-		release()
+		release(false)
 		return ChannelInfo{}, storeErr(err)
 	}
 	// A new channel needs no take-over: start its actor at epoch 1.
 	c := newChannel(h, rec)
+	c.genCounted = true
 	if gen != nil && startWhen > 0 {
 		c.startWhen = startWhen
 		c.started = make(chan struct{})
@@ -70,18 +88,24 @@ func (h *Hub) create(ctx context.Context, id string, record func(context.Context
 	h.mu.Lock()
 	if h.stopped {
 		h.mu.Unlock()
-		release()
+		release(false)
 		return ChannelInfo{}, ErrShuttingDown
 	}
 	h.channels[id] = c
 	h.startActor(c)
 	h.mu.Unlock()
-	release()
+	release(true)
 	return h.infoOf(rec, c, false), nil
 }
 
+// errPersistWait is the cause of an append's context when the persist-wait
+// timeout ended it.
+var errPersistWait = errors.New("persist wait timeout")
+
 // Append adds a message to an open channel and returns its seq. With
-// waitPersisted it returns only once the message is durable.
+// waitPersisted it returns only once the message is durable, or after the
+// persist-wait timeout with a *PersistWaitError. Whenever the returned seq
+// is not 0 the message was accepted, even if the error is not nil.
 func (h *Hub) Append(ctx context.Context, id string, data []byte, waitPersisted bool) (int64, error) {
 	return h.appendCommit(ctx, id, data, waitPersisted, nil)
 }
@@ -94,13 +118,39 @@ func (h *Hub) appendCommit(ctx context.Context, id string, data []byte, waitPers
 
 // appendRequest appends msgs (at least one) to channel id in one actor
 // step, with commit (if not nil) committed in the same transaction, and
-// returns the last one's seq.
+// returns the last one's seq. With waitPersisted it returns once the last
+// one (and so all of them, and commit) is durable, or after the
+// persist-wait timeout with a *PersistWaitError, as Append does.
 func (h *Hub) appendRequest(ctx context.Context, id string, msgs [][]byte, waitPersisted bool, commit *streamCommit) (int64, error) {
-	req := &appendReq{data: msgs[0], rest: msgs[1:], wait: waitPersisted, result: make(chan appendResult, 1), commit: commit}
-	return h.produce(ctx, id, func() any {
+	req := &appendReq{data: msgs[0], rest: msgs[1:], result: make(chan appendResult, 1), commit: commit}
+	if waitPersisted {
+		req.persisted = make(chan appendResult, 1)
+	}
+	r, c, err := call(ctx, h, id, func() any {
 		req.time = time.Now().UnixMicro()
 		return req
 	}, req.result)
+	if errors.Is(err, errClosedChannel) {
+		return 0, ErrChannelClosed
+	}
+	if err != nil {
+		return 0, err
+	}
+	if r.err != nil || !waitPersisted {
+		return r.seq, r.err
+	}
+	wctx, cancel := context.WithTimeoutCause(ctx, h.cfg.PersistWaitTimeout, errPersistWait)
+	defer cancel()
+	p, ok, err := await(wctx, c, req.persisted)
+	switch {
+	case err != nil && context.Cause(wctx) == errPersistWait:
+		return r.seq, &PersistWaitError{Seq: r.seq, After: h.cfg.PersistWaitTimeout}
+	case err != nil:
+		return r.seq, err
+	case !ok:
+		return r.seq, ErrShuttingDown // exit answers every waiter: not reached
+	}
+	return r.seq, p.err
 }
 
 // Close closes an open channel: its buffer is flushed, the close is made

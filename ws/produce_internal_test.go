@@ -1,11 +1,17 @@
 package ws
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/wire"
 )
 
 // TestAppendRequestIsOneStep: the messages of one request are appended in
@@ -52,5 +58,45 @@ func TestAppendRequestIsOneStep(t *testing.T) {
 				t.Fatalf("seq %d: %q inside the request that starts with %q at seq %d", msgs[i+k].Seq, got, d, msgs[i].Seq)
 			}
 		}
+	}
+}
+
+// TestAppendRequestReservesAll: a request's messages are counted at their
+// real cost (binary ones with their base64 frames) and reserved together:
+// a request that does not fit the channel's bound appends nothing, even
+// when its first messages would fit.
+func TestAppendRequestReservesAll(t *testing.T) {
+	h, st, w := newTestHub(t, HubConfig{MaxChannelBytes: 64 << 10})
+	w.block(true) // nothing is persisted: every message stays counted
+	ctx := context.Background()
+	_, err := h.create(ctx, "bin", func(context.Context) (persist.Channel, error) {
+		c := persist.Channel{ID: "bin", Epoch: 1, CreatedAt: time.Now(), ContentType: "application/octet-stream"}
+		st.mu.Lock()
+		st.channels["bin"] = c
+		st.mu.Unlock()
+		return c, nil
+	}, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte{0xff}, 12<<10) // not UTF-8: a binary channel's bytes
+	// Three chunks fit the bound; with their base64 frames (16 KiB each)
+	// they do not.
+	if _, err := h.appendRequest(ctx, "bin", [][]byte{chunk, chunk, chunk}, false, nil); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("a request past the channel's bound: %v, want ErrOverloaded", err)
+	}
+	if info, err := h.Info(ctx, "bin"); err != nil || info.LastSeq != 0 {
+		t.Fatalf("after a refused request: last seq %d (%v), want 0: nothing of it appended", info.LastSeq, err)
+	}
+	if got := h.memBytes.Load(); got != 0 {
+		t.Fatalf("after a refused request %d bytes are counted, want 0", got)
+	}
+	seq, err := h.appendRequest(ctx, "bin", [][]byte{chunk[:100], chunk[:200]}, false, nil)
+	if err != nil || seq != 2 {
+		t.Fatalf("append: seq %d, %v; want 2", seq, err)
+	}
+	want := msgCost(wire.NewBinaryMessage(1, 0, chunk[:100])) + msgCost(wire.NewBinaryMessage(2, 0, chunk[:200]))
+	if got := h.memBytes.Load(); got != want {
+		t.Fatalf("two binary messages counted as %d bytes, want %d", got, want)
 	}
 }

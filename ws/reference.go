@@ -3,8 +3,6 @@ package ws
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -39,6 +37,11 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	done, ok := s.q.acquireConn(w, r)
+	if !ok {
+		return
+	}
+	defer done()
 	s.streamText(w, r, id)
 }
 
@@ -56,14 +59,8 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1024))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		writeError(w, http.StatusRequestEntityTooLarge, "request body is larger than 1024 bytes: it must be a channel id of at most 128 bytes")
-		return
-	}
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("reading the body: %v", err))
+	body, ok := s.readBody(w, r, 1024, "request body is larger than 1024 bytes: it must be a channel id of at most 128 bytes")
+	if !ok {
 		return
 	}
 	id := strings.TrimSpace(string(body))
@@ -76,6 +73,14 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	if id == "" {
 		id = newID()
+	}
+	done, ok := s.q.acquireConn(w, r)
+	if !ok {
+		return
+	}
+	defer done()
+	if !s.q.allowCreate(w, r) {
+		return
 	}
 	if _, err := s.hub.Create(r.Context(), id, gen, 0); err != nil {
 		s.fail(w, r, err, id)
@@ -191,6 +196,20 @@ func (t *textSink) messages(msgs []*wire.Message, live bool) error {
 // of the last message has passed if the stream was quiet since.
 func (t *textSink) ending() {
 	_ = t.rc.SetWriteDeadline(time.Now().Add(t.timeout))
+}
+
+// page writes a cached history page's raw data, decoded once per page.
+func (t *textSink) page(p *page) error {
+	text, err := p.textData()
+	if err != nil {
+		return err
+	}
+	_ = t.rc.SetWriteDeadline(time.Now().Add(t.timeout))
+	if _, err := t.w.Write(text); err != nil {
+		return err
+	}
+	t.m.delivered.Add(float64(p.count()))
+	return t.rc.Flush()
 }
 
 func (t *textSink) live(int64) error { return nil }

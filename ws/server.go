@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -37,6 +38,19 @@ type ServerConfig struct {
 	WriteTimeout time.Duration
 	// PingInterval is how often idle WebSockets are pinged. Default 30s.
 	PingInterval time.Duration
+	// BodyTimeout bounds the time a request body takes to arrive, from the
+	// moment its handler starts; past it the answer is 408. Default 30s.
+	BodyTimeout time.Duration
+	// MaxConnsPerIP bounds the WebSockets and streaming responses (GET
+	// and POST /) open at once per client IP; past it 429. Default 10,000.
+	MaxConnsPerIP int
+	// CreateRate bounds channel creations per client IP per second, with
+	// bursts of CreateBurst; past it 429. Defaults 100 and 1000.
+	CreateRate  float64
+	CreateBurst int
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// (for the per-IP quotas). Default none: the peer is the client.
+	TrustedProxies []netip.Prefix
 	// Logger receives request-level logs. Default: discard.
 	Logger *slog.Logger
 	// HubMetrics are the collectors the handlers update; use the hub's.
@@ -63,6 +77,18 @@ func (c *ServerConfig) setDefaults(h *Hub) {
 	if c.PingInterval <= 0 {
 		c.PingInterval = 30 * time.Second
 	}
+	if c.MaxConnsPerIP <= 0 {
+		c.MaxConnsPerIP = 10_000
+	}
+	if c.CreateRate <= 0 {
+		c.CreateRate = 100
+	}
+	if c.CreateBurst <= 0 {
+		c.CreateBurst = 1000
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -84,6 +110,7 @@ type Server struct {
 	mux *http.ServeMux
 	log *slog.Logger
 	m   *Metrics
+	q   *quotas
 
 	wg sync.WaitGroup // WebSocket handlers and text streams
 
@@ -96,7 +123,7 @@ type Server struct {
 // NewServer returns a Server for hub.
 func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	cfg.setDefaults(hub)
-	s := &Server{hub: hub, cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: cfg.HubMetrics,
+	s := &Server{hub: hub, cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: cfg.HubMetrics, q: newQuotas(&cfg),
 		conns: make(map[*websocket.Conn]context.CancelFunc), texts: make(map[*http.Request]context.CancelFunc)}
 	s.route("/{$}", map[string]http.HandlerFunc{"GET": s.handleRoot, "POST": s.handleReferenceCreate})
 	s.route("/static/", map[string]http.HandlerFunc{"GET": s.handleViewer})
@@ -221,6 +248,10 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	if down {
 		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		return
+	}
+	if !s.hub.TakenOver() {
+		writeError(w, http.StatusServiceUnavailable, "taking over the channels of the previous process; requests are served meanwhile")
 		return
 	}
 	if err := s.cfg.Ready(ctx); err != nil {

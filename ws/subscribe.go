@@ -17,6 +17,9 @@ type sink interface {
 	// messages delivers a contiguous run; live tells whether they were
 	// appended after the subscriber caught up.
 	messages(msgs []*wire.Message, live bool) error
+	// page delivers a history page: contiguous messages, already encoded
+	// and shared with other readers.
+	page(p *page) error
 	live(seq int64) error
 	end(seq int64) error
 }
@@ -72,16 +75,21 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 				return err
 			}
 		}
-		if err := h.history(ctx, id, &last, snap.fromStore, persist.BinaryType(snap.contentType), s); err != nil {
+		if err := h.history(ctx, id, snap.epoch, &last, snap.fromStore, snap.persisted, !snap.open, persist.BinaryType(snap.contentType), s); err != nil {
 			h.unregister(reg)
 			return err
 		}
-		if err := sendRuns(s, snap.buffered); err != nil {
+		// A cached page may have covered the start of the buffered copy.
+		buffered := snap.buffered
+		for len(buffered) > 0 && buffered[0].Seq <= last {
+			buffered = buffered[1:]
+		}
+		if err := sendRuns(s, buffered); err != nil {
 			h.unregister(reg)
 			return err
 		}
-		if n := len(snap.buffered); n > 0 {
-			last = snap.buffered[n-1].Seq
+		if n := len(buffered); n > 0 {
+			last = buffered[n-1].Seq
 		}
 		if reg == nil {
 			// Closed channel: everything came from the store.
@@ -183,6 +191,9 @@ type pinger interface {
 // subscribe takes a snapshot of channel id after from and, if register is
 // set and the channel is open, registers a subscriber for what follows.
 func (h *Hub) subscribe(ctx context.Context, id string, from int64, register bool) (snapshot, *registration, error) {
+	if snap, ok := h.knownClosed(id); ok {
+		return snap, nil, nil
+	}
 	req := &subscribeReq{from: from, result: make(chan snapshot, 1)}
 	if register {
 		req.sub = &subscriber{queue: make(chan *wire.Message, h.cfg.QueueLen)}
@@ -215,6 +226,21 @@ func (h *Hub) subscribe(ctx context.Context, id string, from int64, register boo
 		}
 		return snap, &registration{c: c, s: req.sub}, nil
 	}
+}
+
+// knownClosed returns the snapshot of channel id if the page cache knows
+// it is closed, which saves the store lookups that find it so.
+func (h *Hub) knownClosed(id string) (snapshot, bool) {
+	if h.cache == nil {
+		return snapshot{}, false
+	}
+	select {
+	case <-h.stop:
+		return snapshot{}, false // shutting down: let get say so
+	default:
+	}
+	epoch, last, ok := h.cache.closedChannel(id)
+	return snapshot{epoch: epoch, persisted: last, fromStore: last, lastSeq: last}, ok
 }
 
 // registration is a subscriber registered with a channel actor.

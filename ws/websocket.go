@@ -49,10 +49,16 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Compression {
 		opts.CompressionMode = websocket.CompressionContextTakeover
 	}
+	release, ok := s.q.acquireConn(w, r)
+	if !ok {
+		s.m.conns.WithLabelValues(outcomeRejected).Inc()
+		return
+	}
 	sb := &smallBuffers{ResponseWriter: w}
 	conn, err := websocket.Accept(sb, r, opts)
 	if err != nil {
 		// Accept has answered the request (400 or 403).
+		release()
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 		return
 	}
@@ -61,6 +67,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
+		release()
 		conn.Close(websocket.StatusGoingAway, "server is shutting down")
 		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
 		return
@@ -78,6 +85,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			s.mu.Lock()
 			delete(s.conns, conn)
 			s.mu.Unlock()
+			release()
 			cancel()
 			s.wg.Done()
 		}()
@@ -291,6 +299,18 @@ func (w *wsSink) messages(msgs []*wire.Message, live bool) error {
 		return err
 	}
 	observeDelivery(w.m, msgs, live)
+	return nil
+}
+
+// page writes a cached history page's frames as they are: the same bytes
+// for every reader, encoded once.
+func (w *wsSink) page(p *page) error {
+	for _, f := range p.frames {
+		if err := w.write(f); err != nil {
+			return err
+		}
+	}
+	w.m.delivered.Add(float64(p.count()))
 	return nil
 }
 

@@ -17,6 +17,10 @@
 //     -channels channels with -clients subscribers each.
 //   - idle: -channels × -clients idle subscribers; reports the server's
 //     memory per connection.
+//   - catchup: one channel with -history messages of -size bytes, closed
+//     (-source closed: served from the store, as after a restart) or open;
+//     then -clients readers join at once and read it all. Reports the time
+//     until all are done, per-reader catch-up latency and MB/s.
 //
 // Server cost comes from the server's /metrics.
 package main
@@ -79,6 +83,7 @@ type config struct {
 	Prefix         string        `json:"prefix"`
 	CPUProfile     string        `json:"-"`
 	Token          string        `json:"-"` // never printed
+	catchupFlags
 }
 
 // parseFlags reads args into a config; getenv supplies
@@ -94,7 +99,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	fs.StringVar(&c.URL, "url", defURL, "server base URL (env MESSAGES_BENCH_URL)")
 	fs.StringVar(&c.Token, "token", getenv("MESSAGES_TOKEN"), "bearer token for a server that requires one, sent on every request and WebSocket; it needs the rights of the scenario, e.g. messages-token -admin (env MESSAGES_TOKEN; prefer the env, flags show in ps)")
-	fs.StringVar(&c.Scenario, "scenario", "reference", "reference, fanout, publish or idle")
+	fs.StringVar(&c.Scenario, "scenario", "reference", "reference, fanout, publish, idle or catchup")
 	fs.IntVar(&c.Channels, "channels", 0, "channels (default: reference 1000, fanout and publish 100, idle 100)")
 	fs.IntVar(&c.Clients, "clients", 0, "clients per channel (default: reference 5, fanout and publish 100, idle 100)")
 	fs.Float64Var(&c.Freq, "freq", 0, "generator lines per second (default: reference 20, fanout 100)")
@@ -111,6 +116,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&c.Progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
 	fs.StringVar(&c.Prefix, "prefix", "", "channel id prefix (default: bench-<seed>-)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to this file")
+	c.catchupFlags.addFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -122,10 +128,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	defaults := map[string][3]float64{ // channels, clients, freq
 		"reference": {1000, 5, 20}, "fanout": {100, 100, 100}, "publish": {100, 100, 0}, "idle": {100, 100, 0},
+		"catchup": {1, 1000, 0},
 	}
 	d, ok := defaults[c.Scenario]
 	if !ok {
-		return c, fmt.Errorf("unknown -scenario %q: want reference, fanout, publish or idle", c.Scenario)
+		return c, fmt.Errorf("unknown -scenario %q: want reference, fanout, publish, idle or catchup", c.Scenario)
 	}
 	if c.Channels == 0 {
 		c.Channels = int(d[0])
@@ -164,6 +171,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("-resume-fraction must be within 0..1")
 	case c.Timeout <= 0:
 		return c, errors.New("-timeout must be positive")
+	}
+	if err := c.checkCatchup(); err != nil {
+		return c, err
 	}
 	if c.Window == 0 && c.Scenario == "reference" {
 		c.Window = time.Duration(float64(c.Max) / c.Freq * 1.5 * float64(time.Second))
@@ -235,6 +245,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = runPublish(ctx, b)
 	case "idle":
 		err = runIdle(ctx, b, mon)
+	case "catchup":
+		err = runCatchup(ctx, b)
 	}
 	mon.stop()
 	b.finish(mon)

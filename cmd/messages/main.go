@@ -59,6 +59,7 @@ type config struct {
 	persistWorkers  int
 	maxMessageBytes int
 	queueLen        int
+	history         historyConfig
 	allowedOrigins  string
 	shutdownTimeout time.Duration
 	logLevel        string
@@ -67,6 +68,7 @@ type config struct {
 	auth            authConfig
 	retention       time.Duration
 	longPollTimeout time.Duration
+	bounds          bounds
 }
 
 // defaultDatabaseURL is the SQLite file used when DATABASE_URL is unset, so
@@ -130,8 +132,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.BoolVar(&c.compression, "compression", envBool("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
 	fs.DurationVar(&c.retention, "retention", envDuration("RETENTION", 0), "delete closed channels and their history this long after they were closed, in the background; 0 keeps them forever (env RETENTION)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
+	addHistoryFlags(fs, &c.history, envInt)
 	addAuthFlags(fs, &c.auth, env, envBool)
 	fs.DurationVar(&c.longPollTimeout, "long-poll-timeout", envDuration("LONG_POLL_TIMEOUT", 20*time.Second), "how long a Durable Streams long-poll read waits for data before answering 204 (env LONG_POLL_TIMEOUT)")
+	c.bounds.define(fs, envFuncs{str: env, dur: envDuration, num: envInt, fail: func(err error) { errs = append(errs, err) }})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -159,10 +163,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.longPollTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("long-poll timeout must be positive"))
 	}
+	errs = append(errs, c.history.check())
 	if c.shutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown timeout must be positive"))
 	}
 	errs = append(errs, c.auth.finish(&c.addr)) // errors.Join drops a nil
+	errs = append(errs, c.bounds.validate()...)
 	return c, errors.Join(errs...)
 }
 
@@ -208,16 +214,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Registerer: reg})
 	metrics := ws.NewMetrics(reg)
-	hub := ws.NewHub(ws.HubConfig{
+	hubCfg := ws.HubConfig{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
-		Retention: ws.RetentionConfig{After: cfg.retention}, Logger: log, Metrics: metrics,
-	})
-	srv := ws.NewServer(hub, ws.ServerConfig{
+		Retention: ws.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: cfg.history.hubCacheBytes(),
+		HistoryPage: cfg.history.page, Logger: log, Metrics: metrics,
+	}
+	cfg.bounds.hub(&hubCfg)
+	hub := ws.NewHub(hubCfg)
+	srvCfg := ws.ServerConfig{
 		Viewer: viewer.Handler(), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
 		Logger: log, HubMetrics: metrics, Auth: authz,
 		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}), LongPollTimeout: cfg.longPollTimeout,
-	})
+	}
+	cfg.bounds.server(&srvCfg)
+	srv := ws.NewServer(hub, srvCfg)
 	// From here on the writer's workers run, and from hub.Start on actors
 	// and generators too: every return, an early error included, goes
 	// through this one shutdown, which stops them and flushes what they
@@ -228,10 +239,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			err = errors.Join(err, serr)
 		}
 	}()
-	if err := hub.Start(ctx); err != nil {
-		return err
-	}
-
 	if cfg.debugAddr != "" {
 		stopDebug, err := serveDebug(cfg.debugAddr, log)
 		if err != nil {
@@ -244,11 +251,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	httpSrv = &http.Server{Handler: guard.Handler(srv), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	httpSrv = &http.Server{Handler: guard.Handler(srv), ReadHeaderTimeout: cfg.bounds.readHeaderTimeout, IdleTimeout: cfg.bounds.idleTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())),
 		slog.Any("store", store))
+	// Take over the previous process's generators while serving: with
+	// many of them this takes a while, and every channel is also taken
+	// over on its first request. /readyz says when it is done.
+	defer startTakeOver(ctx, hub, log)()
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -306,6 +318,43 @@ func shutdown(log *slog.Logger, timeout time.Duration, srv *ws.Server, httpSrv *
 	}
 	log.Info("stopped: everything persisted")
 	return nil
+}
+
+// startTakeOver runs takeOver on its own goroutine and returns the
+// function that stops it and waits for it.
+func startTakeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		takeOver(ctx, hub, log)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// takeOver runs hub.Start until it succeeds or ctx ends, retrying with
+// backoff while the database fails.
+func takeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) {
+	start := time.Now()
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+		err := hub.Start(ctx)
+		if err == nil {
+			log.Info("take-over done: ready", slog.Duration("took", time.Since(start)))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Error("taking over open channels failed; retrying", slog.Duration("in", backoff), slog.Any("err", err))
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // viewerURL is the address a person opens in a browser.

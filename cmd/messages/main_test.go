@@ -77,7 +77,8 @@ func start(t *testing.T, args ...string) *server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{log: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan string, 1)
-	args = append([]string{"-addr", "127.0.0.1:0", "-persist-interval", "10ms"}, args...)
+	// A loaded machine is slow, not hung: a generous store timeout.
+	args = append([]string{"-addr", "127.0.0.1:0", "-persist-interval", "10ms", "-store-timeout", "30s"}, args...)
 	go func() { s.done <- run(ctx, args, noEnv, s.log, ready) }()
 	t.Cleanup(func() { s.stop(t) })
 	select {
@@ -228,10 +229,11 @@ func TestRunUnsupportedScheme(t *testing.T) {
 }
 
 // TestRunEarlyErrorStopsAndFlushes starts the server on a database with an
-// open generator channel, which the hub takes over at start, on a listen
-// address already taken: run fails, and before it returns it stops the
-// generator, the actor and the writer, and flushes, so nothing of the
-// server is left running and what the generator appended is stored.
+// open generator channel on a listen address already taken: run fails
+// before it takes anything over (the take-over starts once the server
+// listens), and before it returns it stops the writer and the hub, so
+// nothing of the server is left running and what the generator appended
+// is stored.
 func TestRunEarlyErrorStopsAndFlushes(t *testing.T) {
 	dbURL := (&url.URL{Scheme: "sqlite", Path: filepath.Join(t.TempDir(), "m.db")}).String()
 	s := start(t, "-database-url", dbURL)
@@ -244,13 +246,13 @@ func TestRunEarlyErrorStopsAndFlushes(t *testing.T) {
 	}
 	defer taken.Close()
 	var logs syncBuffer
-	err = run(t.Context(), []string{"-addr", taken.Addr().String(), "-database-url", dbURL, "-persist-interval", "10ms"},
-		noEnv, &logs, nil)
+	err = run(t.Context(), []string{"-addr", taken.Addr().String(), "-database-url", dbURL, "-persist-interval", "10ms",
+		"-log-level", "debug"}, noEnv, &logs, nil)
 	if err == nil || !strings.Contains(err.Error(), "listen") {
 		t.Fatalf("run on a taken address = %v, want a listen error\n%s", err, &logs)
 	}
-	if !strings.Contains(logs.String(), "channel taken over") {
-		t.Fatalf("the generator channel was not taken over before the listen error; the test misses its point\n%s", &logs)
+	if strings.Contains(logs.String(), "channel taken over") {
+		t.Fatalf("the generator channel was taken over by a server that never listened\n%s", &logs)
 	}
 	if !strings.Contains(logs.String(), "everything persisted") {
 		t.Errorf("run returned without the flush\n%s", &logs)

@@ -9,6 +9,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -412,8 +413,9 @@ func (r *reader) read(conn *websocket.Conn) (progress bool, err error) {
 		return &ProtocolError{Channel: s.channel, Expected: expected, Got: got, Reason: fmt.Sprintf(format, args...)}
 	}
 	hello, live := false, false
+	var buf bytes.Buffer // reused: decoded frames copy what they keep
 	for {
-		typ, b, err := conn.Read(context.Background())
+		typ, b, err := readFrame(conn, &buf)
 		rcv := time.Now()
 		if err != nil {
 			if s.ctx.Err() != nil {
@@ -485,6 +487,24 @@ func (r *reader) read(conn *websocket.Conn) (progress bool, err error) {
 }
 
 // readError classifies an error from reading a connection.
+// readFrame reads the next message of conn into buf, which it reuses
+// unless it grew past a megabyte, and returns its type and bytes, valid
+// until the next call.
+func readFrame(conn *websocket.Conn, buf *bytes.Buffer) (websocket.MessageType, []byte, error) {
+	if buf.Cap() > 1<<20 {
+		*buf = bytes.Buffer{}
+	}
+	buf.Reset()
+	typ, rd, err := conn.Reader(context.Background())
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := buf.ReadFrom(rd); err != nil {
+		return 0, nil, err
+	}
+	return typ, buf.Bytes(), nil
+}
+
 func (r *reader) readError(err error) error {
 	status := websocket.CloseStatus(err)
 	if code, ok := wire.ErrorCode(int(status)); ok {

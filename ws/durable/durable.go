@@ -174,6 +174,10 @@ var (
 	// ErrDeleted: the stream was deleted, but forks of it remain; its name
 	// cannot be used again until they are gone.
 	ErrDeleted = errors.New("stream was deleted; forks of it remain")
+	// ErrPersistTimeout: the append was accepted (with its producer state)
+	// but was not durable within the server's persist-wait timeout; it
+	// will be persisted. A retry of it is answered as a duplicate.
+	ErrPersistTimeout = errors.New("the append was accepted but is not durable yet")
 )
 
 // StaleEpochError: a producer's epoch is older than the stream's record of

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -185,16 +186,27 @@ func decodeCanonical(b []byte) (Frame, bool) {
 		p.lit(`]`)
 		enc := p.encoding()
 		p.lit(`,"data":[`)
-		data := make([]string, 0, len(times))
+		// All the data goes into one string, which the messages share: one
+		// allocation per frame rather than one per message. What is left of
+		// the frame bounds its size.
+		var all strings.Builder
+		all.Grow(len(b) - p.i)
+		ends := make([]int, 0, len(times))
 		for p.ok {
-			data = append(data, p.str())
+			p.strTo(&all)
+			ends = append(ends, all.Len())
 			if p.peek() != ',' {
 				break
 			}
 			p.i++
 		}
-		if !p.lit("]}").end() || seq < 1 || len(times) == 0 || len(times) != len(data) {
+		if !p.lit("]}").end() || seq < 1 || len(times) == 0 || len(times) != len(ends) {
 			return Frame{}, false
+		}
+		data := make([]string, len(ends))
+		joined, start := all.String(), 0
+		for i, end := range ends {
+			data[i], start = joined[start:end], end
 		}
 		return canonical(Frame{Type: FrameBatch, Seq: seq, Time: times, Data: data, Encoding: enc})
 	}
@@ -260,11 +272,21 @@ func (c *cursor) int() int64 {
 	return n
 }
 
-// str reads a JSON string; one with escapes is unescaped by encoding/json.
+// str reads a JSON string.
 func (c *cursor) str() string {
+	var b strings.Builder
+	b.Grow(len(c.b) - c.i)
+	c.strTo(&b)
+	return b.String()
+}
+
+// strTo reads a JSON string and appends its value to dst. The escapes the
+// server writes for control characters, quotes and backslashes are undone
+// here; a string with a \u escape is unescaped by encoding/json.
+func (c *cursor) strTo(dst *strings.Builder) {
 	if c.peek() != '"' {
 		c.ok = false
-		return ""
+		return
 	}
 	start := c.i
 	escaped := false
@@ -276,25 +298,60 @@ func (c *cursor) str() string {
 		case ch == '"':
 			c.i++
 			raw := c.b[start:c.i]
-			if !escaped {
-				if !utf8.Valid(raw) {
-					c.ok = false
-					return ""
-				}
-				return string(raw[1 : len(raw)-1])
-			}
-			var s string
-			if json.Unmarshal(raw, &s) != nil {
+			switch {
+			case !utf8.Valid(raw):
 				c.ok = false
+			case !escaped:
+				dst.Write(raw[1 : len(raw)-1])
+			default:
+				c.ok = unescapeTo(dst, raw)
 			}
-			return s
+			return
 		case ch < 0x20:
 			c.ok = false
-			return ""
+			return
 		}
 	}
 	c.ok = false
-	return ""
+}
+
+// unescapeTo appends the value of raw, a quoted JSON string of valid UTF-8
+// whose every backslash starts an escape, to b.
+func unescapeTo(b *strings.Builder, raw []byte) bool {
+	in := raw[1 : len(raw)-1]
+	if bytes.Contains(in, []byte(`\u`)) {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return false
+		}
+		b.WriteString(s)
+		return true
+	}
+	for {
+		i := bytes.IndexByte(in, '\\')
+		if i < 0 {
+			b.Write(in)
+			return true
+		}
+		b.Write(in[:i])
+		switch ch := in[i+1]; ch {
+		case 'n':
+			b.WriteByte('\n')
+		case 't':
+			b.WriteByte('\t')
+		case 'r':
+			b.WriteByte('\r')
+		case '"', '\\', '/':
+			b.WriteByte(ch)
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		default:
+			return false
+		}
+		in = in[i+2:]
+	}
 }
 
 // end reports whether the whole input was read.

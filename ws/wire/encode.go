@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/base64"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -24,7 +25,9 @@ type Message struct {
 // NewMessage builds a message and encodes its frame once. Data must be valid
 // UTF-8: the server refuses anything else on input.
 func NewMessage(seq, t int64, data []byte) *Message {
-	b := make([]byte, 0, len(data)+len(data)/8+72)
+	// slices.Grow rounds the capacity up to the allocator's size class,
+	// so MemSize is what the frame really occupies.
+	b := slices.Grow([]byte(nil), len(data)+len(data)/8+72)
 	b = append(b, `{"type":"message","seq":`...)
 	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, `,"time":`...)
@@ -40,7 +43,8 @@ func NewMessage(seq, t int64, data []byte) *Message {
 // the data base64-encoded, with "encoding":"base64" before it.
 func NewBinaryMessage(seq, t int64, data []byte) *Message {
 	n := base64.StdEncoding.EncodedLen(len(data))
-	b := make([]byte, 0, n+96)
+	// As in NewMessage, the capacity is the allocator's size class.
+	b := slices.Grow([]byte(nil), n+96)
 	b = append(b, `{"type":"message","seq":`...)
 	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, `,"time":`...)
@@ -52,6 +56,11 @@ func NewBinaryMessage(seq, t int64, data []byte) *Message {
 	b = append(b, '"', '}')
 	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: at, binary: true}
 }
+
+// MemSize returns the bytes the message's data and encoded frame occupy
+// (their capacities), without the fixed cost of the Message itself. It
+// covers a binary message's base64 frame as well.
+func (m *Message) MemSize() int64 { return int64(cap(m.Data) + cap(m.frame)) }
 
 // Encoded returns the message's frame. The caller must not modify it.
 func (m *Message) Encoded() []byte { return m.frame }
@@ -85,6 +94,44 @@ func AppendMessages(b []byte, msgs []*Message) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, m.quoted()...)
+	}
+	return append(b, "]}"...)
+}
+
+// AppendRun appends one frame covering the n contiguous messages seq,
+// seq+1, ..., seq+n-1 (n ≥ 1): a message frame for one, a batch frame for
+// more, byte for byte what AppendMessages writes for the same messages of
+// a text channel (binary ones are encoded through NewBinaryMessage).
+// at(i) returns the time and data (valid UTF-8) of message seq+i. It
+// encodes straight from stored rows, without a Message per row.
+func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)) []byte {
+	if n == 1 {
+		t, d := at(0)
+		b = append(b, `{"type":"message","seq":`...)
+		b = strconv.AppendInt(b, seq, 10)
+		b = append(b, `,"time":`...)
+		b = strconv.AppendInt(b, t, 10)
+		b = append(b, `,"data":`...)
+		b = AppendJSONString(b, d)
+		return append(b, '}')
+	}
+	b = append(b, `{"type":"batch","seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"time":[`...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		t, _ := at(i)
+		b = strconv.AppendInt(b, t, 10)
+	}
+	b = append(b, `],"data":[`...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		_, d := at(i)
+		b = AppendJSONString(b, d)
 	}
 	return append(b, "]}"...)
 }

@@ -77,7 +77,8 @@ func FuzzDecodeCanonical(f *testing.F) {
 }
 
 func TestDecodeCanonical(t *testing.T) {
-	for _, m := range []*Message{NewMessage(1, 2, []byte("plain")), NewMessage(7, 8, []byte("esc\"aped\n\u2028é"))} {
+	for _, m := range []*Message{NewMessage(1, 2, []byte("plain")), NewMessage(7, 8, []byte("esc\"aped\n\u2028é")),
+		NewMessage(9, 9, []byte("a\tb\\c\"d\r\n\x01é"))} {
 		f, ok := decodeCanonical(m.Encoded())
 		if !ok || f.Data[0] != string(m.Data) || f.Seq != m.Seq || f.Time[0] != m.Time {
 			t.Errorf("decodeCanonical(%s) = %+v, %v", m.Encoded(), f, ok)

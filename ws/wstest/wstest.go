@@ -82,6 +82,11 @@ type Options struct {
 	LongPollTimeout time.Duration
 	// MaxCachedStreams bounds the Durable Streams states cached.
 	MaxCachedStreams int
+	// Hub, if not nil, edits the hub's configuration last (bounds,
+	// timeouts, quotas). The store timeout is 30s unless it sets one.
+	Hub func(*ws.HubConfig)
+	// Server, if not nil, edits the server's configuration last.
+	Server func(*ws.ServerConfig)
 }
 
 // StopGrace is how long past its shutdown timeout a server may take to
@@ -149,20 +154,32 @@ func Start(t testing.TB, opts Options) *Server {
 		hubStore = opts.Store(store)
 	}
 	m := ws.NewMetrics(reg)
-	hub := ws.NewHub(ws.HubConfig{
+	hubCfg := ws.HubConfig{
 		Store: hubStore, Writer: writer, PersistInterval: opts.PersistInterval, QueueLen: opts.QueueLen,
 		MaxBufferedPerChannel: opts.MaxBufferedPerChannel, RetainMessages: opts.RetainMessages,
 		Retention: opts.Retention, Logger: log, Metrics: m,
-	})
+	}
+	// Tests share loaded machines: a store call slower than the
+	// production default (5s) is slowness here, not a hung database.
+	// Tests of the store timeout set their own.
+	hubCfg.StoreTimeout = 30 * time.Second
+	if opts.Hub != nil {
+		opts.Hub(&hubCfg)
+	}
+	hub := ws.NewHub(hubCfg)
 	if err := hub.Start(ctx); err != nil {
 		t.Fatalf("wstest: start hub: %v", err)
 	}
 	streams := ws.NewDurableBackend(hub, store, ws.DurableConfig{MaxCached: opts.MaxCachedStreams})
-	srv := ws.NewServer(hub, ws.ServerConfig{
+	srvCfg := ws.ServerConfig{
 		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), AllowedOrigins: opts.AllowedOrigins,
 		MaxMessageBytes: opts.MaxMessageBytes, PingInterval: opts.PingInterval, Logger: log, HubMetrics: m,
 		Auth: opts.Auth, Streams: streams, LongPollTimeout: opts.LongPollTimeout,
-	})
+	}
+	if opts.Server != nil {
+		opts.Server(&srvCfg)
+	}
+	srv := ws.NewServer(hub, srvCfg)
 	var h http.Handler = srv
 	if opts.Guard != nil {
 		h = opts.Guard.Handler(srv)

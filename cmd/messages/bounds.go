@@ -1,0 +1,196 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/messages-server/messages/ws"
+)
+
+// envFuncs read a flag's environment fallback; parse errors are collected
+// by parseConfig.
+type envFuncs struct {
+	str func(name, def string) string
+	dur func(name string, def time.Duration) time.Duration
+	num func(name string, def int) int
+	// fail records an error in an environment value.
+	fail func(error)
+}
+
+// bounds are the timeouts, memory bounds and quotas that make the server
+// safe to expose.
+type bounds struct {
+	bodyTimeout        time.Duration
+	storeTimeout       time.Duration
+	persistWaitTimeout time.Duration
+	readHeaderTimeout  time.Duration
+	idleTimeout        time.Duration
+	maxBufferedBytes   byteSize
+	maxChannelBytes    byteSize
+	maxOpenChannels    int
+	maxGeneratorRate   float64
+	maxConnsPerIP      int
+	createRate         float64
+	createBurst        int
+	trustedProxies     string
+	idleEvict          time.Duration
+}
+
+func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
+	fs.DurationVar(&b.bodyTimeout, "body-timeout", env.dur("BODY_TIMEOUT", 30*time.Second), "a request body must arrive within this, else 408 (env BODY_TIMEOUT)")
+	fs.DurationVar(&b.storeTimeout, "store-timeout", env.dur("STORE_TIMEOUT", 5*time.Second), "bound on each database call made for a request, else 503 (env STORE_TIMEOUT)")
+	fs.DurationVar(&b.persistWaitTimeout, "persist-wait-timeout", env.dur("PERSIST_WAIT_TIMEOUT", 30*time.Second), "longest an append with ?wait=persisted waits, else 504 with its seq (env PERSIST_WAIT_TIMEOUT)")
+	fs.DurationVar(&b.readHeaderTimeout, "read-header-timeout", env.dur("READ_HEADER_TIMEOUT", 10*time.Second), "request headers must arrive within this (env READ_HEADER_TIMEOUT)")
+	fs.DurationVar(&b.idleTimeout, "idle-timeout", env.dur("IDLE_TIMEOUT", 2*time.Minute), "an idle keep-alive connection is closed after this (env IDLE_TIMEOUT)")
+	fs.DurationVar(&b.idleEvict, "idle-evict", env.dur("IDLE_EVICT", 5*time.Minute), "an open channel with no subscriber, no generator and no request for this long leaves memory until it is used again (env IDLE_EVICT)")
+	b.maxBufferedBytes = env.size("MAX_BUFFERED_BYTES", 256<<20)
+	fs.Var(&b.maxBufferedBytes, "max-buffered-bytes", "`size` of the memory for messages held by all channels, unpersisted and retained, at real cost (e.g. 256MiB); past it appends get 503 and generators pause (env MAX_BUFFERED_BYTES)")
+	b.maxChannelBytes = env.size("MAX_CHANNEL_BYTES", 16<<20)
+	fs.Var(&b.maxChannelBytes, "max-channel-bytes", "`size` bound of the same memory for one channel (env MAX_CHANNEL_BYTES)")
+	fs.IntVar(&b.maxOpenChannels, "max-open-channels", env.num("MAX_OPEN_CHANNELS", 100_000), "channels open in memory at once; past it creates and take-overs get 429 (env MAX_OPEN_CHANNELS)")
+	fs.Float64Var(&b.maxGeneratorRate, "max-generator-rate", env.float("MAX_GENERATOR_RATE", 100_000), "lines per second of all running generators together; past it creating a generator gets 429 (env MAX_GENERATOR_RATE)")
+	fs.IntVar(&b.maxConnsPerIP, "max-conns-per-ip", env.num("MAX_CONNS_PER_IP", 10_000), "WebSockets and streaming responses open at once per client IP; past it 429 (env MAX_CONNS_PER_IP)")
+	fs.Float64Var(&b.createRate, "create-rate", env.float("CREATE_RATE", 100), "channel creations per second per client IP; past it 429 (env CREATE_RATE)")
+	fs.IntVar(&b.createBurst, "create-burst", env.num("CREATE_BURST", 1000), "channel creations per client IP allowed at once before -create-rate applies (env CREATE_BURST)")
+	fs.StringVar(&b.trustedProxies, "trusted-proxies", env.str("TRUSTED_PROXIES", ""), "comma-separated CIDRs of proxies whose X-Forwarded-For names the client, e.g. 10.0.0.0/8 (env TRUSTED_PROXIES)")
+}
+
+func (b *bounds) validate() []error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"body timeout", b.bodyTimeout}, {"store timeout", b.storeTimeout}, {"persist wait timeout", b.persistWaitTimeout},
+		{"read header timeout", b.readHeaderTimeout}, {"idle timeout", b.idleTimeout}, {"idle evict", b.idleEvict},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", d.name))
+		}
+	}
+	if b.maxBufferedBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("max buffered bytes must be at least 1MiB"))
+	}
+	if b.maxChannelBytes < 64<<10 || b.maxChannelBytes > b.maxBufferedBytes {
+		errs = append(errs, fmt.Errorf("max channel bytes must be in [64KiB, max buffered bytes]"))
+	}
+	for _, q := range []struct {
+		name string
+		v    float64
+	}{
+		{"max open channels", float64(b.maxOpenChannels)}, {"max generator rate", b.maxGeneratorRate},
+		{"max conns per IP", float64(b.maxConnsPerIP)}, {"create rate", b.createRate}, {"create burst", float64(b.createBurst)},
+	} {
+		if !(q.v > 0) {
+			errs = append(errs, fmt.Errorf("%s must be positive", q.name))
+		}
+	}
+	if _, err := b.proxies(); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// proxies parses the trusted proxies.
+func (b *bounds) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range splitList(b.trustedProxies) {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return nil, fmt.Errorf("trusted proxy %q: not a CIDR (10.0.0.0/8) or an address", v)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// hub sets the hub's part of the bounds in c.
+func (b *bounds) hub(c *ws.HubConfig) {
+	c.StoreTimeout = b.storeTimeout
+	c.PersistWaitTimeout = b.persistWaitTimeout
+	c.MaxBufferedBytes = int64(b.maxBufferedBytes)
+	c.MaxChannelBytes = int64(b.maxChannelBytes)
+	c.MaxOpenChannels = b.maxOpenChannels
+	c.MaxGeneratorRate = b.maxGeneratorRate
+	c.IdleEvict = b.idleEvict
+}
+
+// server sets the server's part of the bounds in c.
+func (b *bounds) server(c *ws.ServerConfig) {
+	c.BodyTimeout = b.bodyTimeout
+	c.MaxConnsPerIP = b.maxConnsPerIP
+	c.CreateRate = b.createRate
+	c.CreateBurst = b.createBurst
+	c.TrustedProxies, _ = b.proxies() // validated by parseConfig
+}
+
+// float reads a number from the environment.
+func (e envFuncs) float(name string, def float64) float64 {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		e.fail(fmt.Errorf("%s=%q: not a number", name, v))
+	}
+	return f
+}
+
+// size reads a byte size from the environment.
+func (e envFuncs) size(name string, def byteSize) byteSize {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	var b byteSize
+	if err := b.Set(v); err != nil {
+		e.fail(fmt.Errorf("%s=%q: %v", name, v, err))
+	}
+	return b
+}
+
+// byteSize is a flag.Value for a number of bytes: an integer, optionally
+// followed by KiB, MiB or GiB.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	switch n := int64(*b); {
+	case n != 0 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
+	case n != 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n != 0 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	default:
+		return strconv.FormatInt(n, 10)
+	}
+}
+
+// Set parses s.
+func (b *byteSize) Set(s string) error {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 || n > (1<<50)/mult {
+		return fmt.Errorf("not a size: use bytes, or a number with KiB, MiB or GiB")
+	}
+	*b = byteSize(n * mult)
+	return nil
+}

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"errors"
+	"flag"
+)
+
+// historyConfig is the configuration of the history pages that catch-ups
+// read from the store and share through the hub's cache.
+type historyConfig struct {
+	cacheBytes int // 0 disables the cache
+	page       int
+}
+
+func addHistoryFlags(fs *flag.FlagSet, c *historyConfig, envInt func(name string, def int) int) {
+	fs.IntVar(&c.cacheBytes, "history-cache-bytes", envInt("HISTORY_CACHE_BYTES", 64<<20), "bytes of encoded history pages kept in memory for catch-ups to share; 0 disables the cache (env HISTORY_CACHE_BYTES)")
+	fs.IntVar(&c.page, "history-page", envInt("HISTORY_PAGE", 1000), "messages per history page: per store read of a catch-up, and per cached page (env HISTORY_PAGE)")
+}
+
+// check returns what is wrong with c, or nil.
+func (c historyConfig) check() error {
+	var errs []error
+	if c.cacheBytes < 0 {
+		errs = append(errs, errors.New("history cache bytes must not be negative (0 disables the cache)"))
+	}
+	if c.page < 1 || c.page > 100_000 {
+		errs = append(errs, errors.New("history page must be in [1, 100000] messages"))
+	}
+	return errors.Join(errs...)
+}
+
+// hubCacheBytes maps the flag, where 0 disables the cache, to
+// ws.HubConfig.HistoryCacheBytes, where 0 means the default and a negative
+// value disables it.
+func (c historyConfig) hubCacheBytes() int64 {
+	if c.cacheBytes == 0 {
+		return -1
+	}
+	return int64(c.cacheBytes)
+}
