@@ -253,7 +253,8 @@ func TestDurableStateCacheBound(t *testing.T) {
 // TestDurableStreamsTokens: with tokens required, /v1/stream/ asks for the
 // same rights as the channels API: publish to create and append, subscribe
 // to read (also as ?token= on GET, for EventSource), subscribe on the
-// source to fork, admin to delete.
+// source to fork, admin to delete. A malformed request gets its 400 first,
+// whatever its token.
 func TestDurableStreamsTokens(t *testing.T) {
 	srv := startAuth(t, "sqlite", false, nil)
 	tok := testTokens(t)
@@ -264,6 +265,12 @@ func TestDurableStreamsTokens(t *testing.T) {
 		hdr                      map[string]string
 		want                     int
 	}{
+		// Syntax comes before the token: 400, not 401.
+		{"POST", u, "none", "b", map[string]string{"Content-Type": "text/plain", "Producer-Id": "p"}, http.StatusBadRequest},
+		{"PUT", u, "none", "", map[string]string{"Content-Type": "text/plain", "Stream-TTL": "soon"}, http.StatusBadRequest},
+		{"GET", u + "?offset=nonsense", "none", "", nil, http.StatusBadRequest},
+		{"GET", u + "?offset=-1&live=sometimes", "none", "", nil, http.StatusBadRequest},
+		{"HEAD", srv.URL + "/v1/stream/bad%20name", "none", "", nil, http.StatusBadRequest},
 		{"PUT", u, "none", "", ct, http.StatusUnauthorized},
 		{"PUT", u, "subscriber", "", ct, http.StatusForbidden},
 		{"PUT", u, "publisher", "a", ct, http.StatusCreated},

@@ -75,13 +75,49 @@ const exposed = "Stream-Next-Offset, Stream-Up-To-Date, Stream-Cursor, Stream-Cl
 	"Stream-Expires-At, Stream-SSE-Data-Encoding, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, " +
 	"Producer-Received-Seq, ETag, Location, Content-Type"
 
-// ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// setCommon sets the headers of every response.
+func setCommon(w http.ResponseWriter) {
 	hd := w.Header()
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Cross-Origin-Resource-Policy", "cross-origin")
 	hd.Set("Access-Control-Allow-Origin", "*")
 	hd.Set("Access-Control-Expose-Headers", exposed)
+}
+
+// CheckRequest reports whether r is well-formed: it names a stream, and the
+// headers and query its method reads parse. Otherwise it answers as
+// ServeHTTP would (404 without a name, 400 with what is wrong) and returns
+// false. A server that checks tokens calls it first, so that a malformed
+// request learns what is wrong with it whatever its token.
+func (h *Handler) CheckRequest(w http.ResponseWriter, r *http.Request) bool {
+	setCommon(w)
+	name, ok := strings.CutPrefix(r.URL.Path, h.cfg.Prefix)
+	if !ok || name == "" {
+		httpError(w, http.StatusNotFound, "no stream name: use "+h.cfg.Prefix+"{name}")
+		return false
+	}
+	var err error
+	switch r.Method {
+	case http.MethodPut:
+		if _, err = parseConfig(r); err == nil {
+			_, err = parseFork(r.Header, h.cfg.Prefix)
+		}
+	case http.MethodPost:
+		_, err = ParseProducer(r.Header)
+	case http.MethodGet:
+		_, err = parseReadQuery(r)
+	}
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err.Error())
+		return false
+	}
+	return true
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	setCommon(w)
+	hd := w.Header()
 	name, ok := strings.CutPrefix(r.URL.Path, h.cfg.Prefix)
 	if !ok || name == "" {
 		httpError(w, http.StatusNotFound, "no stream name: use "+h.cfg.Prefix+"{name}")
