@@ -90,6 +90,7 @@ func NewDurableBackend(h *Hub, store StreamStore, cfg DurableConfig) *DurableBac
 	if cfg.MaxCached <= 0 {
 		cfg.MaxCached = 100_000
 	}
+	store = timedStreamStore{StreamStore: store, t: timedStore{timeout: h.cfg.StoreTimeout}}
 	return &DurableBackend{h: h, store: store, cfg: cfg, now: time.Now, streams: make(map[string]*streamState)}
 }
 
