@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"mime"
 	"slices"
 	"strings"
 	"time"
@@ -140,6 +141,27 @@ type Channel struct {
 	LastSeq int64
 	// Generator is the generator the channel was created with, or nil.
 	Generator *Generator
+	// ContentType is the media type of the channel's messages, set when it
+	// was created as a Durable Streams stream; "" means text (text/plain).
+	ContentType string
+}
+
+// Binary reports whether the channel's messages are bytes rather than
+// text: any content type but text/* and JSON. Binary data travels
+// base64-encoded where a text transport carries it.
+func (c Channel) Binary() bool { return BinaryType(c.ContentType) }
+
+// BinaryType reports whether content type ct (as a channel carries it)
+// names bytes rather than text.
+func BinaryType(ct string) bool {
+	if ct == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return true
+	}
+	return !strings.HasPrefix(mt, "text/") && mt != "application/json"
 }
 
 // Open reports whether the channel is still open.
@@ -154,6 +176,11 @@ type Batch struct {
 	Messages []Message
 	// Close marks the channel closed, after Messages, in the same commit.
 	Close bool
+	// Producers are idempotent producers' states to record in the same
+	// commit as Messages (a state never moves backwards); StreamSeq, if not
+	// "", the channel's last Stream-Seq. Both only come with messages.
+	Producers []ProducerState
+	StreamSeq string
 	// Done is called exactly once, from a writer goroutine, when the batch is
 	// committed (err == nil) or when the writer gave up on it (err != nil):
 	// its channel does not exist (the error wraps ErrNotFound) or is closed

@@ -272,7 +272,7 @@ func (p *postgres) close() {
 
 // channelColumns are the columns scanChannel and scanSQLiteChannel read, in
 // order.
-const channelColumns = `id, epoch, created_at, closed_at, last_seq, gen_freq, gen_max`
+const channelColumns = `id, epoch, created_at, closed_at, last_seq, gen_freq, gen_max, content_type`
 
 // scanChannel reads one row of channelColumns.
 func scanChannel(row pgx.Row) (Channel, error) {
@@ -281,9 +281,13 @@ func scanChannel(row pgx.Row) (Channel, error) {
 		closed *time.Time
 		freq   *float64
 		max    *int64
+		ct     *string
 	)
-	if err := row.Scan(&c.ID, &c.Epoch, &c.CreatedAt, &closed, &c.LastSeq, &freq, &max); err != nil {
+	if err := row.Scan(&c.ID, &c.Epoch, &c.CreatedAt, &closed, &c.LastSeq, &freq, &max, &ct); err != nil {
 		return Channel{}, err
+	}
+	if ct != nil {
+		c.ContentType = *ct
 	}
 	if closed != nil {
 		c.ClosedAt = *closed
@@ -514,6 +518,9 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 	}
 	if err != nil {
 		return fmt.Errorf("insert messages: %w", err)
+	}
+	if err := writeStreamStates(ctx, tx, batches); err != nil {
+		return fmt.Errorf("stream state: %w", err)
 	}
 	if err := p.checkLockInTx(ctx, tx); err != nil {
 		return err

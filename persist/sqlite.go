@@ -225,10 +225,12 @@ func scanSQLiteChannel(row interface{ Scan(...any) error }) (Channel, error) {
 		closed    sql.NullInt64
 		freq      sql.NullFloat64
 		generated sql.NullInt64
+		ct        sql.NullString
 	)
-	if err := row.Scan(&c.ID, &c.Epoch, &created, &closed, &c.LastSeq, &freq, &generated); err != nil {
+	if err := row.Scan(&c.ID, &c.Epoch, &created, &closed, &c.LastSeq, &freq, &generated, &ct); err != nil {
 		return Channel{}, err
 	}
+	c.ContentType = ct.String
 	c.CreatedAt = time.UnixMicro(created)
 	if closed.Valid {
 		c.ClosedAt = time.UnixMicro(closed.Int64)
@@ -524,6 +526,9 @@ func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch, update
 		}
 		if _, err := execChunks(ctx, tx, s.insert, insertSQL, 0, 4, inserts); err != nil {
 			return fmt.Errorf("insert messages: %w", err)
+		}
+		if err := writeSQLiteStreamStates(ctx, tx, batches); err != nil {
+			return fmt.Errorf("stream state: %w", err)
 		}
 		return nil
 	})

@@ -89,6 +89,19 @@ type backend interface {
 	// does not exist, or that is closed and would get messages past its
 	// last seq, fails the transaction with the error refused returns.
 	writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error
+	// createStream inserts channel id like createChannel, with its stream
+	// configuration, or returns ErrExists.
+	createStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error)
+	// stream reads the stream state of id, or returns ErrNotFound.
+	stream(ctx context.Context, id string) (StreamState, error)
+	// saveStreamWrites stores the last Stream-Seq (unless "") and moves a
+	// producer's state forward (unless nil), in one transaction; ErrNotFound
+	// if id does not exist.
+	saveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error
+	// markDeleted sets deleted_at of id, or returns ErrNotFound.
+	markDeleted(ctx context.Context, id string) error
+	// forks counts the channels forked from id.
+	forks(ctx context.Context, id string) (int, error)
 	// permanent reports whether err, from writeBatches, says that the
 	// database refused the data (a constraint, a value it does not take),
 	// so that writing the same batches again would fail again.

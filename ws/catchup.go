@@ -12,12 +12,13 @@ import (
 )
 
 // history sends the persisted messages *last+1..upto of channel id (at
-// epoch) to s. Whole pages come from the page cache: a page is cacheable
+// epoch) to s; those of a binary channel carry their data base64-encoded.
+// Whole pages come from the page cache: a page is cacheable
 // when all its seqs are durable (≤ persisted) or, when final (the channel
 // is closed at upto), when it ends at upto. A cached page may end past upto
 // (at most at persisted): *last then passes upto, and the caller skips what
 // it already sent. The rest is read from the store for this reader alone.
-func (h *Hub) history(ctx context.Context, id string, epoch int64, last *int64, upto, persisted int64, final bool, s sink) error {
+func (h *Hub) history(ctx context.Context, id string, epoch int64, last *int64, upto, persisted int64, final, binary bool, s sink) error {
 	size := int64(h.cfg.HistoryPage)
 	for *last < upto {
 		first := *last + 1
@@ -32,7 +33,7 @@ func (h *Hub) history(ctx context.Context, id string, epoch int64, last *int64, 
 				if err != nil {
 					return nil, err
 				}
-				return newPage(rows), nil
+				return newPage(rows, binary), nil
 			})
 			if err != nil {
 				return err
@@ -56,7 +57,7 @@ func (h *Hub) history(ctx context.Context, id string, epoch int64, last *int64, 
 		}
 		run := make([]*wire.Message, len(rows))
 		for i, r := range rows {
-			run[i] = wire.NewMessage(r.Seq, r.Time, r.Data)
+			run[i] = newMessage(binary, r.Seq, r.Time, r.Data)
 		}
 		if err := sendRuns(s, run); err != nil {
 			return err
@@ -64,6 +65,14 @@ func (h *Hub) history(ctx context.Context, id string, epoch int64, last *int64, 
 		*last = run[len(run)-1].Seq
 	}
 	return nil
+}
+
+// newMessage builds a message of a text or a binary channel.
+func newMessage(binary bool, seq, t int64, data []byte) *wire.Message {
+	if binary {
+		return wire.NewBinaryMessage(seq, t, data)
+	}
+	return wire.NewMessage(seq, t, data)
 }
 
 // readRows reads the persisted messages after..upto of channel id, in one

@@ -74,7 +74,9 @@ type snapshot struct {
 	lastSeq   int64
 	open      bool
 	stopping  bool // the server is shutting down: nothing was registered
-	buffered  []*wire.Message
+	// contentType is the channel's; "" for text.
+	contentType string
+	buffered    []*wire.Message
 }
 
 type (
@@ -82,10 +84,22 @@ type (
 		data      []byte
 		time      int64
 		generated bool              // from the channel's generator
-		result    chan appendResult // the seq, at once
-		// persisted, if not nil, gets a second answer once the message is
-		// durable (or will not be: the channel failed or the server stops).
+		result    chan appendResult // the last message's seq, at once
+		// persisted, if not nil, gets a second answer once the last
+		// message is durable (or will not be: the channel failed or the
+		// server stops).
 		persisted chan appendResult
+		// rest are more messages of the same request, appended after data
+		// in the same step: nothing comes between them, and they are
+		// persisted in the same batch. The result is the last one's seq.
+		rest [][]byte
+		// commit, if not nil, is stream state committed in the same
+		// transaction as the messages (a producer's state, a Stream-Seq).
+		commit *streamCommit
+	}
+	streamCommit struct {
+		producer  *persist.ProducerState
+		streamSeq string
 	}
 	appendResult struct {
 		seq int64
@@ -121,6 +135,8 @@ type channel struct {
 	epoch     int64
 	createdAt time.Time
 	gen       *persist.Generator
+	binary    bool // the channel carries bytes: its frames carry base64
+	ctype     string
 	h         *Hub
 	// genCounted: Create already counted the generator's rate in the
 	// hub's; set before the actor starts.
@@ -152,8 +168,9 @@ type channel struct {
 	retained  int64           // cost of the persisted messages kept in buf
 	inFlight  bool            // a batch is with the writer (an empty close batch has last seq 0)
 	subs      map[*subscriber]struct{}
-	waiters   []waiter // appends waiting for persistence, by seq
-	closing   bool     // closed by its producer: flushing, then end
+	commits   []*streamCommit // stream state to commit with the next batch
+	waiters   []waiter        // appends waiting for persistence, by seq
+	closing   bool            // closed by its producer: flushing, then end
 	closers   []chan appendResult
 	stopping  bool // server shutdown: flushing, then exit
 	timer     *time.Timer
@@ -176,6 +193,8 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 		epoch:     rec.Epoch,
 		createdAt: rec.CreatedAt,
 		gen:       rec.Generator,
+		binary:    rec.Binary(),
+		ctype:     rec.ContentType,
 		h:         h,
 		inbox:     make(chan any, 64),
 		persisted: make(chan persistResult, 1),
@@ -271,25 +290,18 @@ func (c *channel) onAppend(r *appendReq) {
 		r.result <- appendResult{err: ErrShuttingDown}
 		return
 	}
-	m := wire.NewMessage(c.lastSeq+1, r.time, r.data)
-	cost := msgCost(m)
-	if !c.reserve(cost) {
+	msgs, cost := c.build(r)
+	// All of the request or nothing: its messages are reserved at once.
+	if !c.reserve(int64(len(msgs)), cost) {
 		r.result <- appendResult{err: ErrOverloaded}
 		return
 	}
-	c.lastSeq++
-	c.buf = append(c.buf, m)
-	c.bufBytes += cost
-	c.statLast.Store(c.lastSeq)
-	c.h.metrics.appended.Inc()
-	for s := range c.subs {
-		select {
-		case s.queue <- m:
-		default:
-			// A slow consumer: detach it rather than wait or drop. It
-			// catches up from history at its own pace and re-attaches.
-			c.detach(s, reasonDetached)
-		}
+	for _, m := range msgs {
+		c.add(m)
+	}
+	m := msgs[len(msgs)-1]
+	if r.commit != nil {
+		c.commits = append(c.commits, r.commit)
 	}
 	r.result <- appendResult{seq: m.Seq}
 	if r.persisted != nil {
@@ -317,7 +329,8 @@ func (c *channel) detach(s *subscriber, reason int) {
 
 func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 	fromStore := min(c.p, c.base-1)
-	snap := snapshot{epoch: c.epoch, persisted: c.p, fromStore: fromStore, lastSeq: c.lastSeq, open: true}
+	snap := snapshot{epoch: c.epoch, persisted: c.p, fromStore: fromStore, lastSeq: c.lastSeq, open: true,
+		contentType: c.ctype}
 	if c.stopping {
 		snap.open = false
 		snap.stopping = true
@@ -368,6 +381,10 @@ func (c *channel) flush() {
 		Channel:  c.id,
 		Messages: msgs,
 		Close:    final,
+		// Every commit belongs to a message of this batch: they are all
+		// unpersisted.
+		Producers: commitProducers(c.commits),
+		StreamSeq: commitStreamSeq(c.commits),
 		Done: func(err error) {
 			c.persisted <- persistResult{last: last, close: final, err: err}
 		},
@@ -381,10 +398,69 @@ func (c *channel) flush() {
 	}
 	c.inFlight = true
 	c.closeSent = final
+	c.commits = nil
 	if c.timerOn {
 		c.timer.Stop()
 		c.timerOn = false
 	}
+}
+
+// build makes the messages of an append request, numbered after lastSeq,
+// and returns them with their total cost (see msgCost).
+func (c *channel) build(r *appendReq) ([]*wire.Message, int64) {
+	m := newMessage(c.binary, c.lastSeq+1, r.time, r.data)
+	cost := msgCost(m)
+	if len(r.rest) == 0 {
+		return []*wire.Message{m}, cost
+	}
+	msgs := make([]*wire.Message, 1, 1+len(r.rest))
+	msgs[0] = m
+	for i, d := range r.rest {
+		m := newMessage(c.binary, c.lastSeq+2+int64(i), r.time, d)
+		cost += msgCost(m)
+		msgs = append(msgs, m)
+	}
+	return msgs, cost
+}
+
+// add appends m, the next message, reserved already, and fans it out.
+func (c *channel) add(m *wire.Message) {
+	c.lastSeq++
+	c.buf = append(c.buf, m)
+	c.bufBytes += msgCost(m)
+	c.statLast.Store(c.lastSeq)
+	c.h.metrics.appended.Inc()
+	for s := range c.subs {
+		select {
+		case s.queue <- m:
+		default:
+			// A slow consumer: detach it rather than wait or drop. It
+			// catches up from history at its own pace and re-attaches.
+			c.detach(s, reasonDetached)
+		}
+	}
+}
+
+// commitProducers lists the producer states of commits, in order.
+func commitProducers(commits []*streamCommit) []persist.ProducerState {
+	var out []persist.ProducerState
+	for _, sc := range commits {
+		if sc.producer != nil {
+			out = append(out, *sc.producer)
+		}
+	}
+	return out
+}
+
+// commitStreamSeq is the last Stream-Seq of commits, or "".
+func commitStreamSeq(commits []*streamCommit) string {
+	seq := ""
+	for _, sc := range commits {
+		if sc.streamSeq != "" {
+			seq = sc.streamSeq
+		}
+	}
+	return seq
 }
 
 func (c *channel) onPersisted(r persistResult) {

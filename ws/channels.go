@@ -1,15 +1,19 @@
 package ws
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/durable"
+	"github.com/messages-server/messages/ws/wire"
 )
 
 type createRequest struct {
@@ -158,13 +162,17 @@ type seqError struct {
 	Seq   int64  `json:"seq"`
 }
 
-// readMessage reads a message body, enforcing the size bound and UTF-8.
-func (s *Server) readMessage(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+// readMessage reads a message body, enforcing the size bound and the body
+// timeout, and UTF-8 unless channel id carries bytes.
+func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, id string) ([]byte, bool) {
 	data, ok := s.readBody(w, r, int64(s.cfg.MaxMessageBytes), fmt.Sprintf("message is larger than the limit of %d bytes", s.cfg.MaxMessageBytes))
 	if !ok {
 		return nil, false
 	}
 	if !utf8.Valid(data) {
+		if info, err := s.hub.Info(r.Context(), id); err == nil && persist.BinaryType(info.ContentType) {
+			return data, true
+		}
 		writeError(w, http.StatusBadRequest, "message is not valid UTF-8 text")
 		return nil, false
 	}
@@ -185,11 +193,20 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("wait=%q: the only value is wait=persisted", v))
 		return
 	}
+	producer, err := durable.ParseProducer(r.Header)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if !s.authorize(w, r, auth.Publish, id, false) {
 		return
 	}
-	data, ok := s.readMessage(w, r)
+	data, ok := s.readMessage(w, r, id)
 	if !ok {
+		return
+	}
+	if producer != nil {
+		s.appendIdempotent(w, r, id, data, producer)
 		return
 	}
 	seq, err := s.hub.Append(r.Context(), id, data, wait)
@@ -240,6 +257,8 @@ type historyMessage struct {
 }
 
 type historyResponse struct {
+	// Encoding is "base64" for a binary channel: every data is base64.
+	Encoding string           `json:"encoding,omitempty"`
 	Messages []historyMessage `json:"messages"`
 	Next     int64            `json:"next"`
 }
@@ -263,15 +282,75 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	if !s.authorize(w, r, auth.Subscribe, id, false) {
 		return
 	}
-	msgs, err := s.hub.History(r.Context(), id, from, limit)
+	msgs, ct, err := s.hub.page(r.Context(), id, from, limit)
 	if err != nil {
 		s.fail(w, r, err, id)
 		return
 	}
+	binary := persist.BinaryType(ct)
 	resp := historyResponse{Messages: make([]historyMessage, len(msgs)), Next: from}
+	if binary {
+		resp.Encoding = wire.EncodingBase64
+	}
 	for i, m := range msgs {
-		resp.Messages[i] = historyMessage{Seq: m.Seq, Time: m.Time, Data: string(m.Data)}
+		d := string(m.Data)
+		if binary {
+			d = base64.StdEncoding.EncodeToString(m.Data)
+		}
+		resp.Messages[i] = historyMessage{Seq: m.Seq, Time: m.Time, Data: d}
 		resp.Next = m.Seq
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// appendIdempotent appends one message for an idempotent producer: a retry
+// of a request already accepted answers 204 and appends nothing; a fenced
+// epoch answers 403 and a sequence gap 409, as in Durable Streams.
+func (s *Server) appendIdempotent(w http.ResponseWriter, r *http.Request, id string, data []byte, p *durable.Producer) {
+	if s.cfg.Streams == nil {
+		writeError(w, http.StatusNotImplemented, "idempotent producers are not enabled on this server")
+		return
+	}
+	res, err := s.cfg.Streams.Append(r.Context(), id, durable.Append{Messages: [][]byte{data}, Producer: p})
+	var stale *durable.StaleEpochError
+	var gap *durable.SeqGapError
+	switch {
+	case err == nil:
+	case errors.As(err, &stale):
+		w.Header().Set("Producer-Epoch", strconv.FormatInt(stale.Current, 10))
+		writeError(w, http.StatusForbidden, err.Error())
+		return
+	case errors.As(err, &gap):
+		w.Header().Set("Producer-Expected-Seq", strconv.FormatInt(gap.Expected, 10))
+		w.Header().Set("Producer-Received-Seq", strconv.FormatInt(gap.Received, 10))
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	case errors.Is(err, durable.ErrNewEpochSeq):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, durable.ErrPersistTimeout):
+		// Accepted with the producer's state; a retry is a duplicate.
+		writeJSON(w, http.StatusGatewayTimeout, seqError{Error: err.Error(), Seq: res.Seq})
+		return
+	case errors.Is(err, durable.ErrNotFound):
+		s.fail(w, r, ErrNotFound, id)
+		return
+	case errors.Is(err, durable.ErrClosed):
+		s.fail(w, r, ErrChannelClosed, id)
+		return
+	default:
+		var u unavailable
+		if errors.As(err, &u) {
+			err = u.error
+		}
+		s.fail(w, r, err, id)
+		return
+	}
+	w.Header().Set("Producer-Epoch", strconv.FormatInt(p.Epoch, 10))
+	w.Header().Set("Producer-Seq", strconv.FormatInt(res.ProducerSeq, 10))
+	if res.Duplicate {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusOK, seqResponse{Seq: res.Seq})
 }

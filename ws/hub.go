@@ -33,6 +33,10 @@
 //   - quota.go: the per-client quotas (connections, creations)
 //   - errors.go: error types and their HTTP statuses
 //   - metrics.go: the Prometheus collectors
+//   - durable_backend.go: DurableBackend, which makes every channel a
+//     Durable Streams stream (package ws/durable serves the protocol):
+//     appends, reads, long-poll waits
+//   - durable_lifecycle.go: creating, forking and deleting streams
 package ws
 
 import (

@@ -13,14 +13,14 @@ const MessageOverhead = 160
 // msgCost is what m costs while a channel holds it.
 func msgCost(m *wire.Message) int64 { return m.MemSize() + MessageOverhead }
 
-// reserve accounts for one more unpersisted message costing cost, or
-// reports false if a bound would be passed: the channel's message count or
-// memory, or the hub's memory. To make room it first gives up the
-// channel's own retained messages, which are persisted. Called by the
-// actor.
-func (c *channel) reserve(cost int64) bool {
+// reserve accounts for msgs more unpersisted messages costing cost in
+// all, or reports false if a bound would be passed: the channel's message
+// count or memory, or the hub's memory. All of them or none: a request's
+// messages are never split. To make room it first gives up the channel's
+// own retained messages, which are persisted. Called by the actor.
+func (c *channel) reserve(msgs, cost int64) bool {
 	h := c.h
-	if c.lastSeq-c.p >= int64(h.cfg.MaxBufferedPerChannel) {
+	if c.lastSeq-c.p+msgs > int64(h.cfg.MaxBufferedPerChannel) {
 		return false
 	}
 	if c.bufBytes+c.retained+cost > h.cfg.MaxChannelBytes || h.memBytes.Load()+cost > h.cfg.MaxBufferedBytes {
@@ -33,7 +33,7 @@ func (c *channel) reserve(cost int64) bool {
 		h.memBytes.Add(-cost)
 		return false
 	}
-	h.bufferedMsgs.Add(1)
+	h.bufferedMsgs.Add(msgs)
 	return true
 }
 

@@ -88,7 +88,7 @@ func (p *page) textData() ([]byte, error) {
 }
 
 // newPage encodes stored rows, which are contiguous, as a page.
-func newPage(rows []persist.Message) *page {
+func newPage(rows []persist.Message, binary bool) *page {
 	p := &page{first: rows[0].Seq, last: rows[len(rows)-1].Seq}
 	for i := 0; i < len(rows); {
 		j, size := i, 0
@@ -97,13 +97,28 @@ func newPage(rows []persist.Message) *page {
 			j++
 		}
 		run := rows[i:j]
-		b := make([]byte, 0, size+size/8+len(run)*24+32)
-		b = wire.AppendRun(b, run[0].Seq, len(run), func(k int) (int64, []byte) { return run[k].Time, run[k].Data })
+		var b []byte
+		if binary {
+			b = binaryRun(run, size)
+		} else {
+			b = make([]byte, 0, size+size/8+len(run)*24+32)
+			b = wire.AppendRun(b, run[0].Seq, len(run), func(k int) (int64, []byte) { return run[k].Time, run[k].Data })
+		}
 		p.frames = append(p.frames, b)
 		p.frameBytes += int64(cap(b))
 		i = j
 	}
 	return p
+}
+
+// binaryRun encodes the rows of a binary channel, whose data is size
+// bytes, as one frame with their data base64-encoded.
+func binaryRun(rows []persist.Message, size int) []byte {
+	msgs := make([]*wire.Message, len(rows))
+	for i, r := range rows {
+		msgs[i] = wire.NewBinaryMessage(r.Seq, r.Time, r.Data)
+	}
+	return wire.AppendMessages(make([]byte, 0, size/3*4+len(rows)*28+48), msgs)
 }
 
 // pageOverhead approximates what a cached page costs besides its bytes:

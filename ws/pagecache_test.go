@@ -186,7 +186,7 @@ func rowsPage(first int64, n, size int) *page {
 	for i := range rows {
 		rows[i] = persist.Message{Seq: first + int64(i), Time: 1, Data: bytes.Repeat([]byte{'x'}, size)}
 	}
-	return newPage(rows)
+	return newPage(rows, false)
 }
 
 // getPage gets page (id, epoch, first) of 10 messages of 100 bytes from c,

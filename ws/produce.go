@@ -14,6 +14,14 @@ import (
 // first); the wait is not stored, and a generator taken over after a
 // restart starts at once.
 func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, startWhen int) (ChannelInfo, error) {
+	return h.create(ctx, id, func(ctx context.Context) (persist.Channel, error) {
+		return h.store.CreateChannel(ctx, id, gen)
+	}, gen, startWhen)
+}
+
+// create is Create with the store's insert given: record makes the row.
+func (h *Hub) create(ctx context.Context, id string, record func(context.Context) (persist.Channel, error),
+	gen *persist.Generator, startWhen int) (ChannelInfo, error) {
 	h.mu.Lock()
 	stopped := h.stopped
 	h.mu.Unlock()
@@ -65,7 +73,7 @@ func (h *Hub) Create(ctx context.Context, id string, gen *persist.Generator, sta
 		h.mu.Unlock()
 		close(w)
 	}
-	rec, err := h.store.CreateChannel(ctx, id, gen)
+	rec, err := record(ctx)
 	if err != nil {
 		release(false)
 		return ChannelInfo{}, storeErr(err)
@@ -99,7 +107,22 @@ var errPersistWait = errors.New("persist wait timeout")
 // persist-wait timeout with a *PersistWaitError. Whenever the returned seq
 // is not 0 the message was accepted, even if the error is not nil.
 func (h *Hub) Append(ctx context.Context, id string, data []byte, waitPersisted bool) (int64, error) {
-	req := &appendReq{data: data, result: make(chan appendResult, 1)}
+	return h.appendCommit(ctx, id, data, waitPersisted, nil)
+}
+
+// appendCommit is Append with stream state committed in the same
+// transaction as the message.
+func (h *Hub) appendCommit(ctx context.Context, id string, data []byte, waitPersisted bool, commit *streamCommit) (int64, error) {
+	return h.appendRequest(ctx, id, [][]byte{data}, waitPersisted, commit)
+}
+
+// appendRequest appends msgs (at least one) to channel id in one actor
+// step, with commit (if not nil) committed in the same transaction, and
+// returns the last one's seq. With waitPersisted it returns once the last
+// one (and so all of them, and commit) is durable, or after the
+// persist-wait timeout with a *PersistWaitError, as Append does.
+func (h *Hub) appendRequest(ctx context.Context, id string, msgs [][]byte, waitPersisted bool, commit *streamCommit) (int64, error) {
+	req := &appendReq{data: msgs[0], rest: msgs[1:], result: make(chan appendResult, 1), commit: commit}
 	if waitPersisted {
 		req.persisted = make(chan appendResult, 1)
 	}

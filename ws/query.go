@@ -19,6 +19,8 @@ type ChannelInfo struct {
 	CreatedAt    time.Time          `json:"created_at"`
 	ClosedAt     *time.Time         `json:"closed_at"`
 	Generator    *persist.Generator `json:"generator"`
+	// ContentType is set for a channel created as a Durable Streams stream.
+	ContentType string `json:"content_type,omitempty"`
 }
 
 // infoOf describes the channel of record rec, run by actor c if one runs it
@@ -30,6 +32,7 @@ func (h *Hub) infoOf(rec persist.Channel, c *channel, loading bool) ChannelInfo 
 	info := ChannelInfo{
 		ID: rec.ID, Epoch: fmt.Sprint(rec.Epoch), Open: rec.Open(), LastSeq: rec.LastSeq,
 		PersistedSeq: rec.LastSeq, CreatedAt: rec.CreatedAt, Generator: rec.Generator,
+		ContentType: rec.ContentType,
 	}
 	if !rec.Open() {
 		t := rec.ClosedAt
@@ -97,18 +100,24 @@ func (h *Hub) List(ctx context.Context, after string, limit int) ([]ChannelInfo,
 // History returns up to limit messages with seq > from: the persisted ones
 // from the store, the rest from the channel's buffer.
 func (h *Hub) History(ctx context.Context, id string, from int64, limit int) ([]persist.Message, error) {
+	msgs, _, err := h.page(ctx, id, from, limit)
+	return msgs, err
+}
+
+// page is History, and the channel's content type.
+func (h *Hub) page(ctx context.Context, id string, from int64, limit int) ([]persist.Message, string, error) {
 	snap, err := h.peek(ctx, id, from)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if from > snap.lastSeq {
-		return nil, &FromError{From: from, LastSeq: snap.lastSeq}
+		return nil, "", &FromError{From: from, LastSeq: snap.lastSeq}
 	}
 	var out []persist.Message
 	if from < snap.fromStore {
 		rows, err := h.store.Messages(ctx, id, from, min(limit, int(snap.fromStore-from)))
 		if err != nil {
-			return nil, storeErr(err)
+			return nil, "", storeErr(err)
 		}
 		out = rows
 	}
@@ -118,7 +127,7 @@ func (h *Hub) History(ctx context.Context, id string, from int64, limit int) ([]
 		}
 		out = append(out, persist.Message{Seq: m.Seq, Time: m.Time, Data: m.Data})
 	}
-	return out, nil
+	return out, snap.contentType, nil
 }
 
 // peek takes a snapshot without registering a subscriber.

@@ -59,6 +59,12 @@ type ServerConfig struct {
 	// channel (see docs/SECURITY.md for the right each endpoint needs).
 	// Nil: open mode, every request is allowed.
 	Auth *auth.Authorizer
+	// Streams, if set, serves the Durable Streams protocol at /v1/stream/
+	// and idempotent producers on the channels API. Default: neither.
+	Streams *DurableBackend
+	// LongPollTimeout is how long a Durable Streams long-poll read waits.
+	// Default 20s.
+	LongPollTimeout time.Duration
 }
 
 func (c *ServerConfig) setDefaults(h *Hub) {
@@ -129,6 +135,9 @@ func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	s.route("/metrics", map[string]http.HandlerFunc{"GET": s.handleMetrics})
 	s.route("/healthz", map[string]http.HandlerFunc{"GET": s.handleHealth})
 	s.route("/readyz", map[string]http.HandlerFunc{"GET": s.handleReady})
+	if cfg.Streams != nil {
+		s.mux.Handle(durablePrefix, s.durableHandler())
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})

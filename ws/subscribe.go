@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -31,6 +32,8 @@ type helloInfo struct {
 	lastSeq   int64
 	persisted int64
 	open      bool
+	// contentType is the channel's; "" for text.
+	contentType string
 }
 
 // maxRun bounds how many queued live messages go into one write, and
@@ -66,13 +69,13 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 		if first {
 			first = false
 			err := s.hello(helloInfo{channel: id, epoch: snap.epoch, from: from, lastSeq: snap.lastSeq,
-				persisted: snap.persisted, open: snap.open})
+				persisted: snap.persisted, open: snap.open, contentType: snap.contentType})
 			if err != nil {
 				h.unregister(reg)
 				return err
 			}
 		}
-		if err := h.history(ctx, id, snap.epoch, &last, snap.fromStore, snap.persisted, !snap.open, s); err != nil {
+		if err := h.history(ctx, id, snap.epoch, &last, snap.fromStore, snap.persisted, !snap.open, persist.BinaryType(snap.contentType), s); err != nil {
 			h.unregister(reg)
 			return err
 		}
@@ -205,7 +208,8 @@ func (h *Hub) subscribe(ctx context.Context, id string, from int64, register boo
 			if rec.Open() {
 				continue // reopened: cannot happen, but do not serve it stale
 			}
-			return snapshot{epoch: rec.Epoch, persisted: rec.LastSeq, fromStore: rec.LastSeq, lastSeq: rec.LastSeq}, nil, nil
+			return snapshot{epoch: rec.Epoch, persisted: rec.LastSeq, fromStore: rec.LastSeq, lastSeq: rec.LastSeq,
+				contentType: rec.ContentType}, nil, nil
 		}
 		if err != nil {
 			if c != nil && req.sub != nil {

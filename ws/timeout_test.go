@@ -143,6 +143,8 @@ func TestStoreTimeoutHungDatabase(t *testing.T) {
 		{"GET", "/channels/hung/messages?from=0", ""},
 		{"POST", "/channels/cold/messages", "x"},
 		{"GET", "/?id=cold", ""},
+		{"PUT", "/v1/stream/new", ""},
+		{"GET", "/v1/stream/hung", ""},
 	}
 	for _, r := range requests {
 		req, _ := http.NewRequest(r.method, srv.URL+r.path, strings.NewReader(r.body))

@@ -280,7 +280,7 @@ func (w *wsSink) write(b []byte) error {
 
 func (w *wsSink) hello(h helloInfo) error {
 	w.buf = wire.AppendHello(w.buf[:0], wire.Frame{Channel: h.channel, Epoch: strconv.FormatInt(h.epoch, 10),
-		From: h.from, LastSeq: h.lastSeq, PersistedSeq: h.persisted, Open: h.open})
+		From: h.from, LastSeq: h.lastSeq, PersistedSeq: h.persisted, Open: h.open, ContentType: h.contentType})
 	return w.write(w.buf)
 }
 

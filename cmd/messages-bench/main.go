@@ -105,7 +105,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Float64Var(&c.Freq, "freq", 0, "generator lines per second (default: reference 20, fanout 100)")
 	fs.Int64Var(&c.Max, "max", 50, "reference: lines per channel")
 	fs.DurationVar(&c.Window, "window", 0, "reference: readers join over this window (default: the stream's duration × 1.5)")
-	fs.StringVar(&c.Transport, "transport", "ws", "reference: readers use ws, http or mixed")
+	fs.StringVar(&c.Transport, "transport", "ws", "reference: readers use ws, http (GET /?id=), sse (Durable Streams) or mixed (all three)")
 	fs.Float64Var(&c.ResumeFraction, "resume-fraction", 0, "reference: fraction of WebSocket readers that drop at a random seq and resume")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "fanout, publish: how long the producers run; idle: how long the connections are held")
 	fs.Float64Var(&c.Rate, "rate", 10000, "publish: messages per second appended, in total")
@@ -165,8 +165,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("-freq and -duration must be positive")
 	case c.Scenario == "publish" && (c.Rate <= 0 || c.Duration <= 0 || c.Conns < 0):
 		return c, errors.New("-rate and -duration must be positive")
-	case c.Transport != "ws" && c.Transport != "http" && c.Transport != "mixed":
-		return c, fmt.Errorf("-transport %q: want ws, http or mixed", c.Transport)
+	case c.Transport != "ws" && c.Transport != "http" && c.Transport != "sse" && c.Transport != "mixed":
+		return c, fmt.Errorf("-transport %q: want ws, http, sse or mixed", c.Transport)
 	case c.ResumeFraction < 0 || c.ResumeFraction > 1:
 		return c, errors.New("-resume-fraction must be within 0..1")
 	case c.Timeout <= 0:

@@ -19,11 +19,12 @@ import (
 type refReader struct {
 	client int
 	delay  time.Duration
-	http   bool
+	http   bool // GET /?id=
+	sse    bool // Durable Streams SSE
 	dropAt int64
 
 	msgs []received // WebSocket
-	body []byte     // HTTP
+	body []byte     // HTTP and SSE
 }
 
 // runReference starts every channel with the generator (the creator's
@@ -43,10 +44,17 @@ func runReference(ctx context.Context, b *bench) error {
 			switch cfg.Transport {
 			case "http":
 				r.http = true
+			case "sse":
+				r.sse = true
 			case "mixed":
-				r.http = b.rng.IntN(2) == 1
+				switch b.rng.IntN(3) {
+				case 1:
+					r.http = true
+				case 2:
+					r.sse = true
+				}
 			}
-			if !r.http && b.rng.Float64() < cfg.ResumeFraction {
+			if !r.http && !r.sse && b.rng.Float64() < cfg.ResumeFraction {
 				r.dropAt = 1 + b.rng.Int64N(cfg.Max)
 			}
 			readers[c][k] = r
@@ -106,9 +114,12 @@ func refRead(ctx context.Context, b *bench, id string, r *refReader, started <-c
 		return false
 	}
 	var err error
-	if r.http {
+	switch {
+	case r.http:
 		r.body, err = readHTTP(ctx, b, id)
-	} else {
+	case r.sse:
+		r.body, err = readSSE(ctx, b, id)
+	default:
 		err = readRefWS(ctx, b, id, r)
 	}
 	if err == nil {
@@ -130,7 +141,7 @@ func verifyRef(b *bench, id string, r *refReader, original []byte) {
 		return
 	}
 	var p *problem
-	if r.http {
+	if r.http || r.sse {
 		p = verifyBody(original, r.body)
 	} else {
 		p = verifyMessages(original, r.msgs)

@@ -49,6 +49,19 @@ func TestReferenceEndToEnd(t *testing.T) {
 	}
 }
 
+// TestReferenceSSE: every reader reads through Durable Streams SSE, and
+// gets the generator's content byte for byte.
+func TestReferenceSSE(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{Backend: "sqlite"})
+	const channels, clients, lines = 10, 3, 40
+	r := runBench(t, srv.URL, "-scenario", "reference", "-channels", "10", "-clients", "3", "-freq", "200",
+		"-max", "40", "-transport", "sse")
+	if r.Clients != channels*clients || r.Completed != r.Clients || r.Delivered != channels*clients*lines {
+		t.Errorf("%d clients, %d completed, %d delivered; want %d, all, %d", r.Clients, r.Completed,
+			r.Delivered, channels*clients, channels*clients*lines)
+	}
+}
+
 func referenceEndToEnd(t *testing.T, backend string) {
 	srv := wstest.Start(t, wstest.Options{Backend: backend})
 	const channels, clients, lines = 50, 5, 50

@@ -67,6 +67,7 @@ type config struct {
 	debugAddr       string
 	auth            authConfig
 	retention       time.Duration
+	longPollTimeout time.Duration
 	bounds          bounds
 }
 
@@ -133,6 +134,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
 	addHistoryFlags(fs, &c.history, envInt)
 	addAuthFlags(fs, &c.auth, env, envBool)
+	fs.DurationVar(&c.longPollTimeout, "long-poll-timeout", envDuration("LONG_POLL_TIMEOUT", 20*time.Second), "how long a Durable Streams long-poll read waits for data before answering 204 (env LONG_POLL_TIMEOUT)")
 	c.bounds.define(fs, envFuncs{str: env, dur: envDuration, num: envInt, fail: func(err error) { errs = append(errs, err) }})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -157,6 +159,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.queueLen < 1 || c.queueLen > 1<<20 {
 		errs = append(errs, fmt.Errorf("queue length must be in [1, 1048576]"))
+	}
+	if c.longPollTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("long-poll timeout must be positive"))
 	}
 	errs = append(errs, c.history.check())
 	if c.shutdownTimeout <= 0 {
@@ -220,6 +225,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Viewer: viewer.Handler(), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
 		Logger: log, HubMetrics: metrics, Auth: authz,
+		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}), LongPollTimeout: cfg.longPollTimeout,
 	}
 	cfg.bounds.server(&srvCfg)
 	srv := ws.NewServer(hub, srvCfg)

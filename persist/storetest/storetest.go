@@ -50,6 +50,7 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 		{"DeleteChannel", testDeleteChannel},
 		{"DeleteClosedBefore", testDeleteClosedBefore},
 		{"DeleteRacesWrites", testDeleteRacesWrites},
+		{"Streams", testStreams},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

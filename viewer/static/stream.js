@@ -173,7 +173,7 @@ export class Subscription {
           this.protocolError(conn, "malformed message frame");
           return;
         }
-        this.deliver(conn, f.seq, [f.time], [f.data]);
+        this.deliverEncoded(conn, f.seq, [f.time], [f.data], f.encoding);
         return;
       case "batch":
         if (!Array.isArray(f.data) || !Array.isArray(f.time) || f.data.length === 0 ||
@@ -181,7 +181,7 @@ export class Subscription {
           this.protocolError(conn, "malformed batch frame");
           return;
         }
-        this.deliver(conn, f.seq, f.time, f.data);
+        this.deliverEncoded(conn, f.seq, f.time, f.data, f.encoding);
         return;
       case "live":
         if (conn.live) {
@@ -224,6 +224,20 @@ export class Subscription {
     this.epoch = typeof f.epoch === "string" ? f.epoch : String(f.epoch ?? "");
     this.h.onHello?.(f, resumed);
     this.setState(State.CATCHUP, { lastSeq: f.last_seq, open: f.open });
+  }
+
+  // deliverEncoded delivers the messages of a frame, those of a binary
+  // channel ("encoding":"base64") shown as their size and first bytes in hex.
+  deliverEncoded(conn, seq, times, data, encoding) {
+    if (encoding !== undefined) {
+      try {
+        data = data.map((d) => binaryText(encoding, d));
+      } catch (e) {
+        this.protocolError(conn, e.message);
+        return;
+      }
+    }
+    this.deliver(conn, seq, times, data);
   }
 
   deliver(conn, seq, times, data) {
@@ -303,4 +317,21 @@ export class Subscription {
     this.setState(State.WAITING, { delay, reason, attempt: this.attempt, at: this.now() + delay });
     this.timer = setTimeout(() => this.connect(), delay);
   }
+}
+
+// binaryText shows one message of a binary channel, carried base64-encoded,
+// as a line: its size and its first 64 bytes in hex.
+export function binaryText(encoding, d) {
+  if (encoding !== "base64") throw new Error(`unknown data encoding "${encoding}"`);
+  let bin;
+  try {
+    bin = atob(d);
+  } catch {
+    throw new Error("a binary message is not valid base64");
+  }
+  const shown = [];
+  for (let i = 0; i < Math.min(bin.length, 64); i++) {
+    shown.push(bin.charCodeAt(i).toString(16).padStart(2, "0"));
+  }
+  return `[${bin.length} bytes] ${shown.join(" ")}${bin.length > 64 ? " …" : ""}\n`;
 }

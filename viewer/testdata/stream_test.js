@@ -83,6 +83,26 @@ function eq(fails, name, got, want) {
 }
 
 const cases = {
+  async "binary channels: base64 frames shown as bytes"(f) {
+    const h = harness();
+    h.sub.start();
+    const s = h.sock(0);
+    s.send(hello(0, { last_seq: 2, content_type: "application/octet-stream" }));
+    s.send({ type: "batch", seq: 1, time: [1, 2], encoding: "base64", data: ["AP8=", "aGk="] });
+    s.send({ type: "message", seq: 3, time: 3, encoding: "base64", data: "" });
+    eq(f, "text", h.text, "[2 bytes] 00 ff\n[2 bytes] 68 69\n[0 bytes] \n");
+    eq(f, "seqs", h.seqs, [1, 2, 3]);
+    s.send({ type: "message", seq: 4, time: 4, encoding: "base64", data: "!!" });
+    eq(f, "bad base64 is a protocol error", s.closedWith && s.closedWith.code, CLOSE_PROTOCOL_ERROR);
+    const h2 = harness();
+    h2.sub.start();
+    h2.sock(0).send(hello(0));
+    h2.sock(0).send({ type: "message", seq: 1, time: 1, encoding: "rot13", data: "a" });
+    eq(f, "unknown encoding is a protocol error", h2.sock(0).closedWith && h2.sock(0).closedWith.code, CLOSE_PROTOCOL_ERROR);
+    h.sub.stop();
+    h2.sub.stop();
+  },
+
   async "channel ages"(f) {
     const s = 1000, m = 60 * s, h = 60 * m;
     for (const [ms, want] of [[-5, "0s"], [999, "0s"], [59 * s, "59s"], [61 * s, "1m 1s"],

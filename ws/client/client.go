@@ -65,7 +65,8 @@ type Event struct {
 	Seq int64
 	// Time is the server append time of a message, Unix microseconds.
 	Time int64
-	// Data is the message content.
+	// Data is the message content: the text, or, on a binary channel (see
+	// Hello.ContentType), the bytes, decoded from the frame's base64.
 	Data string
 	// Hello is the hello frame, for EventHello.
 	Hello wire.Frame

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -10,9 +11,13 @@ import (
 
 // Frame is a decoded server frame. Which fields are set depends on Type:
 //
-//   - hello: Channel, Epoch, From, LastSeq, PersistedSeq, Open
+//   - hello: Channel, Epoch, From, LastSeq, PersistedSeq, Open, and
+//     ContentType for a channel created with one
 //   - message: Seq, Time[0], Data[0]
 //   - batch: Seq (of the first message), Time and Data (one entry per message)
+//
+// Data holds the message bytes: a frame with "encoding":"base64" (a binary
+// channel's) is decoded, and Encoding says it was.
 //   - live, end: Seq
 //   - error: Code, Message, and for reset LastSeq (the last durable seq)
 //
@@ -30,7 +35,13 @@ type Frame struct {
 	Data         []string
 	Code         string
 	Message      string
+	ContentType  string
+	Encoding     string
 }
+
+// EncodingBase64 is the encoding of the data of a binary channel's message
+// and batch frames.
+const EncodingBase64 = "base64"
 
 // wireFrame is the JSON shape of a frame; time and data are a single value
 // in message frames and arrays in batch frames.
@@ -47,6 +58,8 @@ type wireFrame struct {
 	Data         json.RawMessage `json:"data,omitempty"`
 	Code         string          `json:"code,omitempty"`
 	Message      string          `json:"message,omitempty"`
+	ContentType  string          `json:"content_type,omitempty"`
+	Encoding     string          `json:"encoding,omitempty"`
 }
 
 // DecodeFrame parses one server frame and checks that it is well formed.
@@ -63,7 +76,8 @@ func decodeGeneral(b []byte) (Frame, error) {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Frame{}, fmt.Errorf("wire: decode frame: %w", err)
 	}
-	f := Frame{Type: w.Type, Channel: w.Channel, Epoch: w.Epoch, Code: w.Code, Message: w.Message}
+	f := Frame{Type: w.Type, Channel: w.Channel, Epoch: w.Epoch, Code: w.Code, Message: w.Message,
+		ContentType: w.ContentType, Encoding: w.Encoding}
 	if w.From != nil {
 		f.From = *w.From
 	}
@@ -114,7 +128,29 @@ func decodeGeneral(b []byte) (Frame, error) {
 	default:
 		return Frame{}, fmt.Errorf("wire: decode frame: unknown type %q", w.Type)
 	}
-	return f, nil
+	return decodeData(f)
+}
+
+// decodeData decodes the data of a message or batch frame per its
+// encoding.
+func decodeData(f Frame) (Frame, error) {
+	switch f.Encoding {
+	case "":
+		return f, nil
+	case EncodingBase64:
+		if f.Type != FrameMessage && f.Type != FrameBatch {
+			return f, nil
+		}
+		for i, d := range f.Data {
+			b, err := base64.StdEncoding.DecodeString(d)
+			if err != nil {
+				return Frame{}, fmt.Errorf("wire: decode frame: base64 data: %w", err)
+			}
+			f.Data[i] = string(b)
+		}
+		return f, nil
+	}
+	return Frame{}, fmt.Errorf("wire: decode frame: unknown encoding %q", f.Encoding)
 }
 
 // decodeCanonical decodes message and batch frames laid out exactly as this
@@ -129,11 +165,12 @@ func decodeCanonical(b []byte) (Frame, bool) {
 		p := cursor{b: b, i: len(msgPrefix), ok: true}
 		seq := p.int()
 		t := p.lit(`,"time":`).int()
+		enc := p.encoding()
 		d := p.lit(`,"data":`).str()
 		if !p.lit("}").end() || seq < 1 {
 			return Frame{}, false
 		}
-		return Frame{Type: FrameMessage, Seq: seq, Time: []int64{t}, Data: []string{d}}, true
+		return canonical(Frame{Type: FrameMessage, Seq: seq, Time: []int64{t}, Data: []string{d}, Encoding: enc})
 	case bytes.HasPrefix(b, []byte(batchPrefix)):
 		p := cursor{b: b, i: len(batchPrefix), ok: true}
 		seq := p.int()
@@ -146,7 +183,9 @@ func decodeCanonical(b []byte) (Frame, bool) {
 			}
 			p.i++
 		}
-		p.lit(`],"data":[`)
+		p.lit(`]`)
+		enc := p.encoding()
+		p.lit(`,"data":[`)
 		// All the data goes into one string, which the messages share: one
 		// allocation per frame rather than one per message. What is left of
 		// the frame bounds its size.
@@ -169,9 +208,26 @@ func decodeCanonical(b []byte) (Frame, bool) {
 		for i, end := range ends {
 			data[i], start = joined[start:end], end
 		}
-		return Frame{Type: FrameBatch, Seq: seq, Time: times, Data: data}, true
+		return canonical(Frame{Type: FrameBatch, Seq: seq, Time: times, Data: data, Encoding: enc})
 	}
 	return Frame{}, false
+}
+
+// canonical finishes a canonically decoded frame: its data is decoded per
+// its encoding; invalid data takes the general path, which reports it.
+func canonical(f Frame) (Frame, bool) {
+	f, err := decodeData(f)
+	return f, err == nil
+}
+
+// encoding reads an optional `,"encoding":"base64"`.
+func (c *cursor) encoding() string {
+	const lit = `,"encoding":"base64"`
+	if c.ok && bytes.HasPrefix(c.b[c.i:], []byte(lit)) {
+		c.i += len(lit)
+		return EncodingBase64
+	}
+	return ""
 }
 
 // cursor scans a canonical frame; any mismatch clears ok and the rest of

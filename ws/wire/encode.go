@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/base64"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ type Message struct {
 	// data as a JSON string, reused to build batch frames.
 	frame  []byte
 	dataAt int
+	binary bool // data is carried base64-encoded
 }
 
 // NewMessage builds a message and encodes its frame once. Data must be valid
@@ -37,8 +39,27 @@ func NewMessage(seq, t int64, data []byte) *Message {
 	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: at}
 }
 
+// NewBinaryMessage builds a message of a binary channel: its frame carries
+// the data base64-encoded, with "encoding":"base64" before it.
+func NewBinaryMessage(seq, t int64, data []byte) *Message {
+	n := base64.StdEncoding.EncodedLen(len(data))
+	// As in NewMessage, the capacity is the allocator's size class.
+	b := slices.Grow([]byte(nil), n+96)
+	b = append(b, `{"type":"message","seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"time":`...)
+	b = strconv.AppendInt(b, t, 10)
+	b = append(b, `,"encoding":"base64","data":`...)
+	at := len(b)
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, data)
+	b = append(b, '"', '}')
+	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: at, binary: true}
+}
+
 // MemSize returns the bytes the message's data and encoded frame occupy
-// (their capacities), without the fixed cost of the Message itself.
+// (their capacities), without the fixed cost of the Message itself. It
+// covers a binary message's base64 frame as well.
 func (m *Message) MemSize() int64 { return int64(cap(m.Data) + cap(m.frame)) }
 
 // Encoded returns the message's frame. The caller must not modify it.
@@ -47,8 +68,9 @@ func (m *Message) Encoded() []byte { return m.frame }
 // quoted returns the message data encoded as a JSON string.
 func (m *Message) quoted() []byte { return m.frame[m.dataAt : len(m.frame)-1] }
 
-// AppendMessages appends one frame covering msgs, which are contiguous and
-// not empty: a message frame for one message, a batch frame for more.
+// AppendMessages appends one frame covering msgs, which are contiguous, not
+// empty and of one channel: a message frame for one message, a batch frame
+// for more. A batch of binary messages carries "encoding":"base64".
 func AppendMessages(b []byte, msgs []*Message) []byte {
 	if len(msgs) == 1 {
 		return append(b, msgs[0].frame...)
@@ -62,7 +84,11 @@ func AppendMessages(b []byte, msgs []*Message) []byte {
 		}
 		b = strconv.AppendInt(b, m.Time, 10)
 	}
-	b = append(b, `],"data":[`...)
+	if msgs[0].binary {
+		b = append(b, `],"encoding":"base64","data":[`...)
+	} else {
+		b = append(b, `],"data":[`...)
+	}
 	for i, m := range msgs {
 		if i > 0 {
 			b = append(b, ',')
@@ -74,7 +100,8 @@ func AppendMessages(b []byte, msgs []*Message) []byte {
 
 // AppendRun appends one frame covering the n contiguous messages seq,
 // seq+1, ..., seq+n-1 (n ≥ 1): a message frame for one, a batch frame for
-// more, byte for byte what AppendMessages writes for the same messages.
+// more, byte for byte what AppendMessages writes for the same messages of
+// a text channel (binary ones are encoded through NewBinaryMessage).
 // at(i) returns the time and data (valid UTF-8) of message seq+i. It
 // encodes straight from stored rows, without a Message per row.
 func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)) []byte {
@@ -120,7 +147,7 @@ func AppendSeq(b []byte, typ string, seq int64) []byte {
 }
 
 // AppendHello appends a hello frame from f's Channel, Epoch, From, LastSeq,
-// PersistedSeq and Open.
+// PersistedSeq, Open and ContentType (left out when empty).
 func AppendHello(b []byte, f Frame) []byte {
 	b = append(b, `{"type":"hello","channel":`...)
 	b = AppendJSONString(b, []byte(f.Channel))
@@ -134,6 +161,10 @@ func AppendHello(b []byte, f Frame) []byte {
 	b = strconv.AppendInt(b, f.PersistedSeq, 10)
 	b = append(b, `,"open":`...)
 	b = strconv.AppendBool(b, f.Open)
+	if f.ContentType != "" {
+		b = append(b, `,"content_type":`...)
+		b = AppendJSONString(b, []byte(strings.ToValidUTF8(f.ContentType, "\uFFFD")))
+	}
 	return append(b, '}')
 }
 

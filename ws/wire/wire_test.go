@@ -159,3 +159,51 @@ func TestDecodeRefuses(t *testing.T) {
 		}
 	}
 }
+
+// FuzzBinaryRoundTrip checks that any bytes of a binary channel survive
+// the base64 frames, single and batched, on both decoder paths.
+func FuzzBinaryRoundTrip(f *testing.F) {
+	f.Add([]byte{0, 1, 0xff, '\n', '"'}, int64(1))
+	f.Add([]byte{}, int64(7))
+	f.Fuzz(func(t *testing.T, data []byte, seq int64) {
+		if seq < 1 || seq > 1<<62 {
+			seq = 1
+		}
+		m := NewBinaryMessage(seq, 123, data)
+		for _, dec := range []func([]byte) (Frame, error){DecodeFrame, decodeGeneral} {
+			fr, err := dec(m.Encoded())
+			if err != nil || fr.Seq != seq || fr.Data[0] != string(data) || fr.Encoding != EncodingBase64 {
+				t.Fatalf("decode %s: %+v %v", m.Encoded(), fr, err)
+			}
+			m2 := NewBinaryMessage(seq+1, 124, append([]byte{0x80}, data...))
+			bf, err := dec(AppendMessages(nil, []*Message{m, m2}))
+			if err != nil || len(bf.Data) != 2 || bf.Data[0] != string(data) || bf.Data[1] != "\x80"+string(data) {
+				t.Fatalf("batch round trip: %+v %v", bf, err)
+			}
+		}
+	})
+}
+
+func TestBinaryFrames(t *testing.T) {
+	m := NewBinaryMessage(3, 9, []byte{0, 0xfe, 'A'})
+	if want := `{"type":"message","seq":3,"time":9,"encoding":"base64","data":"AP5B"}`; string(m.Encoded()) != want {
+		t.Fatalf("message frame %s, want %s", m.Encoded(), want)
+	}
+	batch := AppendMessages(nil, []*Message{m, NewBinaryMessage(4, 10, []byte("hi"))})
+	if want := `{"type":"batch","seq":3,"time":[9,10],"encoding":"base64","data":["AP5B","aGk="]}`; string(batch) != want {
+		t.Fatalf("batch frame %s, want %s", batch, want)
+	}
+	hello := AppendHello(nil, Frame{Channel: "c", Epoch: "1", Open: true, ContentType: "image/png"})
+	f, err := DecodeFrame(hello)
+	if err != nil || f.ContentType != "image/png" || !strings.Contains(string(hello), `"content_type":"image/png"`) {
+		t.Fatalf("hello %s: %+v %v", hello, f, err)
+	}
+	for _, bad := range []string{
+		`{"type":"message","seq":1,"time":1,"encoding":"base64","data":"!!"}`,
+		`{"type":"message","seq":1,"time":1,"encoding":"rot13","data":"a"}`,
+	} {
+		if _, err := DecodeFrame([]byte(bad)); err == nil {
+			t.Errorf("DecodeFrame(%s) accepted", bad)
+		}
+	}
+}

@@ -78,6 +78,10 @@ type Options struct {
 	// and Crash fail the test if the server has not stopped StopGrace
 	// after it. Default 30s.
 	ShutdownTimeout time.Duration
+	// LongPollTimeout is how long a Durable Streams long-poll waits.
+	LongPollTimeout time.Duration
+	// MaxCachedStreams bounds the Durable Streams states cached.
+	MaxCachedStreams int
 	// Hub, if not nil, edits the hub's configuration last (bounds,
 	// timeouts, quotas). The store timeout is 30s unless it sets one.
 	Hub func(*ws.HubConfig)
@@ -105,6 +109,8 @@ type Server struct {
 	Registry *prometheus.Registry
 	// Store is the server's store.
 	Store *persist.Store
+	// Streams is the server's Durable Streams backend.
+	Streams *ws.DurableBackend
 
 	t       testing.TB
 	timeout time.Duration // of a graceful shutdown
@@ -164,10 +170,11 @@ func Start(t testing.TB, opts Options) *Server {
 	if err := hub.Start(ctx); err != nil {
 		t.Fatalf("wstest: start hub: %v", err)
 	}
+	streams := ws.NewDurableBackend(hub, store, ws.DurableConfig{MaxCached: opts.MaxCachedStreams})
 	srvCfg := ws.ServerConfig{
 		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), AllowedOrigins: opts.AllowedOrigins,
 		MaxMessageBytes: opts.MaxMessageBytes, PingInterval: opts.PingInterval, Logger: log, HubMetrics: m,
-		Auth: opts.Auth,
+		Auth: opts.Auth, Streams: streams, LongPollTimeout: opts.LongPollTimeout,
 	}
 	if opts.Server != nil {
 		opts.Server(&srvCfg)
@@ -179,7 +186,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	hs := httptest.NewServer(h)
 	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store,
-		t: t, timeout: opts.ShutdownTimeout, http: hs, writer: writer}
+		Streams: streams, t: t, timeout: opts.ShutdownTimeout, http: hs, writer: writer}
 	if s.timeout <= 0 {
 		s.timeout = 30 * time.Second
 	}

@@ -1,0 +1,156 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func (p *postgres) createStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
+	var exp any
+	if !cfg.ExpiresAt.IsZero() {
+		exp = cfg.ExpiresAt
+	}
+	var c Channel
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var err error
+		c, err = scanChannel(tx.QueryRow(ctx,
+			`INSERT INTO channels (id, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub, epoch)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, GREATEST($8, (SELECT epoch + 1 FROM epoch_floor)))
+			 RETURNING `+channelColumns, id, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp,
+			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub), cfg.Epoch))
+		if err != nil {
+			return err
+		}
+		// As in createChannel: see the floor a concurrent delete raised.
+		return tx.QueryRow(ctx,
+			`WITH raised AS (
+			   UPDATE channels c SET epoch = f.epoch + 1 FROM epoch_floor f
+			   WHERE c.id = $1 AND c.epoch <= f.epoch RETURNING c.epoch)
+			 INSERT INTO channel_epochs (channel_id, epoch, start_seq)
+			 SELECT $1, coalesce((SELECT epoch FROM raised), $2), 0
+			 RETURNING epoch`, id, c.Epoch).Scan(&c.Epoch)
+	})
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
+		return Channel{}, ErrExists
+	}
+	return c, err
+}
+
+func (p *postgres) stream(ctx context.Context, id string) (StreamState, error) {
+	var (
+		st              StreamState
+		ct, sseq, from  *string
+		ttl, fseq, fsub *int64
+		exp, deleted    *time.Time
+	)
+	err := p.pool.QueryRow(ctx,
+		`SELECT content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at
+		 FROM channels WHERE id = $1`, id).
+		Scan(&ct, &ttl, &exp, &sseq, &from, &fseq, &fsub, &deleted)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, ErrNotFound
+	}
+	if err != nil {
+		return st, err
+	}
+	if ct != nil {
+		st.ContentType = *ct
+	}
+	if ttl != nil {
+		st.TTL = *ttl
+	}
+	if exp != nil {
+		st.ExpiresAt = exp.UTC()
+	}
+	if sseq != nil {
+		st.StreamSeq = *sseq
+	}
+	if from != nil {
+		st.ForkedFrom = *from
+	}
+	if fseq != nil {
+		st.ForkSeq = *fseq
+	}
+	if fsub != nil {
+		st.ForkSub = *fsub
+	}
+	st.Deleted = deleted != nil
+	rows, err := p.pool.Query(ctx,
+		`SELECT producer_id, epoch, seq FROM producers WHERE channel_id = $1 ORDER BY producer_id`, id)
+	if err != nil {
+		return st, err
+	}
+	st.Producers, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (ProducerState, error) {
+		var ps ProducerState
+		err := row.Scan(&ps.ID, &ps.Epoch, &ps.Seq)
+		return ps, err
+	})
+	if len(st.Producers) == 0 {
+		st.Producers = nil // as on SQLite
+	}
+	return st, err
+}
+
+func (p *postgres) saveStreamWrites(ctx context.Context, id, seq string, ps *ProducerState) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx,
+			`UPDATE channels SET stream_seq = COALESCE($1, stream_seq) WHERE id = $2`, nullString(seq), id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
+		if ps == nil {
+			return nil
+		}
+		return upsertProducer(ctx, tx, id, *ps)
+	})
+}
+
+// upsertProducer moves a producer's state forward.
+func upsertProducer(ctx context.Context, tx pgx.Tx, id string, ps ProducerState) error {
+	_, err := tx.Exec(ctx,
+		`INSERT INTO producers (channel_id, producer_id, epoch, seq) VALUES ($1, $2, $3, $4)
+		 ON CONFLICT (channel_id, producer_id) DO UPDATE
+		   SET epoch = excluded.epoch, seq = excluded.seq, updated_at = now()
+		   WHERE (excluded.epoch, excluded.seq) > (producers.epoch, producers.seq)`,
+		id, ps.ID, ps.Epoch, ps.Seq)
+	return err
+}
+
+// writeStreamStates records the producers and Stream-Seq that batches
+// carry, in the transaction of their messages.
+func writeStreamStates(ctx context.Context, tx pgx.Tx, batches []*Batch) error {
+	for _, b := range batches {
+		if b.StreamSeq != "" {
+			if _, err := tx.Exec(ctx, `UPDATE channels SET stream_seq = $1 WHERE id = $2`, b.StreamSeq, b.Channel); err != nil {
+				return err
+			}
+		}
+		for _, ps := range b.Producers {
+			if err := upsertProducer(ctx, tx, b.Channel, ps); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (p *postgres) markDeleted(ctx context.Context, id string) error {
+	tag, err := p.pool.Exec(ctx, `UPDATE channels SET deleted_at = COALESCE(deleted_at, now()) WHERE id = $1`, id)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = ErrNotFound
+	}
+	return err
+}
+
+func (p *postgres) forks(ctx context.Context, id string) (int, error) {
+	var n int
+	err := p.pool.QueryRow(ctx, `SELECT count(*) FROM channels WHERE forked_from = $1`, id).Scan(&n)
+	return n, err
+}

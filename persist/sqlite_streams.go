@@ -1,0 +1,145 @@
+package persist
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+)
+
+func (s *sqliteStore) createStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
+	var exp any
+	if !cfg.ExpiresAt.IsZero() {
+		exp = cfg.ExpiresAt.UnixMicro()
+	}
+	now := time.Now().UnixMicro()
+	var c Channel
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
+			`INSERT INTO channels (id, created_at, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub, epoch)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, max(?, (SELECT epoch + 1 FROM epoch_floor)))
+			 RETURNING `+channelColumns, id, now, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp,
+			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub), cfg.Epoch))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO channel_epochs (channel_id, epoch, start_seq, started_at) VALUES (?, ?, 0, ?)`,
+			id, c.Epoch, now)
+		return err
+	})
+	if isPrimaryKeyViolation(err) {
+		return Channel{}, ErrExists
+	}
+	return c, err
+}
+
+func (s *sqliteStore) stream(ctx context.Context, id string) (StreamState, error) {
+	var (
+		st                        StreamState
+		ct, sseq, from            sql.NullString
+		ttl, exp, fseq, fsub, del sql.NullInt64
+	)
+	err := s.read.QueryRowContext(ctx,
+		`SELECT content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at
+		 FROM channels WHERE id = ?`, id).
+		Scan(&ct, &ttl, &exp, &sseq, &from, &fseq, &fsub, &del)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, ErrNotFound
+	}
+	if err != nil {
+		return st, err
+	}
+	st.ContentType, st.TTL, st.StreamSeq = ct.String, ttl.Int64, sseq.String
+	st.ForkedFrom, st.ForkSeq, st.ForkSub, st.Deleted = from.String, fseq.Int64, fsub.Int64, del.Valid
+	if exp.Valid {
+		st.ExpiresAt = time.UnixMicro(exp.Int64).UTC()
+	}
+	rows, err := s.read.QueryContext(ctx,
+		`SELECT producer_id, epoch, seq FROM producers WHERE channel_id = ? ORDER BY producer_id`, id)
+	if err != nil {
+		return st, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ps ProducerState
+		if err := rows.Scan(&ps.ID, &ps.Epoch, &ps.Seq); err != nil {
+			return st, err
+		}
+		st.Producers = append(st.Producers, ps)
+	}
+	return st, rows.Err()
+}
+
+func (s *sqliteStore) saveStreamWrites(ctx context.Context, id, seq string, ps *ProducerState) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE channels SET stream_seq = COALESCE(?, stream_seq) WHERE id = ?`, nullString(seq), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err == nil {
+				err = ErrNotFound
+			}
+			return err
+		}
+		if ps == nil {
+			return nil
+		}
+		return upsertSQLiteProducer(ctx, tx, id, *ps)
+	})
+}
+
+func (s *sqliteStore) markDeleted(ctx context.Context, id string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE channels SET deleted_at = COALESCE(deleted_at, ?) WHERE id = ?`, time.Now().UnixMicro(), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err == nil {
+				err = ErrNotFound
+			}
+			return err
+		}
+		return nil
+	})
+}
+
+func (s *sqliteStore) forks(ctx context.Context, id string) (int, error) {
+	var n int
+	err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM channels WHERE forked_from = ?`, id).Scan(&n)
+	return n, err
+}
+
+// upsertSQLiteProducer moves a producer's state forward.
+func upsertSQLiteProducer(ctx context.Context, tx *sql.Tx, id string, ps ProducerState) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO producers (channel_id, producer_id, epoch, seq, updated_at) VALUES (?, ?, ?, ?, ?)
+		 ON CONFLICT (channel_id, producer_id) DO UPDATE
+		   SET epoch = excluded.epoch, seq = excluded.seq, updated_at = excluded.updated_at
+		   WHERE (excluded.epoch, excluded.seq) > (producers.epoch, producers.seq)`,
+		id, ps.ID, ps.Epoch, ps.Seq, time.Now().UnixMicro())
+	return err
+}
+
+// writeSQLiteStreamStates records the producers and Stream-Seq that
+// batches carry, in the transaction of their messages.
+func writeSQLiteStreamStates(ctx context.Context, tx *sql.Tx, batches []*Batch) error {
+	for _, b := range batches {
+		if b.StreamSeq != "" {
+			if _, err := tx.ExecContext(ctx, `UPDATE channels SET stream_seq = ? WHERE id = ?`, b.StreamSeq, b.Channel); err != nil {
+				return err
+			}
+		}
+		for _, ps := range b.Producers {
+			if err := upsertSQLiteProducer(ctx, tx, b.Channel, ps); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// StreamConfig is what a Durable Streams stream adds to a channel: its
+// content type and expiry, fixed at creation.
+type StreamConfig struct {
+	// ContentType is the media type of the channel's messages; "" for a
+	// channel made through the channels API (text).
+	ContentType string
+	// TTL, if positive, is the time to live in seconds after the last access.
+	TTL int64
+	// ExpiresAt, if not zero, is an absolute expiry time.
+	ExpiresAt time.Time
+	// ForkedFrom is the stream this one was forked from, or "".
+	ForkedFrom string
+	// ForkSeq and ForkSub say where a fork forked: after message ForkSeq of
+	// the source, plus ForkSub bytes (JSON: messages) of the next one.
+	ForkSeq, ForkSub int64
+	// Epoch is the lowest epoch the channel may start in; 0 means 1. The
+	// channel starts above the epochs of any deleted channel (see
+	// CreateChannel) even so. A fork starts in its source's epoch, so that
+	// the source's offsets up to the fork point name the same positions in
+	// it. Stream does not report it.
+	Epoch int64
+}
+
+// ProducerState is an idempotent producer's record in a channel.
+type ProducerState struct {
+	// ID names the producer.
+	ID string
+	// Epoch is the producer's current epoch.
+	Epoch int64
+	// Seq is the highest request seq accepted in Epoch.
+	Seq int64
+}
+
+// StreamState is a channel's Durable Streams state.
+type StreamState struct {
+	StreamConfig
+	// StreamSeq is the last Stream-Seq accepted, or "".
+	StreamSeq string
+	// Producers are the channel's idempotent producers, ordered by ID.
+	Producers []ProducerState
+	// Deleted is set for a stream deleted while forks of it remain: it is
+	// kept until its last fork goes.
+	Deleted bool
+}
+
+// CreateStream records a new open channel, like CreateChannel (above the
+// epochs of deleted channels), with its stream configuration, in one
+// transaction. It returns ErrExists if the id is taken.
+func (s *Store) CreateStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
+	if cfg.TTL < 0 || cfg.Epoch < 0 {
+		return Channel{}, fmt.Errorf("persist: create stream %q: negative TTL or epoch", id)
+	}
+	if cfg.Epoch == 0 {
+		cfg.Epoch = 1
+	}
+	c, err := s.b.createStream(ctx, id, cfg)
+	if err != nil {
+		return Channel{}, fmt.Errorf("persist: create stream %q: %w", id, err)
+	}
+	return c, nil
+}
+
+// Stream returns a channel's stream state, or ErrNotFound. A channel made
+// with CreateChannel has the zero StreamConfig.
+func (s *Store) Stream(ctx context.Context, id string) (StreamState, error) {
+	st, err := s.b.stream(ctx, id)
+	if err != nil {
+		return StreamState{}, fmt.Errorf("persist: stream %q: %w", id, err)
+	}
+	return st, nil
+}
+
+// SaveStreamWrites records, in one transaction, a channel's last Stream-Seq
+// (if seq is not "") and a producer's state (if p is not nil). A producer's
+// state only moves forward: an older (epoch, seq) never overwrites a newer
+// one. It returns ErrNotFound if the channel does not exist.
+func (s *Store) SaveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error {
+	if err := s.b.saveStreamWrites(ctx, id, seq, p); err != nil {
+		return fmt.Errorf("persist: save stream writes of %q: %w", id, err)
+	}
+	return nil
+}
+
+// MarkDeleted marks a stream deleted, keeping its rows (forks of it
+// remain), or returns ErrNotFound.
+func (s *Store) MarkDeleted(ctx context.Context, id string) error {
+	if err := s.b.markDeleted(ctx, id); err != nil {
+		return fmt.Errorf("persist: mark %q deleted: %w", id, err)
+	}
+	return nil
+}
+
+// Forks counts the streams forked from id (deleted ones included).
+func (s *Store) Forks(ctx context.Context, id string) (int, error) {
+	n, err := s.b.forks(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("persist: forks of %q: %w", id, err)
+	}
+	return n, nil
+}
+
+// nullString is nil for "", so that "" is stored as NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// nullInt is nil for 0.
+func nullInt(n int64) any {
+	if n == 0 {
+		return nil
+	}
+	return n
+}
+
+// nullTTL is nil for no TTL.
+func nullTTL(ttl int64) any {
+	if ttl <= 0 {
+		return nil
+	}
+	return ttl
+}

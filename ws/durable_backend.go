@@ -1,0 +1,467 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/durable"
+)
+
+// StreamStore is what Durable Streams need from storage besides the hub's
+// Store. *persist.Store implements it; every method must be safe for
+// concurrent use.
+type StreamStore interface {
+	// CreateStream records a new open channel with its stream
+	// configuration; persist.ErrExists if the id is taken.
+	CreateStream(ctx context.Context, id string, cfg persist.StreamConfig) (persist.Channel, error)
+	// Stream returns a channel's stream state, or persist.ErrNotFound.
+	Stream(ctx context.Context, id string) (persist.StreamState, error)
+	// SaveStreamWrites records the last Stream-Seq and a producer's state.
+	SaveStreamWrites(ctx context.Context, id, seq string, p *persist.ProducerState) error
+	// DeleteChannel removes a channel and everything of it.
+	DeleteChannel(ctx context.Context, id string) error
+	// MarkDeleted marks a stream deleted while forks of it remain.
+	MarkDeleted(ctx context.Context, id string) error
+	// Forks counts the streams forked from id.
+	Forks(ctx context.Context, id string) (int, error)
+}
+
+// DurableBackend makes every channel a Durable Streams stream: appends go
+// through the channel's actor and reads through its snapshot and the store,
+// exactly as for WebSocket subscribers, so both APIs see the same messages
+// with the same seqs. It is safe for concurrent use.
+//
+// It adds what the protocol needs on top of a channel: the content type
+// and expiry, the last Stream-Seq and the idempotent producers, kept in the
+// store and cached here. Writes to one stream through this API are
+// serialised by the stream's lock; the process is the channel's only owner
+// (see the store's ownership lock), so the cache is authoritative.
+type DurableBackend struct {
+	h     *Hub
+	store StreamStore
+	cfg   DurableConfig
+	now   func() time.Time
+
+	mu      sync.Mutex
+	streams map[string]*streamState // Guarded by mu.
+}
+
+// streamState is the cached Durable Streams state of one channel.
+type streamState struct {
+	cfg  durable.Config // immutable; cfg.Fork is nil
+	fork forkPoint      // immutable
+	// gone is set once the stream is deleted while forks of it remain.
+	gone atomic.Bool
+	// deadline is the sliding TTL's expiry in Unix nanoseconds; 0 without
+	// a TTL.
+	deadline atomic.Int64
+
+	mu sync.Mutex // held for the whole of a write to the stream
+	// Guarded by mu.
+	streamSeq string
+	producers map[string]durable.Producer
+	deleted   bool // removed from the store
+	evicted   bool // dropped from the cache: load the stream again
+}
+
+// forkPoint is where a fork forked: after seq of from, plus sub bytes (JSON:
+// messages) of the next message. The zero value is not a fork.
+type forkPoint struct {
+	from     string
+	seq, sub int64
+}
+
+// DurableConfig configures a DurableBackend. Zero values mean the defaults.
+type DurableConfig struct {
+	// MaxCached bounds the streams whose state is cached in memory; past
+	// it, idle ones are dropped and read again from the store when needed.
+	// Default 100,000.
+	MaxCached int
+}
+
+// NewDurableBackend returns the Durable Streams backend over h and store.
+func NewDurableBackend(h *Hub, store StreamStore, cfg DurableConfig) *DurableBackend {
+	if cfg.MaxCached <= 0 {
+		cfg.MaxCached = 100_000
+	}
+	store = timedStreamStore{StreamStore: store, t: timedStore{timeout: h.cfg.StoreTimeout}}
+	return &DurableBackend{h: h, store: store, cfg: cfg, now: time.Now, streams: make(map[string]*streamState)}
+}
+
+// Cached returns the number of streams whose state is cached.
+func (b *DurableBackend) Cached() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.streams)
+}
+
+// cache records st as the state of name, replacing any, and drops idle
+// entries past the bound. Everything a stream's state holds is in the
+// store, so a dropped entry is only read again; an entry being written
+// (its lock held) is never dropped, and a writer that finds its entry
+// dropped loads it again (see lock). Called with b.mu held.
+func (b *DurableBackend) cache(name string, st *streamState) {
+	b.streams[name] = st
+	for other, o := range b.streams {
+		if len(b.streams) <= b.cfg.MaxCached {
+			return
+		}
+		if other == name || !o.mu.TryLock() {
+			continue
+		}
+		o.evicted = true
+		o.mu.Unlock()
+		delete(b.streams, other)
+	}
+}
+
+// lock returns the stream's state with its write lock held, loading it
+// again if it was dropped from the cache meanwhile.
+func (b *DurableBackend) lock(ctx context.Context, name string) (*streamState, error) {
+	for {
+		st, err := b.state(ctx, name)
+		if err != nil {
+			return st, err
+		}
+		st.mu.Lock()
+		if !st.evicted {
+			return st, nil
+		}
+		st.mu.Unlock()
+	}
+}
+
+// unavailable marks errors the client may retry later (503).
+type unavailable struct{ error }
+
+func (unavailable) Unavailable() bool { return true }
+func (u unavailable) Unwrap() error   { return u.error }
+
+// streamErr maps a hub error to the protocol's.
+func streamErr(err error) error {
+	var se *StoreError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrChannelDeleted):
+		return durable.ErrNotFound
+	case errors.Is(err, ErrChannelClosed):
+		return durable.ErrClosed
+	case errors.Is(err, ErrGeneratorChannel):
+		return &durable.ConflictError{Msg: err.Error()}
+	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrChannelFailed),
+		errors.As(err, &se):
+		return unavailable{err}
+	}
+	return err
+}
+
+func (b *DurableBackend) newState(cfg durable.Config, fork forkPoint) *streamState {
+	cfg.Fork = nil
+	st := &streamState{cfg: cfg, fork: fork, producers: make(map[string]durable.Producer)}
+	b.touch(st)
+	return st
+}
+
+// touch restarts a stream's sliding TTL.
+func (b *DurableBackend) touch(st *streamState) {
+	if st.cfg.TTL > 0 {
+		st.deadline.Store(b.now().Add(time.Duration(st.cfg.TTL) * time.Second).UnixNano())
+	}
+}
+
+// expiry is when st expires if nothing touches it; zero for never.
+func (st *streamState) expiry() time.Time {
+	if !st.cfg.ExpiresAt.IsZero() {
+		return st.cfg.ExpiresAt
+	}
+	if d := st.deadline.Load(); d != 0 {
+		return time.Unix(0, d)
+	}
+	return time.Time{}
+}
+
+// state returns the stream's state, loading it from the store on first
+// use, or durable.ErrNotFound. A stream deleted while it has forks gives
+// durable.ErrDeleted, with its state. An expired stream is deleted here.
+func (b *DurableBackend) state(ctx context.Context, name string) (*streamState, error) {
+	for {
+		st, err := b.load(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if st.gone.Load() {
+			return st, durable.ErrDeleted
+		}
+		exp := st.expiry()
+		if exp.IsZero() || b.now().Before(exp) {
+			return st, nil
+		}
+		err = b.remove(ctx, name, st)
+		if errors.Is(err, errEvicted) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if st.gone.Load() {
+			return st, durable.ErrDeleted
+		}
+		return nil, durable.ErrNotFound
+	}
+}
+
+// load returns the cached state of a stream, reading it from the store if
+// it is not cached.
+func (b *DurableBackend) load(ctx context.Context, name string) (*streamState, error) {
+	b.mu.Lock()
+	st := b.streams[name]
+	b.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	ss, err := b.store.Stream(ctx, name)
+	if err != nil {
+		return nil, streamErr(storeErr(err))
+	}
+	cfg := durable.Config{ContentType: ss.ContentType, TTL: ss.TTL, ExpiresAt: ss.ExpiresAt}
+	if cfg.ContentType == "" {
+		cfg.ContentType = "text/plain"
+	}
+	st = b.newState(cfg, forkPoint{from: ss.ForkedFrom, seq: ss.ForkSeq, sub: ss.ForkSub})
+	st.streamSeq = ss.StreamSeq
+	for _, p := range ss.Producers {
+		st.producers[p.ID] = durable.Producer{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
+	}
+	st.gone.Store(ss.Deleted)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if existing := b.streams[name]; existing != nil {
+		return existing, nil
+	}
+	b.cache(name, st)
+	return st, nil
+}
+
+// info describes the stream now.
+func (b *DurableBackend) info(ctx context.Context, name string, st *streamState) (durable.Info, error) {
+	snap, err := b.h.peek(ctx, name, math.MaxInt64)
+	if err != nil {
+		return durable.Info{}, streamErr(err)
+	}
+	return b.infoOf(st, snap), nil
+}
+
+func (b *DurableBackend) infoOf(st *streamState, snap snapshot) durable.Info {
+	return durable.Info{Config: st.cfg, Tail: durable.Pos{Epoch: snap.epoch, Seq: snap.lastSeq},
+		Closed: !snap.open, Expires: st.expiry()}
+}
+
+// Stat implements durable.Backend.
+func (b *DurableBackend) Stat(ctx context.Context, name string) (durable.Info, error) {
+	st, err := b.state(ctx, name)
+	if err != nil {
+		return durable.Info{}, err
+	}
+	return b.info(ctx, name, st)
+}
+
+// Append implements durable.Backend. The messages are appended one by one
+// to the channel. With a producer or a Stream-Seq, the new producer state
+// (or Stream-Seq) travels with the last message and is committed in the
+// same transaction as it, and the answer waits for that commit: a request
+// is recorded if and only if its messages are, so that a retry is never
+// appended twice, even across a crash.
+func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
+	st, err := b.lock(ctx, name)
+	if err != nil {
+		return durable.AppendResult{}, err
+	}
+	defer st.mu.Unlock()
+	if st.deleted {
+		return durable.AppendResult{}, durable.ErrNotFound
+	}
+	b.touch(st)
+	if p := a.Producer; p != nil {
+		cur, ok := st.producers[p.ID]
+		dup, err := durable.CheckProducer(cur, ok, *p)
+		if err != nil {
+			return durable.AppendResult{}, err
+		}
+		if dup {
+			info, err := b.info(ctx, name, st)
+			return durable.AppendResult{Info: info, Duplicate: true, ProducerSeq: cur.Seq}, err
+		}
+	}
+	info, err := b.info(ctx, name, st)
+	if err != nil {
+		return durable.AppendResult{}, err
+	}
+	if info.Closed {
+		if a.Close && len(a.Messages) == 0 && a.Producer == nil {
+			return durable.AppendResult{Info: info}, nil // closing again is a no-op
+		}
+		return durable.AppendResult{Info: info}, durable.ErrClosed
+	}
+	if a.StreamSeq != "" && a.StreamSeq <= st.streamSeq {
+		return durable.AppendResult{Info: info}, durable.ErrStreamSeq
+	}
+	record := a.Producer != nil || a.StreamSeq != ""
+	var commit *streamCommit
+	if record {
+		commit = &streamCommit{streamSeq: a.StreamSeq}
+		if p := a.Producer; p != nil {
+			commit.producer = &persist.ProducerState{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
+		}
+	}
+	var last int64
+	var late error // the persist wait timed out
+	if len(a.Messages) > 0 {
+		// One actor step: nothing comes between the request's messages,
+		// and they are persisted together, with commit.
+		last, err = b.h.appendRequest(ctx, name, a.Messages, commit != nil, commit)
+		var pwe *PersistWaitError
+		switch {
+		case errors.As(err, &pwe):
+			// Accepted with commit, which is persisted in the same
+			// transaction: record the state below as for a success, so
+			// that a retry is a duplicate, but answer the timeout (and do
+			// not close: the close would wait for the same persist).
+			late = fmt.Errorf("%w: %v", durable.ErrPersistTimeout, err)
+		case last != 0 && ctx.Err() != nil:
+			// Accepted, and the client left while waiting: the same.
+			late = err
+		case err != nil:
+			return durable.AppendResult{Info: info}, streamErr(err)
+		}
+	}
+	if a.Close && late == nil {
+		// Close flushes and returns once the close is durable.
+		if _, err := b.h.Close(ctx, name); err != nil {
+			return durable.AppendResult{Info: info}, streamErr(err)
+		}
+	}
+	res := durable.AppendResult{Seq: last}
+	if record {
+		if len(a.Messages) == 0 {
+			// A close with producer headers: no message to commit with.
+			if err := b.store.SaveStreamWrites(ctx, name, a.StreamSeq, commit.producer); err != nil {
+				return durable.AppendResult{Info: info}, streamErr(storeErr(err))
+			}
+		}
+		if a.StreamSeq != "" {
+			st.streamSeq = a.StreamSeq
+		}
+		if p := a.Producer; p != nil {
+			st.producers[p.ID] = *p
+			res.ProducerSeq = p.Seq
+		}
+	}
+	res.Info, err = b.info(ctx, name, st)
+	if late != nil {
+		return res, late
+	}
+	return res, err
+}
+
+// readLimit bounds the messages of one read.
+const readLimit = 1000
+
+// Read implements durable.Backend.
+func (b *DurableBackend) Read(ctx context.Context, name string, from durable.Pos, maxBytes int) ([][]byte, durable.Info, error) {
+	st, err := b.state(ctx, name)
+	if err != nil {
+		return nil, durable.Info{}, err
+	}
+	b.touch(st)
+	if from == durable.PosNow {
+		info, err := b.info(ctx, name, st)
+		return nil, info, err
+	}
+	snap, err := b.h.peek(ctx, name, from.Seq)
+	if err != nil {
+		return nil, durable.Info{}, streamErr(err)
+	}
+	info := b.infoOf(st, snap)
+	if err := b.checkPos(ctx, name, from, snap); err != nil {
+		return nil, info, err
+	}
+	var out [][]byte
+	size := 0
+	add := func(data []byte) bool {
+		if len(out) > 0 && (size+len(data) > maxBytes || len(out) >= readLimit) {
+			return false
+		}
+		out = append(out, data)
+		size += len(data)
+		return true
+	}
+	if from.Seq < snap.fromStore {
+		rows, err := b.h.store.Messages(ctx, name, from.Seq, min(readLimit, int(snap.fromStore-from.Seq)))
+		if err != nil {
+			return nil, info, streamErr(storeErr(err))
+		}
+		for _, m := range rows {
+			if !add(m.Data) {
+				return out, info, nil
+			}
+		}
+	}
+	for _, m := range snap.buffered {
+		if m.Seq != from.Seq+int64(len(out))+1 || !add(m.Data) {
+			break
+		}
+	}
+	return out, info, nil
+}
+
+// checkPos refuses a position past the tail, or past what survived of the
+// epoch it was read in.
+func (b *DurableBackend) checkPos(ctx context.Context, name string, from durable.Pos, snap snapshot) error {
+	// Epoch 0 is the current one: only the backend's own reads use it
+	// past seq 0 (offsets never carry it).
+	if from.Seq > 0 && from.Epoch != 0 && from.Epoch != snap.epoch {
+		survived, err := b.h.store.Survived(ctx, name, from.Epoch)
+		if err != nil {
+			return streamErr(storeErr(err))
+		}
+		if from.Seq > survived {
+			return durable.ErrGone
+		}
+	}
+	if from.Seq > snap.lastSeq {
+		return &durable.BadRequestError{Msg: "the offset is past the end of the stream"}
+	}
+	return nil
+}
+
+// Wait implements durable.Backend: it registers as a subscriber of the
+// channel, like a WebSocket, and returns at the first live message.
+func (b *DurableBackend) Wait(ctx context.Context, name string, from durable.Pos) error {
+	if _, err := b.state(ctx, name); err != nil {
+		return err
+	}
+	snap, reg, err := b.h.subscribe(ctx, name, from.Seq, true)
+	if err != nil {
+		return streamErr(err)
+	}
+	if reg == nil {
+		return nil // closed, or already past from
+	}
+	defer b.h.unregister(reg)
+	if snap.lastSeq > from.Seq {
+		return nil
+	}
+	select {
+	case <-reg.s.queue:
+		return nil // a message, or the subscription ended
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,58 @@
+package ws
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/durable"
+)
+
+// durablePrefix is where the Durable Streams protocol is served.
+const durablePrefix = "/v1/stream/"
+
+// durableHandler serves the Durable Streams protocol over the server's
+// DurableBackend, with the same token rights as the rest of the API:
+// reading a stream (GET, HEAD) needs subscribe, and a token may come as
+// ?token= on GET, for EventSource; creating and appending (PUT, POST) need
+// publish, and forking also subscribe on the source; deleting needs admin,
+// like DELETE /channels/{id}. CORS preflights pass. A request's syntax (the
+// stream name, the headers and query its method reads) is checked before
+// its token, as on the rest of the API.
+func (s *Server) durableHandler() http.Handler {
+	h := durable.NewHandler(durable.HandlerConfig{
+		Backend: s.cfg.Streams, Prefix: durablePrefix, LongPollTimeout: s.cfg.LongPollTimeout,
+		Logger: s.cfg.Logger, MaxAppendBytes: max(s.cfg.MaxMessageBytes, 1<<20),
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions {
+			h.ServeHTTP(w, r)
+			return
+		}
+		if !h.CheckRequest(w, r) {
+			return
+		}
+		name := strings.TrimPrefix(r.URL.Path, durablePrefix)
+		if !ValidID(name) {
+			writeError(w, http.StatusBadRequest, idError(name))
+			return
+		}
+		ok := true
+		switch r.Method {
+		case http.MethodGet:
+			ok = s.authorize(w, r, auth.Subscribe, name, true)
+		case http.MethodHead:
+			ok = s.authorize(w, r, auth.Subscribe, name, false)
+		case http.MethodPut, http.MethodPost:
+			ok = s.authorize(w, r, auth.Publish, name, false)
+			if src := r.Header.Get("Stream-Forked-From"); ok && src != "" {
+				ok = s.authorize(w, r, auth.Subscribe, strings.TrimPrefix(src, durablePrefix), false)
+			}
+		case http.MethodDelete:
+			ok = s.authorize(w, r, auth.Admin, name, false)
+		}
+		if ok {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
