@@ -102,6 +102,39 @@ func lockedError(what string) error {
 		"stop it first, or use another database", ErrLocked, what)
 }
 
+// ErrFenced is wrapped by the error of WriteBatches, and of a Batch's Done,
+// when the batch was written for an epoch of its channel that is no longer
+// the current one: another node took the channel over (cluster mode). None
+// of the batch was stored; writing it again fails again. The node that
+// wrote it has lost the channel.
+var ErrFenced = errors.New("persist: channel was taken over by another node (fenced)")
+
+// ErrOwned is wrapped by the error of OpenEpoch in cluster mode when
+// another node holds a lease on the channel that has not expired. The
+// error is an *OwnedError, which names that node.
+var ErrOwned = errors.New("persist: channel is owned by another node")
+
+// OwnedError is the error of OpenEpoch in cluster mode when another node
+// holds the channel's lease. errors.Is sees ErrOwned through it.
+type OwnedError struct {
+	// Channel is the channel's id.
+	Channel string
+	// Owner is the id of the node that holds the lease.
+	Owner string
+	// Expires is when the lease expires unless its owner renews it, by the
+	// database's clock.
+	Expires time.Time
+}
+
+// Error names the owner and the expiry of its lease.
+func (e *OwnedError) Error() string {
+	return fmt.Sprintf("channel %q is owned by node %q until %s", e.Channel, e.Owner,
+		e.Expires.UTC().Format(time.RFC3339Nano))
+}
+
+// Unwrap returns ErrOwned.
+func (e *OwnedError) Unwrap() error { return ErrOwned }
+
 // ErrClosed is wrapped by the error a Batch's Done gets when the Writer was
 // closed (its Close context expired) before the batch could be committed.
 var ErrClosed = errors.New("persist: writer closed")
@@ -144,6 +177,12 @@ type Channel struct {
 	// ContentType is the media type of the channel's messages, set when it
 	// was created as a Durable Streams stream; "" means text (text/plain).
 	ContentType string
+	// Owner is the node that holds the channel's lease in cluster mode,
+	// or "" if no node ever did.
+	Owner string
+	// LeaseExpires is when the owner's lease expires unless renewed, by
+	// the database's clock; zero without an owner.
+	LeaseExpires time.Time
 }
 
 // Binary reports whether the channel's messages are bytes rather than
@@ -181,10 +220,15 @@ type Batch struct {
 	// "", the channel's last Stream-Seq. Both only come with messages.
 	Producers []ProducerState
 	StreamSeq string
+	// Epoch, if not 0, fences the batch: it is written only while Epoch is
+	// the channel's current epoch, and fails with ErrFenced once another
+	// node has taken the channel over. 0 writes whatever the epoch.
+	Epoch int64
 	// Done is called exactly once, from a writer goroutine, when the batch is
 	// committed (err == nil) or when the writer gave up on it (err != nil):
 	// its channel does not exist (the error wraps ErrNotFound) or is closed
-	// (ErrChannelClosed), the database refused it (ErrRejected), or the
+	// (ErrChannelClosed), its epoch is not the channel's any more
+	// (ErrFenced), the database refused it (ErrRejected), or the
 	// writer was shut down before the store came back (ErrClosed). It must
 	// not block.
 	Done func(err error)

@@ -272,7 +272,7 @@ func (p *postgres) close() {
 
 // channelColumns are the columns scanChannel and scanSQLiteChannel read, in
 // order.
-const channelColumns = `id, epoch, created_at, closed_at, last_seq, gen_freq, gen_max, content_type`
+const channelColumns = `id, epoch, created_at, closed_at, last_seq, gen_freq, gen_max, content_type, owner, lease_expires_at`
 
 // scanChannel reads one row of channelColumns.
 func scanChannel(row pgx.Row) (Channel, error) {
@@ -282,9 +282,17 @@ func scanChannel(row pgx.Row) (Channel, error) {
 		freq   *float64
 		max    *int64
 		ct     *string
+		owner  *string
+		lease  *time.Time
 	)
-	if err := row.Scan(&c.ID, &c.Epoch, &c.CreatedAt, &closed, &c.LastSeq, &freq, &max, &ct); err != nil {
+	if err := row.Scan(&c.ID, &c.Epoch, &c.CreatedAt, &closed, &c.LastSeq, &freq, &max, &ct, &owner, &lease); err != nil {
 		return Channel{}, err
+	}
+	if owner != nil {
+		c.Owner = *owner
+	}
+	if lease != nil {
+		c.LeaseExpires = *lease
 	}
 	if ct != nil {
 		c.ContentType = *ct
@@ -298,7 +306,7 @@ func scanChannel(row pgx.Row) (Channel, error) {
 	return c, nil
 }
 
-func (p *postgres) createChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
+func (p *postgres) createChannel(ctx context.Context, id string, gen *Generator, node string, lease time.Duration) (Channel, error) {
 	var freq *float64
 	var max *int64
 	if gen != nil {
@@ -308,9 +316,10 @@ func (p *postgres) createChannel(ctx context.Context, id string, gen *Generator)
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var err error
 		c, err = scanChannel(tx.QueryRow(ctx,
-			`INSERT INTO channels (id, epoch, gen_freq, gen_max)
-			 VALUES ($1, (SELECT epoch + 1 FROM epoch_floor), $2, $3)
-			 RETURNING `+channelColumns, id, freq, max))
+			`INSERT INTO channels (id, epoch, gen_freq, gen_max, owner, lease_expires_at)
+			 VALUES ($1, (SELECT epoch + 1 FROM epoch_floor), $2, $3,
+			         nullif($4, ''), CASE WHEN $4 <> '' THEN now() + $5 * interval '1 microsecond' END)
+			 RETURNING `+channelColumns, id, freq, max, node, lease.Microseconds()))
 		if err != nil {
 			return err
 		}
@@ -493,18 +502,22 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 	ids := make([]string, len(updates))
 	lasts := make([]int64, len(updates))
 	closes := make([]bool, len(updates))
+	epochs := make([]int64, len(updates))
 	for i, u := range updates {
-		ids[i], lasts[i], closes[i] = u.id, u.last, u.close
+		ids[i], lasts[i], closes[i], epochs[i] = u.id, u.last, u.close, u.epoch
 	}
 	// The channels first: a closed one takes no message past its last seq
 	// (a retry of what is stored passes).
+	// A batch of an epoch that is not the channel's any more is fenced: its
+	// writer lost the channel to another node.
 	tag, err := tx.Exec(ctx,
 		`UPDATE channels c SET
 		   last_seq = GREATEST(c.last_seq, v.last_seq),
 		   closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
-		 FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS v(id, last_seq, close)
-		 WHERE c.id = v.id AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)`,
-		ids, lasts, closes)
+		 FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::bigint[]) AS v(id, last_seq, close, epoch)
+		 WHERE c.id = v.id AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
+		   AND (v.epoch = 0 OR c.epoch = v.epoch)`,
+		ids, lasts, closes, epochs)
 	if err != nil {
 		return fmt.Errorf("update channels: %w", err)
 	}
@@ -535,7 +548,7 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 // did not change them all.
 func (p *postgres) refused(ctx context.Context, tx pgx.Tx, ids []string, updates []channelUpdate) error {
 	rows, err := tx.Query(ctx,
-		`SELECT id, closed_at IS NOT NULL, last_seq FROM channels WHERE id = ANY($1)`, ids)
+		`SELECT id, closed_at IS NOT NULL, last_seq, epoch FROM channels WHERE id = ANY($1)`, ids)
 	if err != nil {
 		return fmt.Errorf("update channels: %w", err)
 	}
@@ -544,7 +557,7 @@ func (p *postgres) refused(ctx context.Context, tx pgx.Tx, ids []string, updates
 		id string
 		st channelState
 	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &st.closed, &st.last}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &st.closed, &st.last, &st.epoch}, func() error {
 		states[id] = st
 		return nil
 	})

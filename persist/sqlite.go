@@ -226,11 +226,17 @@ func scanSQLiteChannel(row interface{ Scan(...any) error }) (Channel, error) {
 		freq      sql.NullFloat64
 		generated sql.NullInt64
 		ct        sql.NullString
+		owner     sql.NullString
+		lease     sql.NullInt64
 	)
-	if err := row.Scan(&c.ID, &c.Epoch, &created, &closed, &c.LastSeq, &freq, &generated, &ct); err != nil {
+	if err := row.Scan(&c.ID, &c.Epoch, &created, &closed, &c.LastSeq, &freq, &generated, &ct, &owner, &lease); err != nil {
 		return Channel{}, err
 	}
 	c.ContentType = ct.String
+	c.Owner = owner.String
+	if lease.Valid {
+		c.LeaseExpires = time.UnixMicro(lease.Int64)
+	}
 	c.CreatedAt = time.UnixMicro(created)
 	if closed.Valid {
 		c.ClosedAt = time.UnixMicro(closed.Int64)
@@ -254,7 +260,9 @@ func (s *sqliteStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error 
 	return tx.Commit()
 }
 
-func (s *sqliteStore) createChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
+// createChannel: a SQLite store is never in cluster mode (Open refuses it),
+// so node is always "" and the channel has no owner.
+func (s *sqliteStore) createChannel(ctx context.Context, id string, gen *Generator, _ string, _ time.Duration) (Channel, error) {
 	var freq, genMax any
 	if gen != nil {
 		freq, genMax = gen.Freq, gen.Max
@@ -417,6 +425,18 @@ func (s *sqliteStore) deleteClosedBefore(ctx context.Context, t time.Time, limit
 	return ids, nil
 }
 
+// takeOver, renewLeases and releaseLeases: cluster mode needs PostgreSQL,
+// and Open refuses a SQLite store in cluster mode.
+func (s *sqliteStore) takeOver(context.Context, string, string, time.Duration) (Channel, error) {
+	return Channel{}, errSingleServer
+}
+
+func (s *sqliteStore) renewLeases(context.Context, string, time.Duration) ([]string, error) {
+	return nil, errSingleServer
+}
+
+func (s *sqliteStore) releaseLeases(context.Context, string) error { return errSingleServer }
+
 func (s *sqliteStore) epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error) {
 	err = s.read.QueryRowContext(ctx,
 		`SELECT c.epoch, c.last_seq,
@@ -446,18 +466,20 @@ func insertSQL(rows int) string {
 
 // updateSQL returns the statement that sets the last seq and the close
 // mark of rows channels: parameter 1 is the time to close them at, then
-// (id, last seq, close) per channel. A last seq never goes down, a closed
-// channel keeps its first closing time, and a closed channel whose last
-// seq is below the new one is not changed.
+// (id, last seq, close, epoch) per channel. A last seq never goes down, a
+// closed channel keeps its first closing time, and a closed channel whose
+// last seq is below the new one, or a channel at another epoch than a
+// non-zero epoch, is not changed.
 func updateSQL(rows int) string {
 	var b strings.Builder
 	b.WriteString(`UPDATE channels SET
 		   last_seq = max(channels.last_seq, v.column2),
 		   closed_at = CASE WHEN v.column3 THEN coalesce(channels.closed_at, ?1) ELSE channels.closed_at END
-		 FROM (VALUES (?, ?, ?)`)
-	b.WriteString(strings.Repeat(`, (?, ?, ?)`, rows-1))
+		 FROM (VALUES (?, ?, ?, ?)`)
+	b.WriteString(strings.Repeat(`, (?, ?, ?, ?)`, rows-1))
 	b.WriteString(`) AS v WHERE channels.id = v.column1
-		   AND (channels.closed_at IS NULL OR v.column2 <= channels.last_seq)`)
+		   AND (channels.closed_at IS NULL OR v.column2 <= channels.last_seq)
+		   AND (v.column4 = 0 OR channels.epoch = v.column4)`)
 	return b.String()
 }
 
@@ -509,15 +531,15 @@ func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch, update
 			inserts = append(inserts, b.Channel, m.Seq, body(m.Data), m.Time)
 		}
 	}
-	changes := make([]any, 0, 1+3*len(updates))
+	changes := make([]any, 0, 1+4*len(updates))
 	changes = append(changes, time.Now().UnixMicro())
 	for _, u := range updates {
-		changes = append(changes, u.id, u.last, u.close)
+		changes = append(changes, u.id, u.last, u.close, u.epoch)
 	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		// The channels first: a closed one takes no message past its last
 		// seq (a retry of what is stored passes).
-		updated, err := execChunks(ctx, tx, s.update, updateSQL, 1, 3, changes)
+		updated, err := execChunks(ctx, tx, s.update, updateSQL, 1, 4, changes)
 		if err != nil {
 			return fmt.Errorf("update channels: %w", err)
 		}
@@ -546,7 +568,7 @@ func (s *sqliteStore) refused(ctx context.Context, tx *sql.Tx, updates []channel
 		return err
 	}
 	rows, err := tx.QueryContext(ctx,
-		`SELECT id, closed_at IS NOT NULL, last_seq FROM channels
+		`SELECT id, closed_at IS NOT NULL, last_seq, epoch FROM channels
 		 WHERE id IN (SELECT value FROM json_each(?))`, string(list))
 	if err != nil {
 		return fmt.Errorf("update channels: %w", err)
@@ -558,7 +580,7 @@ func (s *sqliteStore) refused(ctx context.Context, tx *sql.Tx, updates []channel
 			id string
 			st channelState
 		)
-		if err := rows.Scan(&id, &st.closed, &st.last); err != nil {
+		if err := rows.Scan(&id, &st.closed, &st.last, &st.epoch); err != nil {
 			return fmt.Errorf("update channels: %w", err)
 		}
 		states[id] = st

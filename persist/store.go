@@ -40,7 +40,20 @@ type Config struct {
 	// (a cluster that fences writes with leases). The zero value locks. A
 	// SQLite file is always locked.
 	SkipLock bool
+	// Node, if not empty, turns on cluster mode (PostgreSQL only): it is
+	// this process's node id. CreateChannel records the node as the new
+	// channel's owner, with a lease of Lease, and OpenEpoch takes a
+	// channel over only when no other node holds a lease on it. RenewLeases
+	// keeps the node's leases. Cluster mode takes no server lock (as
+	// SkipLock). The zero value is single-server mode.
+	Node string
+	// Lease is how long a lease holds without renewal, in cluster mode.
+	// Default 5s.
+	Lease time.Duration
 }
+
+// defaultLease is Config.Lease when it is zero.
+const defaultLease = 5 * time.Second
 
 // defaultMaxConns is Config.MaxConns when neither it nor the URL set one:
 // enough for a Writer's workers and for concurrent catch-up reads.
@@ -62,8 +75,9 @@ type backend interface {
 	// ping reports whether the database answers.
 	ping(ctx context.Context) error
 	// createChannel inserts channel id at the first epoch above every
-	// deleted channel's (1 if none was deleted), or returns ErrExists.
-	createChannel(ctx context.Context, id string, gen *Generator) (Channel, error)
+	// deleted channel's (1 if none was deleted), owned by node with a lease
+	// of lease unless node is "", or returns ErrExists.
+	createChannel(ctx context.Context, id string, gen *Generator, node string, lease time.Duration) (Channel, error)
 	// channel reads channel id, or returns ErrNotFound.
 	channel(ctx context.Context, id string) (Channel, error)
 	// channels reads up to limit (>= 1) channels with id > after, by id.
@@ -72,6 +86,17 @@ type backend interface {
 	messages(ctx context.Context, id string, after int64, limit int) ([]Message, error)
 	// openEpoch starts the next epoch of id, or returns ErrNotFound.
 	openEpoch(ctx context.Context, id string) (Channel, error)
+	// takeOver starts the next epoch of id owned by node with a lease of
+	// lease, if no other node holds an unexpired lease on it; or returns
+	// ErrNotFound, or an *OwnedError naming the node that holds it.
+	takeOver(ctx context.Context, id, node string, lease time.Duration) (Channel, error)
+	// renewLeases records node's heartbeat and extends to lease from now
+	// the leases node holds on open channels, in one statement, and
+	// returns the ids of those channels.
+	renewLeases(ctx context.Context, node string, lease time.Duration) ([]string, error)
+	// releaseLeases ends the leases node holds, so that other nodes may
+	// take its channels over at once.
+	releaseLeases(ctx context.Context, node string) error
 	// epochs returns the current epoch and last seq of id and, if a later
 	// epoch than epoch exists, the seq the first of them started at; or
 	// ErrNotFound.
@@ -86,8 +111,9 @@ type backend interface {
 	deleteClosedBefore(ctx context.Context, t time.Time, limit int) ([]string, error)
 	// writeBatches commits the messages of batches and the updates (one per
 	// channel of batches) in one transaction. An update of a channel that
-	// does not exist, or that is closed and would get messages past its
-	// last seq, fails the transaction with the error refused returns.
+	// does not exist, that is closed and would get messages past its last
+	// seq, or whose epoch is not the update's (unless that is 0), fails the
+	// transaction with the error refused returns.
 	writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error
 	// createStream inserts channel id like createChannel, with its stream
 	// configuration, or returns ErrExists.
@@ -114,6 +140,7 @@ type channelUpdate struct {
 	id    string
 	last  int64 // the highest seq of its batches; last_seq never goes down
 	close bool  // mark the channel closed
+	epoch int64 // the epoch the channel must be at; 0: any
 }
 
 // channelState is what refused needs of a channel's record, as the
@@ -121,12 +148,14 @@ type channelUpdate struct {
 type channelState struct {
 	closed bool
 	last   int64
+	epoch  int64
 }
 
 // refused returns the error of a WriteBatches transaction that could not
 // apply every update, given the state of the channels of updates that
-// exist: a *ChannelError naming each channel that does not exist or that
-// is closed below the update's last seq.
+// exist: a *ChannelError naming each channel that does not exist, that has
+// moved on from the update's epoch, or that is closed below the update's
+// last seq.
 func refused(updates []channelUpdate, states map[string]channelState) error {
 	errs := make(map[string]error)
 	for _, u := range updates {
@@ -134,6 +163,8 @@ func refused(updates []channelUpdate, states map[string]channelState) error {
 		switch {
 		case !ok:
 			errs[u.id] = ErrNotFound
+		case u.epoch != 0 && st.epoch != u.epoch:
+			errs[u.id] = fmt.Errorf("%w: batch of epoch %d, channel at epoch %d", ErrFenced, u.epoch, st.epoch)
 		case st.closed && st.last < u.last:
 			errs[u.id] = fmt.Errorf("%w: new messages up to seq %d after the last, %d", ErrChannelClosed, u.last, st.last)
 		}
@@ -148,7 +179,9 @@ func refused(updates []channelUpdate, states map[string]channelState) error {
 // file; the methods behave the same on both. It is safe for concurrent use.
 // Create it with Open; the zero value is not usable.
 type Store struct {
-	b backend
+	b     backend
+	node  string        // cluster mode's node id; "" in single-server mode
+	lease time.Duration // cluster mode's lease
 }
 
 // Open opens the database that cfg.URL names, choosing the backend by the
@@ -184,10 +217,22 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// Schemes are case-insensitive (RFC 3986), the drivers' parsers not.
 	scheme = strings.ToLower(scheme)
 	cfg.URL = scheme + cfg.URL[len(scheme):]
+	if cfg.Lease <= 0 {
+		cfg.Lease = defaultLease
+	}
+	if cfg.Node != "" {
+		// The nodes of a cluster share the database; leases and epoch
+		// fencing keep them off each other's channels.
+		cfg.SkipLock = true
+	}
 	switch scheme {
 	case "postgres", "postgresql":
 		b, err = openPostgres(ctx, cfg)
 	case "sqlite", "sqlite3":
+		if cfg.Node != "" {
+			return nil, errors.New("persist: cluster mode needs PostgreSQL: a SQLite file " +
+				"serves one server; use a postgres:// URL, or run without cluster mode")
+		}
 		b, err = openSQLite(ctx, cfg)
 	default:
 		return nil, fmt.Errorf("persist: unsupported database URL scheme %q: use postgres://… or sqlite:…", scheme)
@@ -195,7 +240,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{b: b}
+	s := &Store{b: b, node: cfg.Node, lease: cfg.Lease}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -232,8 +277,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // deleted channel had: a client still holding a seq and an epoch of a
 // deleted channel cannot mistake a new channel of the same id for it. It
 // returns ErrExists if the id is taken.
+// In cluster mode the channel is owned by this node, with a fresh lease.
 func (s *Store) CreateChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
-	c, err := s.b.createChannel(ctx, id, gen)
+	c, err := s.b.createChannel(ctx, id, gen, s.node, s.lease)
 	if err != nil {
 		return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, err)
 	}
@@ -310,8 +356,22 @@ func (s *Store) DeleteClosedBefore(ctx context.Context, t time.Time, limit int) 
 // it increments the channel's epoch and records that the new epoch starts
 // at the channel's last stored seq. It returns the updated record, or
 // ErrNotFound.
+//
+// In cluster mode it takes the channel over for this node, in one
+// statement, only if no other node holds a lease on it that has not
+// expired; otherwise the error is an *OwnedError (wrapping ErrOwned) that
+// names the owner. The new epoch fences off the batches of the previous
+// owner (see Batch.Epoch).
 func (s *Store) OpenEpoch(ctx context.Context, id string) (Channel, error) {
-	c, err := s.b.openEpoch(ctx, id)
+	var (
+		c   Channel
+		err error
+	)
+	if s.node != "" {
+		c, err = s.b.takeOver(ctx, id, s.node, s.lease)
+	} else {
+		c, err = s.b.openEpoch(ctx, id)
+	}
 	if err != nil {
 		return Channel{}, fmt.Errorf("persist: open epoch of %q: %w", id, err)
 	}
@@ -346,10 +406,11 @@ func (s *Store) Survived(ctx context.Context, id string, epoch int64) (int64, er
 // goes down. Messages of a batch with Data nil are stored with an empty
 // body.
 //
-// If a batch's channel does not exist, or is closed and the batch has
-// messages past its last seq, nothing is stored and the error is a
-// *ChannelError that names those channels (and wraps ErrNotFound or
-// ErrChannelClosed). If the database refuses the data for another reason
+// If a batch's channel does not exist, is closed and the batch has
+// messages past its last seq, or is at another epoch than the batch's
+// Epoch (when that is not 0), nothing is stored and the error is a
+// *ChannelError that names those channels (and wraps ErrNotFound,
+// ErrChannelClosed or ErrFenced). If the database refuses the data for another reason
 // that a retry cannot fix, the error wraps ErrRejected. Any other error
 // may pass if the same batches are written again. WriteBatches implements
 // BatchWriter and is safe for concurrent use.
@@ -363,11 +424,11 @@ func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 		// Tolerate two batches of one channel: one update each.
 		if i, ok := index[b.Channel]; ok {
 			u := &updates[i]
-			u.last, u.close = max(u.last, b.LastSeq()), u.close || b.Close
+			u.last, u.close, u.epoch = max(u.last, b.LastSeq()), u.close || b.Close, max(u.epoch, b.Epoch)
 			continue
 		}
 		index[b.Channel] = len(updates)
-		updates = append(updates, channelUpdate{b.Channel, b.LastSeq(), b.Close})
+		updates = append(updates, channelUpdate{b.Channel, b.LastSeq(), b.Close, b.Epoch})
 	}
 	err := s.b.writeBatches(ctx, batches, updates)
 	if err == nil {

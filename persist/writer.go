@@ -86,10 +86,10 @@ func (c WriterConfig) withDefaults() WriterConfig {
 // batch per channel in the writer at a time.
 //
 // A batch that cannot be written however often it is retried (its channel
-// does not exist or is closed, or the database refuses its data) is given
-// up: its Done gets the error, it is logged and counted in
-// messages_persist_failed_batches_total, and the batches it was grouped
-// with are committed without it.
+// does not exist, is closed or was taken over by another node, or the
+// database refuses its data) is given up: its Done gets the error, it is
+// logged and counted in messages_persist_failed_batches_total, and the
+// batches it was grouped with are committed without it.
 //
 // A Writer is safe for concurrent use. Create it with NewWriter; the zero
 // value is not usable.
@@ -146,7 +146,8 @@ func NewWriter(dst BatchWriter, cfg WriterConfig) *Writer {
 			failed: register(cfg, prometheus.NewCounterVec(prometheus.CounterOpts{
 				Namespace: "messages", Subsystem: "persist", Name: "failed_batches_total",
 				Help: "Batches given up because retrying cannot write them, by reason: " +
-					"not_found (no such channel), closed (the channel is closed), rejected (refused by the database).",
+					"not_found (no such channel), closed (the channel is closed), fenced (another node took the channel over), " +
+					"rejected (refused by the database).",
 			}, []string{"reason"})),
 			queued: register(cfg, prometheus.NewGauge(prometheus.GaugeOpts{
 				Namespace: "messages", Subsystem: "persist", Name: "queue_batches",
@@ -349,6 +350,8 @@ func (w *Writer) fail(b *Batch, err error) {
 		reason = "not_found"
 	case errors.Is(err, ErrChannelClosed):
 		reason = "closed"
+	case errors.Is(err, ErrFenced):
+		reason = "fenced"
 	}
 	w.metrics.failed.WithLabelValues(reason).Inc()
 	// The error is logged once, where it is handled: by the batch's owner

@@ -40,6 +40,7 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 		{"ReadRanges", testReadRanges},
 		{"WriteBatches", testWriteBatches},
 		{"ClosedChannelTakesNoMessages", testClosedChannel},
+		{"Fencing", testFencing},
 		{"NilData", testNilData},
 		{"LargeTransactions", testLargeTransactions},
 		{"AppendBatchesInOrder", testAppendBatchesInOrder},
