@@ -34,6 +34,24 @@ func (s *Store) RenewLeases(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
+// Orphans returns up to limit open channels that have a generator and
+// whose owner's lease has expired (or that no node ever owned), by id:
+// their generator runs nowhere until a node takes them over. It fails in
+// single-server mode.
+func (s *Store) Orphans(ctx context.Context, limit int) ([]string, error) {
+	if s.node == "" {
+		return nil, errSingleServer
+	}
+	if limit < 1 {
+		return nil, nil
+	}
+	ids, err := s.b.orphans(ctx, limit)
+	if err != nil {
+		return nil, fmt.Errorf("persist: orphan channels: %w", err)
+	}
+	return ids, nil
+}
+
 // ReleaseLeases ends every lease this node holds, so that other nodes can
 // take its channels over at once instead of waiting for the leases to
 // expire. A node calls it when it stops, after its last batch is written.

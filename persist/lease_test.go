@@ -118,6 +118,19 @@ func TestLeases(t *testing.T) {
 	if ids, err := a.RenewLeases(ctx); err != nil || len(ids) != 0 {
 		t.Fatalf("RenewLeases by a after losing its channels = %q, %v", ids, err)
 	}
+	// A channel with a generator is an orphan once its lease expires.
+	if _, err := a.CreateChannel(ctx, "g", &persist.Generator{Freq: 1, Max: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := b.Orphans(ctx, 10); err != nil || len(ids) != 0 {
+		t.Fatalf("Orphans while a holds g = %q, %v", ids, err)
+	}
+	if err := a.ReleaseLeases(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := b.Orphans(ctx, 10); err != nil || !slices.Equal(ids, []string{"g"}) {
+		t.Fatalf("Orphans after a released g = %q, %v; want g", ids, err)
+	}
 	// b stops renewing: once its lease expires, a takes c back.
 	got := takeOverWhenExpired(t, a, "c")
 	if got.Owner != "a" || got.Epoch != 4 {

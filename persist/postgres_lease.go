@@ -53,6 +53,19 @@ func (p *postgres) renewLeases(ctx context.Context, node string, lease time.Dura
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
+// orphans implements backend.orphans.
+func (p *postgres) orphans(ctx context.Context, limit int) ([]string, error) {
+	rows, err := p.pool.Query(ctx,
+		`SELECT id FROM channels
+		 WHERE closed_at IS NULL AND gen_freq IS NOT NULL
+		   AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+		 ORDER BY id LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 // releaseLeases implements backend.releaseLeases.
 func (p *postgres) releaseLeases(ctx context.Context, node string) error {
 	_, err := p.pool.Exec(ctx,

@@ -437,6 +437,8 @@ func (s *sqliteStore) renewLeases(context.Context, string, time.Duration) ([]str
 
 func (s *sqliteStore) releaseLeases(context.Context, string) error { return errSingleServer }
 
+func (s *sqliteStore) orphans(context.Context, int) ([]string, error) { return nil, errSingleServer }
+
 func (s *sqliteStore) epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error) {
 	err = s.read.QueryRowContext(ctx,
 		`SELECT c.epoch, c.last_seq,

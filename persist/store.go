@@ -97,6 +97,9 @@ type backend interface {
 	// releaseLeases ends the leases node holds, so that other nodes may
 	// take its channels over at once.
 	releaseLeases(ctx context.Context, node string) error
+	// orphans returns up to limit (>= 1) open channels with a generator
+	// that no node holds an unexpired lease on, by id.
+	orphans(ctx context.Context, limit int) ([]string, error)
 	// epochs returns the current epoch and last seq of id and, if a later
 	// epoch than epoch exists, the seq the first of them started at; or
 	// ErrNotFound.

@@ -51,6 +51,7 @@ const (
 	reasonShutdown            // the server is stopping
 	reasonFailed              // the channel failed (ErrChannelFailed)
 	reasonDeleted             // the channel was deleted (ErrChannelDeleted)
+	reasonMoved               // another node took the channel over: resume there
 )
 
 // subscriber is one consumer's registration with a channel actor. Only the
@@ -185,6 +186,14 @@ type channel struct {
 	failed error
 	// deleted: the channel was deleted from the store; the actor stops.
 	deleted bool
+	left    int // set by leave: exit now, ending the subscribers for this reason
+
+	// Cluster mode (follower.go, fence.go). Set before run starts.
+	follower   bool             // a follower of the owner's channel, not its owner
+	owner      string           // a follower's owner node
+	remote     chan remoteEvent // the owner's events and leave orders; nil in single-server mode
+	stopFollow func()           // ends a follower's subscription to the owner's events
+	overflow   atomic.Bool      // an owner's event did not fit in remote; set by the cluster layer
 }
 
 func newChannel(h *Hub, rec persist.Channel) *channel {
@@ -203,6 +212,9 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 		p:         rec.LastSeq,
 		base:      rec.LastSeq + 1,
 		subs:      make(map[*subscriber]struct{}),
+	}
+	if h.cluster != nil {
+		c.remote = make(chan remoteEvent, 1) // Relinquish
 	}
 	c.statLast.Store(rec.LastSeq)
 	c.statPersisted.Store(rec.LastSeq)
@@ -229,6 +241,8 @@ func (c *channel) run(stop, abandon <-chan struct{}) {
 			c.onIdle(idle)
 		case r := <-c.persisted:
 			c.onPersisted(r)
+		case r := <-c.remote:
+			c.onRemote(r)
 		case <-c.timer.C:
 			c.timerOn = false
 			c.flush()
@@ -261,8 +275,15 @@ func (c *channel) handle(req any) {
 			delete(c.subs, r.sub)
 			c.h.metrics.subscribers.Dec()
 			c.statSubs.Store(int64(len(c.subs)))
+			if c.follower && len(c.subs) == 0 {
+				c.leave(reasonMoved) // nobody left to follow for
+			}
 		}
 	case closeReq:
+		if c.left != 0 || c.follower {
+			r.result <- appendResult{err: c.movedErr()}
+			return
+		}
 		if c.gen != nil && !r.generated {
 			r.result <- appendResult{err: ErrGeneratorChannel}
 			return
@@ -279,6 +300,9 @@ func (c *channel) handle(req any) {
 
 func (c *channel) onAppend(r *appendReq) {
 	switch {
+	case c.left != 0 || c.follower:
+		r.result <- appendResult{err: c.movedErr()}
+		return
 	case c.gen != nil && !r.generated:
 		// Lines are seqs: another message would shift them.
 		r.result <- appendResult{err: ErrGeneratorChannel}
@@ -298,6 +322,7 @@ func (c *channel) onAppend(r *appendReq) {
 	}
 	for _, m := range msgs {
 		c.add(m)
+		c.publish(EventMessage, m.Seq, m.Time, m.Data)
 	}
 	m := msgs[len(msgs)-1]
 	if r.commit != nil {
@@ -364,8 +389,8 @@ func (c *channel) armTimer(d time.Duration) {
 // flush hands the unflushed part of the buffer to the persist writer, unless
 // a batch is already in flight (per-channel order needs at most one).
 func (c *channel) flush() {
-	if c.inFlight || c.closeSent {
-		return
+	if c.inFlight || c.closeSent || c.follower || c.left != 0 {
+		return // a follower's messages are the owner's to write
 	}
 	final := c.closing && !c.stopping
 	if c.lastSeq == c.p && !final {
@@ -385,6 +410,7 @@ func (c *channel) flush() {
 		// unpersisted.
 		Producers: commitProducers(c.commits),
 		StreamSeq: commitStreamSeq(c.commits),
+		Epoch:     c.epoch,
 		Done: func(err error) {
 			c.persisted <- persistResult{last: last, close: final, err: err}
 		},
@@ -465,6 +491,10 @@ func commitStreamSeq(commits []*streamCommit) string {
 
 func (c *channel) onPersisted(r persistResult) {
 	c.inFlight = false
+	if errors.Is(r.err, persist.ErrFenced) {
+		c.onFenced()
+		return
+	}
 	if errors.Is(r.err, persist.ErrNotFound) && c.deleting.Load() {
 		c.deleted = true // Hub.Delete tells the actor too, once the delete is committed
 		return
@@ -501,6 +531,7 @@ func (c *channel) onPersisted(r persistResult) {
 	c.p = r.last
 	c.trim()
 	c.statPersisted.Store(c.p)
+	c.publish(EventPersisted, c.p, 0, nil)
 	i := 0
 	for ; i < len(c.waiters) && c.waiters[i].seq <= c.p; i++ {
 		c.waiters[i].result <- appendResult{seq: c.waiters[i].seq}
@@ -523,7 +554,7 @@ func (c *channel) onPersisted(r persistResult) {
 // finished reports whether the actor is done: the close is durable, or the
 // server is stopping and everything it could persist is persisted.
 func (c *channel) finished() bool {
-	if c.failed != nil || c.deleted || c.evicted {
+	if c.failed != nil || c.deleted || c.evicted || (c.left != 0 && !c.inFlight) || (c.follower && c.stopping) {
 		return true
 	}
 	if c.gaveUp {
@@ -558,8 +589,17 @@ func (c *channel) exit() {
 		reason, err = reasonFailed, ErrChannelFailed
 	case c.closeSent && !c.inFlight: // the close is durable
 		reason, err = reasonEnded, nil
+	case c.left != 0:
+		reason, err = c.left, c.movedErr()
 	}
 	ended := reason == reasonEnded
+	if ended {
+		c.publish(EventEnd, c.lastSeq, 0, nil)
+	}
+	if c.stopFollow != nil {
+		c.stopFollow()
+	}
+	c.logLeave()
 	for s := range c.subs {
 		c.detach(s, reason)
 	}

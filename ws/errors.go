@@ -23,6 +23,9 @@ func storeErr(err error) error {
 		return ErrNotFound
 	case errors.Is(err, persist.ErrExists):
 		return ErrExists
+	case errors.Is(err, persist.ErrOwned):
+		oe, _ := errors.AsType[*persist.OwnedError](err)
+		return &MovedError{Owner: oe.Owner, Expires: oe.Expires}
 	}
 	return &StoreError{Err: err}
 }
@@ -119,7 +122,8 @@ func statusOf(err error, id string) (int, string) {
 		return http.StatusConflict, fmt.Sprintf("channel %q is written by its generator: producers cannot append to it or close it", id)
 	case errors.Is(err, ErrTooManyChannels), errors.Is(err, ErrGeneratorRate):
 		return http.StatusTooManyRequests, err.Error()
-	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown):
+	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrMoved),
+		errors.Is(err, ErrNoOwner), errors.Is(err, ErrUncertain):
 		return http.StatusServiceUnavailable, err.Error()
 	case errors.As(err, &fe), errors.As(err, &be):
 		return http.StatusBadRequest, err.Error()

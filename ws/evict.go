@@ -21,9 +21,11 @@ func (c *channel) onIdle(idle *time.Timer) {
 }
 
 // evictable reports whether the store holds all of the channel: everything
-// is persisted and nothing but the store needs the actor.
+// is persisted and nothing but the store needs the actor. A follower is
+// never evicted (it would come back as an owner); it leaves with its last
+// subscriber.
 func (c *channel) evictable() bool {
-	return len(c.subs) == 0 && c.gen == nil && c.lastSeq == c.p && !c.inFlight &&
+	return !c.follower && len(c.subs) == 0 && c.gen == nil && c.lastSeq == c.p && !c.inFlight &&
 		len(c.waiters) == 0 && !c.closing && !c.stopping
 }
 

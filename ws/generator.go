@@ -61,7 +61,9 @@ func (h *Hub) generate(c *channel, next int64) {
 			r, ok, err := await(h.ctx, c, result)
 			switch {
 			case err != nil || !ok || errors.Is(r.err, ErrChannelClosed) || errors.Is(r.err, ErrShuttingDown) ||
-				errors.Is(r.err, ErrChannelDeleted) || h.ctx.Err() != nil:
+				errors.Is(r.err, ErrChannelDeleted) ||
+				errors.Is(r.err, ErrMoved) || h.ctx.Err() != nil:
+				// ErrMoved: the generator goes on at the channel's new owner.
 				return
 			case errors.Is(r.err, ErrOverloaded):
 				// Back-pressure: retry this line later, never skip it.
@@ -110,7 +112,7 @@ func (h *Hub) generate(c *channel, next int64) {
 		return
 	}
 	if r, ok, err := await(h.ctx, c, result); err == nil && ok && r.err != nil && !errors.Is(r.err, ErrChannelClosed) &&
-		!errors.Is(r.err, ErrShuttingDown) && h.ctx.Err() == nil {
+		!errors.Is(r.err, ErrShuttingDown) && !errors.Is(r.err, ErrMoved) && h.ctx.Err() == nil {
 		h.log.Error("generator close failed", slog.String("channel", c.id), slog.Any("err", r.err))
 	}
 }

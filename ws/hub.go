@@ -118,6 +118,10 @@ type HubConfig struct {
 	Logger *slog.Logger
 	// Metrics receives the hub's metrics. Default: not exported.
 	Metrics *Metrics
+	// Cluster links the hub to the other nodes in cluster mode (package
+	// ws/cluster); the Store must then be in cluster mode too. Nil is
+	// single-server mode.
+	Cluster Cluster
 }
 
 func (c *HubConfig) setDefaults() {
@@ -183,6 +187,7 @@ type Hub struct {
 	log     *slog.Logger
 	metrics *Metrics
 	cache   *pageCache // nil when disabled
+	cluster Cluster
 
 	stop        chan struct{} // closed by Stop: actors flush and exit
 	abandon     chan struct{} // closed when Stop runs out of time
@@ -218,6 +223,7 @@ func NewHub(cfg HubConfig) *Hub {
 		writer:   cfg.Writer,
 		log:      cfg.Logger,
 		metrics:  cfg.Metrics,
+		cluster:  cfg.Cluster,
 		stop:     make(chan struct{}),
 		abandon:  make(chan struct{}),
 		ctx:      ctx,
@@ -281,7 +287,8 @@ func (h *Hub) takeOver(ctx context.Context, page []persist.Channel) error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if _, err := h.get(ctx, rec.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			// A channel that another node owns (cluster mode) is its.
+			if _, err := h.get(ctx, rec.ID); err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrMoved) {
 				errs <- err
 			}
 		})
@@ -397,6 +404,11 @@ func (h *Hub) load(ctx context.Context, id string) (*channel, error) {
 	}
 	h.log.Debug("channel taken over", slog.String("channel", id), slog.Int64("epoch", rec.Epoch),
 		slog.Int64("seq", rec.LastSeq))
+	if h.cluster != nil {
+		// Followers of the previous epoch, on other nodes, resync.
+		h.metrics.takeovers.Inc()
+		h.cluster.Publish(Event{Kind: EventEpoch, Channel: id, Epoch: rec.Epoch})
+	}
 	return newChannel(h, rec), nil
 }
 

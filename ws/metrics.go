@@ -22,6 +22,9 @@ type Metrics struct {
 	failures     prometheus.Counter
 	deleted      *prometheus.CounterVec
 	evicted      prometheus.Counter
+	fenced       prometheus.Counter
+	forwards     prometheus.Counter
+	takeovers    prometheus.Counter
 	conns        *prometheus.CounterVec
 	httpErrors   *prometheus.CounterVec
 	persistLag   atomic.Pointer[atomic.Int64]
@@ -34,6 +37,7 @@ const (
 	outcomeEnded    = "ended"         // the channel ended; closed with 1000
 	outcomeGone     = "client_closed" // the client went away
 	outcomeShutdown = "shutdown"      // the server stopped; closed with 1001
+	outcomeMoved    = "moved"         // another node took the channel over; closed with 1001
 	outcomeRejected = "rejected"      // bad request, unknown channel, reset
 	outcomeDeleted  = "deleted"       // the channel was deleted; closed with 4410
 	outcomeError    = "error"         // write failure, store failure
@@ -85,6 +89,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "messages", Name: "channels_evicted_total",
 			Help: "Idle open channels whose actor left memory; they come back on demand.",
 		}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "messages", Name: "fenced_channels_total",
+			Help: "Channel actors stopped because another node took their channel over (a batch was fenced).",
+		}),
+		forwards: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "messages", Subsystem: "cluster", Name: "forwards_total",
+			Help: "Appends and closes forwarded to the node that owns their channel.",
+		}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "messages", Subsystem: "cluster", Name: "takeovers_total",
+			Help: "Channels this node took over in cluster mode (created elsewhere, or from a node that is gone).",
+		}),
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "messages", Name: "websocket_connections_total",
 			Help: "WebSocket connections by how they ended.",
@@ -95,7 +111,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"status"}),
 		cache: newCacheMetrics(reg),
 	}
-	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeRejected, outcomeDeleted, outcomeError} {
+	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeMoved, outcomeRejected, outcomeDeleted, outcomeError} {
 		m.conns.WithLabelValues(o)
 	}
 	for _, by := range []string{deletedByRequest, deletedByRetention} {
@@ -121,7 +137,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			return 0
 		})
 		reg.MustRegister(m.channelsOpen, m.subscribers, m.appended, m.delivered, m.latency,
-			m.catchup, m.resyncs, m.failures, m.deleted, m.evicted, m.conns, m.httpErrors, lag, mem)
+			m.catchup, m.resyncs, m.failures, m.deleted, m.evicted, m.fenced, m.forwards, m.takeovers, m.conns, m.httpErrors, lag, mem)
 	}
 	return m
 }

@@ -106,7 +106,18 @@ var errPersistWait = errors.New("persist wait timeout")
 // waitPersisted it returns only once the message is durable, or after the
 // persist-wait timeout with a *PersistWaitError. Whenever the returned seq
 // is not 0 the message was accepted, even if the error is not nil.
+//
+// In cluster mode a channel that another node owns gets the append there.
 func (h *Hub) Append(ctx context.Context, id string, data []byte, waitPersisted bool) (int64, error) {
+	return h.forward(ctx, Write{Channel: id, Data: data, Wait: waitPersisted}, func() (int64, error) {
+		return h.AppendLocal(ctx, id, data, waitPersisted)
+	})
+}
+
+// AppendLocal is Append without forwarding: it runs on this node or fails
+// with a *MovedError naming the owner. The cluster layer serves forwarded
+// appends with it.
+func (h *Hub) AppendLocal(ctx context.Context, id string, data []byte, waitPersisted bool) (int64, error) {
 	return h.appendCommit(ctx, id, data, waitPersisted, nil)
 }
 
@@ -155,7 +166,16 @@ func (h *Hub) appendRequest(ctx context.Context, id string, msgs [][]byte, waitP
 
 // Close closes an open channel: its buffer is flushed, the close is made
 // durable, and every subscriber gets the end. It returns the last seq.
+//
+// In cluster mode a channel that another node owns is closed there.
 func (h *Hub) Close(ctx context.Context, id string) (int64, error) {
+	return h.forward(ctx, Write{Close: true, Channel: id}, func() (int64, error) {
+		return h.CloseLocal(ctx, id)
+	})
+}
+
+// CloseLocal is Close without forwarding, as AppendLocal.
+func (h *Hub) CloseLocal(ctx context.Context, id string) (int64, error) {
 	result := make(chan appendResult, 1)
 	return h.produce(ctx, id, func() any { return closeReq{result: result} }, result)
 }

@@ -121,6 +121,8 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 			return ErrChannelFailed
 		case reasonDeleted:
 			return ErrChannelDeleted
+		case reasonMoved:
+			return ErrMoved
 		}
 		// Detached: catch up again from last.
 	}
@@ -200,6 +202,13 @@ func (h *Hub) subscribe(ctx context.Context, id string, from int64, register boo
 	}
 	for {
 		snap, c, err := call(ctx, h, id, func() any { return req }, req.result)
+		if moved, ok := errors.AsType[*MovedError](err); ok && h.cluster != nil && moved.Owner != "" {
+			// Another node owns the channel: follow it, then look again.
+			if err := h.follow(ctx, id, moved); err != nil {
+				return snapshot{}, nil, err
+			}
+			continue
+		}
 		if errors.Is(err, errClosedChannel) {
 			rec, err := h.store.Channel(ctx, id)
 			if err != nil {

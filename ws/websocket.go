@@ -158,6 +158,10 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		// still catching up): both get "going away", so clients resume.
 		conn.Close(websocket.StatusGoingAway, "server is shutting down, resume later")
 		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
+	case errors.Is(err, ErrMoved):
+		// Another node runs the channel now: resume, with the epoch.
+		conn.Close(websocket.StatusGoingAway, "channel moved to another node, resume")
+		s.m.conns.WithLabelValues(outcomeMoved).Inc()
 	case errors.Is(err, ErrNotFound):
 		s.reject(conn, wire.CodeNotFound, "channel "+strconv.Quote(id)+" not found")
 	case errors.Is(err, ErrChannelDeleted):

@@ -87,6 +87,11 @@ type Options struct {
 	Hub func(*ws.HubConfig)
 	// Server, if not nil, edits the server's configuration last.
 	Server func(*ws.ServerConfig)
+	// Node, if not empty, opens the store in cluster mode as that node,
+	// with leases of Lease (persist.Config.Node and Lease). Nothing renews
+	// the leases unless the test does.
+	Node  string
+	Lease time.Duration
 }
 
 // StopGrace is how long past its shutdown timeout a server may take to
@@ -138,7 +143,7 @@ func Start(t testing.TB, opts Options) *Server {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	ctx := context.Background()
-	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log})
+	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log, Node: opts.Node, Lease: opts.Lease})
 	if err != nil {
 		t.Fatalf("wstest: open store: %v", err)
 	}

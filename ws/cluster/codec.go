@@ -1,0 +1,191 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/wire"
+)
+
+// Subjects. Channel ids may hold '.', NATS's token separator, and
+// wildcard-free ids still could make empty tokens ("a..b"): a channel's
+// subject carries its id in hex.
+func rpcSubject(prefix, node string) string { return prefix + ".node." + node }
+func eventSubject(prefix, id string) string {
+	return prefix + ".channel." + hex.EncodeToString([]byte(id))
+}
+
+// encodeEvent encodes ev, less its channel (the subject names it): kind,
+// epoch, seq and time as varints, then the data.
+func encodeEvent(ev ws.Event) []byte {
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(ev.Data))
+	b = append(b, byte(ev.Kind))
+	b = binary.AppendUvarint(b, uint64(ev.Epoch))
+	b = binary.AppendUvarint(b, uint64(ev.Seq))
+	b = binary.AppendVarint(b, ev.Time)
+	return append(b, ev.Data...)
+}
+
+// errBadEvent is the error of decodeEvent for bytes it did not encode.
+var errBadEvent = errors.New("cluster: malformed event")
+
+// decodeEvent decodes what encodeEvent encoded, for channel id. The data
+// is copied: b belongs to NATS.
+func decodeEvent(id string, b []byte) (ws.Event, error) {
+	if len(b) < 1 {
+		return ws.Event{}, errBadEvent
+	}
+	ev := ws.Event{Kind: ws.EventKind(b[0]), Channel: id}
+	b = b[1:]
+	var fields [2]uint64
+	for i := range fields {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return ws.Event{}, errBadEvent
+		}
+		fields[i], b = v, b[n:]
+	}
+	t, n := binary.Varint(b)
+	if n <= 0 {
+		return ws.Event{}, errBadEvent
+	}
+	ev.Epoch, ev.Seq, ev.Time = int64(fields[0]), int64(fields[1]), t
+	if ev.Kind == ws.EventMessage {
+		ev.Data = append([]byte{}, b[n:]...)
+	}
+	return ev, nil
+}
+
+// Remote procedures a node serves on its rpc subject.
+const (
+	opAppend   = "append"
+	opClose    = "close"
+	opSnapshot = "snapshot"
+	opPing     = "ping"
+)
+
+// request is a remote call, JSON-encoded.
+type request struct {
+	Op      string `json:"op"`
+	Channel string `json:"channel"`
+	Data    []byte `json:"data,omitempty"`
+	Wait    bool   `json:"wait,omitempty"`
+}
+
+// reply is the answer to a request, JSON-encoded.
+type reply struct {
+	Seq       int64         `json:"seq,omitempty"`
+	Epoch     int64         `json:"epoch,omitempty"`
+	Persisted int64         `json:"persisted,omitempty"`
+	Messages  []wireMessage `json:"messages,omitempty"`
+	Error     *replyError   `json:"error,omitempty"`
+}
+
+// wireMessage is a buffered message of a snapshot.
+type wireMessage struct {
+	Seq  int64  `json:"seq"`
+	Time int64  `json:"time"`
+	Data []byte `json:"data"`
+}
+
+// replyError is a failed request: a code the asking node maps back to the
+// hub's error, and the message for people.
+type replyError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Owner   string `json:"owner,omitempty"` // code moved: the owner, if known
+}
+
+// Error codes of replyError.
+const (
+	codeNotFound     = "not_found"
+	codeClosed       = "closed"
+	codeOverloaded   = "overloaded"
+	codeShuttingDown = "shutting_down"
+	codeMoved        = "moved"
+	codeStore        = "store"
+	codeBadRequest   = "bad_request"
+	codeInternal     = "internal"
+)
+
+// errorReply returns the reply of a request that failed with err, a hub
+// error.
+func errorReply(err error) reply {
+	re := &replyError{Code: codeInternal, Message: err.Error()}
+	moved, isMoved := errors.AsType[*ws.MovedError](err)
+	switch {
+	case errors.Is(err, ws.ErrNotFound):
+		re.Code = codeNotFound
+	case errors.Is(err, ws.ErrChannelClosed):
+		re.Code = codeClosed
+	case errors.Is(err, ws.ErrOverloaded):
+		re.Code = codeOverloaded
+	case errors.Is(err, ws.ErrShuttingDown):
+		re.Code = codeShuttingDown
+	case isMoved:
+		re.Code, re.Owner = codeMoved, moved.Owner
+	case errors.Is(err, ws.ErrMoved):
+		re.Code = codeMoved
+	}
+	if _, ok := errors.AsType[*ws.StoreError](err); ok {
+		re.Code = codeStore
+	}
+	if _, ok := errors.AsType[*ws.BadRequestError](err); ok {
+		re.Code = codeBadRequest
+	}
+	return reply{Error: re}
+}
+
+// err returns the hub error that e reports. A node shutting down is, for
+// the asking node, a node about to hand its channels over: a move to an
+// owner not yet known.
+func (e *replyError) err() error {
+	switch e.Code {
+	case codeNotFound:
+		return ws.ErrNotFound
+	case codeClosed:
+		return ws.ErrChannelClosed
+	case codeOverloaded:
+		return ws.ErrOverloaded
+	case codeShuttingDown:
+		return &ws.MovedError{}
+	case codeMoved:
+		return &ws.MovedError{Owner: e.Owner}
+	case codeStore:
+		return &ws.StoreError{Err: errors.New(e.Message)}
+	case codeBadRequest:
+		return &ws.BadRequestError{Msg: e.Message}
+	}
+	return fmt.Errorf("cluster: the owner failed: %s", e.Message)
+}
+
+// snapshotReply encodes a snapshot.
+func snapshotReply(s ws.Snapshot) reply {
+	r := reply{Epoch: s.Epoch, Persisted: s.Persisted, Seq: s.LastSeq, Messages: make([]wireMessage, len(s.Messages))}
+	for i, m := range s.Messages {
+		r.Messages[i] = wireMessage{Seq: m.Seq, Time: m.Time, Data: m.Data}
+	}
+	return r
+}
+
+// snapshot decodes a snapshot reply.
+func (r reply) snapshot() ws.Snapshot {
+	s := ws.Snapshot{Epoch: r.Epoch, Persisted: r.Persisted, LastSeq: r.Seq, Messages: make([]*wire.Message, len(r.Messages))}
+	for i, m := range r.Messages {
+		s.Messages[i] = wire.NewMessage(m.Seq, m.Time, m.Data)
+	}
+	return s
+}
+
+// marshal encodes v, which cannot fail to encode.
+func marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -1,0 +1,290 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/persist/persisttest"
+	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/client"
+	"github.com/messages-server/messages/ws/cluster"
+)
+
+// natsServer is an embedded NATS server on a loopback port, which a test
+// can stop and start again on the same port.
+type natsServer struct {
+	t    testing.TB
+	port int
+	mu   sync.Mutex
+	s    *natsserver.Server
+}
+
+// startNATS starts an embedded NATS server, stopped when t ends.
+func startNATS(t testing.TB) *natsServer {
+	t.Helper()
+	n := &natsServer{t: t, port: -1}
+	n.start()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *natsServer) start() {
+	n.t.Helper()
+	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: n.port, NoLog: true, NoSigs: true})
+	if err != nil {
+		n.t.Fatalf("nats server: %v", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		n.t.Fatal("nats server did not start")
+	}
+	n.mu.Lock()
+	n.s = s
+	n.port = s.Addr().(*net.TCPAddr).Port
+	n.mu.Unlock()
+}
+
+func (n *natsServer) stop() {
+	n.mu.Lock()
+	s := n.s
+	n.s = nil
+	n.mu.Unlock()
+	if s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+}
+
+func (n *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+
+// testNode is one node of a test cluster: store, writer, hub, cluster
+// node and HTTP server, like cmd/messages wires them.
+type testNode struct {
+	id      string
+	URL     string
+	store   *persist.Store
+	writer  *persist.Writer
+	hub     *ws.Hub
+	node    *cluster.Node
+	nc      *nats.Conn
+	srv     *ws.Server
+	http    *httptest.Server
+	reg     *prometheus.Registry
+	stopped sync.Once
+}
+
+// lease is the lease time of the test clusters.
+const lease = time.Second
+
+// startNode starts node id on the database dbURL and the NATS server ns.
+func startNode(t testing.TB, dbURL string, ns *natsServer, id string) *testNode {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", id)
+	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log, Node: id, Lease: lease, MaxConns: 8})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	nc, err := nats.Connect(ns.url(), nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+		nats.ReconnectJitter(0, 0))
+	if err != nil {
+		t.Fatalf("connect to NATS: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	node, err := cluster.New(cluster.Config{Conn: nc, Store: store, Logger: log, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer := persist.NewWriter(store, persist.WriterConfig{Logger: log, Registerer: reg,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	m := ws.NewMetrics(reg)
+	hub := ws.NewHub(ws.HubConfig{Store: store, Writer: writer, PersistInterval: 10 * time.Millisecond,
+		Logger: log, Metrics: m, Cluster: node})
+	if err := node.Start(hub); err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := ws.NewServer(hub, ws.ServerConfig{Logger: log, HubMetrics: m,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Ready: func(ctx context.Context) error {
+			if err := node.Ready(ctx); err != nil {
+				return err
+			}
+			return store.Ping(ctx)
+		}})
+	hs := httptest.NewServer(srv)
+	n := &testNode{id: id, URL: hs.URL, store: store, writer: writer, hub: hub, node: node, nc: nc,
+		srv: srv, http: hs, reg: reg}
+	t.Cleanup(n.stop)
+	return n
+}
+
+// stop shuts the node down gracefully, as SIGTERM does.
+func (n *testNode) stop() {
+	n.stopped.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = n.srv.Shutdown(ctx)
+		n.http.Close()
+		_ = n.hub.Stop(ctx)
+		_ = n.writer.Close(ctx)
+		_ = n.node.Stop(ctx)
+		n.nc.Close()
+		n.store.Close()
+	})
+}
+
+// crash stops the node as SIGKILL would, as far as the others can tell:
+// it vanishes from NATS at once, answers no more requests, renews no
+// lease, and writes nothing more to the store (what its writer had in
+// hand may or may not have been committed).
+func (n *testNode) crash() {
+	n.stopped.Do(func() {
+		expired, cancel := context.WithCancel(context.Background())
+		cancel()
+		n.nc.Close()
+		n.http.Listener.Close()
+		n.srv.DropConnections()
+		_ = n.srv.Shutdown(expired)
+		n.http.CloseClientConnections()
+		n.http.Close()
+		_ = n.writer.Close(expired)
+		_ = n.hub.Stop(expired)
+		_ = n.node.Stop(expired)
+		n.store.Close()
+	})
+}
+
+// startCluster starts a NATS server and n nodes on one fresh database.
+func startCluster(t testing.TB, n int) (*natsServer, []*testNode) {
+	t.Helper()
+	ns := startNATS(t)
+	dbURL := persisttest.DatabaseURL(t)
+	nodes := make([]*testNode, n)
+	for i := range nodes {
+		nodes[i] = startNode(t, dbURL, ns, fmt.Sprintf("n%d", i+1))
+	}
+	return ns, nodes
+}
+
+// post sends a POST and returns the status and body.
+func post(t testing.TB, u, contentType, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(u, contentType, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// mustPost posts and fails t unless the status is want.
+func mustPost(t testing.TB, u, contentType, body string, want int) string {
+	t.Helper()
+	st, b := post(t, u, contentType, body)
+	if st != want {
+		t.Fatalf("POST %s: %d %s, want %d", u, st, b, want)
+	}
+	return b
+}
+
+// reader reads a channel to its end through one node, resuming after
+// drops and resets the way a careful client does, and keeps what it got.
+type reader struct {
+	seqs []int64
+	data []string
+	// resets counts the resets it got.
+	resets int
+}
+
+// read subscribes to channel id at base and reads until the end of the
+// channel, ctx's end, or an error a resume cannot fix.
+func (r *reader) read(ctx context.Context, base, id string) error {
+	opts := client.Options{Resume: true, ResumeAttempts: 100,
+		ResumeMinBackoff: 10 * time.Millisecond, ResumeMaxBackoff: 200 * time.Millisecond}
+	for {
+		sub, err := client.Subscribe(ctx, base, id, opts)
+		if err != nil {
+			return err
+		}
+		err = r.drain(ctx, sub)
+		_ = sub.Close()
+		var se *client.ServerError
+		if !errors.As(err, &se) || !errors.Is(err, client.ErrReset) {
+			return err
+		}
+		// What it saw past the last durable seq is not history any more.
+		r.resets++
+		n := int(se.LastSeq)
+		r.seqs, r.data = r.seqs[:min(n, len(r.seqs))], r.data[:min(n, len(r.data))]
+		opts.From, opts.Epoch = int64(len(r.seqs)), ""
+	}
+}
+
+func (r *reader) drain(ctx context.Context, sub *client.Subscription) error {
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			return err
+		}
+		switch ev.Kind {
+		case client.EventMessage:
+			if want := int64(len(r.seqs)) + 1; ev.Seq != want {
+				return fmt.Errorf("message seq %d, want %d", ev.Seq, want)
+			}
+			r.seqs = append(r.seqs, ev.Seq)
+			r.data = append(r.data, ev.Data)
+		case client.EventEnd:
+			return nil
+		}
+	}
+}
+
+// storedData returns the stored messages of id.
+func storedData(t testing.TB, s *persist.Store, id string) []string {
+	t.Helper()
+	ms, err := s.Messages(context.Background(), id, 0, 1_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("stored seq %d at %d", m.Seq, i)
+		}
+		out[i] = string(m.Data)
+	}
+	return out
+}
+
+// waitFor polls cond until it holds, failing t after d.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

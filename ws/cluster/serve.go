@@ -1,0 +1,161 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/messages-server/messages/ws"
+)
+
+// maxServing bounds the remote calls a node serves at once; past it a
+// call is answered at once with "overloaded".
+const maxServing = 1024
+
+// serve answers one remote call, on its own goroutine: an append that
+// waits for persistence must not hold up the others.
+func (n *Node) serve(msg *nats.Msg) {
+	var req request
+	if err := json.Unmarshal(msg.Data, &req); err != nil {
+		n.respond(msg, reply{Error: &replyError{Code: codeBadRequest, Message: "malformed request"}})
+		return
+	}
+	if n.m.serving.Load() >= maxServing {
+		n.respond(msg, errorReply(ws.ErrOverloaded))
+		return
+	}
+	n.m.serving.Add(1)
+	n.wg.Go(func() {
+		defer n.m.serving.Add(-1)
+		n.m.served.WithLabelValues(req.Op).Inc()
+		n.respond(msg, n.handle(req))
+	})
+}
+
+// handle runs req on this node's hub, never forwarding it again.
+func (n *Node) handle(req request) reply {
+	hub := n.started()
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	var (
+		r   reply
+		err error
+	)
+	switch req.Op {
+	case opAppend:
+		r.Seq, err = hub.AppendLocal(ctx, req.Channel, req.Data, req.Wait)
+	case opClose:
+		r.Seq, err = hub.CloseLocal(ctx, req.Channel)
+	case opSnapshot:
+		var snap ws.Snapshot
+		if snap, err = hub.OwnerSnapshot(ctx, req.Channel); err == nil {
+			r = snapshotReply(snap)
+		}
+	case opPing:
+		r.Epoch, err = hub.OwnerEpoch(ctx, req.Channel)
+	default:
+		return reply{Error: &replyError{Code: codeBadRequest, Message: "unknown operation " + req.Op}}
+	}
+	if n.ctx.Err() != nil && err != nil {
+		err = ws.ErrShuttingDown
+	}
+	if err != nil {
+		return errorReply(err)
+	}
+	return r
+}
+
+// started returns the hub Start was given, or nil before Start.
+func (n *Node) started() *ws.Hub {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.hub
+}
+
+// respond sends r as the answer to msg.
+func (n *Node) respond(msg *nats.Msg, r reply) {
+	if err := msg.Respond(marshal(r)); err != nil {
+		n.log.Warn("cluster: cannot answer a remote call", slog.Any("err", err))
+	}
+}
+
+// leases renews this node's leases every third of the lease time while
+// NATS is reachable, stops the channels another node took over, and takes
+// over the generators of nodes that are gone. A node cut from NATS stops
+// renewing, so that the others can take its channels over once its leases
+// expire; its batches are then fenced.
+func (n *Node) leases() {
+	t := time.NewTicker(n.lease / 3)
+	defer t.Stop()
+	n.renew()
+	for {
+		select {
+		case <-t.C:
+		case <-n.ctx.Done():
+			return
+		}
+		n.renew()
+		n.adoptOrphans()
+	}
+}
+
+// renew renews this node's leases in one statement and relinquishes the
+// channels it runs but no longer owns.
+func (n *Node) renew() {
+	if !n.nc.IsConnected() {
+		n.m.renewals.WithLabelValues("skipped").Inc()
+		return
+	}
+	hub := n.started()
+	// What runs here is read first: a channel taken over after this is in
+	// the renewed set, never wrongly relinquished.
+	running := hub.Owned()
+	ctx, cancel := context.WithTimeout(n.ctx, n.lease/2)
+	defer cancel()
+	ids, err := n.cfg.Store.RenewLeases(ctx)
+	if err != nil {
+		n.m.renewals.WithLabelValues("failed").Inc()
+		if n.ctx.Err() == nil {
+			n.log.Warn("cluster: lease renewal failed", slog.Any("err", err))
+		}
+		return
+	}
+	n.m.renewals.WithLabelValues("ok").Inc()
+	for _, id := range ids {
+		delete(running, id)
+	}
+	for id, epoch := range running {
+		// Not renewed: closed meanwhile, or taken over by another node.
+		rec, err := n.cfg.Store.Channel(ctx, id)
+		if err != nil || !rec.Open() || (rec.Owner == n.node && rec.Epoch == epoch) {
+			continue
+		}
+		n.log.Warn("cluster: channel lost to another node", slog.String("channel", id),
+			slog.String("owner", rec.Owner), slog.Int64("epoch", rec.Epoch))
+		hub.Relinquish(id, epoch)
+	}
+}
+
+// adoptOrphans takes over, up to a page at a time, the open channels with
+// a generator whose owner's lease expired: their generators go on here,
+// from the durable point. Nodes race for them; the database picks one.
+func (n *Node) adoptOrphans() {
+	if !n.nc.IsConnected() {
+		return
+	}
+	hub := n.started()
+	ctx, cancel := context.WithTimeout(n.ctx, n.lease)
+	defer cancel()
+	ids, err := n.cfg.Store.Orphans(ctx, 100)
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		if err := hub.Adopt(ctx, id); err != nil && n.ctx.Err() == nil {
+			n.log.Warn("cluster: cannot take an orphan channel over", slog.String("channel", id), slog.Any("err", err))
+		}
+	}
+}

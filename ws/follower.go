@@ -1,0 +1,282 @@
+package ws
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/messages-server/messages/ws/wire"
+)
+
+// A follower is a channel actor on a node that does not own the channel
+// (cluster mode). It takes no appends: its messages are the owner's, as
+// the owner publishes them (Cluster.Follow), from the owner's snapshot on.
+// Local subscribers attach to it exactly as to an owner, with the same
+// snapshot-and-register step, so they get the same frames. It never
+// writes to the store. It leaves, ending its subscribers so that they
+// catch up again or resume, when a message is missing (reasonDetached:
+// they catch up from the store and a new follower), when the channel
+// moves to another epoch (reasonMoved: they resume, and get reset if they
+// saw a lost tail), when the owner does not answer a ping, or when its
+// last subscriber goes.
+
+// remoteCap bounds the owner's events waiting for a follower's actor;
+// past it the follower has lost one and leaves to resync.
+const remoteCap = 4096
+
+// remoteEvent reaches an actor on its remote channel: an owner's event
+// for a follower, or, with leave set, an order to leave for that reason.
+type remoteEvent struct {
+	ev    Event
+	leave int
+}
+
+// follow starts a follower of channel id, owned by moved.Owner, unless an
+// actor of id already runs here. On return the caller looks the channel
+// up again: it finds the follower, or, if the owner did not answer, may
+// take the channel over once the owner's lease has expired (follow waits
+// for that).
+func (h *Hub) follow(ctx context.Context, id string, moved *MovedError) error {
+	release, err := h.claim(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if h.actor(id) != nil {
+		return nil // installed meanwhile: the caller finds it
+	}
+	rec, err := h.store.Channel(ctx, id)
+	if err != nil {
+		return storeErr(err)
+	}
+	rec.Generator = nil // a generator runs on the owner
+	c := newChannel(h, rec)
+	c.follower, c.owner = true, moved.Owner
+	c.remote = make(chan remoteEvent, remoteCap)
+	snap, stop, err := h.cluster.Follow(ctx, moved.Owner, id, c.deliver)
+	if errors.Is(err, ErrNoOwner) {
+		// The owner is gone: once its lease expires, the caller's next
+		// look takes the channel over.
+		wait := min(max(time.Until(moved.Expires), 10*time.Millisecond), h.cluster.Lease())
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if errors.Is(err, ErrMoved) || errors.Is(err, ErrChannelClosed) {
+		// The owner changed or closed the channel meanwhile: the caller
+		// looks again, after a pause that bounds the loop.
+		t := time.NewTimer(20 * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	c.stopFollow = stop
+	c.adopt(snap)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		stop()
+		h.forget(c)
+		return ErrShuttingDown
+	}
+	h.channels[id] = c
+	h.startActor(c)
+	h.wg.Go(func() { h.watch(c) })
+	return nil
+}
+
+// adopt sets a new follower's state from the owner's snapshot. Its
+// buffered messages count against the hub's memory bounds as an owner's
+// do, but are never refused: they are the owner's to bound.
+func (c *channel) adopt(snap Snapshot) {
+	c.epoch, c.lastSeq, c.p = snap.Epoch, snap.LastSeq, snap.Persisted
+	// The cluster layer decoded the messages as text: binary channels'
+	// frames carry base64.
+	c.buf = make([]*wire.Message, len(snap.Messages))
+	for i, m := range snap.Messages {
+		c.buf[i] = newMessage(c.binary, m.Seq, m.Time, m.Data)
+	}
+	c.base = c.lastSeq + 1
+	if len(c.buf) > 0 {
+		c.base = c.buf[0].Seq
+	}
+	for _, m := range c.buf {
+		if m.Seq > c.p {
+			c.bufBytes += msgCost(m)
+		} else {
+			c.retained += msgCost(m)
+		}
+	}
+	c.h.bufferedMsgs.Add(c.lastSeq - c.p)
+	c.h.memBytes.Add(c.bufBytes + c.retained)
+	c.h.retainedBytes.Add(c.retained)
+	c.statLast.Store(c.lastSeq)
+	c.statPersisted.Store(c.p)
+}
+
+// deliver hands an owner's event to the follower's actor without
+// blocking. Called by the cluster layer.
+func (c *channel) deliver(ev Event) {
+	select {
+	case c.remote <- remoteEvent{ev: ev}:
+	default:
+		c.overflow.Store(true)
+	}
+}
+
+// watch pings the owner of follower c every half lease while c runs, and
+// makes c leave when the owner does not answer or runs another epoch, or
+// when c has had no subscriber for a whole period.
+func (h *Hub) watch(c *channel) {
+	t := time.NewTicker(h.cluster.Lease() / 2)
+	defer t.Stop()
+	idle := false
+	for {
+		select {
+		case <-t.C:
+		case <-c.done:
+			return
+		}
+		leave := 0
+		ctx, cancel := context.WithTimeout(h.ctx, h.cluster.Lease()/2)
+		epoch, err := h.cluster.Ping(ctx, c.owner, c.id)
+		cancel()
+		switch {
+		case h.ctx.Err() != nil:
+			return
+		case err != nil || epoch != c.epoch:
+			leave = reasonMoved
+		case c.statSubs.Load() == 0:
+			if idle {
+				leave = reasonMoved // nobody to tell
+			}
+			idle = true
+		default:
+			idle = false
+		}
+		if leave != 0 {
+			select {
+			case c.remote <- remoteEvent{leave: leave}:
+			case <-c.done:
+			}
+			return
+		}
+	}
+}
+
+// onRemote applies an event that reached the actor on its remote channel.
+// Called by run.
+func (c *channel) onRemote(r remoteEvent) {
+	switch ev := r.ev; {
+	case r.leave != 0:
+		c.leave(r.leave)
+	case !c.follower:
+	case c.overflow.Load():
+		c.leave(reasonDetached) // an event was lost
+	case ev.Epoch < c.epoch:
+		// A late event of an earlier owner: the epoch is already gone.
+	case ev.Epoch > c.epoch || ev.Kind == EventEpoch:
+		c.leave(reasonMoved)
+	case ev.Kind == EventMessage:
+		c.onRemoteMessage(ev)
+	case ev.Kind == EventPersisted:
+		c.onRemotePersisted(ev.Seq)
+	case ev.Kind == EventEnd:
+		if ev.Seq != c.lastSeq {
+			c.leave(reasonDetached) // the store has the end
+			return
+		}
+		c.onRemotePersisted(ev.Seq)
+		c.closing, c.closeSent = true, true // finished: exit ends the subscribers
+	}
+}
+
+// onRemoteMessage appends the owner's message ev to a follower and fans it
+// out, as onAppend does on the owner.
+func (c *channel) onRemoteMessage(ev Event) {
+	switch {
+	case ev.Seq <= c.lastSeq:
+		return // the snapshot had it
+	case ev.Seq > c.lastSeq+1:
+		c.leave(reasonDetached) // a message is missing
+		return
+	}
+	c.lastSeq = ev.Seq
+	m := newMessage(c.binary, ev.Seq, ev.Time, ev.Data)
+	cost := msgCost(m)
+	c.buf = append(c.buf, m)
+	c.bufBytes += cost
+	c.h.bufferedMsgs.Add(1)
+	c.h.memBytes.Add(cost)
+	c.statLast.Store(c.lastSeq)
+	for s := range c.subs {
+		select {
+		case s.queue <- m:
+		default:
+			c.detach(s, reasonDetached)
+		}
+	}
+}
+
+// onRemotePersisted moves a follower's persisted watermark to p.
+func (c *channel) onRemotePersisted(p int64) {
+	if p <= c.p || p > c.lastSeq {
+		return
+	}
+	var freed int64
+	for _, m := range c.buf[c.p+1-c.base : p+1-c.base] {
+		freed += msgCost(m)
+	}
+	c.bufBytes -= freed
+	c.retained += freed
+	c.h.persisted(p-c.p, freed)
+	c.p = p
+	c.trim()
+	c.statPersisted.Store(c.p)
+}
+
+// leave makes the actor exit, ending its subscribers for reason: run sees
+// finished and calls exit.
+func (c *channel) leave(reason int) {
+	if c.left == 0 {
+		c.left = reason
+	}
+}
+
+// fail answers an append or a close that this actor cannot take: a
+// follower's and a fenced owner's are the owner's to take.
+func (c *channel) movedErr() error {
+	if c.follower {
+		return &MovedError{Owner: c.owner}
+	}
+	return ErrMoved
+}
+
+// publish hands ev, of a channel this node owns, to the followers on other
+// nodes, in cluster mode. Called by run.
+func (c *channel) publish(kind EventKind, seq, time int64, data []byte) {
+	if c.h.cluster == nil || c.follower {
+		return
+	}
+	c.h.cluster.Publish(Event{Kind: kind, Channel: c.id, Epoch: c.epoch, Seq: seq, Time: time, Data: data})
+}
+
+// logLeave logs why an actor left.
+func (c *channel) logLeave() {
+	if c.left == reasonDetached {
+		c.h.log.Info("follower resyncs", slog.String("channel", c.id), slog.Int64("seq", c.lastSeq))
+	}
+}
