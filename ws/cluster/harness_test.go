@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,6 +212,7 @@ func mustPost(t testing.TB, u, contentType, body string, want int) string {
 // reader reads a channel to its end through one node, resuming after
 // drops and resets the way a careful client does, and keeps what it got.
 type reader struct {
+	got  atomic.Int64 // messages received, for progress checks
 	seqs []int64
 	data []string
 	// resets counts the resets it got.
@@ -254,6 +256,7 @@ func (r *reader) drain(ctx context.Context, sub *client.Subscription) error {
 			}
 			r.seqs = append(r.seqs, ev.Seq)
 			r.data = append(r.data, ev.Data)
+			r.got.Store(int64(len(r.seqs)))
 		case client.EventEnd:
 			return nil
 		}
@@ -287,4 +290,16 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// get sends a GET and returns the status and body.
+func get(t testing.TB, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
