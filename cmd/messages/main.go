@@ -69,6 +69,7 @@ type config struct {
 	retention       time.Duration
 	longPollTimeout time.Duration
 	bounds          bounds
+	cluster         clusterConfig
 }
 
 // defaultDatabaseURL is the SQLite file used when DATABASE_URL is unset, so
@@ -136,6 +137,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	addAuthFlags(fs, &c.auth, env, envBool)
 	fs.DurationVar(&c.longPollTimeout, "long-poll-timeout", envDuration("LONG_POLL_TIMEOUT", 20*time.Second), "how long a Durable Streams long-poll read waits for data before answering 204 (env LONG_POLL_TIMEOUT)")
 	c.bounds.define(fs, envFuncs{str: env, dur: envDuration, num: envInt, fail: func(err error) { errs = append(errs, err) }})
+	addClusterFlags(fs, &c.cluster, env, envDuration)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -169,6 +171,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	errs = append(errs, c.auth.finish(&c.addr)) // errors.Join drops a nil
 	errs = append(errs, c.bounds.validate()...)
+	errs = append(errs, c.cluster.finish(c.databaseURL))
 	return c, errors.Join(errs...)
 }
 
@@ -204,7 +207,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer authz.Close()
 
-	store, err := persist.Open(ctx, persist.Config{URL: cfg.databaseURL, Logger: log})
+	store, err := persist.Open(ctx, cfg.cluster.storeConfig(persist.Config{URL: cfg.databaseURL, Logger: log}))
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -212,19 +215,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cl, err := joinCluster(cfg.cluster, store, reg, log)
+	if err != nil {
+		return err
+	}
+	defer cl.leave(log, cfg.shutdownTimeout, &err) // after the shutdown below: the hub has flushed
 	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Registerer: reg})
 	metrics := ws.NewMetrics(reg)
 	hubCfg := ws.HubConfig{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
 		Retention: ws.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: cfg.history.hubCacheBytes(),
-		HistoryPage: cfg.history.page, Logger: log, Metrics: metrics,
+		HistoryPage: cfg.history.page, Logger: log, Metrics: metrics, Cluster: cl.hubCluster(),
 	}
 	cfg.bounds.hub(&hubCfg)
 	hub := ws.NewHub(hubCfg)
 	srvCfg := ws.ServerConfig{
 		Viewer: viewer.Handler(), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
-		Logger: log, HubMetrics: metrics, Auth: authz,
+		Logger: log, HubMetrics: metrics, Auth: authz, Ready: cl.ready(store.Ping),
 		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}), LongPollTimeout: cfg.longPollTimeout,
 	}
 	cfg.bounds.server(&srvCfg)
@@ -239,6 +247,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			err = errors.Join(err, serr)
 		}
 	}()
+	if err := cl.start(hub); err != nil {
+		return err
+	}
 	if cfg.debugAddr != "" {
 		stopDebug, err := serveDebug(cfg.debugAddr, log)
 		if err != nil {
