@@ -37,6 +37,23 @@ type Cluster interface {
 	// a node may have to wait before it can take over the channel of a
 	// node that is gone.
 	Lease() time.Duration
+	// Connected reports whether this node reaches the others. A node that
+	// does not cannot prove that it owns anything: it neither creates nor
+	// takes over a channel until it does.
+	Connected() bool
+}
+
+// ErrCutOff means that this node does not reach the other nodes of its
+// cluster (NATS is unreachable), so it does not take channels: retry
+// later, or through another node.
+var ErrCutOff = errors.New("this node is cut off from the cluster (NATS unreachable): retry later or through another node")
+
+// canOwn returns ErrCutOff if this node is in a cluster it does not reach.
+func (h *Hub) canOwn() error {
+	if h.cluster != nil && !h.cluster.Connected() {
+		return ErrCutOff
+	}
+	return nil
 }
 
 // Write is an append or a close forwarded to the owner of its channel.

@@ -123,7 +123,7 @@ func statusOf(err error, id string) (int, string) {
 	case errors.Is(err, ErrTooManyChannels), errors.Is(err, ErrGeneratorRate):
 		return http.StatusTooManyRequests, err.Error()
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrMoved),
-		errors.Is(err, ErrNoOwner), errors.Is(err, ErrUncertain):
+		errors.Is(err, ErrNoOwner), errors.Is(err, ErrUncertain), errors.Is(err, ErrCutOff):
 		return http.StatusServiceUnavailable, err.Error()
 	case errors.As(err, &fe), errors.As(err, &be):
 		return http.StatusBadRequest, err.Error()

@@ -249,7 +249,8 @@ func (c *channel) onRemotePersisted(p int64) {
 }
 
 // leave makes the actor exit, ending its subscribers for reason: run sees
-// finished and calls exit.
+// finished and calls exit, once the batch in flight, if any, is answered
+// (its waiters learn whether it was written). No batch is written after.
 func (c *channel) leave(reason int) {
 	if c.left == 0 {
 		c.left = reason

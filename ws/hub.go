@@ -395,6 +395,9 @@ func (h *Hub) load(ctx context.Context, id string) (*channel, error) {
 	if !rec.Open() {
 		return nil, errClosedChannel
 	}
+	if err := h.canOwn(); err != nil {
+		return nil, err
+	}
 	if h.reclaim(id, rec.Epoch) {
 		return newChannel(h, rec), nil
 	}

@@ -73,6 +73,10 @@ func (h *Hub) create(ctx context.Context, id string, record func(context.Context
 		h.mu.Unlock()
 		close(w)
 	}
+	if err := h.canOwn(); err != nil {
+		release(false)
+		return ChannelInfo{}, err
+	}
 	rec, err := record(ctx)
 	if err != nil {
 		release(false)

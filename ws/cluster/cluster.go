@@ -86,6 +86,8 @@ type Node struct {
 	hub *ws.Hub            // guarded by mu; set by Start
 	sub *nats.Subscription // guarded by mu: the rpc subscription
 
+	renewed time.Time // last successful lease renewal; owned by leases
+
 	ctx    context.Context    // ends when Stop is called
 	cancel context.CancelFunc // cancels ctx
 	wg     sync.WaitGroup     // the loops and the remote calls being served
@@ -207,6 +209,9 @@ func (n *Node) Ready(context.Context) error {
 	}
 	return nil
 }
+
+// Connected implements ws.Cluster: NATS is reachable.
+func (n *Node) Connected() bool { return n.nc.IsConnected() }
 
 // Lease implements ws.Cluster.
 func (n *Node) Lease() time.Duration { return n.lease }

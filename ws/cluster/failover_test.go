@@ -185,3 +185,76 @@ func TestNATSRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeCutFromNATS cuts the owner of a channel from NATS while its
+// database stays reachable: it goes on writing only while its lease can
+// still hold, then stops the channel and takes none (503), its readiness
+// fails, another node takes the channel over, and everything acknowledged
+// as persisted is kept; readers elsewhere end with the stored content.
+func TestNodeCutFromNATS(t *testing.T) {
+	_, nodes := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cut := nodes[0]
+	mustPost(t, cut.URL+"/channels", "application/json", `{"id":"c"}`, http.StatusCreated)
+	var acked []string
+	for i := range 10 {
+		data := fmt.Sprintf("before-%d", i)
+		mustPost(t, cut.URL+"/channels/c/messages?wait=persisted", "text/plain", data, http.StatusOK)
+		acked = append(acked, data)
+	}
+	near := &reader{attempts: 3} // on the cut node
+	nearDone := make(chan error, 1)
+	go func() { nearDone <- near.read(ctx, cut.URL, "c") }()
+	waitFor(t, 10*time.Second, "the reader on the cut node to catch up", func() bool { return near.got.Load() == 10 })
+
+	cut.nc.Close()
+	cutAt := time.Now()
+	if st, _ := get(t, cut.URL+"/readyz"); st != http.StatusServiceUnavailable {
+		t.Errorf("readyz of the cut node: %d, want 503", st)
+	}
+	// It writes on while its lease may hold, then refuses.
+	for i := 0; ; i++ {
+		data := fmt.Sprintf("cut-%d", i)
+		st, body := post(t, cut.URL+"/channels/c/messages?wait=persisted", "text/plain", data)
+		if st == http.StatusOK {
+			acked = append(acked, data)
+			if time.Since(cutAt) > lease+2*time.Second {
+				t.Fatalf("the cut node still takes appends %v after it was cut (lease %v)", time.Since(cutAt), lease)
+			}
+			continue
+		}
+		if st != http.StatusServiceUnavailable {
+			t.Fatalf("append to the cut node: %d %s, want 200 then 503", st, body)
+		}
+		if took := time.Since(cutAt); took > lease+time.Second {
+			t.Errorf("the cut node took appends for %v, want at most the lease (%v) and a second", took, lease)
+		}
+		break
+	}
+	if st, body := post(t, cut.URL+"/channels", "application/json", `{"id":"new"}`); st != http.StatusServiceUnavailable {
+		t.Errorf("create on the cut node: %d %s, want 503", st, body)
+	}
+	// Its reader is sent away (1001): it resumes on the cut node, which
+	// takes no channel, until it gives up.
+	if err := <-nearDone; err == nil {
+		t.Error("the reader on the cut node ended without an error")
+	}
+	// Another node takes over and goes on; a reader there gets it all.
+	far := &reader{}
+	farDone := make(chan error, 1)
+	go func() { farDone <- far.read(ctx, nodes[1].URL, "c") }()
+	mustPost(t, nodes[2].URL+"/channels/c/messages?wait=persisted", "text/plain", "after", http.StatusOK)
+	acked = append(acked, "after")
+	mustPost(t, nodes[2].URL+"/channels/c/close", "", "", http.StatusOK)
+	stored := storedData(t, nodes[1].store, "c")
+	if !slices.Equal(stored, acked) {
+		t.Fatalf("stored %q\nwant (every acknowledged append, in order) %q", stored, acked)
+	}
+	if err := <-farDone; err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(far.data, stored) {
+		t.Fatalf("reader on another node: %q, want the stored %q", far.data, stored)
+	}
+}

@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -217,12 +218,14 @@ type reader struct {
 	data []string
 	// resets counts the resets it got.
 	resets int
+	// attempts bounds the redials in a row that fail; 0 means 100.
+	attempts int
 }
 
 // read subscribes to channel id at base and reads until the end of the
 // channel, ctx's end, or an error a resume cannot fix.
 func (r *reader) read(ctx context.Context, base, id string) error {
-	opts := client.Options{Resume: true, ResumeAttempts: 100,
+	opts := client.Options{Resume: true, ResumeAttempts: cmp.Or(r.attempts, 100),
 		ResumeMinBackoff: 10 * time.Millisecond, ResumeMaxBackoff: 200 * time.Millisecond}
 	for {
 		sub, err := client.Subscribe(ctx, base, id, opts)

@@ -107,6 +107,16 @@ func (n *Node) leases() {
 func (n *Node) renew() {
 	if !n.nc.IsConnected() {
 		n.m.renewals.WithLabelValues("skipped").Inc()
+		if !n.renewed.IsZero() && time.Since(n.renewed) > n.lease {
+			// The leases have expired: other nodes may own these channels
+			// now, and this node cannot tell. Stop them; their subscribers
+			// resume, here once NATS is back or through another node.
+			hub := n.started()
+			for id, epoch := range hub.Owned() {
+				n.log.Warn("cluster: cut off from NATS past the lease, stopping a channel", slog.String("channel", id))
+				hub.Relinquish(id, epoch)
+			}
+		}
 		return
 	}
 	hub := n.started()
@@ -124,6 +134,7 @@ func (n *Node) renew() {
 		return
 	}
 	n.m.renewals.WithLabelValues("ok").Inc()
+	n.renewed = time.Now()
 	for _, id := range ids {
 		delete(running, id)
 	}
