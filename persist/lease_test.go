@@ -63,6 +63,40 @@ func TestClusterNeedsPostgres(t *testing.T) {
 	}
 }
 
+// TestClusterExcludesSingleServer: the nodes of a cluster share the
+// database, but never with a server in single-server mode, in either
+// order.
+func TestClusterExcludesSingleServer(t *testing.T) {
+	u := persisttest.DatabaseURL(t)
+	refused := func(cfg persist.Config) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second) // the lock is tried until then
+		defer cancel()
+		cfg.URL = u
+		s, err := persist.Open(ctx, cfg)
+		if err == nil {
+			s.Close()
+			t.Fatalf("Open(node %q) succeeded, want ErrLocked", cfg.Node)
+		}
+		if !errors.Is(err, persist.ErrLocked) {
+			t.Fatalf("Open(node %q) = %v, want ErrLocked", cfg.Node, err)
+		}
+	}
+	a := openNode(t, u, "a", time.Second)
+	b := openNode(t, u, "b", time.Second)
+	refused(persist.Config{})
+	a.Close()
+	refused(persist.Config{}) // b still holds it
+	b.Close()
+	// Once no node holds it, a single server does, and keeps nodes out.
+	single, err := persist.Open(t.Context(), persist.Config{URL: u, MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer single.Close()
+	refused(persist.Config{Node: "c"})
+}
+
 // TestLeases follows one channel between two nodes: the creator owns it,
 // the other cannot take it while the lease holds, renewals keep it, a
 // release or an expiry lets the other take it over with a new epoch, and

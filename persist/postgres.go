@@ -25,6 +25,7 @@ type postgres struct {
 	// lockConfig: Config.SkipLock.
 	lockConfig *pgx.ConnConfig
 	lockDesc   string
+	lockShared bool // cluster mode: the nodes share the lock, which keeps single servers out
 
 	mu      sync.Mutex
 	lock    *pgx.Conn // Guarded by mu; holds the server lock.
@@ -83,8 +84,8 @@ func openPostgres(ctx context.Context, cfg Config) (*postgres, error) {
 	// The lock comes before the migrations: a second server, maybe of a
 	// newer version, must not migrate the database under a running one.
 	if !cfg.SkipLock {
-		p.lockConfig, p.lockDesc = pcfg.ConnConfig.Copy(), desc.String()
-		if p.lock, p.lockPID, err = lockPostgres(ctx, p.lockConfig, p.lockDesc); err != nil {
+		p.lockConfig, p.lockDesc, p.lockShared = pcfg.ConnConfig.Copy(), desc.String(), cfg.Node != ""
+		if p.lock, p.lockPID, err = lockPostgres(ctx, p.lockConfig, p.lockDesc, p.lockShared); err != nil {
 			return nil, err
 		}
 	}
@@ -173,25 +174,34 @@ func (p *postgres) checkLockInTx(ctx context.Context, tx pgx.Tx) error {
 }
 
 // lockPostgres opens a connection and takes the server lock on it, waiting
-// at most lockWait for another holder to go. The lock lasts until the connection closes: when the store is
+// at most lockWait for another holder to go. A single server takes it
+// alone; the nodes of a cluster (shared) take it together, so that a
+// single server and a cluster never run on one database at once. The lock lasts until the connection closes: when the store is
 // closed, or when the process dies and the database sees the connection
 // go.
-func lockPostgres(ctx context.Context, config *pgx.ConnConfig, desc string) (*pgx.Conn, uint32, error) {
+func lockPostgres(ctx context.Context, config *pgx.ConnConfig, desc string, shared bool) (*pgx.Conn, uint32, error) {
 	conn, err := pgx.ConnectConfig(ctx, config)
 	if err != nil {
 		return nil, 0, fmt.Errorf("persist: connect: %w", err)
 	}
 	err = retryLock(ctx, func() error {
 		var locked bool
-		err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+serverLockKey+`)`,
-			serverLockClass).Scan(&locked)
+		q := `SELECT pg_try_advisory_lock(` + serverLockKey + `)`
+		if shared {
+			q = `SELECT pg_try_advisory_lock_shared(` + serverLockKey + `)`
+		}
+		err := conn.QueryRow(ctx, q, serverLockClass).Scan(&locked)
 		if err == nil && !locked {
 			err = errLockHeld
 		}
 		return err
 	})
 	if errors.Is(err, errLockHeld) {
-		err = lockedError("PostgreSQL database " + desc + ", advisory lock class 1836279667")
+		what := "PostgreSQL database " + desc + ", advisory lock class 1836279667"
+		if shared {
+			what += ", held by a server not in cluster mode"
+		}
+		err = lockedError(what)
 	} else if err != nil {
 		err = fmt.Errorf("persist: lock the database: %w", err)
 	}
@@ -242,7 +252,7 @@ func (p *postgres) checkLock(ctx context.Context) error {
 		p.lock.Close(context.WithoutCancel(ctx))
 		p.lock = nil
 	}
-	lock, pid, err := lockPostgres(ctx, p.lockConfig, p.lockDesc)
+	lock, pid, err := lockPostgres(ctx, p.lockConfig, p.lockDesc, p.lockShared)
 	if err != nil {
 		return fmt.Errorf("server lock lost: %w", err)
 	}

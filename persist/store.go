@@ -44,8 +44,10 @@ type Config struct {
 	// this process's node id. CreateChannel records the node as the new
 	// channel's owner, with a lease of Lease, and OpenEpoch takes a
 	// channel over only when no other node holds a lease on it. RenewLeases
-	// keeps the node's leases. Cluster mode takes no server lock (as
-	// SkipLock). The zero value is single-server mode.
+	// keeps the node's leases. The nodes of a cluster share the server
+	// lock, which keeps single servers off their database (and them off a
+	// single server's); leases and epoch fencing keep them off each
+	// other's channels. The zero value is single-server mode.
 	Node string
 	// Lease is how long a lease holds without renewal, in cluster mode.
 	// Default 5s.
@@ -222,11 +224,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg.URL = scheme + cfg.URL[len(scheme):]
 	if cfg.Lease <= 0 {
 		cfg.Lease = defaultLease
-	}
-	if cfg.Node != "" {
-		// The nodes of a cluster share the database; leases and epoch
-		// fencing keep them off each other's channels.
-		cfg.SkipLock = true
 	}
 	switch scheme {
 	case "postgres", "postgresql":
