@@ -57,7 +57,9 @@ func runFanout(ctx context.Context, b *bench) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		err := createChannel(ctx, api, cfg.URL, id, cfg.Freq, lines, cfg.Clients)
+		// The generator waits for the readers on the first server: those on
+		// the others attach to followers, which its channel does not count.
+		err := createChannel(ctx, api, cfg.URL, id, cfg.Freq, lines, cfg.readersOnFirst())
 		<-sem
 		if err != nil {
 			b.st.failChannel("channel %s: %v", id, err)
@@ -70,7 +72,7 @@ func runFanout(ctx context.Context, b *bench) error {
 			sem <- struct{}{}
 			wg.Go(func() {
 				check := lineChecker(id)
-				_, err := readWS(ctx, cfg.URL, b.src, b.st, wsReader{
+				_, err := readWS(ctx, cfg.readerURL(k), b.src, b.st, wsReader{
 					channel: id, client: k,
 					onDialed: func() { <-sem },
 					onLive:   func() { lastLive.mark(time.Now()) },

@@ -52,7 +52,7 @@ func runIdle(ctx context.Context, b *bench, mon *monitor) error {
 				isReady := sync.OnceFunc(ready.Done)
 				defer isReady()
 				check := lineChecker(id)
-				_, err := readWS(rctx, cfg.URL, b.src, b.st, wsReader{
+				_, err := readWS(rctx, cfg.readerURL(k), b.src, b.st, wsReader{
 					channel: id, client: k, onDialed: func() { <-dials }, onLive: isReady,
 				})
 				if errors.Is(err, context.Canceled) && ctx.Err() == nil {

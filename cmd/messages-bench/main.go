@@ -64,7 +64,8 @@ func (e usageError) Unwrap() error { return e.err }
 
 // config holds the flags.
 type config struct {
-	URL            string        `json:"url"`
+	URL            string        `json:"url"`  // the first of URLs: creates, producers, metrics
+	URLs           []string      `json:"urls"` // readers are spread over them
 	Scenario       string        `json:"scenario"`
 	Channels       int           `json:"channels"`
 	Clients        int           `json:"clients"`
@@ -86,6 +87,13 @@ type config struct {
 	catchupFlags
 }
 
+// readerURL is the server base URL of reader k: readers are spread over
+// the URLs in turn.
+func (c config) readerURL(k int) string { return c.URLs[k%len(c.URLs)] }
+
+// readersOnFirst is how many of a channel's readers use the first URL.
+func (c config) readersOnFirst() int { return (c.Clients + len(c.URLs) - 1) / len(c.URLs) }
+
 // parseFlags reads args into a config; getenv supplies
 // MESSAGES_BENCH_URL as the default -url and MESSAGES_TOKEN as the default
 // -token.
@@ -97,7 +105,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if defURL == "" {
 		defURL = "http://127.0.0.1:3000"
 	}
-	fs.StringVar(&c.URL, "url", defURL, "server base URL (env MESSAGES_BENCH_URL)")
+	fs.StringVar(&c.URL, "url", defURL, "server base URL, or several comma-separated (the nodes of a cluster): channels are created, written and measured through the first, readers are spread over all (env MESSAGES_BENCH_URL)")
 	fs.StringVar(&c.Token, "token", getenv("MESSAGES_TOKEN"), "bearer token for a server that requires one, sent on every request and WebSocket; it needs the rights of the scenario, e.g. messages-token -admin (env MESSAGES_TOKEN; prefer the env, flags show in ps)")
 	fs.StringVar(&c.Scenario, "scenario", "reference", "reference, fanout, publish, idle or catchup")
 	fs.IntVar(&c.Channels, "channels", 0, "channels (default: reference 1000, fanout and publish 100, idle 100)")
@@ -149,11 +157,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if c.Prefix == "" {
 		c.Prefix = fmt.Sprintf("bench-%d-", c.Seed)
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return c, fmt.Errorf("-url %q: want http://host:port", c.URL)
+	c.URLs = nil
+	for s := range strings.SplitSeq(c.URL, ",") {
+		s = strings.TrimSpace(s)
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, fmt.Errorf("-url %q: want http://host:port, or several comma-separated", s)
+		}
+		c.URLs = append(c.URLs, strings.TrimSuffix(s, "/"))
 	}
-	c.URL = strings.TrimSuffix(c.URL, "/")
+	c.URL = c.URLs[0]
 	switch {
 	case c.Channels < 1 || c.Clients < 0:
 		return c, errors.New("-channels must be at least 1 and -clients at least 0")

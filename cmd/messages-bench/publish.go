@@ -69,7 +69,7 @@ func runPublish(ctx context.Context, b *bench) error {
 				isReady := sync.OnceFunc(ready.Done)
 				defer isReady()
 				check := lineChecker(id)
-				_, err := readWS(ctx, cfg.URL, b.src, b.st, wsReader{
+				_, err := readWS(ctx, cfg.readerURL(k), b.src, b.st, wsReader{
 					channel: id, client: k,
 					onDialed: func() { <-dials },
 					onLive:   isReady,

@@ -116,7 +116,7 @@ func refRead(ctx context.Context, b *bench, id string, r *refReader, started <-c
 	var err error
 	switch {
 	case r.http:
-		r.body, err = readHTTP(ctx, b, id)
+		r.body, err = readHTTP(ctx, b, id, r.client)
 	case r.sse:
 		r.body, err = readSSE(ctx, b, id)
 	default:
@@ -189,7 +189,7 @@ func refCreate(ctx context.Context, b *bench, id string, start func()) []byte {
 
 // readRefWS reads the channel over WebSocket into r.msgs.
 func readRefWS(ctx context.Context, b *bench, id string, r *refReader) error {
-	_, err := readWS(ctx, b.cfg.URL, b.src, b.st, wsReader{
+	_, err := readWS(ctx, b.cfg.readerURL(r.client), b.src, b.st, wsReader{
 		channel: id, client: r.client, dropAt: r.dropAt,
 		onMessage: func(e client.Event) { r.msgs = append(r.msgs, received{seq: e.Seq, data: e.Data}) },
 	})
@@ -197,8 +197,8 @@ func readRefWS(ctx context.Context, b *bench, id string, r *refReader) error {
 }
 
 // readHTTP reads GET /?id= to the end; every line counts as a delivery.
-func readHTTP(ctx context.Context, b *bench, id string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.cfg.URL+"/?id="+url.QueryEscape(id), nil)
+func readHTTP(ctx context.Context, b *bench, id string, client int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.cfg.readerURL(client)+"/?id="+url.QueryEscape(id), nil)
 	if err != nil {
 		return nil, err
 	}
