@@ -82,7 +82,9 @@ func joinCluster(c clusterConfig, store *persist.Store, reg prometheus.Registere
 	nc, err := nats.Connect(c.natsURL, nats.Name("messages "+c.nodeID),
 		nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("NATS disconnected: not renewing leases until it is back", slog.Any("err", err))
+			if err != nil { // nil: closed by this process
+				log.Warn("NATS disconnected: not renewing leases until it is back", slog.Any("err", err))
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("NATS reconnected", slog.String("server", nc.ConnectedUrlRedacted()))

@@ -63,7 +63,9 @@ type Config struct {
 	// Clusters that share a NATS server need different prefixes.
 	Prefix string
 	// RequestTimeout bounds a remote call that has no deadline of its
-	// own. Default 30s.
+	// own. A write sent to an owner that dies before it answers waits for
+	// this long, then fails as uncertain (503). Default: twice the lease,
+	// and at least 5s.
 	RequestTimeout time.Duration
 	// Logger receives the cluster's logs. Default: discard.
 	Logger *slog.Logger
@@ -105,7 +107,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Prefix = "messages"
 	}
 	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = 30 * time.Second
+		cfg.RequestTimeout = max(2*cfg.Store.Lease(), 5*time.Second)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
