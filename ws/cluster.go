@@ -99,8 +99,7 @@ type Event struct {
 
 // Snapshot is an owner's state of a channel, taken in one step of its
 // actor: the epoch, the persisted watermark, the last seq, and the
-// buffered messages from the first one not known to be in the store (at
-// most Persisted+1) to LastSeq.
+// buffered messages Persisted+1..LastSeq (those the store does not have).
 type Snapshot struct {
 	Epoch     int64
 	Persisted int64
@@ -184,9 +183,10 @@ func (h *Hub) forward(ctx context.Context, w Write, local func() (int64, error))
 	}
 }
 
-// OwnerSnapshot returns a snapshot of channel id if this node owns it,
-// taking it over if its lease allows; else a *MovedError. The cluster
-// layer answers a new follower on another node with it.
+// OwnerSnapshot returns a snapshot of channel id, with only the messages
+// not yet persisted, if this node owns the channel (taking it over if its
+// lease allows); else a *MovedError. The cluster layer answers a new
+// follower on another node with it.
 func (h *Hub) OwnerSnapshot(ctx context.Context, id string) (Snapshot, error) {
 	req := &subscribeReq{result: make(chan snapshot, 1)}
 	snap, c, err := call(ctx, h, id, func() any { return req }, req.result)
@@ -200,7 +200,13 @@ func (h *Hub) OwnerSnapshot(ctx context.Context, id string) (Snapshot, error) {
 	case snap.stopping:
 		return Snapshot{}, ErrShuttingDown
 	}
-	return Snapshot{Epoch: snap.epoch, Persisted: snap.persisted, LastSeq: snap.lastSeq, Messages: snap.buffered}, nil
+	// The follower reads what is persisted from the store, as the owner's
+	// subscribers do: send only the rest, which keeps snapshots small.
+	msgs := snap.buffered
+	for len(msgs) > 0 && msgs[0].Seq <= snap.persisted {
+		msgs = msgs[1:]
+	}
+	return Snapshot{Epoch: snap.epoch, Persisted: snap.persisted, LastSeq: snap.lastSeq, Messages: msgs}, nil
 }
 
 // OwnerEpoch returns the epoch of channel id if this node owns it (an

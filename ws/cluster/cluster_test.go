@@ -3,12 +3,15 @@ package cluster_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/messages-server/messages/ws"
 )
 
 // TestReadersOnAllNodes: readers of a channel owned by one node, on every
@@ -141,4 +144,33 @@ func metric(t testing.TB, n *testNode, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestSnapshotCarriesOnlyUnpersisted: a follower's snapshot holds only
+// what the store does not have, so it stays small however much history
+// the owner keeps in memory; the follower's subscribers read the rest
+// from the store.
+func TestSnapshotCarriesOnlyUnpersisted(t *testing.T) {
+	_, nodes := startCluster(t, 2)
+	mustPost(t, nodes[0].URL+"/channels", "application/json", `{"id":"s"}`, http.StatusCreated)
+	for i := range 50 {
+		mustPost(t, nodes[0].URL+"/channels/s/messages?wait=persisted", "text/plain", fmt.Sprintf("m%d", i), http.StatusOK)
+	}
+	snap, err := nodes[0].hub.OwnerSnapshot(t.Context(), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Persisted != 50 || snap.LastSeq != 50 || len(snap.Messages) != 0 {
+		t.Fatalf("snapshot: persisted %d, last %d, %d messages; want 50, 50 and none", snap.Persisted, snap.LastSeq, len(snap.Messages))
+	}
+	if _, err := nodes[1].hub.OwnerSnapshot(t.Context(), "s"); !errors.Is(err, ws.ErrMoved) {
+		t.Fatalf("snapshot from a node that does not own the channel: %v, want ErrMoved", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mustPost(t, nodes[0].URL+"/channels/s/close", "", "", http.StatusOK)
+	r := &reader{}
+	if err := r.read(ctx, nodes[1].URL, "s"); err != nil || len(r.data) != 50 {
+		t.Fatalf("reader on the other node: %d messages, %v", len(r.data), err)
+	}
 }

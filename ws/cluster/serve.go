@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -75,9 +76,17 @@ func (n *Node) started() *ws.Hub {
 	return n.hub
 }
 
-// respond sends r as the answer to msg.
+// respond sends r as the answer to msg. A reply larger than NATS takes (a
+// snapshot of a channel with a large backlog not yet persisted) is
+// answered "overloaded" instead: the follower's subscriber retries, and
+// gets a smaller snapshot once the backlog is durable.
 func (n *Node) respond(msg *nats.Msg, r reply) {
-	if err := msg.Respond(marshal(r)); err != nil {
+	b := marshal(r)
+	if int64(len(b)) > n.nc.MaxPayload() {
+		b = marshal(reply{Error: &replyError{Code: codeOverloaded,
+			Message: fmt.Sprintf("the answer (%d bytes) is larger than NATS takes (%d bytes); retry later", len(b), n.nc.MaxPayload())}})
+	}
+	if err := msg.Respond(b); err != nil {
 		n.log.Warn("cluster: cannot answer a remote call", slog.Any("err", err))
 	}
 }
