@@ -593,8 +593,11 @@ func (c *channel) exit() {
 		reason, err = c.left, c.movedErr()
 	}
 	ended := reason == reasonEnded
-	if ended {
+	switch {
+	case ended:
 		c.publish(EventEnd, c.lastSeq, 0, nil)
+	case c.deleted:
+		c.publish(EventDeleted, c.lastSeq, 0, nil)
 	}
 	if c.stopFollow != nil {
 		c.stopFollow()

@@ -37,6 +37,8 @@ type Cluster interface {
 	// a node may have to wait before it can take over the channel of a
 	// node that is gone.
 	Lease() time.Duration
+	// Node returns this node's id.
+	Node() string
 	// Connected reports whether this node reaches the others. A node that
 	// does not cannot prove that it owns anything: it neither creates nor
 	// takes over a channel until it does.
@@ -56,10 +58,12 @@ func (h *Hub) canOwn() error {
 	return nil
 }
 
-// Write is an append or a close forwarded to the owner of its channel.
+// Write is an append, a close or a delete forwarded to the owner of its
+// channel.
 type Write struct {
-	// Close is set for a close, clear for an append.
-	Close bool
+	// Close is set for a close; Delete for a delete; neither for an
+	// append.
+	Close, Delete bool
 	// Channel is the channel id.
 	Channel string
 	// Data is the message of an append.
@@ -81,6 +85,8 @@ const (
 	EventEnd
 	// EventEpoch says that a node took the channel over at Epoch.
 	EventEpoch
+	// EventDeleted says that the channel was deleted.
+	EventDeleted
 )
 
 // Event is what an owner publishes about one of its channels, for the
@@ -181,6 +187,25 @@ func (h *Hub) forward(ctx context.Context, w Write, local func() (int64, error))
 			return 0, ctx.Err()
 		}
 	}
+}
+
+// deleteElsewhere forwards the delete of channel id to the node that owns
+// it, in cluster mode, and reports whether it did. A channel no other node
+// holds a live lease on, or whose owner does not answer, is deleted here.
+func (h *Hub) deleteElsewhere(ctx context.Context, id string) (bool, error) {
+	if h.cluster == nil {
+		return false, nil
+	}
+	rec, err := h.store.Channel(ctx, id)
+	if err != nil || rec.Owner == "" || rec.Owner == h.cluster.Node() || !rec.Open() {
+		return false, nil // the local delete reports the error
+	}
+	h.metrics.forwards.Inc()
+	_, err = h.cluster.Forward(ctx, rec.Owner, Write{Delete: true, Channel: id})
+	if errors.Is(err, ErrNoOwner) || errors.Is(err, ErrMoved) {
+		return false, nil // gone, or not the owner any more: the store decides
+	}
+	return true, err
 }
 
 // OwnerSnapshot returns a snapshot of channel id, with only the messages

@@ -52,7 +52,19 @@ func (c *RetentionConfig) setDefaults() {
 // The id may then be created again: the new channel's epoch is above every
 // epoch the deleted one had, so that a client resuming with the old epoch
 // is told to start again.
+//
+// In cluster mode a channel that another node owns is deleted there.
 func (h *Hub) Delete(ctx context.Context, id string) error {
+	if done, err := h.deleteElsewhere(ctx, id); done {
+		return err
+	}
+	return h.DeleteLocal(ctx, id)
+}
+
+// DeleteLocal is Delete without forwarding: it deletes the channel from
+// the store and stops the actor that runs here, if any. The cluster layer
+// serves forwarded deletes with it.
+func (h *Hub) DeleteLocal(ctx context.Context, id string) error {
 	release, err := h.claim(ctx, id)
 	if err != nil {
 		return err

@@ -194,6 +194,8 @@ func (c *channel) onRemote(r remoteEvent) {
 		c.onRemoteMessage(ev)
 	case ev.Kind == EventPersisted:
 		c.onRemotePersisted(ev.Seq)
+	case ev.Kind == EventDeleted:
+		c.deleted = true // exit ends the subscribers with ErrChannelDeleted
 	case ev.Kind == EventEnd:
 		if ev.Seq != c.lastSeq {
 			c.leave(reasonDetached) // the store has the end

@@ -212,6 +212,9 @@ func (n *Node) Ready(context.Context) error {
 	return nil
 }
 
+// Node implements ws.Cluster.
+func (n *Node) Node() string { return n.node }
+
 // Connected implements ws.Cluster: NATS is reachable.
 func (n *Node) Connected() bool { return n.nc.IsConnected() }
 
@@ -230,8 +233,11 @@ func (n *Node) Publish(ev ws.Event) {
 // Forward implements ws.Cluster.
 func (n *Node) Forward(ctx context.Context, node string, w ws.Write) (int64, error) {
 	req := request{Op: opAppend, Channel: w.Channel, Data: w.Data, Wait: w.Wait}
-	if w.Close {
+	switch {
+	case w.Close:
 		req.Op = opClose
+	case w.Delete:
+		req.Op = opDelete
 	}
 	r, err := n.call(ctx, node, req)
 	if err != nil {
@@ -298,7 +304,7 @@ func (n *Node) call(ctx context.Context, node string, req request) (reply, error
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return reply{}, fmt.Errorf("%w: node %q", ws.ErrNoOwner, node)
-	case err != nil && ctx.Err() != nil && req.Op != opAppend && req.Op != opClose:
+	case err != nil && ctx.Err() != nil && (req.Op == opSnapshot || req.Op == opPing):
 		return reply{}, fmt.Errorf("%w: node %q: %w", ws.ErrNoOwner, node, err)
 	case err != nil:
 		return reply{}, fmt.Errorf("%w: node %q: %w", ws.ErrUncertain, node, err)

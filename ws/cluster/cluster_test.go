@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/client"
 )
 
 // TestReadersOnAllNodes: readers of a channel owned by one node, on every
@@ -173,4 +174,52 @@ func TestSnapshotCarriesOnlyUnpersisted(t *testing.T) {
 	if err := r.read(ctx, nodes[1].URL, "s"); err != nil || len(r.data) != 50 {
 		t.Fatalf("reader on the other node: %d messages, %v", len(r.data), err)
 	}
+}
+
+// TestDeleteThroughAnotherNode: DELETE of a channel sent to a node that
+// does not own it is done by the owner, whose readers and the followers'
+// readers all end as deleted (4410); appends through any node then get
+// 404, and the id can be created again.
+func TestDeleteThroughAnotherNode(t *testing.T) {
+	_, nodes := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mustPost(t, nodes[0].URL+"/channels", "application/json", `{"id":"d"}`, http.StatusCreated)
+	mustPost(t, nodes[0].URL+"/channels/d/messages", "text/plain", "m1", http.StatusOK)
+	readers := make([]*reader, 3)
+	errs := make(chan error, 3)
+	for i := range readers {
+		readers[i] = &reader{}
+		go func() { errs <- readers[i].read(ctx, nodes[i].URL, "d") }()
+	}
+	waitFor(t, 10*time.Second, "every reader to get m1", func() bool {
+		for _, r := range readers {
+			if r.got.Load() < 1 {
+				return false
+			}
+		}
+		return true
+	})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, nodes[2].URL+"/channels/d", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE through another node: %d, want 204", resp.StatusCode)
+	}
+	for range readers {
+		err := <-errs
+		var se *client.ServerError
+		if !errors.As(err, &se) || se.Code != "deleted" {
+			t.Errorf("reader after the delete: %v, want a deleted error", err)
+		}
+	}
+	for _, n := range nodes {
+		if st, body := post(t, n.URL+"/channels/d/messages", "text/plain", "m2"); st != http.StatusNotFound {
+			t.Errorf("append through %s after the delete: %d %s, want 404", n.id, st, body)
+		}
+	}
+	mustPost(t, nodes[1].URL+"/channels", "application/json", `{"id":"d"}`, http.StatusCreated)
 }

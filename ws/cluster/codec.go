@@ -64,6 +64,7 @@ func decodeEvent(id string, b []byte) (ws.Event, error) {
 const (
 	opAppend   = "append"
 	opClose    = "close"
+	opDelete   = "delete"
 	opSnapshot = "snapshot"
 	opPing     = "ping"
 )
@@ -104,6 +105,8 @@ type replyError struct {
 const (
 	codeNotFound     = "not_found"
 	codeClosed       = "closed"
+	codeDeleted      = "deleted"
+	codeGenerator    = "generator"
 	codeOverloaded   = "overloaded"
 	codeShuttingDown = "shutting_down"
 	codeMoved        = "moved"
@@ -122,6 +125,10 @@ func errorReply(err error) reply {
 		re.Code = codeNotFound
 	case errors.Is(err, ws.ErrChannelClosed):
 		re.Code = codeClosed
+	case errors.Is(err, ws.ErrChannelDeleted):
+		re.Code = codeDeleted
+	case errors.Is(err, ws.ErrGeneratorChannel):
+		re.Code = codeGenerator
 	case errors.Is(err, ws.ErrOverloaded):
 		re.Code = codeOverloaded
 	case errors.Is(err, ws.ErrShuttingDown):
@@ -149,6 +156,10 @@ func (e *replyError) err() error {
 		return ws.ErrNotFound
 	case codeClosed:
 		return ws.ErrChannelClosed
+	case codeDeleted:
+		return ws.ErrChannelDeleted
+	case codeGenerator:
+		return ws.ErrGeneratorChannel
 	case codeOverloaded:
 		return ws.ErrOverloaded
 	case codeShuttingDown:

@@ -36,7 +36,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			Help: "Bulk lease renewals, by result: ok, failed (database), skipped (NATS unreachable).",
 		}, []string{"result"}),
 	}
-	for _, op := range []string{opAppend, opClose, opSnapshot, opPing} {
+	for _, op := range []string{opAppend, opClose, opDelete, opSnapshot, opPing} {
 		m.served.WithLabelValues(op)
 	}
 	for _, r := range []string{"ok", "failed", "skipped"} {

@@ -50,6 +50,8 @@ func (n *Node) handle(req request) reply {
 		r.Seq, err = hub.AppendLocal(ctx, req.Channel, req.Data, req.Wait)
 	case opClose:
 		r.Seq, err = hub.CloseLocal(ctx, req.Channel)
+	case opDelete:
+		err = hub.DeleteLocal(ctx, req.Channel)
 	case opSnapshot:
 		var snap ws.Snapshot
 		if snap, err = hub.OwnerSnapshot(ctx, req.Channel); err == nil {
