@@ -57,12 +57,21 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 	last := from
 	first := true
 	sentLive := false
+	var helloEpoch int64
 	var run []*wire.Message
 	for {
 		snap, reg, err := h.subscribe(ctx, id, last, true)
 		if err != nil {
 			return err
 		}
+		if !first && snap.epoch != helloEpoch {
+			// Caught up again across a take-over (cluster mode): what this
+			// stream sent may not be the new epoch's history. The client
+			// resumes with its epoch and is told.
+			h.unregister(reg)
+			return ErrMoved
+		}
+		helloEpoch = snap.epoch
 		if last > snap.lastSeq {
 			return &FromError{From: last, LastSeq: snap.lastSeq}
 		}
