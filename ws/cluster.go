@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -138,6 +140,24 @@ func (e *MovedError) Error() string {
 
 // Is reports whether target is ErrMoved.
 func (e *MovedError) Is(target error) bool { return target == ErrMoved }
+
+// addCluster creates the hub's cluster collectors in m and returns them,
+// for NewMetrics to register.
+func (m *Metrics) addCluster() []prometheus.Collector {
+	m.fenced = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "messages", Name: "fenced_channels_total",
+		Help: "Channel actors stopped because another node took their channel over (a batch was fenced).",
+	})
+	m.forwards = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "messages", Subsystem: "cluster", Name: "forwards_total",
+		Help: "Appends, closes and deletes forwarded to the node that owns their channel.",
+	})
+	m.takeovers = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "messages", Subsystem: "cluster", Name: "takeovers_total",
+		Help: "Channels this node took over in cluster mode (from a node that is gone, or after a restart).",
+	})
+	return []prometheus.Collector{m.fenced, m.forwards, m.takeovers}
+}
 
 // forwardPatience bounds how long a write waits for the owner of its
 // channel to answer or for another node to take the channel over.

@@ -89,18 +89,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "messages", Name: "channels_evicted_total",
 			Help: "Idle open channels whose actor left memory; they come back on demand.",
 		}),
-		fenced: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "messages", Name: "fenced_channels_total",
-			Help: "Channel actors stopped because another node took their channel over (a batch was fenced).",
-		}),
-		forwards: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "messages", Subsystem: "cluster", Name: "forwards_total",
-			Help: "Appends and closes forwarded to the node that owns their channel.",
-		}),
-		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "messages", Subsystem: "cluster", Name: "takeovers_total",
-			Help: "Channels this node took over in cluster mode (created elsewhere, or from a node that is gone).",
-		}),
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "messages", Name: "websocket_connections_total",
 			Help: "WebSocket connections by how they ended.",
@@ -111,6 +99,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"status"}),
 		cache: newCacheMetrics(reg),
 	}
+	cluster := m.addCluster()
 	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeMoved, outcomeRejected, outcomeDeleted, outcomeError} {
 		m.conns.WithLabelValues(o)
 	}
@@ -137,7 +126,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			return 0
 		})
 		reg.MustRegister(m.channelsOpen, m.subscribers, m.appended, m.delivered, m.latency,
-			m.catchup, m.resyncs, m.failures, m.deleted, m.evicted, m.fenced, m.forwards, m.takeovers, m.conns, m.httpErrors, lag, mem)
+			m.catchup, m.resyncs, m.failures, m.deleted, m.evicted, m.conns, m.httpErrors, lag, mem)
+		reg.MustRegister(cluster...)
 	}
 	return m
 }

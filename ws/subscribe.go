@@ -46,7 +46,10 @@ const (
 // stream delivers channel id after from to s: the persisted history, the
 // buffered messages, then live messages until the channel ends, ctx is done
 // or the server stops. A subscriber that falls behind is detached by the
-// actor and caught up again here, from the last message it was given.
+// actor and caught up again here, from the last message it was given;
+// if the channel was taken over meanwhile (another epoch, in cluster mode),
+// that would be another history, and the stream ends with ErrMoved so that
+// the client resumes with its epoch.
 func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s sink) error {
 	started := time.Now()
 	if epoch != "" {
@@ -57,7 +60,7 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 	last := from
 	first := true
 	sentLive := false
-	var helloEpoch int64
+	var helloEpoch int64 // catching up again in another epoch: ErrMoved
 	var run []*wire.Message
 	for {
 		snap, reg, err := h.subscribe(ctx, id, last, true)
@@ -65,9 +68,6 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 			return err
 		}
 		if !first && snap.epoch != helloEpoch {
-			// Caught up again across a take-over (cluster mode): what this
-			// stream sent may not be the new epoch's history. The client
-			// resumes with its epoch and is told.
 			h.unregister(reg)
 			return ErrMoved
 		}
