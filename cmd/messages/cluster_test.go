@@ -198,6 +198,14 @@ func TestClusterSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
+	// Once the process is gone its NATS connection is closed: a write
+	// sent earlier could reach it dying and get no answer (503 after the
+	// forward timeout, since it may have been applied).
+	select {
+	case <-procs[0].exited:
+	case <-time.After(waitTimeout):
+		t.Fatal("the killed node did not exit")
+	}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		req, _ := http.NewRequestWithContext(ctx, "POST", srvs[1].base+"/channels/p/messages?wait=persisted", strings.NewReader("after"))
