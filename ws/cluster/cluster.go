@@ -62,6 +62,11 @@ type Config struct {
 	// Prefix starts every subject the cluster uses. Default "messages".
 	// Clusters that share a NATS server need different prefixes.
 	Prefix string
+	// WaitTimeout is added to RequestTimeout for an append that waits
+	// until it is persisted: the owner answers it after at most its hub's
+	// persist-wait timeout. Default 35s (that timeout's default, 30s, and
+	// a margin).
+	WaitTimeout time.Duration
 	// RequestTimeout bounds a remote call that has no deadline of its
 	// own. A write sent to an owner that dies before it answers waits for
 	// this long, then fails as uncertain (503). Default: twice the lease,
@@ -108,6 +113,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = max(2*cfg.Store.Lease(), 5*time.Second)
+	}
+	if cfg.WaitTimeout <= 0 {
+		cfg.WaitTimeout = 35 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -240,10 +248,7 @@ func (n *Node) Forward(ctx context.Context, node string, w ws.Write) (int64, err
 		req.Op = opDelete
 	}
 	r, err := n.call(ctx, node, req)
-	if err != nil {
-		return 0, err
-	}
-	return r.Seq, nil
+	return r.Seq, err
 }
 
 // Ping implements ws.Cluster.
@@ -296,8 +301,12 @@ func (n *Node) Follow(ctx context.Context, node, id string, deliver func(ws.Even
 // is not: the owner may have applied it.
 func (n *Node) call(ctx context.Context, node string, req request) (reply, error) {
 	if _, ok := ctx.Deadline(); !ok {
+		timeout := n.cfg.RequestTimeout
+		if req.Wait {
+			timeout += n.cfg.WaitTimeout
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	msg, err := n.nc.RequestWithContext(ctx, rpcSubject(n.cfg.Prefix, node), marshal(req))
@@ -314,7 +323,8 @@ func (n *Node) call(ctx context.Context, node string, req request) (reply, error
 		return reply{}, fmt.Errorf("cluster: malformed reply from node %q: %w", node, err)
 	}
 	if r.Error != nil {
-		return reply{}, r.Error.err()
+		// Seq: an append accepted, then not confirmed persisted.
+		return reply{Seq: r.Seq}, r.Error.err(r.Seq)
 	}
 	return r, nil
 }

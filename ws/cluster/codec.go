@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/wire"
@@ -99,6 +100,8 @@ type replyError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Owner   string `json:"owner,omitempty"` // code moved: the owner, if known
+	// After is the owner's persist-wait timeout, for code persist_wait.
+	After time.Duration `json:"after,omitempty"`
 }
 
 // Error codes of replyError.
@@ -113,6 +116,7 @@ const (
 	codeStore        = "store"
 	codeBadRequest   = "bad_request"
 	codeInternal     = "internal"
+	codePersistWait  = "persist_wait"
 )
 
 // errorReply returns the reply of a request that failed with err, a hub
@@ -144,14 +148,19 @@ func errorReply(err error) reply {
 	if _, ok := errors.AsType[*ws.BadRequestError](err); ok {
 		re.Code = codeBadRequest
 	}
+	if pw, ok := errors.AsType[*ws.PersistWaitError](err); ok {
+		re.Code, re.After = codePersistWait, pw.After
+	}
 	return reply{Error: re}
 }
 
-// err returns the hub error that e reports. A node shutting down is, for
-// the asking node, a node about to hand its channels over: a move to an
-// owner not yet known.
-func (e *replyError) err() error {
+// err returns the hub error that e reports, for the append of seq seq if
+// it was accepted. A node shutting down is, for the asking node, a node
+// about to hand its channels over: a move to an owner not yet known.
+func (e *replyError) err(seq int64) error {
 	switch e.Code {
+	case codePersistWait:
+		return &ws.PersistWaitError{Seq: seq, After: e.After}
 	case codeNotFound:
 		return ws.ErrNotFound
 	case codeClosed:

@@ -66,7 +66,9 @@ func (n *Node) handle(req request) reply {
 		err = ws.ErrShuttingDown
 	}
 	if err != nil {
-		return errorReply(err)
+		e := errorReply(err)
+		e.Seq = r.Seq // an append accepted, then not confirmed persisted
+		return e
 	}
 	return r
 }
