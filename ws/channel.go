@@ -12,38 +12,6 @@ import (
 	"github.com/messages-server/messages/ws/wire"
 )
 
-// Errors returned by the hub to its callers; the HTTP and WebSocket layers
-// turn them into statuses and close codes.
-var (
-	// ErrNotFound means the channel does not exist.
-	ErrNotFound = errors.New("channel not found")
-	// ErrExists means a channel with that id already exists.
-	ErrExists = errors.New("channel already exists")
-	// ErrChannelClosed means the channel was closed: it takes no more messages.
-	ErrChannelClosed = errors.New("channel is closed")
-	// ErrOverloaded means too many messages wait to be persisted (the
-	// database is slow or down); the append was refused and may be retried.
-	ErrOverloaded = errors.New("too many messages waiting to be persisted, retry later")
-	// ErrTooManyChannels means this process runs as many channels as it
-	// may (MaxOpenChannels); retry later.
-	ErrTooManyChannels = errors.New("too many open channels, retry later")
-	// ErrGeneratorRate means a new generator would take the generators
-	// past their total rate (MaxGeneratorRate); retry later.
-	ErrGeneratorRate = errors.New("the generators' total rate would pass its bound, retry later")
-	// ErrShuttingDown means the server is stopping.
-	ErrShuttingDown = errors.New("server is shutting down")
-	// ErrChannelFailed means the channel's messages could not be
-	// persisted and its actor stopped: the messages not yet durable are
-	// lost, and the channel's subscribers were ended.
-	ErrChannelFailed = errors.New("channel failed: its messages could not be persisted")
-	// ErrChannelDeleted means the channel was deleted while the request
-	// was pending: its history is gone, and a message it took is not kept.
-	ErrChannelDeleted = errors.New("channel was deleted")
-	// ErrGeneratorChannel means the channel is written by its generator
-	// alone: producers may neither append to it nor close it.
-	ErrGeneratorChannel = errors.New("channel is written by its generator")
-)
-
 // Why a subscriber's live queue was closed by the actor.
 const (
 	reasonDetached = iota + 1 // queue overflowed: catch up again from history
