@@ -37,6 +37,13 @@
 //     Durable Streams stream (package ws/durable serves the protocol):
 //     appends, reads, long-poll waits
 //   - durable_lifecycle.go: creating, forking and deleting streams
+//   - durable_http.go: mounting ws/durable at /v1/stream/ with token rights
+//   - durable_store.go: the store timeout on Durable Streams store calls
+//   - authz.go: the token checks of every endpoint
+//   - cluster.go: the Cluster seam the hub calls in cluster mode (package
+//     ws/cluster implements it)
+//   - fence.go: an actor whose batch was fenced by another node
+//   - follower.go: the follower actor of a channel another node owns
 package ws
 
 import (
