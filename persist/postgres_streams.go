@@ -9,7 +9,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-func (p *postgres) createStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
+// In cluster mode (node not "") the creating node owns the new channel, as
+// with createChannel.
+func (p *postgres) createStream(ctx context.Context, id string, cfg StreamConfig, node string, lease time.Duration) (Channel, error) {
 	var exp any
 	if !cfg.ExpiresAt.IsZero() {
 		exp = cfg.ExpiresAt
@@ -18,10 +20,12 @@ func (p *postgres) createStream(ctx context.Context, id string, cfg StreamConfig
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var err error
 		c, err = scanChannel(tx.QueryRow(ctx,
-			`INSERT INTO channels (id, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub, epoch)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, GREATEST($8, (SELECT epoch + 1 FROM epoch_floor)))
+			`INSERT INTO channels (id, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub, epoch,
+			                       owner, lease_expires_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, GREATEST($8, (SELECT epoch + 1 FROM epoch_floor)),
+			         nullif($9, ''), CASE WHEN $9 <> '' THEN now() + $10 * interval '1 microsecond' END)
 			 RETURNING `+channelColumns, id, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp,
-			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub), cfg.Epoch))
+			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub), cfg.Epoch, node, lease.Microseconds()))
 		if err != nil {
 			return err
 		}

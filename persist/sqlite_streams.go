@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-func (s *sqliteStore) createStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
+func (s *sqliteStore) createStream(ctx context.Context, id string, cfg StreamConfig, _ string, _ time.Duration) (Channel, error) {
 	var exp any
 	if !cfg.ExpiresAt.IsZero() {
 		exp = cfg.ExpiresAt.UnixMicro()

@@ -122,7 +122,7 @@ type backend interface {
 	writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error
 	// createStream inserts channel id like createChannel, with its stream
 	// configuration, or returns ErrExists.
-	createStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error)
+	createStream(ctx context.Context, id string, cfg StreamConfig, node string, lease time.Duration) (Channel, error)
 	// stream reads the stream state of id, or returns ErrNotFound.
 	stream(ctx context.Context, id string) (StreamState, error)
 	// saveStreamWrites stores the last Stream-Seq (unless "") and moves a

@@ -61,7 +61,7 @@ func (s *Store) CreateStream(ctx context.Context, id string, cfg StreamConfig) (
 	if cfg.Epoch == 0 {
 		cfg.Epoch = 1
 	}
-	c, err := s.b.createStream(ctx, id, cfg)
+	c, err := s.b.createStream(ctx, id, cfg, s.node, s.lease)
 	if err != nil {
 		return Channel{}, fmt.Errorf("persist: create stream %q: %w", id, err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/messages-server/messages/ws/durable"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -21,6 +22,11 @@ type Cluster interface {
 	// error wrapping ErrNoOwner when no process of that node answers (it
 	// is gone), and a *MovedError when the node does not own the channel.
 	Forward(ctx context.Context, node string, w Write) (int64, error)
+	// ForwardStream sends a Durable Streams append (or close) of channel
+	// id to node, its owner, which runs it as its DurableBackend would
+	// locally; errors as Forward's, and the owner's Durable Streams
+	// errors.
+	ForwardStream(ctx context.Context, node, id string, w StreamWrite) (StreamResult, error)
 	// Publish hands ev, about a channel this node owns, to the followers
 	// of the channel on other nodes. It is called by the channel's actor,
 	// in order, and must not block.
@@ -72,6 +78,34 @@ type Write struct {
 	Data []byte
 	// Wait asks an append to answer once the message is persisted.
 	Wait bool
+}
+
+// StreamWrite is a Durable Streams append, with its idempotence headers,
+// forwarded to the owner of its stream's channel: the owner checks and
+// records them, in the same transaction as the messages.
+type StreamWrite struct {
+	// Messages are the messages to append; may be empty with Close.
+	Messages [][]byte
+	// Close closes the stream after the messages.
+	Close bool
+	// StreamSeq is the request's Stream-Seq, "" without one.
+	StreamSeq string
+	// Producer is the idempotent producer, nil without one.
+	Producer *durable.Producer
+}
+
+// StreamResult is the owner's answer to a StreamWrite.
+type StreamResult struct {
+	// Seq is the seq of the last message appended; 0 if none.
+	Seq int64
+	// Epoch and LastSeq are the stream's tail after the write.
+	Epoch, LastSeq int64
+	// Closed is set if the stream is closed.
+	Closed bool
+	// Duplicate is set for a producer's retry: nothing was appended.
+	Duplicate bool
+	// ProducerSeq is the producer's highest accepted seq in its epoch.
+	ProducerSeq int64
 }
 
 // EventKind says what an Event reports.
@@ -170,6 +204,14 @@ func (h *Hub) forward(ctx context.Context, w Write, local func() (int64, error))
 	if h.cluster == nil {
 		return local()
 	}
+	return h.forwardTo(ctx, local, func(node string) (int64, error) {
+		return h.cluster.Forward(ctx, node, w)
+	})
+}
+
+// forwardTo is forward with the remote call given: send sends the write to
+// node, the owner, and returns its answer.
+func (h *Hub) forwardTo(ctx context.Context, local func() (int64, error), send func(node string) (int64, error)) (int64, error) {
 	deadline := time.Now().Add(forwardPatience)
 	backoff := 10 * time.Millisecond
 	for {
@@ -184,7 +226,7 @@ func (h *Hub) forward(ctx context.Context, w Write, local func() (int64, error))
 			// Fenced: look again, the store names the new owner.
 		} else if moved.Owner != "" {
 			h.metrics.forwards.Inc()
-			seq, err = h.cluster.Forward(ctx, moved.Owner, w)
+			seq, err = send(moved.Owner)
 			if !errors.Is(err, ErrNoOwner) && !errors.Is(err, ErrMoved) {
 				return seq, err
 			}

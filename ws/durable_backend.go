@@ -41,7 +41,10 @@ type StreamStore interface {
 // and expiry, the last Stream-Seq and the idempotent producers, kept in the
 // store and cached here. Writes to one stream through this API are
 // serialised by the stream's lock; the process is the channel's only owner
-// (see the store's ownership lock), so the cache is authoritative.
+// (see the store's ownership lock), so the cache is authoritative. In
+// cluster mode writes run on the channel's owner (see durable_cluster.go),
+// which reads the producers and Stream-Seq again from the store for each
+// write that uses them.
 type DurableBackend struct {
 	h     *Hub
 	store StreamStore
@@ -91,7 +94,9 @@ func NewDurableBackend(h *Hub, store StreamStore, cfg DurableConfig) *DurableBac
 		cfg.MaxCached = 100_000
 	}
 	store = timedStreamStore{StreamStore: store, t: timedStore{timeout: h.cfg.StoreTimeout}}
-	return &DurableBackend{h: h, store: store, cfg: cfg, now: time.Now, streams: make(map[string]*streamState)}
+	b := &DurableBackend{h: h, store: store, cfg: cfg, now: time.Now, streams: make(map[string]*streamState)}
+	h.streams.Store(b)
+	return b
 }
 
 // Cached returns the number of streams whose state is cached.
@@ -156,6 +161,7 @@ func streamErr(err error) error {
 	case errors.Is(err, ErrGeneratorChannel):
 		return &durable.ConflictError{Msg: err.Error()}
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrChannelFailed),
+		errors.Is(err, ErrMoved), errors.Is(err, ErrNoOwner), errors.Is(err, ErrUncertain), errors.Is(err, ErrCutOff),
 		errors.As(err, &se):
 		return unavailable{err}
 	}
@@ -272,13 +278,14 @@ func (b *DurableBackend) Stat(ctx context.Context, name string) (durable.Info, e
 	return b.info(ctx, name, st)
 }
 
-// Append implements durable.Backend. The messages are appended one by one
-// to the channel. With a producer or a Stream-Seq, the new producer state
+// appendHere is Append on this node (see durable_cluster.go for the
+// routing in cluster mode). The messages are appended one by one to the
+// channel. With a producer or a Stream-Seq, the new producer state
 // (or Stream-Seq) travels with the last message and is committed in the
 // same transaction as it, and the answer waits for that commit: a request
 // is recorded if and only if its messages are, so that a retry is never
 // appended twice, even across a crash.
-func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
+func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
 	st, err := b.lock(ctx, name)
 	if err != nil {
 		return durable.AppendResult{}, err
@@ -286,6 +293,11 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 	defer st.mu.Unlock()
 	if st.deleted {
 		return durable.AppendResult{}, durable.ErrNotFound
+	}
+	if b.h.cluster != nil {
+		if err := b.owned(ctx, name, st, a.Producer != nil || a.StreamSeq != ""); err != nil {
+			return durable.AppendResult{}, err
+		}
 	}
 	b.touch(st)
 	if p := a.Producer; p != nil {

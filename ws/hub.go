@@ -195,6 +195,9 @@ type Hub struct {
 	metrics *Metrics
 	cache   *pageCache // nil when disabled
 	cluster Cluster
+	// streams is the Durable Streams backend over this hub, if any: it
+	// serves the Durable Streams appends other nodes forward here.
+	streams atomic.Pointer[DurableBackend]
 
 	stop        chan struct{} // closed by Stop: actors flush and exit
 	abandon     chan struct{} // closed when Stop runs out of time

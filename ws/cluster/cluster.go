@@ -3,8 +3,8 @@
 //
 // PostgreSQL holds who owns each channel (a lease and an epoch, see
 // persist.Config.Node); NATS carries the rest. Each node serves remote
-// calls on its own subject (append, close, snapshot, ping: request/reply)
-// and the owner of each channel publishes the channel's events (messages,
+// calls on its own subject (append, Durable Streams append, close, delete,
+// snapshot, ping: request/reply) and the owner of each channel publishes the channel's events (messages,
 // persisted watermark, end, take-over) on the channel's subject, which the
 // followers on other nodes subscribe to. A Node also renews its leases in
 // bulk while NATS is reachable, stops the channels it lost, and takes over
@@ -251,6 +251,15 @@ func (n *Node) Forward(ctx context.Context, node string, w ws.Write) (int64, err
 	return r.Seq, err
 }
 
+// ForwardStream implements ws.Cluster.
+func (n *Node) ForwardStream(ctx context.Context, node, id string, w ws.StreamWrite) (ws.StreamResult, error) {
+	req := request{Op: opStream, Channel: id, Stream: &streamRequest{Messages: w.Messages, Close: w.Close,
+		StreamSeq: w.StreamSeq, Producer: w.Producer}}
+	r, err := n.call(ctx, node, req)
+	return ws.StreamResult{Seq: r.Seq, Epoch: r.Epoch, LastSeq: r.Last, Closed: r.Closed,
+		Duplicate: r.Duplicate, ProducerSeq: r.ProducerSeq}, err
+}
+
 // Ping implements ws.Cluster.
 func (n *Node) Ping(ctx context.Context, node, id string) (int64, error) {
 	r, err := n.call(ctx, node, request{Op: opPing, Channel: id})
@@ -302,7 +311,7 @@ func (n *Node) Follow(ctx context.Context, node, id string, deliver func(ws.Even
 func (n *Node) call(ctx context.Context, node string, req request) (reply, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		timeout := n.cfg.RequestTimeout
-		if req.Wait {
+		if req.Wait || req.Stream != nil {
 			timeout += n.cfg.WaitTimeout
 		}
 		var cancel context.CancelFunc
@@ -323,8 +332,11 @@ func (n *Node) call(ctx context.Context, node string, req request) (reply, error
 		return reply{}, fmt.Errorf("cluster: malformed reply from node %q: %w", node, err)
 	}
 	if r.Error != nil {
-		// Seq: an append accepted, then not confirmed persisted.
-		return reply{Seq: r.Seq}, r.Error.err(r.Seq)
+		// Seq: an append accepted, then not confirmed persisted (with a
+		// stream append's tail).
+		e := r.Error
+		r.Error, r.Messages = nil, nil
+		return r, e.err(r.Seq)
 	}
 	return r, nil
 }

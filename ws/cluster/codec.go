@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/durable"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -68,6 +69,7 @@ const (
 	opDelete   = "delete"
 	opSnapshot = "snapshot"
 	opPing     = "ping"
+	opStream   = "stream_append"
 )
 
 // request is a remote call, JSON-encoded.
@@ -76,6 +78,16 @@ type request struct {
 	Channel string `json:"channel"`
 	Data    []byte `json:"data,omitempty"`
 	Wait    bool   `json:"wait,omitempty"`
+	// Stream is the Durable Streams append of opStream.
+	Stream *streamRequest `json:"stream,omitempty"`
+}
+
+// streamRequest is what a Durable Streams append adds to a request.
+type streamRequest struct {
+	Messages  [][]byte          `json:"messages,omitempty"`
+	Close     bool              `json:"close,omitempty"`
+	StreamSeq string            `json:"stream_seq,omitempty"`
+	Producer  *durable.Producer `json:"producer,omitempty"`
 }
 
 // reply is the answer to a request, JSON-encoded.
@@ -85,6 +97,11 @@ type reply struct {
 	Persisted int64         `json:"persisted,omitempty"`
 	Messages  []wireMessage `json:"messages,omitempty"`
 	Error     *replyError   `json:"error,omitempty"`
+	// The answer to a Durable Streams append: the tail is Epoch, Last.
+	Last        int64 `json:"last,omitempty"`
+	Closed      bool  `json:"closed,omitempty"`
+	Duplicate   bool  `json:"duplicate,omitempty"`
+	ProducerSeq int64 `json:"producer_seq,omitempty"`
 }
 
 // wireMessage is a buffered message of a snapshot.
@@ -102,6 +119,10 @@ type replyError struct {
 	Owner   string `json:"owner,omitempty"` // code moved: the owner, if known
 	// After is the owner's persist-wait timeout, for code persist_wait.
 	After time.Duration `json:"after,omitempty"`
+	// Current, Expected and Received detail a refused producer request.
+	Current  int64 `json:"current,omitempty"`
+	Expected int64 `json:"expected,omitempty"`
+	Received int64 `json:"received,omitempty"`
 }
 
 // Error codes of replyError.
@@ -117,6 +138,16 @@ const (
 	codeBadRequest   = "bad_request"
 	codeInternal     = "internal"
 	codePersistWait  = "persist_wait"
+	// Durable Streams errors of a stream append.
+	codeStreamNotFound = "stream_not_found"
+	codeStreamClosed   = "stream_closed"
+	codeStreamSeq      = "stream_seq"
+	codeStaleEpoch     = "stale_epoch"
+	codeSeqGap         = "seq_gap"
+	codeNewEpochSeq    = "new_epoch_seq"
+	codePersistTimeout = "persist_timeout"
+	codeConflict       = "conflict"
+	codeStreamBad      = "stream_bad_request"
 )
 
 // errorReply returns the reply of a request that failed with err, a hub
@@ -151,7 +182,37 @@ func errorReply(err error) reply {
 	if pw, ok := errors.AsType[*ws.PersistWaitError](err); ok {
 		re.Code, re.After = codePersistWait, pw.After
 	}
+	streamError(re, err)
 	return reply{Error: re}
+}
+
+// streamError sets the code of re for err, a Durable Streams error, if it
+// is one.
+func streamError(re *replyError, err error) {
+	stale, isStale := errors.AsType[*durable.StaleEpochError](err)
+	gap, isGap := errors.AsType[*durable.SeqGapError](err)
+	switch {
+	case errors.Is(err, durable.ErrNotFound):
+		re.Code = codeStreamNotFound
+	case errors.Is(err, durable.ErrClosed):
+		re.Code = codeStreamClosed
+	case errors.Is(err, durable.ErrStreamSeq):
+		re.Code = codeStreamSeq
+	case errors.Is(err, durable.ErrNewEpochSeq):
+		re.Code = codeNewEpochSeq
+	case errors.Is(err, durable.ErrPersistTimeout):
+		re.Code = codePersistTimeout
+	case isStale:
+		re.Code, re.Current = codeStaleEpoch, stale.Current
+	case isGap:
+		re.Code, re.Expected, re.Received = codeSeqGap, gap.Expected, gap.Received
+	}
+	if _, ok := errors.AsType[*durable.ConflictError](err); ok {
+		re.Code = codeConflict
+	}
+	if _, ok := errors.AsType[*durable.BadRequestError](err); ok {
+		re.Code = codeStreamBad
+	}
 }
 
 // err returns the hub error that e reports, for the append of seq seq if
@@ -179,6 +240,24 @@ func (e *replyError) err(seq int64) error {
 		return &ws.StoreError{Err: errors.New(e.Message)}
 	case codeBadRequest:
 		return &ws.BadRequestError{Msg: e.Message}
+	case codeStreamNotFound:
+		return durable.ErrNotFound
+	case codeStreamClosed:
+		return durable.ErrClosed
+	case codeStreamSeq:
+		return durable.ErrStreamSeq
+	case codeNewEpochSeq:
+		return durable.ErrNewEpochSeq
+	case codePersistTimeout:
+		return fmt.Errorf("%w: %s", durable.ErrPersistTimeout, e.Message)
+	case codeStaleEpoch:
+		return &durable.StaleEpochError{Current: e.Current}
+	case codeSeqGap:
+		return &durable.SeqGapError{Expected: e.Expected, Received: e.Received}
+	case codeConflict:
+		return &durable.ConflictError{Msg: e.Message}
+	case codeStreamBad:
+		return &durable.BadRequestError{Msg: e.Message}
 	}
 	return fmt.Errorf("cluster: the owner failed: %s", e.Message)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/durable"
 )
 
 // TestErrorsCrossNodes: the hub errors a forwarded call can end with reach
@@ -15,12 +16,18 @@ func TestErrorsCrossNodes(t *testing.T) {
 		ws.ErrNotFound, ws.ErrChannelClosed, ws.ErrChannelDeleted, ws.ErrGeneratorChannel,
 		ws.ErrOverloaded, &ws.MovedError{Owner: "n2"}, &ws.BadRequestError{Msg: "bad"},
 		&ws.PersistWaitError{Seq: 7, After: 30 * time.Second},
+		durable.ErrNotFound, durable.ErrClosed, durable.ErrStreamSeq, durable.ErrNewEpochSeq,
+		&durable.StaleEpochError{Current: 3}, &durable.SeqGapError{Expected: 2, Received: 5},
+		&durable.ConflictError{Msg: "generator"}, &durable.BadRequestError{Msg: "bad"},
 	} {
 		r := errorReply(err)
 		got := r.Error.err(7)
 		if !errors.Is(got, err) && got.Error() != err.Error() {
 			t.Errorf("%v crossed as %v", err, got)
 		}
+	}
+	if got := errorReply(durable.ErrPersistTimeout).Error.err(7); !errors.Is(got, durable.ErrPersistTimeout) {
+		t.Errorf("a stream persist timeout crossed as %v", got)
 	}
 	if got := errorReply(ws.ErrShuttingDown).Error.err(0); !errors.Is(got, ws.ErrMoved) {
 		t.Errorf("a node shutting down: %v, want a move to an owner not known yet", got)

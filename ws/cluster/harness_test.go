@@ -126,6 +126,7 @@ func startNode(t testing.TB, dbURL string, ns *natsServer, id string) *testNode 
 		t.Fatal(err)
 	}
 	srv := ws.NewServer(hub, ws.ServerConfig{Logger: log, HubMetrics: m,
+		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
 			if err := node.Ready(ctx); err != nil {

@@ -48,6 +48,11 @@ func (n *Node) handle(req request) reply {
 	switch req.Op {
 	case opAppend:
 		r.Seq, err = hub.AppendLocal(ctx, req.Channel, req.Data, req.Wait)
+	case opStream:
+		if req.Stream == nil {
+			return reply{Error: &replyError{Code: codeBadRequest, Message: "a stream append without its fields"}}
+		}
+		r, err = n.streamAppend(req)
 	case opClose:
 		r.Seq, err = hub.CloseLocal(ctx, req.Channel)
 	case opDelete:
@@ -67,10 +72,26 @@ func (n *Node) handle(req request) reply {
 	}
 	if err != nil {
 		e := errorReply(err)
-		e.Seq = r.Seq // an append accepted, then not confirmed persisted
+		// An append accepted, then not confirmed persisted; the tail of a
+		// stream append.
+		e.Seq, e.Epoch, e.Last, e.Closed = r.Seq, r.Epoch, r.Last, r.Closed
 		return e
 	}
 	return r
+}
+
+// streamAppend runs a forwarded Durable Streams append on this node's
+// hub. It waits until the append is persisted (as the owner's stream
+// appends with producer headers do), so it has the longer deadline of an
+// append that waits.
+func (n *Node) streamAppend(req request) (reply, error) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout+n.cfg.WaitTimeout)
+	defer cancel()
+	s := req.Stream
+	res, err := n.started().StreamAppendLocal(ctx, req.Channel, ws.StreamWrite{Messages: s.Messages,
+		Close: s.Close, StreamSeq: s.StreamSeq, Producer: s.Producer})
+	return reply{Seq: res.Seq, Epoch: res.Epoch, Last: res.LastSeq, Closed: res.Closed,
+		Duplicate: res.Duplicate, ProducerSeq: res.ProducerSeq}, err
 }
 
 // started returns the hub Start was given, or nil before Start.

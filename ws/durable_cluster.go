@@ -1,0 +1,81 @@
+package ws
+
+import (
+	"context"
+	"errors"
+
+	"github.com/messages-server/messages/ws/durable"
+)
+
+// Append implements durable.Backend. In cluster mode an append to a stream
+// whose channel another node owns is forwarded to that node, headers and
+// all, exactly as Hub.Append forwards: the owner checks the producer and
+// the Stream-Seq and commits their new state with the messages, so that
+// the idempotence holds through any node.
+func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
+	if b.h.cluster == nil {
+		return b.appendHere(ctx, name, a)
+	}
+	var res durable.AppendResult
+	w := StreamWrite{Messages: a.Messages, Close: a.Close, StreamSeq: a.StreamSeq, Producer: a.Producer}
+	_, err := b.h.forwardTo(ctx, func() (int64, error) {
+		var err error
+		res, err = b.appendHere(ctx, name, a)
+		return res.Seq, err
+	}, func(node string) (int64, error) {
+		r, err := b.h.cluster.ForwardStream(ctx, node, name, w)
+		res = durable.AppendResult{Seq: r.Seq, Duplicate: r.Duplicate, ProducerSeq: r.ProducerSeq,
+			Info: durable.Info{Tail: durable.Pos{Epoch: r.Epoch, Seq: r.LastSeq}, Closed: r.Closed}}
+		if st, serr := b.state(ctx, name); serr == nil {
+			b.touch(st)
+			res.Info.Config, res.Info.Expires = st.cfg, st.expiry()
+		}
+		return r.Seq, err
+	})
+	return res, streamErr(err)
+}
+
+// owned returns a *MovedError if another node owns the channel of stream
+// name (taking the channel over if its owner's lease has expired), and
+// otherwise, with reload, reads the stream's last Stream-Seq and producers
+// from the store again: another node may have recorded newer ones while
+// it owned the channel. The caller holds st.mu; a closed stream has no
+// owner and is answered here.
+func (b *DurableBackend) owned(ctx context.Context, name string, st *streamState, reload bool) error {
+	c, err := b.h.get(ctx, name)
+	switch {
+	case errors.Is(err, errClosedChannel):
+	case err != nil:
+		return streamErr(err)
+	case c.follower:
+		return &MovedError{Owner: c.owner}
+	}
+	if !reload {
+		return nil
+	}
+	ss, err := b.store.Stream(ctx, name)
+	if err != nil {
+		return streamErr(storeErr(err))
+	}
+	st.streamSeq = ss.StreamSeq
+	clear(st.producers)
+	for _, p := range ss.Producers {
+		st.producers[p.ID] = durable.Producer{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
+	}
+	return nil
+}
+
+// StreamAppendLocal runs a Durable Streams append forwarded by another
+// node, without forwarding it again: it fails with a *MovedError if this
+// node does not own the stream's channel. The cluster layer serves
+// forwarded stream appends with it.
+func (h *Hub) StreamAppendLocal(ctx context.Context, id string, w StreamWrite) (StreamResult, error) {
+	b := h.streams.Load()
+	if b == nil {
+		return StreamResult{}, &BadRequestError{Msg: "Durable Streams are not enabled on the owner of this stream"}
+	}
+	res, err := b.appendHere(ctx, id, durable.Append{Messages: w.Messages, Close: w.Close,
+		StreamSeq: w.StreamSeq, Producer: w.Producer})
+	return StreamResult{Seq: res.Seq, Epoch: res.Info.Tail.Epoch, LastSeq: res.Info.Tail.Seq,
+		Closed: res.Info.Closed, Duplicate: res.Duplicate, ProducerSeq: res.ProducerSeq}, err
+}
