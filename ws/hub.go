@@ -39,6 +39,7 @@
 //   - durable_lifecycle.go: creating, forking and deleting streams
 //   - durable_http.go: mounting ws/durable at /v1/stream/ with token rights
 //   - durable_store.go: the store timeout on Durable Streams store calls
+//   - durable_cluster.go: Durable Streams appends forwarded to the owner
 //   - authz.go: the token checks of every endpoint
 //   - cluster.go: the Cluster seam the hub calls in cluster mode (package
 //     ws/cluster implements it)
