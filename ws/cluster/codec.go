@@ -150,22 +150,44 @@ const (
 	codeStreamBad      = "stream_bad_request"
 )
 
+// sentinels are the sentinel errors that cross nodes as a code alone, in
+// both directions: errorReply encodes them, replyError.err decodes them.
+// Read-only.
+var sentinels = [...]struct {
+	code string
+	err  error
+}{
+	// The Durable Streams errors first: they say more than the hub's.
+	{codeStreamNotFound, durable.ErrNotFound},
+	{codeStreamClosed, durable.ErrClosed},
+	{codeStreamSeq, durable.ErrStreamSeq},
+	{codeNewEpochSeq, durable.ErrNewEpochSeq},
+	{codeNotFound, ws.ErrNotFound},
+	{codeClosed, ws.ErrChannelClosed},
+	{codeDeleted, ws.ErrChannelDeleted},
+	{codeGenerator, ws.ErrGeneratorChannel},
+	{codeOverloaded, ws.ErrOverloaded},
+}
+
+// sentinelCode returns the code of the first of sentinels err wraps.
+func sentinelCode(err error) (string, bool) {
+	for _, sc := range sentinels {
+		if errors.Is(err, sc.err) {
+			return sc.code, true
+		}
+	}
+	return "", false
+}
+
 // errorReply returns the reply of a request that failed with err, a hub
 // error.
 func errorReply(err error) reply {
 	re := &replyError{Code: codeInternal, Message: err.Error()}
 	moved, isMoved := errors.AsType[*ws.MovedError](err)
+	code, isSentinel := sentinelCode(err)
 	switch {
-	case errors.Is(err, ws.ErrNotFound):
-		re.Code = codeNotFound
-	case errors.Is(err, ws.ErrChannelClosed):
-		re.Code = codeClosed
-	case errors.Is(err, ws.ErrChannelDeleted):
-		re.Code = codeDeleted
-	case errors.Is(err, ws.ErrGeneratorChannel):
-		re.Code = codeGenerator
-	case errors.Is(err, ws.ErrOverloaded):
-		re.Code = codeOverloaded
+	case isSentinel:
+		re.Code = code
 	case errors.Is(err, ws.ErrShuttingDown):
 		re.Code = codeShuttingDown
 	case isMoved:
@@ -192,14 +214,6 @@ func streamError(re *replyError, err error) {
 	stale, isStale := errors.AsType[*durable.StaleEpochError](err)
 	gap, isGap := errors.AsType[*durable.SeqGapError](err)
 	switch {
-	case errors.Is(err, durable.ErrNotFound):
-		re.Code = codeStreamNotFound
-	case errors.Is(err, durable.ErrClosed):
-		re.Code = codeStreamClosed
-	case errors.Is(err, durable.ErrStreamSeq):
-		re.Code = codeStreamSeq
-	case errors.Is(err, durable.ErrNewEpochSeq):
-		re.Code = codeNewEpochSeq
 	case errors.Is(err, durable.ErrPersistTimeout):
 		re.Code = codePersistTimeout
 	case isStale:
@@ -219,19 +233,14 @@ func streamError(re *replyError, err error) {
 // it was accepted. A node shutting down is, for the asking node, a node
 // about to hand its channels over: a move to an owner not yet known.
 func (e *replyError) err(seq int64) error {
+	for _, sc := range sentinels {
+		if sc.code == e.Code {
+			return sc.err
+		}
+	}
 	switch e.Code {
 	case codePersistWait:
 		return &ws.PersistWaitError{Seq: seq, After: e.After}
-	case codeNotFound:
-		return ws.ErrNotFound
-	case codeClosed:
-		return ws.ErrChannelClosed
-	case codeDeleted:
-		return ws.ErrChannelDeleted
-	case codeGenerator:
-		return ws.ErrGeneratorChannel
-	case codeOverloaded:
-		return ws.ErrOverloaded
 	case codeShuttingDown:
 		return &ws.MovedError{}
 	case codeMoved:
@@ -240,14 +249,6 @@ func (e *replyError) err(seq int64) error {
 		return &ws.StoreError{Err: errors.New(e.Message)}
 	case codeBadRequest:
 		return &ws.BadRequestError{Msg: e.Message}
-	case codeStreamNotFound:
-		return durable.ErrNotFound
-	case codeStreamClosed:
-		return durable.ErrClosed
-	case codeStreamSeq:
-		return durable.ErrStreamSeq
-	case codeNewEpochSeq:
-		return durable.ErrNewEpochSeq
 	case codePersistTimeout:
 		return fmt.Errorf("%w: %s", durable.ErrPersistTimeout, e.Message)
 	case codeStaleEpoch:
