@@ -1,54 +1,14 @@
 package ws_test
 
 import (
-	"fmt"
-	"net/http"
-	"os"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/messages-server/messages/ws/wstest"
 )
 
 // TestMain fails the package if a goroutine of the server, the hub or the
 // client outlives the tests: every goroutine must have a way to stop.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		http.DefaultClient.CloseIdleConnections()
-		if err := checkLeaks(10 * time.Second); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func checkLeaks(wait time.Duration) error {
-	deadline := time.Now().Add(wait)
-	for {
-		leaked := leakedGoroutines()
-		if len(leaked) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("leaked goroutines:\n%s", strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(20 * time.Millisecond) // polling for exit; nothing to wait on
-	}
-}
-
-func leakedGoroutines() []string {
-	buf := make([]byte, 4<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var leaked []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "ws_test.checkLeaks") || strings.Contains(g, "ws_test.TestMain") {
-			continue
-		}
-		if strings.Contains(g, "github.com/messages-server/messages/") || strings.Contains(g, "github.com/coder/websocket") {
-			leaked = append(leaked, g)
-		}
-	}
-	return leaked
+	wstest.RunNoLeaks(m, 10*time.Second, "github.com/coder/websocket")
 }
