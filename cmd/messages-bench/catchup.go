@@ -5,14 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/messages-server/messages/ws/client"
 )
 
 // catchupFlags are the catchup scenario's flags, embedded in config.
@@ -94,6 +91,7 @@ func runCatchup(ctx context.Context, b *bench) error {
 	b.res.Expected = int64(cfg.Clients) * cfg.History
 	lastDone := timeMark{latest: true}
 	var received atomic.Int64
+	seen := newVerifiedFrames(verifiedFramesBytes)
 	sem := make(chan struct{}, dialConcurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -111,7 +109,7 @@ func runCatchup(ctx context.Context, b *bench) error {
 				}
 				return data[seq-1], true
 			}, next: 1}
-			done, n, err := readCatchup(ctx, b, id, k, sem, check)
+			done, n, err := readCatchup(ctx, b, id, k, sem, check, seen)
 			if err == nil {
 				lastDone.mark(done)
 				received.Add(n)
@@ -127,75 +125,6 @@ func runCatchup(ctx context.Context, b *bench) error {
 			b.st.done.Load(), cfg.History, cfg.Size, cfg.Source, all, float64(received.Load())/all/1e6))
 	}
 	return ctx.Err()
-}
-
-// readCatchup reads channel id as reader k until it is caught up: the end
-// of a closed channel, or live on an open one. It releases sem once its
-// dial is over. It returns when it was done and how many message bytes it
-// received.
-func readCatchup(ctx context.Context, b *bench, id string, k int, sem <-chan struct{}, check *seqChecker) (time.Time, int64, error) {
-	started := time.Now()
-	b.st.dials.Add(1)
-	sub, err := client.Subscribe(ctx, b.cfg.URL, id, client.Options{HTTPClient: b.src.next()})
-	<-sem
-	if err != nil {
-		return time.Time{}, 0, fmt.Errorf("connect: %w", err)
-	}
-	b.st.open.Add(1)
-	defer func() {
-		b.st.open.Add(-1)
-		sub.Close()
-	}()
-	var n int64
-	var frame deliveries // the messages of one frame, counted at once
-	defer func() { frame.flush(b.st) }()
-	for {
-		e, err := sub.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			return time.Time{}, n, fmt.Errorf("the channel ended after seq %d before the reader was live", sub.LastSeq())
-		}
-		if err != nil {
-			return time.Time{}, n, err
-		}
-		switch e.Kind {
-		case client.EventMessage:
-			if !e.Received.Equal(frame.at) {
-				frame.flush(b.st)
-				frame.at = e.Received
-			}
-			frame.count++
-			frame.bytes += int64(len(e.Data))
-			n += int64(len(e.Data))
-			check.add(e.Seq, e.Data)
-		case client.EventLive, client.EventEnd:
-			b.st.catchup.record(k, e.Received.Sub(started))
-			if e.Kind == client.EventLive {
-				b.st.liveCount.Add(1)
-			}
-			return e.Received, n, nil
-		}
-	}
-}
-
-// deliveries are messages received at once (from one frame), counted into
-// stats together: with thousands of readers, counting each message on the
-// shared counters costs the bench more than checking it.
-type deliveries struct {
-	at           time.Time
-	count, bytes int64
-}
-
-// flush counts d into st and empties it.
-func (d *deliveries) flush(st *stats) {
-	if d.count == 0 {
-		return
-	}
-	st.delivered.Add(d.count)
-	st.bytes.Add(d.bytes)
-	if i := int(d.at.Sub(st.start) / bucketWidth); i >= 0 && i < len(st.timeline) {
-		st.timeline[i].Add(d.count)
-	}
-	d.count, d.bytes = 0, 0
 }
 
 // fillChannel appends -history messages of -size bytes to channel id over
