@@ -58,7 +58,10 @@ func (v *verifiedFrames) add(frame []byte, s frameSpan) {
 
 // framePool holds the readers' frame buffers: a thousand readers joining at
 // once would otherwise each allocate (and zero) their own.
-var framePool = sync.Pool{New: func() any { return new([]byte) }}
+var framePool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 256<<10) // a history page of large messages
+	return &b
+}}
 
 // catchupReadLimit is the largest frame a catchup reader accepts.
 const catchupReadLimit = 64 << 20
