@@ -118,7 +118,7 @@ func refRead(ctx context.Context, b *bench, id string, r *refReader, started <-c
 	case r.http:
 		r.body, err = readHTTP(ctx, b, id, r.client)
 	case r.sse:
-		r.body, err = readSSE(ctx, b, id)
+		r.body, err = readSSE(ctx, b, b.cfg.readerURL(r.client), id)
 	default:
 		err = readRefWS(ctx, b, id, r)
 	}

@@ -24,11 +24,11 @@ type sseControl struct {
 // (GET /v1/stream/{id}?live=sse) from the start until the stream is closed,
 // reconnecting from the last offset when the server ends a response early;
 // every line counts as a delivery. It returns the stream's bytes.
-func readSSE(ctx context.Context, b *bench, id string) ([]byte, error) {
+func readSSE(ctx context.Context, b *bench, base, id string) ([]byte, error) {
 	var body []byte
 	offset := "-1"
 	for range 1000 {
-		closed, err := readSSEOnce(ctx, b, id, &offset, &body)
+		closed, err := readSSEOnce(ctx, b, base, id, &offset, &body)
 		if err != nil || closed {
 			return body, err
 		}
@@ -39,8 +39,8 @@ func readSSE(ctx context.Context, b *bench, id string) ([]byte, error) {
 // readSSEOnce reads one SSE response, appending data to *body and moving
 // *offset on at each control event. It reports whether the stream ended
 // closed.
-func readSSEOnce(ctx context.Context, b *bench, id string, offset *string, body *[]byte) (bool, error) {
-	u := b.cfg.URL + "/v1/stream/" + url.PathEscape(id) + "?live=sse&offset=" + url.QueryEscape(*offset)
+func readSSEOnce(ctx context.Context, b *bench, base, id string, offset *string, body *[]byte) (bool, error) {
+	u := base + "/v1/stream/" + url.PathEscape(id) + "?live=sse&offset=" + url.QueryEscape(*offset)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return false, err

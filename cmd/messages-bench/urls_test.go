@@ -2,9 +2,16 @@ package main
 
 import (
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/messages-server/messages/ws/wstest"
 )
 
 func TestSeveralURLs(t *testing.T) {
@@ -30,5 +37,51 @@ func TestSeveralURLs(t *testing.T) {
 	_, err = parseFlags([]string{"-url", "http://127.0.0.1:3001,ftp://x"}, func(string) string { return "" }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `"ftp://x"`) {
 		t.Fatalf("a bad URL in the list: %v, want an error naming it", err)
+	}
+}
+
+// countingProxy forwards to target and counts the requests whose path
+// starts with prefix.
+func countingProxy(t *testing.T, target, prefix string) (string, *atomic.Int64) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n atomic.Int64
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(u) }}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, prefix) {
+			n.Add(1)
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &n
+}
+
+// TestReadersUseEveryURL: the catchup scenario's readers and the
+// reference scenario's SSE readers are spread over every -url, as the
+// other scenarios' readers are.
+func TestReadersUseEveryURL(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{Backend: "sqlite"})
+	for _, tc := range []struct {
+		name, prefix string
+		args         []string
+	}{
+		{"catchup", "/ws", []string{"-scenario", "catchup", "-clients", "10", "-history", "300"}},
+		{"sse", "/v1/stream/", []string{"-scenario", "reference", "-channels", "2", "-clients", "5", "-freq", "200",
+			"-max", "20", "-transport", "sse"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy, n := countingProxy(t, srv.URL, tc.prefix)
+			r := runBench(t, srv.URL+","+proxy, append(tc.args, "-prefix", tc.name+"-")...)
+			if r.Completed != r.Clients || r.Clients != 10 {
+				t.Fatalf("%d of %d readers completed, want all 10", r.Completed, r.Clients)
+			}
+			if got := n.Load(); got < 4 {
+				t.Fatalf("%d requests to %s through the second URL, want about half of the 10 readers'", got, tc.prefix)
+			}
+		})
 	}
 }
