@@ -63,12 +63,12 @@ func TestReadCatchupChecksRepeatedFrames(t *testing.T) {
 			url := scriptedServer(t, tc.frames)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			src, err := newSources(url, "")
+			src, err := newSources(url, "", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer src.close()
-			b := &bench{cfg: config{URL: url}, src: src, st: newStats(time.Minute), stderr: io.Discard, res: &result{}}
+			b := &bench{cfg: config{URL: url, URLs: []string{url}}, src: src, st: newStats(time.Minute), stderr: io.Discard, res: &result{}}
 			seen := newVerifiedFrames(1 << 20)
 			// One reader first, so that the others find its frames known.
 			for round, readers := range []int{1, 4} {
