@@ -66,7 +66,7 @@ func (c *config) checkCatchup() error {
 func runCatchup(ctx context.Context, b *bench) error {
 	cfg := b.cfg
 	id := cfg.Prefix + "0"
-	api := newHTTPClient(0, 16, cfg.Token)
+	api := newHTTPClient(0, 16, cfg.Token, &b.st.throttled)
 	defer api.CloseIdleConnections()
 	if err := createChannel(ctx, api, cfg.URL, id, 0, 0, 0); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -32,19 +33,22 @@ type sources struct {
 	perSource int
 	spread    bool
 	token     string
+	throttled *atomic.Int64 // counts retried 429s; nil: no retries
 	n         atomic.Int64
 
 	mu      sync.Mutex // guards clients
 	clients []*http.Client
 }
 
-func newSources(baseURL, token string) (*sources, error) {
+// newSources returns the sources for baseURL; their clients send token and
+// retry 429s, counted in throttled, as newHTTPClient does.
+func newSources(baseURL, token string, throttled *atomic.Int64) (*sources, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse url: %w", err)
 	}
 	ip := net.ParseIP(u.Hostname())
-	return &sources{perSource: portsPerSource(), spread: ip != nil && ip.To4() != nil && ip.IsLoopback(), token: token}, nil
+	return &sources{perSource: portsPerSource(), spread: ip != nil && ip.To4() != nil && ip.IsLoopback(), token: token, throttled: throttled}, nil
 }
 
 // next returns the client for the next connection.
@@ -57,7 +61,7 @@ func (s *sources) next() *http.Client {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(s.clients) <= i {
-		s.clients = append(s.clients, newHTTPClient(len(s.clients), 0, s.token))
+		s.clients = append(s.clients, newHTTPClient(len(s.clients), 0, s.token, s.throttled))
 	}
 	return s.clients[i]
 }
@@ -81,8 +85,11 @@ func (s *sources) close() {
 // newHTTPClient returns a client whose connections come from
 // 127.0.0.(source+1) (source 0 lets the system choose), keeping up to
 // maxConns connections (0: no limit). With a token, every request it sends,
-// WebSocket handshakes included, carries it as a bearer token.
-func newHTTPClient(source, maxConns int, token string) *http.Client {
+// WebSocket handshakes included, carries it as a bearer token. With
+// throttled set, a request the server refuses with 429 Too Many Requests
+// (a per-client quota) is sent again after its Retry-After, and counted
+// there.
+func newHTTPClient(source, maxConns int, token string, throttled *atomic.Int64) *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	if source > 0 {
 		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(source+1))}
@@ -102,7 +109,73 @@ func newHTTPClient(source, maxConns int, token string) *http.Client {
 	if token != "" {
 		rt = &bearerTransport{base: rt, auth: "Bearer " + token}
 	}
+	if throttled != nil {
+		rt = &retryTransport{base: rt, count: throttled}
+	}
 	return &http.Client{Transport: rt}
+}
+
+// Bounds of the retries of a throttled request.
+const (
+	maxThrottleRetries = 20
+	maxRetryAfter      = 10 * time.Second
+)
+
+// retryTransport sends a request refused with 429 again after the answer's
+// Retry-After (1 s when it has none, at most maxRetryAfter), plus a random
+// part of it so that refused clients do not come back all at once. A
+// request whose body cannot be read again is not retried.
+type retryTransport struct {
+	base  http.RoundTripper
+	count *atomic.Int64 // retries so far
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *retryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		resp, err := t.base.RoundTrip(r)
+		if err != nil || resp.StatusCode != http.StatusTooManyRequests || attempt == maxThrottleRetries ||
+			(r.Body != nil && r.Body != http.NoBody && r.GetBody == nil) {
+			return resp, err
+		}
+		wait := retryAfter(resp.Header.Get("Retry-After"))
+		wait += rand.N(wait/2 + 1)
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		t.count.Add(1)
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-r.Context().Done():
+			timer.Stop()
+			return nil, r.Context().Err()
+		}
+		next := r.Clone(r.Context())
+		if r.GetBody != nil {
+			if next.Body, err = r.GetBody(); err != nil {
+				return nil, err
+			}
+		}
+		r = next
+	}
+}
+
+// CloseIdleConnections closes the idle connections of the transport
+// underneath.
+func (t *retryTransport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// retryAfter reads a Retry-After header in seconds: 1 s when absent or not
+// a number of seconds, at most maxRetryAfter.
+func retryAfter(h string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(h))
+	if err != nil || n < 0 {
+		return time.Second
+	}
+	return min(time.Duration(n)*time.Second, maxRetryAfter)
 }
 
 // bearerTransport adds an Authorization header to every request.

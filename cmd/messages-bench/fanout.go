@@ -44,7 +44,7 @@ func runFanout(ctx context.Context, b *bench) error {
 	lines := max(int64(math.Ceil(cfg.Freq*cfg.Duration.Seconds())), 1)
 	b.res.Clients = int64(cfg.Channels * cfg.Clients)
 	b.res.Expected = b.res.Clients * lines
-	api := newHTTPClient(0, 64, cfg.Token)
+	api := newHTTPClient(0, 64, cfg.Token, &b.st.throttled)
 	defer api.CloseIdleConnections()
 	lastLive := timeMark{latest: true}
 	firstEnd := timeMark{}

@@ -17,7 +17,7 @@ import (
 func runIdle(ctx context.Context, b *bench, mon *monitor) error {
 	cfg := b.cfg
 	b.res.Clients = int64(cfg.Channels * cfg.Clients)
-	api := newHTTPClient(0, 64, cfg.Token)
+	api := newHTTPClient(0, 64, cfg.Token, &b.st.throttled)
 	defer api.CloseIdleConnections()
 	ids := make([]string, 0, cfg.Channels)
 	// Closed last: both samples without connections have the channels.

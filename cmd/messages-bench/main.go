@@ -238,7 +238,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		fmt.Fprintf(stderr, "warning: %v\n", err)
 	}
-	src, err := newSources(cfg.URL, cfg.Token)
+	st := newStats(cfg.Timeout + time.Minute)
+	src, err := newSources(cfg.URL, cfg.Token, &st.throttled)
 	if err != nil {
 		return err
 	}
@@ -246,7 +247,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	params, _ := json.Marshal(cfg)
 	fmt.Fprintf(stderr, "messages-bench %s: %s (open files limit %d)\n", cfg.Scenario, params, limit)
 
-	b := &bench{cfg: cfg, src: src, st: newStats(cfg.Timeout + time.Minute), rng: rand.New(rand.NewPCG(cfg.Seed, 0x6d657373)), stderr: stderr}
+	b := &bench{cfg: cfg, src: src, st: st, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6d657373)), stderr: stderr}
 	b.res = &result{Scenario: cfg.Scenario, Config: cfg, Started: b.st.start}
 	mon := startMonitor(ctx, b)
 	switch cfg.Scenario {

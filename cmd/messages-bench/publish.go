@@ -26,7 +26,7 @@ func runPublish(ctx context.Context, b *bench) error {
 	interval := time.Duration(float64(cfg.Channels) / cfg.Rate * float64(time.Second))
 	b.res.Clients = int64(cfg.Channels * cfg.Clients)
 	b.res.Expected = b.res.Clients * perChannel
-	api := newHTTPClient(0, cfg.Conns, cfg.Token)
+	api := newHTTPClient(0, cfg.Conns, cfg.Token, &b.st.throttled)
 	defer api.CloseIdleConnections()
 
 	ids := make([]string, cfg.Channels)

@@ -19,7 +19,7 @@ func TestReferenceCountsDoneDuringRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := newSources(cfg.URL, cfg.Token)
+	src, err := newSources(cfg.URL, cfg.Token, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,9 +50,13 @@ type result struct {
 	Started  time.Time `json:"started"`
 	Seconds  float64   `json:"seconds"`
 
-	Clients   int64 `json:"clients"`   // clients started
-	Dials     int64 `json:"dials"`     // connection attempts, resumes included
-	Resumes   int64 `json:"resumes"`   // deliberate drops then resumes
+	Clients int64 `json:"clients"` // clients started
+	Dials   int64 `json:"dials"`   // connection attempts, resumes included
+	Resumes int64 `json:"resumes"` // deliberate drops then resumes
+	// Throttled counts the requests the server refused with 429 Too Many
+	// Requests (its per-client quotas) that the bench sent again after
+	// Retry-After.
+	Throttled int64 `json:"throttled,omitempty"`
 	Completed int64 `json:"completed"` // clients that read their whole stream
 	Failures  int64 `json:"failures"`  // clients that failed
 	// ChannelFailures counts the channels the bench could not create or
@@ -96,7 +100,7 @@ type monitor struct {
 func startMonitor(ctx context.Context, b *bench) *monitor {
 	ctx, cancel := context.WithCancel(ctx)
 	m := &monitor{cancel: cancel, done: make(chan struct{})}
-	client := newHTTPClient(0, 2, b.cfg.Token)
+	client := newHTTPClient(0, 2, b.cfg.Token, nil)
 	m.sample(ctx, client, b.cfg.URL)
 	go func() {
 		defer close(m.done)
@@ -150,10 +154,11 @@ func (m *monitor) stop() {
 
 // finish fills the result from the counters and a last scrape.
 func (b *bench) finish(m *monitor) {
-	m.sample(context.Background(), newHTTPClient(0, 1, b.cfg.Token), b.cfg.URL)
+	m.sample(context.Background(), newHTTPClient(0, 1, b.cfg.Token, nil), b.cfg.URL)
 	st, r := b.st, b.res
 	r.Seconds = time.Since(st.start).Seconds()
 	r.Dials, r.Resumes, r.Completed, r.Failures = st.dials.Load(), st.resumes.Load(), st.done.Load(), st.failures.Load()
+	r.Throttled = st.throttled.Load()
 	r.ChannelFailures = st.chanFails.Load()
 	r.Sources = b.src.used()
 	r.Delivered, r.Bytes = st.delivered.Load(), st.bytes.Load()
@@ -211,6 +216,9 @@ func (r *result) writeTable(w io.Writer) {
 	row("duration", "%.2f s", r.Seconds)
 	row("clients", "%d started, %d completed, %d failed, %d resumed; %d dials from %d source address(es)",
 		r.Clients, r.Completed, r.Failures, r.Resumes, r.Dials, r.Sources)
+	if r.Throttled > 0 {
+		row("throttled", "%d requests refused with 429 (the server's per-client quotas) and sent again after Retry-After", r.Throttled)
+	}
 	if r.ChannelFailures > 0 {
 		row("channels", "%d failed (not created or not closed)", r.ChannelFailures)
 	}

@@ -76,6 +76,7 @@ type stats struct {
 	open       atomic.Int64 // connections open now
 	done       atomic.Int64 // clients finished successfully
 	resumes    atomic.Int64 // deliberate drops followed by a resume
+	throttled  atomic.Int64 // requests refused with 429 and sent again
 	delivered  atomic.Int64 // messages received by clients
 	bytes      atomic.Int64 // message bytes received by clients
 	liveCount  atomic.Int64 // clients that reached live
