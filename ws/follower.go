@@ -122,6 +122,7 @@ func (c *channel) adopt(snap Snapshot) {
 	}
 	c.h.bufferedMsgs.Add(c.lastSeq - c.p)
 	c.h.memBytes.Add(c.bufBytes + c.retained)
+	c.h.makeRoom()
 	c.h.retainedBytes.Add(c.retained)
 	c.statLast.Store(c.lastSeq)
 	c.statPersisted.Store(c.p)
@@ -223,6 +224,7 @@ func (c *channel) onRemoteMessage(ev Event) {
 	c.bufBytes += cost
 	c.h.bufferedMsgs.Add(1)
 	c.h.memBytes.Add(cost)
+	c.h.makeRoom()
 	c.statLast.Store(c.lastSeq)
 	for s := range c.subs {
 		select {

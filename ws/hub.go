@@ -78,8 +78,10 @@ type HubConfig struct {
 	MaxBufferedPerChannel int
 	// MaxBufferedBytes bounds the memory of the messages all channels hold,
 	// unpersisted and retained, each counted at its real cost (see
-	// MessageOverhead); past it appends fail with ErrOverloaded. Retained
-	// messages may use at most an eighth of it. Default 256 MiB.
+	// MessageOverhead), together with the history page cache; past it
+	// appends fail with ErrOverloaded. The cache gives its pages up first,
+	// then the channels their retained messages, which may use at most an
+	// eighth of it. Default 256 MiB.
 	MaxBufferedBytes int64
 	// MaxChannelBytes bounds the same memory for one channel. Default
 	// 16 MiB, and at most MaxBufferedBytes.
@@ -88,8 +90,8 @@ type HubConfig struct {
 	// and the messages of a cached history page. Default 1000.
 	HistoryPage int
 	// HistoryCacheBytes bounds the bytes of the cache of encoded history
-	// pages that catch-ups share (see pagecache.go). Default 64 MiB;
-	// negative disables the cache.
+	// pages that catch-ups share (see pagecache.go), which also counts in
+	// MaxBufferedBytes. Default 64 MiB; negative disables the cache.
 	HistoryCacheBytes int64
 	// RetainMessages and RetainBytes bound the persisted messages a channel
 	// keeps in memory after they are durable, so that catch-ups and resumes
@@ -246,7 +248,7 @@ func NewHub(cfg HubConfig) *Hub {
 	h.metrics.persistLag.Store(&h.bufferedMsgs)
 	h.metrics.memBytes.Store(&h.memBytes)
 	if cfg.HistoryCacheBytes > 0 {
-		h.cache = newPageCache(cfg.HistoryCacheBytes, h.metrics.cache)
+		h.cache = newPageCache(cfg.HistoryCacheBytes, h.metrics.cache, &h.memBytes, cfg.MaxBufferedBytes)
 	}
 	if cfg.Retention.After > 0 {
 		h.wg.Add(1)

@@ -34,7 +34,16 @@ func (c *channel) reserve(msgs, cost int64) bool {
 		return false
 	}
 	h.bufferedMsgs.Add(msgs)
+	h.makeRoom()
 	return true
+}
+
+// makeRoom has the history page cache give up pages until it and the
+// messages fit in MaxBufferedBytes again: accepted messages come first.
+func (h *Hub) makeRoom() {
+	if h.cache != nil {
+		h.cache.yield()
+	}
 }
 
 // trim drops the oldest persisted messages past the retention bounds. The

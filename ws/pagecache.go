@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -132,6 +133,13 @@ const pageOverhead = 256
 type pageCache struct {
 	max int64
 	m   *cacheMetrics
+	// held and budget, when held is set, are the memory bound the cache
+	// shares with the messages the channels hold (*held bytes): the cache
+	// keeps *held plus its own bytes within budget, takes no page that
+	// does not fit, and gives pages up (yield) when messages need room.
+	held   *atomic.Int64
+	budget int64
+	used   atomic.Int64 // bytes, as c.bytes, readable without mu
 
 	mu       sync.Mutex
 	bytes    int64                    // guarded by mu: bytes of the pages in lru
@@ -163,8 +171,10 @@ type cacheEntry struct {
 	abandoned bool
 }
 
-func newPageCache(max int64, m *cacheMetrics) *pageCache {
-	return &pageCache{max: max, m: m, channels: make(map[string]*channelPages)}
+// newPageCache returns a cache of at most max bytes; with held set, it
+// also keeps *held plus its bytes within budget.
+func newPageCache(max int64, m *cacheMetrics, held *atomic.Int64, budget int64) *pageCache {
+	return &pageCache{max: max, m: m, held: held, budget: budget, channels: make(map[string]*channelPages)}
 }
 
 // get returns the page key names, calling load to read it if it is not
@@ -219,7 +229,8 @@ func (c *pageCache) get(ctx context.Context, key pageKey, load func(context.Cont
 }
 
 // finish ends e's load: the page is kept unless the load failed, the entry
-// was dropped meanwhile, or the page alone would fill the cache.
+// was dropped meanwhile, the page alone would fill the cache, or it does
+// not fit beside the messages the channels hold.
 func (c *pageCache) finish(e *cacheEntry, p *page, err error, abandoned bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -233,7 +244,7 @@ func (c *pageCache) finish(e *cacheEntry, p *page, err error, abandoned bool) {
 	if p != nil {
 		size = p.frameBytes + pageOverhead
 	}
-	if err != nil || size > c.max/2 {
+	if err != nil || size > c.max/2 || (c.held != nil && c.held.Load()+size > c.budget) {
 		c.removeLocked(cp, e)
 		return
 	}
@@ -257,19 +268,44 @@ func (c *pageCache) grow(p *page, n int64) {
 }
 
 // addLocked counts n more bytes and evicts the least recently used pages
-// past the bound.
+// past the bounds.
 func (c *pageCache) addLocked(n int64) {
 	c.bytes += n
-	for c.bytes > c.max {
-		back := c.lru.Back()
-		if back == nil {
+	c.used.Store(c.bytes)
+	for c.bytes > c.max || (c.held != nil && c.held.Load()+c.bytes > c.budget) {
+		if !c.evictLocked() {
 			break
 		}
-		e := back.Value.(*cacheEntry)
-		c.removeLocked(c.channels[e.key.channel], e)
-		c.m.evictions.Inc()
 	}
 	c.m.bytes.Set(float64(c.bytes))
+}
+
+// evictLocked evicts the least recently used page; false if there is none.
+func (c *pageCache) evictLocked() bool {
+	back := c.lru.Back()
+	if back == nil {
+		return false
+	}
+	e := back.Value.(*cacheEntry)
+	c.removeLocked(c.channels[e.key.channel], e)
+	c.m.evictions.Inc()
+	return true
+}
+
+// yield evicts the least recently used pages until the messages the
+// channels hold and the cache fit in the shared budget again: messages
+// come first. Cheap when they fit.
+func (c *pageCache) yield() {
+	if c.held == nil || c.held.Load()+c.used.Load() <= c.budget {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.held.Load()+c.bytes > c.budget {
+		if !c.evictLocked() {
+			return
+		}
+	}
 }
 
 // removeLocked forgets e, and its channel once it has no page left.
@@ -278,6 +314,7 @@ func (c *pageCache) removeLocked(cp *channelPages, e *cacheEntry) {
 		c.lru.Remove(e.elem)
 		e.elem = nil
 		c.bytes -= e.page.frameBytes + pageOverhead + e.extra
+		c.used.Store(c.bytes)
 		c.m.bytes.Set(float64(c.bytes))
 	}
 	delete(cp.pages, e.key.first)
@@ -328,11 +365,7 @@ func (c *pageCache) invalidate(id string) {
 }
 
 // size returns the bytes of the cached pages.
-func (c *pageCache) size() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.bytes
-}
+func (c *pageCache) size() int64 { return c.used.Load() }
 
 // InvalidateHistory forgets the cached history pages of channel id, and
 // that it is closed. Call it when the channel's stored history changes

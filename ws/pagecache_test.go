@@ -209,7 +209,7 @@ func getPage(t *testing.T, c *pageCache, id string, epoch, first int64) (*page, 
 func TestPageCacheEvictsByBytes(t *testing.T) {
 	one := rowsPage(1, 10, 100).frameBytes + pageOverhead
 	m := newCacheMetrics(nil)
-	c := newPageCache(3*one, m)
+	c := newPageCache(3*one, m, nil, 0)
 	for _, first := range []int64{1, 11, 21} {
 		if _, loaded := getPage(t, c, "a", 1, first); !loaded {
 			t.Fatalf("page %d: not loaded", first)
@@ -257,7 +257,7 @@ func TestPageCacheEvictsByBytes(t *testing.T) {
 // everything.
 func TestPageCacheEpochs(t *testing.T) {
 	one := rowsPage(1, 10, 100).frameBytes + pageOverhead
-	c := newPageCache(100*one, newCacheMetrics(nil))
+	c := newPageCache(100*one, newCacheMetrics(nil), nil, 0)
 	getPage(t, c, "a", 1, 1)
 	getPage(t, c, "a", 1, 11)
 	if _, loaded := getPage(t, c, "a", 2, 1); !loaded {
@@ -287,7 +287,7 @@ func TestPageCacheEpochs(t *testing.T) {
 func TestPageCacheAbandonedLoad(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := newCacheMetrics(nil)
-		c := newPageCache(1<<20, m)
+		c := newPageCache(1<<20, m, nil, 0)
 		key := pageKey{"a", 1, 1}
 		ctx, cancel := context.WithCancel(context.Background())
 		var first error
@@ -364,4 +364,84 @@ func TestPageCacheOpenChannel(t *testing.T) {
 		t.Fatalf("hits %v, misses %v; want 1 and 1", hits, misses)
 	}
 	_ = st
+}
+
+// TestPageCacheSharesMemoryBound: cached history pages count in the
+// server's memory bound (MaxBufferedBytes) with the messages the channels
+// hold. Appends are not refused for the cache's sake: it gives pages up
+// first; a page that does not fit beside the messages is served but not
+// kept; and only messages alone past the bound are refused.
+func TestPageCacheSharesMemoryBound(t *testing.T) {
+	const budget = 4 << 20
+	h, st, w := newTestHub(t, HubConfig{MaxBufferedBytes: budget, HistoryCacheBytes: 8 << 20, HistoryPage: 1000})
+	ctx := context.Background()
+	within := func(when string) {
+		t.Helper()
+		if m, c := h.memBytes.Load(), h.HistoryCacheBytes(); m+c > budget {
+			t.Fatalf("%s: messages %d + cache %d bytes = %d, past the bound of %d", when, m, c, m+c, budget)
+		}
+	}
+
+	// A closed channel of three pages of about a megabyte each.
+	st.mu.Lock()
+	var content strings.Builder
+	msgs := make([]persist.Message, 3000)
+	for i := range msgs {
+		msgs[i] = persist.Message{Seq: int64(i) + 1, Time: 1, Data: []byte(fmt.Sprintf("%0999d\n", i))}
+		content.Write(msgs[i].Data)
+	}
+	st.msgs["old"] = msgs
+	st.channels["old"] = persist.Channel{ID: "old", Epoch: 1, LastSeq: 3000, CreatedAt: time.Now(), ClosedAt: time.Now()}
+	st.mu.Unlock()
+	read := func() {
+		t.Helper()
+		s := &memSink{}
+		if err := h.stream(ctx, "old", 0, "", s); err != nil || s.data(t) != content.String() {
+			t.Fatalf("reading the closed channel: %v", err)
+		}
+	}
+	read()
+	if c := h.HistoryCacheBytes(); c < 3<<20 {
+		t.Fatalf("the cache holds %d bytes after reading three pages of a megabyte", c)
+	}
+	within("after the first read")
+
+	// Unpersisted messages fill most of the bound: accepted, the cache
+	// making room.
+	w.block(true)
+	if _, err := h.Create(ctx, "new", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	msg := bytes.Repeat([]byte{'m'}, 10_000)
+	for h.memBytes.Load() < budget*3/4 {
+		if _, err := h.Append(ctx, "new", msg, false); err != nil {
+			t.Fatalf("append with %d bytes of messages and %d cached: %v", h.memBytes.Load(), h.HistoryCacheBytes(), err)
+		}
+		within("appending")
+	}
+	evicted := testutil.ToFloat64(h.metrics.cache.evictions)
+	if evicted == 0 {
+		t.Fatal("no page was evicted to make room for the messages")
+	}
+
+	// A reader now gets the whole channel; pages that do not fit beside
+	// the messages are not kept.
+	read()
+	within("reading beside the messages")
+
+	// Past the bound with messages alone: refused, the cache empty.
+	var err error
+	for range budget / len(msg) {
+		if _, err = h.Append(ctx, "new", msg, false); err != nil {
+			break
+		}
+		within("appending to the bound")
+	}
+	if !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("appending past the bound: %v, want ErrOverloaded", err)
+	}
+	if c := h.HistoryCacheBytes(); c != 0 {
+		t.Fatalf("the cache holds %d bytes while appends are refused", c)
+	}
+	w.block(false)
 }

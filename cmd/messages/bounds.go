@@ -48,7 +48,7 @@ func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
 	fs.DurationVar(&b.idleTimeout, "idle-timeout", env.dur("IDLE_TIMEOUT", 2*time.Minute), "an idle keep-alive connection is closed after this (env IDLE_TIMEOUT)")
 	fs.DurationVar(&b.idleEvict, "idle-evict", env.dur("IDLE_EVICT", 5*time.Minute), "an open channel with no subscriber, no generator and no request for this long leaves memory until it is used again (env IDLE_EVICT)")
 	b.maxBufferedBytes = env.size("MAX_BUFFERED_BYTES", 256<<20)
-	fs.Var(&b.maxBufferedBytes, "max-buffered-bytes", "`size` of the memory for messages held by all channels, unpersisted and retained, at real cost (e.g. 256MiB); past it appends get 503 and generators pause (env MAX_BUFFERED_BYTES)")
+	fs.Var(&b.maxBufferedBytes, "max-buffered-bytes", "`size` of the memory for messages held by all channels, unpersisted and retained, at real cost, and for the history page cache (e.g. 256MiB); the cache gives way first; past it appends get 503 and generators pause (env MAX_BUFFERED_BYTES)")
 	b.maxChannelBytes = env.size("MAX_CHANNEL_BYTES", 16<<20)
 	fs.Var(&b.maxChannelBytes, "max-channel-bytes", "`size` bound of the same memory for one channel (env MAX_CHANNEL_BYTES)")
 	fs.IntVar(&b.maxOpenChannels, "max-open-channels", env.num("MAX_OPEN_CHANNELS", 100_000), "channels open in memory at once; past it creates and take-overs get 429 (env MAX_OPEN_CHANNELS)")

@@ -13,7 +13,7 @@ type historyConfig struct {
 }
 
 func addHistoryFlags(fs *flag.FlagSet, c *historyConfig, envInt func(name string, def int) int) {
-	fs.IntVar(&c.cacheBytes, "history-cache-bytes", envInt("HISTORY_CACHE_BYTES", 64<<20), "bytes of encoded history pages kept in memory for catch-ups to share; 0 disables the cache (env HISTORY_CACHE_BYTES)")
+	fs.IntVar(&c.cacheBytes, "history-cache-bytes", envInt("HISTORY_CACHE_BYTES", 64<<20), "bytes of encoded history pages kept in memory for catch-ups to share, within -max-buffered-bytes; 0 disables the cache (env HISTORY_CACHE_BYTES)")
 	fs.IntVar(&c.page, "history-page", envInt("HISTORY_PAGE", 1000), "messages per history page: per store read of a catch-up, and per cached page (env HISTORY_PAGE)")
 }
 
