@@ -18,11 +18,13 @@ const durablePrefix = "/v1/stream/"
 // publish, and forking also subscribe on the source; deleting needs admin,
 // like DELETE /channels/{id}. CORS preflights pass. A request's syntax (the
 // stream name, the headers and query its method reads) is checked before
-// its token, as on the rest of the API.
+// its token, as on the rest of the API. The per-client quotas apply as on
+// the rest of the API too: a PUT counts as a channel creation, and a
+// long-poll or SSE read as a streaming connection while it lasts.
 func (s *Server) durableHandler() http.Handler {
 	h := durable.NewHandler(durable.HandlerConfig{
 		Backend: s.cfg.Streams, Prefix: durablePrefix, LongPollTimeout: s.cfg.LongPollTimeout,
-		Logger: s.cfg.Logger, MaxAppendBytes: max(s.cfg.MaxMessageBytes, 1<<20),
+		Logger: s.cfg.Logger, MaxAppendBytes: max(s.cfg.MaxMessageBytes, 1<<20), BodyTimeout: s.cfg.BodyTimeout,
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
@@ -51,8 +53,21 @@ func (s *Server) durableHandler() http.Handler {
 		case http.MethodDelete:
 			ok = s.authorize(w, r, auth.Admin, name, false)
 		}
-		if ok {
-			h.ServeHTTP(w, r)
+		if !ok {
+			return
 		}
+		switch live := r.URL.Query().Get("live"); {
+		case r.Method == http.MethodPut:
+			if !s.q.allowCreate(w, r) {
+				return
+			}
+		case r.Method == http.MethodGet && (live == "long-poll" || live == "sse"):
+			done, ok := s.q.acquireConn(w, r)
+			if !ok {
+				return
+			}
+			defer done()
+		}
+		h.ServeHTTP(w, r)
 	})
 }

@@ -83,6 +83,15 @@ func TestConnectionsPerIP(t *testing.T) {
 	if st, _, _ := requestXFF(t, "GET", srv.URL+"/channels/refused", "", ""); st != http.StatusNotFound {
 		t.Fatalf("a refused POST / created its channel: %d", st)
 	}
+	for _, live := range []string{"long-poll", "sse"} {
+		st, retry, body := requestXFF(t, "GET", srv.URL+"/v1/stream/q?offset=-1&live="+live, "", "")
+		if st != http.StatusTooManyRequests || retry == "" || !strings.Contains(body, "too many streaming connections") {
+			t.Fatalf("Durable Streams live=%s past the bound: %d %q %s, want 429 with Retry-After", live, st, retry, body)
+		}
+	}
+	if st, _, body := requestXFF(t, "GET", srv.URL+"/v1/stream/q?offset=-1", "", ""); st != http.StatusOK {
+		t.Fatalf("a Durable Streams catch-up read, not a streaming connection: %d %s, want 200", st, body)
+	}
 	first.Close(websocket.StatusNormalClosure, "")
 	waitFor(t, 10*time.Second, "the closed connection's place", func() bool {
 		c, st := dialWSFrom(ctx, t, srv.URL, "q", "")
@@ -126,6 +135,15 @@ func TestCreateRatePerIP(t *testing.T) {
 	}
 	if st, _, _ := requestXFF(t, "POST", srv.URL+"/?freq=1000&max=1", "203.0.113.1", "c4"); st != http.StatusTooManyRequests {
 		t.Fatalf("POST / past the burst: %d, want 429", st)
+	}
+	if st, retry, body := requestXFF(t, "PUT", srv.URL+"/v1/stream/c5", "203.0.113.1", ""); st != http.StatusTooManyRequests || retry == "" {
+		t.Fatalf("Durable Streams PUT past the burst: %d Retry-After %q %s, want 429", st, retry, body)
+	}
+	if st, _, _ := requestXFF(t, "HEAD", srv.URL+"/v1/stream/c5", "", ""); st != http.StatusNotFound {
+		t.Fatalf("a refused PUT created its stream: %d", st)
+	}
+	if st, _, body := requestXFF(t, "PUT", srv.URL+"/v1/stream/c5", "203.0.113.2", ""); st != http.StatusCreated {
+		t.Fatalf("another client's PUT: %d %s", st, body)
 	}
 	if st, _, body := requestXFF(t, "POST", srv.URL+"/channels", "203.0.113.2", `{"id":"c3"}`); st != http.StatusCreated {
 		t.Fatalf("another client: %d %s", st, body)

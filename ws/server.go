@@ -42,10 +42,12 @@ type ServerConfig struct {
 	// moment its handler starts; past it the answer is 408. Default 30s.
 	BodyTimeout time.Duration
 	// MaxConnsPerIP bounds the WebSockets and streaming responses (GET
-	// and POST /) open at once per client IP; past it 429. Default 10,000.
+	// and POST /, Durable Streams long-poll and SSE reads) open at once per
+	// client IP; past it 429. Default 10,000.
 	MaxConnsPerIP int
-	// CreateRate bounds channel creations per client IP per second, with
-	// bursts of CreateBurst; past it 429. Defaults 100 and 1000.
+	// CreateRate bounds channel creations (Durable Streams PUTs included)
+	// per client IP per second, with bursts of CreateBurst; past it 429.
+	// Defaults 100 and 1000.
 	CreateRate  float64
 	CreateBurst int
 	// TrustedProxies are the peers whose X-Forwarded-For names the client

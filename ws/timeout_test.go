@@ -45,12 +45,16 @@ func rawRequest(t *testing.T, base, head string) (*http.Response, string) {
 func TestBodyTimeout(t *testing.T) {
 	srv := wstest.Start(t, wstest.Options{Server: func(c *ws.ServerConfig) { c.BodyTimeout = 100 * time.Millisecond }})
 	createChannel(t, srv.URL, "slow")
-	for _, path := range []string{"/channels/slow/messages", "/channels", "/?freq=10&max=1"} {
-		head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nabc", path)
+	for _, req := range []string{"POST /channels/slow/messages", "POST /channels", "POST /?freq=10&max=1",
+		"PUT /v1/stream/slowds", "POST /v1/stream/slow"} {
+		head := fmt.Sprintf("%s HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nabc", req)
 		resp, body := rawRequest(t, srv.URL, head)
 		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(body, `"error"`) || !strings.Contains(body, "did not arrive") {
-			t.Errorf("POST %s with a stalled body: %d %s, want 408 with a JSON error", path, resp.StatusCode, body)
+			t.Errorf("%s with a stalled body: %d %s, want 408 with a JSON error", req, resp.StatusCode, body)
 		}
+	}
+	if st, _ := do(t, "HEAD", srv.URL+"/v1/stream/slowds", "", nil); st != http.StatusNotFound {
+		t.Errorf("a stalled Durable Streams PUT created its stream: %d", st)
 	}
 	info := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/slow"))
 	if info.LastSeq != 0 {

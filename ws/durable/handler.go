@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ type HandlerConfig struct {
 	SSELifetime time.Duration
 	// MaxAppendBytes bounds a PUT or POST body. Default 1 MiB.
 	MaxAppendBytes int
+	// BodyTimeout bounds the time a PUT or POST body takes to arrive; past
+	// it the answer is 408 and the connection is closed. Default 30s.
+	BodyTimeout time.Duration
 	// MaxAppendMessages bounds the messages of one JSON-mode body (the
 	// elements of its array). Default 10,000.
 	MaxAppendMessages int
@@ -57,6 +61,9 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	}
 	if cfg.MaxAppendBytes <= 0 {
 		cfg.MaxAppendBytes = 1 << 20
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = 30 * time.Second
 	}
 	if cfg.MaxAppendMessages <= 0 {
 		cfg.MaxAppendMessages = 10_000
@@ -204,20 +211,30 @@ type BadRequestError struct{ Msg string }
 
 func (e *BadRequestError) Error() string { return e.Msg }
 
-// readBody reads a request body of at most MaxAppendBytes; ok=false when it
-// answered an error.
+// readBody reads a request body of at most MaxAppendBytes within
+// BodyTimeout; ok=false when it answered an error.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	rc := http.NewResponseController(w)
+	// An error means the connection cannot take deadlines (a test
+	// recorder): the body is then read without one.
+	_ = rc.SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(h.cfg.MaxAppendBytes)))
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			httpError(w, http.StatusRequestEntityTooLarge,
 				"the body is larger than "+strconv.Itoa(h.cfg.MaxAppendBytes)+" bytes")
-			return nil, false
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The connection is unusable after a timed-out read: close it.
+			w.Header().Set("Connection", "close")
+			httpError(w, http.StatusRequestTimeout, "the request body did not arrive within "+h.cfg.BodyTimeout.String())
+		default:
+			httpError(w, http.StatusBadRequest, "reading the body: "+err.Error())
 		}
-		httpError(w, http.StatusBadRequest, "reading the body: "+err.Error())
 		return nil, false
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	return body, true
 }
 
