@@ -1,8 +1,10 @@
 package ws
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/messages-server/messages/ws/auth"
 )
@@ -19,6 +21,38 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, right auth.Ri
 	}
 	return true
 }
+
+// authorizeUntil is authorize for a stream that outlives its request: it
+// also returns when the token stops being valid (its exp, plus the clock
+// skew the check tolerates), or the zero time when nothing expires (open
+// mode, public reads).
+func (s *Server) authorizeUntil(w http.ResponseWriter, r *http.Request, right auth.Right, channel string, queryToken bool) (time.Time, bool) {
+	c, err := s.cfg.Auth.Check(r, right, channel, queryToken)
+	if err != nil {
+		auth.WriteError(w, err)
+		return time.Time{}, false
+	}
+	if c == nil || c.ExpiresAt == nil {
+		return time.Time{}, true
+	}
+	return c.ExpiresAt.Add(auth.Leeway), true
+}
+
+// errTokenExpired is the cause of a stream's context that ended because
+// the token that opened the stream expired.
+var errTokenExpired = errors.New("the token expired")
+
+// untilExpiry returns a context derived from parent that ends, with cause
+// errTokenExpired, at until; the zero until never ends it.
+func untilExpiry(parent context.Context, until time.Time) (context.Context, context.CancelFunc) {
+	if until.IsZero() {
+		return context.WithCancel(parent)
+	}
+	return context.WithDeadlineCause(parent, until, errTokenExpired)
+}
+
+// tokenExpired reports whether ctx ended because the token expired.
+func tokenExpired(ctx context.Context) bool { return errors.Is(context.Cause(ctx), errTokenExpired) }
 
 // authorizePublish checks a publish request whose channel id is in its
 // body, before the body is read: a request without a valid token is

@@ -3,6 +3,7 @@ package ws
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/messages-server/messages/ws/auth"
 	"github.com/messages-server/messages/ws/durable"
@@ -20,7 +21,8 @@ const durablePrefix = "/v1/stream/"
 // stream name, the headers and query its method reads) is checked before
 // its token, as on the rest of the API. The per-client quotas apply as on
 // the rest of the API too: a PUT counts as a channel creation, and a
-// long-poll or SSE read as a streaming connection while it lasts.
+// long-poll or SSE read as a streaming connection while it lasts; an SSE
+// response ends when its token expires.
 func (s *Server) durableHandler() http.Handler {
 	h := durable.NewHandler(durable.HandlerConfig{
 		Backend: s.cfg.Streams, Prefix: durablePrefix, LongPollTimeout: s.cfg.LongPollTimeout,
@@ -40,9 +42,10 @@ func (s *Server) durableHandler() http.Handler {
 			return
 		}
 		ok := true
+		var until time.Time // when a live read's token expires
 		switch r.Method {
 		case http.MethodGet:
-			ok = s.authorize(w, r, auth.Subscribe, name, true)
+			until, ok = s.authorizeUntil(w, r, auth.Subscribe, name, true)
 		case http.MethodHead:
 			ok = s.authorize(w, r, auth.Subscribe, name, false)
 		case http.MethodPut, http.MethodPost:
@@ -67,6 +70,15 @@ func (s *Server) durableHandler() http.Handler {
 				return
 			}
 			defer done()
+			if live == "sse" {
+				// An SSE response ends when its token expires, as it does
+				// at the end of its lifetime: the client comes back from
+				// its offset, with a fresh token. (A long-poll lasts no
+				// longer than -long-poll-timeout anyway.)
+				ctx, cancel := untilExpiry(r.Context(), until)
+				defer cancel()
+				r = r.WithContext(ctx)
+			}
 		}
 		h.ServeHTTP(w, r)
 	})

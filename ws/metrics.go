@@ -40,6 +40,7 @@ const (
 	outcomeMoved    = "moved"         // another node took the channel over; closed with 1001
 	outcomeRejected = "rejected"      // bad request, unknown channel, reset
 	outcomeDeleted  = "deleted"       // the channel was deleted; closed with 4410
+	outcomeExpired  = "token_expired" // the token expired; closed with 4401
 	outcomeError    = "error"         // write failure, store failure
 )
 
@@ -100,7 +101,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		cache: newCacheMetrics(reg),
 	}
 	cluster := m.addCluster()
-	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeMoved, outcomeRejected, outcomeDeleted, outcomeError} {
+	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeMoved, outcomeRejected, outcomeDeleted, outcomeExpired, outcomeError} {
 		m.conns.WithLabelValues(o)
 	}
 	for _, by := range []string{deletedByRequest, deletedByRetention} {

@@ -24,7 +24,8 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, idError(id))
 		return
 	}
-	if !s.authorize(w, r, auth.Subscribe, id, true) {
+	until, ok := s.authorizeUntil(w, r, auth.Subscribe, id, true)
+	if !ok {
 		return
 	}
 	if r.Method == http.MethodHead {
@@ -42,7 +43,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer done()
-	s.streamText(w, r, id)
+	s.streamText(w, r, id, until)
 }
 
 // handleReferenceCreate is the reference API's POST /?freq=F&max=N: the body
@@ -87,14 +88,14 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Channel-Id", id)
-	s.streamText(w, r, id)
+	s.streamText(w, r, id, time.Time{})
 }
 
 // streamText streams channel id from the beginning as text/plain until the
 // channel ends or the server shuts down; both end the response cleanly,
 // and its trailer Stream-End tells which.
-func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string) {
-	ctx, done, ok := s.trackText(r)
+func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string, until time.Time) {
+	ctx, done, ok := s.trackText(r, until)
 	if !ok {
 		s.fail(w, r, ErrShuttingDown, id)
 		return
@@ -104,7 +105,8 @@ func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string) {
 	started := false
 	sink := &helloTracker{sink: t, started: &started}
 	err := s.hub.stream(ctx, id, 0, "", sink)
-	if err != nil && ctx.Err() != nil && r.Context().Err() == nil {
+	expired := err != nil && tokenExpired(ctx) && r.Context().Err() == nil
+	if err != nil && !expired && ctx.Err() != nil && r.Context().Err() == nil {
 		err = ErrShuttingDown // cancelled by Shutdown, not by the client
 	}
 	switch {
@@ -114,6 +116,12 @@ func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	case !started:
 		s.fail(w, r, err, id)
+		return
+	case expired:
+		// The content is incomplete; the trailer tells why, and the
+		// client reads it again with a fresh token.
+		w.Header().Set(streamEndTrailer, "token-expired")
+		t.ending()
 		return
 	case errors.Is(err, ErrShuttingDown):
 		// The client cannot resume a text stream: it reads it again
@@ -134,19 +142,21 @@ func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string) {
 
 // streamEndTrailer is the trailer of a text stream: "closed" once the
 // channel ended (the content is complete), "shutdown" if the server
-// stopped first, "deleted" if the channel was deleted.
+// stopped first, "deleted" if the channel was deleted, "token-expired" if
+// the token the stream was opened with expired first.
 const streamEndTrailer = "Stream-End"
 
 // trackText registers a text stream so that Shutdown ends it and waits for
-// it. It returns the stream's context and the function to call when the
-// stream is over, or false if the server is shutting down.
-func (s *Server) trackText(r *http.Request) (context.Context, func(), bool) {
+// it. It returns the stream's context, which also ends at until (when its
+// token expires; zero: never), and the function to call when the stream
+// is over, or false if the server is shutting down.
+func (s *Server) trackText(r *http.Request, until time.Time) (context.Context, func(), bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shutdown {
 		return nil, nil, false
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := untilExpiry(r.Context(), until)
 	s.texts[r] = cancel
 	s.wg.Add(1)
 	return ctx, func() {

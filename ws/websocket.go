@@ -34,11 +34,15 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	id, fromParam, epoch := q.Get("id"), q.Get("from"), q.Get("epoch")
 	// A bad id or from is refused after the upgrade, with an error frame,
-	// whatever the token: only a well-formed request is authorized.
-	if _, err := parseFrom(fromParam); err == nil && ValidID(id) &&
-		!s.authorize(w, r, auth.Subscribe, id, true) {
-		s.m.conns.WithLabelValues(outcomeRejected).Inc()
-		return
+	// whatever the token: only a well-formed request is authorized. The
+	// subscription ends when its token expires.
+	var until time.Time
+	if _, err := parseFrom(fromParam); err == nil && ValidID(id) {
+		var ok bool
+		if until, ok = s.authorizeUntil(w, r, auth.Subscribe, id, true); !ok {
+			s.m.conns.WithLabelValues(outcomeRejected).Inc()
+			return
+		}
 	}
 	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins}
 	for _, o := range s.cfg.AllowedOrigins {
@@ -72,7 +76,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := untilExpiry(context.Background(), until)
 	s.conns[conn] = cancel
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -158,6 +162,9 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		// still catching up): both get "going away", so clients resume.
 		conn.Close(websocket.StatusGoingAway, "server is shutting down, resume later")
 		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
+	case tokenExpired(ctx):
+		s.reject(conn, wire.CodeUnauthorized, "the token of this subscription expired: "+
+			"subscribe again with a fresh token, with from and epoch to resume where this stopped")
 	case errors.Is(err, ErrMoved):
 		// Another node runs the channel now: resume, with the epoch.
 		conn.Close(websocket.StatusGoingAway, "channel moved to another node, resume")
@@ -225,6 +232,8 @@ func (s *Server) rejectFrame(conn *websocket.Conn, f wire.Frame) {
 	case wire.CodeUnavailable, wire.CodeInternal:
 	case wire.CodeDeleted:
 		s.m.conns.WithLabelValues(outcomeDeleted).Inc()
+	case wire.CodeUnauthorized:
+		s.m.conns.WithLabelValues(outcomeExpired).Inc()
 	default:
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 	}
@@ -242,6 +251,8 @@ func closeReason(code string) string {
 		return "epoch reset"
 	case wire.CodeDeleted:
 		return "channel deleted"
+	case wire.CodeUnauthorized:
+		return "token expired"
 	case wire.CodeInternal:
 		return "internal server error"
 	case wire.CodeUnavailable:

@@ -29,7 +29,9 @@ var ErrSubscriptionClosed = errors.New("client: subscription closed")
 // ErrUnauthorized and ErrForbidden match (with errors.Is) the
 // *ServerError of a handshake the server refused with 401 (no token, or a
 // malformed, badly signed or expired one) or 403 (a token without the
-// subscribe right on the channel). They are never retried.
+// subscribe right on the channel). ErrUnauthorized also matches the end of
+// a subscription whose token expired (wire.CodeUnauthorized): subscribe
+// again with a fresh token, from LastSeq and Epoch. They are never retried.
 var (
 	ErrUnauthorized = errors.New("client: unauthorized")
 	ErrForbidden    = errors.New("client: forbidden")
@@ -40,10 +42,11 @@ var (
 // refused handshake). Use errors.As to read it, errors.Is(err, ErrReset)
 // for a reset.
 type ServerError struct {
-	// Code is one of wire.CodeBadRequest, wire.CodeNotFound, wire.CodeReset,
-	// wire.CodeDeleted, wire.CodeInternal, wire.CodeUnavailable, "http_NNN"
-	// for a handshake refused with HTTP status NNN that has no wire code
-	// (such as http_401), or another code a newer server sends.
+	// Code is one of wire.CodeBadRequest, wire.CodeUnauthorized,
+	// wire.CodeNotFound, wire.CodeReset, wire.CodeDeleted,
+	// wire.CodeInternal, wire.CodeUnavailable, "http_NNN" for a handshake
+	// refused with HTTP status NNN that has no wire code (such as
+	// http_401), or another code a newer server sends.
 	Code string
 	// Message is the server's human-readable explanation.
 	Message string
@@ -64,8 +67,8 @@ func (e *ServerError) Error() string {
 }
 
 // Is reports whether e is a reset (target ErrReset), a deleted channel
-// (ErrDeleted), or a handshake refused with 401 (ErrUnauthorized) or 403
-// (ErrForbidden).
+// (ErrDeleted), a handshake refused with 401 or an expired token
+// (ErrUnauthorized), or a handshake refused with 403 (ErrForbidden).
 func (e *ServerError) Is(target error) bool {
 	switch target {
 	case ErrReset:
@@ -73,7 +76,7 @@ func (e *ServerError) Is(target error) bool {
 	case ErrDeleted:
 		return e.Code == wire.CodeDeleted
 	case ErrUnauthorized:
-		return e.Code == codeHTTP(http.StatusUnauthorized)
+		return e.Code == codeHTTP(http.StatusUnauthorized) || e.Code == wire.CodeUnauthorized
 	case ErrForbidden:
 		return e.Code == codeHTTP(http.StatusForbidden)
 	}

@@ -13,24 +13,26 @@ const (
 // Error codes carried by error frames, each followed by a close with the
 // matching WebSocket status code (see CloseCode).
 const (
-	CodeBadRequest  = "bad_request" // close 4400
-	CodeNotFound    = "not_found"   // close 4404
-	CodeReset       = "reset"       // close 4409
-	CodeDeleted     = "deleted"     // close 4410: the channel was deleted; do not resume
-	CodeInternal    = "internal"    // close 4500
-	CodeUnavailable = "unavailable" // close 4503: store unreachable or overloaded
+	CodeBadRequest   = "bad_request"  // close 4400
+	CodeUnauthorized = "unauthorized" // close 4401: the token expired; subscribe again with a fresh one
+	CodeNotFound     = "not_found"    // close 4404
+	CodeReset        = "reset"        // close 4409
+	CodeDeleted      = "deleted"      // close 4410: the channel was deleted; do not resume
+	CodeInternal     = "internal"     // close 4500
+	CodeUnavailable  = "unavailable"  // close 4503: store unreachable or overloaded
 )
 
 // WebSocket close codes the server uses besides 1000 (end of channel) and
 // 1001 (server going away: resume later). They are untyped so that they
 // convert to any WebSocket library's status code type.
 const (
-	CloseBadRequest  = 4400
-	CloseNotFound    = 4404
-	CloseReset       = 4409
-	CloseDeleted     = 4410 // as HTTP 410 Gone
-	CloseInternal    = 4500
-	CloseUnavailable = 4503
+	CloseBadRequest   = 4400
+	CloseUnauthorized = 4401 // as HTTP 401
+	CloseNotFound     = 4404
+	CloseReset        = 4409
+	CloseDeleted      = 4410 // as HTTP 410 Gone
+	CloseInternal     = 4500
+	CloseUnavailable  = 4503
 )
 
 // CloseCode returns the WebSocket close code that follows an error frame
@@ -39,6 +41,8 @@ func CloseCode(code string) (int, bool) {
 	switch code {
 	case CodeBadRequest:
 		return CloseBadRequest, true
+	case CodeUnauthorized:
+		return CloseUnauthorized, true
 	case CodeNotFound:
 		return CloseNotFound, true
 	case CodeReset:
@@ -59,6 +63,8 @@ func ErrorCode(close int) (string, bool) {
 	switch close {
 	case CloseBadRequest:
 		return CodeBadRequest, true
+	case CloseUnauthorized:
+		return CodeUnauthorized, true
 	case CloseNotFound:
 		return CodeNotFound, true
 	case CloseReset:

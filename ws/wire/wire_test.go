@@ -102,7 +102,7 @@ func TestDecodeCanonical(t *testing.T) {
 }
 
 func TestCloseCodes(t *testing.T) {
-	for _, code := range []string{CodeBadRequest, CodeNotFound, CodeReset, CodeDeleted, CodeInternal, CodeUnavailable} {
+	for _, code := range []string{CodeBadRequest, CodeUnauthorized, CodeNotFound, CodeReset, CodeDeleted, CodeInternal, CodeUnavailable} {
 		c, ok := CloseCode(code)
 		if !ok || c < 4000 || c > 4999 {
 			t.Errorf("CloseCode(%q) = %d, %v", code, c, ok)

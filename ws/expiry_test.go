@@ -1,0 +1,185 @@
+package ws_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/client"
+	"github.com/messages-server/messages/ws/wire"
+	"github.com/messages-server/messages/ws/wstest"
+)
+
+// shortToken is a subscribe token for channel id that the server stops
+// accepting one to two seconds from now: exp lies in the past, within the
+// clock skew tolerated (auth.Leeway), so that no test waits for a real
+// expiry.
+func shortToken(t *testing.T, id string) string {
+	return mint(t, testSecret, auth.Claims{Subscribe: []string{id}}, -auth.Leeway+2*time.Second)
+}
+
+// TestTokenExpiryEndsStreams: a stream outlives its request, but not its
+// token. When the token a subscription was opened with expires, the
+// WebSocket gets an unauthorized error frame and close 4401 (and resumes
+// with a fresh token, with no gap); the text stream ends with the trailer
+// Stream-End: token-expired; a Durable Streams SSE response ends (the
+// client reconnects with a fresh token). Each long before any other limit.
+func TestTokenExpiryEndsStreams(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := startAuth(t, "sqlite", false, nil)
+	admin := mint(t, testSecret, auth.Claims{Admin: true}, time.Hour)
+	const id = "expiring"
+	if r := request(t, "POST", srv.URL+"/channels", admin, `{"id":"`+id+`"}`, map[string]string{"Content-Type": "application/json"}); r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	publish := func(data string) {
+		t.Helper()
+		if r := request(t, "POST", srv.URL+"/channels/"+id+"/messages", admin, data, nil); r.status != http.StatusOK {
+			t.Fatalf("append: %d %s", r.status, r.body)
+		}
+	}
+	publish("one\n")
+
+	t.Run("websocket", func(t *testing.T) {
+		sub, err := client.Subscribe(ctx, srv.URL, id, client.Options{Token: shortToken(t, id)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		var got []string
+		for {
+			e, err := sub.Next(ctx)
+			if err != nil {
+				if !errors.Is(err, client.ErrUnauthorized) || !strings.Contains(err.Error(), "token") {
+					t.Fatalf("the subscription ended with %v, want the server's unauthorized error", err)
+				}
+				break
+			}
+			if e.Kind == client.EventMessage {
+				got = append(got, e.Data)
+			}
+			if e.Kind == client.EventLive {
+				publish("two\n")
+			}
+		}
+		if strings.Join(got, "") != "one\ntwo\n" {
+			t.Fatalf("got %q before the token expired", got)
+		}
+		// A fresh token resumes where the expired one stopped.
+		fresh := mint(t, testSecret, auth.Claims{Subscribe: []string{id}}, time.Hour)
+		again, err := client.Subscribe(ctx, srv.URL, id, client.Options{Token: fresh, From: sub.LastSeq(), Epoch: sub.Epoch()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer again.Close()
+		publish("three\n")
+		for {
+			e, err := again.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e.Kind == client.EventMessage {
+				if e.Seq != 3 || e.Data != "three\n" {
+					t.Fatalf("resumed with seq %d %q, want seq 3", e.Seq, e.Data)
+				}
+				break
+			}
+		}
+		if v := outcomeCount(t, srv, "token_expired"); v != 1 {
+			t.Errorf("connections that ended with token_expired: %v, want 1", v)
+		}
+	})
+
+	t.Run("websocket close code", func(t *testing.T) {
+		c, _, err := websocket.Dial(ctx, wsURL(srv.URL, id, 0, "")+"&token="+shortToken(t, id), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		var last []byte
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				if st := websocket.CloseStatus(err); st != wire.CloseUnauthorized {
+					t.Fatalf("closed with %v (%v), want %d", st, err, wire.CloseUnauthorized)
+				}
+				break
+			}
+			last = b
+		}
+		f, err := wire.DecodeFrame(last)
+		if err != nil || f.Type != wire.FrameError || f.Code != wire.CodeUnauthorized {
+			t.Fatalf("last frame %s (%v), want an unauthorized error frame", last, err)
+		}
+	})
+
+	t.Run("text", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+"/?id="+id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+shortToken(t, id))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("reading the text stream: %v", err)
+		}
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), "one\ntwo\n") {
+			t.Fatalf("text stream: %d %q", resp.StatusCode, b)
+		}
+		if end := resp.Trailer.Get("Stream-End"); end != "token-expired" {
+			t.Fatalf("Stream-End trailer %q, want token-expired", end)
+		}
+	})
+
+	t.Run("sse", func(t *testing.T) {
+		req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/stream/"+id+"?offset=-1&live=sse", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+shortToken(t, id))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body) // SSE responses last a minute otherwise
+		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "one") {
+			t.Fatalf("SSE: %d %v %q", resp.StatusCode, err, b)
+		}
+	})
+}
+
+// outcomeCount is the messages_websocket_connections_total of one outcome.
+func outcomeCount(t *testing.T, srv *wstest.Server, outcome string) float64 {
+	t.Helper()
+	mfs, err := srv.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "messages_websocket_connections_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
