@@ -180,6 +180,7 @@ func protectedEndpoints(srv *wstest.Server, admin string) []endpoint {
 			return request(t, "POST", srv.URL+"/?freq=1000&max=3", tok, "", nil)
 		}},
 		{"GET /channels", "admin", http.StatusOK, get("/channels")},
+		{"GET /metrics", "admin", http.StatusOK, get("/metrics")},
 		{"DELETE /channels/{id}", "admin", http.StatusNoContent, func(t *testing.T, tok string) reply {
 			return request(t, "DELETE", srv.URL+"/channels/"+fresh(t), tok, "", nil)
 		}},

@@ -5,8 +5,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/messages-server/messages/ws/wire"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/wire"
 )
 
 // Metrics are the hub's and the handlers' Prometheus collectors. Create them
@@ -145,7 +147,10 @@ func observeDelivery(m *Metrics, msgs []*wire.Message, live bool) {
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Metrics == nil {
-		writeError(w, http.StatusNotFound, "metrics are not enabled")
+		writeError(w, http.StatusNotFound, "metrics are not served here")
+		return
+	}
+	if !s.authorize(w, r, auth.Admin, "", false) {
 		return
 	}
 	s.cfg.Metrics.ServeHTTP(w, r)

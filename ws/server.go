@@ -21,7 +21,8 @@ type ServerConfig struct {
 	// Viewer serves the browser viewer at GET / (without id) and /static/.
 	// Default: none (404).
 	Viewer http.Handler
-	// Metrics serves GET /metrics. Default: none (404).
+	// Metrics serves GET /metrics, to admin tokens only when Auth requires
+	// tokens. Default: none (404).
 	Metrics http.Handler
 	// Ready reports readiness for GET /readyz (database reachable,
 	// migrations done). Default: the hub's store Ping.

@@ -35,7 +35,7 @@ func runIdle(ctx context.Context, b *bench, mon *monitor) error {
 		}
 		ids = append(ids, id)
 	}
-	before, err := scrape(ctx, api, cfg.URL)
+	before, err := scrape(ctx, api, cfg.MetricsURL)
 	if err != nil {
 		return fmt.Errorf("idle needs the server's metrics: %w", err)
 	}
@@ -73,7 +73,7 @@ func runIdle(ctx context.Context, b *bench, mon *monitor) error {
 		t.Stop()
 	}
 	n := b.st.open.Load()
-	open, serr := scrape(ctx, api, cfg.URL)
+	open, serr := scrape(ctx, api, cfg.MetricsURL)
 	stopReaders()
 	readers.Wait()
 	if serr != nil {
@@ -90,7 +90,7 @@ func runIdle(ctx context.Context, b *bench, mon *monitor) error {
 // were opened and with them open, and one taken once they are closed.
 func (b *bench) idleCost(ctx context.Context, api *http.Client, before, open serverSample, n int64) {
 	b.res.Notes = append(b.res.Notes, fmt.Sprintf("%d connections open when measured", n))
-	after, err := scrapeWithoutSubscribers(ctx, api, b.cfg.URL)
+	after, err := scrapeWithoutSubscribers(ctx, api, b.cfg.MetricsURL)
 	if err != nil {
 		b.res.Notes = append(b.res.Notes, "no baseline after closing the connections: "+err.Error())
 		after = before
@@ -106,10 +106,10 @@ func (b *bench) idleCost(ctx context.Context, api *http.Client, before, open ser
 
 // scrapeWithoutSubscribers waits until the server counts no subscriber
 // (messages_subscribers, when it exports it), then returns a sample.
-func scrapeWithoutSubscribers(ctx context.Context, api *http.Client, baseURL string) (serverSample, error) {
+func scrapeWithoutSubscribers(ctx context.Context, api *http.Client, metricsURL string) (serverSample, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		s, err := scrape(ctx, api, baseURL)
+		s, err := scrape(ctx, api, metricsURL)
 		if err != nil || !s.hasSubscribers || s.subscribers == 0 {
 			return s, err
 		}

@@ -64,8 +64,9 @@ func (e usageError) Unwrap() error { return e.err }
 
 // config holds the flags.
 type config struct {
-	URL            string        `json:"url"`  // the first of URLs: creates, producers, metrics
-	URLs           []string      `json:"urls"` // readers are spread over them
+	URL            string        `json:"url"`         // the first of URLs: creates, producers, metrics
+	URLs           []string      `json:"urls"`        // readers are spread over them
+	MetricsURL     string        `json:"metrics_url"` // the server's metrics: URL + "/metrics" unless set
 	Scenario       string        `json:"scenario"`
 	Channels       int           `json:"channels"`
 	Clients        int           `json:"clients"`
@@ -106,6 +107,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		defURL = "http://127.0.0.1:3000"
 	}
 	fs.StringVar(&c.URL, "url", defURL, "server base URL, or several comma-separated (the nodes of a cluster): channels are created, written and measured through the first, readers are spread over all (env MESSAGES_BENCH_URL)")
+	fs.StringVar(&c.MetricsURL, "metrics-url", getenv("MESSAGES_BENCH_METRICS_URL"), "the server's Prometheus metrics, where its cost is read (default: the first -url + /metrics; set it for a server started with -metrics-addr) (env MESSAGES_BENCH_METRICS_URL)")
 	fs.StringVar(&c.Token, "token", getenv("MESSAGES_TOKEN"), "bearer token for a server that requires one, sent on every request and WebSocket; it needs the rights of the scenario, e.g. messages-token -admin (env MESSAGES_TOKEN; prefer the env, flags show in ps)")
 	fs.StringVar(&c.Scenario, "scenario", "reference", "reference, fanout, publish, idle or catchup")
 	fs.IntVar(&c.Channels, "channels", 0, "channels (default: reference 1000, fanout and publish 100, idle 100)")
@@ -167,6 +169,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		c.URLs = append(c.URLs, strings.TrimSuffix(s, "/"))
 	}
 	c.URL = c.URLs[0]
+	if c.MetricsURL == "" {
+		c.MetricsURL = c.URL + "/metrics"
+	}
 	switch {
 	case c.Channels < 1 || c.Clients < 0:
 		return c, errors.New("-channels must be at least 1 and -clients at least 0")

@@ -29,11 +29,11 @@ type serverSample struct {
 	hasSubscribers bool // the server exports metricSubscribers
 }
 
-// scrape reads the server's /metrics.
-func scrape(ctx context.Context, client *http.Client, baseURL string) (serverSample, error) {
+// scrape reads the server's metrics at metricsURL.
+func scrape(ctx context.Context, client *http.Client, metricsURL string) (serverSample, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
 	if err != nil {
 		return serverSample{}, fmt.Errorf("scrape metrics: %w", err)
 	}

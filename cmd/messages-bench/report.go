@@ -101,7 +101,7 @@ func startMonitor(ctx context.Context, b *bench) *monitor {
 	ctx, cancel := context.WithCancel(ctx)
 	m := &monitor{cancel: cancel, done: make(chan struct{})}
 	client := newHTTPClient(0, 2, b.cfg.Token, nil)
-	m.sample(ctx, client, b.cfg.URL)
+	m.sample(ctx, client, b.cfg.MetricsURL)
 	go func() {
 		defer close(m.done)
 		every := b.cfg.Progress
@@ -116,7 +116,7 @@ func startMonitor(ctx context.Context, b *bench) *monitor {
 			case <-ctx.Done():
 				return
 			case now := <-t.C:
-				s := m.sample(ctx, client, b.cfg.URL)
+				s := m.sample(ctx, client, b.cfg.MetricsURL)
 				if b.cfg.Progress > 0 {
 					prev = b.st.progress(b.stderr, now, prev, prevAt, s)
 					prevAt = now
@@ -128,8 +128,8 @@ func startMonitor(ctx context.Context, b *bench) *monitor {
 }
 
 // sample scrapes the server once and returns the sample, nil on failure.
-func (m *monitor) sample(ctx context.Context, client *http.Client, baseURL string) *serverSample {
-	s, err := scrape(ctx, client, baseURL)
+func (m *monitor) sample(ctx context.Context, client *http.Client, metricsURL string) *serverSample {
+	s, err := scrape(ctx, client, metricsURL)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
@@ -154,7 +154,7 @@ func (m *monitor) stop() {
 
 // finish fills the result from the counters and a last scrape.
 func (b *bench) finish(m *monitor) {
-	m.sample(context.Background(), newHTTPClient(0, 1, b.cfg.Token, nil), b.cfg.URL)
+	m.sample(context.Background(), newHTTPClient(0, 1, b.cfg.Token, nil), b.cfg.MetricsURL)
 	st, r := b.st, b.res
 	r.Seconds = time.Since(st.start).Seconds()
 	r.Dials, r.Resumes, r.Completed, r.Failures = st.dials.Load(), st.resumes.Load(), st.done.Load(), st.failures.Load()

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -83,5 +85,26 @@ func TestReadersUseEveryURL(t *testing.T) {
 				t.Fatalf("%d requests to %s through the second URL, want about half of the 10 readers'", got, tc.prefix)
 			}
 		})
+	}
+}
+
+// TestMetricsURL: -metrics-url is where the bench reads the server's cost,
+// for a server that serves its metrics apart from the API.
+func TestMetricsURL(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{Backend: "sqlite"})
+	var n atomic.Int64
+	metrics := promhttp.HandlerFor(srv.Registry, promhttp.HandlerOpts{})
+	aside := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		metrics.ServeHTTP(w, r)
+	}))
+	defer aside.Close()
+	r := runBench(t, srv.URL, "-scenario", "catchup", "-clients", "3", "-history", "10", "-metrics-url", aside.URL+"/m")
+	if n.Load() < 2 || r.Config.MetricsURL != aside.URL+"/m" {
+		t.Fatalf("%d scrapes of -metrics-url (config %q), want the run's", n.Load(), r.Config.MetricsURL)
+	}
+	if c, err := parseFlags([]string{"-url", "http://127.0.0.1:3001,http://127.0.0.1:3002"}, func(string) string { return "" }, io.Discard); err != nil ||
+		c.MetricsURL != "http://127.0.0.1:3001/metrics" {
+		t.Fatalf("default metrics URL %q (%v), want the first URL's /metrics", c.MetricsURL, err)
 	}
 }

@@ -24,3 +24,21 @@ func TestDebugHidesCmdline(t *testing.T) {
 		t.Errorf("GET /debug/pprof/cmdline shows the secret")
 	}
 }
+
+// TestMetricsAddr: with -metrics-addr, /metrics is served there without a
+// token, and no longer on the API's address; without it, the API's
+// /metrics needs an admin token when tokens are required.
+func TestMetricsAddr(t *testing.T) {
+	s := start(t, "-database-url", sqliteArg(t), "-jwt-secret", testSecret, "-metrics-addr", "127.0.0.1:0")
+	m := regexp.MustCompile(`http://127\.0\.0\.1:\d+/metrics`).FindString(s.log.String())
+	if m == "" {
+		t.Fatalf("the metrics address is not logged:\n%s", s.log)
+	}
+	if b := do(t, "GET", m, "", 200); !strings.Contains(string(b), "messages_channels_open") {
+		t.Errorf("GET %s: no messages_ series in %.200s", m, b)
+	}
+	do(t, "GET", s.base+"/metrics", "", 404)
+
+	s2 := start(t, "-database-url", sqliteArg(t), "-jwt-secret", testSecret)
+	do(t, "GET", s2.base+"/metrics", "", 401)
+}

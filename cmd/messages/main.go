@@ -65,6 +65,7 @@ type config struct {
 	logLevel        string
 	compression     bool
 	debugAddr       string
+	metricsAddr     string
 	auth            authConfig
 	retention       time.Duration
 	longPollTimeout time.Duration
@@ -133,6 +134,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.BoolVar(&c.compression, "compression", envBool("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
 	fs.DurationVar(&c.retention, "retention", envDuration("RETENTION", 0), "delete closed channels and their history this long after they were closed, in the background; 0 keeps them forever (env RETENTION)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", env("METRICS_ADDR", ""), "if set, serve /metrics on this address, without a token (e.g. an internal interface), instead of on -addr, where it needs an admin token when tokens are required (env METRICS_ADDR)")
 	addHistoryFlags(fs, &c.history, envInt)
 	addAuthFlags(fs, &c.auth, env, envBool)
 	fs.DurationVar(&c.longPollTimeout, "long-poll-timeout", envDuration("LONG_POLL_TIMEOUT", 20*time.Second), "how long a Durable Streams long-poll read waits for data before answering 204 (env LONG_POLL_TIMEOUT)")
@@ -229,13 +231,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	cfg.bounds.hub(&hubCfg)
 	hub := ws.NewHub(hubCfg)
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	srvCfg := ws.ServerConfig{
-		Viewer: viewer.Handler(), Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Viewer: viewer.Handler(), Metrics: metricsHandler,
 		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
 		Logger: log, HubMetrics: metrics, Auth: authz, Ready: cl.ready(store.Ping),
 		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}), LongPollTimeout: cfg.longPollTimeout,
 	}
 	cfg.bounds.server(&srvCfg)
+	if cfg.metricsAddr != "" {
+		srvCfg.Metrics = nil // served on its own address only
+	}
 	srv := ws.NewServer(hub, srvCfg)
 	// From here on the writer's workers run, and from hub.Start on actors
 	// and generators too: every return, an early error included, goes
@@ -256,6 +262,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			return err
 		}
 		defer stopDebug()
+	}
+	if cfg.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler)
+		stopMetrics, err := serveAside(cfg.metricsAddr, "metrics", "/metrics", mux, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -383,10 +398,6 @@ func viewerURL(a net.Addr) string {
 // serveDebug serves the pprof profiles on addr until the returned function
 // is called. It is kept off the public listener on purpose.
 func serveDebug(addr string, log *slog.Logger) (func(), error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("debug listen: %w", err)
-	}
 	// Not /debug/pprof/cmdline: it would show a -jwt-secret given as a
 	// flag. So no catch-all pprof.Index either, which serves it too.
 	mux := http.NewServeMux()
@@ -397,13 +408,24 @@ func serveDebug(addr string, log *slog.Logger) (func(), error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return serveAside(addr, "profiles", "/debug/pprof/", mux, log)
+}
+
+// serveAside serves h on its own address, apart from the API, and logs
+// the URL of path there as where what is served. It returns the function
+// that stops it.
+func serveAside(addr, what, path string, h http.Handler, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for %s: %w", what, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = srv.Serve(ln)
 	}()
-	log.Info("serving profiles", slog.String("addr", "http://"+ln.Addr().String()+"/debug/pprof/"))
+	log.Info("serving "+what, slog.String("addr", "http://"+ln.Addr().String()+path))
 	return func() {
 		srv.Close()
 		<-done
