@@ -3,6 +3,9 @@
 //
 //	JWT_SECRET=... messages-token -sub alice -subscribe 'news-*' -publish 'news-alice' -ttl 24h
 //
+// For a server started with -jwt-issuer or -jwt-audience, give -issuer and
+// -audience (or JWT_ISSUER and JWT_AUDIENCE, as for the server).
+//
 // It prints the token on stdout.
 package main
 
@@ -45,6 +48,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	fs.SetOutput(stderr)
 	secret := fs.String("secret", "", "HS256 secret, at least 32 bytes, as given to the server's -jwt-secret (env JWT_SECRET; prefer the env: flags show in ps)")
 	sub := fs.String("sub", "", "subject (sub): who the token is for")
+	issuer := fs.String("issuer", "", "issuer (iss), as given to the server's -jwt-issuer (env JWT_ISSUER)")
+	audience := fs.String("audience", "", "comma-separated audiences (aud), one of them as given to the server's -jwt-audience (env JWT_AUDIENCE)")
 	publish := fs.String("publish", "", "comma-separated channel patterns the token may create, append to and close: an id, a prefix ending in *, or *")
 	subscribe := fs.String("subscribe", "", "comma-separated channel patterns the token may read")
 	admin := fs.Bool("admin", false, "grant every right, plus listing and deleting channels")
@@ -68,6 +73,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	if *secret == "" {
 		return errors.New("no secret: set JWT_SECRET or -secret to the server's -jwt-secret")
 	}
+	if *issuer == "" {
+		*issuer = getenv("JWT_ISSUER")
+	}
+	if *audience == "" {
+		*audience = getenv("JWT_AUDIENCE")
+	}
 	if *ttl <= 0 {
 		return fmt.Errorf("-ttl %v: must be positive", *ttl)
 	}
@@ -77,6 +88,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 		Admin:     *admin,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   *sub,
+			Issuer:    *issuer,
+			Audience:  patterns(*audience),
 			IssuedAt:  jwt.NewNumericDate(now()),
 			ExpiresAt: jwt.NewNumericDate(now().Add(*ttl)),
 		},
@@ -92,7 +105,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 	return err
 }
 
-// patterns splits a comma-separated list, dropping empty entries.
+// patterns splits a comma-separated list (of channel patterns or
+// audiences), dropping empty entries.
 func patterns(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {

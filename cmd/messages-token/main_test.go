@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -53,6 +55,58 @@ func TestMintedTokenIsAccepted(t *testing.T) {
 	}
 	if c, err := a.Verify(context.Background(), tok); err != nil || !c.Admin {
 		t.Errorf("admin token: %+v, %v", c, err)
+	}
+}
+
+// TestMintIssuerAudience mints tokens with -issuer and -audience (or
+// JWT_ISSUER and JWT_AUDIENCE, the server's variables) that a server
+// checking iss and aud accepts, and checks the claims as written.
+func TestMintIssuerAudience(t *testing.T) {
+	a, err := auth.New(context.Background(), auth.Config{Secret: []byte(secret), Issuer: "https://id.example/", Audience: "messages"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	env := map[string]string{"JWT_SECRET": secret}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		payload string // the iss and aud as they appear in the token
+	}{
+		{"flags", []string{"-admin", "-issuer", "https://id.example/", "-audience", "messages"}, env, `"iss":"https://id.example/","aud":["messages"]`},
+		{"several audiences", []string{"-admin", "-issuer", "https://id.example/", "-audience", "billing, messages"}, env, `"aud":["billing","messages"]`},
+		{"env", []string{"-admin"}, map[string]string{"JWT_SECRET": secret, "JWT_ISSUER": "https://id.example/", "JWT_AUDIENCE": "messages"}, `"iss":"https://id.example/","aud":["messages"]`},
+		{"flags over env", []string{"-admin", "-issuer", "https://id.example/", "-audience", "messages"}, map[string]string{"JWT_SECRET": secret, "JWT_ISSUER": "https://other.example/", "JWT_AUDIENCE": "other"}, `"iss":"https://id.example/","aud":["messages"]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := mint(t, tc.args, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.Verify(context.Background(), tok); err != nil {
+				t.Errorf("a server checking iss and aud refuses the token: %v", err)
+			}
+			payload, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(payload), tc.payload) {
+				t.Errorf("claims %s, want %s", payload, tc.payload)
+			}
+		})
+	}
+	// Without them the token carries neither claim, as before, and a
+	// server checking them refuses it.
+	tok, err := mint(t, []string{"-admin"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1]); strings.Contains(string(payload), `"iss"`) || strings.Contains(string(payload), `"aud"`) {
+		t.Errorf("claims %s: iss or aud without -issuer or -audience", payload)
+	}
+	if _, err := a.Verify(context.Background(), tok); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Errorf("a token without iss and aud: %v, want ErrInvalidToken", err)
 	}
 }
 

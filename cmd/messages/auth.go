@@ -26,6 +26,8 @@ const (
 type authConfig struct {
 	jwtSecret       string
 	jwtJWKS         string
+	jwtIssuer       string // "": iss not checked
+	jwtAudience     string // "": aud not checked
 	publicSubscribe bool
 	allowedHosts    string
 	insecureOpen    bool
@@ -43,14 +45,28 @@ func (c authConfig) open() bool { return c.jwtSecret == "" && c.jwtJWKS == "" }
 func addAuthFlags(fs *flag.FlagSet, c *authConfig, env func(name, def string) string, envBool func(name string) bool) {
 	fs.StringVar(&c.jwtSecret, "jwt-secret", env("JWT_SECRET", ""), "HS256 secret of the tokens, at least 32 bytes, e.g. from openssl rand -base64 32; prefer the env, flags show in ps (env JWT_SECRET)")
 	fs.StringVar(&c.jwtJWKS, "jwt-jwks", env("JWT_JWKS", ""), "public keys of RS256, ES256 and EdDSA tokens: a JWK Set URL (refreshed hourly) or file (env JWT_JWKS)")
+	fs.StringVar(&c.jwtIssuer, "jwt-issuer", env("JWT_ISSUER", ""), "if set, a token's iss must be exactly this; unset, iss is not checked (env JWT_ISSUER)")
+	fs.StringVar(&c.jwtAudience, "jwt-audience", env("JWT_AUDIENCE", ""), "if set, a token's aud (a string or an array) must include this; unset, aud is not checked (env JWT_AUDIENCE)")
 	fs.BoolVar(&c.publicSubscribe, "public-subscribe", envBool("PUBLIC_SUBSCRIBE"), "anyone may read every channel without a token; writing still needs one (env PUBLIC_SUBSCRIBE)")
 	fs.StringVar(&c.allowedHosts, "allowed-hosts", env("ALLOWED_HOSTS", ""), "comma-separated Host names the server answers for, any port; others get 421; * for any. Default: localhost, 127.0.0.1, [::1] and the loopback IP listened on in open mode, any with tokens (env ALLOWED_HOSTS)")
 	fs.BoolVar(&c.insecureOpen, "insecure-open", envBool("INSECURE_OPEN"), "allow open mode (no -jwt-secret or -jwt-jwks: anyone may do anything) on an address that is not loopback (env INSECURE_OPEN)")
 }
 
 // finish sets the default listen address, which depends on the mode, and
-// checks that open mode is not exposed by mistake.
+// checks that open mode is not exposed by mistake and is not asked to
+// check an issuer or audience.
 func (c *authConfig) finish(addr *string) error {
+	if c.open() && (c.jwtIssuer != "" || c.jwtAudience != "") {
+		var given []string
+		if c.jwtIssuer != "" {
+			given = append(given, "-jwt-issuer (JWT_ISSUER)")
+		}
+		if c.jwtAudience != "" {
+			given = append(given, "-jwt-audience (JWT_AUDIENCE)")
+		}
+		return fmt.Errorf("%s given without a key to check tokens with: set -jwt-secret (JWT_SECRET) or -jwt-jwks (JWT_JWKS); "+
+			"without one the server is in open mode and looks at no token", strings.Join(given, " and "))
+	}
 	if *addr == "" {
 		*addr = tokenDefaultAddr
 		if c.open() {
@@ -94,7 +110,11 @@ func (c authConfig) hosts() []string {
 // newAuth returns the Authorizer and the Guard for c. Close the
 // Authorizer when done; ctx bounds its JWKS refreshes.
 func newAuth(ctx context.Context, c authConfig, allowedOrigins []string, log *slog.Logger) (*auth.Authorizer, *auth.Guard, error) {
-	a, err := auth.New(ctx, auth.Config{Secret: []byte(c.jwtSecret), JWKS: c.jwtJWKS, PublicSubscribe: c.publicSubscribe, Logger: log})
+	a, err := auth.New(ctx, auth.Config{
+		Secret: []byte(c.jwtSecret), JWKS: c.jwtJWKS,
+		Issuer: c.jwtIssuer, Audience: c.jwtAudience,
+		PublicSubscribe: c.publicSubscribe, Logger: log,
+	})
 	if err != nil {
 		return nil, nil, errors.New(strings.TrimPrefix(err.Error(), "auth: "))
 	}
@@ -111,8 +131,9 @@ func newAuth(ctx context.Context, c authConfig, allowedOrigins []string, log *sl
 		log.Warn("open mode: no -jwt-secret or -jwt-jwks, so every request is allowed without a token; set JWT_SECRET to require tokens",
 			slog.String("allowed_hosts", hosts))
 	} else {
-		log.Info("tokens required", slog.Any("algorithms", a.Methods()), slog.Bool("public_subscribe", c.publicSubscribe),
-			slog.String("allowed_hosts", hosts))
+		log.Info("tokens required", slog.Any("algorithms", a.Methods()),
+			slog.String("issuer", c.jwtIssuer), slog.String("audience", c.jwtAudience),
+			slog.Bool("public_subscribe", c.publicSubscribe), slog.String("allowed_hosts", hosts))
 	}
 	return a, g, nil
 }

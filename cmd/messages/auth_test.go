@@ -232,3 +232,61 @@ func TestOpenModeAnswersItsLoopbackIP(t *testing.T) {
 		t.Errorf("open mode on 127.0.0.2, Host evil.example: %d %s, want 421", st, b)
 	}
 }
+
+// TestJWTIssuerAudienceFlags reads -jwt-issuer and -jwt-audience and their
+// variables (the flag over the variable), and refuses them without a key:
+// in open mode no token is looked at, so nothing would be checked.
+func TestJWTIssuerAudienceFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		env      map[string]string
+		iss, aud string
+		err      string
+	}{
+		{[]string{"-jwt-secret", testSecret}, nil, "", "", ""},
+		{[]string{"-jwt-secret", testSecret, "-jwt-issuer", "https://id.example/", "-jwt-audience", "messages"}, nil, "https://id.example/", "messages", ""},
+		{nil, map[string]string{"JWT_SECRET": testSecret, "JWT_ISSUER": "https://id.example/", "JWT_AUDIENCE": "messages"}, "https://id.example/", "messages", ""},
+		{[]string{"-jwt-issuer", "https://flag.example/", "-jwt-audience", "flag"}, map[string]string{"JWT_SECRET": testSecret, "JWT_ISSUER": "https://env.example/", "JWT_AUDIENCE": "env"}, "https://flag.example/", "flag", ""},
+		{[]string{"-jwt-jwks", "keys.json", "-jwt-audience", "messages"}, nil, "", "messages", ""},
+		{[]string{"-jwt-issuer", "https://id.example/"}, nil, "", "", "-jwt-issuer (JWT_ISSUER) given without a key"},
+		{nil, map[string]string{"JWT_AUDIENCE": "messages"}, "", "", "-jwt-audience (JWT_AUDIENCE) given without a key"},
+	} {
+		c, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "JWT_SECRET")):
+			t.Errorf("args %q env %v: error %v, want one saying %q and naming JWT_SECRET", tc.args, tc.env, err, tc.err)
+		case tc.err == "" && (err != nil || c.auth.jwtIssuer != tc.iss || c.auth.jwtAudience != tc.aud):
+			t.Errorf("args %q env %v: issuer %q, audience %q, %v; want %q, %q", tc.args, tc.env, c.auth.jwtIssuer, c.auth.jwtAudience, err, tc.iss, tc.aud)
+		}
+	}
+	code, out := runCommand(t, "-jwt-audience", "messages")
+	if code != 1 || strings.Count(out, "given without a key") != 1 {
+		t.Errorf("messages -jwt-audience messages exits %d, want 1 with the reason once:\n%s", code, out)
+	}
+}
+
+// TestRunChecksIssuerAudience runs the server with -jwt-issuer and
+// -jwt-audience: a token signed with its secret but for another issuer or
+// audience gets a 401 saying so.
+func TestRunChecksIssuerAudience(t *testing.T) {
+	s := start(t, "-database-url", sqliteArg(t), "-jwt-secret", testSecret,
+		"-jwt-issuer", "https://id.example/", "-jwt-audience", "messages")
+	mint := func(iss string, aud ...string) string {
+		c := auth.Claims{Admin: true}
+		c.Issuer, c.Audience = iss, aud
+		return token(t, c)
+	}
+	if st, _, b := send(t, "GET", s.base+"/channels", "", bearer(mint("https://id.example/", "billing", "messages"))); st != 200 {
+		t.Fatalf("a token of the issuer for this audience: %d %s, want 200", st, b)
+	}
+	for _, tc := range []struct{ name, tok, msg string }{
+		{"no iss, no aud", mint(""), "the token has no issuer (iss)"},
+		{"another issuer", mint("https://other.example/", "messages"), "the token's issuer (iss) is not the one this server accepts"},
+		{"another audience", mint("https://id.example/", "billing"), `the token's audience (aud) does not include \"messages\"`},
+	} {
+		st, ch, b := send(t, "GET", s.base+"/channels", "", bearer(tc.tok))
+		if st != 401 || !strings.Contains(ch, `error="invalid_token"`) || !strings.Contains(b, tc.msg) {
+			t.Errorf("%s: %d %q %s, want 401 invalid_token saying %q", tc.name, st, ch, b, tc.msg)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,6 +37,17 @@ type Config struct {
 	JWKSRefresh time.Duration
 	// HTTPClient fetches a JWKS URL. Default: a client with a 10 s timeout.
 	HTTPClient *http.Client
+	// Issuer, if set, is the only iss a token may carry: a token without
+	// iss, or with another, is refused. Set it when the keys are shared
+	// with other services (an identity provider's JWKS), so that their
+	// tokens are not taken for ours. Empty: iss is not checked. It needs
+	// Secret or JWKS.
+	Issuer string
+	// Audience, if set, must be one of a token's aud (a string or an array
+	// of strings, RFC 7519 §4.1.3): a token without aud, or whose aud does
+	// not include it, is refused. Empty: aud is not checked. It needs
+	// Secret or JWKS.
+	Audience string
 	// PublicSubscribe lets requests without a token read every channel.
 	PublicSubscribe bool
 	// Logger receives JWKS refresh failures and refused tokens (at debug
@@ -46,19 +58,21 @@ type Config struct {
 // Authorizer checks the tokens of requests. It is safe for concurrent use.
 // The zero value (and a nil *Authorizer) is in open mode.
 type Authorizer struct {
-	secret  []byte
-	jwks    *jwks // nil without Config.JWKS
-	methods []string
-	public  bool
-	log     *slog.Logger
-	parser  *jwt.Parser
+	secret   []byte
+	jwks     *jwks // nil without Config.JWKS
+	methods  []string
+	issuer   string // "" when not checked
+	audience string // "" when not checked
+	public   bool
+	log      *slog.Logger
+	parser   *jwt.Parser
 }
 
 // New returns an Authorizer for cfg. With a JWKS URL it fetches the keys
 // before returning (an unreachable JWKS, or one without a usable key, is an
 // error) and refreshes them until Close or until ctx is done.
 func New(ctx context.Context, cfg Config) (*Authorizer, error) {
-	a := &Authorizer{public: cfg.PublicSubscribe, log: cfg.Logger}
+	a := &Authorizer{issuer: cfg.Issuer, audience: cfg.Audience, public: cfg.PublicSubscribe, log: cfg.Logger}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -77,12 +91,24 @@ func New(ctx context.Context, cfg Config) (*Authorizer, error) {
 		a.jwks = k
 		a.methods = append(a.methods, asymmetricMethods()...)
 	}
-	a.parser = jwt.NewParser(
+	if len(a.methods) == 0 && (a.issuer != "" || a.audience != "") {
+		return nil, errors.New("auth: an issuer or audience to check needs a key (Secret or JWKS): without one every request is allowed and no token is looked at")
+	}
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(a.methods),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(Leeway),
-	)
+	}
+	// jwt checks iss and aud only when asked; an empty value must not ask,
+	// since WithAudience("") would require an aud.
+	if a.issuer != "" {
+		opts = append(opts, jwt.WithIssuer(a.issuer))
+	}
+	if a.audience != "" {
+		opts = append(opts, jwt.WithAudience(a.audience))
+	}
+	a.parser = jwt.NewParser(opts...)
 	return a, nil
 }
 
@@ -213,9 +239,10 @@ func bearer(r *http.Request, query bool) (string, error) {
 	return tok, nil
 }
 
-// Verify checks a token's signature, algorithm and claims and returns its
-// claims, or an *Error (ErrInvalidToken; also ErrExpired when expired). ctx
-// bounds a JWKS fetch for an unknown key id. In open mode every token is
+// Verify checks a token's signature, algorithm and claims (iss and aud too
+// when Config.Issuer and Config.Audience are set) and returns its claims,
+// or an *Error (ErrInvalidToken; also ErrExpired when expired). ctx bounds
+// a JWKS fetch for an unknown key id. In open mode every token is
 // refused: there is no key to check it with.
 func (a *Authorizer) Verify(ctx context.Context, token string) (*Claims, error) {
 	if a.Open() {
@@ -250,9 +277,24 @@ func (a *Authorizer) keyfunc(ctx context.Context) jwt.Keyfunc {
 func (a *Authorizer) tokenError(err error, c *Claims) *Error {
 	e := newError(ErrInvalidToken, "", err)
 	var re *rangeError
+	// jwt reports a missing iss or aud, like a missing exp, as a required
+	// claim missing: the claims tell which.
+	missing := errors.Is(err, jwt.ErrTokenRequiredClaimMissing)
 	switch {
 	case errors.As(err, &re): // before exp's own check, which it voids
 		e.msg = fmt.Sprintf("the token's %s is out of range: a time claim is seconds since 1970, before the year 10000", re.claim)
+	// Issuer and audience before expiry: a token for another service is
+	// refused as such, not as expired, since refreshing it would not help.
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), missing && a.issuer != "" && c.Issuer != a.issuer:
+		e.msg = "the token's issuer (iss) is not the one this server accepts"
+		if c.Issuer == "" {
+			e.msg = "the token has no issuer (iss), and this server accepts only tokens from the issuer it is configured with"
+		}
+	case errors.Is(err, jwt.ErrTokenInvalidAudience), missing && a.audience != "" && !slices.Contains(c.Audience, a.audience):
+		e.msg = fmt.Sprintf("the token's audience (aud) does not include %q, this server's audience", a.audience)
+		if len(c.Audience) == 0 {
+			e.msg = fmt.Sprintf("the token has no audience (aud); this server accepts only tokens whose aud includes %q", a.audience)
+		}
 	case errors.Is(err, jwt.ErrTokenExpired):
 		e.expiry = true
 		e.msg = "the token has expired"

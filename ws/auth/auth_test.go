@@ -311,6 +311,9 @@ func TestWriteError(t *testing.T) {
 	expired.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Hour))
 	reader := claims("alice", nil, []string{"news"}, false)
 	hs := func(c *Claims) string { return sign(t, jwt.SigningMethodHS256, testSecret, c, "") }
+	checked := newAuthorizer(t, Config{Secret: testSecret, Issuer: "https://id.example/", Audience: "messages"})
+	otherService := claims("alice", nil, []string{"*"}, false)
+	otherService.Issuer, otherService.Audience = "https://id.example/", jwt.ClaimStrings{"billing"}
 	for _, tc := range []struct {
 		name      string
 		err       error
@@ -321,10 +324,14 @@ func TestWriteError(t *testing.T) {
 		{"malformed", a.Authorize(request("GET", "/", "x.y.z"), Subscribe, "c"), 401, `Bearer realm="messages", error="invalid_token", error_description="the token is malformed`},
 		{"expired", a.Authorize(request("GET", "/", hs(expired)), Subscribe, "c"), 401, `Bearer realm="messages", error="invalid_token", error_description="the token expired at `},
 		{"forbidden", a.Authorize(request("GET", "/", hs(reader)), Subscribe, "c"), 403, `Bearer realm="messages", error="insufficient_scope", error_description="the token of 'alice' has no subscribe right on channel 'c'"`},
+		{"another audience", checked.Authorize(request("GET", "/", hs(otherService)), Subscribe, "c"), 401, `Bearer realm="messages", error="invalid_token", error_description="the token's audience (aud) does not include 'messages', this server's audience"`},
 		{"two places", a.AuthorizeWithQueryToken(request("GET", "/ws?token=a", "b"), Subscribe, "c"), 400, `Bearer realm="messages", error="invalid_request"`},
 		{"other error", errors.New("boom"), 500, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.err == nil {
+				t.Fatal("no error to write: the request was allowed")
+			}
 			w := httptest.NewRecorder()
 			WriteError(w, tc.err)
 			if w.Code != tc.status {
@@ -383,5 +390,121 @@ func TestCheckReturnsClaims(t *testing.T) {
 	}
 	if c, err := a.Check(request("GET", "/channels/a", ""), Subscribe, "a", false); c != nil || err != nil {
 		t.Fatalf("public subscribe: Check = %+v, %v; want nil, nil", c, err)
+	}
+}
+
+// TestIssuerAudience checks iss and aud against Authorizers with and
+// without Config.Issuer and Config.Audience: unset, any value passes (as
+// before); set, iss must be exactly the issuer and aud, a string or an
+// array, must include the audience, or the token gets a 401 saying which.
+func TestIssuerAudience(t *testing.T) {
+	const iss, aud = "https://id.example/", "messages"
+	cfgs := []struct {
+		name string
+		cfg  Config
+	}{
+		{"unchecked", Config{Secret: testSecret}},
+		{"issuer", Config{Secret: testSecret, Issuer: iss}},
+		{"audience", Config{Secret: testSecret, Audience: aud}},
+		{"both", Config{Secret: testSecret, Issuer: iss, Audience: aud}},
+	}
+	// Every ok or message is in the order of cfgs; "" means accepted.
+	const (
+		wrongIss = "the token's issuer (iss) is not the one this server accepts"
+		noIss    = "the token has no issuer (iss)"
+		wrongAud = `the token's audience (aud) does not include "messages"`
+		noAud    = `the token has no audience (aud); this server accepts only tokens whose aud includes "messages"`
+	)
+	now := time.Now()
+	for _, tc := range []struct {
+		name   string
+		claims jwt.MapClaims // exp and subscribe added
+		want   [4]string
+	}{
+		{"neither", jwt.MapClaims{}, [4]string{"", noIss, noAud, noIss}},
+		{"right iss", jwt.MapClaims{"iss": iss}, [4]string{"", "", noAud, noAud}},
+		{"wrong iss", jwt.MapClaims{"iss": "https://other.example/"}, [4]string{"", wrongIss, noAud, wrongIss}},
+		{"iss differs in case", jwt.MapClaims{"iss": "https://ID.example/"}, [4]string{"", wrongIss, noAud, wrongIss}},
+		{"iss with a trailing space", jwt.MapClaims{"iss": iss + " "}, [4]string{"", wrongIss, noAud, wrongIss}},
+		{"empty iss", jwt.MapClaims{"iss": ""}, [4]string{"", noIss, noAud, noIss}},
+		{"aud string", jwt.MapClaims{"aud": aud}, [4]string{"", noIss, "", noIss}},
+		{"aud array", jwt.MapClaims{"aud": []string{"billing", aud}}, [4]string{"", noIss, "", noIss}},
+		{"wrong aud string", jwt.MapClaims{"aud": "billing"}, [4]string{"", noIss, wrongAud, noIss}},
+		{"wrong aud array", jwt.MapClaims{"aud": []string{"billing", "messages-admin"}}, [4]string{"", noIss, wrongAud, noIss}},
+		{"empty aud array", jwt.MapClaims{"aud": []string{}}, [4]string{"", noIss, noAud, noIss}},
+		{"right iss, aud string", jwt.MapClaims{"iss": iss, "aud": aud}, [4]string{"", "", "", ""}},
+		{"right iss, aud array", jwt.MapClaims{"iss": iss, "aud": []string{aud, "billing"}}, [4]string{"", "", "", ""}},
+		{"right iss, wrong aud", jwt.MapClaims{"iss": iss, "aud": []string{"billing"}}, [4]string{"", "", wrongAud, wrongAud}},
+		{"wrong iss, right aud", jwt.MapClaims{"iss": "https://other.example/", "aud": aud}, [4]string{"", wrongIss, "", wrongIss}},
+	} {
+		tc.claims["exp"] = now.Add(time.Hour).Unix()
+		tc.claims["subscribe"] = []string{"*"}
+		tok := sign(t, jwt.SigningMethodHS256, testSecret, tc.claims, "")
+		for i, c := range cfgs {
+			t.Run(tc.name+"/"+c.name, func(t *testing.T) {
+				err := newAuthorizer(t, c.cfg).Authorize(request("GET", "/channels/c", tok), Subscribe, "c")
+				if tc.want[i] == "" {
+					checkErr(t, err, nil, "")
+					return
+				}
+				checkErr(t, err, ErrInvalidToken, tc.want[i])
+				if strings.Contains(err.Error(), iss) {
+					t.Errorf("the message names the issuer the server accepts: %v", err)
+				}
+			})
+		}
+	}
+
+	t.Run("expired, for another issuer", func(t *testing.T) {
+		// Refreshing would not help: the answer names the issuer and is
+		// not ErrExpired.
+		tok := sign(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{
+			"iss": "https://other.example/", "exp": now.Add(-time.Hour).Unix(), "subscribe": []string{"*"},
+		}, "")
+		err := newAuthorizer(t, cfgs[3].cfg).Authorize(request("GET", "/channels/c", tok), Subscribe, "c")
+		checkErr(t, err, ErrInvalidToken, wrongIss)
+		if errors.Is(err, ErrExpired) {
+			t.Errorf("%v is ErrExpired", err)
+		}
+	})
+	t.Run("no exp, right iss and aud", func(t *testing.T) {
+		tok := sign(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"iss": iss, "aud": aud, "subscribe": []string{"*"}}, "")
+		err := newAuthorizer(t, cfgs[3].cfg).Authorize(request("GET", "/channels/c", tok), Subscribe, "c")
+		checkErr(t, err, ErrInvalidToken, "no expiry (exp)")
+	})
+	t.Run("aud not a string", func(t *testing.T) {
+		tok := sign(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"aud": 7, "exp": now.Add(time.Hour).Unix(), "subscribe": []string{"*"}}, "")
+		for _, c := range cfgs {
+			err := newAuthorizer(t, c.cfg).Authorize(request("GET", "/channels/c", tok), Subscribe, "c")
+			checkErr(t, err, ErrInvalidToken, "malformed")
+		}
+	})
+}
+
+// TestIssuerAudienceJWKS is the case the checks are for: an identity
+// provider signs tokens for several services with the keys of one JWKS,
+// and a token it minted for another service must not open this one.
+func TestIssuerAudienceJWKS(t *testing.T) {
+	k := newTestKeys(t)
+	a := newAuthorizer(t, Config{JWKS: writeJWKS(t, k.jwks(t)...), Issuer: "https://id.example/", Audience: "messages"})
+	for _, tc := range []struct {
+		aud  string
+		want error
+	}{{"messages", nil}, {"billing", ErrInvalidToken}} {
+		c := claims("svc", nil, []string{"*"}, true)
+		c.Issuer, c.Audience = "https://id.example/", jwt.ClaimStrings{tc.aud}
+		tok := sign(t, jwt.SigningMethodES256, k.ec, c, "ec1")
+		checkErr(t, a.Authorize(request("GET", "/channels", tok), Admin, ""), tc.want, "")
+	}
+}
+
+// TestIssuerAudienceNeedAKey: an issuer or audience without a key would be
+// open mode, where no token is checked at all; New refuses it.
+func TestIssuerAudienceNeedAKey(t *testing.T) {
+	for _, cfg := range []Config{{Issuer: "https://id.example/"}, {Audience: "messages"}} {
+		if a, err := New(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "needs a key") {
+			a.Close()
+			t.Errorf("New(%+v) = %v, want an error saying a key is needed", cfg, err)
+		}
 	}
 }

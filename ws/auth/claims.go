@@ -39,8 +39,9 @@ func (r Right) String() string {
 }
 
 // Claims are the claims of a messages token. The registered claims exp
-// (required), nbf, iat and sub are checked by the Authorizer; Publish and
-// Subscribe list channel patterns; Admin grants every right.
+// (required), nbf and iat are checked by the Authorizer, and iss and aud
+// when it is configured to; sub names the bearer. Publish and Subscribe
+// list channel patterns; Admin grants every right.
 //
 // A channel pattern is an exact channel id ("room-1"), a prefix ending in
 // "*" ("room-*" matches every id starting with "room-"), or "*" alone, which

@@ -13,7 +13,8 @@ var (
 	// ErrNoToken: the request carries no token (401, no error code).
 	ErrNoToken = errors.New("auth: no token")
 	// ErrInvalidToken: the token is malformed, badly signed, signed with an
-	// algorithm that is not accepted, expired, not yet valid or has bad
+	// algorithm that is not accepted, expired, not yet valid, from another
+	// issuer or for another audience (when these are checked) or has bad
 	// claims (401, error="invalid_token").
 	ErrInvalidToken = errors.New("auth: invalid token")
 	// ErrExpired: the token's exp has passed. It is also ErrInvalidToken.
