@@ -141,3 +141,46 @@ func TestViewerToken(t *testing.T) {
 	run(t, ctx, 10*time.Second, chromedp.Click(chromedp.CSS("#forget-token")))
 	waitJS(t, ctx, 10*time.Second, "the prompt after forgetting", visible+` && sessionStorage.getItem("messages.token") === null`)
 }
+
+// TestViewerTokenExpires: when the token a channel is watched with
+// expires, the server ends the WebSocket (4401); the viewer asks for a new
+// token, saying the old one expired, and with it goes on where it stopped.
+func TestViewerTokenExpires(t *testing.T) {
+	b := newBrowser(t)
+	a, err := auth.New(context.Background(), auth.Config{Secret: []byte(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	srv := wstest.Start(t, wstest.Options{Viewer: viewer.Handler(), PersistInterval: 50 * time.Millisecond, Auth: a})
+	const id = "e2e-expiry"
+	admin := signToken(t, auth.Claims{Admin: true}, time.Hour)
+	authDo(t, "POST", srv.URL+"/channels", admin, `{"id":"`+id+`"}`, 201)
+	authDo(t, "POST", srv.URL+"/channels/"+id+"/messages", admin, "one\n", 200)
+
+	ctx := b.ctx
+	visible := `!document.getElementById("token-form").hidden`
+	run(t, ctx, 30*time.Second, chromedp.Navigate(srv.URL+"/#/watch/"+id))
+	waitJS(t, ctx, 10*time.Second, "the token prompt", visible)
+	// Accepted for three more seconds: its exp is past, within the clock
+	// skew the server tolerates.
+	short := signToken(t, auth.Claims{Subscribe: []string{id}}, -auth.Leeway+3*time.Second)
+	run(t, ctx, 10*time.Second,
+		chromedp.SetValue(chromedp.CSS("#token-input"), short),
+		chromedp.Click(chromedp.CSS(`#token-form button[type=submit]`)),
+	)
+	waitJS(t, ctx, 10*time.Second, "live with the short token", jsState+` === "live" && `+jsShown+` === 1`)
+	waitJS(t, ctx, 20*time.Second, "the prompt once the token expired",
+		visible+` && document.getElementById("token-reason").textContent.includes("expired")`)
+
+	authDo(t, "POST", srv.URL+"/channels/"+id+"/messages", admin, "two\n", 200)
+	fresh := signToken(t, auth.Claims{Subscribe: []string{id}}, time.Hour)
+	run(t, ctx, 10*time.Second,
+		chromedp.SetValue(chromedp.CSS("#token-input"), fresh),
+		chromedp.Click(chromedp.CSS(`#token-form button[type=submit]`)),
+	)
+	waitJS(t, ctx, 20*time.Second, "live again, with what was sent meanwhile", jsState+` === "live" && `+jsShown+` === 2`)
+	if got := eval[string](t, ctx, jsText); got != "one\ntwo\n" {
+		t.Errorf("rendered %q after the new token, want one, two", got)
+	}
+}
