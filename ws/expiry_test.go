@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,6 +96,49 @@ func TestTokenExpiryEndsStreams(t *testing.T) {
 		}
 		if v := outcomeCount(t, srv, "token_expired"); v != 1 {
 			t.Errorf("connections that ended with token_expired: %v, want 1", v)
+		}
+	})
+
+	t.Run("websocket renews", func(t *testing.T) {
+		// With Resume and a TokenSource, the Go client asks for a fresh
+		// token when the server ends the subscription, and goes on.
+		var calls atomic.Int64
+		sub, err := client.Subscribe(ctx, srv.URL, id, client.Options{Resume: true,
+			TokenSource: func(context.Context) (string, error) {
+				if calls.Add(1) == 1 {
+					return shortToken(t, id), nil
+				}
+				return mint(t, testSecret, auth.Claims{Subscribe: []string{id}}, time.Hour), nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		hellos, want, sentBefore := 0, int64(0), false
+		for done := false; !done; {
+			e, err := sub.Next(ctx)
+			if err != nil {
+				t.Fatalf("after %d hellos, at seq %d: %v", hellos, want, err)
+			}
+			switch e.Kind {
+			case client.EventHello:
+				if hellos++; hellos == 2 {
+					publish("after\n") // after the renewal
+				}
+			case client.EventMessage:
+				if want++; e.Seq != want {
+					t.Fatalf("seq %d, want %d", e.Seq, want)
+				}
+				done = hellos == 2 && e.Data == "after\n"
+			case client.EventLive:
+				if !sentBefore {
+					sentBefore = true
+					publish("before\n") // before the token expires
+				}
+			}
+		}
+		if n := calls.Load(); n != 2 {
+			t.Fatalf("%d tokens asked for, want 2: the first and one renewal", n)
 		}
 	})
 

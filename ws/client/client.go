@@ -280,7 +280,7 @@ func (s *Subscription) run(conn *websocket.Conn) {
 			// Ended normally (the end frame was delivered), or closed.
 			return
 		}
-		if !s.opts.Resume || !resumable(err) {
+		if !s.opts.Resume || !(resumable(err) || s.renewable(err)) {
 			s.send(clientItem{err: err})
 			return
 		}
@@ -316,6 +316,13 @@ func (s *Subscription) run(conn *websocket.Conn) {
 			return
 		}
 	}
+}
+
+// renewable reports whether err is the end of a subscription whose token
+// expired, and a redial can ask TokenSource for a fresh one.
+func (s *Subscription) renewable(err error) bool {
+	var se *ServerError
+	return s.opts.TokenSource != nil && errors.As(err, &se) && se.Code == wire.CodeUnauthorized
 }
 
 // setConn records the current connection for Close; it reports false if
@@ -373,12 +380,19 @@ func (s *Subscription) dial(ctx context.Context, from int64, epoch string) (*web
 	}
 	u.RawQuery = q.Encode()
 	hdr := s.opts.HTTPHeader
-	if s.opts.Token != "" {
+	token := s.opts.Token
+	if s.opts.TokenSource != nil {
+		var err error
+		if token, err = s.opts.TokenSource(ctx); err != nil {
+			return nil, fmt.Errorf("client: token source: %w", err)
+		}
+	}
+	if token != "" {
 		hdr = hdr.Clone()
 		if hdr == nil {
 			hdr = http.Header{}
 		}
-		hdr.Set("Authorization", "Bearer "+s.opts.Token)
+		hdr.Set("Authorization", "Bearer "+token)
 	}
 	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
 		HTTPClient: s.opts.HTTPClient,

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"net/http"
 	"time"
 )
@@ -50,8 +51,15 @@ type Options struct {
 	// the subscribe right on the channel), sent as "Authorization: Bearer"
 	// on every handshake, redials included. Empty: none. A refused token
 	// ends Subscribe (or Next, on a redial) with an error matching
-	// ErrUnauthorized or ErrForbidden.
+	// ErrUnauthorized or ErrForbidden, as does the end of a subscription
+	// whose token expired.
 	Token string
+	// TokenSource, if set, is called before every handshake, redials
+	// included, for the token to send instead of Token (an empty one sends
+	// none). With Resume, a subscription whose token expired then redials
+	// by itself with the token TokenSource returns, and carries on without
+	// a gap; an error from TokenSource ends the subscription with it.
+	TokenSource func(ctx context.Context) (string, error)
 	// ReadLimit is the largest frame accepted, in bytes; 0 means
 	// DefaultReadLimit. A larger frame ends the subscription with an
 	// error.
