@@ -134,7 +134,7 @@ func countFrame(st *stats, rcv time.Time, count, bytes int64) {
 func readCatchup(ctx context.Context, b *bench, id string, k int, sem <-chan struct{}, check *seqChecker, seen *verifiedFrames) (time.Time, int64, error) {
 	started := time.Now()
 	b.st.dials.Add(1)
-	conn, err := dialCatchup(ctx, b.cfg.readerURL(k), id, b.src.next())
+	conn, err := dialCatchup(ctx, b.cfg.readerURL(k), id, b.src.nextWS())
 	<-sem
 	if err != nil {
 		return time.Time{}, 0, fmt.Errorf("connect: %w", err)

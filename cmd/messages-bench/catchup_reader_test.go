@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -101,5 +102,50 @@ func TestReadCatchupChecksRepeatedFrames(t *testing.T) {
 				t.Errorf("%d frames remembered, want the 2 good ones", len(seen.m))
 			}
 		})
+	}
+}
+
+// TestUpgradeTransport: the bench's own handshake transport returns a
+// refusal with its body, and gives up on a server that never answers when
+// the dial's context ends.
+func TestUpgradeTransport(t *testing.T) {
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, `{"error":"no"}`)
+	}))
+	defer refuse.Close()
+	hc := newWSClient(0, "", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, strings.Replace(refuse.URL, "http", "ws", 1)+"/ws", &websocket.DialOptions{HTTPClient: hc})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a refused handshake: %v, %v; want the 403", resp, err)
+	}
+	if b, _ := io.ReadAll(resp.Body); string(b) != `{"error":"no"}` {
+		t.Fatalf("refusal body %q", b)
+	}
+
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // holds the connection, never answers
+		}
+	}()
+	short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelShort()
+	if _, _, err := websocket.Dial(short, "ws://"+silent.Addr().String()+"/ws", &websocket.DialOptions{HTTPClient: hc}); err == nil {
+		t.Fatal("a handshake with a silent server succeeded")
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the handshake outlived its context")
 	}
 }

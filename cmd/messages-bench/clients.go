@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -36,8 +37,9 @@ type sources struct {
 	throttled *atomic.Int64 // counts retried 429s; nil: no retries
 	n         atomic.Int64
 
-	mu      sync.Mutex // guards clients
-	clients []*http.Client
+	mu        sync.Mutex // guards clients and wsClients
+	clients   []*http.Client
+	wsClients []*http.Client // by source too, for WebSocket handshakes only
 }
 
 // newSources returns the sources for baseURL; their clients send token and
@@ -53,11 +55,7 @@ func newSources(baseURL, token string, throttled *atomic.Int64) (*sources, error
 
 // next returns the client for the next connection.
 func (s *sources) next() *http.Client {
-	i := 0
-	if s.spread {
-		i = int((s.n.Add(1) - 1) / int64(s.perSource))
-		i = min(i, 250) // 127.0.0.1 .. 127.0.0.251
-	}
+	i := s.index()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(s.clients) <= i {
@@ -66,11 +64,34 @@ func (s *sources) next() *http.Client {
 	return s.clients[i]
 }
 
+// nextWS returns the client for the next WebSocket handshake: it sends the
+// upgrade on a connection of its own without net/http's connection pool
+// (see upgradeTransport), which a thousand dials at once would otherwise
+// pay for.
+func (s *sources) nextWS() *http.Client {
+	i := s.index()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.wsClients) <= i {
+		s.wsClients = append(s.wsClients, newWSClient(len(s.wsClients), s.token, s.throttled))
+	}
+	return s.wsClients[i]
+}
+
+// index is the source of the next connection.
+func (s *sources) index() int {
+	if !s.spread {
+		return 0
+	}
+	i := int((s.n.Add(1) - 1) / int64(s.perSource))
+	return min(i, 250) // 127.0.0.1 .. 127.0.0.251
+}
+
 // used returns how many source addresses were used.
 func (s *sources) used() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.clients)
+	return max(len(s.clients), len(s.wsClients))
 }
 
 // close closes idle connections.
@@ -90,29 +111,118 @@ func (s *sources) close() {
 // (a per-client quota) is sent again after its Retry-After, and counted
 // there.
 func newHTTPClient(source, maxConns int, token string, throttled *atomic.Int64) *http.Client {
-	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	if source > 0 {
-		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(source+1))}
-	}
+	d := sourceDialer(source)
 	idle := maxConns
 	if idle == 0 {
 		idle = 1024
 	}
-	var rt http.RoundTripper = &http.Transport{
+	return &http.Client{Transport: wrapTransport(&http.Transport{
 		DialContext:         d.DialContext,
 		MaxConnsPerHost:     maxConns,
 		MaxIdleConns:        idle,
 		MaxIdleConnsPerHost: idle,
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
+	}, token, throttled)}
+}
+
+// newWSClient is newHTTPClient for WebSocket handshakes alone, over
+// upgradeTransport. An https URL still goes through net/http.
+func newWSClient(source int, token string, throttled *atomic.Int64) *http.Client {
+	d := sourceDialer(source)
+	fallback := &http.Transport{DialContext: d.DialContext, DisableCompression: true}
+	return &http.Client{Transport: wrapTransport(&upgradeTransport{dial: d.DialContext, fallback: fallback}, token, throttled)}
+}
+
+// sourceDialer dials from 127.0.0.(source+1); source 0 lets the system
+// choose.
+func sourceDialer(source int) *net.Dialer {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if source > 0 {
+		d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(source+1))}
 	}
+	return d
+}
+
+// wrapTransport adds the bearer token and the retries of 429s to rt.
+func wrapTransport(rt http.RoundTripper, token string, throttled *atomic.Int64) http.RoundTripper {
 	if token != "" {
 		rt = &bearerTransport{base: rt, auth: "Bearer " + token}
 	}
 	if throttled != nil {
 		rt = &retryTransport{base: rt, count: throttled}
 	}
-	return &http.Client{Transport: rt}
+	return rt
+}
+
+// upgradeTransport sends an HTTP/1.1 upgrade request (a WebSocket
+// handshake) on a new connection of its own and returns the answer with
+// the connection as its body, as the WebSocket library expects of a 101.
+// It keeps no pool and runs no goroutine per connection, unlike
+// http.Transport, whose persistConn machinery is most of what a handshake
+// costs the client. Other requests, and https, go to fallback.
+type upgradeTransport struct {
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	fallback http.RoundTripper
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *upgradeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme != "http" || r.Header.Get("Upgrade") == "" {
+		return t.fallback.RoundTrip(r)
+	}
+	conn, err := t.dial(r.Context(), "tcp", canonicalAddr(r.URL))
+	if err != nil {
+		return nil, err
+	}
+	// The handshake is bounded by r's context, as in net/http.
+	stop := context.AfterFunc(r.Context(), func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := r.Write(conn); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, r)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// Read the refusal's body now: the connection goes with it.
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		conn.Close()
+		if err != nil {
+			return nil, err
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		return resp, nil
+	}
+	if !stop() {
+		conn.Close()
+		return nil, r.Context().Err()
+	}
+	resp.Body = upgradedConn{Reader: br, Conn: conn}
+	return resp, nil
+}
+
+// upgradedConn is the body of a 101 answer: reads come through the reader
+// that read the answer (it may hold the first frames), writes and close go
+// to the connection.
+type upgradedConn struct {
+	io.Reader
+	net.Conn
+}
+
+func (c upgradedConn) Read(p []byte) (int, error) { return c.Reader.Read(p) }
+
+// canonicalAddr is u's host with its port, the scheme's default if none.
+func canonicalAddr(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // Bounds of the retries of a throttled request.
@@ -308,7 +418,7 @@ type wsReader struct {
 // channel, counting into st. It returns the last seq, or the error that
 // stopped it (counted by the caller).
 func readWS(ctx context.Context, baseURL string, src *sources, st *stats, r wsReader) (int64, error) {
-	opts := client.Options{HTTPClient: src.next()}
+	opts := client.Options{HTTPClient: src.nextWS()}
 	started := time.Now()
 	st.dials.Add(1)
 	sub, err := client.Subscribe(ctx, baseURL, r.channel, opts)
