@@ -20,9 +20,10 @@
 //   - catchup: one channel with -history messages of -size bytes, closed
 //     (-source closed: served from the store, as after a restart) or open;
 //     then -clients readers join at once and read it all. Reports the time
-//     until all are done, per-reader catch-up latency and MB/s.
+//     until all are done, per-reader catch-up latency and MB/s. A frame
+//     another reader already checked is checked by its bytes.
 //
-// Server cost comes from the server's /metrics.
+// Server cost comes from the server's /metrics (or -metrics-url).
 package main
 
 import (
