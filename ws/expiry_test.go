@@ -19,11 +19,11 @@ import (
 )
 
 // shortToken is a subscribe token for channel id that the server stops
-// accepting one to two seconds from now: exp lies in the past, within the
+// accepting two to three seconds from now: exp lies in the past, within the
 // clock skew tolerated (auth.Leeway), so that no test waits for a real
 // expiry.
 func shortToken(t *testing.T, id string) string {
-	return mint(t, testSecret, auth.Claims{Subscribe: []string{id}}, -auth.Leeway+2*time.Second)
+	return mint(t, testSecret, auth.Claims{Subscribe: []string{id}}, -auth.Leeway+3*time.Second)
 }
 
 // TestTokenExpiryEndsStreams: a stream outlives its request, but not its
