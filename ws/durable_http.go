@@ -12,6 +12,10 @@ import (
 // durablePrefix is where the Durable Streams protocol is served.
 const durablePrefix = "/v1/stream/"
 
+// minStreamTime is the least validity a token must have left to open a
+// Durable Streams event stream.
+const minStreamTime = time.Second
+
 // durableHandler serves the Durable Streams protocol over the server's
 // DurableBackend, with the same token rights as the rest of the API:
 // reading a stream (GET, HEAD) needs subscribe, and a token may come as
@@ -74,7 +78,12 @@ func (s *Server) durableHandler() http.Handler {
 				// An SSE response ends when its token expires, as it does
 				// at the end of its lifetime: the client comes back from
 				// its offset, with a fresh token. (A long-poll lasts no
-				// longer than -long-poll-timeout anyway.)
+				// longer than -long-poll-timeout anyway.) A token about to
+				// expire is refused: the stream could not even start.
+				if !until.IsZero() && time.Until(until) < minStreamTime {
+					auth.WriteError(w, auth.ExpiredError("the token expires within a second: an event stream needs a fresh one"))
+					return
+				}
 				ctx, cancel := untilExpiry(r.Context(), until)
 				defer cancel()
 				r = r.WithContext(ctx)

@@ -188,6 +188,18 @@ func TestTokenExpiryEndsStreams(t *testing.T) {
 		}
 	})
 
+	t.Run("sse about to expire", func(t *testing.T) {
+		// Valid for less than a second more: too little to open an event
+		// stream, which is refused with 401 rather than cut at once.
+		now := time.Now()
+		ttl := time.Unix(now.Unix()+1, 0).Add(-auth.Leeway).Sub(now)
+		tok := mint(t, testSecret, auth.Claims{Subscribe: []string{id}}, ttl)
+		r := request(t, "GET", srv.URL+"/v1/stream/"+id+"?offset=-1&live=sse", tok, "", nil)
+		if r.status != http.StatusUnauthorized || !strings.Contains(r.body, "expire") {
+			t.Fatalf("SSE with a token about to expire: %d %s, want 401", r.status, r.body)
+		}
+	})
+
 	t.Run("sse", func(t *testing.T) {
 		req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/stream/"+id+"?offset=-1&live=sse", nil)
 		if err != nil {

@@ -296,7 +296,7 @@ func (c *pageCache) evictLocked() bool {
 // channels hold and the cache fit in the shared budget again: messages
 // come first. Cheap when they fit.
 func (c *pageCache) yield() {
-	if c.held == nil || c.held.Load()+c.used.Load() <= c.budget {
+	if c.held == nil || c.used.Load() == 0 || c.held.Load()+c.used.Load() <= c.budget {
 		return
 	}
 	c.mu.Lock()

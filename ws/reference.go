@@ -114,6 +114,9 @@ func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string, u
 		w.Header().Set(streamEndTrailer, "closed")
 		t.ending()
 		return
+	case expired && !started:
+		auth.WriteError(w, auth.ExpiredError("the token expired before the stream could start"))
+		return
 	case !started:
 		s.fail(w, r, err, id)
 		return

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,7 +99,7 @@ func (s *sources) used() int {
 func (s *sources) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, c := range s.clients {
+	for _, c := range slices.Concat(s.clients, s.wsClients) {
 		c.CloseIdleConnections()
 	}
 }
@@ -204,6 +205,14 @@ func (t *upgradeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	resp.Body = upgradedConn{Reader: br, Conn: conn}
 	return resp, nil
+}
+
+// CloseIdleConnections closes the idle connections of the fallback: the
+// upgrades keep none.
+func (t *upgradeTransport) CloseIdleConnections() {
+	if c, ok := t.fallback.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // upgradedConn is the body of a 101 answer: reads come through the reader

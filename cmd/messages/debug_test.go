@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -38,6 +39,23 @@ func TestMetricsAddr(t *testing.T) {
 		t.Errorf("GET %s: no messages_ series in %.200s", m, b)
 	}
 	do(t, "GET", s.base+"/metrics", "", 404)
+	// No token guards it: a web page reaching it through a name of its own
+	// (DNS rebinding) is refused; localhost and addresses pass.
+	for host, want := range map[string]int{"evil.example": 421, "localhost": 200, "127.0.0.1": 200} {
+		req, err := http.NewRequest("GET", m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s with Host %s: %d, want %d", m, host, resp.StatusCode, want)
+		}
+	}
 
 	s2 := start(t, "-database-url", sqliteArg(t), "-jwt-secret", testSecret)
 	do(t, "GET", s2.base+"/metrics", "", 401)

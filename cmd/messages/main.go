@@ -13,9 +13,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	runtimepprof "runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +30,7 @@ import (
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/viewer"
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/auth"
 )
 
 func main() {
@@ -257,7 +260,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	if cfg.debugAddr != "" {
-		stopDebug, err := serveDebug(cfg.debugAddr, log)
+		stopDebug, err := serveDebug(cfg.debugAddr, cfg.auth.hosts(), log)
 		if err != nil {
 			return err
 		}
@@ -266,7 +269,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.metricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metricsHandler)
-		stopMetrics, err := serveAside(cfg.metricsAddr, "metrics", "/metrics", mux, log)
+		stopMetrics, err := serveAside(cfg.metricsAddr, "metrics", "/metrics", mux, cfg.auth.hosts(), log)
 		if err != nil {
 			return err
 		}
@@ -397,7 +400,7 @@ func viewerURL(a net.Addr) string {
 
 // serveDebug serves the pprof profiles on addr until the returned function
 // is called. It is kept off the public listener on purpose.
-func serveDebug(addr string, log *slog.Logger) (func(), error) {
+func serveDebug(addr string, hosts []string, log *slog.Logger) (func(), error) {
 	// Not /debug/pprof/cmdline: it would show a -jwt-secret given as a
 	// flag. So no catch-all pprof.Index either, which serves it too.
 	mux := http.NewServeMux()
@@ -408,18 +411,37 @@ func serveDebug(addr string, log *slog.Logger) (func(), error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return serveAside(addr, "profiles", "/debug/pprof/", mux, log)
+	return serveAside(addr, "profiles", "/debug/pprof/", mux, hosts, log)
 }
 
 // serveAside serves h on its own address, apart from the API, and logs
 // the URL of path there as where what is served. It returns the function
-// that stops it.
-func serveAside(addr, what, path string, h http.Handler, log *slog.Logger) (func(), error) {
+// that stops it. A request whose Host is neither an IP address nor one of
+// hosts (the API's allow-list; any with none) or localhost gets 421: no
+// token guards these addresses, so a web page must not reach them through
+// a name of its own pointed at them (DNS rebinding).
+func serveAside(addr, what, path string, h http.Handler, hosts []string, log *slog.Logger) (func(), error) {
+	names, err := auth.NewHostList(append(slices.Clone(hosts), auth.LoopbackHosts()...))
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for %s: %w", what, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	refuse := names.Handler(h)
+	guarded := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if hp, _, err := net.SplitHostPort(host); err == nil {
+			host = hp
+		}
+		if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		refuse.ServeHTTP(w, r) // h for the names allowed, 421 for others
+	})
+	srv := &http.Server{Handler: guarded, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

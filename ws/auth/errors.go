@@ -41,6 +41,15 @@ func newError(kind error, msg string, cause error) *Error {
 	return &Error{kind: kind, msg: msg, err: cause}
 }
 
+// ExpiredError is the refusal (401, invalid_token; it matches ErrExpired)
+// of a token that was valid when checked but expired, or is about to,
+// before the stream it opened could start; msg says so to the client.
+func ExpiredError(msg string) *Error {
+	e := newError(ErrInvalidToken, msg, nil)
+	e.expiry = true
+	return e
+}
+
 // Error returns a message for people; it never contains the token.
 func (e *Error) Error() string { return e.msg }
 

@@ -31,7 +31,9 @@ var ErrSubscriptionClosed = errors.New("client: subscription closed")
 // malformed, badly signed or expired one) or 403 (a token without the
 // subscribe right on the channel). ErrUnauthorized also matches the end of
 // a subscription whose token expired (wire.CodeUnauthorized): subscribe
-// again with a fresh token, from LastSeq and Epoch. They are never retried.
+// again with a fresh token, from LastSeq and Epoch. They are never retried,
+// except an expired subscription with Options.Resume and
+// Options.TokenSource set, which redials with a fresh token.
 var (
 	ErrUnauthorized = errors.New("client: unauthorized")
 	ErrForbidden    = errors.New("client: forbidden")

@@ -58,7 +58,8 @@ type Options struct {
 	// included, for the token to send instead of Token (an empty one sends
 	// none). With Resume, a subscription whose token expired then redials
 	// by itself with the token TokenSource returns, and carries on without
-	// a gap; an error from TokenSource ends the subscription with it.
+	// a gap; an error from TokenSource ends the subscription with it. It is
+	// called from Subscribe, then from the subscription's own goroutine.
 	TokenSource func(ctx context.Context) (string, error)
 	// ReadLimit is the largest frame accepted, in bytes; 0 means
 	// DefaultReadLimit. A larger frame ends the subscription with an
