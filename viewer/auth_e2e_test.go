@@ -46,6 +46,23 @@ func authDo(t *testing.T, method, url, token, body string, want int) {
 	}
 }
 
+// startWithToken starts a server with the viewer that requires tokens
+// signed with testSecret, creates channel id holding "one\n", and returns
+// the server and an admin token.
+func startWithToken(t *testing.T, id string) (*wstest.Server, string) {
+	t.Helper()
+	a, err := auth.New(context.Background(), auth.Config{Secret: []byte(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	srv := wstest.Start(t, wstest.Options{Viewer: viewer.Handler(), PersistInterval: 50 * time.Millisecond, Auth: a})
+	admin := signToken(t, auth.Claims{Admin: true}, time.Hour)
+	authDo(t, "POST", srv.URL+"/channels", admin, `{"id":"`+id+`"}`, 201)
+	authDo(t, "POST", srv.URL+"/channels/"+id+"/messages", admin, "one\n", 200)
+	return srv, admin
+}
+
 // TestViewerToken opens a channel on a server that requires tokens: the
 // viewer gets 401, asks for a token, refuses a bad one with the server's
 // reason, and with a good one shows the channel live over the WebSocket
@@ -53,16 +70,8 @@ func authDo(t *testing.T, method, url, token, body string, want int) {
 // with ?token=, and keeps the token for this tab only.
 func TestViewerToken(t *testing.T) {
 	b := newBrowser(t)
-	a, err := auth.New(context.Background(), auth.Config{Secret: []byte(testSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Close)
-	srv := wstest.Start(t, wstest.Options{Viewer: viewer.Handler(), PersistInterval: 50 * time.Millisecond, Auth: a})
 	const id = "e2e-auth"
-	admin := signToken(t, auth.Claims{Admin: true}, time.Hour)
-	authDo(t, "POST", srv.URL+"/channels", admin, `{"id":"`+id+`"}`, 201)
-	authDo(t, "POST", srv.URL+"/channels/"+id+"/messages", admin, "one\n", 200)
+	srv, admin := startWithToken(t, id)
 
 	ctx := b.ctx
 	visible := `!document.getElementById("token-form").hidden`
@@ -147,16 +156,8 @@ func TestViewerToken(t *testing.T) {
 // token, saying the old one expired, and with it goes on where it stopped.
 func TestViewerTokenExpires(t *testing.T) {
 	b := newBrowser(t)
-	a, err := auth.New(context.Background(), auth.Config{Secret: []byte(testSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Close)
-	srv := wstest.Start(t, wstest.Options{Viewer: viewer.Handler(), PersistInterval: 50 * time.Millisecond, Auth: a})
 	const id = "e2e-expiry"
-	admin := signToken(t, auth.Claims{Admin: true}, time.Hour)
-	authDo(t, "POST", srv.URL+"/channels", admin, `{"id":"`+id+`"}`, 201)
-	authDo(t, "POST", srv.URL+"/channels/"+id+"/messages", admin, "one\n", 200)
+	srv, admin := startWithToken(t, id)
 
 	ctx := b.ctx
 	visible := `!document.getElementById("token-form").hidden`

@@ -166,19 +166,9 @@ func TestTokenExpiryEndsStreams(t *testing.T) {
 	})
 
 	t.Run("text", func(t *testing.T) {
-		req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+"/?id="+id, nil)
+		resp, b, err := readStream(ctx, srv.URL+"/?id="+id, shortToken(t, id))
 		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+shortToken(t, id))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatalf("reading the text stream: %v", err)
+			t.Fatalf("the text stream: %v", err)
 		}
 		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(b), "one\ntwo\n") {
 			t.Fatalf("text stream: %d %q", resp.StatusCode, b)
@@ -201,19 +191,13 @@ func TestTokenExpiryEndsStreams(t *testing.T) {
 	})
 
 	t.Run("sse", func(t *testing.T) {
-		req, err := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/stream/"+id+"?offset=-1&live=sse", nil)
+		// Read to its end: an SSE response lasts a minute otherwise.
+		resp, b, err := readStream(ctx, srv.URL+"/v1/stream/"+id+"?offset=-1&live=sse", shortToken(t, id))
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("SSE: %v", err)
 		}
-		req.Header.Set("Authorization", "Bearer "+shortToken(t, id))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body) // SSE responses last a minute otherwise
-		if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "one") {
-			t.Fatalf("SSE: %d %v %q", resp.StatusCode, err, b)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "one") {
+			t.Fatalf("SSE: %d %q", resp.StatusCode, b)
 		}
 	})
 }
@@ -238,4 +222,20 @@ func outcomeCount(t *testing.T, srv *wstest.Server, outcome string) float64 {
 		}
 	}
 	return 0
+}
+
+// readStream GETs u with token and reads the response to its end.
+func readStream(ctx context.Context, u, token string) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
 }
