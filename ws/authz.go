@@ -14,12 +14,8 @@ import (
 // (401, 403 or 400, with a WWW-Authenticate challenge) and authorize
 // returns false. Without an Authorizer (open mode) every request passes.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, right auth.Right, channel string, queryToken bool) bool {
-	_, err := s.cfg.Auth.Check(r, right, channel, queryToken)
-	if err != nil {
-		auth.WriteError(w, err)
-		return false
-	}
-	return true
+	_, ok := s.authorizeUntil(w, r, right, channel, queryToken)
+	return ok
 }
 
 // authorizeUntil is authorize for a stream that outlives its request: it

@@ -111,15 +111,6 @@ func readWholeFrame(ctx context.Context, conn *websocket.Conn, buf *[]byte) (web
 	}
 }
 
-// countFrame counts count messages of bytes bytes, received at rcv, into st.
-func countFrame(st *stats, rcv time.Time, count, bytes int64) {
-	st.delivered.Add(count)
-	st.bytes.Add(bytes)
-	if i := int(rcv.Sub(st.start) / bucketWidth); i >= 0 && i < len(st.timeline) {
-		st.timeline[i].Add(count)
-	}
-}
-
 // readCatchup reads channel id as reader k until it is caught up: the end
 // of a closed channel, or live on an open one. It releases sem once its
 // dial is over. It returns when it was done and how many message bytes it
@@ -164,7 +155,7 @@ func readCatchup(ctx context.Context, b *bench, id string, k int, sem <-chan str
 			check.next += s.count
 			check.off += int(s.bytes)
 			n += s.bytes
-			countFrame(b.st, rcv, s.count, s.bytes)
+			b.st.deliveries(rcv, s.count, s.bytes)
 			continue
 		}
 		f, err := wire.DecodeFrame(frame)
@@ -190,7 +181,7 @@ func readCatchup(ctx context.Context, b *bench, id string, k int, sem <-chan str
 			}
 			seen.add(frame, s)
 			n += s.bytes
-			countFrame(b.st, rcv, s.count, s.bytes)
+			b.st.deliveries(rcv, s.count, s.bytes)
 		case wire.FrameLive, wire.FrameEnd:
 			if f.Seq != check.next-1 {
 				return time.Time{}, n, perr("%s frame at seq %d after seq %d", f.Type, f.Seq, check.next-1)

@@ -115,11 +115,15 @@ func newStats(span time.Duration) *stats {
 }
 
 // delivery counts one received message.
-func (s *stats) delivery(at time.Time, n int) {
-	s.delivered.Add(1)
-	s.bytes.Add(int64(n))
+func (s *stats) delivery(at time.Time, n int) { s.deliveries(at, 1, int64(n)) }
+
+// deliveries counts count messages of bytes bytes in all, received at at
+// (one frame's).
+func (s *stats) deliveries(at time.Time, count, bytes int64) {
+	s.delivered.Add(count)
+	s.bytes.Add(bytes)
 	if i := int(at.Sub(s.start) / bucketWidth); i >= 0 && i < len(s.timeline) {
-		s.timeline[i].Add(1)
+		s.timeline[i].Add(count)
 	}
 }
 
