@@ -237,13 +237,20 @@ func splitJSON(body []byte) ([][]byte, error) {
 	} else {
 		elems = []json.RawMessage{trimmed}
 	}
+	// Each message gets its own allocation of its own size (Unmarshal
+	// copied each element), so that its memory is what it is counted at.
 	out := make([][]byte, len(elems))
+	var b bytes.Buffer
 	for i, e := range elems {
-		var b bytes.Buffer
+		if !bytes.ContainsAny(e, " \t\r\n") {
+			out[i] = e // compact already
+			continue
+		}
+		b.Reset()
 		if err := json.Compact(&b, e); err != nil {
 			return nil, errors.New("the body is not valid JSON")
 		}
-		out[i] = b.Bytes()
+		out[i] = bytes.Clone(b.Bytes())
 	}
 	return out, nil
 }
