@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/messages-server/messages/persist/persisttest"
 	"github.com/messages-server/messages/ws"
-	"github.com/messages-server/messages/ws/cluster"
 )
 
 // lockRow holds a row lock on channel id's row until the returned func is
@@ -46,10 +46,10 @@ func lockRow(t *testing.T, n *testNode, id string) (unlock func()) {
 // persist-wait timeout, is answered as the owner answers it: 504 with its
 // seq, even when the cluster's request timeout is shorter than that wait.
 func TestForwardedPersistWait(t *testing.T) {
-	_, nodes := startCluster(t, 2, func(h *ws.HubConfig, c *cluster.Config) {
-		h.PersistWaitTimeout = time.Second
-		c.RequestTimeout = 300 * time.Millisecond
-		c.WaitTimeout = 3 * time.Second
+	_, nodes := startCluster(t, 2, func(s *nodeSetup) {
+		s.hub.PersistWaitTimeout = time.Second
+		s.cluster.RequestTimeout = 300 * time.Millisecond
+		s.cluster.WaitTimeout = 3 * time.Second
 	})
 	mustPost(t, nodes[0].URL+"/channels", "application/json", `{"id":"slow"}`, http.StatusCreated)
 	mustPost(t, nodes[0].URL+"/channels/slow/messages?wait=persisted", "text/plain", "m1", http.StatusOK)
@@ -66,4 +66,45 @@ func TestForwardedPersistWait(t *testing.T) {
 	waitFor(t, 10*time.Second, "m2 to be stored", func() bool {
 		return len(storedData(t, nodes[1].store, "slow")) == 2
 	})
+}
+
+// lossyCluster is a cluster node that loses the events drop picks, as
+// NATS may lose a message.
+type lossyCluster struct {
+	ws.Cluster
+	drop func(ws.Event) bool
+}
+
+func (l lossyCluster) Publish(ev ws.Event) {
+	if !l.drop(ev) {
+		l.Cluster.Publish(ev)
+	}
+}
+
+// TestFollowerLostLastMessage: a follower that missed the last message of
+// a quiet channel learns it from the persisted watermark (above its last
+// seq) and resyncs: its reader gets the message without another append.
+func TestFollowerLostLastMessage(t *testing.T) {
+	ns := startNATS(t)
+	dbURL := persisttest.DatabaseURL(t)
+	owner := startNode(t, dbURL, ns, "n1", func(s *nodeSetup) {
+		s.wrap = func(c ws.Cluster) ws.Cluster {
+			return lossyCluster{Cluster: c, drop: func(ev ws.Event) bool {
+				return ev.Kind == ws.EventMessage && ev.Seq == 2
+			}}
+		}
+	})
+	other := startNode(t, dbURL, ns, "n2")
+	mustPost(t, owner.URL+"/channels", "application/json", `{"id":"quiet"}`, http.StatusCreated)
+	mustPost(t, owner.URL+"/channels/quiet/messages?wait=persisted", "text/plain", "m1", http.StatusOK)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := &reader{}
+	done := make(chan error, 1)
+	go func() { done <- r.read(ctx, other.URL, "quiet") }()
+	waitFor(t, 10*time.Second, "the reader on n2 to get m1", func() bool { return r.got.Load() == 1 })
+	mustPost(t, owner.URL+"/channels/quiet/messages?wait=persisted", "text/plain", "m2", http.StatusOK)
+	waitFor(t, 5*time.Second, "the reader on n2 to get m2", func() bool { return r.got.Load() == 2 })
+	cancel()
+	<-done
 }

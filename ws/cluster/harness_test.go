@@ -97,7 +97,15 @@ type testNode struct {
 const lease = time.Second
 
 // nodeOption changes the configuration of a test node before it starts.
-type nodeOption func(*ws.HubConfig, *cluster.Config)
+type nodeOption func(*nodeSetup)
+
+// nodeSetup is what a nodeOption may change.
+type nodeSetup struct {
+	hub     *ws.HubConfig
+	cluster *cluster.Config
+	// wrap, if set, wraps the cluster node the hub talks to.
+	wrap func(ws.Cluster) ws.Cluster
+}
 
 // startNode starts node id on the database dbURL and the NATS server ns.
 func startNode(t testing.TB, dbURL string, ns *natsServer, id string, opts ...nodeOption) *testNode {
@@ -120,14 +128,18 @@ func startNode(t testing.TB, dbURL string, ns *natsServer, id string, opts ...no
 	hcfg := ws.HubConfig{Store: store, Writer: writer, PersistInterval: 10 * time.Millisecond,
 		Logger: log, Metrics: m}
 	ccfg := cluster.Config{Conn: nc, Store: store, Logger: log, Registerer: reg}
+	setup := nodeSetup{hub: &hcfg, cluster: &ccfg}
 	for _, o := range opts {
-		o(&hcfg, &ccfg)
+		o(&setup)
 	}
 	node, err := cluster.New(ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	hcfg.Cluster = node
+	if setup.wrap != nil {
+		hcfg.Cluster = setup.wrap(node)
+	}
 	hub := ws.NewHub(hcfg)
 	if err := node.Start(hub); err != nil {
 		t.Fatal(err)
