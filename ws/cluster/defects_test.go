@@ -108,3 +108,60 @@ func TestFollowerLostLastMessage(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestDeleteInvalidatesOtherNodesHistory: a closed channel read through
+// node B, then deleted and created again through node A, is served by B
+// with its new content (text stream and history API), never the old one.
+func TestDeleteInvalidatesOtherNodesHistory(t *testing.T) {
+	_, nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	write := func(msgs ...string) {
+		t.Helper()
+		mustPost(t, a.URL+"/channels", "application/json", `{"id":"doc"}`, http.StatusCreated)
+		for _, m := range msgs {
+			mustPost(t, a.URL+"/channels/doc/messages?wait=persisted", "text/plain", m, http.StatusOK)
+		}
+		mustPost(t, a.URL+"/channels/doc/close", "application/json", "", http.StatusOK)
+	}
+	read := func(want string) {
+		t.Helper()
+		if st, body := get(t, b.URL+"/?id=doc"); st != http.StatusOK || body != want {
+			t.Fatalf("GET /?id=doc on B: %d %q, want %q", st, body, want)
+		}
+		st, body := get(t, b.URL+"/channels/doc/messages")
+		var page struct {
+			Messages []struct {
+				Data string `json:"data"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal([]byte(body), &page); err != nil || st != http.StatusOK {
+			t.Fatalf("history on B: %d %s", st, body)
+		}
+		got := ""
+		for _, m := range page.Messages {
+			got += m.Data
+		}
+		if got != want {
+			t.Fatalf("history on B: %q, want %q", got, want)
+		}
+	}
+	write("old1 ", "old2 ")
+	read("old1 old2 ")
+	read("old1 old2 ") // now from B's cache
+	if b.hub.HistoryCacheBytes() == 0 {
+		t.Fatal("B cached nothing")
+	}
+	req, _ := http.NewRequest(http.MethodDelete, a.URL+"/channels/doc", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
+	}
+	// The delete reaches B's cache over NATS.
+	waitFor(t, 5*time.Second, "B to drop its cached history", func() bool { return b.hub.HistoryCacheBytes() == 0 })
+	write("new ")
+	read("new ")
+}
