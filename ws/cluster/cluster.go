@@ -89,7 +89,7 @@ type Node struct {
 	log   *slog.Logger
 	m     *metrics
 
-	mu  sync.Mutex
+	mu   sync.Mutex
 	hub  *ws.Hub            // guarded by mu; set by Start
 	sub  *nats.Subscription // guarded by mu: the rpc subscription
 	hsub *nats.Subscription // guarded by mu: the history invalidations

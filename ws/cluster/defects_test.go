@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -164,4 +165,34 @@ func TestDeleteInvalidatesOtherNodesHistory(t *testing.T) {
 	waitFor(t, 5*time.Second, "B to drop its cached history", func() bool { return b.hub.HistoryCacheBytes() == 0 })
 	write("new ")
 	read("new ")
+}
+
+// TestProducerRetryWhilePersisting: an idempotent producer's append that
+// timed out waiting for persistence (504) is accepted; its retry, while
+// the first is still not committed, is a duplicate and never appended
+// twice, in cluster mode as on a single server. The same for Stream-Seq.
+func TestProducerRetryWhilePersisting(t *testing.T) {
+	_, nodes := startCluster(t, 1, func(s *nodeSetup) { s.hub.PersistWaitTimeout = 300 * time.Millisecond })
+	a := nodes[0]
+	u := a.URL + "/v1/stream/s"
+	mustStream(t, http.StatusCreated, http.MethodPut, u, "", "Content-Type", "text/plain")
+	mustStream(t, http.StatusOK, http.MethodPost, u, "m0", producer("0")...)
+	mustStream(t, http.StatusNoContent, http.MethodPost, u, "s1", "Content-Type", "text/plain", "Stream-Seq", "a1")
+	unlock := lockRow(t, a, "s")
+	mustStream(t, http.StatusGatewayTimeout, http.MethodPost, u, "m1", producer("1")...)
+	if resp, body := streamReq(t, http.MethodPost, u, "m1", producer("1")...); resp.StatusCode/100 != 2 {
+		t.Errorf("producer retry while the first is persisting: %d %s, want a duplicate (2xx)", resp.StatusCode, body)
+	}
+	mustStream(t, http.StatusGatewayTimeout, http.MethodPost, u, "s2", "Content-Type", "text/plain", "Stream-Seq", "a2")
+	if resp, body := streamReq(t, http.MethodPost, u, "s2", "Content-Type", "text/plain", "Stream-Seq", "a2"); resp.StatusCode != http.StatusConflict {
+		t.Errorf("Stream-Seq retry while the first is persisting: %d %s, want 409", resp.StatusCode, body)
+	}
+	unlock()
+	want := []string{"m0", "s1", "m1", "s2"}
+	waitFor(t, 10*time.Second, "the appends to be stored", func() bool {
+		return len(storedData(t, a.store, "s")) >= len(want)
+	})
+	if got := storedData(t, a.store, "s"); !slices.Equal(got, want) {
+		t.Fatalf("stored %q, want %q", got, want)
+	}
 }
