@@ -43,8 +43,9 @@ type StreamStore interface {
 // serialised by the stream's lock; the process is the channel's only owner
 // (see the store's ownership lock), so the cache is authoritative. In
 // cluster mode writes run on the channel's owner (see durable_cluster.go),
-// which reads the producers and Stream-Seq again from the store for each
-// write that uses them.
+// which reads the producers and Stream-Seq again from the store once per
+// epoch of its actor: another node may have recorded newer ones while it
+// owned the channel.
 type DurableBackend struct {
 	h     *Hub
 	store StreamStore
@@ -69,7 +70,12 @@ type streamState struct {
 	// Guarded by mu.
 	streamSeq string
 	producers map[string]durable.Producer
-	deleted   bool // removed from the store
+	// epoch, in cluster mode, is the epoch of the owner's actor that
+	// streamSeq and producers are current for: while that actor runs, this
+	// node is the stream's only writer and they hold what it accepted,
+	// committed or not yet; 0 if they must be read from the store.
+	epoch   int64
+	deleted bool // removed from the store
 	evicted   bool // dropped from the cache: load the stream again
 }
 

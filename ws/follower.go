@@ -193,6 +193,10 @@ func (c *channel) onRemote(r remoteEvent) {
 		c.leave(reasonMoved)
 	case ev.Kind == EventMessage:
 		c.onRemoteMessage(ev)
+	case ev.Kind == EventPersisted && ev.Seq > c.lastSeq:
+		// The owner persisted a message this follower never got (the
+		// last of a quiet channel shows no other gap): resync.
+		c.leave(reasonDetached)
 	case ev.Kind == EventPersisted:
 		c.onRemotePersisted(ev.Seq)
 	case ev.Kind == EventDeleted:

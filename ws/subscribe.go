@@ -202,7 +202,7 @@ type pinger interface {
 // subscribe takes a snapshot of channel id after from and, if register is
 // set and the channel is open, registers a subscriber for what follows.
 func (h *Hub) subscribe(ctx context.Context, id string, from int64, register bool) (snapshot, *registration, error) {
-	if snap, ok := h.knownClosed(id); ok {
+	if snap, ok := h.knownClosed(ctx, id); ok {
 		return snap, nil, nil
 	}
 	req := &subscribeReq{from: from, result: make(chan snapshot, 1)}
@@ -247,8 +247,11 @@ func (h *Hub) subscribe(ctx context.Context, id string, from int64, register boo
 }
 
 // knownClosed returns the snapshot of channel id if the page cache knows
-// it is closed, which saves the store lookups that find it so.
-func (h *Hub) knownClosed(id string) (snapshot, bool) {
+// it is closed, which saves the store lookups that find it so. In cluster
+// mode another node may have deleted the channel and created it again: the
+// store's record is read first, and the cache is trusted only if it still
+// names the same closed epoch.
+func (h *Hub) knownClosed(ctx context.Context, id string) (snapshot, bool) {
 	if h.cache == nil {
 		return snapshot{}, false
 	}
@@ -258,6 +261,13 @@ func (h *Hub) knownClosed(id string) (snapshot, bool) {
 	default:
 	}
 	epoch, last, ok := h.cache.closedChannel(id)
+	if ok && h.cluster != nil {
+		rec, err := h.store.Channel(ctx, id)
+		if err != nil || rec.Open() || rec.Epoch != epoch || rec.LastSeq != last {
+			h.InvalidateHistory(id)
+			return snapshot{}, false
+		}
+	}
 	return snapshot{epoch: epoch, persisted: last, fromStore: last, lastSeq: last}, ok
 }
 

@@ -220,7 +220,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	cl, err := joinCluster(cfg.cluster, store, reg, log)
+	cl, err := joinCluster(cfg.cluster, cfg.bounds.persistWaitTimeout, store, reg, log)
 	if err != nil {
 		return err
 	}
