@@ -43,6 +43,7 @@ type snapshot struct {
 	lastSeq   int64
 	open      bool
 	stopping  bool // the server is shutting down: nothing was registered
+	follower  bool // taken by a follower (cluster mode), which may lag the owner
 	// contentType is the channel's; "" for text.
 	contentType string
 	buffered    []*wire.Message
@@ -323,7 +324,7 @@ func (c *channel) detach(s *subscriber, reason int) {
 func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 	fromStore := min(c.p, c.base-1)
 	snap := snapshot{epoch: c.epoch, persisted: c.p, fromStore: fromStore, lastSeq: c.lastSeq, open: true,
-		contentType: c.ctype}
+		contentType: c.ctype, follower: c.follower}
 	if c.stopping {
 		snap.open = false
 		snap.stopping = true
