@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,7 +262,7 @@ func (b *DurableBackend) load(ctx context.Context, name string) (*streamState, e
 
 // info describes the stream now.
 func (b *DurableBackend) info(ctx context.Context, name string, st *streamState) (durable.Info, error) {
-	snap, err := b.h.peek(ctx, name, math.MaxInt64)
+	snap, err := b.h.peekTail(ctx, name)
 	if err != nil {
 		return durable.Info{}, streamErr(err)
 	}

@@ -110,13 +110,20 @@ type nodeSetup struct {
 // startNode starts node id on the database dbURL and the NATS server ns.
 func startNode(t testing.TB, dbURL string, ns *natsServer, id string, opts ...nodeOption) *testNode {
 	t.Helper()
+	return startNodeVia(t, dbURL, ns.url(), id, opts...)
+}
+
+// startNodeVia starts node id on the database dbURL and the NATS server
+// at natsURL (a proxy in front of one, say).
+func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *testNode {
+	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", id)
 	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log, Node: id, Lease: lease, MaxConns: 8})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	nc, err := nats.Connect(ns.url(), nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+	nc, err := nats.Connect(natsURL, nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
 		nats.ReconnectJitter(0, 0))
 	if err != nil {
 		t.Fatalf("connect to NATS: %v", err)
