@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/ratelog"
 )
 
 // ServerConfig configures a Server. Zero values mean the defaults.
@@ -114,6 +115,9 @@ type Server struct {
 	log *slog.Logger
 	m   *Metrics
 	q   *quotas
+	// Warnings that a flood of clients repeats, at most a line or two
+	// per interval each (see ratelog).
+	storeWarn, writeWarn, textWarn *ratelog.Logger
 
 	wg sync.WaitGroup // WebSocket handlers and text streams
 
@@ -127,7 +131,10 @@ type Server struct {
 func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	cfg.setDefaults(hub)
 	s := &Server{hub: hub, cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: cfg.HubMetrics, q: newQuotas(&cfg),
-		conns: make(map[*websocket.Conn]context.CancelFunc), texts: make(map[*http.Request]context.CancelFunc)}
+		conns: make(map[*websocket.Conn]context.CancelFunc), texts: make(map[*http.Request]context.CancelFunc),
+		storeWarn: ratelog.New(cfg.Logger, slog.LevelWarn, "websocket: store unavailable", 0),
+		writeWarn: ratelog.New(cfg.Logger, slog.LevelWarn, "websocket write failed", 0),
+		textWarn:  ratelog.New(cfg.Logger, slog.LevelWarn, "text stream failed", 0)}
 	s.route("/{$}", map[string]http.HandlerFunc{"GET": s.handleRoot, "POST": s.handleReferenceCreate})
 	s.route("/static/", map[string]http.HandlerFunc{"GET": s.handleViewer})
 	s.route("/channels", map[string]http.HandlerFunc{"GET": s.handleList, "POST": s.handleCreate})
