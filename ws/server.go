@@ -45,7 +45,8 @@ type ServerConfig struct {
 	BodyTimeout time.Duration
 	// MaxConnsPerIP bounds the WebSockets and streaming responses (GET
 	// and POST /, Durable Streams long-poll and SSE reads) open at once per
-	// client IP; past it 429. Default 10,000.
+	// client IP, and the requests whose body is still to be read; past it
+	// 429. Default 10,000.
 	MaxConnsPerIP int
 	// CreateRate bounds channel creations (Durable Streams PUTs included)
 	// per client IP per second, with bursts of CreateBurst; past it 429.
@@ -59,6 +60,10 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// HubMetrics are the collectors the handlers update; use the hub's.
 	HubMetrics *Metrics
+	// Guard, if set, checks every request's Host and origin before any
+	// route (421, 403). It runs inside the server's bound on unread
+	// bodies, so that its refusals do not hold their connections either.
+	Guard *auth.Guard
 	// Auth checks the token of every request that reads or writes a
 	// channel (see docs/SECURITY.md for the right each endpoint needs).
 	// Nil: open mode, every request is allowed.
@@ -112,9 +117,12 @@ type Server struct {
 	hub *Hub
 	cfg ServerConfig
 	mux *http.ServeMux
-	log *slog.Logger
-	m   *Metrics
-	q   *quotas
+	// edge serves every request: the Guard and the mux within the bound
+	// on unread bodies.
+	edge http.Handler
+	log  *slog.Logger
+	m    *Metrics
+	q    *quotas
 	// Warnings that a flood of clients repeats, at most a line or two
 	// per interval each (see ratelog).
 	storeWarn, writeWarn, textWarn *ratelog.Logger
@@ -151,6 +159,11 @@ func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})
+	var h http.Handler = s.mux
+	if cfg.Guard != nil {
+		h = cfg.Guard.Handler(h)
+	}
+	s.edge = s.boundBodies(h)
 	return s
 }
 
@@ -195,7 +208,7 @@ func sortedStrings(a []string) []string {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.edge.ServeHTTP(w, r) }
 
 // Shutdown stops the hub (flushing every channel to the store), closes every
 // WebSocket with 1001 (going away), ends every text stream (GET /?id= and
