@@ -189,7 +189,7 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		conn.CloseNow()
 		s.m.conns.WithLabelValues(outcomeGone).Inc()
 	case errors.As(err, &se):
-		s.log.Warn("websocket: store unavailable", slog.String("channel", id), slog.Any("err", err))
+		s.storeWarn.Log(ctx, slog.String("channel", id), slog.Any("err", err))
 		s.reject(conn, wire.CodeUnavailable, "storage is unavailable, retry later")
 		s.m.conns.WithLabelValues(outcomeError).Inc()
 	case peerGone(err):
@@ -201,7 +201,7 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 	case isWriteFailure(err):
 		// The client is not taking what is written: nothing more can
 		// reach it.
-		s.log.Warn("websocket write failed", slog.String("channel", id), slog.Any("err", err))
+		s.writeWarn.Log(ctx, slog.String("channel", id), slog.Any("err", err))
 		conn.CloseNow()
 		s.m.conns.WithLabelValues(outcomeError).Inc()
 	default:
