@@ -109,6 +109,16 @@ func TestBadHeadersRefusedAtTheEdge(t *testing.T) {
 			if body := readAll(t, r); r.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "Content-Type") {
 				t.Errorf("PUT with a Content-Type not UTF-8: %d %s; want 400 naming Content-Type", r.StatusCode, body)
 			}
+			for _, tc := range []struct{ header, value string }{
+				{"Stream-TTL", "9007199254740991"}, // overflows the expiry's arithmetic
+				{"Stream-Forked-From", "/v1/stream/%FF"},
+				{"Stream-Forked-From", "/v1/stream/a%00b"},
+			} {
+				r := dsDo(t, "PUT", srv.URL+"/v1/stream/ct", nil, "Content-Type", "text/plain", tc.header, tc.value)
+				if body := readAll(t, r); r.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tc.header) {
+					t.Errorf("PUT with %s: %s: %d %s; want 400 naming it", tc.header, tc.value, r.StatusCode, body)
+				}
+			}
 			if r := dsDo(t, "HEAD", srv.URL+"/v1/stream/ct", nil); r.StatusCode != http.StatusNotFound {
 				t.Errorf("HEAD of the refused stream: %d, want 404", r.StatusCode)
 			}

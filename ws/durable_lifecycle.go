@@ -103,6 +103,10 @@ func (b *DurableBackend) sameAs(ctx context.Context, st *streamState, cfg durabl
 // and the epoch it starts in (the source's).
 func (b *DurableBackend) forkFrom(ctx context.Context, cfg durable.Config) (durable.Config, forkPoint, [][]byte, int64, error) {
 	f := cfg.Fork
+	if !ValidID(f.From) {
+		// Not a name any stream has, nor one the store can look up.
+		return cfg, forkPoint{}, nil, 0, &durable.BadRequestError{Msg: "Stream-Forked-From: " + idError(f.From)}
+	}
 	src, err := b.state(ctx, f.From)
 	if errors.Is(err, durable.ErrDeleted) {
 		return cfg, forkPoint{}, nil, 0, durable.ErrConflict
