@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,7 @@ type (
 	streamCommit struct {
 		producer  *persist.ProducerState
 		streamSeq string
+		seq       int64 // the seq of the request's last message; set by the actor
 	}
 	appendResult struct {
 		seq int64
@@ -139,6 +141,7 @@ type channel struct {
 	inFlight  bool            // a batch is with the writer (an empty close batch has last seq 0)
 	subs      map[*subscriber]struct{}
 	commits   []*streamCommit // stream state to commit with the next batch
+	flight    []*streamCommit // stream state of the batch in flight
 	waiters   []waiter        // appends waiting for persistence, by seq
 	closing   bool            // closed by its producer: flushing, then end
 	closers   []chan appendResult
@@ -306,6 +309,7 @@ func (c *channel) onAppend(r *appendReq) {
 	}
 	m := msgs[len(msgs)-1]
 	if r.commit != nil {
+		r.commit.seq = m.Seq
 		c.commits = append(c.commits, r.commit)
 	}
 	r.result <- appendResult{seq: m.Seq}
@@ -404,7 +408,7 @@ func (c *channel) flush() {
 	}
 	c.inFlight = true
 	c.closeSent = final
-	c.commits = nil
+	c.flight, c.commits = c.commits, nil
 	if c.timerOn {
 		c.timer.Stop()
 		c.timerOn = false
@@ -471,6 +475,18 @@ func commitStreamSeq(commits []*streamCommit) string {
 
 func (c *channel) onPersisted(r persistResult) {
 	c.inFlight = false
+	flight := c.flight
+	c.flight = nil
+	var refused map[int64]error // by seq: the requests whose stream state was not recorded
+	if re, ok := errors.AsType[*persist.RefusedError](r.err); ok {
+		// The messages are durable; the store refused, for good, stream
+		// state of some requests (which the edge should have refused):
+		// those requests alone get an error, the channel goes on.
+		refused = refusedCommits(flight, re)
+		c.h.log.Error("messages persisted without stream state the store refused", slog.String("channel", c.id),
+			slog.Int64("to", r.last), slog.Any("err", re))
+		r.err = nil
+	}
 	if errors.Is(r.err, persist.ErrFenced) {
 		c.onFenced()
 		return
@@ -514,7 +530,7 @@ func (c *channel) onPersisted(r persistResult) {
 	c.publish(EventPersisted, c.p, 0, nil)
 	i := 0
 	for ; i < len(c.waiters) && c.waiters[i].seq <= c.p; i++ {
-		c.waiters[i].result <- appendResult{seq: c.waiters[i].seq}
+		c.waiters[i].result <- appendResult{seq: c.waiters[i].seq, err: refused[c.waiters[i].seq]}
 	}
 	c.waiters = c.waiters[i:]
 	if r.close {
@@ -529,6 +545,22 @@ func (c *channel) onPersisted(r persistResult) {
 	} else if c.closing || c.stopping {
 		c.flush()
 	}
+}
+
+// refusedCommits maps the seq of each request of commits whose stream state
+// re lists as not recorded to the error its requester gets.
+func refusedCommits(commits []*streamCommit, re *persist.RefusedError) map[int64]error {
+	out := make(map[int64]error)
+	for _, sc := range commits {
+		hit := sc.streamSeq != "" && sc.streamSeq == re.StreamSeq
+		if p := sc.producer; p != nil && slices.Contains(re.Producers, *p) {
+			hit = true
+		}
+		if hit {
+			out[sc.seq] = &RecordRefusedError{Seq: sc.seq, Err: re}
+		}
+	}
+	return out
 }
 
 // finished reports whether the actor is done: the close is durable, or the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -291,6 +292,11 @@ func (b *DurableBackend) Stat(ctx context.Context, name string) (durable.Info, e
 // is recorded if and only if its messages are, so that a retry is never
 // appended twice, even across a crash.
 func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
+	// Again here, before any seq is assigned: a forwarded request was
+	// checked by a node that may run another version.
+	if err := checkAppend(a); err != nil {
+		return durable.AppendResult{}, err
+	}
 	st, err := b.lock(ctx, name)
 	if err != nil {
 		return durable.AppendResult{}, err
@@ -385,6 +391,25 @@ func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.
 		return res, late
 	}
 	return res, err
+}
+
+// checkAppend refuses, with a *durable.BadRequestError naming the header,
+// a Stream-Seq or producer the store cannot hold (see persist.CheckField):
+// such a value is refused before anything is appended, rather than by the
+// database in the batch of other clients' messages.
+func checkAppend(a durable.Append) error {
+	var err error
+	if a.StreamSeq != "" {
+		err = persist.CheckField("Stream-Seq", a.StreamSeq)
+	}
+	if p := a.Producer; p != nil && err == nil {
+		err = errors.Join(persist.CheckField("Producer-Id", p.ID),
+			persist.CheckCount("Producer-Epoch", p.Epoch), persist.CheckCount("Producer-Seq", p.Seq))
+	}
+	if err != nil {
+		return &durable.BadRequestError{Msg: strings.ReplaceAll(err.Error(), "\n", "; ")}
+	}
+	return nil
 }
 
 // readLimit bounds the messages of one read.

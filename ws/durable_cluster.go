@@ -13,6 +13,9 @@ import (
 // the Stream-Seq and commits their new state with the messages, so that
 // the idempotence holds through any node.
 func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
+	if err := checkAppend(a); err != nil {
+		return durable.AppendResult{}, err
+	}
 	if b.h.cluster == nil {
 		return b.appendHere(ctx, name, a)
 	}
