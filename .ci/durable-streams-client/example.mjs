@@ -2,6 +2,7 @@
 // messages server's /v1/stream/ route. CI runs it (see run.sh):
 //
 //   node example.mjs http://127.0.0.1:3000
+
 import { DurableStream, IdempotentProducer, stream } from "@durable-streams/client"
 
 const base = process.argv[2] ?? "http://127.0.0.1:3000"
@@ -17,8 +18,8 @@ live.subscribeJson((batch) => {
   seen.push(...batch.items)
 })
 
-// Write with exactly-once semantics: appends are batched, retried safely,
-// and a restarted producer with a higher epoch fences the old one.
+// Write exactly once: appends are batched, a resent batch is recognised
+// as a duplicate, and a producer with a higher epoch fences the old one.
 const producer = new IdempotentProducer(chat, "writer-1")
 for (let i = 1; i <= 3; i++) {
   producer.append(JSON.stringify({ user: "ann", text: `message ${i}` }))

@@ -26,6 +26,15 @@ node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)
 [[ -d $here/node_modules/@durable-streams/client ]] ||
 	{ echo "client not installed: run npm ci in $here" >&2; exit 1; }
 
+# The README shows example.mjs (without its opening comment): keep them one.
+readme_example="$(awk '/^```js$/ { on = 1; next } on && /^```$/ { exit } on' "$root/README.md")"
+file_example="$(sed '1,/^$/d' "$here/example.mjs")"
+if [[ $readme_example != "$file_example" ]]; then
+	diff <(printf '%s\n' "$readme_example") <(printf '%s\n' "$file_example") >&2 || true
+	echo "the README's JavaScript example differs from example.mjs (above: README, then the file)" >&2
+	exit 1
+fi
+
 work="$(mktemp -d)"
 server_pid=""
 cleanup() {
