@@ -360,12 +360,19 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 	// (a retry of what is stored passes).
 	// A batch of an epoch that is not the channel's any more is fenced: its
 	// writer lost the channel to another node.
+	// The rows are locked in id order, as renewLeases locks them: two
+	// transactions that lock several channels never wait for each other
+	// in a cycle (an UPDATE ... FROM locks in the join's order).
 	tag, err := tx.Exec(ctx,
-		`UPDATE channels c SET
+		`WITH l AS (
+		   SELECT id FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
+		 )
+		 UPDATE channels c SET
 		   last_seq = GREATEST(c.last_seq, v.last_seq),
 		   closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
 		 FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::bigint[]) AS v(id, last_seq, close, epoch)
-		 WHERE c.id = v.id AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
+		 WHERE c.id = v.id AND c.id IN (SELECT id FROM l)
+		   AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
 		   AND (v.epoch = 0 OR c.epoch = v.epoch)`,
 		ids, lasts, closes, epochs)
 	if err != nil {

@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -53,10 +54,15 @@ type StreamState struct {
 
 // CreateStream records a new open channel, like CreateChannel (above the
 // epochs of deleted channels), with its stream configuration, in one
-// transaction. It returns ErrExists if the id is taken.
+// transaction. It returns ErrExists if the id is taken, and an error
+// wrapping ErrInvalid for a content type or source the store cannot hold
+// (see CheckField).
 func (s *Store) CreateStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
 	if cfg.TTL < 0 || cfg.Epoch < 0 {
 		return Channel{}, fmt.Errorf("persist: create stream %q: negative TTL or epoch", id)
+	}
+	if err := errors.Join(CheckField("content type", cfg.ContentType), CheckField("forked from", cfg.ForkedFrom)); err != nil {
+		return Channel{}, fmt.Errorf("persist: create stream %q: %w", id, err)
 	}
 	if cfg.Epoch == 0 {
 		cfg.Epoch = 1
@@ -81,8 +87,19 @@ func (s *Store) Stream(ctx context.Context, id string) (StreamState, error) {
 // SaveStreamWrites records, in one transaction, a channel's last Stream-Seq
 // (if seq is not "") and a producer's state (if p is not nil). A producer's
 // state only moves forward: an older (epoch, seq) never overwrites a newer
-// one. It returns ErrNotFound if the channel does not exist.
+// one. It returns ErrNotFound if the channel does not exist, and an error
+// wrapping ErrInvalid for a value the store cannot hold (see CheckField).
 func (s *Store) SaveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error {
+	var errs []error
+	if seq != "" {
+		errs = append(errs, CheckField("Stream-Seq", seq))
+	}
+	if p != nil {
+		errs = append(errs, CheckProducer(*p))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("persist: save stream writes of %q: %w", id, err)
+	}
 	if err := s.b.saveStreamWrites(ctx, id, seq, p); err != nil {
 		return fmt.Errorf("persist: save stream writes of %q: %w", id, err)
 	}

@@ -43,6 +43,7 @@ type snapshot struct {
 	lastSeq   int64
 	open      bool
 	stopping  bool // the server is shutting down: nothing was registered
+	follower  bool // taken by a follower (cluster mode), which may lag the owner
 	// contentType is the channel's; "" for text.
 	contentType string
 	buffered    []*wire.Message
@@ -159,9 +160,9 @@ type channel struct {
 	// Cluster mode (follower.go, fence.go). Set before run starts.
 	follower   bool             // a follower of the owner's channel, not its owner
 	owner      string           // a follower's owner node
-	remote     chan remoteEvent // the owner's events and leave orders; nil in single-server mode
+	remote     chan remoteEvent // leave orders; nil in single-server mode
+	events     *eventQueue      // a follower's queue of the owner's events; nil for an owner
 	stopFollow func()           // ends a follower's subscription to the owner's events
-	overflow   atomic.Bool      // an owner's event did not fit in remote; set by the cluster layer
 }
 
 func newChannel(h *Hub, rec persist.Channel) *channel {
@@ -189,6 +190,15 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 	return c
 }
 
+// eventsWake returns the channel that says a follower's events are
+// waiting; nil (never ready) for an owner.
+func (c *channel) eventsWake() <-chan struct{} {
+	if c.events == nil {
+		return nil
+	}
+	return c.events.wake
+}
+
 func (c *channel) epochString() string { return strconv.FormatInt(c.epoch, 10) }
 
 // run is the actor loop. It returns after the channel closed (and the close
@@ -211,6 +221,8 @@ func (c *channel) run(stop, abandon <-chan struct{}) {
 			c.onPersisted(r)
 		case r := <-c.remote:
 			c.onRemote(r)
+		case <-c.eventsWake():
+			c.onEvents()
 		case <-c.timer.C:
 			c.timerOn = false
 			c.flush()
@@ -323,7 +335,7 @@ func (c *channel) detach(s *subscriber, reason int) {
 func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 	fromStore := min(c.p, c.base-1)
 	snap := snapshot{epoch: c.epoch, persisted: c.p, fromStore: fromStore, lastSeq: c.lastSeq, open: true,
-		contentType: c.ctype}
+		contentType: c.ctype, follower: c.follower}
 	if c.stopping {
 		snap.open = false
 		snap.stopping = true
@@ -569,6 +581,9 @@ func (c *channel) exit() {
 	}
 	if c.stopFollow != nil {
 		c.stopFollow()
+	}
+	if c.events != nil {
+		c.events.close(c.h) // what was not applied
 	}
 	c.logLeave()
 	for s := range c.subs {

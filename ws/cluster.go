@@ -190,7 +190,11 @@ func (m *Metrics) addCluster() []prometheus.Collector {
 		Namespace: "messages", Subsystem: "cluster", Name: "takeovers_total",
 		Help: "Channels this node took over in cluster mode (from a node that is gone, or after a restart).",
 	})
-	return []prometheus.Collector{m.fenced, m.forwards, m.takeovers}
+	m.lagWaits = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "messages", Subsystem: "cluster", Name: "follower_waits_total",
+		Help: "Reads whose from was past this node's follower of the channel, which waited for it to catch up.",
+	})
+	return []prometheus.Collector{m.fenced, m.forwards, m.takeovers, m.lagWaits}
 }
 
 // forwardPatience bounds how long a write waits for the owner of its

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,8 +42,9 @@ type StreamStore interface {
 // serialised by the stream's lock; the process is the channel's only owner
 // (see the store's ownership lock), so the cache is authoritative. In
 // cluster mode writes run on the channel's owner (see durable_cluster.go),
-// which reads the producers and Stream-Seq again from the store for each
-// write that uses them.
+// which reads the producers and Stream-Seq again from the store once per
+// epoch of its actor: another node may have recorded newer ones while it
+// owned the channel.
 type DurableBackend struct {
 	h     *Hub
 	store StreamStore
@@ -69,7 +69,12 @@ type streamState struct {
 	// Guarded by mu.
 	streamSeq string
 	producers map[string]durable.Producer
-	deleted   bool // removed from the store
+	// epoch, in cluster mode, is the epoch of the owner's actor that
+	// streamSeq and producers are current for: while that actor runs, this
+	// node is the stream's only writer and they hold what it accepted,
+	// committed or not yet; 0 if they must be read from the store.
+	epoch   int64
+	deleted bool // removed from the store
 	evicted   bool // dropped from the cache: load the stream again
 }
 
@@ -257,7 +262,7 @@ func (b *DurableBackend) load(ctx context.Context, name string) (*streamState, e
 
 // info describes the stream now.
 func (b *DurableBackend) info(ctx context.Context, name string, st *streamState) (durable.Info, error) {
-	snap, err := b.h.peek(ctx, name, math.MaxInt64)
+	snap, err := b.h.peekTail(ctx, name)
 	if err != nil {
 		return durable.Info{}, streamErr(err)
 	}

@@ -148,6 +148,7 @@ func (e envFuncs) float(name string, def float64) float64 {
 	f, err := strconv.ParseFloat(v, 64)
 	if err != nil {
 		e.fail(fmt.Errorf("%s=%q: not a number", name, v))
+		return def
 	}
 	return f
 }
@@ -161,6 +162,7 @@ func (e envFuncs) size(name string, def byteSize) byteSize {
 	var b byteSize
 	if err := b.Set(v); err != nil {
 		e.fail(fmt.Errorf("%s=%q: %v", name, v, err))
+		return def
 	}
 	return b
 }

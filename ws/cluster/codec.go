@@ -17,6 +17,7 @@ import (
 // wildcard-free ids still could make empty tokens ("a..b"): a channel's
 // subject carries its id in hex.
 func rpcSubject(prefix, node string) string { return prefix + ".node." + node }
+func historySubject(prefix string) string   { return prefix + ".history" }
 func eventSubject(prefix, id string) string {
 	return prefix + ".channel." + hex.EncodeToString([]byte(id))
 }

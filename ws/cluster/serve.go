@@ -39,7 +39,14 @@ func (n *Node) serve(msg *nats.Msg) {
 // handle runs req on this node's hub, never forwarding it again.
 func (n *Node) handle(req request) reply {
 	hub := n.started()
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+	timeout := n.cfg.RequestTimeout
+	if req.Wait {
+		// The asking node waits this long too: the hub's persist-wait
+		// timeout ends the wait first, with a 504 and the seq, as on a
+		// single server.
+		timeout += n.cfg.WaitTimeout
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, timeout)
 	defer cancel()
 	var (
 		r   reply

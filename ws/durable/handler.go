@@ -46,6 +46,11 @@ type HandlerConfig struct {
 	MaxCatchupBytes int64
 	// Logger receives errors the client is not told about. Default: discard.
 	Logger *slog.Logger
+	// AuthorizeFork, if set, checks that r may read source, the stream a
+	// PUT forks from, named exactly as the fork will read it (see
+	// SourceName). It answers a refusal itself and returns false; the
+	// body is not read then. Nil: every fork is allowed.
+	AuthorizeFork func(w http.ResponseWriter, r *http.Request, source string) bool
 }
 
 // Handler serves the Durable Streams protocol. It is safe for concurrent
@@ -285,6 +290,9 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	if cfg.Fork, err = parseFork(r.Header, h.cfg.Prefix); err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if cfg.Fork != nil && h.cfg.AuthorizeFork != nil && !h.cfg.AuthorizeFork(w, r, cfg.Fork.From) {
 		return
 	}
 	if cfg.Fork != nil && r.Header.Get("Content-Type") == "" {

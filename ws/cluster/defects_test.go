@@ -1,0 +1,198 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/messages-server/messages/persist/persisttest"
+	"github.com/messages-server/messages/ws"
+)
+
+// lockRow holds a row lock on channel id's row until the returned func is
+// called: the owner's batches of id wait on it, as on a slow database.
+func lockRow(t *testing.T, n *testNode, id string) (unlock func()) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, n.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM channels WHERE id = $1 FOR UPDATE`, id); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	unlock = func() {
+		if !done {
+			done = true
+			_ = tx.Rollback(ctx)
+			_ = conn.Close(ctx)
+		}
+	}
+	t.Cleanup(unlock)
+	return unlock
+}
+
+// TestForwardedPersistWait: an append with ?wait=persisted through a node
+// that does not own the channel, whose persist outlasts the owner's
+// persist-wait timeout, is answered as the owner answers it: 504 with its
+// seq, even when the cluster's request timeout is shorter than that wait.
+func TestForwardedPersistWait(t *testing.T) {
+	_, nodes := startCluster(t, 2, func(s *nodeSetup) {
+		s.hub.PersistWaitTimeout = time.Second
+		s.cluster.RequestTimeout = 300 * time.Millisecond
+		s.cluster.WaitTimeout = 3 * time.Second
+	})
+	mustPost(t, nodes[0].URL+"/channels", "application/json", `{"id":"slow"}`, http.StatusCreated)
+	mustPost(t, nodes[0].URL+"/channels/slow/messages?wait=persisted", "text/plain", "m1", http.StatusOK)
+	unlock := lockRow(t, nodes[0], "slow")
+	st, body := post(t, nodes[1].URL+"/channels/slow/messages?wait=persisted", "text/plain", "m2")
+	unlock()
+	var e struct {
+		Seq int64 `json:"seq"`
+	}
+	_ = json.Unmarshal([]byte(body), &e)
+	if st != http.StatusGatewayTimeout || e.Seq != 2 {
+		t.Fatalf("forwarded slow append: %d %s, want 504 with seq 2", st, body)
+	}
+	waitFor(t, 10*time.Second, "m2 to be stored", func() bool {
+		return len(storedData(t, nodes[1].store, "slow")) == 2
+	})
+}
+
+// lossyCluster is a cluster node that loses the events drop picks, as
+// NATS may lose a message.
+type lossyCluster struct {
+	ws.Cluster
+	drop func(ws.Event) bool
+}
+
+func (l lossyCluster) Publish(ev ws.Event) {
+	if !l.drop(ev) {
+		l.Cluster.Publish(ev)
+	}
+}
+
+// TestFollowerLostLastMessage: a follower that missed the last message of
+// a quiet channel learns it from the persisted watermark (above its last
+// seq) and resyncs: its reader gets the message without another append.
+func TestFollowerLostLastMessage(t *testing.T) {
+	ns := startNATS(t)
+	dbURL := persisttest.DatabaseURL(t)
+	owner := startNode(t, dbURL, ns, "n1", func(s *nodeSetup) {
+		s.wrap = func(c ws.Cluster) ws.Cluster {
+			return lossyCluster{Cluster: c, drop: func(ev ws.Event) bool {
+				return ev.Kind == ws.EventMessage && ev.Seq == 2
+			}}
+		}
+	})
+	other := startNode(t, dbURL, ns, "n2")
+	mustPost(t, owner.URL+"/channels", "application/json", `{"id":"quiet"}`, http.StatusCreated)
+	mustPost(t, owner.URL+"/channels/quiet/messages?wait=persisted", "text/plain", "m1", http.StatusOK)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := &reader{}
+	done := make(chan error, 1)
+	go func() { done <- r.read(ctx, other.URL, "quiet") }()
+	waitFor(t, 10*time.Second, "the reader on n2 to get m1", func() bool { return r.got.Load() == 1 })
+	mustPost(t, owner.URL+"/channels/quiet/messages?wait=persisted", "text/plain", "m2", http.StatusOK)
+	waitFor(t, 5*time.Second, "the reader on n2 to get m2", func() bool { return r.got.Load() == 2 })
+	cancel()
+	<-done
+}
+
+// TestDeleteInvalidatesOtherNodesHistory: a closed channel read through
+// node B, then deleted and created again through node A, is served by B
+// with its new content (text stream and history API), never the old one.
+func TestDeleteInvalidatesOtherNodesHistory(t *testing.T) {
+	_, nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	write := func(msgs ...string) {
+		t.Helper()
+		mustPost(t, a.URL+"/channels", "application/json", `{"id":"doc"}`, http.StatusCreated)
+		for _, m := range msgs {
+			mustPost(t, a.URL+"/channels/doc/messages?wait=persisted", "text/plain", m, http.StatusOK)
+		}
+		mustPost(t, a.URL+"/channels/doc/close", "application/json", "", http.StatusOK)
+	}
+	read := func(want string) {
+		t.Helper()
+		if st, body := get(t, b.URL+"/?id=doc"); st != http.StatusOK || body != want {
+			t.Fatalf("GET /?id=doc on B: %d %q, want %q", st, body, want)
+		}
+		st, body := get(t, b.URL+"/channels/doc/messages")
+		var page struct {
+			Messages []struct {
+				Data string `json:"data"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal([]byte(body), &page); err != nil || st != http.StatusOK {
+			t.Fatalf("history on B: %d %s", st, body)
+		}
+		got := ""
+		for _, m := range page.Messages {
+			got += m.Data
+		}
+		if got != want {
+			t.Fatalf("history on B: %q, want %q", got, want)
+		}
+	}
+	write("old1 ", "old2 ")
+	read("old1 old2 ")
+	read("old1 old2 ") // now from B's cache
+	if b.hub.HistoryCacheBytes() == 0 {
+		t.Fatal("B cached nothing")
+	}
+	req, _ := http.NewRequest(http.MethodDelete, a.URL+"/channels/doc", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
+	}
+	// The delete reaches B's cache over NATS.
+	waitFor(t, 5*time.Second, "B to drop its cached history", func() bool { return b.hub.HistoryCacheBytes() == 0 })
+	write("new ")
+	read("new ")
+}
+
+// TestProducerRetryWhilePersisting: an idempotent producer's append that
+// timed out waiting for persistence (504) is accepted; its retry, while
+// the first is still not committed, is a duplicate and never appended
+// twice, in cluster mode as on a single server. The same for Stream-Seq.
+func TestProducerRetryWhilePersisting(t *testing.T) {
+	_, nodes := startCluster(t, 1, func(s *nodeSetup) { s.hub.PersistWaitTimeout = 300 * time.Millisecond })
+	a := nodes[0]
+	u := a.URL + "/v1/stream/s"
+	mustStream(t, http.StatusCreated, http.MethodPut, u, "", "Content-Type", "text/plain")
+	mustStream(t, http.StatusOK, http.MethodPost, u, "m0", producer("0")...)
+	mustStream(t, http.StatusNoContent, http.MethodPost, u, "s1", "Content-Type", "text/plain", "Stream-Seq", "a1")
+	unlock := lockRow(t, a, "s")
+	mustStream(t, http.StatusGatewayTimeout, http.MethodPost, u, "m1", producer("1")...)
+	if resp, body := streamReq(t, http.MethodPost, u, "m1", producer("1")...); resp.StatusCode/100 != 2 {
+		t.Errorf("producer retry while the first is persisting: %d %s, want a duplicate (2xx)", resp.StatusCode, body)
+	}
+	mustStream(t, http.StatusGatewayTimeout, http.MethodPost, u, "s2", "Content-Type", "text/plain", "Stream-Seq", "a2")
+	if resp, body := streamReq(t, http.MethodPost, u, "s2", "Content-Type", "text/plain", "Stream-Seq", "a2"); resp.StatusCode != http.StatusConflict {
+		t.Errorf("Stream-Seq retry while the first is persisting: %d %s, want 409", resp.StatusCode, body)
+	}
+	unlock()
+	want := []string{"m0", "s1", "m1", "s2"}
+	waitFor(t, 10*time.Second, "the appends to be stored", func() bool {
+		return len(storedData(t, a.store, "s")) >= len(want)
+	})
+	if got := storedData(t, a.store, "s"); !slices.Equal(got, want) {
+		t.Fatalf("stored %q, want %q", got, want)
+	}
+}
