@@ -54,9 +54,9 @@ type StreamState struct {
 
 // CreateStream records a new open channel, like CreateChannel (above the
 // epochs of deleted channels), with its stream configuration, in one
-// transaction. It returns ErrExists if the id is taken, and an error
-// wrapping ErrInvalid for a content type or source the store cannot hold
-// (see CheckField).
+// transaction (shared with concurrent creations, as CreateChannel's). It
+// returns ErrExists if the id is taken, and an error wrapping ErrInvalid
+// for a content type or source the store cannot hold (see CheckField).
 func (s *Store) CreateStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
 	if cfg.TTL < 0 || cfg.Epoch < 0 {
 		return Channel{}, fmt.Errorf("persist: create stream %q: negative TTL or epoch", id)
@@ -67,7 +67,7 @@ func (s *Store) CreateStream(ctx context.Context, id string, cfg StreamConfig) (
 	if cfg.Epoch == 0 {
 		cfg.Epoch = 1
 	}
-	c, err := s.b.createStream(ctx, id, cfg, s.node, s.lease)
+	c, err := s.creator.create(ctx, newChannel{id: id, cfg: cfg})
 	if err != nil {
 		return Channel{}, fmt.Errorf("persist: create stream %q: %w", id, err)
 	}

@@ -220,14 +220,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer authz.Close()
 
-	store, err := persist.Open(ctx, cfg.cluster.storeConfig(persist.Config{URL: cfg.databaseURL, Logger: log}))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	store, err := persist.Open(ctx, cfg.cluster.storeConfig(persist.Config{URL: cfg.databaseURL, Logger: log, Registerer: reg}))
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer store.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cl, err := joinCluster(cfg.cluster, cfg.bounds.persistWaitTimeout, store, reg, log)
 	if err != nil {
 		return err
