@@ -463,8 +463,12 @@ func (c *channel) onPersisted(r persistResult) {
 		c.onFenced()
 		return
 	}
-	if errors.Is(r.err, persist.ErrNotFound) && c.deleting.Load() {
-		c.deleted = true // Hub.Delete tells the actor too, once the delete is committed
+	if errors.Is(r.err, persist.ErrNotFound) && (c.deleting.Load() || c.h.cluster != nil) {
+		// Hub.Delete tells the actor too, once the delete is committed. In
+		// cluster mode another node may have deleted the channel while it
+		// could not reach this one: the row of an open channel goes only
+		// by a delete.
+		c.deleted = true
 		return
 	}
 	if r.err != nil && !errors.Is(r.err, persist.ErrClosed) {

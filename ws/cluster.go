@@ -193,6 +193,10 @@ func (m *Metrics) addCluster() []prometheus.Collector {
 	return []prometheus.Collector{m.fenced, m.forwards, m.takeovers}
 }
 
+// maxForwardPoll bounds the pause between two looks at a channel whose
+// owner does not answer.
+const maxForwardPoll = 250 * time.Millisecond
+
 // forwardPatience bounds how long a write waits for the owner of its
 // channel to answer or for another node to take the channel over.
 const forwardPatience = 15 * time.Second
@@ -231,16 +235,18 @@ func (h *Hub) forwardTo(ctx context.Context, local func() (int64, error), send f
 				return seq, err
 			}
 		}
-		// The owner is gone or changed: wait for its lease to expire, or
-		// for the store to name the new one, then look again.
+		// The owner is gone, stopping or changed: look again soon. Its
+		// lease may expire at the time the store said, or much earlier: a
+		// stopping node releases its leases once its channels are
+		// flushed, and the write is then served at once.
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("%w: %w", ErrNoOwner, err)
 		}
 		wait := backoff
 		if ok && !moved.Expires.IsZero() {
-			wait = max(wait, min(time.Until(moved.Expires), h.cluster.Lease()))
+			wait = max(wait, min(time.Until(moved.Expires), maxForwardPoll))
 		}
-		backoff = min(2*backoff, 250*time.Millisecond)
+		backoff = min(2*backoff, maxForwardPoll)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

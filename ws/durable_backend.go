@@ -76,7 +76,7 @@ type streamState struct {
 	// committed or not yet; 0 if they must be read from the store.
 	epoch   int64
 	deleted bool // removed from the store
-	evicted   bool // dropped from the cache: load the stream again
+	evicted bool // dropped from the cache: load the stream again
 }
 
 // forkPoint is where a fork forked: after seq of from, plus sub bytes (JSON:

@@ -58,7 +58,8 @@ func (h *Hub) follow(ctx context.Context, id string, moved *MovedError) error {
 	if errors.Is(err, ErrNoOwner) {
 		// The owner is gone: once its lease expires, the caller's next
 		// look takes the channel over.
-		wait := min(max(time.Until(moved.Expires), 10*time.Millisecond), h.cluster.Lease())
+		// A stopping owner releases its lease early: look again soon.
+		wait := min(max(time.Until(moved.Expires), 10*time.Millisecond), maxForwardPoll)
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {

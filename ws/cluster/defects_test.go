@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"testing"
@@ -194,5 +195,78 @@ func TestProducerRetryWhilePersisting(t *testing.T) {
 	})
 	if got := storedData(t, a.store, "s"); !slices.Equal(got, want) {
 		t.Fatalf("stored %q, want %q", got, want)
+	}
+}
+
+// partitioned is a cluster node whose writes forwarded to other nodes go
+// nowhere, as when their owner is cut from NATS.
+type partitioned struct{ ws.Cluster }
+
+func (partitioned) Forward(context.Context, string, ws.Write) (int64, error) {
+	return 0, ws.ErrNoOwner
+}
+
+// TestDeleteWhileOwnerPartitioned: a channel deleted through a node that
+// cannot reach its owner is deleted from the store; the owner's actor,
+// whose next batch finds the channel gone, ends as deleted (its producers
+// and subscribers are told "deleted"), not as failed.
+func TestDeleteWhileOwnerPartitioned(t *testing.T) {
+	ns := startNATS(t)
+	dbURL := persisttest.DatabaseURL(t)
+	a := startNode(t, dbURL, ns, "n1")
+	b := startNode(t, dbURL, ns, "n2", func(s *nodeSetup) {
+		s.wrap = func(c ws.Cluster) ws.Cluster { return partitioned{c} }
+	})
+	ctx := context.Background()
+	mustPost(t, a.URL+"/channels", "application/json", `{"id":"d"}`, http.StatusCreated)
+	mustPost(t, a.URL+"/channels/d/messages?wait=persisted", "text/plain", "m1", http.StatusOK)
+	if err := b.hub.Delete(ctx, "d"); err != nil {
+		t.Fatalf("delete through n2: %v", err)
+	}
+	_, err := a.hub.AppendLocal(ctx, "d", []byte("m2"), true)
+	if !errors.Is(err, ws.ErrChannelDeleted) {
+		t.Fatalf("append on the owner after the delete: %v, want %v", err, ws.ErrChannelDeleted)
+	}
+	if n := metric(t, a, "messages_channel_failures_total"); n != 0 {
+		t.Fatalf("%v channel failures on the owner, want 0", n)
+	}
+}
+
+// TestForwardAfterRelease: a write through another node that was waiting
+// for a stopping owner is served as soon as the owner has released its
+// leases (SIGTERM), not when its old lease would have expired.
+func TestForwardAfterRelease(t *testing.T) {
+	const long = 10 * time.Second
+	ns := startNATS(t)
+	dbURL := persisttest.DatabaseURL(t)
+	opt := func(s *nodeSetup) { s.lease = long }
+	a := startNode(t, dbURL, ns, "n1", opt)
+	b := startNode(t, dbURL, ns, "n2", opt)
+	mustPost(t, a.URL+"/channels", "application/json", `{"id":"r"}`, http.StatusCreated)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Stop a as SIGTERM does, up to its leases' release.
+	_ = a.srv.Shutdown(ctx)
+	_ = a.hub.Stop(ctx)
+	served := metric(t, a, "messages_cluster_served_total")
+	answered := make(chan time.Time, 1)
+	go func() {
+		st, body := post(t, b.URL+"/channels/r/messages?wait=persisted", "text/plain", "m1")
+		if st != http.StatusOK {
+			t.Errorf("append through n2: %d %s", st, body)
+		}
+		answered <- time.Now()
+	}()
+	waitFor(t, 10*time.Second, "n1 to answer the forward (shutting down)", func() bool {
+		return metric(t, a, "messages_cluster_served_total") > served
+	})
+	_ = a.writer.Close(ctx)
+	if err := a.node.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	released := time.Now()
+	a.stop()
+	if took := (<-answered).Sub(released); took > long/2 {
+		t.Fatalf("the write was served %v after the release (lease %v), want it at once", took, long)
 	}
 }

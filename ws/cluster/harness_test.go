@@ -105,6 +105,8 @@ type nodeSetup struct {
 	cluster *cluster.Config
 	// wrap, if set, wraps the cluster node the hub talks to.
 	wrap func(ws.Cluster) ws.Cluster
+	// lease is the node's lease time.
+	lease time.Duration
 }
 
 // startNode starts node id on the database dbURL and the NATS server ns.
@@ -112,7 +114,12 @@ func startNode(t testing.TB, dbURL string, ns *natsServer, id string, opts ...no
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", id)
-	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log, Node: id, Lease: lease, MaxConns: 8})
+	// A first pass for the lease, which the store needs first.
+	setup := nodeSetup{lease: lease, hub: &ws.HubConfig{}, cluster: &cluster.Config{}}
+	for _, o := range opts {
+		o(&setup)
+	}
+	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log, Node: id, Lease: setup.lease, MaxConns: 8})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -128,7 +135,7 @@ func startNode(t testing.TB, dbURL string, ns *natsServer, id string, opts ...no
 	hcfg := ws.HubConfig{Store: store, Writer: writer, PersistInterval: 10 * time.Millisecond,
 		Logger: log, Metrics: m}
 	ccfg := cluster.Config{Conn: nc, Store: store, Logger: log, Registerer: reg}
-	setup := nodeSetup{hub: &hcfg, cluster: &ccfg}
+	setup.hub, setup.cluster = &hcfg, &ccfg
 	for _, o := range opts {
 		o(&setup)
 	}
