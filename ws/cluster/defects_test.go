@@ -6,11 +6,13 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
 	"github.com/messages-server/messages/ws"
 )
@@ -268,5 +270,71 @@ func TestForwardAfterRelease(t *testing.T) {
 	a.stop()
 	if took := (<-answered).Sub(released); took > long/2 {
 		t.Fatalf("the write was served %v after the release (lease %v), want it at once", took, long)
+	}
+}
+
+// commitLost is a batch writer whose first write of a batch holding
+// trigger commits and then reports a lost connection, after another node
+// has taken the channel over: the outcome of the COMMIT looks unknown.
+type commitLost struct {
+	persist.BatchWriter
+	trigger  string
+	takeOver func()
+	done     atomic.Bool
+}
+
+func (c *commitLost) WriteBatches(ctx context.Context, batches []*persist.Batch) error {
+	err := c.BatchWriter.WriteBatches(ctx, batches)
+	if err != nil || c.done.Load() {
+		return err
+	}
+	for _, b := range batches {
+		for _, m := range b.Messages {
+			if string(m.Data) == c.trigger && c.done.CompareAndSwap(false, true) {
+				c.takeOver()
+				return errors.New("commit: unexpected EOF")
+			}
+		}
+	}
+	return nil
+}
+
+// TestCommittedBatchNotReportedFenced: a batch whose COMMIT succeeded but
+// looked lost, and whose channel another node took over before the retry,
+// is reported persisted (the new epoch started past it), not fenced.
+func TestCommittedBatchNotReportedFenced(t *testing.T) {
+	ns := startNATS(t)
+	dbURL := persisttest.DatabaseURL(t)
+	var b *testNode
+	takeOver := func() {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, dbURL)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `UPDATE channels SET lease_expires_at = now() WHERE id = 'k'`); err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := b.store.OpenEpoch(ctx, "k"); err != nil {
+			t.Errorf("take-over by n2: %v", err)
+		}
+	}
+	a := startNode(t, dbURL, ns, "n1", func(s *nodeSetup) {
+		s.dst = func(w persist.BatchWriter) persist.BatchWriter {
+			return &commitLost{BatchWriter: w, trigger: "m2", takeOver: takeOver}
+		}
+	})
+	b = startNode(t, dbURL, ns, "n2")
+	mustPost(t, a.URL+"/channels", "application/json", `{"id":"k"}`, http.StatusCreated)
+	mustPost(t, a.URL+"/channels/k/messages?wait=persisted", "text/plain", "m1", http.StatusOK)
+	st, body := post(t, a.URL+"/channels/k/messages?wait=persisted", "text/plain", "m2")
+	if st != http.StatusOK {
+		t.Fatalf("append whose commit looked lost: %d %s, want 200 (it is stored)", st, body)
+	}
+	if got := storedData(t, b.store, "k"); !slices.Equal(got, []string{"m1", "m2"}) {
+		t.Fatalf("stored %q", got)
 	}
 }

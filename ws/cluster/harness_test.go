@@ -107,6 +107,8 @@ type nodeSetup struct {
 	wrap func(ws.Cluster) ws.Cluster
 	// lease is the node's lease time.
 	lease time.Duration
+	// dst, if set, wraps what the node's writer writes batches to.
+	dst func(persist.BatchWriter) persist.BatchWriter
 }
 
 // startNode starts node id on the database dbURL and the NATS server ns.
@@ -129,7 +131,11 @@ func startNode(t testing.TB, dbURL string, ns *natsServer, id string, opts ...no
 		t.Fatalf("connect to NATS: %v", err)
 	}
 	reg := prometheus.NewRegistry()
-	writer := persist.NewWriter(store, persist.WriterConfig{Logger: log, Registerer: reg,
+	var dst persist.BatchWriter = store
+	if setup.dst != nil {
+		dst = setup.dst(store)
+	}
+	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Registerer: reg,
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	m := ws.NewMetrics(reg)
 	hcfg := ws.HubConfig{Store: store, Writer: writer, PersistInterval: 10 * time.Millisecond,
