@@ -352,15 +352,19 @@ func (h *Hub) Followers() int {
 }
 
 // Relinquish stops the actor of channel id if it runs here as the owner
-// at epoch: this node learnt that it lost the channel (its lease was not
-// renewed). Its subscribers resume elsewhere, as after a fenced batch.
+// at epoch: this node learnt that it lost the channel, or cannot prove
+// that it still holds it (its lease was not renewed). The actor refuses
+// new appends at once, but first writes what it had accepted: the epoch
+// fence commits the batch if no other node took the channel over, and
+// refuses it as a whole otherwise. Then its subscribers resume elsewhere,
+// as after a fenced batch.
 func (h *Hub) Relinquish(id string, epoch int64) {
 	c := h.actor(id)
 	if c == nil || c.follower || c.epoch != epoch {
 		return
 	}
 	select {
-	case c.remote <- remoteEvent{leave: reasonMoved}:
+	case c.remote <- remoteEvent{leave: reasonMoved, letGo: true}:
 	case <-c.done:
 	}
 }

@@ -30,6 +30,9 @@ const remoteCap = 4096
 type remoteEvent struct {
 	ev    Event
 	leave int
+	// letGo asks an owner to flush what it accepted, then leave (see
+	// channel.lettingGo).
+	letGo bool
 }
 
 // follow starts a follower of channel id, owned by moved.Owner, unless an
@@ -183,6 +186,9 @@ func (h *Hub) watch(c *channel) {
 // Called by run.
 func (c *channel) onRemote(r remoteEvent) {
 	switch ev := r.ev; {
+	case r.letGo && !c.follower:
+		c.lettingGo = true
+		c.flush()
 	case r.leave != 0:
 		c.leave(r.leave)
 	case !c.follower:

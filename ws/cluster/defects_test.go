@@ -338,3 +338,26 @@ func TestCommittedBatchNotReportedFenced(t *testing.T) {
 		t.Fatalf("stored %q", got)
 	}
 }
+
+// TestNATSOutageFlushesBeforeLettingGo: appends an owner acknowledged
+// (not yet persisted) when NATS goes away for longer than the lease are
+// written to the store before the owner lets its channel go, so a crash
+// after that loses none of them.
+func TestNATSOutageFlushesBeforeLettingGo(t *testing.T) {
+	ns, nodes := startCluster(t, 2, func(s *nodeSetup) { s.hub.PersistInterval = time.Hour })
+	a := nodes[0]
+	mustPost(t, a.URL+"/channels", "application/json", `{"id":"o"}`, http.StatusCreated)
+	want := []string{"a1", "a2", "a3", "a4", "a5"}
+	for _, m := range want {
+		mustPost(t, a.URL+"/channels/o/messages", "text/plain", m, http.StatusOK)
+	}
+	ns.stop()
+	waitFor(t, 10*time.Second, "n1 to let its channel go", func() bool {
+		_, ok := a.hub.Owned()["o"]
+		return !ok
+	})
+	a.crash()
+	if got := storedData(t, nodes[1].store, "o"); !slices.Equal(got, want) {
+		t.Fatalf("stored after the outage and a crash: %q, want %q", got, want)
+	}
+}
