@@ -131,6 +131,12 @@ type backend interface {
 	saveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error
 	// markDeleted sets deleted_at of id, or returns ErrNotFound.
 	markDeleted(ctx context.Context, id string) error
+	// touchStream records an access to id now; ErrNotFound if id does
+	// not exist.
+	touchStream(ctx context.Context, id string) error
+	// streamIdle returns how long ago the last access to id was
+	// recorded; ErrNotFound if id does not exist.
+	streamIdle(ctx context.Context, id string) (time.Duration, error)
 	// forks counts the channels forked from id.
 	forks(ctx context.Context, id string) (int, error)
 	// permanent reports whether err, from writeBatches, says that the

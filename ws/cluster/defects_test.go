@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync/atomic"
@@ -360,4 +361,37 @@ func TestNATSOutageFlushesBeforeLettingGo(t *testing.T) {
 	if got := storedData(t, nodes[1].store, "o"); !slices.Equal(got, want) {
 		t.Fatalf("stored after the outage and a crash: %q, want %q", got, want)
 	}
+}
+
+// TestStreamTTLAcrossNodes: a stream with a sliding TTL, read once
+// through node B and then used steadily through node A, is not expired by
+// B when B's own view of its last access grows old: expiry is decided
+// from the last access recorded for the cluster.
+func TestStreamTTLAcrossNodes(t *testing.T) {
+	_, nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	u := func(n *testNode) string { return n.URL + "/v1/stream/ttl" }
+	mustStream(t, http.StatusCreated, http.MethodPut, u(a), "", "Content-Type", "text/plain", "Stream-TTL", "1")
+	mustStream(t, http.StatusNoContent, http.MethodPost, u(a), "m0", "Content-Type", "text/plain")
+	mustStream(t, http.StatusOK, http.MethodGet, u(b)+"?offset=-1", "")
+	// Used through A for well past B's view of the TTL (and its grace).
+	pace := time.NewTicker(200 * time.Millisecond) // the client's pace
+	defer pace.Stop()
+	start := time.Now()
+	for i := 1; time.Since(start) < 2500*time.Millisecond; i++ {
+		mustStream(t, http.StatusNoContent, http.MethodPost, u(a), fmt.Sprintf("m%d", i), "Content-Type", "text/plain")
+		mustStream(t, http.StatusOK, http.MethodGet, u(a)+"?offset=-1", "")
+		<-pace.C
+	}
+	if resp, body := streamReq(t, http.MethodGet, u(b)+"?offset=-1", ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("read through B of a stream in use through A: %d %s", resp.StatusCode, body)
+	}
+	if got := storedData(t, a.store, "ttl"); len(got) == 0 || got[0] != "m0" {
+		t.Fatalf("stored after the read through B: %q", got)
+	}
+	// Left alone, it expires, whichever node looks (HEAD is no access).
+	waitFor(t, 10*time.Second, "the idle stream to expire", func() bool {
+		resp, _ := streamReq(t, http.MethodHead, u(b), "")
+		return resp.StatusCode == http.StatusNotFound
+	})
 }
