@@ -496,11 +496,26 @@ func (p *postgres) refused(ctx context.Context, tx pgx.Tx, ids []string, updates
 		st channelState
 	)
 	_, err = pgx.ForEachRow(rows, []any{&id, &st.closed, &st.last, &st.epoch}, func() error {
+		st.next = -1
 		states[id] = st
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("update channels: %w", err)
+	}
+	for _, u := range updates {
+		st, ok := states[u.id]
+		if !ok || u.epoch == 0 || st.epoch == u.epoch {
+			continue
+		}
+		// Fenced: what the next epoch started from says whether an
+		// earlier attempt of this batch committed before the take-over.
+		if err := tx.QueryRow(ctx,
+			`SELECT coalesce(min(start_seq), -1) FROM channel_epochs WHERE channel_id = $1 AND epoch > $2`,
+			u.id, u.epoch).Scan(&st.next); err != nil {
+			return fmt.Errorf("update channels: %w", err)
+		}
+		states[u.id] = st
 	}
 	return refused(updates, states)
 }

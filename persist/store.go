@@ -137,6 +137,12 @@ type backend interface {
 	saveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error
 	// markDeleted sets deleted_at of id, or returns ErrNotFound.
 	markDeleted(ctx context.Context, id string) error
+	// touchStream records an access to id now; ErrNotFound if id does
+	// not exist.
+	touchStream(ctx context.Context, id string) error
+	// streamIdle returns how long ago the last access to id was
+	// recorded; ErrNotFound if id does not exist.
+	streamIdle(ctx context.Context, id string) (time.Duration, error)
 	// forks counts the channels forked from id.
 	forks(ctx context.Context, id string) (int, error)
 	// permanent reports whether err, from writeBatches, says that the
@@ -160,7 +166,18 @@ type channelState struct {
 	closed bool
 	last   int64
 	epoch  int64
+	// next is, for a channel that moved past the epoch of the batch being
+	// written, the seq the next epoch after the batch's started at (what
+	// was stored when another node took the channel over); -1 if unknown.
+	next int64
 }
+
+// errStored is the error of a batch refused by the epoch fence whose
+// messages are stored all the same: an earlier attempt committed it (its
+// outcome was not known: the connection was lost during the COMMIT), and
+// another node took the channel over after that. The writer reports it
+// written.
+var errStored = errors.New("persist: batch already stored before the channel moved")
 
 // refused returns the error of a WriteBatches transaction that could not
 // apply every update, given the state of the channels of updates that
@@ -174,6 +191,8 @@ func refused(updates []channelUpdate, states map[string]channelState) error {
 		switch {
 		case !ok:
 			errs[u.id] = ErrNotFound
+		case u.epoch != 0 && st.epoch != u.epoch && st.next >= u.last:
+			errs[u.id] = errStored
 		case u.epoch != 0 && st.epoch != u.epoch:
 			errs[u.id] = fmt.Errorf("%w: batch of epoch %d, channel at epoch %d", ErrFenced, u.epoch, st.epoch)
 		case st.closed && st.last < u.last:

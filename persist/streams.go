@@ -115,6 +115,27 @@ func (s *Store) MarkDeleted(ctx context.Context, id string) error {
 	return nil
 }
 
+// TouchStream records an access to stream id now, by the database's
+// clock, for every node of a cluster to see; ErrNotFound if id does not
+// exist.
+func (s *Store) TouchStream(ctx context.Context, id string) error {
+	if err := s.b.touchStream(ctx, id); err != nil {
+		return fmt.Errorf("persist: touch stream %q: %w", id, err)
+	}
+	return nil
+}
+
+// StreamIdle returns how long ago the last access to stream id was
+// recorded (TouchStream; its creation if none), by the database's clock;
+// ErrNotFound if id does not exist.
+func (s *Store) StreamIdle(ctx context.Context, id string) (time.Duration, error) {
+	d, err := s.b.streamIdle(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("persist: stream %q idle time: %w", id, err)
+	}
+	return d, nil
+}
+
 // Forks counts the streams forked from id (deleted ones included).
 func (s *Store) Forks(ctx context.Context, id string) (int, error) {
 	n, err := s.b.forks(ctx, id)

@@ -159,6 +159,11 @@ type channel struct {
 	// deleted: the channel was deleted from the store; the actor stops.
 	deleted bool
 	left    int // set by leave: exit now, ending the subscribers for this reason
+	// lettingGo: the node lost, or cannot prove, its lease (Relinquish):
+	// appends and closes are refused as moved, what was accepted is
+	// flushed (the epoch fence decides whether it is written), then the
+	// actor leaves with reasonMoved.
+	lettingGo bool
 
 	// Cluster mode (follower.go, fence.go). Set before run starts.
 	follower   bool             // a follower of the owner's channel, not its owner
@@ -263,7 +268,7 @@ func (c *channel) handle(req any) {
 			}
 		}
 	case closeReq:
-		if c.left != 0 || c.follower {
+		if c.left != 0 || c.follower || c.lettingGo {
 			r.result <- appendResult{err: c.movedErr()}
 			return
 		}
@@ -283,7 +288,7 @@ func (c *channel) handle(req any) {
 
 func (c *channel) onAppend(r *appendReq) {
 	switch {
-	case c.left != 0 || c.follower:
+	case c.left != 0 || c.follower || c.lettingGo:
 		r.result <- appendResult{err: c.movedErr()}
 		return
 	case c.gen != nil && !r.generated:
@@ -491,8 +496,12 @@ func (c *channel) onPersisted(r persistResult) {
 		c.onFenced()
 		return
 	}
-	if errors.Is(r.err, persist.ErrNotFound) && c.deleting.Load() {
-		c.deleted = true // Hub.Delete tells the actor too, once the delete is committed
+	if errors.Is(r.err, persist.ErrNotFound) && (c.deleting.Load() || c.h.cluster != nil) {
+		// Hub.Delete tells the actor too, once the delete is committed. In
+		// cluster mode another node may have deleted the channel while it
+		// could not reach this one: the row of an open channel goes only
+		// by a delete.
+		c.deleted = true
 		return
 	}
 	if r.err != nil && !errors.Is(r.err, persist.ErrClosed) {
@@ -537,7 +546,7 @@ func (c *channel) onPersisted(r persistResult) {
 		return // finished() sees closeSent with nothing in flight
 	}
 	if c.lastSeq > c.p {
-		if c.stopping || c.closing || len(c.waiters) > 0 {
+		if c.stopping || c.closing || c.lettingGo || len(c.waiters) > 0 {
 			c.flush()
 		} else if !c.timerOn {
 			c.armTimer(c.h.cfg.PersistInterval)
@@ -581,7 +590,7 @@ func (c *channel) finished() bool {
 	if c.closeSent {
 		return true
 	}
-	return c.stopping && c.lastSeq == c.p
+	return (c.stopping || c.lettingGo) && c.lastSeq == c.p
 }
 
 func (c *channel) logLost(err error) {
@@ -603,6 +612,8 @@ func (c *channel) exit() {
 		reason, err = reasonEnded, nil
 	case c.left != 0:
 		reason, err = c.left, c.movedErr()
+	case c.lettingGo:
+		reason, err = reasonMoved, c.movedErr()
 	}
 	ended := reason == reasonEnded
 	switch {

@@ -30,6 +30,11 @@ type StreamStore interface {
 	MarkDeleted(ctx context.Context, id string) error
 	// Forks counts the streams forked from id.
 	Forks(ctx context.Context, id string) (int, error)
+	// TouchStream records an access to a stream for the whole cluster.
+	TouchStream(ctx context.Context, id string) error
+	// StreamIdle returns how long ago the last access to a stream was
+	// recorded.
+	StreamIdle(ctx context.Context, id string) (time.Duration, error)
 }
 
 // DurableBackend makes every channel a Durable Streams stream: appends go
@@ -63,8 +68,12 @@ type streamState struct {
 	// gone is set once the stream is deleted while forks of it remain.
 	gone atomic.Bool
 	// deadline is the sliding TTL's expiry in Unix nanoseconds; 0 without
-	// a TTL.
+	// a TTL. In cluster mode it is this node's view only: the stream is
+	// deleted once the store's record of the last access says so.
 	deadline atomic.Int64
+	// recorded is when this node last recorded an access in the store
+	// (cluster mode), in Unix nanoseconds.
+	recorded atomic.Int64
 
 	mu sync.Mutex // held for the whole of a write to the stream
 	// Guarded by mu.
@@ -177,15 +186,55 @@ func streamErr(err error) error {
 func (b *DurableBackend) newState(cfg durable.Config, fork forkPoint) *streamState {
 	cfg.Fork = nil
 	st := &streamState{cfg: cfg, fork: fork, producers: make(map[string]durable.Producer)}
-	b.touch(st)
+	if cfg.TTL > 0 {
+		// New here: the store's record of the last access decides when
+		// the deadline passes (cluster mode).
+		st.deadline.Store(b.now().Add(time.Duration(cfg.TTL) * time.Second).UnixNano())
+	}
 	return st
 }
 
-// touch restarts a stream's sliding TTL.
-func (b *DurableBackend) touch(st *streamState) {
-	if st.cfg.TTL > 0 {
-		st.deadline.Store(b.now().Add(time.Duration(st.cfg.TTL) * time.Second).UnixNano())
+// touch restarts a stream's sliding TTL. In cluster mode it also records
+// the access in the store, for every node to see, at most every quarter of
+// the TTL (see ttlGrace); a failure to record it only leaves the record
+// older, so the next touch tries again.
+func (b *DurableBackend) touch(ctx context.Context, name string, st *streamState) {
+	if st.cfg.TTL <= 0 {
+		return
 	}
+	now := b.now()
+	ttl := time.Duration(st.cfg.TTL) * time.Second
+	st.deadline.Store(now.Add(ttl).UnixNano())
+	if b.h.cluster == nil || now.UnixNano()-st.recorded.Load() < int64(ttlGrace(ttl)) {
+		return
+	}
+	if err := b.store.TouchStream(ctx, name); err == nil {
+		st.recorded.Store(now.UnixNano())
+	}
+}
+
+// ttlGrace is how much later than its TTL after its last access a stream
+// may expire in cluster mode: accesses are recorded in the store at most
+// this often, so the store's last access may be up to this much older
+// than the true one.
+func ttlGrace(ttl time.Duration) time.Duration { return ttl / 4 }
+
+// expired decides, in cluster mode, whether stream name, whose sliding TTL
+// passed in this node's view, has expired for the whole cluster: only if
+// no node recorded an access for the TTL and its grace. Otherwise it moves
+// this node's deadline to what the store says.
+func (b *DurableBackend) expired(ctx context.Context, name string, st *streamState) (bool, error) {
+	idle, err := b.store.StreamIdle(ctx, name)
+	if err != nil {
+		return false, streamErr(storeErr(err))
+	}
+	ttl := time.Duration(st.cfg.TTL) * time.Second
+	left := ttl + ttlGrace(ttl) - idle
+	if left <= 0 {
+		return true, nil
+	}
+	st.deadline.Store(b.now().Add(left).UnixNano())
+	return false, nil
 }
 
 // expiry is when st expires if nothing touches it; zero for never.
@@ -214,6 +263,16 @@ func (b *DurableBackend) state(ctx context.Context, name string) (*streamState, 
 		exp := st.expiry()
 		if exp.IsZero() || b.now().Before(exp) {
 			return st, nil
+		}
+		if b.h.cluster != nil && st.cfg.ExpiresAt.IsZero() {
+			// Another node may have served the stream meanwhile.
+			gone, err := b.expired(ctx, name, st)
+			if err != nil {
+				return nil, err
+			}
+			if !gone {
+				return st, nil
+			}
 		}
 		err = b.remove(ctx, name, st)
 		if errors.Is(err, errEvicted) {
@@ -310,7 +369,7 @@ func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.
 			return durable.AppendResult{}, err
 		}
 	}
-	b.touch(st)
+	b.touch(ctx, name, st)
 	if p := a.Producer; p != nil {
 		cur, ok := st.producers[p.ID]
 		dup, err := durable.CheckProducer(cur, ok, *p)
@@ -421,7 +480,7 @@ func (b *DurableBackend) Read(ctx context.Context, name string, from durable.Pos
 	if err != nil {
 		return nil, durable.Info{}, err
 	}
-	b.touch(st)
+	b.touch(ctx, name, st)
 	if from == durable.PosNow {
 		info, err := b.info(ctx, name, st)
 		return nil, info, err
