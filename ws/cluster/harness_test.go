@@ -102,8 +102,9 @@ func startNode(t testing.TB, dbURL string, ns *natsServer, id string) *testNode 
 }
 
 // startNodeVia starts node id on the database dbURL and the NATS server
-// at natsURL (a proxy in front of one, say).
-func startNodeVia(t testing.TB, dbURL, natsURL, id string) *testNode {
+// at natsURL (a proxy in front of one, say); opts change its server's
+// configuration.
+func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...func(*ws.ServerConfig)) *testNode {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", id)
@@ -132,7 +133,7 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string) *testNode {
 	if err := hub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := ws.NewServer(hub, ws.ServerConfig{Logger: log, HubMetrics: m,
+	cfg := ws.ServerConfig{Logger: log, HubMetrics: m,
 		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
@@ -140,7 +141,11 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string) *testNode {
 				return err
 			}
 			return store.Ping(ctx)
-		}})
+		}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv := ws.NewServer(hub, cfg)
 	hs := httptest.NewServer(srv)
 	n := &testNode{id: id, URL: hs.URL, store: store, writer: writer, hub: hub, node: node, nc: nc,
 		srv: srv, http: hs, reg: reg}
