@@ -158,6 +158,12 @@ var ErrNoOwner = errors.New("the node that owns the channel does not answer")
 // got no answer in time: the owner may or may not have applied it.
 var ErrUncertain = errors.New("the node that owns the channel did not answer in time; the write may or may not have been applied")
 
+// ErrTooLarge means that a write is larger than the link between the
+// nodes carries (NATS's max_payload), so it cannot be forwarded to the
+// owner of its channel: nothing was applied. Write it through the owner,
+// or in smaller parts.
+var ErrTooLarge = errors.New("the write is too large to forward to the node that owns the channel")
+
 // MovedError is an ErrMoved that names the node that owns the channel.
 type MovedError struct {
 	// Owner is the node that owns the channel, "" if not known.

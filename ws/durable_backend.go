@@ -175,6 +175,8 @@ func streamErr(err error) error {
 		return durable.ErrClosed
 	case errors.Is(err, ErrGeneratorChannel):
 		return &durable.ConflictError{Msg: err.Error()}
+	case errors.Is(err, ErrTooLarge):
+		return fmt.Errorf("%w: %w", durable.ErrTooLarge, err)
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrChannelFailed),
 		errors.Is(err, ErrMoved), errors.Is(err, ErrNoOwner), errors.Is(err, ErrUncertain), errors.Is(err, ErrCutOff),
 		errors.As(err, &se):

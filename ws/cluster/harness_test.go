@@ -109,6 +109,8 @@ type nodeSetup struct {
 	lease time.Duration
 	// dst, if set, wraps what the node's writer writes batches to.
 	dst func(persist.BatchWriter) persist.BatchWriter
+	// server, if set, changes the node's server configuration.
+	server func(*ws.ServerConfig)
 }
 
 // startNode starts node id on the database dbURL and the NATS server ns.
@@ -167,7 +169,7 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *
 	if err := hub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := ws.NewServer(hub, ws.ServerConfig{Logger: log, HubMetrics: m,
+	cfg := ws.ServerConfig{Logger: log, HubMetrics: m,
 		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
@@ -175,7 +177,11 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *
 				return err
 			}
 			return store.Ping(ctx)
-		}})
+		}}
+	if setup.server != nil {
+		setup.server(&cfg)
+	}
+	srv := ws.NewServer(hub, cfg)
 	hs := httptest.NewServer(srv)
 	n := &testNode{id: id, dbURL: dbURL, URL: hs.URL, store: store, writer: writer, hub: hub, node: node, nc: nc,
 		srv: srv, http: hs, reg: reg}

@@ -191,6 +191,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		httpError(w, http.StatusGone, err.Error())
 	case errors.Is(err, ErrPersistTimeout):
 		httpError(w, http.StatusGatewayTimeout, err.Error())
+	case errors.Is(err, ErrTooLarge):
+		httpError(w, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.As(err, &stale):
 		w.Header().Set(hProducerEpoch, strconv.FormatInt(stale.Current, 10))
 		httpError(w, http.StatusForbidden, err.Error())
