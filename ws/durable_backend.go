@@ -179,7 +179,7 @@ func (b *DurableBackend) newState(cfg durable.Config, fork forkPoint) *streamSta
 // touch restarts a stream's sliding TTL.
 func (b *DurableBackend) touch(st *streamState) {
 	if st.cfg.TTL > 0 {
-		st.deadline.Store(b.now().Add(time.Duration(st.cfg.TTL) * time.Second).UnixNano())
+		st.deadline.Store(deadline(b.now(), st.cfg.TTL))
 	}
 }
 
@@ -386,6 +386,18 @@ func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.
 		return res, late
 	}
 	return res, err
+}
+
+// deadline returns now plus ttl seconds in Unix nanoseconds, or the
+// latest time they can express (year 2262) if that is later: a Stream-TTL
+// may be up to 2^53-1 seconds, which would overflow and expire the stream
+// at once.
+func deadline(now time.Time, ttl int64) int64 {
+	n := now.UnixNano()
+	if ttl > (math.MaxInt64-n)/int64(time.Second) {
+		return math.MaxInt64
+	}
+	return n + ttl*int64(time.Second)
 }
 
 // checkAppend refuses, with a *durable.BadRequestError naming the header,
