@@ -44,6 +44,7 @@ type snapshot struct {
 	lastSeq   int64
 	open      bool
 	stopping  bool // the server is shutting down: nothing was registered
+	follower  bool // taken by a follower (cluster mode), which may lag the owner
 	// contentType is the channel's; "" for text.
 	contentType string
 	buffered    []*wire.Message
@@ -158,13 +159,18 @@ type channel struct {
 	// deleted: the channel was deleted from the store; the actor stops.
 	deleted bool
 	left    int // set by leave: exit now, ending the subscribers for this reason
+	// lettingGo: the node lost, or cannot prove, its lease (Relinquish):
+	// appends and closes are refused as moved, what was accepted is
+	// flushed (the epoch fence decides whether it is written), then the
+	// actor leaves with reasonMoved.
+	lettingGo bool
 
 	// Cluster mode (follower.go, fence.go). Set before run starts.
 	follower   bool             // a follower of the owner's channel, not its owner
 	owner      string           // a follower's owner node
-	remote     chan remoteEvent // the owner's events and leave orders; nil in single-server mode
+	remote     chan remoteEvent // leave orders; nil in single-server mode
+	events     *eventQueue      // a follower's queue of the owner's events; nil for an owner
 	stopFollow func()           // ends a follower's subscription to the owner's events
-	overflow   atomic.Bool      // an owner's event did not fit in remote; set by the cluster layer
 }
 
 func newChannel(h *Hub, rec persist.Channel) *channel {
@@ -192,6 +198,15 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 	return c
 }
 
+// eventsWake returns the channel that says a follower's events are
+// waiting; nil (never ready) for an owner.
+func (c *channel) eventsWake() <-chan struct{} {
+	if c.events == nil {
+		return nil
+	}
+	return c.events.wake
+}
+
 func (c *channel) epochString() string { return strconv.FormatInt(c.epoch, 10) }
 
 // run is the actor loop. It returns after the channel closed (and the close
@@ -214,6 +229,8 @@ func (c *channel) run(stop, abandon <-chan struct{}) {
 			c.onPersisted(r)
 		case r := <-c.remote:
 			c.onRemote(r)
+		case <-c.eventsWake():
+			c.onEvents()
 		case <-c.timer.C:
 			c.timerOn = false
 			c.flush()
@@ -251,7 +268,7 @@ func (c *channel) handle(req any) {
 			}
 		}
 	case closeReq:
-		if c.left != 0 || c.follower {
+		if c.left != 0 || c.follower || c.lettingGo {
 			r.result <- appendResult{err: c.movedErr()}
 			return
 		}
@@ -271,7 +288,7 @@ func (c *channel) handle(req any) {
 
 func (c *channel) onAppend(r *appendReq) {
 	switch {
-	case c.left != 0 || c.follower:
+	case c.left != 0 || c.follower || c.lettingGo:
 		r.result <- appendResult{err: c.movedErr()}
 		return
 	case c.gen != nil && !r.generated:
@@ -327,7 +344,7 @@ func (c *channel) detach(s *subscriber, reason int) {
 func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 	fromStore := min(c.p, c.base-1)
 	snap := snapshot{epoch: c.epoch, persisted: c.p, fromStore: fromStore, lastSeq: c.lastSeq, open: true,
-		contentType: c.ctype}
+		contentType: c.ctype, follower: c.follower}
 	if c.stopping {
 		snap.open = false
 		snap.stopping = true
@@ -479,8 +496,12 @@ func (c *channel) onPersisted(r persistResult) {
 		c.onFenced()
 		return
 	}
-	if errors.Is(r.err, persist.ErrNotFound) && c.deleting.Load() {
-		c.deleted = true // Hub.Delete tells the actor too, once the delete is committed
+	if errors.Is(r.err, persist.ErrNotFound) && (c.deleting.Load() || c.h.cluster != nil) {
+		// Hub.Delete tells the actor too, once the delete is committed. In
+		// cluster mode another node may have deleted the channel while it
+		// could not reach this one: the row of an open channel goes only
+		// by a delete.
+		c.deleted = true
 		return
 	}
 	if r.err != nil && !errors.Is(r.err, persist.ErrClosed) {
@@ -525,7 +546,7 @@ func (c *channel) onPersisted(r persistResult) {
 		return // finished() sees closeSent with nothing in flight
 	}
 	if c.lastSeq > c.p {
-		if c.stopping || c.closing || len(c.waiters) > 0 {
+		if c.stopping || c.closing || c.lettingGo || len(c.waiters) > 0 {
 			c.flush()
 		} else if !c.timerOn {
 			c.armTimer(c.h.cfg.PersistInterval)
@@ -569,7 +590,7 @@ func (c *channel) finished() bool {
 	if c.closeSent {
 		return true
 	}
-	return c.stopping && c.lastSeq == c.p
+	return (c.stopping || c.lettingGo) && c.lastSeq == c.p
 }
 
 func (c *channel) logLost(err error) {
@@ -591,6 +612,8 @@ func (c *channel) exit() {
 		reason, err = reasonEnded, nil
 	case c.left != 0:
 		reason, err = c.left, c.movedErr()
+	case c.lettingGo:
+		reason, err = reasonMoved, c.movedErr()
 	}
 	ended := reason == reasonEnded
 	switch {
@@ -601,6 +624,9 @@ func (c *channel) exit() {
 	}
 	if c.stopFollow != nil {
 		c.stopFollow()
+	}
+	if c.events != nil {
+		c.events.close(c.h) // what was not applied
 	}
 	c.logLeave()
 	for s := range c.subs {

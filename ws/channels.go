@@ -104,10 +104,16 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	// The cursor is the id a previous page ended with: anything else (a
+	// NUL, bytes that are not UTF-8) is bad input, which no store is asked.
+	after := q.Get("after")
+	if after != "" && !ValidID(after) {
+		writeError(w, http.StatusBadRequest, "after must be a channel id (the next of a previous page): "+idError(after))
+		return
+	}
 	if !s.authorize(w, r, auth.Admin, "", false) {
 		return
 	}
-	after := q.Get("after")
 	list, err := s.hub.List(r.Context(), after, limit)
 	if err != nil {
 		s.fail(w, r, err, "")

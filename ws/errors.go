@@ -169,6 +169,8 @@ func statusOf(err error, id string) (int, string) {
 		return http.StatusConflict, fmt.Sprintf("channel %q is closed", id)
 	case errors.Is(err, ErrGeneratorChannel):
 		return http.StatusConflict, fmt.Sprintf("channel %q is written by its generator: producers cannot append to it or close it", id)
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error()
 	case errors.Is(err, ErrTooManyChannels), errors.Is(err, ErrGeneratorRate):
 		return http.StatusTooManyRequests, err.Error()
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrMoved),
