@@ -1,12 +1,14 @@
 package ws_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/wstest"
@@ -212,6 +214,38 @@ func TestDurableLargeJSONBatch(t *testing.T) {
 			}
 			if r.Header.Get("Stream-Up-To-Date") != "true" {
 				t.Fatal("GET: not up to date")
+			}
+		})
+	}
+}
+
+// TestDurableLongPollAtNow: a long-poll at offset=now waits at the tail as
+// of the request and answers the message appended meanwhile, with the
+// offset after it, on both backends.
+func TestDurableLongPollAtNow(t *testing.T) {
+	for _, backend := range []string{"postgres", "sqlite"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			srv := wstest.Start(t, wstest.Options{Backend: backend, LongPollTimeout: 20 * time.Second})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			u := srv.URL + "/v1/stream/now"
+			if r := dsDo(t, "PUT", u, []byte("a\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			}
+			done := make(chan *http.Response, 1)
+			go func() { done <- dsDo(t, "GET", u+"?offset=now&live=long-poll", nil) }()
+			waitFor(t, 10*time.Second, "the long-poll to register", func() bool {
+				info, err := srv.Hub.Info(ctx, "now")
+				return err == nil && info.Subscribers == 1
+			})
+			if r := dsDo(t, "POST", u, []byte("b\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("POST: %d %s", r.StatusCode, readAll(t, r))
+			}
+			r := <-done
+			if body := readAll(t, r); r.StatusCode != http.StatusOK || string(body) != "b\n" ||
+				r.Header.Get("Stream-Next-Offset") != "0000000000000001_0000000000000002" {
+				t.Fatalf("long-poll at now: %d %q at %s", r.StatusCode, body, r.Header.Get("Stream-Next-Offset"))
 			}
 		})
 	}
