@@ -172,13 +172,14 @@ func (h *Handler) writeRange(w http.ResponseWriter, r *http.Request, ct string, 
 		_ = bw.WriteByte('[')
 	}
 	first := true
+	var werr error // the client's connection failed
 	err := rng.Each(r.Context(), func(m []byte) error {
 		if array && !first {
 			_ = bw.WriteByte(',')
 		}
 		first = false
-		_, err := bw.Write(m)
-		return err
+		_, werr = bw.Write(m)
+		return werr
 	})
 	if err == nil && array {
 		err = bw.WriteByte(']')
@@ -187,7 +188,7 @@ func (h *Handler) writeRange(w http.ResponseWriter, r *http.Request, ct string, 
 		err = bw.Flush()
 	}
 	if err != nil {
-		if r.Context().Err() == nil {
+		if werr == nil && r.Context().Err() == nil {
 			h.cfg.Logger.Warn("durable streams read cut short", slog.String("channel", r.URL.Path), slog.Any("err", err))
 		}
 		panic(http.ErrAbortHandler)
