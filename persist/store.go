@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Store. The zero value of every field except URL means
@@ -52,6 +54,10 @@ type Config struct {
 	// Lease is how long a lease holds without renewal, in cluster mode.
 	// Default 5s.
 	Lease time.Duration
+	// Registerer gets the store's metrics (the size and duration of its
+	// creation transactions). Nil registers nothing. A metric already
+	// registered (by a second Store) is shared.
+	Registerer prometheus.Registerer
 }
 
 // defaultLease is Config.Lease when it is zero.
@@ -76,10 +82,13 @@ type backend interface {
 	close()
 	// ping reports whether the database answers.
 	ping(ctx context.Context) error
-	// createChannel inserts channel id at the first epoch above every
-	// deleted channel's (1 if none was deleted), owned by node with a lease
-	// of lease unless node is "", or returns ErrExists.
-	createChannel(ctx context.Context, id string, gen *Generator, node string, lease time.Duration) (Channel, error)
+	// createChannels inserts the channels cs (distinct ids, in id order)
+	// in one transaction, each at the first epoch at or above its
+	// cfg.Epoch and above every deleted channel's, owned by node with a
+	// lease of lease unless node is "". It returns the new record of
+	// each of cs, in order, or a zero Channel (ID "") for an id that was
+	// taken.
+	createChannels(ctx context.Context, cs []newChannel, node string, lease time.Duration) ([]Channel, error)
 	// channel reads channel id, or returns ErrNotFound.
 	channel(ctx context.Context, id string) (Channel, error)
 	// channels reads up to limit (>= 1) channels with id > after, by id.
@@ -120,9 +129,6 @@ type backend interface {
 	// seq, or whose epoch is not the update's (unless that is 0), fails the
 	// transaction with the error refused returns.
 	writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error
-	// createStream inserts channel id like createChannel, with its stream
-	// configuration, or returns ErrExists.
-	createStream(ctx context.Context, id string, cfg StreamConfig, node string, lease time.Duration) (Channel, error)
 	// stream reads the stream state of id, or returns ErrNotFound.
 	stream(ctx context.Context, id string) (StreamState, error)
 	// saveStreamWrites stores the last Stream-Seq (unless "") and moves a
@@ -131,6 +137,12 @@ type backend interface {
 	saveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error
 	// markDeleted sets deleted_at of id, or returns ErrNotFound.
 	markDeleted(ctx context.Context, id string) error
+	// touchStream records an access to id now; ErrNotFound if id does
+	// not exist.
+	touchStream(ctx context.Context, id string) error
+	// streamIdle returns how long ago the last access to id was
+	// recorded; ErrNotFound if id does not exist.
+	streamIdle(ctx context.Context, id string) (time.Duration, error)
 	// forks counts the channels forked from id.
 	forks(ctx context.Context, id string) (int, error)
 	// permanent reports whether err, from writeBatches, says that the
@@ -154,7 +166,18 @@ type channelState struct {
 	closed bool
 	last   int64
 	epoch  int64
+	// next is, for a channel that moved past the epoch of the batch being
+	// written, the seq the next epoch after the batch's started at (what
+	// was stored when another node took the channel over); -1 if unknown.
+	next int64
 }
+
+// errStored is the error of a batch refused by the epoch fence whose
+// messages are stored all the same: an earlier attempt committed it (its
+// outcome was not known: the connection was lost during the COMMIT), and
+// another node took the channel over after that. The writer reports it
+// written.
+var errStored = errors.New("persist: batch already stored before the channel moved")
 
 // refused returns the error of a WriteBatches transaction that could not
 // apply every update, given the state of the channels of updates that
@@ -168,6 +191,8 @@ func refused(updates []channelUpdate, states map[string]channelState) error {
 		switch {
 		case !ok:
 			errs[u.id] = ErrNotFound
+		case u.epoch != 0 && st.epoch != u.epoch && st.next >= u.last:
+			errs[u.id] = errStored
 		case u.epoch != 0 && st.epoch != u.epoch:
 			errs[u.id] = fmt.Errorf("%w: batch of epoch %d, channel at epoch %d", ErrFenced, u.epoch, st.epoch)
 		case st.closed && st.last < u.last:
@@ -184,9 +209,10 @@ func refused(updates []channelUpdate, states map[string]channelState) error {
 // file; the methods behave the same on both. It is safe for concurrent use.
 // Create it with Open; the zero value is not usable.
 type Store struct {
-	b     backend
-	node  string        // cluster mode's node id; "" in single-server mode
-	lease time.Duration // cluster mode's lease
+	b       backend
+	node    string        // cluster mode's node id; "" in single-server mode
+	lease   time.Duration // cluster mode's lease
+	creator *creator      // group-commits CreateChannel and CreateStream
 }
 
 // Open opens the database that cfg.URL names, choosing the backend by the
@@ -216,8 +242,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("persist: database URL has no scheme: use postgres://… or sqlite:…")
 	}
 	var (
-		b   backend
-		err error
+		b     backend
+		err   error
+		slots = createSlotsPostgres
 	)
 	// Schemes are case-insensitive (RFC 3986), the drivers' parsers not.
 	scheme = strings.ToLower(scheme)
@@ -234,13 +261,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 				"serves one server; use a postgres:// URL, or run without cluster mode")
 		}
 		b, err = openSQLite(ctx, cfg)
+		slots = createSlotsSQLite
 	default:
 		return nil, fmt.Errorf("persist: unsupported database URL scheme %q: use postgres://… or sqlite:…", scheme)
 	}
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{b: b, node: cfg.Node, lease: cfg.Lease}
+	s := &Store{b: b, node: cfg.Node, lease: cfg.Lease, creator: newCreator(b, cfg, slots)}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -278,8 +306,17 @@ func (s *Store) Ping(ctx context.Context) error {
 // deleted channel cannot mistake a new channel of the same id for it. It
 // returns ErrExists if the id is taken.
 // In cluster mode the channel is owned by this node, with a fresh lease.
+//
+// Concurrent creations (of channels and streams) are written together,
+// many per transaction: a burst costs a few transactions, not one per
+// channel. Each call still has its own outcome: it returns once its
+// channel is committed, ErrExists if the id was taken (also by another
+// call of the same burst), or the error of its own insert (a transaction
+// that fails is retried one channel at a time). If ctx ends before the
+// channel was handed to a transaction, it returns ctx's error and nothing
+// is created.
 func (s *Store) CreateChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
-	c, err := s.b.createChannel(ctx, id, gen, s.node, s.lease)
+	c, err := s.creator.create(ctx, newChannel{id: id, gen: gen, cfg: StreamConfig{Epoch: 1}})
 	if err != nil {
 		return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, err)
 	}

@@ -365,6 +365,13 @@ func (w *Writer) failChannels(group []*Batch, ce *ChannelError) []*Batch {
 	rest := make([]*Batch, 0, len(group))
 	for _, b := range group {
 		if err, ok := ce.Channels[b.Channel]; ok {
+			if errors.Is(err, errStored) {
+				// Committed by an earlier attempt, before the channel moved.
+				if b.Done != nil {
+					b.Done(nil)
+				}
+				continue
+			}
 			w.fail(b, fmt.Errorf("persist: write batch of %q: %w", b.Channel, err))
 			continue
 		}

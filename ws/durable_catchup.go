@@ -24,7 +24,7 @@ func (b *DurableBackend) Catchup(ctx context.Context, name string, from durable.
 	if err != nil {
 		return durable.Range{}, durable.Info{}, err
 	}
-	b.touch(st)
+	b.touch(ctx, name, st)
 	snap, err := b.h.peek(ctx, name, from.Seq)
 	if err != nil {
 		return durable.Range{}, durable.Info{}, streamErr(err)

@@ -13,6 +13,9 @@ import (
 // the Stream-Seq and commits their new state with the messages, so that
 // the idempotence holds through any node.
 func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
+	if err := checkAppend(a); err != nil {
+		return durable.AppendResult{}, err
+	}
 	if b.h.cluster == nil {
 		return b.appendHere(ctx, name, a)
 	}
@@ -27,7 +30,7 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 		res = durable.AppendResult{Seq: r.Seq, Duplicate: r.Duplicate, ProducerSeq: r.ProducerSeq,
 			Info: durable.Info{Tail: durable.Pos{Epoch: r.Epoch, Seq: r.LastSeq}, Closed: r.Closed}}
 		if st, serr := b.state(ctx, name); serr == nil {
-			b.touch(st)
+			b.touch(ctx, name, st)
 			res.Info.Config, res.Info.Expires = st.cfg, st.expiry()
 		}
 		return r.Seq, err

@@ -28,6 +28,9 @@ import (
 type remoteEvent struct {
 	ev    Event
 	leave int
+	// letGo asks an owner to flush what it accepted, then leave (see
+	// channel.lettingGo).
+	letGo bool
 }
 
 // eventOverhead is what a queued event costs besides its data: its Event
@@ -74,7 +77,8 @@ func (h *Hub) follow(ctx context.Context, id string, moved *MovedError) error {
 	if errors.Is(err, ErrNoOwner) {
 		// The owner is gone: once its lease expires, the caller's next
 		// look takes the channel over.
-		wait := min(max(time.Until(moved.Expires), 10*time.Millisecond), h.cluster.Lease())
+		// A stopping owner releases its lease early: look again soon.
+		wait := min(max(time.Until(moved.Expires), 10*time.Millisecond), maxForwardPoll)
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
@@ -245,6 +249,9 @@ func (h *Hub) watch(c *channel) {
 // Called by run.
 func (c *channel) onRemote(r remoteEvent) {
 	switch ev := r.ev; {
+	case r.letGo && !c.follower:
+		c.lettingGo = true
+		c.flush()
 	case r.leave != 0:
 		c.leave(r.leave)
 	case !c.follower:

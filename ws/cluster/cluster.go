@@ -248,8 +248,12 @@ func (n *Node) Lease() time.Duration { return n.lease }
 // followers, which then resync. A deletion or a take-over is also sent to
 // every node, which drops its cached history of the channel.
 func (n *Node) Publish(ev ws.Event) {
-	if err := n.nc.Publish(eventSubject(n.cfg.Prefix, ev.Channel), encodeEvent(ev)); err != nil {
-		n.m.publishErrors.Inc()
+	subject := eventSubject(n.cfg.Prefix, ev.Channel)
+	for _, b := range encodeEvents(ev, int(n.nc.MaxPayload())) {
+		if err := n.nc.Publish(subject, b); err != nil {
+			n.m.publishErrors.Inc()
+			return
+		}
 	}
 	if ev.Kind == ws.EventDeleted || ev.Kind == ws.EventEpoch {
 		if err := n.nc.Publish(historySubject(n.cfg.Prefix), []byte(ev.Channel)); err != nil {
@@ -294,13 +298,16 @@ func (n *Node) Ping(ctx context.Context, node, id string) (int64, error) {
 // snapshot, so every event the owner publishes after its snapshot reaches
 // deliver.
 func (n *Node) Follow(ctx context.Context, node, id string, deliver func(ws.Event)) (ws.Snapshot, func(), error) {
+	parts := &assembler{id: id}
 	sub, err := n.nc.Subscribe(eventSubject(n.cfg.Prefix, id), func(msg *nats.Msg) {
-		ev, err := decodeEvent(id, msg.Data)
+		ev, ok, err := parts.add(msg.Data)
 		if err != nil {
 			n.log.Warn("cluster: dropped a malformed event", slog.String("channel", id))
 			return
 		}
-		deliver(ev)
+		if ok {
+			deliver(ev)
+		}
 	})
 	if err != nil {
 		return ws.Snapshot{}, nil, fmt.Errorf("cluster: subscribe: %w", err)
@@ -338,8 +345,13 @@ func (n *Node) call(ctx context.Context, node string, req request) (reply, error
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	msg, err := n.nc.RequestWithContext(ctx, rpcSubject(n.cfg.Prefix, node), marshal(req))
+	out := requestMsg(rpcSubject(n.cfg.Prefix, node), req)
+	msg, err := n.nc.RequestMsgWithContext(ctx, out)
 	switch {
+	case errors.Is(err, nats.ErrMaxPayload):
+		// Refused before it was sent: the owner never saw it.
+		return reply{}, fmt.Errorf("%w: %d bytes of data, and NATS carries at most %d bytes in all",
+			ws.ErrTooLarge, len(out.Data), n.nc.MaxPayload())
 	case errors.Is(err, nats.ErrNoResponders):
 		return reply{}, fmt.Errorf("%w: node %q", ws.ErrNoOwner, node)
 	case err != nil && ctx.Err() != nil && (req.Op == opSnapshot || req.Op == opPing):

@@ -3,13 +3,17 @@ package cluster_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
 	"github.com/messages-server/messages/ws"
 )
@@ -195,4 +199,199 @@ func TestProducerRetryWhilePersisting(t *testing.T) {
 	if got := storedData(t, a.store, "s"); !slices.Equal(got, want) {
 		t.Fatalf("stored %q, want %q", got, want)
 	}
+}
+
+// partitioned is a cluster node whose writes forwarded to other nodes go
+// nowhere, as when their owner is cut from NATS.
+type partitioned struct{ ws.Cluster }
+
+func (partitioned) Forward(context.Context, string, ws.Write) (int64, error) {
+	return 0, ws.ErrNoOwner
+}
+
+// TestDeleteWhileOwnerPartitioned: a channel deleted through a node that
+// cannot reach its owner is deleted from the store; the owner's actor,
+// whose next batch finds the channel gone, ends as deleted (its producers
+// and subscribers are told "deleted"), not as failed.
+func TestDeleteWhileOwnerPartitioned(t *testing.T) {
+	ns := startNATS(t)
+	dbURL := persisttest.DatabaseURL(t)
+	a := startNode(t, dbURL, ns, "n1")
+	b := startNode(t, dbURL, ns, "n2", func(s *nodeSetup) {
+		s.wrap = func(c ws.Cluster) ws.Cluster { return partitioned{c} }
+	})
+	ctx := context.Background()
+	mustPost(t, a.URL+"/channels", "application/json", `{"id":"d"}`, http.StatusCreated)
+	mustPost(t, a.URL+"/channels/d/messages?wait=persisted", "text/plain", "m1", http.StatusOK)
+	if err := b.hub.Delete(ctx, "d"); err != nil {
+		t.Fatalf("delete through n2: %v", err)
+	}
+	_, err := a.hub.AppendLocal(ctx, "d", []byte("m2"), true)
+	if !errors.Is(err, ws.ErrChannelDeleted) {
+		t.Fatalf("append on the owner after the delete: %v, want %v", err, ws.ErrChannelDeleted)
+	}
+	if n := metric(t, a, "messages_channel_failures_total"); n != 0 {
+		t.Fatalf("%v channel failures on the owner, want 0", n)
+	}
+}
+
+// TestForwardAfterRelease: a write through another node that was waiting
+// for a stopping owner is served as soon as the owner has released its
+// leases (SIGTERM), not when its old lease would have expired.
+func TestForwardAfterRelease(t *testing.T) {
+	const long = 10 * time.Second
+	ns := startNATS(t)
+	dbURL := persisttest.DatabaseURL(t)
+	opt := func(s *nodeSetup) { s.lease = long }
+	a := startNode(t, dbURL, ns, "n1", opt)
+	b := startNode(t, dbURL, ns, "n2", opt)
+	mustPost(t, a.URL+"/channels", "application/json", `{"id":"r"}`, http.StatusCreated)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Stop a as SIGTERM does, up to its leases' release.
+	_ = a.srv.Shutdown(ctx)
+	_ = a.hub.Stop(ctx)
+	served := metric(t, a, "messages_cluster_served_total")
+	answered := make(chan time.Time, 1)
+	go func() {
+		st, body := post(t, b.URL+"/channels/r/messages?wait=persisted", "text/plain", "m1")
+		if st != http.StatusOK {
+			t.Errorf("append through n2: %d %s", st, body)
+		}
+		answered <- time.Now()
+	}()
+	waitFor(t, 10*time.Second, "n1 to answer the forward (shutting down)", func() bool {
+		return metric(t, a, "messages_cluster_served_total") > served
+	})
+	_ = a.writer.Close(ctx)
+	if err := a.node.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	released := time.Now()
+	a.stop()
+	if took := (<-answered).Sub(released); took > long/2 {
+		t.Fatalf("the write was served %v after the release (lease %v), want it at once", took, long)
+	}
+}
+
+// commitLost is a batch writer whose first write of a batch holding
+// trigger commits and then reports a lost connection, after another node
+// has taken the channel over: the outcome of the COMMIT looks unknown.
+type commitLost struct {
+	persist.BatchWriter
+	trigger  string
+	takeOver func()
+	done     atomic.Bool
+}
+
+func (c *commitLost) WriteBatches(ctx context.Context, batches []*persist.Batch) error {
+	err := c.BatchWriter.WriteBatches(ctx, batches)
+	if err != nil || c.done.Load() {
+		return err
+	}
+	for _, b := range batches {
+		for _, m := range b.Messages {
+			if string(m.Data) == c.trigger && c.done.CompareAndSwap(false, true) {
+				c.takeOver()
+				return errors.New("commit: unexpected EOF")
+			}
+		}
+	}
+	return nil
+}
+
+// TestCommittedBatchNotReportedFenced: a batch whose COMMIT succeeded but
+// looked lost, and whose channel another node took over before the retry,
+// is reported persisted (the new epoch started past it), not fenced.
+func TestCommittedBatchNotReportedFenced(t *testing.T) {
+	ns := startNATS(t)
+	dbURL := persisttest.DatabaseURL(t)
+	var b *testNode
+	takeOver := func() {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, dbURL)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `UPDATE channels SET lease_expires_at = now() WHERE id = 'k'`); err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := b.store.OpenEpoch(ctx, "k"); err != nil {
+			t.Errorf("take-over by n2: %v", err)
+		}
+	}
+	a := startNode(t, dbURL, ns, "n1", func(s *nodeSetup) {
+		s.dst = func(w persist.BatchWriter) persist.BatchWriter {
+			return &commitLost{BatchWriter: w, trigger: "m2", takeOver: takeOver}
+		}
+	})
+	b = startNode(t, dbURL, ns, "n2")
+	mustPost(t, a.URL+"/channels", "application/json", `{"id":"k"}`, http.StatusCreated)
+	mustPost(t, a.URL+"/channels/k/messages?wait=persisted", "text/plain", "m1", http.StatusOK)
+	st, body := post(t, a.URL+"/channels/k/messages?wait=persisted", "text/plain", "m2")
+	if st != http.StatusOK {
+		t.Fatalf("append whose commit looked lost: %d %s, want 200 (it is stored)", st, body)
+	}
+	if got := storedData(t, b.store, "k"); !slices.Equal(got, []string{"m1", "m2"}) {
+		t.Fatalf("stored %q", got)
+	}
+}
+
+// TestNATSOutageFlushesBeforeLettingGo: appends an owner acknowledged
+// (not yet persisted) when NATS goes away for longer than the lease are
+// written to the store before the owner lets its channel go, so a crash
+// after that loses none of them.
+func TestNATSOutageFlushesBeforeLettingGo(t *testing.T) {
+	ns, nodes := startCluster(t, 2, func(s *nodeSetup) { s.hub.PersistInterval = time.Hour })
+	a := nodes[0]
+	mustPost(t, a.URL+"/channels", "application/json", `{"id":"o"}`, http.StatusCreated)
+	want := []string{"a1", "a2", "a3", "a4", "a5"}
+	for _, m := range want {
+		mustPost(t, a.URL+"/channels/o/messages", "text/plain", m, http.StatusOK)
+	}
+	ns.stop()
+	waitFor(t, 10*time.Second, "n1 to let its channel go", func() bool {
+		_, ok := a.hub.Owned()["o"]
+		return !ok
+	})
+	a.crash()
+	if got := storedData(t, nodes[1].store, "o"); !slices.Equal(got, want) {
+		t.Fatalf("stored after the outage and a crash: %q, want %q", got, want)
+	}
+}
+
+// TestStreamTTLAcrossNodes: a stream with a sliding TTL, read once
+// through node B and then used steadily through node A, is not expired by
+// B when B's own view of its last access grows old: expiry is decided
+// from the last access recorded for the cluster.
+func TestStreamTTLAcrossNodes(t *testing.T) {
+	_, nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	u := func(n *testNode) string { return n.URL + "/v1/stream/ttl" }
+	mustStream(t, http.StatusCreated, http.MethodPut, u(a), "", "Content-Type", "text/plain", "Stream-TTL", "1")
+	mustStream(t, http.StatusNoContent, http.MethodPost, u(a), "m0", "Content-Type", "text/plain")
+	mustStream(t, http.StatusOK, http.MethodGet, u(b)+"?offset=-1", "")
+	// Used through A for well past B's view of the TTL (and its grace).
+	pace := time.NewTicker(200 * time.Millisecond) // the client's pace
+	defer pace.Stop()
+	start := time.Now()
+	for i := 1; time.Since(start) < 2500*time.Millisecond; i++ {
+		mustStream(t, http.StatusNoContent, http.MethodPost, u(a), fmt.Sprintf("m%d", i), "Content-Type", "text/plain")
+		mustStream(t, http.StatusOK, http.MethodGet, u(a)+"?offset=-1", "")
+		<-pace.C
+	}
+	if resp, body := streamReq(t, http.MethodGet, u(b)+"?offset=-1", ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("read through B of a stream in use through A: %d %s", resp.StatusCode, body)
+	}
+	if got := storedData(t, a.store, "ttl"); len(got) == 0 || got[0] != "m0" {
+		t.Fatalf("stored after the read through B: %q", got)
+	}
+	// Left alone, it expires, whichever node looks (HEAD is no access).
+	waitFor(t, 10*time.Second, "the idle stream to expire", func() bool {
+		resp, _ := streamReq(t, http.MethodHead, u(b), "")
+		return resp.StatusCode == http.StatusNotFound
+	})
 }

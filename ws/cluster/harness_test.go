@@ -105,6 +105,12 @@ type nodeSetup struct {
 	cluster *cluster.Config
 	// wrap, if set, wraps the cluster node the hub talks to.
 	wrap func(ws.Cluster) ws.Cluster
+	// lease is the node's lease time.
+	lease time.Duration
+	// dst, if set, wraps what the node's writer writes batches to.
+	dst func(persist.BatchWriter) persist.BatchWriter
+	// server, if set, changes the node's server configuration.
+	server func(*ws.ServerConfig)
 }
 
 // startNode starts node id on the database dbURL and the NATS server ns.
@@ -119,7 +125,12 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", id)
-	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log, Node: id, Lease: lease, MaxConns: 8})
+	// A first pass for the lease, which the store needs first.
+	setup := nodeSetup{lease: lease, hub: &ws.HubConfig{}, cluster: &cluster.Config{}}
+	for _, o := range opts {
+		o(&setup)
+	}
+	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log, Node: id, Lease: setup.lease, MaxConns: 8})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -129,13 +140,17 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *
 		t.Fatalf("connect to NATS: %v", err)
 	}
 	reg := prometheus.NewRegistry()
-	writer := persist.NewWriter(store, persist.WriterConfig{Logger: log, Registerer: reg,
+	var dst persist.BatchWriter = store
+	if setup.dst != nil {
+		dst = setup.dst(store)
+	}
+	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Registerer: reg,
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	m := ws.NewMetrics(reg)
 	hcfg := ws.HubConfig{Store: store, Writer: writer, PersistInterval: 10 * time.Millisecond,
 		Logger: log, Metrics: m}
 	ccfg := cluster.Config{Conn: nc, Store: store, Logger: log, Registerer: reg}
-	setup := nodeSetup{hub: &hcfg, cluster: &ccfg}
+	setup.hub, setup.cluster = &hcfg, &ccfg
 	for _, o := range opts {
 		o(&setup)
 	}
@@ -154,7 +169,7 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *
 	if err := hub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := ws.NewServer(hub, ws.ServerConfig{Logger: log, HubMetrics: m,
+	cfg := ws.ServerConfig{Logger: log, HubMetrics: m,
 		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
@@ -162,7 +177,11 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *
 				return err
 			}
 			return store.Ping(ctx)
-		}})
+		}}
+	if setup.server != nil {
+		setup.server(&cfg)
+	}
+	srv := ws.NewServer(hub, cfg)
 	hs := httptest.NewServer(srv)
 	n := &testNode{id: id, dbURL: dbURL, URL: hs.URL, store: store, writer: writer, hub: hub, node: node, nc: nc,
 		srv: srv, http: hs, reg: reg}

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -19,8 +18,8 @@ const maxServing = 1024
 // serve answers one remote call, on its own goroutine: an append that
 // waits for persistence must not hold up the others.
 func (n *Node) serve(msg *nats.Msg) {
-	var req request
-	if err := json.Unmarshal(msg.Data, &req); err != nil {
+	req, err := decodeRequest(msg)
+	if err != nil {
 		n.respond(msg, reply{Error: &replyError{Code: codeBadRequest, Message: "malformed request"}})
 		return
 	}

@@ -198,6 +198,9 @@ var (
 	// but was not durable within the server's persist-wait timeout; it
 	// will be persisted. A retry of it is answered as a duplicate.
 	ErrPersistTimeout = errors.New("the append was accepted but is not durable yet")
+	// ErrTooLarge: the append is larger than the server can carry to where
+	// the stream is written (413); nothing was applied.
+	ErrTooLarge = errors.New("the append is too large for this server to apply")
 )
 
 // StaleEpochError: a producer's epoch is older than the stream's record of

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // HandlerConfig configures a Handler. Zero values mean the defaults.
@@ -190,6 +191,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		httpError(w, http.StatusGone, err.Error())
 	case errors.Is(err, ErrPersistTimeout):
 		httpError(w, http.StatusGatewayTimeout, err.Error())
+	case errors.Is(err, ErrTooLarge):
+		httpError(w, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.As(err, &stale):
 		w.Header().Set(hProducerEpoch, strconv.FormatInt(stale.Current, 10))
 		httpError(w, http.StatusForbidden, err.Error())
@@ -260,6 +263,13 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool
 func (h *Handler) messages(w http.ResponseWriter, ct string, body []byte) ([][]byte, bool) {
 	if len(body) == 0 {
 		return nil, true
+	}
+	if IsText(ct) && !utf8.Valid(body) {
+		// Text travels as is in SSE events, WebSocket text frames and JSON
+		// pages: bytes that are not UTF-8 would corrupt them.
+		httpError(w, http.StatusBadRequest, "the body is not valid UTF-8: a "+mediaType(ct)+
+			" stream takes UTF-8 text only (use a binary content type, such as application/octet-stream, for bytes)")
+		return nil, false
 	}
 	if !IsJSON(ct) {
 		return [][]byte{body}, true
