@@ -319,6 +319,9 @@ func (st *streamer) drainParked() (int, error) {
 			}
 			p.timer.Reset(p.ping)
 		}
+		if cap(st.run) > 16 {
+			st.run = nil // a parked stream keeps no room for a burst
+		}
 		if p.n.CompareAndSwap(seen, 0) {
 			return reasonParked, nil
 		}

@@ -85,7 +85,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// and net/http frees the request, the response and the deep stack of
 	// its connection goroutine: an idle subscriber costs only what the
 	// WebSocket needs.
-	go s.serveConn(ctx, conn, sb.conn, id, fromParam, epoch, func() {
+	go s.serveConn(ctx, cancel, conn, sb.conn, id, fromParam, epoch, func() {
 		s.mu.Lock()
 		delete(s.conns, conn)
 		s.mu.Unlock()
@@ -120,17 +120,21 @@ func headerHasToken(h http.Header, key, token string) bool {
 // connection and calls cleanup. While the subscriber is idle no goroutine
 // runs its stream (see Hub.streamParked): serveConn may return long before
 // the stream ends, which the goroutine that ends it finishes.
-func (s *Server) serveConn(ctx context.Context, conn *websocket.Conn, nc net.Conn, id, fromParam, epoch string, cleanup func()) {
+//
+// cancel cancels ctx; serveConn cancels it when the client goes away, and
+// cleanup must cancel it too.
+func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, nc net.Conn,
+	id, fromParam, epoch string, cleanup func()) {
 	// CloseRead runs the connection's reader: it answers pings and the
 	// close handshake, and its context ends when the client goes away. It
 	// is not derived from ctx: cancelling ctx (shutdown) must stop the
 	// stream but leave the connection up for the 1001 close handshake.
+	// No context of its own is derived from ctx for the stream: with ten
+	// thousand idle subscribers each context counts.
 	readCtx := conn.CloseRead(context.Background())
-	ctx, cancel := context.WithCancel(ctx)
 	stopRead := context.AfterFunc(readCtx, cancel)
 	end := func() {
 		stopRead()
-		cancel()
 		cleanup()
 	}
 	if !ValidID(id) {
