@@ -188,7 +188,7 @@ func sortedStrings(a []string) []string {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.m.http.instrument(s.mux, w, r) }
 
 // Shutdown stops the hub (flushing every channel to the store), closes every
 // WebSocket with 1001 (going away), ends every text stream (GET /?id= and
