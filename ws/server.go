@@ -136,6 +136,7 @@ func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	s.route("/channels/{id}/close", map[string]http.HandlerFunc{"POST": s.handleClose})
 	s.route("/ws", map[string]http.HandlerFunc{"GET": s.handleWS})
 	s.route("/metrics", map[string]http.HandlerFunc{"GET": s.handleMetrics})
+	s.route("/stats", map[string]http.HandlerFunc{"GET": s.handleStats})
 	s.route("/healthz", map[string]http.HandlerFunc{"GET": s.handleHealth})
 	s.route("/readyz", map[string]http.HandlerFunc{"GET": s.handleReady})
 	if cfg.Streams != nil {
