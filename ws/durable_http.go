@@ -31,7 +31,7 @@ func (s *Server) durableHandler() http.Handler {
 	h := durable.NewHandler(durable.HandlerConfig{
 		Backend: s.cfg.Streams, Prefix: durablePrefix, LongPollTimeout: s.cfg.LongPollTimeout,
 		Logger: s.cfg.Logger, MaxAppendBytes: max(s.cfg.MaxMessageBytes, 1<<20), BodyTimeout: s.cfg.BodyTimeout,
-		AuthorizeFork: s.authorizeFork,
+		AuthorizeFork: s.authorizeFork, MaxCatchupBytes: s.cfg.MaxCatchupBytes,
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {

@@ -74,6 +74,10 @@ type ServerConfig struct {
 	// LongPollTimeout is how long a Durable Streams long-poll read waits.
 	// Default 20s.
 	LongPollTimeout time.Duration
+	// MaxCatchupBytes bounds the data of one Durable Streams catch-up
+	// response, which otherwise holds everything up to the tail as of the
+	// request. Default 64 MiB.
+	MaxCatchupBytes int64
 }
 
 func (c *ServerConfig) setDefaults(h *Hub) {

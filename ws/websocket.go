@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -138,6 +139,9 @@ func (s *Server) serveConn(ctx context.Context, conn *websocket.Conn, nc net.Con
 		return
 	}
 	ws := &wsSink{conn: conn, nc: nc, timeout: s.cfg.WriteTimeout, m: s.m, ping: s.cfg.PingInterval}
+	if cc, ok := nc.(*corkConn); ok && !s.cfg.Compression {
+		ws.cork = cc // a compressed frame's size is not known in advance
+	}
 	err = s.hub.stream(ctx, id, from, epoch, ws)
 	// The close handshake has its own timeouts.
 	_ = nc.SetWriteDeadline(time.Time{})
@@ -191,6 +195,12 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		s.storeWarn.Log(ctx, slog.String("channel", id), slog.Any("err", err))
 		s.reject(conn, wire.CodeUnavailable, "storage is unavailable, retry later")
 		s.m.conns.WithLabelValues(outcomeError).Inc()
+	case peerGone(err):
+		// The client closed its end (a browser tab closing does this
+		// while a write is on its way): an ordinary end.
+		s.log.Debug("websocket closed by the client during a write", slog.String("channel", id), slog.Any("err", err))
+		conn.CloseNow()
+		s.m.conns.WithLabelValues(outcomeGone).Inc()
 	case isWriteFailure(err):
 		// The client is not taking what is written: nothing more can
 		// reach it.
@@ -210,6 +220,12 @@ func isWriteFailure(err error) bool {
 	var oe *net.OpError
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, net.ErrClosed) || errors.As(err, &oe)
+}
+
+// peerGone reports errors of a write to a socket the client has closed
+// or reset.
+func peerGone(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
 
 // reject sends an error frame and closes with the code's close status.
@@ -265,7 +281,8 @@ func closeReason(code string) string {
 // out as one batch frame: one write for many deliveries.
 type wsSink struct {
 	conn    *websocket.Conn
-	nc      net.Conn // the connection under conn, for write deadlines
+	nc      net.Conn  // the connection under conn, for write deadlines
+	cork    *corkConn // nc, when each frame goes out in one write; or nil
 	timeout time.Duration
 	ping    time.Duration
 	m       *Metrics
@@ -286,7 +303,15 @@ func (w *wsSink) write(b []byte) error {
 	if err := w.nc.SetWriteDeadline(now.Add(w.timeout)); err != nil {
 		return err
 	}
+	if w.cork != nil {
+		w.cork.gather(frameSize(len(b)))
+	}
 	err := w.conn.Write(context.Background(), websocket.MessageText, b)
+	if w.cork != nil {
+		if ferr := w.cork.flush(); err == nil {
+			err = ferr
+		}
+	}
 	if cerr := w.nc.SetWriteDeadline(time.Time{}); err == nil {
 		err = cerr
 	}
@@ -355,11 +380,13 @@ func (w *wsSink) keepalive() error {
 }
 
 // Buffer sizes of an accepted WebSocket. Clients send only control frames,
-// so the read buffer can be tiny; frames larger than the write buffer are
-// written straight to the socket.
+// so the read buffer can be tiny. The write buffer only has to hold a
+// frame header (at most 14 bytes): the stream's frames are gathered whole
+// by the corkConn under it and written with one writev, and what else the
+// library writes (pings, pongs, the close handshake) is small and rare.
 const (
 	readBufferSize  = 256
-	writeBufferSize = 1024
+	writeBufferSize = 16
 )
 
 // smallBuffers hands the WebSocket library a hijacked connection with small
@@ -367,7 +394,7 @@ const (
 // subscribers, buffers are most of what a connection costs.
 type smallBuffers struct {
 	http.ResponseWriter
-	conn net.Conn // the hijacked connection
+	conn net.Conn // the hijacked connection, as a *corkConn
 }
 
 // Hijack implements http.Hijacker. Bytes the client sent right after its
@@ -401,8 +428,9 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	w.conn = conn
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, writeBufferSize)), nil
+	cc := &corkConn{Conn: conn}
+	w.conn = cc
+	return cc, bufio.NewReadWriter(br, bufio.NewWriterSize(cc, writeBufferSize)), nil
 }
 
 // Unwrap returns the wrapped ResponseWriter, for http.ResponseController.

@@ -66,6 +66,11 @@ func IsText(ct string) bool {
 	return strings.HasPrefix(mt, "text/") || mt == "application/json"
 }
 
+// MaxTTL is the longest Stream-TTL, in seconds: 100 years. A longer one
+// would overflow the time arithmetic of expiries (Go times and durations
+// reach year 2262 in nanoseconds).
+const MaxTTL = 100 * 36525 * 24 * 60 * 60 / 100
+
 // maxSafeInt is the largest integer JavaScript represents exactly.
 const maxSafeInt = 1<<53 - 1
 
@@ -102,6 +107,9 @@ func parseConfig(r *http.Request) (Config, error) {
 		n, ok := parseCount(ttl)
 		if !ok {
 			return cfg, errors.New("Stream-TTL must be a whole number of seconds, without sign or leading zeros")
+		}
+		if n > MaxTTL {
+			return cfg, fmt.Errorf("Stream-TTL must be at most %d seconds (100 years)", MaxTTL)
 		}
 		cfg.TTL = n
 	}
@@ -237,13 +245,20 @@ func splitJSON(body []byte) ([][]byte, error) {
 	} else {
 		elems = []json.RawMessage{trimmed}
 	}
+	// Each message gets its own allocation of its own size (Unmarshal
+	// copied each element), so that its memory is what it is counted at.
 	out := make([][]byte, len(elems))
+	var b bytes.Buffer
 	for i, e := range elems {
-		var b bytes.Buffer
+		if !bytes.ContainsAny(e, " \t\r\n") {
+			out[i] = e // compact already
+			continue
+		}
+		b.Reset()
 		if err := json.Compact(&b, e); err != nil {
 			return nil, errors.New("the body is not valid JSON")
 		}
-		out[i] = b.Bytes()
+		out[i] = bytes.Clone(b.Bytes())
 	}
 	return out, nil
 }
