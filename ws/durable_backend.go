@@ -377,7 +377,7 @@ func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.
 		cur, ok := st.producers[p.ID]
 		dup, err := durable.CheckProducer(cur, ok, *p)
 		if err != nil {
-			return durable.AppendResult{}, err
+			return durable.AppendResult{}, b.confirmRefusal(ctx, name, st, err)
 		}
 		if dup {
 			info, err := b.info(ctx, name, st)

@@ -76,6 +76,35 @@ func (b *DurableBackend) owned(ctx context.Context, name string, st *streamState
 	return nil
 }
 
+// confirmRefusal returns refusal, a producer's request refused from the
+// state in st, once the store confirms that this node's actor still owns
+// the channel of stream name at the epoch st is current for. An owner
+// that lost the channel without knowing it yet (paused past its lease,
+// its renewal not yet run) holds an older record of the producer than
+// the new owner's, which makes it refuse a valid request (a seq gap): it
+// answers a *MovedError instead, and the request goes to the new owner. A
+// record older than the truth never makes a wrong duplicate, and an
+// append accepted on it is fenced: only refusals need the check. The
+// caller holds st.mu.
+func (b *DurableBackend) confirmRefusal(ctx context.Context, name string, st *streamState, refusal error) error {
+	if b.h.cluster == nil {
+		return refusal
+	}
+	rec, err := b.h.store.Channel(ctx, name)
+	if err != nil {
+		return streamErr(storeErr(err))
+	}
+	self := b.h.cluster.Node()
+	if !rec.Open() || (rec.Owner == self && rec.Epoch == st.epoch) {
+		return refusal // a closed stream's state is the store's
+	}
+	moved := &MovedError{Expires: rec.LeaseExpires}
+	if rec.Owner != self {
+		moved.Owner = rec.Owner
+	}
+	return moved
+}
+
 // StreamAppendLocal runs a Durable Streams append forwarded by another
 // node, without forwarding it again: it fails with a *MovedError if this
 // node does not own the stream's channel. The cluster layer serves
