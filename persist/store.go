@@ -191,7 +191,9 @@ func refused(updates []channelUpdate, states map[string]channelState) error {
 		switch {
 		case !ok:
 			errs[u.id] = ErrNotFound
-		case u.epoch != 0 && st.epoch != u.epoch && st.next >= u.last:
+		case u.epoch != 0 && st.epoch != u.epoch && st.next >= u.last && !u.close:
+			// A close is never stored under a take-over: a closed
+			// channel is not taken over.
 			errs[u.id] = errStored
 		case u.epoch != 0 && st.epoch != u.epoch:
 			errs[u.id] = fmt.Errorf("%w: batch of epoch %d, channel at epoch %d", ErrFenced, u.epoch, st.epoch)

@@ -110,7 +110,6 @@ func TestBadHeadersRefusedAtTheEdge(t *testing.T) {
 				t.Errorf("PUT with a Content-Type not UTF-8: %d %s; want 400 naming Content-Type", r.StatusCode, body)
 			}
 			for _, tc := range []struct{ header, value string }{
-				{"Stream-TTL", "9007199254740991"}, // overflows the expiry's arithmetic
 				{"Stream-Forked-From", "/v1/stream/%FF"},
 				{"Stream-Forked-From", "/v1/stream/a%00b"},
 			} {
@@ -121,6 +120,18 @@ func TestBadHeadersRefusedAtTheEdge(t *testing.T) {
 			}
 			if r := dsDo(t, "HEAD", srv.URL+"/v1/stream/ct", nil); r.StatusCode != http.StatusNotFound {
 				t.Errorf("HEAD of the refused stream: %d, want 404", r.StatusCode)
+			}
+			// The longest TTL the protocol allows (2^53-1 s) once overflowed
+			// the expiry's arithmetic, and so did 10^10 s: the stream
+			// expired at once.
+			for _, ttl := range []string{"9007199254740991", "10000000000"} {
+				u := srv.URL + "/v1/stream/ttl" + ttl
+				if r := dsDo(t, "PUT", u, nil, "Content-Type", "text/plain", "Stream-TTL", ttl); r.StatusCode != http.StatusCreated {
+					t.Fatalf("PUT with Stream-TTL %s: %d %s", ttl, r.StatusCode, readAll(t, r))
+				}
+				if r := dsDo(t, "HEAD", u, nil); r.StatusCode != http.StatusOK {
+					t.Errorf("HEAD of a stream with Stream-TTL %s: %d, want 200", ttl, r.StatusCode)
+				}
 			}
 		})
 	}

@@ -30,6 +30,14 @@ type subscriber struct {
 	queue  chan *wire.Message
 	reason int
 	endSeq int64
+	park   *parking // notified after each send on queue and its close; nil: none
+}
+
+// notify tells a parking stream that its queue changed.
+func (s *subscriber) notify() {
+	if s.park != nil {
+		s.park.notify()
+	}
 }
 
 // snapshot is the actor's answer to a subscribe, taken in one step with the
@@ -334,6 +342,7 @@ func (c *channel) detach(s *subscriber, reason int) {
 	s.reason = reason
 	s.endSeq = c.lastSeq
 	close(s.queue)
+	s.notify()
 	c.h.metrics.subscribers.Dec()
 	c.statSubs.Store(int64(len(c.subs)))
 	if reason == reasonDetached {
@@ -448,6 +457,7 @@ func (c *channel) add(m *wire.Message) {
 	for s := range c.subs {
 		select {
 		case s.queue <- m:
+			s.notify()
 		default:
 			// A slow consumer: detach it rather than wait or drop. It
 			// catches up from history at its own pace and re-attaches.

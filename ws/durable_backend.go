@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -191,7 +192,7 @@ func (b *DurableBackend) newState(cfg durable.Config, fork forkPoint) *streamSta
 	if cfg.TTL > 0 {
 		// New here: the store's record of the last access decides when
 		// the deadline passes (cluster mode).
-		st.deadline.Store(b.now().Add(time.Duration(cfg.TTL) * time.Second).UnixNano())
+		st.deadline.Store(after(b.now(), ttlOf(cfg.TTL)))
 	}
 	return st
 }
@@ -205,8 +206,8 @@ func (b *DurableBackend) touch(ctx context.Context, name string, st *streamState
 		return
 	}
 	now := b.now()
-	ttl := time.Duration(st.cfg.TTL) * time.Second
-	st.deadline.Store(now.Add(ttl).UnixNano())
+	ttl := ttlOf(st.cfg.TTL)
+	st.deadline.Store(after(now, ttl))
 	if b.h.cluster == nil || now.UnixNano()-st.recorded.Load() < int64(ttlGrace(ttl)) {
 		return
 	}
@@ -230,12 +231,12 @@ func (b *DurableBackend) expired(ctx context.Context, name string, st *streamSta
 	if err != nil {
 		return false, streamErr(storeErr(err))
 	}
-	ttl := time.Duration(st.cfg.TTL) * time.Second
+	ttl := ttlOf(st.cfg.TTL)
 	left := ttl + ttlGrace(ttl) - idle
 	if left <= 0 {
 		return true, nil
 	}
-	st.deadline.Store(b.now().Add(left).UnixNano())
+	st.deadline.Store(after(b.now(), left))
 	return false, nil
 }
 
@@ -452,6 +453,28 @@ func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.
 		return res, late
 	}
 	return res, err
+}
+
+// ttlOf returns a Stream-TTL of seconds as a duration, held at about 146
+// years (half the longest duration, so that a grace can be added): the
+// protocol allows up to 2^53-1 seconds, which would overflow, and a
+// stream's expiry would land in the past.
+func ttlOf(seconds int64) time.Duration {
+	const longest = math.MaxInt64 / 2
+	if seconds > int64(longest/time.Second) {
+		return longest
+	}
+	return time.Duration(seconds) * time.Second
+}
+
+// after returns now+d in Unix nanoseconds, or the latest time they hold
+// (year 2262) if that is earlier.
+func after(now time.Time, d time.Duration) int64 {
+	n := now.UnixNano()
+	if d > time.Duration(math.MaxInt64-n) {
+		return math.MaxInt64
+	}
+	return n + int64(d)
 }
 
 // checkAppend refuses, with a *durable.BadRequestError naming the header,

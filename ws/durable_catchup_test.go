@@ -1,13 +1,19 @@
 package ws_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/wstest"
 )
@@ -212,6 +218,108 @@ func TestDurableLargeJSONBatch(t *testing.T) {
 			}
 			if r.Header.Get("Stream-Up-To-Date") != "true" {
 				t.Fatal("GET: not up to date")
+			}
+		})
+	}
+}
+
+// TestDurableLongPollAtNow: a long-poll at offset=now waits at the tail as
+// of the request and answers the message appended meanwhile, with the
+// offset after it, on both backends.
+func TestDurableLongPollAtNow(t *testing.T) {
+	for _, backend := range []string{"postgres", "sqlite"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			srv := wstest.Start(t, wstest.Options{Backend: backend, LongPollTimeout: 20 * time.Second})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			u := srv.URL + "/v1/stream/now"
+			if r := dsDo(t, "PUT", u, []byte("a\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			}
+			done := make(chan *http.Response, 1)
+			go func() { done <- dsDo(t, "GET", u+"?offset=now&live=long-poll", nil) }()
+			waitFor(t, 10*time.Second, "the long-poll to register", func() bool {
+				info, err := srv.Hub.Info(ctx, "now")
+				return err == nil && info.Subscribers == 1
+			})
+			if r := dsDo(t, "POST", u, []byte("b\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("POST: %d %s", r.StatusCode, readAll(t, r))
+			}
+			r := <-done
+			if body := readAll(t, r); r.StatusCode != http.StatusOK || string(body) != "b\n" ||
+				r.Header.Get("Stream-Next-Offset") != "0000000000000001_0000000000000002" {
+				t.Fatalf("long-poll at now: %d %q at %s", r.StatusCode, body, r.Header.Get("Stream-Next-Offset"))
+			}
+		})
+	}
+}
+
+// failingReads fails the history reads of one channel once armed, after
+// the first ok of them.
+type failingReads struct {
+	ws.Store
+	id    string
+	armed atomic.Bool
+	ok    atomic.Int64
+}
+
+func (s *failingReads) Messages(ctx context.Context, id string, after int64, limit int) ([]persist.Message, error) {
+	if id == s.id && s.armed.Load() && s.ok.Add(-1) < 0 {
+		return nil, errors.New("injected: history read failed")
+	}
+	return s.Store.Messages(ctx, id, after, limit)
+}
+
+// TestDurableCatchupBrokenRead: when a catch-up's messages cannot be read
+// whole after its response has started (its end planned, part of it sent),
+// the server breaks the connection: the client gets an error, never a
+// short body that looks complete.
+func TestDurableCatchupBrokenRead(t *testing.T) {
+	for _, backend := range []string{"postgres", "sqlite"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			fail := &failingReads{id: "broken"}
+			srv := wstest.Start(t, wstest.Options{Backend: backend, RetainMessages: 1,
+				Store: func(s ws.Store) ws.Store { fail.Store = s; return fail }})
+			u := srv.URL + "/v1/stream/broken"
+			if r := dsDo(t, "PUT", u, nil, "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			}
+			// 3,000 messages of about 500 bytes, durable (a producer's
+			// append is answered once persisted): three pages, 1.5 MB.
+			pad := strings.Repeat("x", 500)
+			for i := range 3 {
+				var b strings.Builder
+				b.WriteByte('[')
+				for j := range 1000 {
+					if j > 0 {
+						b.WriteByte(',')
+					}
+					v, _ := json.Marshal(item{N: i*1000 + j, Pad: pad})
+					b.Write(v)
+				}
+				b.WriteByte(']')
+				if r := dsDo(t, "POST", u, []byte(b.String()), "Content-Type", "application/json",
+					"Producer-Id", "p", "Producer-Epoch", "0", "Producer-Seq", strconv.Itoa(i)); r.StatusCode != http.StatusOK {
+					t.Fatalf("POST: %d %s", r.StatusCode, readAll(t, r))
+				}
+			}
+			// The plan reads the three pages, the response one more; the
+			// next read fails.
+			fail.ok.Store(4)
+			fail.armed.Store(true)
+			r := dsDo(t, "GET", u+"?offset=-1", nil)
+			if r.StatusCode != http.StatusOK || r.Header.Get("Stream-Up-To-Date") != "true" {
+				t.Fatalf("GET: %d, up to date %q", r.StatusCode, r.Header.Get("Stream-Up-To-Date"))
+			}
+			body, err := io.ReadAll(r.Body)
+			if err == nil {
+				t.Fatalf("GET: a clean body of %d bytes, want a broken response", len(body))
+			}
+			t.Logf("GET: %d bytes, then %v", len(body), err)
+			if len(body) == 0 {
+				t.Fatalf("GET: nothing before the break (%v): the first page should have been sent", err)
 			}
 		})
 	}

@@ -301,6 +301,7 @@ func (c *channel) onRemoteMessage(ev Event) {
 	for s := range c.subs {
 		select {
 		case s.queue <- m:
+			s.notify()
 		default:
 			c.detach(s, reasonDetached)
 		}

@@ -155,6 +155,7 @@ func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	s.route("/channels/{id}/close", map[string]http.HandlerFunc{"POST": s.handleClose})
 	s.route("/ws", map[string]http.HandlerFunc{"GET": s.handleWS})
 	s.route("/metrics", map[string]http.HandlerFunc{"GET": s.handleMetrics})
+	s.route("/stats", map[string]http.HandlerFunc{"GET": s.handleStats})
 	s.route("/healthz", map[string]http.HandlerFunc{"GET": s.handleHealth})
 	s.route("/readyz", map[string]http.HandlerFunc{"GET": s.handleReady})
 	if cfg.Streams != nil {
@@ -163,7 +164,7 @@ func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})
-	var h http.Handler = s.mux
+	var h http.Handler = routed(s.mux)
 	if cfg.Guard != nil {
 		h = cfg.Guard.Handler(h)
 	}
@@ -212,7 +213,7 @@ func sortedStrings(a []string) []string {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.edge.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.m.http.instrument(s.edge, w, r) }
 
 // Shutdown stops the hub (flushing every channel to the store), closes every
 // WebSocket with 1001 (going away), ends every text stream (GET /?id= and

@@ -45,7 +45,7 @@ func TestTabCloseNotAWarning(t *testing.T) {
 	}
 	// Every connection's end is counted once the server has handled it.
 	waitFor(t, 20*time.Second, "20 subscriptions to end", func() bool {
-		return countWSOutcomes(t, srv.URL) >= 20
+		return metricValue(t, srv, "messages_websocket_connections_total") >= 20
 	})
 	for l := range strings.Lines(logs.String()) {
 		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
@@ -88,20 +88,4 @@ func closeLikeATab(t *testing.T, addr, id string, i int) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0) // reset: what is unread is thrown away
 	}
-}
-
-// countWSOutcomes sums messages_websocket_connections_total over its outcomes.
-func countWSOutcomes(t *testing.T, base string) int {
-	t.Helper()
-	_, body := do(t, "GET", base+"/metrics", "", nil)
-	n := 0
-	for l := range strings.Lines(string(body)) {
-		if strings.HasPrefix(l, "messages_websocket_connections_total{") {
-			var v float64
-			if _, err := fmt.Sscan(l[strings.LastIndexByte(l, ' ')+1:], &v); err == nil {
-				n += int(v)
-			}
-		}
-	}
-	return n
 }

@@ -66,11 +66,6 @@ func IsText(ct string) bool {
 	return strings.HasPrefix(mt, "text/") || mt == "application/json"
 }
 
-// MaxTTL is the longest Stream-TTL, in seconds: 100 years. A longer one
-// would overflow the time arithmetic of expiries (Go times and durations
-// reach year 2262 in nanoseconds).
-const MaxTTL = 100 * 36525 * 24 * 60 * 60 / 100
-
 // maxSafeInt is the largest integer JavaScript represents exactly.
 const maxSafeInt = 1<<53 - 1
 
@@ -107,9 +102,6 @@ func parseConfig(r *http.Request) (Config, error) {
 		n, ok := parseCount(ttl)
 		if !ok {
 			return cfg, errors.New("Stream-TTL must be a whole number of seconds, without sign or leading zeros")
-		}
-		if n > MaxTTL {
-			return cfg, fmt.Errorf("Stream-TTL must be at most %d seconds (100 years)", MaxTTL)
 		}
 		cfg.TTL = n
 	}

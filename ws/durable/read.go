@@ -68,10 +68,7 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request, name string) {
 		// streamed a page at a time.
 		rng, info, err = h.cfg.Backend.Catchup(r.Context(), name, from, h.cfg.MaxCatchupBytes)
 	} else {
-		rng, info, err = h.readHeld(r.Context(), name, rq)
-		if rq.now {
-			from = info.Tail
-		}
+		from, rng, info, err = h.readHeld(r.Context(), name, rq)
 	}
 	if err != nil {
 		h.fail(w, r, err)
@@ -125,25 +122,26 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request, name string) {
 
 // readHeld serves a long-poll read or a read at offset=now: at most
 // MaxReadBytes, held in memory; a long-poll waits for data if there is
-// none yet.
-func (h *Handler) readHeld(ctx context.Context, name string, rq readQuery) (Range, Info, error) {
+// none yet. It returns where the read starts (the tail at the time of the
+// request for offset=now) and the range.
+func (h *Handler) readHeld(ctx context.Context, name string, rq readQuery) (Pos, Range, Info, error) {
 	from := rq.from
 	if rq.now {
 		from = PosNow
 	}
 	msgs, info, err := h.cfg.Backend.Read(ctx, name, from, h.cfg.MaxReadBytes)
 	if err != nil {
-		return Range{}, info, err
+		return from, Range{}, info, err
 	}
 	if rq.now {
 		from = info.Tail
 	}
 	if rq.live == "long-poll" && len(msgs) == 0 && !info.Closed {
 		if msgs, info, err = h.longPoll(ctx, name, from); err != nil {
-			return Range{}, info, err
+			return from, Range{}, info, err
 		}
 	}
-	return HeldRange(Pos{Epoch: info.Tail.Epoch, Seq: from.Seq}, msgs), info, nil
+	return from, HeldRange(Pos{Epoch: info.Tail.Epoch, Seq: from.Seq}, msgs), info, nil
 }
 
 // HeldRange is the range of msgs, which follow from and are held in
@@ -174,13 +172,14 @@ func (h *Handler) writeRange(w http.ResponseWriter, r *http.Request, ct string, 
 		_ = bw.WriteByte('[')
 	}
 	first := true
+	var werr error // the client's connection failed
 	err := rng.Each(r.Context(), func(m []byte) error {
 		if array && !first {
 			_ = bw.WriteByte(',')
 		}
 		first = false
-		_, err := bw.Write(m)
-		return err
+		_, werr = bw.Write(m)
+		return werr
 	})
 	if err == nil && array {
 		err = bw.WriteByte(']')
@@ -189,7 +188,7 @@ func (h *Handler) writeRange(w http.ResponseWriter, r *http.Request, ct string, 
 		err = bw.Flush()
 	}
 	if err != nil {
-		if r.Context().Err() == nil {
+		if werr == nil && r.Context().Err() == nil {
 			h.cfg.Logger.Warn("durable streams read cut short", slog.String("channel", r.URL.Path), slog.Any("err", err))
 		}
 		panic(http.ErrAbortHandler)
