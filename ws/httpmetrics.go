@@ -2,6 +2,7 @@ package ws
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"strconv"
@@ -41,13 +42,34 @@ func (h *httpMetrics) collectors() []prometheus.Collector {
 // which keeps the label bounded whatever clients send.
 var routeMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "DELETE": true, "OPTIONS": true}
 
-// instrument serves r with next, then counts it under the pattern next's
-// mux matched (r.Pattern, set in place by http.ServeMux).
+// routeKey is the context key of the *string in which routed records the
+// pattern a request matched.
+type routeKey struct{}
+
+// routed wraps the mux: it records the pattern the request matched
+// (r.Pattern, set in place by http.ServeMux) where instrument, outside
+// handlers that may pass on a copy of the request, can read it.
+func routed(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p, ok := r.Context().Value(routeKey{}).(*string); ok {
+				*p = r.Pattern
+			}
+		}()
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// instrument serves r with next, then counts it under the pattern the mux
+// within next matched (see routed); a request refused before the mux (by
+// the Guard or the body bounds) counts under "other".
 func (h *httpMetrics) instrument(next http.Handler, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
+	pattern := new(string)
+	r = r.WithContext(context.WithValue(r.Context(), routeKey{}, pattern))
 	defer func() {
-		route := r.Pattern
+		route := *pattern
 		if route == "" || route == "/" {
 			route = "other" // no route matched: 404
 		}

@@ -27,6 +27,7 @@ type Metrics struct {
 	fenced       prometheus.Counter
 	forwards     prometheus.Counter
 	takeovers    prometheus.Counter
+	lagWaits     prometheus.Counter
 	conns        *prometheus.CounterVec
 	httpErrors   *prometheus.CounterVec
 	http         *httpMetrics

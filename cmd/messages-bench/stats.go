@@ -94,6 +94,7 @@ type stats struct {
 	catchup *latencies // connect → live frame
 	e2e     *latencies // intended send time → receive (publish)
 	append  *latencies // intended send time → append answered (publish)
+	create  *latencies // creation sent → answered (create; reference: POST / headers)
 
 	timeline []atomic.Int64 // deliveries per bucketWidth since start
 
@@ -116,6 +117,7 @@ func newStats(span time.Duration) *stats {
 		catchup:  newLatencies(),
 		e2e:      newLatencies(),
 		append:   newLatencies(),
+		create:   newLatencies(),
 		timeline: make([]atomic.Int64, int(span/bucketWidth)+1),
 	}
 }

@@ -220,15 +220,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer authz.Close()
 
-	store, err := persist.Open(ctx, cfg.cluster.storeConfig(persist.Config{URL: cfg.databaseURL, Logger: log}))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	store, err := persist.Open(ctx, cfg.cluster.storeConfig(persist.Config{URL: cfg.databaseURL, Logger: log, Registerer: reg}))
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer store.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	cl, err := joinCluster(cfg.cluster, store, reg, log)
+	cl, err := joinCluster(cfg.cluster, cfg.bounds.persistWaitTimeout, store, reg, log)
 	if err != nil {
 		return err
 	}
@@ -249,6 +249,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: int(cfg.maxMessageBytes),
 		Logger: log, HubMetrics: metrics, Auth: authz, Ready: cl.ready(store.Ping),
 		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}), LongPollTimeout: cfg.longPollTimeout,
+		Guard: guard,
 	}
 	cfg.bounds.server(&srvCfg)
 	if cfg.metricsAddr != "" {
@@ -289,7 +290,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	httpSrv = &http.Server{Handler: guard.Handler(srv), ReadHeaderTimeout: cfg.bounds.readHeaderTimeout, IdleTimeout: cfg.bounds.idleTimeout,
+	httpSrv = &http.Server{Handler: srv, ReadHeaderTimeout: cfg.bounds.readHeaderTimeout, IdleTimeout: cfg.bounds.idleTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
