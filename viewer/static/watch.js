@@ -326,7 +326,8 @@ export class Watcher {
 
   drawPlots() {
     const now = Date.now();
-    const x0 = now - PLOT_SPAN_MS;
+    const first = this.perSecond.length ? this.perSecond[0][0] * 1000 : now;
+    const x0 = Math.max(now - PLOT_SPAN_MS, Math.min(first, now - 10000)); // fills up, then scrolls
     const rate = [];
     const lat = [];
     for (const [sec, n, lats] of this.perSecond) {
