@@ -33,6 +33,8 @@
 //   - quota.go: the per-client quotas (connections, creations)
 //   - errors.go: error types and their HTTP statuses
 //   - metrics.go: the Prometheus collectors
+//   - httpmetrics.go: requests counted by route pattern, method and status
+//   - stats.go: GET /stats, the compact JSON the viewer's server panel plots
 //   - durable_backend.go: DurableBackend, which makes every channel a
 //     Durable Streams stream (package ws/durable serves the protocol):
 //     appends, reads, long-poll waits
