@@ -578,6 +578,9 @@ func (c *channel) exit() {
 	case c.left != 0:
 		reason, err = c.left, c.movedErr()
 	}
+	if c.g.backoff > 0 {
+		c.h.genResumed()
+	}
 	ended := reason == reasonEnded
 	switch {
 	case ended:

@@ -214,6 +214,7 @@ type Hub struct {
 	wg          sync.WaitGroup     // actors and generators
 
 	takenOver     atomic.Bool  // Start has finished
+	genPaused     atomic.Int64 // generators paused by the memory bound
 	bufferedMsgs  atomic.Int64 // unpersisted messages
 	memBytes      atomic.Int64 // cost of every unpersisted and retained message
 	retainedBytes atomic.Int64 // cost of the retained ones
