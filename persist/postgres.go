@@ -156,38 +156,119 @@ func scanChannel(row pgx.Row) (Channel, error) {
 	return c, nil
 }
 
-func (p *postgres) createChannel(ctx context.Context, id string, gen *Generator, node string, lease time.Duration) (Channel, error) {
-	var freq *float64
-	var max *int64
-	if gen != nil {
-		freq, max = &gen.Freq, &gen.Max
+// createChannels inserts cs in one transaction of two statements. The
+// insert skips taken ids (ON CONFLICT DO NOTHING); what it returns says
+// which ids were free.
+func (p *postgres) createChannels(ctx context.Context, cs []newChannel, node string, lease time.Duration) ([]Channel, error) {
+	n := len(cs)
+	var (
+		ids          = make([]string, n)
+		epochs       = make([]int64, n)
+		freqs        = make([]*float64, n)
+		maxes        = make([]*int64, n)
+		cts, forks   = make([]*string, n), make([]*string, n)
+		ttls         = make([]*int64, n)
+		exps         = make([]*time.Time, n)
+		fseqs, fsubs = make([]*int64, n), make([]*int64, n)
+		created      = make(map[string]Channel, n)
+		newIDs       []string
+		newEpochs    []int64
+	)
+	for i, c := range cs {
+		ids[i], epochs[i] = c.id, max(c.cfg.Epoch, 1)
+		if c.gen != nil {
+			freqs[i], maxes[i] = &c.gen.Freq, &c.gen.Max
+		}
+		cfg := c.cfg
+		if cfg.ContentType != "" {
+			cts[i] = &cfg.ContentType
+		}
+		if cfg.TTL > 0 {
+			ttls[i] = &cfg.TTL
+		}
+		if !cfg.ExpiresAt.IsZero() {
+			exps[i] = &cfg.ExpiresAt
+		}
+		if cfg.ForkedFrom != "" {
+			forks[i] = &cfg.ForkedFrom
+		}
+		if cfg.ForkSeq != 0 {
+			fseqs[i] = &cfg.ForkSeq
+		}
+		if cfg.ForkSub != 0 {
+			fsubs[i] = &cfg.ForkSub
+		}
 	}
-	var c Channel
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var err error
-		c, err = scanChannel(tx.QueryRow(ctx,
-			`INSERT INTO channels (id, epoch, gen_freq, gen_max, owner, lease_expires_at)
-			 VALUES ($1, (SELECT epoch + 1 FROM epoch_floor), $2, $3,
-			         nullif($4, ''), CASE WHEN $4 <> '' THEN now() + $5 * interval '1 microsecond' END)
-			 RETURNING `+channelColumns, id, freq, max, node, lease.Microseconds()))
+		clear(created)
+		newIDs, newEpochs = newIDs[:0], newEpochs[:0]
+		rows, err := tx.Query(ctx,
+			`INSERT INTO channels (id, epoch, gen_freq, gen_max, content_type, ttl_seconds, expires_at,
+			                       forked_from, fork_seq, fork_sub, owner, lease_expires_at)
+			 SELECT n.id, GREATEST(n.epoch, f.epoch + 1), n.freq, n.gmax, n.ct, n.ttl, n.exp,
+			        n.fork, n.fseq, n.fsub,
+			        nullif($11, ''), CASE WHEN $11 <> '' THEN now() + $12 * interval '1 microsecond' END
+			 FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::bigint[], $5::text[], $6::bigint[],
+			             $7::timestamptz[], $8::text[], $9::bigint[], $10::bigint[])
+			      WITH ORDINALITY AS n(id, epoch, freq, gmax, ct, ttl, exp, fork, fseq, fsub, ord)
+			 CROSS JOIN epoch_floor f
+			 ORDER BY n.ord
+			 ON CONFLICT (id) DO NOTHING
+			 RETURNING `+channelColumns,
+			ids, epochs, freqs, maxes, cts, ttls, exps, forks, fseqs, fsubs, node, lease.Microseconds())
 		if err != nil {
 			return err
+		}
+		for rows.Next() {
+			c, err := scanChannel(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			created[c.ID] = c
+			newIDs, newEpochs = append(newIDs, c.ID), append(newEpochs, c.Epoch)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(newIDs) == 0 {
+			return nil
 		}
 		// The insert read the floor before it waited for a concurrent
 		// delete of the same id, if there was one, to commit; this
 		// statement sees the floor that delete raised.
-		return tx.QueryRow(ctx,
+		rows, err = tx.Query(ctx,
 			`WITH raised AS (
 			   UPDATE channels c SET epoch = f.epoch + 1 FROM epoch_floor f
-			   WHERE c.id = $1 AND c.epoch <= f.epoch RETURNING c.epoch)
+			   WHERE c.id = ANY($1::text[]) AND c.epoch <= f.epoch RETURNING c.id, c.epoch)
 			 INSERT INTO channel_epochs (channel_id, epoch, start_seq)
-			 SELECT $1, coalesce((SELECT epoch FROM raised), $2), 0
-			 RETURNING epoch`, id, c.Epoch).Scan(&c.Epoch)
+			 SELECT n.id, coalesce(r.epoch, n.epoch), 0
+			 FROM unnest($1::text[], $2::bigint[]) AS n(id, epoch) LEFT JOIN raised r ON r.id = n.id
+			 RETURNING channel_id, epoch`, newIDs, newEpochs)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id string
+			var epoch int64
+			if err := rows.Scan(&id, &epoch); err != nil {
+				rows.Close()
+				return err
+			}
+			c := created[id]
+			c.Epoch = epoch
+			created[id] = c
+		}
+		return rows.Err()
 	})
-	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
-		return Channel{}, ErrExists
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	out := make([]Channel, n)
+	for i, c := range cs {
+		out[i] = created[c.id]
+	}
+	return out, nil
 }
 
 func (p *postgres) channel(ctx context.Context, id string) (Channel, error) {
@@ -376,12 +457,19 @@ var errNotAllUpdated = errors.New("not every channel was updated")
 // arrays of ids, last seqs, closes and epochs. A closed channel takes no
 // message past its last seq (a retry of what is stored passes). A batch of
 // an epoch that is not the channel's any more is fenced: its writer lost
-// the channel to another node.
-const updateChannelsSQL = `UPDATE channels c SET
+// the channel to another node. The rows are locked in id order, as
+// renewLeases locks them: two transactions that lock several channels
+// never wait for each other in a cycle (an UPDATE ... FROM locks in the
+// join's order).
+const updateChannelsSQL = `WITH l AS (
+   SELECT id FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
+ )
+ UPDATE channels c SET
    last_seq = GREATEST(c.last_seq, v.last_seq),
    closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
  FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::bigint[]) AS v(id, last_seq, close, epoch)
- WHERE c.id = v.id AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
+ WHERE c.id = v.id AND c.id IN (SELECT id FROM l)
+   AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
    AND (v.epoch = 0 OR c.epoch = v.epoch)`
 
 // insertMessagesSQL inserts messages from arrays of channel ids, seqs,
@@ -546,11 +634,26 @@ func (p *postgres) refused(ctx context.Context, tx pgx.Tx, ids []string, updates
 		st channelState
 	)
 	_, err = pgx.ForEachRow(rows, []any{&id, &st.closed, &st.last, &st.epoch}, func() error {
+		st.next = -1
 		states[id] = st
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("update channels: %w", err)
+	}
+	for _, u := range updates {
+		st, ok := states[u.id]
+		if !ok || u.epoch == 0 || st.epoch == u.epoch {
+			continue
+		}
+		// Fenced: what the next epoch started from says whether an
+		// earlier attempt of this batch committed before the take-over.
+		if err := tx.QueryRow(ctx,
+			`SELECT coalesce(min(start_seq), -1) FROM channel_epochs WHERE channel_id = $1 AND epoch > $2`,
+			u.id, u.epoch).Scan(&st.next); err != nil {
+			return fmt.Errorf("update channels: %w", err)
+		}
+		states[u.id] = st
 	}
 	return refused(updates, states)
 }

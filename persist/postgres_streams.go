@@ -6,43 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// In cluster mode (node not "") the creating node owns the new channel, as
-// with createChannel.
-func (p *postgres) createStream(ctx context.Context, id string, cfg StreamConfig, node string, lease time.Duration) (Channel, error) {
-	var exp any
-	if !cfg.ExpiresAt.IsZero() {
-		exp = cfg.ExpiresAt
-	}
-	var c Channel
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var err error
-		c, err = scanChannel(tx.QueryRow(ctx,
-			`INSERT INTO channels (id, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub, epoch,
-			                       owner, lease_expires_at)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, GREATEST($8, (SELECT epoch + 1 FROM epoch_floor)),
-			         nullif($9, ''), CASE WHEN $9 <> '' THEN now() + $10 * interval '1 microsecond' END)
-			 RETURNING `+channelColumns, id, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp,
-			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub), cfg.Epoch, node, lease.Microseconds()))
-		if err != nil {
-			return err
-		}
-		// As in createChannel: see the floor a concurrent delete raised.
-		return tx.QueryRow(ctx,
-			`WITH raised AS (
-			   UPDATE channels c SET epoch = f.epoch + 1 FROM epoch_floor f
-			   WHERE c.id = $1 AND c.epoch <= f.epoch RETURNING c.epoch)
-			 INSERT INTO channel_epochs (channel_id, epoch, start_seq)
-			 SELECT $1, coalesce((SELECT epoch FROM raised), $2), 0
-			 RETURNING epoch`, id, c.Epoch).Scan(&c.Epoch)
-	})
-	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
-		return Channel{}, ErrExists
-	}
-	return c, err
-}
 
 func (p *postgres) stream(ctx context.Context, id string) (StreamState, error) {
 	var (
@@ -157,4 +121,22 @@ func (p *postgres) forks(ctx context.Context, id string) (int, error) {
 	var n int
 	err := p.pool.QueryRow(ctx, `SELECT count(*) FROM channels WHERE forked_from = $1`, id).Scan(&n)
 	return n, err
+}
+
+func (p *postgres) touchStream(ctx context.Context, id string) error {
+	tag, err := p.pool.Exec(ctx, `UPDATE channels SET accessed_at = greatest(accessed_at, now()) WHERE id = $1`, id)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = ErrNotFound
+	}
+	return err
+}
+
+func (p *postgres) streamIdle(ctx context.Context, id string) (time.Duration, error) {
+	var us int64
+	err := p.pool.QueryRow(ctx,
+		`SELECT (extract(epoch FROM now() - accessed_at) * 1000000)::bigint FROM channels WHERE id = $1`, id).Scan(&us)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return time.Duration(us) * time.Microsecond, err
 }

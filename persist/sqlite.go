@@ -260,33 +260,50 @@ func (s *sqliteStore) inTx(ctx context.Context, f func(tx *sql.Tx) error) error 
 	return tx.Commit()
 }
 
-// createChannel: a SQLite store is never in cluster mode (Open refuses it),
-// so node is always "" and the channel has no owner.
-func (s *sqliteStore) createChannel(ctx context.Context, id string, gen *Generator, _ string, _ time.Duration) (Channel, error) {
-	var freq, genMax any
-	if gen != nil {
-		freq, genMax = gen.Freq, gen.Max
-	}
+// createChannels inserts cs in one transaction, skipping taken ids. A
+// SQLite store is never in cluster mode (Open refuses it), so node is
+// always "" and the channels have no owner.
+func (s *sqliteStore) createChannels(ctx context.Context, cs []newChannel, _ string, _ time.Duration) ([]Channel, error) {
+	out := make([]Channel, len(cs))
 	now := time.Now().UnixMicro()
-	var c Channel
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
-			`INSERT INTO channels (id, epoch, created_at, gen_freq, gen_max)
-			 VALUES (?, (SELECT epoch + 1 FROM epoch_floor), ?, ?, ?)
-			 RETURNING `+channelColumns, id, now, freq, genMax))
-		if err != nil {
-			return err
+		clear(out)
+		for i, c := range cs {
+			var freq, genMax, exp any
+			if c.gen != nil {
+				freq, genMax = c.gen.Freq, c.gen.Max
+			}
+			cfg := c.cfg
+			if !cfg.ExpiresAt.IsZero() {
+				exp = cfg.ExpiresAt.UnixMicro()
+			}
+			ch, err := scanSQLiteChannel(tx.QueryRowContext(ctx,
+				`INSERT INTO channels (id, created_at, gen_freq, gen_max, content_type, ttl_seconds, expires_at,
+				                       forked_from, fork_seq, fork_sub, epoch)
+				 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, max(?, (SELECT epoch + 1 FROM epoch_floor)))
+				 ON CONFLICT (id) DO NOTHING
+				 RETURNING `+channelColumns, c.id, now, freq, genMax, nullString(cfg.ContentType),
+				nullTTL(cfg.TTL), exp, nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub),
+				max(cfg.Epoch, 1)))
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // taken
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx,
+				`INSERT INTO channel_epochs (channel_id, epoch, start_seq, started_at) VALUES (?, ?, 0, ?)`,
+				c.id, ch.Epoch, now); err != nil {
+				return err
+			}
+			out[i] = ch
 		}
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO channel_epochs (channel_id, epoch, start_seq, started_at) VALUES (?, ?, 0, ?)`,
-			id, c.Epoch, now)
-		return err
+		return nil
 	})
-	if isPrimaryKeyViolation(err) {
-		return Channel{}, ErrExists
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	return out, nil
 }
 
 func (s *sqliteStore) channel(ctx context.Context, id string) (Channel, error) {
@@ -585,6 +602,7 @@ func (s *sqliteStore) refused(ctx context.Context, tx *sql.Tx, updates []channel
 		if err := rows.Scan(&id, &st.closed, &st.last, &st.epoch); err != nil {
 			return fmt.Errorf("update channels: %w", err)
 		}
+		st.next = -1 // a single server's epochs never move under its batches
 		states[id] = st
 	}
 	if err := rows.Err(); err != nil {

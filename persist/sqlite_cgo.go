@@ -13,13 +13,6 @@ import (
 // cgo.
 const sqliteBuilt = true
 
-// isPrimaryKeyViolation reports whether err is SQLite's primary key
-// constraint error.
-func isPrimaryKeyViolation(err error) bool {
-	e, ok := errors.AsType[sqlite3.Error](err)
-	return ok && e.ExtendedCode == sqlite3.ErrConstraintPrimaryKey
-}
-
 // sqlitePermanent reports whether err is a SQLite error that a retry gets
 // again: a constraint, a value of the wrong type or out of range, a row too
 // big. A busy or locked database, an I/O error or a full disk may pass.

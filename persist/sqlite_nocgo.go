@@ -6,8 +6,5 @@ package persist
 // cgo, so without it Open refuses sqlite: URLs with an explanation.
 const sqliteBuilt = false
 
-// isPrimaryKeyViolation is never reached without the SQLite backend.
-func isPrimaryKeyViolation(error) bool { return false }
-
 // sqlitePermanent is never reached without the SQLite backend.
 func sqlitePermanent(error) bool { return false }

@@ -7,34 +7,6 @@ import (
 	"time"
 )
 
-func (s *sqliteStore) createStream(ctx context.Context, id string, cfg StreamConfig, _ string, _ time.Duration) (Channel, error) {
-	var exp any
-	if !cfg.ExpiresAt.IsZero() {
-		exp = cfg.ExpiresAt.UnixMicro()
-	}
-	now := time.Now().UnixMicro()
-	var c Channel
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
-			`INSERT INTO channels (id, created_at, content_type, ttl_seconds, expires_at, forked_from, fork_seq, fork_sub, epoch)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, max(?, (SELECT epoch + 1 FROM epoch_floor)))
-			 RETURNING `+channelColumns, id, now, nullString(cfg.ContentType), nullTTL(cfg.TTL), exp,
-			nullString(cfg.ForkedFrom), nullInt(cfg.ForkSeq), nullInt(cfg.ForkSub), cfg.Epoch))
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO channel_epochs (channel_id, epoch, start_seq, started_at) VALUES (?, ?, 0, ?)`,
-			id, c.Epoch, now)
-		return err
-	})
-	if isPrimaryKeyViolation(err) {
-		return Channel{}, ErrExists
-	}
-	return c, err
-}
-
 func (s *sqliteStore) stream(ctx context.Context, id string) (StreamState, error) {
 	var (
 		st                        StreamState
@@ -142,4 +114,31 @@ func writeSQLiteStreamStates(ctx context.Context, tx *sql.Tx, batches []*Batch) 
 		}
 	}
 	return nil
+}
+
+func (s *sqliteStore) touchStream(ctx context.Context, id string) error {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE channels SET accessed_at = max(coalesce(accessed_at, 0), ?) WHERE id = ?`, time.Now().UnixMicro(), id)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err == nil && n == 0 {
+		err = ErrNotFound
+	}
+	return err
+}
+
+func (s *sqliteStore) streamIdle(ctx context.Context, id string) (time.Duration, error) {
+	var at int64
+	err := s.read.QueryRowContext(ctx,
+		`SELECT coalesce(accessed_at, created_at) FROM channels WHERE id = ?`, id).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return time.Since(time.UnixMicro(at)), err
 }

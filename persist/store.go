@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Store. The zero value of every field except URL means
@@ -52,6 +54,10 @@ type Config struct {
 	// Lease is how long a lease holds without renewal, in cluster mode.
 	// Default 5s.
 	Lease time.Duration
+	// Registerer gets the store's metrics (the size and duration of its
+	// creation transactions). Nil registers nothing. A metric already
+	// registered (by a second Store) is shared.
+	Registerer prometheus.Registerer
 }
 
 // defaultLease is Config.Lease when it is zero.
@@ -76,10 +82,13 @@ type backend interface {
 	close()
 	// ping reports whether the database answers.
 	ping(ctx context.Context) error
-	// createChannel inserts channel id at the first epoch above every
-	// deleted channel's (1 if none was deleted), owned by node with a lease
-	// of lease unless node is "", or returns ErrExists.
-	createChannel(ctx context.Context, id string, gen *Generator, node string, lease time.Duration) (Channel, error)
+	// createChannels inserts the channels cs (distinct ids, in id order)
+	// in one transaction, each at the first epoch at or above its
+	// cfg.Epoch and above every deleted channel's, owned by node with a
+	// lease of lease unless node is "". It returns the new record of
+	// each of cs, in order, or a zero Channel (ID "") for an id that was
+	// taken.
+	createChannels(ctx context.Context, cs []newChannel, node string, lease time.Duration) ([]Channel, error)
 	// channel reads channel id, or returns ErrNotFound.
 	channel(ctx context.Context, id string) (Channel, error)
 	// channels reads up to limit (>= 1) channels with id > after, by id.
@@ -120,9 +129,6 @@ type backend interface {
 	// seq, or whose epoch is not the update's (unless that is 0), fails the
 	// transaction with the error refused returns.
 	writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error
-	// createStream inserts channel id like createChannel, with its stream
-	// configuration, or returns ErrExists.
-	createStream(ctx context.Context, id string, cfg StreamConfig, node string, lease time.Duration) (Channel, error)
 	// stream reads the stream state of id, or returns ErrNotFound.
 	stream(ctx context.Context, id string) (StreamState, error)
 	// saveStreamWrites stores the last Stream-Seq (unless "") and moves a
@@ -131,6 +137,12 @@ type backend interface {
 	saveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error
 	// markDeleted sets deleted_at of id, or returns ErrNotFound.
 	markDeleted(ctx context.Context, id string) error
+	// touchStream records an access to id now; ErrNotFound if id does
+	// not exist.
+	touchStream(ctx context.Context, id string) error
+	// streamIdle returns how long ago the last access to id was
+	// recorded; ErrNotFound if id does not exist.
+	streamIdle(ctx context.Context, id string) (time.Duration, error)
 	// forks counts the channels forked from id.
 	forks(ctx context.Context, id string) (int, error)
 	// permanent reports whether err, from writeBatches, says that the
@@ -154,7 +166,18 @@ type channelState struct {
 	closed bool
 	last   int64
 	epoch  int64
+	// next is, for a channel that moved past the epoch of the batch being
+	// written, the seq the next epoch after the batch's started at (what
+	// was stored when another node took the channel over); -1 if unknown.
+	next int64
 }
+
+// errStored is the error of a batch refused by the epoch fence whose
+// messages are stored all the same: an earlier attempt committed it (its
+// outcome was not known: the connection was lost during the COMMIT), and
+// another node took the channel over after that. The writer reports it
+// written.
+var errStored = errors.New("persist: batch already stored before the channel moved")
 
 // refused returns the error of a WriteBatches transaction that could not
 // apply every update, given the state of the channels of updates that
@@ -168,6 +191,10 @@ func refused(updates []channelUpdate, states map[string]channelState) error {
 		switch {
 		case !ok:
 			errs[u.id] = ErrNotFound
+		case u.epoch != 0 && st.epoch != u.epoch && st.next >= u.last && !u.close:
+			// A close is never stored under a take-over: a closed
+			// channel is not taken over.
+			errs[u.id] = errStored
 		case u.epoch != 0 && st.epoch != u.epoch:
 			errs[u.id] = fmt.Errorf("%w: batch of epoch %d, channel at epoch %d", ErrFenced, u.epoch, st.epoch)
 		case st.closed && st.last < u.last:
@@ -184,9 +211,10 @@ func refused(updates []channelUpdate, states map[string]channelState) error {
 // file; the methods behave the same on both. It is safe for concurrent use.
 // Create it with Open; the zero value is not usable.
 type Store struct {
-	b     backend
-	node  string        // cluster mode's node id; "" in single-server mode
-	lease time.Duration // cluster mode's lease
+	b       backend
+	node    string        // cluster mode's node id; "" in single-server mode
+	lease   time.Duration // cluster mode's lease
+	creator *creator      // group-commits CreateChannel and CreateStream
 }
 
 // Open opens the database that cfg.URL names, choosing the backend by the
@@ -216,8 +244,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("persist: database URL has no scheme: use postgres://… or sqlite:…")
 	}
 	var (
-		b   backend
-		err error
+		b     backend
+		err   error
+		slots = createSlotsPostgres
 	)
 	// Schemes are case-insensitive (RFC 3986), the drivers' parsers not.
 	scheme = strings.ToLower(scheme)
@@ -234,13 +263,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 				"serves one server; use a postgres:// URL, or run without cluster mode")
 		}
 		b, err = openSQLite(ctx, cfg)
+		slots = createSlotsSQLite
 	default:
 		return nil, fmt.Errorf("persist: unsupported database URL scheme %q: use postgres://… or sqlite:…", scheme)
 	}
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{b: b, node: cfg.Node, lease: cfg.Lease}
+	s := &Store{b: b, node: cfg.Node, lease: cfg.Lease, creator: newCreator(b, cfg, slots)}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -278,8 +308,17 @@ func (s *Store) Ping(ctx context.Context) error {
 // deleted channel cannot mistake a new channel of the same id for it. It
 // returns ErrExists if the id is taken.
 // In cluster mode the channel is owned by this node, with a fresh lease.
+//
+// Concurrent creations (of channels and streams) are written together,
+// many per transaction: a burst costs a few transactions, not one per
+// channel. Each call still has its own outcome: it returns once its
+// channel is committed, ErrExists if the id was taken (also by another
+// call of the same burst), or the error of its own insert (a transaction
+// that fails is retried one channel at a time). If ctx ends before the
+// channel was handed to a transaction, it returns ctx's error and nothing
+// is created.
 func (s *Store) CreateChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
-	c, err := s.b.createChannel(ctx, id, gen, s.node, s.lease)
+	c, err := s.creator.create(ctx, newChannel{id: id, gen: gen, cfg: StreamConfig{Epoch: 1}})
 	if err != nil {
 		return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, err)
 	}
@@ -412,8 +451,16 @@ func (s *Store) Survived(ctx context.Context, id string, epoch int64) (int64, er
 // *ChannelError that names those channels (and wraps ErrNotFound,
 // ErrChannelClosed or ErrFenced). If the database refuses the data for another reason
 // that a retry cannot fix, the error wraps ErrRejected. Any other error
-// may pass if the same batches are written again. WriteBatches implements
-// BatchWriter and is safe for concurrent use.
+// may pass if the same batches are written again.
+//
+// The stream state a batch carries (producers, Stream-Seq) is checked
+// against what the store can hold (CheckField, CheckProducer). A record
+// refused for good, by that check or by the database, never costs the
+// messages: given several batches, WriteBatches then stores nothing and
+// returns an error wrapping ErrRejected, so that each is written alone;
+// given one, it stores the batch without that record and returns a
+// *RefusedError naming it. WriteBatches implements BatchWriter and is safe
+// for concurrent use.
 func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 	if len(batches) == 0 {
 		return nil
@@ -430,12 +477,100 @@ func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 		index[b.Channel] = len(updates)
 		updates = append(updates, channelUpdate{b.Channel, b.LastSeq(), b.Close, b.Epoch})
 	}
+	if err := checkRecords(batches); err != nil {
+		if len(batches) > 1 {
+			return fmt.Errorf("persist: write batches: %w: %w", ErrRejected, err)
+		}
+		return s.salvage(ctx, batches[0], updates, err)
+	}
 	err := s.b.writeBatches(ctx, batches, updates)
 	if err == nil {
 		return nil
 	}
 	if _, ok := errors.AsType[*ChannelError](err); !ok && s.b.permanent(err) {
+		if len(batches) == 1 && hasRecords(batches[0]) {
+			return s.salvage(ctx, batches[0], updates, err)
+		}
 		return fmt.Errorf("persist: write batches: %w: %w", ErrRejected, err)
 	}
 	return fmt.Errorf("persist: write batches: %w", err)
+}
+
+// checkRecords checks the stream state that batches carry against what
+// the store can hold (see CheckField), so that both backends refuse the
+// same values, before the database does.
+func checkRecords(batches []*Batch) error {
+	var errs []error
+	for _, b := range batches {
+		if b.StreamSeq != "" {
+			errs = append(errs, CheckField("Stream-Seq", b.StreamSeq))
+		}
+		for _, p := range b.Producers {
+			errs = append(errs, CheckProducer(p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hasRecords reports whether b carries stream state.
+func hasRecords(b *Batch) bool { return b.StreamSeq != "" || len(b.Producers) > 0 }
+
+// salvage writes batch b, whose stream state the store refused (cause),
+// without the records it refuses for good: first the messages and the
+// channel's update without any record, then each record in a transaction
+// of its own. A record the store refuses (a value it cannot hold, or a
+// permanent error) is left out; the messages of every other request, and
+// their records, are written. It returns nil if every record was written
+// after all, a *RefusedError listing those left out, or the error of a
+// write that may pass on a retry (the whole salvage is idempotent: it is
+// done again) or that refuses the messages themselves (ErrRejected: no
+// record is to blame).
+func (s *Store) salvage(ctx context.Context, b *Batch, updates []channelUpdate, cause error) error {
+	bare := *b
+	bare.Producers, bare.StreamSeq = nil, ""
+	if err := s.b.writeBatches(ctx, []*Batch{&bare}, updates); err != nil {
+		if _, ok := errors.AsType[*ChannelError](err); !ok && s.b.permanent(err) {
+			return fmt.Errorf("persist: write batches: %w: %w", ErrRejected, err)
+		}
+		return fmt.Errorf("persist: write batches: %w", err)
+	}
+	refused := &RefusedError{Channel: b.Channel, Err: cause}
+	// save writes one record; it reports false for a record the store
+	// refuses for good.
+	save := func(check error, seq string, p *ProducerState) (bool, error) {
+		err := check
+		if err == nil {
+			err = s.b.saveStreamWrites(ctx, b.Channel, seq, p)
+		}
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, ErrInvalid) || s.b.permanent(err):
+			refused.Err = err
+			return false, nil
+		}
+		return false, fmt.Errorf("persist: write stream state of %q: %w", b.Channel, err)
+	}
+	if b.StreamSeq != "" {
+		ok, err := save(CheckField("Stream-Seq", b.StreamSeq), b.StreamSeq, nil)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			refused.StreamSeq = b.StreamSeq
+		}
+	}
+	for _, p := range b.Producers {
+		ok, err := save(CheckProducer(p), "", &p)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			refused.Producers = append(refused.Producers, p)
+		}
+	}
+	if refused.StreamSeq == "" && len(refused.Producers) == 0 {
+		return nil
+	}
+	return refused
 }

@@ -91,7 +91,6 @@ func (c *channel) generate() {
 		}
 		if g.backoff > 0 {
 			g.backoff, g.room = 0, nil
-			c.h.genResumed()
 		}
 		c.add(m)
 		c.publish(EventMessage, m.Seq, m.Time, m.Data)
@@ -118,21 +117,11 @@ func (c *channel) generate() {
 // genPause pauses c's generator: the memory bound refused its next line.
 func (c *channel) genPause() {
 	g := &c.g
-	if g.backoff == 0 && c.h.genPaused.Add(1) == 1 {
-		// Logged once for all the generators paused together: thousands
-		// of actors writing the same line would wait for the log.
-		c.h.log.Warn("generators paused: memory bound reached, persistence is behind",
-			slog.String("channel", c.id), slog.Int64("seq", g.next))
+	if g.backoff == 0 {
+		c.h.pausedLog.Log(c.h.ctx, slog.String("channel", c.id), slog.Int64("seq", g.next))
 	}
 	g.backoff = min(max(2*g.backoff, 10*time.Millisecond), time.Second)
 	g.room = c.h.roomFreed()
-}
-
-// genResumed accounts for a paused generator that goes on, or stops.
-func (h *Hub) genResumed() {
-	if h.genPaused.Add(-1) == 0 {
-		h.log.Info("generators resumed: no generator is paused by the memory bound")
-	}
 }
 
 // genDue reports whether c's generator has a line due at wheel tick now.

@@ -60,6 +60,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/ratelog"
 )
 
 // HubConfig configures a Hub. The zero value of every field but Store and
@@ -202,6 +203,10 @@ type Hub struct {
 	cache   *pageCache // nil when disabled
 	cluster Cluster
 	wheel   *wheel // wakes the actors whose generator line or flush is due
+	// pausedLog reports generators paused by the memory bound: under a
+	// flood they pause by thousands, and it keeps that to a line or two
+	// per interval.
+	pausedLog *ratelog.Logger
 	// streams is the Durable Streams backend over this hub, if any: it
 	// serves the Durable Streams appends other nodes forward here.
 	streams atomic.Pointer[DurableBackend]
@@ -214,7 +219,6 @@ type Hub struct {
 	wg          sync.WaitGroup     // actors and generators
 
 	takenOver     atomic.Bool  // Start has finished
-	genPaused     atomic.Int64 // generators paused by the memory bound
 	bufferedMsgs  atomic.Int64 // unpersisted messages
 	memBytes      atomic.Int64 // cost of every unpersisted and retained message
 	retainedBytes atomic.Int64 // cost of the retained ones
@@ -250,6 +254,8 @@ func NewHub(cfg HubConfig) *Hub {
 		loading:  make(map[string]chan struct{}),
 		evicted:  make(map[string]int64),
 		wheel:    newWheel(wheelSlot),
+		pausedLog: ratelog.New(cfg.Logger, slog.LevelWarn,
+			"generator paused: memory bound reached, persistence is behind", 0),
 	}
 	h.metrics.persistLag.Store(&h.bufferedMsgs)
 	h.metrics.memBytes.Store(&h.memBytes)

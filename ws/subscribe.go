@@ -3,6 +3,8 @@ package ws
 import (
 	"context"
 	"errors"
+	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/messages-server/messages/persist"
@@ -51,98 +53,216 @@ const (
 // that would be another history, and the stream ends with ErrMoved so that
 // the client resumes with its epoch.
 func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s sink) error {
-	started := time.Now()
+	st := &streamer{h: h, ctx: ctx, id: id, from: from, s: s, started: time.Now(), last: from, first: true}
 	if epoch != "" {
 		if err := h.checkEpoch(ctx, id, from, epoch); err != nil {
 			return err
 		}
 	}
-	last := from
-	first := true
-	sentLive := false
-	var helloEpoch int64 // catching up again in another epoch: ErrMoved
-	var run []*wire.Message
-	for {
-		snap, reg, err := h.subscribe(ctx, id, last, true)
-		if err != nil {
-			return err
+	_, err := st.step()
+	return err
+}
+
+// streamParked is stream without a goroutine of its own while nothing
+// happens: once the subscriber is live and its queue is empty, the calling
+// goroutine returns, and the stream goes on in a new goroutine when the
+// actor queues a message or closes the queue, when ctx ends, or when a
+// keep-alive ping is due. An idle subscriber thus costs no goroutine
+// stack. done gets what stream would have returned, once, from whichever
+// goroutine ends the stream.
+func (h *Hub) streamParked(ctx context.Context, id string, from int64, epoch string, s sink, done func(error)) {
+	st := &streamer{h: h, ctx: ctx, id: id, from: from, s: s, started: time.Now(), last: from, first: true}
+	p := &parking{}
+	p.n.Store(1) // this goroutine runs the stream
+	p.resume = func() { st.resume(done) }
+	if pg, ok := s.(pinger); ok {
+		p.ping = pg.heartbeat()
+		p.timer = time.AfterFunc(p.ping, p.notify)
+		p.timer.Stop()
+	}
+	p.stopCtx = context.AfterFunc(ctx, p.notify)
+	st.park = p
+	if epoch != "" {
+		if err := h.checkEpoch(ctx, id, from, epoch); err != nil {
+			p.finish()
+			done(err)
+			return
 		}
-		if !first && snap.epoch != helloEpoch {
-			h.unregister(reg)
-			return ErrMoved
-		}
-		helloEpoch = snap.epoch
-		if last > snap.lastSeq {
-			return &FromError{From: last, LastSeq: snap.lastSeq}
-		}
-		if first {
-			first = false
-			err := s.hello(helloInfo{channel: id, epoch: snap.epoch, from: from, lastSeq: snap.lastSeq,
-				persisted: snap.persisted, open: snap.open, contentType: snap.contentType})
-			if err != nil {
-				h.unregister(reg)
-				return err
-			}
-		}
-		if err := h.history(ctx, id, snap.epoch, &last, snap.fromStore, snap.persisted, !snap.open, persist.BinaryType(snap.contentType), s); err != nil {
-			h.unregister(reg)
-			return err
-		}
-		// A cached page may have covered the start of the buffered copy.
-		buffered := snap.buffered
-		for len(buffered) > 0 && buffered[0].Seq <= last {
-			buffered = buffered[1:]
-		}
-		if err := sendRuns(s, buffered); err != nil {
-			h.unregister(reg)
-			return err
-		}
-		if n := len(buffered); n > 0 {
-			last = buffered[n-1].Seq
-		}
-		if reg == nil {
-			// Closed channel: everything came from the store.
-			if !sentLive {
-				h.metrics.catchup.Observe(time.Since(started).Seconds())
-			}
-			return s.end(last)
-		}
-		if !sentLive {
-			sentLive = true
-			h.metrics.catchup.Observe(time.Since(started).Seconds())
-			if err := s.live(last); err != nil {
-				h.unregister(reg)
-				return err
-			}
-		}
-		var reason int
-		reason, last, run, err = h.drain(ctx, reg, last, run, s)
-		if err != nil {
-			h.unregister(reg)
-			return err
-		}
-		switch reason {
-		case reasonEnded:
-			return s.end(reg.s.endSeq)
-		case reasonShutdown:
-			return ErrShuttingDown
-		case reasonFailed:
-			return ErrChannelFailed
-		case reasonDeleted:
-			return ErrChannelDeleted
-		case reasonMoved:
-			return ErrMoved
-		}
-		// Detached: catch up again from last.
+	}
+	st.resume(done)
+}
+
+// parking wakes a parked stream. notify counts events (a message queued,
+// the queue closed, ctx done, a ping due); the count is 0 while no
+// goroutine runs the stream, and the event that raises it from 0 starts
+// one. A running stream parks only if no event came since it last looked
+// (see streamer.drainParked), so none is lost.
+type parking struct {
+	n       atomic.Int64 // events since the stream last looked; 0: parked
+	resume  func()       // runs the stream on, in the goroutine notify starts
+	ping    time.Duration
+	timer   *time.Timer // notifies when a keep-alive ping may be due; nil without pings
+	stopCtx func() bool // stops the notification of ctx's end
+}
+
+// notify records an event, and starts a goroutine for the stream if it was
+// parked. It never blocks: the actor calls it.
+func (p *parking) notify() {
+	if p.n.Add(1) == 1 {
+		go p.resume()
 	}
 }
 
-// drain sends live messages from reg's queue until the actor closes it, and
-// returns why it did and the last seq sent.
-func (h *Hub) drain(ctx context.Context, reg *registration, last int64, run []*wire.Message, s sink) (int, int64, []*wire.Message, error) {
-	q := reg.s.queue
+// finish stops every notification of a stream that ended; a late one does
+// nothing. Called by the goroutine that runs the stream.
+func (p *parking) finish() {
+	p.n.Store(math.MinInt64 / 2) // never back to 0: notify starts nothing
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.stopCtx()
+}
+
+// streamer is one subscriber's stream in progress: what the loop of
+// stream keeps from one step to the next, so that a parked stream goes on
+// in another goroutine. Only the goroutine running the stream uses it.
+type streamer struct {
+	h       *Hub
+	ctx     context.Context
+	id      string
+	from    int64
+	s       sink
+	started time.Time
+
+	last       int64 // the last seq sent
+	first      bool  // hello not sent yet
+	sentLive   bool
+	helloEpoch int64 // catching up again in another epoch: ErrMoved
+	run        []*wire.Message
+	reg        *registration // set while live messages are drained
+	park       *parking      // nil: the stream never parks
+}
+
+// resume runs the stream until it parks or ends, and gives done the
+// outcome if it ended.
+func (st *streamer) resume(done func(error)) {
+	parked, err := st.step()
+	if parked {
+		return
+	}
+	st.park.finish()
+	done(err)
+}
+
+// step runs the stream until it ends (parked false, and the error stream
+// returns) or, for a parking stream, parks (parked true).
+func (st *streamer) step() (parked bool, err error) {
+	for {
+		if st.reg == nil {
+			ended, err := st.catchUp()
+			if err != nil || ended {
+				return false, err
+			}
+		}
+		reason, err := st.drain()
+		if err != nil {
+			st.h.unregister(st.reg)
+			st.reg = nil
+			return false, err
+		}
+		switch reason {
+		case reasonParked:
+			return true, nil
+		case reasonEnded:
+			return false, st.s.end(st.reg.s.endSeq)
+		case reasonShutdown:
+			return false, ErrShuttingDown
+		case reasonFailed:
+			return false, ErrChannelFailed
+		case reasonDeleted:
+			return false, ErrChannelDeleted
+		case reasonMoved:
+			return false, ErrMoved
+		}
+		st.reg = nil // detached: catch up again from last
+	}
+}
+
+// catchUp subscribes after the last seq sent and sends what came before
+// the registration: hello the first time, the history, the buffered
+// messages, and live once. ended reports that the channel is closed and
+// everything was sent, end included; otherwise st.reg is set.
+func (st *streamer) catchUp() (ended bool, err error) {
+	h, s := st.h, st.s
+	snap, reg, err := h.subscribeWith(st.ctx, st.id, st.last, true, st.park)
+	if err != nil {
+		return false, err
+	}
+	if !st.first && snap.epoch != st.helloEpoch {
+		h.unregister(reg)
+		return false, ErrMoved
+	}
+	st.helloEpoch = snap.epoch
+	if st.last > snap.lastSeq {
+		return false, &FromError{From: st.last, LastSeq: snap.lastSeq}
+	}
+	if st.first {
+		st.first = false
+		err := s.hello(helloInfo{channel: st.id, epoch: snap.epoch, from: st.from, lastSeq: snap.lastSeq,
+			persisted: snap.persisted, open: snap.open, contentType: snap.contentType})
+		if err != nil {
+			h.unregister(reg)
+			return false, err
+		}
+	}
+	if err := h.history(st.ctx, st.id, snap.epoch, &st.last, snap.fromStore, snap.persisted, !snap.open, persist.BinaryType(snap.contentType), s); err != nil {
+		h.unregister(reg)
+		return false, err
+	}
+	// A cached page may have covered the start of the buffered copy.
+	buffered := snap.buffered
+	for len(buffered) > 0 && buffered[0].Seq <= st.last {
+		buffered = buffered[1:]
+	}
+	if err := sendRuns(s, buffered); err != nil {
+		h.unregister(reg)
+		return false, err
+	}
+	if n := len(buffered); n > 0 {
+		st.last = buffered[n-1].Seq
+	}
+	if reg == nil {
+		// Closed channel: everything came from the store.
+		if !st.sentLive {
+			h.metrics.catchup.Observe(time.Since(st.started).Seconds())
+		}
+		return true, s.end(st.last)
+	}
+	if !st.sentLive {
+		st.sentLive = true
+		h.metrics.catchup.Observe(time.Since(st.started).Seconds())
+		if err := s.live(st.last); err != nil {
+			h.unregister(reg)
+			return false, err
+		}
+	}
+	st.reg = reg
+	return false, nil
+}
+
+// reasonParked is drain's reason when a parking stream parked.
+const reasonParked = -1
+
+// drain sends live messages from the queue until the actor closes it, and
+// returns why it did; a parking stream also returns, with reasonParked,
+// when nothing is left to do.
+func (st *streamer) drain() (int, error) {
+	if st.park != nil {
+		return st.drainParked()
+	}
+	q := st.reg.s.queue
 	var idle <-chan time.Time
-	p, _ := s.(pinger)
+	p, _ := st.s.(pinger)
 	if p != nil {
 		t := time.NewTicker(p.heartbeat())
 		defer t.Stop()
@@ -155,41 +275,87 @@ func (h *Hub) drain(ctx context.Context, reg *registration, last int64, run []*w
 		case m, ok = <-q:
 		case <-idle:
 			if err := p.keepalive(); err != nil {
-				return 0, last, run, err
+				return 0, err
 			}
 			continue
-		case <-ctx.Done():
-			return 0, last, run, ctx.Err()
+		case <-st.ctx.Done():
+			return 0, st.ctx.Err()
 		}
 		if !ok {
-			return reg.s.reason, last, run, nil
+			return st.reg.s.reason, nil
 		}
-		run = append(run[:0], m)
-		size := len(m.Data)
-		closed := false
-	gather:
-		for len(run) < maxRun && size < maxRunBytes {
-			select {
-			case m, ok = <-q:
-				if !ok {
-					closed = true
-					break gather
-				}
-				run = append(run, m)
-				size += len(m.Data)
-			default:
-				break gather
-			}
-		}
-		if err := s.messages(run, true); err != nil {
-			return 0, last, run, err
-		}
-		last = run[len(run)-1].Seq
-		clear(run)
-		if closed {
-			return reg.s.reason, last, run, nil
+		if closed, err := st.send(m); closed || err != nil {
+			return st.reg.s.reason, err
 		}
 	}
+}
+
+// drainParked is drain for a parking stream: it sends what is queued,
+// pings if a ping is due, and parks once no event came since it looked.
+func (st *streamer) drainParked() (int, error) {
+	q, p := st.reg.s.queue, st.park
+	pg, _ := st.s.(pinger)
+	for {
+		seen := p.n.Load()
+	ready:
+		for {
+			select {
+			case m, ok := <-q:
+				if !ok {
+					return st.reg.s.reason, nil
+				}
+				if closed, err := st.send(m); closed || err != nil {
+					return st.reg.s.reason, err
+				}
+			case <-st.ctx.Done():
+				return 0, st.ctx.Err()
+			default:
+				break ready
+			}
+		}
+		if pg != nil {
+			if err := pg.keepalive(); err != nil {
+				return 0, err
+			}
+			p.timer.Reset(p.ping)
+		}
+		if cap(st.run) > 16 {
+			st.run = nil // a parked stream keeps no room for a burst
+		}
+		if p.n.CompareAndSwap(seen, 0) {
+			return reasonParked, nil
+		}
+	}
+}
+
+// send writes m and what else is queued behind it (up to maxRun messages
+// and maxRunBytes) in one run; closed reports that the queue was found
+// closed after them.
+func (st *streamer) send(m *wire.Message) (closed bool, err error) {
+	q := st.reg.s.queue
+	run := append(st.run[:0], m)
+	size := len(m.Data)
+gather:
+	for len(run) < maxRun && size < maxRunBytes {
+		select {
+		case m, ok := <-q:
+			if !ok {
+				closed = true
+				break gather
+			}
+			run = append(run, m)
+			size += len(m.Data)
+		default:
+			break gather
+		}
+	}
+	err = st.s.messages(run, true)
+	if err == nil {
+		st.last = run[len(run)-1].Seq
+	}
+	clear(run)
+	st.run = run[:0]
+	return closed, err
 }
 
 // pinger is a sink that keeps an idle connection alive: keepalive is
@@ -199,15 +365,62 @@ type pinger interface {
 	keepalive() error
 }
 
+// followerPoll is how often a subscription whose from is past a
+// follower's last seq looks again whether the follower caught up.
+const followerPoll = 10 * time.Millisecond
+
 // subscribe takes a snapshot of channel id after from and, if register is
 // set and the channel is open, registers a subscriber for what follows.
+// A from past the last seq of a follower (in cluster mode) may be valid:
+// the reader saw it through another node, nearer the owner. subscribe
+// then waits, up to a lease, for the follower to catch up; a snapshot
+// whose lastSeq is still below from means that from is past the
+// channel's end (or the owner is out of reach).
 func (h *Hub) subscribe(ctx context.Context, id string, from int64, register bool) (snapshot, *registration, error) {
-	if snap, ok := h.knownClosed(id); ok {
+	return h.subscribeWith(ctx, id, from, register, nil)
+}
+
+// subscribeWith is subscribe for a stream that parks (park not nil): the
+// actor notifies park of what it does to the subscriber's queue.
+func (h *Hub) subscribeWith(ctx context.Context, id string, from int64, register bool, park *parking) (snapshot, *registration, error) {
+	var deadline time.Time
+	for {
+		snap, reg, err := h.subscribeOnce(ctx, id, from, register, park)
+		if err != nil || from <= snap.lastSeq || !snap.follower {
+			return snap, reg, err
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(h.cluster.Lease())
+			h.metrics.lagWaits.Inc()
+		}
+		if time.Now().After(deadline) {
+			return snap, reg, nil
+		}
+		t := time.NewTimer(followerPoll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return snapshot{}, nil, ctx.Err()
+		}
+	}
+}
+
+// peekTail returns a snapshot of channel id without messages, at once:
+// only its epoch and seqs are wanted.
+func (h *Hub) peekTail(ctx context.Context, id string) (snapshot, error) {
+	snap, _, err := h.subscribeOnce(ctx, id, math.MaxInt64, false, nil)
+	return snap, err
+}
+
+// subscribeOnce is subscribe, without waiting for a follower to catch up.
+func (h *Hub) subscribeOnce(ctx context.Context, id string, from int64, register bool, park *parking) (snapshot, *registration, error) {
+	if snap, ok := h.knownClosed(ctx, id); ok {
 		return snap, nil, nil
 	}
 	req := &subscribeReq{from: from, result: make(chan snapshot, 1)}
 	if register {
-		req.sub = &subscriber{queue: make(chan *wire.Message, h.cfg.QueueLen)}
+		req.sub = &subscriber{queue: make(chan *wire.Message, h.cfg.QueueLen), park: park}
 	}
 	for {
 		snap, c, err := call(ctx, h, id, func() any { return req }, req.result)
@@ -247,8 +460,11 @@ func (h *Hub) subscribe(ctx context.Context, id string, from int64, register boo
 }
 
 // knownClosed returns the snapshot of channel id if the page cache knows
-// it is closed, which saves the store lookups that find it so.
-func (h *Hub) knownClosed(id string) (snapshot, bool) {
+// it is closed, which saves the store lookups that find it so. In cluster
+// mode another node may have deleted the channel and created it again: the
+// store's record is read first, and the cache is trusted only if it still
+// names the same closed epoch.
+func (h *Hub) knownClosed(ctx context.Context, id string) (snapshot, bool) {
 	if h.cache == nil {
 		return snapshot{}, false
 	}
@@ -258,6 +474,13 @@ func (h *Hub) knownClosed(id string) (snapshot, bool) {
 	default:
 	}
 	epoch, last, ok := h.cache.closedChannel(id)
+	if ok && h.cluster != nil {
+		rec, err := h.store.Channel(ctx, id)
+		if err != nil || rec.Open() || rec.Epoch != epoch || rec.LastSeq != last {
+			h.InvalidateHistory(id)
+			return snapshot{}, false
+		}
+	}
 	return snapshot{epoch: epoch, persisted: last, fromStore: last, lastSeq: last}, ok
 }
 

@@ -12,6 +12,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -84,17 +86,14 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// and net/http frees the request, the response and the deep stack of
 	// its connection goroutine: an idle subscriber costs only what the
 	// WebSocket needs.
-	go func() {
-		defer func() {
-			s.mu.Lock()
-			delete(s.conns, conn)
-			s.mu.Unlock()
-			release()
-			cancel()
-			s.wg.Done()
-		}()
-		s.serveConn(ctx, conn, sb.conn, id, fromParam, epoch)
-	}()
+	go s.serveConn(ctx, cancel, conn, sb.conn, id, fromParam, epoch, func() {
+		s.mu.Lock()
+		delete(s.conns, conn)
+		s.mu.Unlock()
+		release()
+		cancel()
+		s.wg.Done()
+	})
 }
 
 // isUpgrade reports whether r asks for a WebSocket upgrade; otherwise
@@ -118,30 +117,48 @@ func headerHasToken(h http.Header, key, token string) bool {
 }
 
 // serveConn streams one channel to an accepted WebSocket until the stream
-// ends, the client goes away or the server stops.
-func (s *Server) serveConn(ctx context.Context, conn *websocket.Conn, nc net.Conn, id, fromParam, epoch string) {
+// ends, the client goes away or the server stops, then closes the
+// connection and calls cleanup. While the subscriber is idle no goroutine
+// runs its stream (see Hub.streamParked): serveConn may return long before
+// the stream ends, which the goroutine that ends it finishes.
+//
+// cancel cancels ctx; serveConn cancels it when the client goes away, and
+// cleanup must cancel it too.
+func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, nc net.Conn,
+	id, fromParam, epoch string, cleanup func()) {
 	// CloseRead runs the connection's reader: it answers pings and the
 	// close handshake, and its context ends when the client goes away. It
 	// is not derived from ctx: cancelling ctx (shutdown) must stop the
 	// stream but leave the connection up for the 1001 close handshake.
+	// No context of its own is derived from ctx for the stream: with ten
+	// thousand idle subscribers each context counts.
 	readCtx := conn.CloseRead(context.Background())
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(readCtx, cancel)()
+	stopRead := context.AfterFunc(readCtx, cancel)
+	end := func() {
+		stopRead()
+		cleanup()
+	}
 	if !ValidID(id) {
 		s.reject(conn, wire.CodeBadRequest, idError(id))
+		end()
 		return
 	}
 	from, err := parseFrom(fromParam)
 	if err != nil {
 		s.reject(conn, wire.CodeBadRequest, err.Error())
+		end()
 		return
 	}
 	ws := &wsSink{conn: conn, nc: nc, timeout: s.cfg.WriteTimeout, m: s.m, ping: s.cfg.PingInterval}
-	err = s.hub.stream(ctx, id, from, epoch, ws)
-	// The close handshake has its own timeouts.
-	_ = nc.SetWriteDeadline(time.Time{})
-	s.finish(conn, ctx, id, err)
+	if cc, ok := nc.(*corkConn); ok && !s.cfg.Compression {
+		ws.cork = cc // a compressed frame's size is not known in advance
+	}
+	s.hub.streamParked(ctx, id, from, epoch, ws, func(err error) {
+		// The close handshake has its own timeouts.
+		_ = nc.SetWriteDeadline(time.Time{})
+		s.finish(conn, ctx, id, err)
+		end()
+	})
 }
 
 // finish closes conn according to how its stream ended.
@@ -188,13 +205,19 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		conn.CloseNow()
 		s.m.conns.WithLabelValues(outcomeGone).Inc()
 	case errors.As(err, &se):
-		s.log.Warn("websocket: store unavailable", slog.String("channel", id), slog.Any("err", err))
+		s.storeWarn.Log(ctx, slog.String("channel", id), slog.Any("err", err))
 		s.reject(conn, wire.CodeUnavailable, "storage is unavailable, retry later")
 		s.m.conns.WithLabelValues(outcomeError).Inc()
+	case peerGone(err):
+		// The client closed its end (a browser tab closing does this
+		// while a write is on its way): an ordinary end.
+		s.log.Debug("websocket closed by the client during a write", slog.String("channel", id), slog.Any("err", err))
+		conn.CloseNow()
+		s.m.conns.WithLabelValues(outcomeGone).Inc()
 	case isWriteFailure(err):
 		// The client is not taking what is written: nothing more can
 		// reach it.
-		s.log.Warn("websocket write failed", slog.String("channel", id), slog.Any("err", err))
+		s.writeWarn.Log(ctx, slog.String("channel", id), slog.Any("err", err))
 		conn.CloseNow()
 		s.m.conns.WithLabelValues(outcomeError).Inc()
 	default:
@@ -210,6 +233,12 @@ func isWriteFailure(err error) bool {
 	var oe *net.OpError
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, net.ErrClosed) || errors.As(err, &oe)
+}
+
+// peerGone reports errors of a write to a socket the client has closed
+// or reset.
+func peerGone(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
 
 // reject sends an error frame and closes with the code's close status.
@@ -265,13 +294,28 @@ func closeReason(code string) string {
 // out as one batch frame: one write for many deliveries.
 type wsSink struct {
 	conn    *websocket.Conn
-	nc      net.Conn // the connection under conn, for write deadlines
+	nc      net.Conn  // the connection under conn, for write deadlines
+	cork    *corkConn // nc, when each frame goes out in one write; or nil
 	timeout time.Duration
 	ping    time.Duration
 	m       *Metrics
-	buf     []byte
 
 	lastWrite time.Time
+}
+
+// frameBufs holds the buffers frames are encoded into, taken only while a
+// frame is written: an idle subscriber holds none.
+var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeEncoded encodes a frame with enc into a pooled buffer and writes it.
+func (w *wsSink) writeEncoded(enc func([]byte) []byte) error {
+	bp := frameBufs.Get().(*[]byte)
+	*bp = enc((*bp)[:0])
+	err := w.write(*bp)
+	if cap(*bp) <= 64<<10 {
+		frameBufs.Put(bp) // a larger one would pin memory in the pool
+	}
+	return err
 }
 
 // write writes one frame. Its deadline is set on the connection rather than
@@ -286,7 +330,15 @@ func (w *wsSink) write(b []byte) error {
 	if err := w.nc.SetWriteDeadline(now.Add(w.timeout)); err != nil {
 		return err
 	}
+	if w.cork != nil {
+		w.cork.gather(frameSize(len(b)))
+	}
 	err := w.conn.Write(context.Background(), websocket.MessageText, b)
+	if w.cork != nil {
+		if ferr := w.cork.flush(); err == nil {
+			err = ferr
+		}
+	}
 	if cerr := w.nc.SetWriteDeadline(time.Time{}); err == nil {
 		err = cerr
 	}
@@ -294,9 +346,10 @@ func (w *wsSink) write(b []byte) error {
 }
 
 func (w *wsSink) hello(h helloInfo) error {
-	w.buf = wire.AppendHello(w.buf[:0], wire.Frame{Channel: h.channel, Epoch: strconv.FormatInt(h.epoch, 10),
-		From: h.from, LastSeq: h.lastSeq, PersistedSeq: h.persisted, Open: h.open, ContentType: h.contentType})
-	return w.write(w.buf)
+	return w.writeEncoded(func(b []byte) []byte {
+		return wire.AppendHello(b, wire.Frame{Channel: h.channel, Epoch: strconv.FormatInt(h.epoch, 10),
+			From: h.from, LastSeq: h.lastSeq, PersistedSeq: h.persisted, Open: h.open, ContentType: h.contentType})
+	})
 }
 
 func (w *wsSink) messages(msgs []*wire.Message, live bool) error {
@@ -304,11 +357,7 @@ func (w *wsSink) messages(msgs []*wire.Message, live bool) error {
 	if len(msgs) == 1 {
 		err = w.write(msgs[0].Encoded()) // the shared, pre-encoded frame
 	} else {
-		w.buf = wire.AppendMessages(w.buf[:0], msgs)
-		err = w.write(w.buf)
-		if cap(w.buf) > 64<<10 {
-			w.buf = nil // do not pin a large buffer on an idle connection
-		}
+		err = w.writeEncoded(func(b []byte) []byte { return wire.AppendMessages(b, msgs) })
 	}
 	if err != nil {
 		return err
@@ -330,13 +379,11 @@ func (w *wsSink) page(p *page) error {
 }
 
 func (w *wsSink) live(seq int64) error {
-	w.buf = wire.AppendSeq(w.buf[:0], wire.FrameLive, seq)
-	return w.write(w.buf)
+	return w.writeEncoded(func(b []byte) []byte { return wire.AppendSeq(b, wire.FrameLive, seq) })
 }
 
 func (w *wsSink) end(seq int64) error {
-	w.buf = wire.AppendSeq(w.buf[:0], wire.FrameEnd, seq)
-	return w.write(w.buf)
+	return w.writeEncoded(func(b []byte) []byte { return wire.AppendSeq(b, wire.FrameEnd, seq) })
 }
 
 // heartbeat returns the interval of keep-alive pings while idle.
@@ -355,11 +402,13 @@ func (w *wsSink) keepalive() error {
 }
 
 // Buffer sizes of an accepted WebSocket. Clients send only control frames,
-// so the read buffer can be tiny; frames larger than the write buffer are
-// written straight to the socket.
+// so the read buffer can be tiny. The write buffer only has to hold a
+// frame header (at most 14 bytes): the stream's frames are gathered whole
+// by the corkConn under it and written with one writev, and what else the
+// library writes (pings, pongs, the close handshake) is small and rare.
 const (
 	readBufferSize  = 256
-	writeBufferSize = 1024
+	writeBufferSize = 16
 )
 
 // smallBuffers hands the WebSocket library a hijacked connection with small
@@ -367,7 +416,7 @@ const (
 // subscribers, buffers are most of what a connection costs.
 type smallBuffers struct {
 	http.ResponseWriter
-	conn net.Conn // the hijacked connection
+	conn net.Conn // the hijacked connection, as a *corkConn
 }
 
 // Hijack implements http.Hijacker. Bytes the client sent right after its
@@ -401,8 +450,9 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	w.conn = conn
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, writeBufferSize)), nil
+	cc := &corkConn{Conn: conn}
+	w.conn = cc
+	return cc, bufio.NewReadWriter(br, bufio.NewWriterSize(cc, writeBufferSize)), nil
 }
 
 // Unwrap returns the wrapped ResponseWriter, for http.ResponseController.

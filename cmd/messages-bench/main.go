@@ -22,6 +22,10 @@
 //     then -clients readers join at once and read it all. Reports the time
 //     until all are done, per-reader catch-up latency and MB/s. A frame
 //     another reader already checked is checked by its bytes.
+//   - create: -channels channels created (without generator) by -conns
+//     concurrent clients (default 64), through POST /channels or Durable
+//     Streams PUT (-create-api); reports creations per second and the
+//     latency of each creation.
 //   - many: -channels channels with a generator at -freq each and no
 //     subscriber (ten times the reference load: 10,000 at 20 lines/s).
 //     Reports lines appended and persisted per second and the persist lag
@@ -88,10 +92,12 @@ type config struct {
 	Timeout        time.Duration `json:"timeout_ns"`
 	Progress       time.Duration `json:"progress_ns"`
 	Prefix         string        `json:"prefix"`
+	CreateAPI      string        `json:"create_api,omitempty"`
 	CPUProfile     string        `json:"-"`
 	maxSet         bool          // -max was given
 	Token          string        `json:"-"` // never printed
 	catchupFlags
+	reportFlags
 }
 
 // readerURL is the server base URL of reader k: readers are spread over
@@ -115,8 +121,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.URL, "url", defURL, "server base URL, or several comma-separated (the nodes of a cluster): channels are created, written and measured through the first, readers are spread over all (env MESSAGES_BENCH_URL)")
 	fs.StringVar(&c.MetricsURL, "metrics-url", getenv("MESSAGES_BENCH_METRICS_URL"), "the server's Prometheus metrics, where its cost is read (default: the first -url + /metrics; set it for a server started with -metrics-addr) (env MESSAGES_BENCH_METRICS_URL)")
 	fs.StringVar(&c.Token, "token", getenv("MESSAGES_TOKEN"), "bearer token for a server that requires one, sent on every request and WebSocket; it needs the rights of the scenario, e.g. messages-token -admin (env MESSAGES_TOKEN; prefer the env, flags show in ps)")
-	fs.StringVar(&c.Scenario, "scenario", "reference", "reference, fanout, publish, idle, catchup or many")
-	fs.IntVar(&c.Channels, "channels", 0, "channels (default: reference 1000, fanout and publish 100, idle 100, many 10000)")
+	fs.StringVar(&c.Scenario, "scenario", "reference", "reference, fanout, publish, idle, catchup, create or many")
+	fs.IntVar(&c.Channels, "channels", 0, "channels (default: reference 1000, fanout and publish 100, idle 100, create and many 10000)")
 	fs.IntVar(&c.Clients, "clients", 0, "clients per channel (default: reference 5, fanout and publish 100, idle 100)")
 	fs.Float64Var(&c.Freq, "freq", 0, "generator lines per second (default: reference 20, fanout 100, many 20)")
 	fs.Int64Var(&c.Max, "max", 50, "reference, many: lines per channel (many: by default enough to outlive -timeout)")
@@ -125,7 +131,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Float64Var(&c.ResumeFraction, "resume-fraction", 0, "reference: fraction of WebSocket readers that drop at a random seq and resume")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "fanout, publish: how long the producers run; idle: how long the connections are held; many: how long it measures once the channels are created")
 	fs.Float64Var(&c.Rate, "rate", 10000, "publish: messages per second appended, in total")
-	fs.IntVar(&c.Conns, "conns", 0, "publish: HTTP connections for appends (default: one per channel)")
+	fs.IntVar(&c.Conns, "conns", 0, "publish: HTTP connections for appends (default: one per channel); create: concurrent clients (default 64)")
+	fs.StringVar(&c.CreateAPI, "create-api", "channels", "create: POST /channels (channels) or Durable Streams PUT (streams)")
 	fs.BoolVar(&c.JSON, "json", false, "write the result as one JSON object on stdout (the table goes to stderr)")
 	fs.Uint64Var(&c.Seed, "seed", 0, "random seed (default: from the clock); printed so a run can be repeated")
 	fs.DurationVar(&c.Timeout, "timeout", 5*time.Minute, "stop everything after this long")
@@ -133,6 +140,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.Prefix, "prefix", "", "channel id prefix (default: bench-<seed>-)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to this file")
 	c.catchupFlags.addFlags(fs)
+	c.reportFlags.addFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -145,11 +153,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.Visit(func(f *flag.Flag) { c.maxSet = c.maxSet || f.Name == "max" })
 	defaults := map[string][3]float64{ // channels, clients, freq
 		"reference": {1000, 5, 20}, "fanout": {100, 100, 100}, "publish": {100, 100, 0}, "idle": {100, 100, 0},
-		"catchup": {1, 1000, 0}, "many": {10000, 0, 20},
+		"catchup": {1, 1000, 0}, "create": {10000, 0, 0}, "many": {10000, 0, 20},
 	}
 	d, ok := defaults[c.Scenario]
 	if !ok {
-		return c, fmt.Errorf("unknown -scenario %q: want reference, fanout, publish, idle, catchup or many", c.Scenario)
+		return c, fmt.Errorf("unknown -scenario %q: want reference, fanout, publish, idle, catchup, create or many", c.Scenario)
 	}
 	if c.Channels == 0 {
 		c.Channels = int(d[0])
@@ -194,6 +202,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, fmt.Errorf("-transport %q: want ws, http, sse or mixed", c.Transport)
 	case c.ResumeFraction < 0 || c.ResumeFraction > 1:
 		return c, errors.New("-resume-fraction must be within 0..1")
+	case c.CreateAPI != "channels" && c.CreateAPI != "streams":
+		return c, fmt.Errorf("-create-api %q: want channels or streams", c.CreateAPI)
 	case c.Timeout <= 0:
 		return c, errors.New("-timeout must be positive")
 	}
@@ -205,6 +215,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if c.Conns == 0 {
 		c.Conns = c.Channels
+		if c.Scenario == "create" {
+			c.Conns = 64
+		}
 	}
 	return c, nil
 }
@@ -273,6 +286,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = runIdle(ctx, b, mon)
 	case "catchup":
 		err = runCatchup(ctx, b)
+	case "create":
+		err = runCreate(ctx, b)
 	case "many":
 		err = runMany(ctx, b)
 	}
@@ -283,6 +298,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if werr := b.res.write(cfg.JSON, stdout, stderr); werr != nil && err == nil {
 		err = werr
+	}
+	if cfg.Report != "" {
+		if rerr := b.writeReport(cfg.Report, mon); rerr != nil && err == nil {
+			err = rerr
+		}
 	}
 	if err != nil {
 		return err

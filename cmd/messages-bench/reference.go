@@ -155,7 +155,8 @@ func verifyRef(b *bench, id string, r *refReader, original []byte) {
 }
 
 // refCreate starts the channel with the generator (POST /?freq=&max=), calls
-// start once the server answered, and returns the streamed answer: the
+// start once the server answered (recording how long its response headers
+// took as the create latency), and returns the streamed answer: the
 // original. It returns nil, having counted the failure, if that failed.
 func refCreate(ctx context.Context, b *bench, id string, start func()) []byte {
 	cfg := b.cfg
@@ -167,6 +168,7 @@ func refCreate(ctx context.Context, b *bench, id string, start func()) []byte {
 	}
 	req.Header.Set("Content-Type", "text/plain")
 	b.st.dials.Add(1)
+	sent := time.Now()
 	resp, err := b.src.next().Do(req)
 	start()
 	if err != nil {
@@ -179,6 +181,7 @@ func refCreate(ctx context.Context, b *bench, id string, start func()) []byte {
 		b.st.failChannel("channel %s creator: status %s: %s", id, resp.Status, strings.TrimSpace(string(msg)))
 		return nil
 	}
+	b.st.create.record(len(id), time.Since(sent)) // response headers
 	original, err := io.ReadAll(resp.Body)
 	if err != nil {
 		b.st.failChannel("channel %s creator: read: %v", id, err)

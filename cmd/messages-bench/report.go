@@ -74,7 +74,11 @@ type result struct {
 	SteadyDeliveriesPerSec float64 `json:"steady_deliveries_per_sec,omitempty"`
 	Appended               int64   `json:"appended,omitempty"`
 	AppendErrors           int64   `json:"append_errors,omitempty"`
-	Expected               int64   `json:"expected_deliveries"` // what the clients should have received
+	// CreationsPerSec (create): channels created per second, from the
+	// first request to the last answer.
+	CreationsPerSec float64 `json:"creations_per_sec,omitempty"`
+	CreateSeconds   float64 `json:"create_seconds,omitempty"`
+	Expected        int64   `json:"expected_deliveries"` // what the clients should have received
 
 	// Many is the many scenario's measure.
 	Many *manyResult `json:"many,omitempty"`
@@ -96,6 +100,7 @@ type monitor struct {
 	mu      sync.Mutex // guards the samples
 	first   *serverSample
 	last    *serverSample
+	samples []serverSample // all of them, for the report's plots
 	peakRSS float64
 	err     error
 }
@@ -145,6 +150,7 @@ func (m *monitor) sample(ctx context.Context, client *http.Client, metricsURL st
 		m.first = &s
 	}
 	m.last = &s
+	m.samples = append(m.samples, s)
 	m.peakRSS = max(m.peakRSS, s.rss)
 	return &s
 }
@@ -171,6 +177,9 @@ func (b *bench) finish(m *monitor) {
 	if b.cfg.Scenario == "publish" {
 		r.Latency["end_to_end"] = st.e2e.summary()
 		r.Latency["append"] = st.append.summary()
+	}
+	if b.cfg.Scenario == "reference" || b.cfg.Scenario == "create" {
+		r.Latency["create"] = st.create.summary()
 	}
 	r.Inconsistencies = st.inconsist.Load()
 	st.mu.Lock()
@@ -230,6 +239,9 @@ func (r *result) writeTable(w io.Writer) {
 	if r.SteadySeconds > 0 {
 		row("steady", "%.0f deliveries/s over %.2f s", r.SteadyDeliveriesPerSec, r.SteadySeconds)
 	}
+	if r.CreationsPerSec > 0 {
+		row("creations", "%.0f channels/s over %.2f s", r.CreationsPerSec, r.CreateSeconds)
+	}
 	if r.Appended > 0 || r.AppendErrors > 0 {
 		row("appended", "%d (%d errors)", r.Appended, r.AppendErrors)
 	}
@@ -242,7 +254,7 @@ func (r *result) writeTable(w io.Writer) {
 		}
 	}
 	fmt.Fprintf(tw, "latency (ms)\tcount\tp50\tp90\tp99\tp99.9\tmax\n")
-	for _, k := range []string{"live", "catchup", "end_to_end", "append"} {
+	for _, k := range []string{"live", "catchup", "end_to_end", "append", "create"} {
 		l, ok := r.Latency[k]
 		if !ok {
 			continue

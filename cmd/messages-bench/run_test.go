@@ -79,8 +79,22 @@ func referenceEndToEnd(t *testing.T, backend string) {
 	if want := channels + channels*clients + r.Resumes; r.Dials != want {
 		t.Errorf("%d dials, want %d creators + readers + resumes", r.Dials, want)
 	}
-	if r.Latency["live"].Count == 0 || r.Latency["catchup"].Count == 0 {
-		t.Errorf("latencies not recorded: %+v", r.Latency)
+	if r.Latency["live"].Count == 0 || r.Latency["catchup"].Count == 0 || r.Latency["create"].Count != channels {
+		t.Errorf("latencies not recorded (want %d creations): %+v", channels, r.Latency)
+	}
+}
+
+// TestCreateEndToEnd creates channels, then streams, concurrently: every
+// creation is answered 201, counted and timed.
+func TestCreateEndToEnd(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{})
+	for _, api := range []string{"channels", "streams"} {
+		r := runBench(t, srv.URL, "-scenario", "create", "-channels", "300", "-conns", "16", "-create-api", api,
+			"-prefix", api+"-")
+		if r.Clients != 300 || r.Completed != 300 || r.Latency["create"].Count != 300 || r.CreationsPerSec <= 0 {
+			t.Errorf("%s: %d creations, %d completed, %d timed, %.0f/s; want 300 of each", api, r.Clients,
+				r.Completed, r.Latency["create"].Count, r.CreationsPerSec)
+		}
 	}
 }
 

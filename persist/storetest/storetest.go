@@ -52,6 +52,8 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 		{"DeleteClosedBefore", testDeleteClosedBefore},
 		{"DeleteRacesWrites", testDeleteRacesWrites},
 		{"Streams", testStreams},
+		{"CreateBurst", testCreateBurst},
+		{"CreateBurstAfterDelete", testCreateBurstAfterDelete},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -65,7 +67,13 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 // hanging.
 func Open(t testing.TB, u string) *persist.Store {
 	t.Helper()
-	s, err := persist.Open(t.Context(), persist.Config{URL: u, MaxConns: 8})
+	return OpenConfig(t, persist.Config{URL: u, MaxConns: 8})
+}
+
+// OpenConfig is Open with a whole configuration.
+func OpenConfig(t testing.TB, cfg persist.Config) *persist.Store {
+	t.Helper()
+	s, err := persist.Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -1,10 +1,12 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/base64"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Message is a message as the server holds it: immutable once built, shared
@@ -22,8 +24,11 @@ type Message struct {
 	binary bool // data is carried base64-encoded
 }
 
-// NewMessage builds a message and encodes its frame once. Data must be valid
-// UTF-8: the server refuses anything else on input.
+// NewMessage builds a message of a text channel and encodes its frame once.
+// The server refuses anything but UTF-8 on a text channel's input; data that
+// is not valid UTF-8 all the same (stored before that rule) is encoded as
+// NewBinaryMessage encodes it, base64 with "encoding":"base64", since a
+// JSON string in a WebSocket text message cannot carry it byte for byte.
 func NewMessage(seq, t int64, data []byte) *Message {
 	// slices.Grow rounds the capacity up to the allocator's size class,
 	// so MemSize is what the frame really occupies.
@@ -34,7 +39,10 @@ func NewMessage(seq, t int64, data []byte) *Message {
 	b = strconv.AppendInt(b, t, 10)
 	b = append(b, `,"data":`...)
 	at := len(b)
-	b = AppendJSONString(b, data)
+	b, ok := appendText(b, data)
+	if !ok {
+		return NewBinaryMessage(seq, t, data)
+	}
 	b = append(b, '}')
 	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: at}
 }
@@ -70,10 +78,15 @@ func (m *Message) quoted() []byte { return m.frame[m.dataAt : len(m.frame)-1] }
 
 // AppendMessages appends one frame covering msgs, which are contiguous, not
 // empty and of one channel: a message frame for one message, a batch frame
-// for more. A batch of binary messages carries "encoding":"base64".
+// for more. A batch of binary messages carries "encoding":"base64"; so does
+// one where any message is (a text channel's message that is not valid
+// UTF-8), with every data base64.
 func AppendMessages(b []byte, msgs []*Message) []byte {
 	if len(msgs) == 1 {
 		return append(b, msgs[0].frame...)
+	}
+	if slices.ContainsFunc(msgs, func(m *Message) bool { return m.binary != msgs[0].binary }) {
+		return appendBase64Batch(b, msgs[0].Seq, len(msgs), func(i int) (int64, []byte) { return msgs[i].Time, msgs[i].Data })
 	}
 	b = append(b, `{"type":"batch","seq":`...)
 	b = strconv.AppendInt(b, msgs[0].Seq, 10)
@@ -102,9 +115,11 @@ func AppendMessages(b []byte, msgs []*Message) []byte {
 // seq+1, ..., seq+n-1 (n ≥ 1): a message frame for one, a batch frame for
 // more, byte for byte what AppendMessages writes for the same messages of
 // a text channel (binary ones are encoded through NewBinaryMessage).
-// at(i) returns the time and data (valid UTF-8) of message seq+i. It
-// encodes straight from stored rows, without a Message per row.
+// at(i) returns the time and data of message seq+i; if any data is not
+// valid UTF-8, the frame carries them all base64-encoded, as AppendMessages
+// does. It encodes straight from stored rows, without a Message per row.
 func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)) []byte {
+	begin := len(b)
 	if n == 1 {
 		t, d := at(0)
 		b = append(b, `{"type":"message","seq":`...)
@@ -112,7 +127,10 @@ func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)
 		b = append(b, `,"time":`...)
 		b = strconv.AppendInt(b, t, 10)
 		b = append(b, `,"data":`...)
-		b = AppendJSONString(b, d)
+		var ok bool
+		if b, ok = appendText(b, d); !ok {
+			return append(b[:begin], NewBinaryMessage(seq, t, d).frame...)
+		}
 		return append(b, '}')
 	}
 	b = append(b, `{"type":"batch","seq":`...)
@@ -131,7 +149,37 @@ func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)
 			b = append(b, ',')
 		}
 		_, d := at(i)
-		b = AppendJSONString(b, d)
+		var ok bool
+		if b, ok = appendText(b, d); !ok {
+			return appendBase64Batch(b[:begin], seq, n, at)
+		}
+	}
+	return append(b, "]}"...)
+}
+
+// appendBase64Batch appends a batch frame (n ≥ 2) covering the messages
+// seq..seq+n-1 with their data base64-encoded; at(i) returns the time and
+// data of message seq+i.
+func appendBase64Batch(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)) []byte {
+	b = append(b, `{"type":"batch","seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"time":[`...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		t, _ := at(i)
+		b = strconv.AppendInt(b, t, 10)
+	}
+	b = append(b, `],"encoding":"base64","data":[`...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		_, d := at(i)
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, d)
+		b = append(b, '"')
 	}
 	return append(b, "]}"...)
 }
@@ -187,13 +235,36 @@ func AppendError(b []byte, f Frame) []byte {
 const hexDigits = "0123456789abcdef"
 
 // AppendJSONString appends s, valid UTF-8, as a JSON string, escaping what
-// encoding/json escapes except HTML characters.
+// encoding/json escapes except HTML characters. Bytes of s that are not
+// UTF-8 become U+FFFD, as with encoding/json: the frame stays valid.
 func AppendJSONString(b []byte, s []byte) []byte {
+	begin := len(b)
+	b, ok := appendText(b, s)
+	if !ok {
+		b, _ = appendText(b[:begin], bytes.ToValidUTF8(s, []byte("\uFFFD")))
+	}
+	return b
+}
+
+// appendText appends s as a JSON string, as AppendJSONString, and reports
+// whether s is valid UTF-8. If it is not, it stops there: what it appended
+// is no JSON string, and the caller discards it. ASCII costs nothing more:
+// the rest of s is checked at its first byte above 0x7F, at once.
+func appendText(b []byte, s []byte) ([]byte, bool) {
 	b = append(b, '"')
-	start := 0
+	start, checked := 0, false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
+			if c < utf8.RuneSelf {
+				continue
+			}
+			if !checked {
+				if !utf8.Valid(s[i:]) {
+					return b, false
+				}
+				checked = true
+			}
 			if c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2]&^1 == 0xA8 {
 				// U+2028 and U+2029 are escaped, as encoding/json does.
 				b = append(b, s[start:i]...)
@@ -220,5 +291,5 @@ func AppendJSONString(b []byte, s []byte) []byte {
 		start = i + 1
 	}
 	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(b, '"'), true
 }

@@ -1,0 +1,205 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/messages-server/messages/persist/persisttest"
+)
+
+// gatedBackend records the creation transactions of its backend, holds the
+// first one until released, and fails, as the database would, every
+// transaction that holds the id bad.
+type gatedBackend struct {
+	backend
+	bad     string
+	release chan struct{} // closed to let the first transaction through
+
+	mu    sync.Mutex
+	calls [][]string // Guarded by mu; the ids of each transaction.
+}
+
+var errRefused = errors.New("refused by the test")
+
+func (g *gatedBackend) createChannels(ctx context.Context, cs []newChannel, node string, lease time.Duration) ([]Channel, error) {
+	g.mu.Lock()
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.id
+	}
+	g.calls = append(g.calls, ids)
+	first := len(g.calls) == 1
+	g.mu.Unlock()
+	if first {
+		<-g.release
+	}
+	if slices.Contains(ids, g.bad) {
+		return nil, errRefused
+	}
+	return g.backend.createChannels(ctx, cs, node, lease)
+}
+
+// gatedStore opens a store at u whose creations go through a gatedBackend,
+// with one transaction at a time.
+func gatedStore(t *testing.T, u, bad string) (*Store, *gatedBackend) {
+	s, err := Open(t.Context(), Config{URL: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	g := &gatedBackend{backend: s.b, bad: bad, release: make(chan struct{})}
+	s.creator.b, s.creator.slots = g, 1
+	return s, g
+}
+
+// waitPending waits until n creations wait in s's creator.
+func waitPending(t *testing.T, s *Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s.creator.mu.Lock()
+		got := len(s.creator.pending)
+		s.creator.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d creations pending, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond) // polling, not synchronising
+	}
+}
+
+// waitStarted waits until the first creation transaction of g started.
+func waitStarted(t *testing.T, g *gatedBackend) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		g.mu.Lock()
+		n := len(g.calls)
+		g.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first creation transaction did not start")
+		}
+		time.Sleep(time.Millisecond) // polling, not synchronising
+	}
+}
+
+// backends runs f against PostgreSQL and SQLite.
+func backends(t *testing.T, f func(t *testing.T, u string)) {
+	t.Run("postgres", func(t *testing.T) { f(t, persisttest.DatabaseURL(t)) })
+	t.Run("sqlite", func(t *testing.T) { f(t, persisttest.SQLiteURL(t)) })
+}
+
+// TestCreateGroupCommit: creations that arrive while a creation
+// transaction runs are written together in the next one, a duplicate
+// among them gets ErrExists and the others succeed.
+func TestCreateGroupCommit(t *testing.T) {
+	backends(t, func(t *testing.T, u string) {
+		s, g := gatedStore(t, u, "")
+		const n = 100
+		errs := make([]error, n+2)
+		var wg sync.WaitGroup
+		create := func(i int, id string) {
+			wg.Go(func() { _, errs[i] = s.CreateChannel(t.Context(), id, nil) })
+		}
+		create(n, "first")
+		waitStarted(t, g) // the first is in its transaction
+		for i := range n {
+			create(i, fmt.Sprintf("c%03d", i))
+		}
+		create(n+1, "c042") // a duplicate in the same batch
+		waitPending(t, s, n+1)
+		close(g.release)
+		wg.Wait()
+		for i, err := range errs[:n+1] {
+			if err != nil {
+				t.Errorf("creation %d: %v", i, err)
+			}
+		}
+		if !errors.Is(errs[n+1], ErrExists) {
+			t.Errorf("duplicate c042: %v, want ErrExists", errs[n+1])
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if len(g.calls) != 3 || len(g.calls[1]) != n || len(g.calls[2]) != 1 {
+			t.Errorf("transactions: %d of %v ids; want 3: the first, the %d, the duplicate",
+				len(g.calls), slices.Collect(func(yield func(int) bool) {
+					for _, c := range g.calls {
+						yield(len(c))
+					}
+				}), n)
+		}
+	})
+}
+
+// TestCreateBatchFailure: when a creation transaction fails, each of its
+// creations is tried again alone; only the one the database refuses
+// fails.
+func TestCreateBatchFailure(t *testing.T) {
+	backends(t, func(t *testing.T, u string) {
+		s, g := gatedStore(t, u, "bad")
+		ids := []string{"a", "b", "bad", "c", "d"}
+		errs := make([]error, len(ids))
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _ = s.CreateChannel(t.Context(), "first", nil) })
+		waitStarted(t, g)
+		for i, id := range ids {
+			wg.Go(func() { _, errs[i] = s.CreateChannel(t.Context(), id, nil) })
+		}
+		waitPending(t, s, len(ids))
+		close(g.release)
+		wg.Wait()
+		for i, id := range ids {
+			_, cerr := s.Channel(t.Context(), id)
+			if id == "bad" {
+				if !errors.Is(errs[i], errRefused) || !errors.Is(cerr, ErrNotFound) {
+					t.Errorf("bad: %v (channel: %v), want the refusal and no channel", errs[i], cerr)
+				}
+				continue
+			}
+			if errs[i] != nil || cerr != nil {
+				t.Errorf("%s: %v (channel: %v), want created", id, errs[i], cerr)
+			}
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if len(g.calls) != 2+len(ids) {
+			t.Errorf("%d transactions (%v), want the first, the batch, then one per id", len(g.calls), g.calls)
+		}
+	})
+}
+
+// TestCreateWithdrawn: a creation whose context ends while it waits for a
+// transaction is withdrawn: it fails with the context's error and its
+// channel is not created.
+func TestCreateWithdrawn(t *testing.T) {
+	backends(t, func(t *testing.T, u string) {
+		s, g := gatedStore(t, u, "")
+		var wg sync.WaitGroup
+		wg.Go(func() { _, _ = s.CreateChannel(t.Context(), "first", nil) })
+		waitStarted(t, g)
+		ctx, cancel := context.WithCancel(t.Context())
+		var err error
+		wg.Go(func() { _, err = s.CreateChannel(ctx, "gone", nil) })
+		waitPending(t, s, 1)
+		cancel()
+		waitPending(t, s, 0)
+		close(g.release)
+		wg.Wait()
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("withdrawn creation: %v, want context.Canceled", err)
+		}
+		if _, err := s.Channel(t.Context(), "gone"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Channel(gone): %v, want ErrNotFound", err)
+		}
+	})
+}
