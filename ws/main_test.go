@@ -4,11 +4,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/messages-server/messages/ws/wstest"
+	"github.com/messages-server/messages/internal/leaktest"
 )
 
 // TestMain fails the package if a goroutine of the server, the hub or the
 // client outlives the tests: every goroutine must have a way to stop.
 func TestMain(m *testing.M) {
-	wstest.RunNoLeaks(m, 10*time.Second, "github.com/coder/websocket")
+	leaktest.Main(m, 10*time.Second)
 }

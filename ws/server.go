@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -181,7 +182,8 @@ func (s *Server) route(pattern string, byMethod map[string]http.HandlerFunc) {
 	if _, ok := byMethod["GET"]; ok {
 		allowed = append(allowed, "HEAD")
 	}
-	allow := strings.Join(sortedStrings(allowed), ", ")
+	slices.Sort(allowed)
+	allow := strings.Join(allowed, ", ")
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		method := r.Method
 		if method == "HEAD" {
@@ -201,15 +203,6 @@ func (s *Server) route(pattern string, byMethod map[string]http.HandlerFunc) {
 		}
 		h(w, r)
 	})
-}
-
-func sortedStrings(a []string) []string {
-	for i := 1; i < len(a); i++ {
-		for j := i; j > 0 && a[j] < a[j-1]; j-- {
-			a[j], a[j-1] = a[j-1], a[j]
-		}
-	}
-	return a
 }
 
 // ServeHTTP implements http.Handler.

@@ -1,15 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // The server metrics the bench reads from /metrics.
@@ -60,37 +61,47 @@ func scrape(ctx context.Context, client *http.Client, metricsURL string) (server
 }
 
 // parseMetrics reads the Prometheus text exposition format and returns the
-// values of the wanted samples that have no labels. Comments, other
-// samples and timestamps are skipped.
+// values of the wanted counters, gauges and untyped samples that have no
+// labels. Other samples, comments and timestamps are skipped; malformed
+// text, or a wanted value that is NaN, is an error.
 func parseMetrics(r io.Reader, names ...string) (map[string]float64, error) {
-	want := make(map[string]bool, len(names))
-	for _, n := range names {
-		want[n] = true
-	}
-	out := make(map[string]float64, len(names))
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		name, rest, ok := strings.Cut(line, " ")
-		if !ok || !want[name] {
-			continue // includes samples with labels: name{...}
-		}
-		fields := strings.Fields(rest)
-		if len(fields) == 0 {
-			return nil, fmt.Errorf("parse metrics: %s has no value", name)
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil || math.IsNaN(v) {
-			return nil, fmt.Errorf("parse metrics: %s value %q: bad number", name, fields[0])
-		}
-		out[name] = v
-	}
-	if err := sc.Err(); err != nil {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
 		return nil, fmt.Errorf("parse metrics: %w", err)
 	}
+	out := make(map[string]float64, len(names))
+	for _, name := range names {
+		f, ok := families[name]
+		if !ok {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) > 0 {
+				continue
+			}
+			v, ok := sampleValue(m)
+			if !ok {
+				continue // a summary or a histogram: no single value
+			}
+			if math.IsNaN(v) {
+				return nil, fmt.Errorf("parse metrics: %s value is NaN", name)
+			}
+			out[name] = v
+		}
+	}
 	return out, nil
+}
+
+// sampleValue returns the value of a counter, gauge or untyped sample.
+func sampleValue(m *dto.Metric) (float64, bool) {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue(), true
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue(), true
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue(), true
+	}
+	return 0, false
 }

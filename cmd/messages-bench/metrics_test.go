@@ -14,6 +14,11 @@ go_memstats_heap_inuse_bytes{extra="label"} 99
 go_memstats_heap_inuse_bytes 4096 1764300000000
 process_resident_memory_bytes_other 7
 messages_delivered_total{channel="x"} 3
+# TYPE messages_publish_seconds histogram
+messages_publish_seconds_bucket{le="0.1"} 2
+messages_publish_seconds_bucket{le="+Inf"} 3
+messages_publish_seconds_sum 0.4
+messages_publish_seconds_count 3
 `
 	got, err := parseMetrics(strings.NewReader(text), metricCPU, metricRSS, metricHeap)
 	if err != nil {
@@ -30,6 +35,9 @@ messages_delivered_total{channel="x"} 3
 	}
 	if _, err := parseMetrics(strings.NewReader("process_cpu_seconds_total abc\n"), metricCPU); err == nil {
 		t.Error("a bad number was accepted")
+	}
+	if _, err := parseMetrics(strings.NewReader("process_cpu_seconds_total NaN\n"), metricCPU); err == nil {
+		t.Error("NaN was accepted")
 	}
 }
 

@@ -11,11 +11,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/messages-server/messages/internal/leaktest"
 )
 
 // waitTimeout bounds every wait of these tests.
@@ -235,6 +238,7 @@ func TestRunUnsupportedScheme(t *testing.T) {
 // nothing of the server is left running and what the generator appended
 // is stored.
 func TestRunEarlyErrorStopsAndFlushes(t *testing.T) {
+	before := goleak.IgnoreCurrent() // goroutines earlier tests left to unwind
 	dbURL := (&url.URL{Scheme: "sqlite", Path: filepath.Join(t.TempDir(), "m.db")}).String()
 	s := start(t, "-database-url", dbURL)
 	do(t, "POST", s.base+"/channels", `{"id":"gen","generator":{"freq":1000,"max":1000000}}`, http.StatusCreated)
@@ -257,8 +261,9 @@ func TestRunEarlyErrorStopsAndFlushes(t *testing.T) {
 	if !strings.Contains(logs.String(), "everything persisted") {
 		t.Errorf("run returned without the flush\n%s", &logs)
 	}
-	if leaked := serverGoroutines(5 * time.Second); len(leaked) > 0 {
-		t.Fatalf("goroutines of the server still run after run returned:\n%s", strings.Join(leaked, "\n\n"))
+	http.DefaultClient.CloseIdleConnections()
+	if err := leaktest.Find(5*time.Second, before); err != nil {
+		t.Fatalf("goroutines of the server still run after run returned: %v", err)
 	}
 
 	// What the generator appended is stored without a gap, and it goes on.
@@ -271,26 +276,5 @@ func TestRunEarlyErrorStopsAndFlushes(t *testing.T) {
 		if want := fmt.Sprintf("%d:%d: gen\n", i+1, i+1); m != want {
 			t.Fatalf("history[%d] = %q, want %q", i, m, want)
 		}
-	}
-}
-
-// serverGoroutines returns the stacks of the goroutines still running code
-// of the server's packages, waiting up to wait for them to exit.
-func serverGoroutines(wait time.Duration) []string {
-	deadline := time.Now().Add(wait)
-	for {
-		buf := make([]byte, 4<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "github.com/messages-server/messages/ws.") ||
-				strings.Contains(g, "github.com/messages-server/messages/persist.") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 || time.Now().After(deadline) {
-			return leaked
-		}
-		time.Sleep(20 * time.Millisecond) // polling for exit; nothing to wait on
 	}
 }

@@ -1,54 +1,14 @@
 package auth
 
 import (
-	"fmt"
-	"net/http"
-	"os"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/messages-server/messages/internal/leaktest"
 )
 
-// TestMain fails the package if a JWKS refresh goroutine outlives its
-// Authorizer's Close.
+// TestMain fails the package if a JWKS refresh goroutine, or any other,
+// outlives its Authorizer's Close.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		http.DefaultClient.CloseIdleConnections()
-		if err := checkLeaks(10 * time.Second); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func checkLeaks(wait time.Duration) error {
-	deadline := time.Now().Add(wait)
-	for {
-		leaked := leakedGoroutines()
-		if len(leaked) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("leaked goroutines:\n%s", strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(20 * time.Millisecond) // polling for exit; nothing to wait on
-	}
-}
-
-func leakedGoroutines() []string {
-	buf := make([]byte, 4<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var leaked []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "auth.checkLeaks") || strings.Contains(g, "auth.TestMain") {
-			continue
-		}
-		if strings.Contains(g, "github.com/MicahParks/") || strings.Contains(g, "github.com/messages-server/messages/") {
-			leaked = append(leaked, g)
-		}
-	}
-	return leaked
+	leaktest.Main(m, 10*time.Second)
 }

@@ -4,12 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/messages-server/messages/ws/wstest"
+	"github.com/messages-server/messages/internal/leaktest"
 )
 
 // TestMain fails the package if a goroutine of a node (hub, cluster node,
-// NATS client) or of the client outlives the tests: every goroutine must
-// have a way to stop, crashed nodes included.
+// NATS client or embedded NATS server) or of the client outlives the
+// tests: every goroutine must have a way to stop, crashed nodes included.
 func TestMain(m *testing.M) {
-	wstest.RunNoLeaks(m, 10*time.Second, "github.com/coder/websocket", "github.com/nats-io/nats.go")
+	leaktest.Main(m, 10*time.Second)
 }
