@@ -37,6 +37,41 @@ var ErrChannelClosed = errors.New("persist: channel is closed")
 // writes the others.
 var ErrRejected = errors.New("persist: rejected by the database")
 
+// RefusedError is the error of WriteBatches, and of a Batch's Done, when a
+// batch was committed (its messages, its channel's last seq and close mark)
+// but the store refused, for good, some of the stream state it carried:
+// the producer states and the Stream-Seq it lists were not recorded. The
+// messages are stored, contiguous as ever; only the records are missing,
+// so a retry of the requests they belonged to is not recognised as a
+// duplicate. It only comes from a WriteBatches call of one batch: with
+// more, the error wraps ErrRejected and a Writer writes each batch alone.
+type RefusedError struct {
+	// Channel is the batch's channel.
+	Channel string
+	// Producers are the producer states that were not recorded.
+	Producers []ProducerState
+	// StreamSeq is the Stream-Seq that was not recorded, or "".
+	StreamSeq string
+	// Err is why the store refused them.
+	Err error
+}
+
+// Error names the channel, what was not recorded and why.
+func (e *RefusedError) Error() string {
+	var what []string
+	for _, p := range e.Producers {
+		what = append(what, fmt.Sprintf("producer state (epoch %d, seq %d)", p.Epoch, p.Seq))
+	}
+	if e.StreamSeq != "" {
+		what = append(what, "Stream-Seq")
+	}
+	return fmt.Sprintf("persist: channel %q: messages stored, but the store refused its %s: %v",
+		e.Channel, strings.Join(what, " and "), e.Err)
+}
+
+// Unwrap returns the store's reason.
+func (e *RefusedError) Unwrap() error { return e.Err }
+
 // ChannelError is the error of WriteBatches when the batches of some
 // channels cannot be written, however often they are retried: the channel
 // does not exist (ErrNotFound) or is closed (ErrChannelClosed). Nothing of
@@ -229,8 +264,9 @@ type Batch struct {
 	// its channel does not exist (the error wraps ErrNotFound) or is closed
 	// (ErrChannelClosed), its epoch is not the channel's any more
 	// (ErrFenced), the database refused it (ErrRejected), or the
-	// writer was shut down before the store came back (ErrClosed). It must
-	// not block.
+	// writer was shut down before the store came back (ErrClosed). A
+	// *RefusedError means that the batch was committed without the stream
+	// state it lists. It must not block.
 	Done func(err error)
 }
 

@@ -431,12 +431,19 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 	// (a retry of what is stored passes).
 	// A batch of an epoch that is not the channel's any more is fenced: its
 	// writer lost the channel to another node.
+	// The rows are locked in id order, as renewLeases locks them: two
+	// transactions that lock several channels never wait for each other
+	// in a cycle (an UPDATE ... FROM locks in the join's order).
 	tag, err := tx.Exec(ctx,
-		`UPDATE channels c SET
+		`WITH l AS (
+		   SELECT id FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
+		 )
+		 UPDATE channels c SET
 		   last_seq = GREATEST(c.last_seq, v.last_seq),
 		   closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
 		 FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::bigint[]) AS v(id, last_seq, close, epoch)
-		 WHERE c.id = v.id AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
+		 WHERE c.id = v.id AND c.id IN (SELECT id FROM l)
+		   AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
 		   AND (v.epoch = 0 OR c.epoch = v.epoch)`,
 		ids, lasts, closes, epochs)
 	if err != nil {
@@ -479,11 +486,26 @@ func (p *postgres) refused(ctx context.Context, tx pgx.Tx, ids []string, updates
 		st channelState
 	)
 	_, err = pgx.ForEachRow(rows, []any{&id, &st.closed, &st.last, &st.epoch}, func() error {
+		st.next = -1
 		states[id] = st
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("update channels: %w", err)
+	}
+	for _, u := range updates {
+		st, ok := states[u.id]
+		if !ok || u.epoch == 0 || st.epoch == u.epoch {
+			continue
+		}
+		// Fenced: what the next epoch started from says whether an
+		// earlier attempt of this batch committed before the take-over.
+		if err := tx.QueryRow(ctx,
+			`SELECT coalesce(min(start_seq), -1) FROM channel_epochs WHERE channel_id = $1 AND epoch > $2`,
+			u.id, u.epoch).Scan(&st.next); err != nil {
+			return fmt.Errorf("update channels: %w", err)
+		}
+		states[u.id] = st
 	}
 	return refused(updates, states)
 }

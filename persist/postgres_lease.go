@@ -37,15 +37,20 @@ func (p *postgres) takeOver(ctx context.Context, id, node string, lease time.Dur
 	return Channel{}, &OwnedError{Channel: id, Owner: c.Owner, Expires: c.LeaseExpires}
 }
 
-// renewLeases implements backend.renewLeases.
+// renewLeases implements backend.renewLeases. It locks the node's
+// channels in id order, as writeTx does, so that a renewal and the node's
+// own batches never deadlock.
 func (p *postgres) renewLeases(ctx context.Context, node string, lease time.Duration) ([]string, error) {
 	rows, err := p.pool.Query(ctx,
 		`WITH n AS (
 		   INSERT INTO nodes (id) VALUES ($1)
 		   ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+		 ), l AS (
+		   SELECT id FROM channels WHERE owner = $1 AND closed_at IS NULL
+		   ORDER BY id FOR NO KEY UPDATE
 		 )
 		 UPDATE channels SET lease_expires_at = now() + $2 * interval '1 microsecond'
-		 WHERE owner = $1 AND closed_at IS NULL
+		 WHERE id IN (SELECT id FROM l) AND owner = $1 AND closed_at IS NULL
 		 RETURNING id`, node, lease.Microseconds())
 	if err != nil {
 		return nil, err

@@ -122,3 +122,21 @@ func (p *postgres) forks(ctx context.Context, id string) (int, error) {
 	err := p.pool.QueryRow(ctx, `SELECT count(*) FROM channels WHERE forked_from = $1`, id).Scan(&n)
 	return n, err
 }
+
+func (p *postgres) touchStream(ctx context.Context, id string) error {
+	tag, err := p.pool.Exec(ctx, `UPDATE channels SET accessed_at = greatest(accessed_at, now()) WHERE id = $1`, id)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = ErrNotFound
+	}
+	return err
+}
+
+func (p *postgres) streamIdle(ctx context.Context, id string) (time.Duration, error) {
+	var us int64
+	err := p.pool.QueryRow(ctx,
+		`SELECT (extract(epoch FROM now() - accessed_at) * 1000000)::bigint FROM channels WHERE id = $1`, id).Scan(&us)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return time.Duration(us) * time.Microsecond, err
+}

@@ -602,6 +602,7 @@ func (s *sqliteStore) refused(ctx context.Context, tx *sql.Tx, updates []channel
 		if err := rows.Scan(&id, &st.closed, &st.last, &st.epoch); err != nil {
 			return fmt.Errorf("update channels: %w", err)
 		}
+		st.next = -1 // a single server's epochs never move under its batches
 		states[id] = st
 	}
 	if err := rows.Err(); err != nil {

@@ -115,3 +115,30 @@ func writeSQLiteStreamStates(ctx context.Context, tx *sql.Tx, batches []*Batch) 
 	}
 	return nil
 }
+
+func (s *sqliteStore) touchStream(ctx context.Context, id string) error {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE channels SET accessed_at = max(coalesce(accessed_at, 0), ?) WHERE id = ?`, time.Now().UnixMicro(), id)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err == nil && n == 0 {
+		err = ErrNotFound
+	}
+	return err
+}
+
+func (s *sqliteStore) streamIdle(ctx context.Context, id string) (time.Duration, error) {
+	var at int64
+	err := s.read.QueryRowContext(ctx,
+		`SELECT coalesce(accessed_at, created_at) FROM channels WHERE id = ?`, id).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return time.Since(time.UnixMicro(at)), err
+}

@@ -137,6 +137,12 @@ type backend interface {
 	saveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error
 	// markDeleted sets deleted_at of id, or returns ErrNotFound.
 	markDeleted(ctx context.Context, id string) error
+	// touchStream records an access to id now; ErrNotFound if id does
+	// not exist.
+	touchStream(ctx context.Context, id string) error
+	// streamIdle returns how long ago the last access to id was
+	// recorded; ErrNotFound if id does not exist.
+	streamIdle(ctx context.Context, id string) (time.Duration, error)
 	// forks counts the channels forked from id.
 	forks(ctx context.Context, id string) (int, error)
 	// permanent reports whether err, from writeBatches, says that the
@@ -160,7 +166,18 @@ type channelState struct {
 	closed bool
 	last   int64
 	epoch  int64
+	// next is, for a channel that moved past the epoch of the batch being
+	// written, the seq the next epoch after the batch's started at (what
+	// was stored when another node took the channel over); -1 if unknown.
+	next int64
 }
+
+// errStored is the error of a batch refused by the epoch fence whose
+// messages are stored all the same: an earlier attempt committed it (its
+// outcome was not known: the connection was lost during the COMMIT), and
+// another node took the channel over after that. The writer reports it
+// written.
+var errStored = errors.New("persist: batch already stored before the channel moved")
 
 // refused returns the error of a WriteBatches transaction that could not
 // apply every update, given the state of the channels of updates that
@@ -174,6 +191,10 @@ func refused(updates []channelUpdate, states map[string]channelState) error {
 		switch {
 		case !ok:
 			errs[u.id] = ErrNotFound
+		case u.epoch != 0 && st.epoch != u.epoch && st.next >= u.last && !u.close:
+			// A close is never stored under a take-over: a closed
+			// channel is not taken over.
+			errs[u.id] = errStored
 		case u.epoch != 0 && st.epoch != u.epoch:
 			errs[u.id] = fmt.Errorf("%w: batch of epoch %d, channel at epoch %d", ErrFenced, u.epoch, st.epoch)
 		case st.closed && st.last < u.last:
@@ -430,8 +451,16 @@ func (s *Store) Survived(ctx context.Context, id string, epoch int64) (int64, er
 // *ChannelError that names those channels (and wraps ErrNotFound,
 // ErrChannelClosed or ErrFenced). If the database refuses the data for another reason
 // that a retry cannot fix, the error wraps ErrRejected. Any other error
-// may pass if the same batches are written again. WriteBatches implements
-// BatchWriter and is safe for concurrent use.
+// may pass if the same batches are written again.
+//
+// The stream state a batch carries (producers, Stream-Seq) is checked
+// against what the store can hold (CheckField, CheckProducer). A record
+// refused for good, by that check or by the database, never costs the
+// messages: given several batches, WriteBatches then stores nothing and
+// returns an error wrapping ErrRejected, so that each is written alone;
+// given one, it stores the batch without that record and returns a
+// *RefusedError naming it. WriteBatches implements BatchWriter and is safe
+// for concurrent use.
 func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 	if len(batches) == 0 {
 		return nil
@@ -448,12 +477,100 @@ func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 		index[b.Channel] = len(updates)
 		updates = append(updates, channelUpdate{b.Channel, b.LastSeq(), b.Close, b.Epoch})
 	}
+	if err := checkRecords(batches); err != nil {
+		if len(batches) > 1 {
+			return fmt.Errorf("persist: write batches: %w: %w", ErrRejected, err)
+		}
+		return s.salvage(ctx, batches[0], updates, err)
+	}
 	err := s.b.writeBatches(ctx, batches, updates)
 	if err == nil {
 		return nil
 	}
 	if _, ok := errors.AsType[*ChannelError](err); !ok && s.b.permanent(err) {
+		if len(batches) == 1 && hasRecords(batches[0]) {
+			return s.salvage(ctx, batches[0], updates, err)
+		}
 		return fmt.Errorf("persist: write batches: %w: %w", ErrRejected, err)
 	}
 	return fmt.Errorf("persist: write batches: %w", err)
+}
+
+// checkRecords checks the stream state that batches carry against what
+// the store can hold (see CheckField), so that both backends refuse the
+// same values, before the database does.
+func checkRecords(batches []*Batch) error {
+	var errs []error
+	for _, b := range batches {
+		if b.StreamSeq != "" {
+			errs = append(errs, CheckField("Stream-Seq", b.StreamSeq))
+		}
+		for _, p := range b.Producers {
+			errs = append(errs, CheckProducer(p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hasRecords reports whether b carries stream state.
+func hasRecords(b *Batch) bool { return b.StreamSeq != "" || len(b.Producers) > 0 }
+
+// salvage writes batch b, whose stream state the store refused (cause),
+// without the records it refuses for good: first the messages and the
+// channel's update without any record, then each record in a transaction
+// of its own. A record the store refuses (a value it cannot hold, or a
+// permanent error) is left out; the messages of every other request, and
+// their records, are written. It returns nil if every record was written
+// after all, a *RefusedError listing those left out, or the error of a
+// write that may pass on a retry (the whole salvage is idempotent: it is
+// done again) or that refuses the messages themselves (ErrRejected: no
+// record is to blame).
+func (s *Store) salvage(ctx context.Context, b *Batch, updates []channelUpdate, cause error) error {
+	bare := *b
+	bare.Producers, bare.StreamSeq = nil, ""
+	if err := s.b.writeBatches(ctx, []*Batch{&bare}, updates); err != nil {
+		if _, ok := errors.AsType[*ChannelError](err); !ok && s.b.permanent(err) {
+			return fmt.Errorf("persist: write batches: %w: %w", ErrRejected, err)
+		}
+		return fmt.Errorf("persist: write batches: %w", err)
+	}
+	refused := &RefusedError{Channel: b.Channel, Err: cause}
+	// save writes one record; it reports false for a record the store
+	// refuses for good.
+	save := func(check error, seq string, p *ProducerState) (bool, error) {
+		err := check
+		if err == nil {
+			err = s.b.saveStreamWrites(ctx, b.Channel, seq, p)
+		}
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, ErrInvalid) || s.b.permanent(err):
+			refused.Err = err
+			return false, nil
+		}
+		return false, fmt.Errorf("persist: write stream state of %q: %w", b.Channel, err)
+	}
+	if b.StreamSeq != "" {
+		ok, err := save(CheckField("Stream-Seq", b.StreamSeq), b.StreamSeq, nil)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			refused.StreamSeq = b.StreamSeq
+		}
+	}
+	for _, p := range b.Producers {
+		ok, err := save(CheckProducer(p), "", &p)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			refused.Producers = append(refused.Producers, p)
+		}
+	}
+	if refused.StreamSeq == "" && len(refused.Producers) == 0 {
+		return nil
+	}
+	return refused
 }

@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -54,10 +55,14 @@ type StreamState struct {
 // CreateStream records a new open channel, like CreateChannel (above the
 // epochs of deleted channels), with its stream configuration, in one
 // transaction (shared with concurrent creations, as CreateChannel's). It
-// returns ErrExists if the id is taken.
+// returns ErrExists if the id is taken, and an error wrapping ErrInvalid
+// for a content type or source the store cannot hold (see CheckField).
 func (s *Store) CreateStream(ctx context.Context, id string, cfg StreamConfig) (Channel, error) {
 	if cfg.TTL < 0 || cfg.Epoch < 0 {
 		return Channel{}, fmt.Errorf("persist: create stream %q: negative TTL or epoch", id)
+	}
+	if err := errors.Join(CheckField("content type", cfg.ContentType), CheckField("forked from", cfg.ForkedFrom)); err != nil {
+		return Channel{}, fmt.Errorf("persist: create stream %q: %w", id, err)
 	}
 	if cfg.Epoch == 0 {
 		cfg.Epoch = 1
@@ -82,8 +87,19 @@ func (s *Store) Stream(ctx context.Context, id string) (StreamState, error) {
 // SaveStreamWrites records, in one transaction, a channel's last Stream-Seq
 // (if seq is not "") and a producer's state (if p is not nil). A producer's
 // state only moves forward: an older (epoch, seq) never overwrites a newer
-// one. It returns ErrNotFound if the channel does not exist.
+// one. It returns ErrNotFound if the channel does not exist, and an error
+// wrapping ErrInvalid for a value the store cannot hold (see CheckField).
 func (s *Store) SaveStreamWrites(ctx context.Context, id, seq string, p *ProducerState) error {
+	var errs []error
+	if seq != "" {
+		errs = append(errs, CheckField("Stream-Seq", seq))
+	}
+	if p != nil {
+		errs = append(errs, CheckProducer(*p))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("persist: save stream writes of %q: %w", id, err)
+	}
 	if err := s.b.saveStreamWrites(ctx, id, seq, p); err != nil {
 		return fmt.Errorf("persist: save stream writes of %q: %w", id, err)
 	}
@@ -97,6 +113,27 @@ func (s *Store) MarkDeleted(ctx context.Context, id string) error {
 		return fmt.Errorf("persist: mark %q deleted: %w", id, err)
 	}
 	return nil
+}
+
+// TouchStream records an access to stream id now, by the database's
+// clock, for every node of a cluster to see; ErrNotFound if id does not
+// exist.
+func (s *Store) TouchStream(ctx context.Context, id string) error {
+	if err := s.b.touchStream(ctx, id); err != nil {
+		return fmt.Errorf("persist: touch stream %q: %w", id, err)
+	}
+	return nil
+}
+
+// StreamIdle returns how long ago the last access to stream id was
+// recorded (TouchStream; its creation if none), by the database's clock;
+// ErrNotFound if id does not exist.
+func (s *Store) StreamIdle(ctx context.Context, id string) (time.Duration, error) {
+	d, err := s.b.streamIdle(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("persist: stream %q idle time: %w", id, err)
+	}
+	return d, nil
 }
 
 // Forks counts the streams forked from id (deleted ones included).

@@ -21,7 +21,9 @@ type BatchWriter interface {
 	// are written again, unless the error is a *ChannelError (then the
 	// batches of the other channels are) or wraps ErrRejected, ErrNotFound
 	// or ErrChannelClosed (then each batch is written on its own, and the
-	// one that fails alone is given up). It must be safe for concurrent use.
+	// one that fails alone is given up). A *RefusedError, for one batch,
+	// means it was committed without the records it lists. It must be safe
+	// for concurrent use.
 	WriteBatches(ctx context.Context, batches []*Batch) error
 }
 
@@ -89,7 +91,10 @@ func (c WriterConfig) withDefaults() WriterConfig {
 // does not exist, is closed or was taken over by another node, or the
 // database refuses its data) is given up: its Done gets the error, it is
 // logged and counted in messages_persist_failed_batches_total, and the
-// batches it was grouped with are committed without it.
+// batches it was grouped with are committed without it. A batch whose
+// stream state alone is refused (a *RefusedError from WriteBatches) is
+// committed without it: its Done gets that error, and it is counted in
+// messages_persist_refused_records_batches_total.
 //
 // A Writer is safe for concurrent use. Create it with NewWriter; the zero
 // value is not usable.
@@ -114,6 +119,7 @@ type writerMetrics struct {
 	duration prometheus.Histogram
 	errors   prometheus.Counter
 	failed   *prometheus.CounterVec // by reason: not_found, closed, rejected
+	refused  prometheus.Counter     // batches written without a record the store refused
 	queued   prometheus.Gauge
 }
 
@@ -149,6 +155,11 @@ func NewWriter(dst BatchWriter, cfg WriterConfig) *Writer {
 					"not_found (no such channel), closed (the channel is closed), fenced (another node took the channel over), " +
 					"rejected (refused by the database).",
 			}, []string{"reason"})),
+			refused: register(cfg, prometheus.NewCounter(prometheus.CounterOpts{
+				Namespace: "messages", Subsystem: "persist", Name: "refused_records_batches_total",
+				Help: "Batches written without stream state (an idempotent producer's state, a Stream-Seq) " +
+					"that the store refused for good; their messages were written.",
+			})),
 			queued: register(cfg, prometheus.NewGauge(prometheus.GaugeOpts{
 				Namespace: "messages", Subsystem: "persist", Name: "queue_batches",
 				Help: "Batches waiting for a persist worker.",
@@ -267,6 +278,14 @@ func (w *Writer) commit(group []*Batch) {
 				done(group, nil)
 				return
 			}
+			if _, ok := errors.AsType[*RefusedError](err); ok {
+				// Committed without a record the store refused: the batch's
+				// owner answers the request that record belonged to.
+				w.metrics.refused.Inc()
+				w.logRefused(group, err)
+				done(group, err)
+				return
+			}
 			if ce, ok := errors.AsType[*ChannelError](err); ok {
 				if rest := w.failChannels(group, ce); len(rest) < len(group) {
 					if group = rest; len(group) == 0 {
@@ -313,7 +332,8 @@ func (w *Writer) write(group []*Batch) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(w.stop, w.cfg.Timeout)
 	defer cancel()
-	if err := w.dst.WriteBatches(ctx, group); err != nil {
+	err := w.dst.WriteBatches(ctx, group)
+	if _, refused := errors.AsType[*RefusedError](err); err != nil && !refused {
 		return err
 	}
 	var rows int
@@ -325,7 +345,18 @@ func (w *Writer) write(group []*Batch) error {
 	if w.failing.CompareAndSwap(true, false) {
 		w.cfg.Logger.Info("persist: writes recovered")
 	}
-	return nil
+	return err
+}
+
+// logRefused logs err, a *RefusedError of group, unless the batch has a Done
+// that handles it.
+func (w *Writer) logRefused(group []*Batch, err error) {
+	for _, b := range group {
+		if b.Done == nil {
+			w.cfg.Logger.Error("persist: batch written without stream state the store refused",
+				"channel", b.Channel, "seq", b.LastSeq(), "err", err)
+		}
+	}
 }
 
 // failChannels gives up the batches of group whose channel ce names and
@@ -334,6 +365,13 @@ func (w *Writer) failChannels(group []*Batch, ce *ChannelError) []*Batch {
 	rest := make([]*Batch, 0, len(group))
 	for _, b := range group {
 		if err, ok := ce.Channels[b.Channel]; ok {
+			if errors.Is(err, errStored) {
+				// Committed by an earlier attempt, before the channel moved.
+				if b.Done != nil {
+					b.Done(nil)
+				}
+				continue
+			}
 			w.fail(b, fmt.Errorf("persist: write batch of %q: %w", b.Channel, err))
 			continue
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 
 	"github.com/messages-server/messages/persist"
@@ -121,7 +120,7 @@ func (h *Hub) checkEpoch(ctx context.Context, id string, from int64, epoch strin
 	}
 	// Only the epoch is needed: from past any seq makes the actor answer
 	// without copying its buffer.
-	snap, err := h.peek(ctx, id, math.MaxInt64)
+	snap, err := h.peekTail(ctx, id)
 	if err != nil {
 		return err
 	}

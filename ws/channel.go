@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,7 @@ type snapshot struct {
 	lastSeq   int64
 	open      bool
 	stopping  bool // the server is shutting down: nothing was registered
+	follower  bool // taken by a follower (cluster mode), which may lag the owner
 	// contentType is the channel's; "" for text.
 	contentType string
 	buffered    []*wire.Message
@@ -77,6 +79,7 @@ type (
 	streamCommit struct {
 		producer  *persist.ProducerState
 		streamSeq string
+		seq       int64 // the seq of the request's last message; set by the actor
 	}
 	appendResult struct {
 		seq int64
@@ -146,6 +149,7 @@ type channel struct {
 	inFlight  bool            // a batch is with the writer (an empty close batch has last seq 0)
 	subs      map[*subscriber]struct{}
 	commits   []*streamCommit // stream state to commit with the next batch
+	flight    []*streamCommit // stream state of the batch in flight
 	waiters   []waiter        // appends waiting for persistence, by seq
 	closing   bool            // closed by its producer: flushing, then end
 	closers   []chan appendResult
@@ -163,13 +167,18 @@ type channel struct {
 	// deleted: the channel was deleted from the store; the actor stops.
 	deleted bool
 	left    int // set by leave: exit now, ending the subscribers for this reason
+	// lettingGo: the node lost, or cannot prove, its lease (Relinquish):
+	// appends and closes are refused as moved, what was accepted is
+	// flushed (the epoch fence decides whether it is written), then the
+	// actor leaves with reasonMoved.
+	lettingGo bool
 
 	// Cluster mode (follower.go, fence.go). Set before run starts.
 	follower   bool             // a follower of the owner's channel, not its owner
 	owner      string           // a follower's owner node
-	remote     chan remoteEvent // the owner's events and leave orders; nil in single-server mode
+	remote     chan remoteEvent // leave orders; nil in single-server mode
+	events     *eventQueue      // a follower's queue of the owner's events; nil for an owner
 	stopFollow func()           // ends a follower's subscription to the owner's events
-	overflow   atomic.Bool      // an owner's event did not fit in remote; set by the cluster layer
 }
 
 func newChannel(h *Hub, rec persist.Channel) *channel {
@@ -197,6 +206,15 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 	return c
 }
 
+// eventsWake returns the channel that says a follower's events are
+// waiting; nil (never ready) for an owner.
+func (c *channel) eventsWake() <-chan struct{} {
+	if c.events == nil {
+		return nil
+	}
+	return c.events.wake
+}
+
 func (c *channel) epochString() string { return strconv.FormatInt(c.epoch, 10) }
 
 // run is the actor loop. It returns after the channel closed (and the close
@@ -219,6 +237,8 @@ func (c *channel) run(stop, abandon <-chan struct{}) {
 			c.onPersisted(r)
 		case r := <-c.remote:
 			c.onRemote(r)
+		case <-c.eventsWake():
+			c.onEvents()
 		case <-c.timer.C:
 			c.timerOn = false
 			c.flush()
@@ -256,7 +276,7 @@ func (c *channel) handle(req any) {
 			}
 		}
 	case closeReq:
-		if c.left != 0 || c.follower {
+		if c.left != 0 || c.follower || c.lettingGo {
 			r.result <- appendResult{err: c.movedErr()}
 			return
 		}
@@ -276,7 +296,7 @@ func (c *channel) handle(req any) {
 
 func (c *channel) onAppend(r *appendReq) {
 	switch {
-	case c.left != 0 || c.follower:
+	case c.left != 0 || c.follower || c.lettingGo:
 		r.result <- appendResult{err: c.movedErr()}
 		return
 	case c.gen != nil && !r.generated:
@@ -302,6 +322,7 @@ func (c *channel) onAppend(r *appendReq) {
 	}
 	m := msgs[len(msgs)-1]
 	if r.commit != nil {
+		r.commit.seq = m.Seq
 		c.commits = append(c.commits, r.commit)
 	}
 	r.result <- appendResult{seq: m.Seq}
@@ -332,7 +353,7 @@ func (c *channel) detach(s *subscriber, reason int) {
 func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 	fromStore := min(c.p, c.base-1)
 	snap := snapshot{epoch: c.epoch, persisted: c.p, fromStore: fromStore, lastSeq: c.lastSeq, open: true,
-		contentType: c.ctype}
+		contentType: c.ctype, follower: c.follower}
 	if c.stopping {
 		snap.open = false
 		snap.stopping = true
@@ -401,7 +422,7 @@ func (c *channel) flush() {
 	}
 	c.inFlight = true
 	c.closeSent = final
-	c.commits = nil
+	c.flight, c.commits = c.commits, nil
 	if c.timerOn {
 		c.timer.Stop()
 		c.timerOn = false
@@ -469,12 +490,28 @@ func commitStreamSeq(commits []*streamCommit) string {
 
 func (c *channel) onPersisted(r persistResult) {
 	c.inFlight = false
+	flight := c.flight
+	c.flight = nil
+	var refused map[int64]error // by seq: the requests whose stream state was not recorded
+	if re, ok := errors.AsType[*persist.RefusedError](r.err); ok {
+		// The messages are durable; the store refused, for good, stream
+		// state of some requests (which the edge should have refused):
+		// those requests alone get an error, the channel goes on.
+		refused = refusedCommits(flight, re)
+		c.h.log.Error("messages persisted without stream state the store refused", slog.String("channel", c.id),
+			slog.Int64("to", r.last), slog.Any("err", re))
+		r.err = nil
+	}
 	if errors.Is(r.err, persist.ErrFenced) {
 		c.onFenced()
 		return
 	}
-	if errors.Is(r.err, persist.ErrNotFound) && c.deleting.Load() {
-		c.deleted = true // Hub.Delete tells the actor too, once the delete is committed
+	if errors.Is(r.err, persist.ErrNotFound) && (c.deleting.Load() || c.h.cluster != nil) {
+		// Hub.Delete tells the actor too, once the delete is committed. In
+		// cluster mode another node may have deleted the channel while it
+		// could not reach this one: the row of an open channel goes only
+		// by a delete.
+		c.deleted = true
 		return
 	}
 	if r.err != nil && !errors.Is(r.err, persist.ErrClosed) {
@@ -512,14 +549,14 @@ func (c *channel) onPersisted(r persistResult) {
 	c.publish(EventPersisted, c.p, 0, nil)
 	i := 0
 	for ; i < len(c.waiters) && c.waiters[i].seq <= c.p; i++ {
-		c.waiters[i].result <- appendResult{seq: c.waiters[i].seq}
+		c.waiters[i].result <- appendResult{seq: c.waiters[i].seq, err: refused[c.waiters[i].seq]}
 	}
 	c.waiters = c.waiters[i:]
 	if r.close {
 		return // finished() sees closeSent with nothing in flight
 	}
 	if c.lastSeq > c.p {
-		if c.stopping || c.closing || len(c.waiters) > 0 {
+		if c.stopping || c.closing || c.lettingGo || len(c.waiters) > 0 {
 			c.flush()
 		} else if !c.timerOn {
 			c.armTimer(c.h.cfg.PersistInterval)
@@ -527,6 +564,22 @@ func (c *channel) onPersisted(r persistResult) {
 	} else if c.closing || c.stopping {
 		c.flush()
 	}
+}
+
+// refusedCommits maps the seq of each request of commits whose stream state
+// re lists as not recorded to the error its requester gets.
+func refusedCommits(commits []*streamCommit, re *persist.RefusedError) map[int64]error {
+	out := make(map[int64]error)
+	for _, sc := range commits {
+		hit := sc.streamSeq != "" && sc.streamSeq == re.StreamSeq
+		if p := sc.producer; p != nil && slices.Contains(re.Producers, *p) {
+			hit = true
+		}
+		if hit {
+			out[sc.seq] = &RecordRefusedError{Seq: sc.seq, Err: re}
+		}
+	}
+	return out
 }
 
 // finished reports whether the actor is done: the close is durable, or the
@@ -547,7 +600,7 @@ func (c *channel) finished() bool {
 	if c.closeSent {
 		return true
 	}
-	return c.stopping && c.lastSeq == c.p
+	return (c.stopping || c.lettingGo) && c.lastSeq == c.p
 }
 
 func (c *channel) logLost(err error) {
@@ -569,6 +622,8 @@ func (c *channel) exit() {
 		reason, err = reasonEnded, nil
 	case c.left != 0:
 		reason, err = c.left, c.movedErr()
+	case c.lettingGo:
+		reason, err = reasonMoved, c.movedErr()
 	}
 	ended := reason == reasonEnded
 	switch {
@@ -579,6 +634,9 @@ func (c *channel) exit() {
 	}
 	if c.stopFollow != nil {
 		c.stopFollow()
+	}
+	if c.events != nil {
+		c.events.close(c.h) // what was not applied
 	}
 	c.logLeave()
 	for s := range c.subs {

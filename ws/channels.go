@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -103,10 +104,16 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	// The cursor is the id a previous page ended with: anything else (a
+	// NUL, bytes that are not UTF-8) is bad input, which no store is asked.
+	after := q.Get("after")
+	if after != "" && !ValidID(after) {
+		writeError(w, http.StatusBadRequest, "after must be a channel id (the next of a previous page): "+idError(after))
+		return
+	}
 	if !s.authorize(w, r, auth.Admin, "", false) {
 		return
 	}
-	after := q.Get("after")
 	list, err := s.hub.List(r.Context(), after, limit)
 	if err != nil {
 		s.fail(w, r, err, "")
@@ -287,7 +294,10 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err, id)
 		return
 	}
-	binary := persist.BinaryType(ct)
+	// A text channel's message that is not valid UTF-8 (stored before the
+	// edge refused such bodies) cannot be a JSON string byte for byte: its
+	// page is base64, as a binary channel's.
+	binary := persist.BinaryType(ct) || slices.ContainsFunc(msgs, func(m persist.Message) bool { return !utf8.Valid(m.Data) })
 	resp := historyResponse{Messages: make([]historyMessage, len(msgs)), Next: from}
 	if binary {
 		resp.Encoding = wire.EncodingBase64
@@ -325,7 +335,7 @@ func (s *Server) appendIdempotent(w http.ResponseWriter, r *http.Request, id str
 		w.Header().Set("Producer-Received-Seq", strconv.FormatInt(gap.Received, 10))
 		writeError(w, http.StatusConflict, err.Error())
 		return
-	case errors.Is(err, durable.ErrNewEpochSeq):
+	case errors.Is(err, durable.ErrNewEpochSeq), errors.As(err, new(*durable.BadRequestError)):
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	case errors.Is(err, durable.ErrPersistTimeout):

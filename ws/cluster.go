@@ -158,6 +158,12 @@ var ErrNoOwner = errors.New("the node that owns the channel does not answer")
 // got no answer in time: the owner may or may not have applied it.
 var ErrUncertain = errors.New("the node that owns the channel did not answer in time; the write may or may not have been applied")
 
+// ErrTooLarge means that a write is larger than the link between the
+// nodes carries (NATS's max_payload), so it cannot be forwarded to the
+// owner of its channel: nothing was applied. Write it through the owner,
+// or in smaller parts.
+var ErrTooLarge = errors.New("the write is too large to forward to the node that owns the channel")
+
 // MovedError is an ErrMoved that names the node that owns the channel.
 type MovedError struct {
 	// Owner is the node that owns the channel, "" if not known.
@@ -190,8 +196,16 @@ func (m *Metrics) addCluster() []prometheus.Collector {
 		Namespace: "messages", Subsystem: "cluster", Name: "takeovers_total",
 		Help: "Channels this node took over in cluster mode (from a node that is gone, or after a restart).",
 	})
-	return []prometheus.Collector{m.fenced, m.forwards, m.takeovers}
+	m.lagWaits = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "messages", Subsystem: "cluster", Name: "follower_waits_total",
+		Help: "Reads whose from was past this node's follower of the channel, which waited for it to catch up.",
+	})
+	return []prometheus.Collector{m.fenced, m.forwards, m.takeovers, m.lagWaits}
 }
+
+// maxForwardPoll bounds the pause between two looks at a channel whose
+// owner does not answer.
+const maxForwardPoll = 250 * time.Millisecond
 
 // forwardPatience bounds how long a write waits for the owner of its
 // channel to answer or for another node to take the channel over.
@@ -231,16 +245,18 @@ func (h *Hub) forwardTo(ctx context.Context, local func() (int64, error), send f
 				return seq, err
 			}
 		}
-		// The owner is gone or changed: wait for its lease to expire, or
-		// for the store to name the new one, then look again.
+		// The owner is gone, stopping or changed: look again soon. Its
+		// lease may expire at the time the store said, or much earlier: a
+		// stopping node releases its leases once its channels are
+		// flushed, and the write is then served at once.
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("%w: %w", ErrNoOwner, err)
 		}
 		wait := backoff
 		if ok && !moved.Expires.IsZero() {
-			wait = max(wait, min(time.Until(moved.Expires), h.cluster.Lease()))
+			wait = max(wait, min(time.Until(moved.Expires), maxForwardPoll))
 		}
-		backoff = min(2*backoff, 250*time.Millisecond)
+		backoff = min(2*backoff, maxForwardPoll)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -346,15 +362,19 @@ func (h *Hub) Followers() int {
 }
 
 // Relinquish stops the actor of channel id if it runs here as the owner
-// at epoch: this node learnt that it lost the channel (its lease was not
-// renewed). Its subscribers resume elsewhere, as after a fenced batch.
+// at epoch: this node learnt that it lost the channel, or cannot prove
+// that it still holds it (its lease was not renewed). The actor refuses
+// new appends at once, but first writes what it had accepted: the epoch
+// fence commits the batch if no other node took the channel over, and
+// refuses it as a whole otherwise. Then its subscribers resume elsewhere,
+// as after a fenced batch.
 func (h *Hub) Relinquish(id string, epoch int64) {
 	c := h.actor(id)
 	if c == nil || c.follower || c.epoch != epoch {
 		return
 	}
 	select {
-	case c.remote <- remoteEvent{leave: reasonMoved}:
+	case c.remote <- remoteEvent{leave: reasonMoved, letGo: true}:
 	case <-c.done:
 	}
 }

@@ -88,6 +88,11 @@ func (h *Hub) DeleteLocal(ctx context.Context, id string) error {
 	h.metrics.deleted.WithLabelValues(deletedByRequest).Inc()
 	h.log.Info("channel deleted", slog.String("channel", id))
 	if c == nil {
+		if h.cluster != nil {
+			// No actor here to tell the other nodes: their followers and
+			// cached history of the channel go.
+			h.cluster.Publish(Event{Kind: EventDeleted, Channel: id})
+		}
 		release()
 		return nil
 	}

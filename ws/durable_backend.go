@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,11 @@ type StreamStore interface {
 	MarkDeleted(ctx context.Context, id string) error
 	// Forks counts the streams forked from id.
 	Forks(ctx context.Context, id string) (int, error)
+	// TouchStream records an access to a stream for the whole cluster.
+	TouchStream(ctx context.Context, id string) error
+	// StreamIdle returns how long ago the last access to a stream was
+	// recorded.
+	StreamIdle(ctx context.Context, id string) (time.Duration, error)
 }
 
 // DurableBackend makes every channel a Durable Streams stream: appends go
@@ -43,8 +49,9 @@ type StreamStore interface {
 // serialised by the stream's lock; the process is the channel's only owner
 // (see the store's ownership lock), so the cache is authoritative. In
 // cluster mode writes run on the channel's owner (see durable_cluster.go),
-// which reads the producers and Stream-Seq again from the store for each
-// write that uses them.
+// which reads the producers and Stream-Seq again from the store once per
+// epoch of its actor: another node may have recorded newer ones while it
+// owned the channel.
 type DurableBackend struct {
 	h     *Hub
 	store StreamStore
@@ -62,15 +69,24 @@ type streamState struct {
 	// gone is set once the stream is deleted while forks of it remain.
 	gone atomic.Bool
 	// deadline is the sliding TTL's expiry in Unix nanoseconds; 0 without
-	// a TTL.
+	// a TTL. In cluster mode it is this node's view only: the stream is
+	// deleted once the store's record of the last access says so.
 	deadline atomic.Int64
+	// recorded is when this node last recorded an access in the store
+	// (cluster mode), in Unix nanoseconds.
+	recorded atomic.Int64
 
 	mu sync.Mutex // held for the whole of a write to the stream
 	// Guarded by mu.
 	streamSeq string
 	producers map[string]durable.Producer
-	deleted   bool // removed from the store
-	evicted   bool // dropped from the cache: load the stream again
+	// epoch, in cluster mode, is the epoch of the owner's actor that
+	// streamSeq and producers are current for: while that actor runs, this
+	// node is the stream's only writer and they hold what it accepted,
+	// committed or not yet; 0 if they must be read from the store.
+	epoch   int64
+	deleted bool // removed from the store
+	evicted bool // dropped from the cache: load the stream again
 }
 
 // forkPoint is where a fork forked: after seq of from, plus sub bytes (JSON:
@@ -160,6 +176,8 @@ func streamErr(err error) error {
 		return durable.ErrClosed
 	case errors.Is(err, ErrGeneratorChannel):
 		return &durable.ConflictError{Msg: err.Error()}
+	case errors.Is(err, ErrTooLarge):
+		return fmt.Errorf("%w: %w", durable.ErrTooLarge, err)
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrChannelFailed),
 		errors.Is(err, ErrMoved), errors.Is(err, ErrNoOwner), errors.Is(err, ErrUncertain), errors.Is(err, ErrCutOff),
 		errors.As(err, &se):
@@ -171,15 +189,55 @@ func streamErr(err error) error {
 func (b *DurableBackend) newState(cfg durable.Config, fork forkPoint) *streamState {
 	cfg.Fork = nil
 	st := &streamState{cfg: cfg, fork: fork, producers: make(map[string]durable.Producer)}
-	b.touch(st)
+	if cfg.TTL > 0 {
+		// New here: the store's record of the last access decides when
+		// the deadline passes (cluster mode).
+		st.deadline.Store(after(b.now(), ttlOf(cfg.TTL)))
+	}
 	return st
 }
 
-// touch restarts a stream's sliding TTL.
-func (b *DurableBackend) touch(st *streamState) {
-	if st.cfg.TTL > 0 {
-		st.deadline.Store(b.now().Add(time.Duration(st.cfg.TTL) * time.Second).UnixNano())
+// touch restarts a stream's sliding TTL. In cluster mode it also records
+// the access in the store, for every node to see, at most every quarter of
+// the TTL (see ttlGrace); a failure to record it only leaves the record
+// older, so the next touch tries again.
+func (b *DurableBackend) touch(ctx context.Context, name string, st *streamState) {
+	if st.cfg.TTL <= 0 {
+		return
 	}
+	now := b.now()
+	ttl := ttlOf(st.cfg.TTL)
+	st.deadline.Store(after(now, ttl))
+	if b.h.cluster == nil || now.UnixNano()-st.recorded.Load() < int64(ttlGrace(ttl)) {
+		return
+	}
+	if err := b.store.TouchStream(ctx, name); err == nil {
+		st.recorded.Store(now.UnixNano())
+	}
+}
+
+// ttlGrace is how much later than its TTL after its last access a stream
+// may expire in cluster mode: accesses are recorded in the store at most
+// this often, so the store's last access may be up to this much older
+// than the true one.
+func ttlGrace(ttl time.Duration) time.Duration { return ttl / 4 }
+
+// expired decides, in cluster mode, whether stream name, whose sliding TTL
+// passed in this node's view, has expired for the whole cluster: only if
+// no node recorded an access for the TTL and its grace. Otherwise it moves
+// this node's deadline to what the store says.
+func (b *DurableBackend) expired(ctx context.Context, name string, st *streamState) (bool, error) {
+	idle, err := b.store.StreamIdle(ctx, name)
+	if err != nil {
+		return false, streamErr(storeErr(err))
+	}
+	ttl := ttlOf(st.cfg.TTL)
+	left := ttl + ttlGrace(ttl) - idle
+	if left <= 0 {
+		return true, nil
+	}
+	st.deadline.Store(after(b.now(), left))
+	return false, nil
 }
 
 // expiry is when st expires if nothing touches it; zero for never.
@@ -208,6 +266,16 @@ func (b *DurableBackend) state(ctx context.Context, name string) (*streamState, 
 		exp := st.expiry()
 		if exp.IsZero() || b.now().Before(exp) {
 			return st, nil
+		}
+		if b.h.cluster != nil && st.cfg.ExpiresAt.IsZero() {
+			// Another node may have served the stream meanwhile.
+			gone, err := b.expired(ctx, name, st)
+			if err != nil {
+				return nil, err
+			}
+			if !gone {
+				return st, nil
+			}
 		}
 		err = b.remove(ctx, name, st)
 		if errors.Is(err, errEvicted) {
@@ -257,7 +325,7 @@ func (b *DurableBackend) load(ctx context.Context, name string) (*streamState, e
 
 // info describes the stream now.
 func (b *DurableBackend) info(ctx context.Context, name string, st *streamState) (durable.Info, error) {
-	snap, err := b.h.peek(ctx, name, math.MaxInt64)
+	snap, err := b.h.peekTail(ctx, name)
 	if err != nil {
 		return durable.Info{}, streamErr(err)
 	}
@@ -286,6 +354,11 @@ func (b *DurableBackend) Stat(ctx context.Context, name string) (durable.Info, e
 // is recorded if and only if its messages are, so that a retry is never
 // appended twice, even across a crash.
 func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
+	// Again here, before any seq is assigned: a forwarded request was
+	// checked by a node that may run another version.
+	if err := checkAppend(a); err != nil {
+		return durable.AppendResult{}, err
+	}
 	st, err := b.lock(ctx, name)
 	if err != nil {
 		return durable.AppendResult{}, err
@@ -299,12 +372,12 @@ func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.
 			return durable.AppendResult{}, err
 		}
 	}
-	b.touch(st)
+	b.touch(ctx, name, st)
 	if p := a.Producer; p != nil {
 		cur, ok := st.producers[p.ID]
 		dup, err := durable.CheckProducer(cur, ok, *p)
 		if err != nil {
-			return durable.AppendResult{}, err
+			return durable.AppendResult{}, b.confirmRefusal(ctx, name, st, err)
 		}
 		if dup {
 			info, err := b.info(ctx, name, st)
@@ -382,6 +455,47 @@ func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.
 	return res, err
 }
 
+// ttlOf returns a Stream-TTL of seconds as a duration, held at about 146
+// years (half the longest duration, so that a grace can be added): the
+// protocol allows up to 2^53-1 seconds, which would overflow, and a
+// stream's expiry would land in the past.
+func ttlOf(seconds int64) time.Duration {
+	const longest = math.MaxInt64 / 2
+	if seconds > int64(longest/time.Second) {
+		return longest
+	}
+	return time.Duration(seconds) * time.Second
+}
+
+// after returns now+d in Unix nanoseconds, or the latest time they hold
+// (year 2262) if that is earlier.
+func after(now time.Time, d time.Duration) int64 {
+	n := now.UnixNano()
+	if d > time.Duration(math.MaxInt64-n) {
+		return math.MaxInt64
+	}
+	return n + int64(d)
+}
+
+// checkAppend refuses, with a *durable.BadRequestError naming the header,
+// a Stream-Seq or producer the store cannot hold (see persist.CheckField):
+// such a value is refused before anything is appended, rather than by the
+// database in the batch of other clients' messages.
+func checkAppend(a durable.Append) error {
+	var err error
+	if a.StreamSeq != "" {
+		err = persist.CheckField("Stream-Seq", a.StreamSeq)
+	}
+	if p := a.Producer; p != nil && err == nil {
+		err = errors.Join(persist.CheckField("Producer-Id", p.ID),
+			persist.CheckCount("Producer-Epoch", p.Epoch), persist.CheckCount("Producer-Seq", p.Seq))
+	}
+	if err != nil {
+		return &durable.BadRequestError{Msg: strings.ReplaceAll(err.Error(), "\n", "; ")}
+	}
+	return nil
+}
+
 // readLimit bounds the messages of one read.
 const readLimit = 1000
 
@@ -391,7 +505,7 @@ func (b *DurableBackend) Read(ctx context.Context, name string, from durable.Pos
 	if err != nil {
 		return nil, durable.Info{}, err
 	}
-	b.touch(st)
+	b.touch(ctx, name, st)
 	if from == durable.PosNow {
 		info, err := b.info(ctx, name, st)
 		return nil, info, err

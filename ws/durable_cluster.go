@@ -13,6 +13,9 @@ import (
 // the Stream-Seq and commits their new state with the messages, so that
 // the idempotence holds through any node.
 func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Append) (durable.AppendResult, error) {
+	if err := checkAppend(a); err != nil {
+		return durable.AppendResult{}, err
+	}
 	if b.h.cluster == nil {
 		return b.appendHere(ctx, name, a)
 	}
@@ -27,7 +30,7 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 		res = durable.AppendResult{Seq: r.Seq, Duplicate: r.Duplicate, ProducerSeq: r.ProducerSeq,
 			Info: durable.Info{Tail: durable.Pos{Epoch: r.Epoch, Seq: r.LastSeq}, Closed: r.Closed}}
 		if st, serr := b.state(ctx, name); serr == nil {
-			b.touch(st)
+			b.touch(ctx, name, st)
 			res.Info.Config, res.Info.Expires = st.cfg, st.expiry()
 		}
 		return r.Seq, err
@@ -38,19 +41,26 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 // owned returns a *MovedError if another node owns the channel of stream
 // name (taking the channel over if its owner's lease has expired), and
 // otherwise, with reload, reads the stream's last Stream-Seq and producers
-// from the store again: another node may have recorded newer ones while
-// it owned the channel. The caller holds st.mu; a closed stream has no
-// owner and is answered here.
+// from the store again if the actor that owns the channel here is not the
+// one they were last current for: another node may have recorded newer
+// ones while it owned the channel. Within one actor's epoch this node is
+// the only writer, and what it accepted but has not committed yet (an
+// append answered 504) is only in st: it is kept, so that a retry is
+// recognised. The caller holds st.mu; a closed stream has no owner and is
+// answered here.
 func (b *DurableBackend) owned(ctx context.Context, name string, st *streamState, reload bool) error {
 	c, err := b.h.get(ctx, name)
+	var epoch int64
 	switch {
 	case errors.Is(err, errClosedChannel):
 	case err != nil:
 		return streamErr(err)
 	case c.follower:
 		return &MovedError{Owner: c.owner}
+	default:
+		epoch = c.epoch
 	}
-	if !reload {
+	if !reload || (epoch != 0 && st.epoch == epoch) {
 		return nil
 	}
 	ss, err := b.store.Stream(ctx, name)
@@ -62,7 +72,37 @@ func (b *DurableBackend) owned(ctx context.Context, name string, st *streamState
 	for _, p := range ss.Producers {
 		st.producers[p.ID] = durable.Producer{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
 	}
+	st.epoch = epoch
 	return nil
+}
+
+// confirmRefusal returns refusal, a producer's request refused from the
+// state in st, once the store confirms that this node's actor still owns
+// the channel of stream name at the epoch st is current for. An owner
+// that lost the channel without knowing it yet (paused past its lease,
+// its renewal not yet run) holds an older record of the producer than
+// the new owner's, which makes it refuse a valid request (a seq gap): it
+// answers a *MovedError instead, and the request goes to the new owner. A
+// record older than the truth never makes a wrong duplicate, and an
+// append accepted on it is fenced: only refusals need the check. The
+// caller holds st.mu.
+func (b *DurableBackend) confirmRefusal(ctx context.Context, name string, st *streamState, refusal error) error {
+	if b.h.cluster == nil {
+		return refusal
+	}
+	rec, err := b.h.store.Channel(ctx, name)
+	if err != nil {
+		return streamErr(storeErr(err))
+	}
+	self := b.h.cluster.Node()
+	if !rec.Open() || (rec.Owner == self && rec.Epoch == st.epoch) {
+		return refusal // a closed stream's state is the store's
+	}
+	moved := &MovedError{Expires: rec.LeaseExpires}
+	if rec.Owner != self {
+		moved.Owner = rec.Owner
+	}
+	return moved
 }
 
 // StreamAppendLocal runs a Durable Streams append forwarded by another

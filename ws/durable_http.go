@@ -31,6 +31,7 @@ func (s *Server) durableHandler() http.Handler {
 	h := durable.NewHandler(durable.HandlerConfig{
 		Backend: s.cfg.Streams, Prefix: durablePrefix, LongPollTimeout: s.cfg.LongPollTimeout,
 		Logger: s.cfg.Logger, MaxAppendBytes: max(s.cfg.MaxMessageBytes, 1<<20), BodyTimeout: s.cfg.BodyTimeout,
+		AuthorizeFork: s.authorizeFork, MaxCatchupBytes: s.cfg.MaxCatchupBytes,
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
@@ -53,10 +54,9 @@ func (s *Server) durableHandler() http.Handler {
 		case http.MethodHead:
 			ok = s.authorize(w, r, auth.Subscribe, name, false)
 		case http.MethodPut, http.MethodPost:
+			// A fork's source is checked by the handler (authorizeFork),
+			// on the name it parsed and will read.
 			ok = s.authorize(w, r, auth.Publish, name, false)
-			if src := r.Header.Get("Stream-Forked-From"); ok && src != "" {
-				ok = s.authorize(w, r, auth.Subscribe, strings.TrimPrefix(src, durablePrefix), false)
-			}
 		case http.MethodDelete:
 			ok = s.authorize(w, r, auth.Admin, name, false)
 		}
@@ -91,4 +91,15 @@ func (s *Server) durableHandler() http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// authorizeFork checks that a PUT may read source, the stream it forks
+// from, as the Durable Streams handler parsed it from Stream-Forked-From:
+// the name the fork will read, in whatever spelling the header gave it.
+func (s *Server) authorizeFork(w http.ResponseWriter, r *http.Request, source string) bool {
+	if !ValidID(source) {
+		writeError(w, http.StatusBadRequest, "Stream-Forked-From: "+idError(source))
+		return false
+	}
+	return s.authorize(w, r, auth.Subscribe, source, false)
 }

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"errors"
+	"unicode/utf8"
 
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/durable"
@@ -14,6 +15,9 @@ import (
 func (b *DurableBackend) Create(ctx context.Context, name string, cfg durable.Config, msgs [][]byte, closed bool) (durable.Info, bool, error) {
 	if !ValidID(name) {
 		return durable.Info{}, false, &durable.BadRequestError{Msg: idError(name)}
+	}
+	if err := persist.CheckField("Content-Type", cfg.ContentType); err != nil {
+		return durable.Info{}, false, &durable.BadRequestError{Msg: err.Error()}
 	}
 	for {
 		st, err := b.state(ctx, name)
@@ -99,6 +103,10 @@ func (b *DurableBackend) sameAs(ctx context.Context, st *streamState, cfg durabl
 // and the epoch it starts in (the source's).
 func (b *DurableBackend) forkFrom(ctx context.Context, cfg durable.Config) (durable.Config, forkPoint, [][]byte, int64, error) {
 	f := cfg.Fork
+	if !ValidID(f.From) {
+		// Not a name any stream has, nor one the store can look up.
+		return cfg, forkPoint{}, nil, 0, &durable.BadRequestError{Msg: "Stream-Forked-From: " + idError(f.From)}
+	}
 	src, err := b.state(ctx, f.From)
 	if errors.Is(err, durable.ErrDeleted) {
 		return cfg, forkPoint{}, nil, 0, durable.ErrConflict
@@ -143,6 +151,10 @@ func (b *DurableBackend) forkFrom(ctx context.Context, cfg durable.Config) (dura
 		last := msgs[len(msgs)-1]
 		if at.sub > int64(len(last)) {
 			return cfg, forkPoint{}, nil, 0, &durable.BadRequestError{Msg: "Stream-Fork-Sub-Offset is past the end of the message it points into"}
+		}
+		if durable.IsText(cfg.ContentType) && !utf8.Valid(last[:at.sub]) {
+			// A text stream holds UTF-8 only (see durable.Handler).
+			return cfg, forkPoint{}, nil, 0, &durable.BadRequestError{Msg: "Stream-Fork-Sub-Offset splits a UTF-8 character of a text stream"}
 		}
 		msgs[len(msgs)-1] = last[:at.sub]
 	}

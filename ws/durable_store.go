@@ -2,6 +2,7 @@ package ws
 
 import (
 	"context"
+	"time"
 
 	"github.com/messages-server/messages/persist"
 )
@@ -41,4 +42,13 @@ func (s timedStreamStore) MarkDeleted(ctx context.Context, id string) error {
 
 func (s timedStreamStore) Forks(ctx context.Context, id string) (int, error) {
 	return bounded(s.t, ctx, func(ctx context.Context) (int, error) { return s.StreamStore.Forks(ctx, id) })
+}
+
+func (s timedStreamStore) TouchStream(ctx context.Context, id string) error {
+	_, err := bounded(s.t, ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, s.StreamStore.TouchStream(ctx, id) })
+	return err
+}
+
+func (s timedStreamStore) StreamIdle(ctx context.Context, id string) (time.Duration, error) {
+	return bounded(s.t, ctx, func(ctx context.Context) (time.Duration, error) { return s.StreamStore.StreamIdle(ctx, id) })
 }

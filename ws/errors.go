@@ -86,6 +86,23 @@ func (e *PersistWaitError) Error() string {
 	return fmt.Sprintf("message %d was accepted but not yet persisted after %v; it will be: look for seq %d", e.Seq, e.After, e.Seq)
 }
 
+// RecordRefusedError reports an append whose messages were appended and
+// persisted (up to Seq) while the store refused, for good, the stream state
+// it carried (an idempotent producer's state, a Stream-Seq): that state was
+// not recorded, so a retry of the request would be appended again. The edge
+// refuses such values first; this is the store's last word when it did not.
+type RecordRefusedError struct {
+	Seq int64
+	Err error
+}
+
+func (e *RecordRefusedError) Error() string {
+	return fmt.Sprintf("message %d was persisted, but the store refused the request's producer state or Stream-Seq: "+
+		"a retry would append it again: %v", e.Seq, e.Err)
+}
+
+func (e *RecordRefusedError) Unwrap() error { return e.Err }
+
 // FromError reports a subscription or history read that starts past the
 // channel's last seq.
 type FromError struct{ From, LastSeq int64 }
@@ -152,6 +169,8 @@ func statusOf(err error, id string) (int, string) {
 		return http.StatusConflict, fmt.Sprintf("channel %q is closed", id)
 	case errors.Is(err, ErrGeneratorChannel):
 		return http.StatusConflict, fmt.Sprintf("channel %q is written by its generator: producers cannot append to it or close it", id)
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error()
 	case errors.Is(err, ErrTooManyChannels), errors.Is(err, ErrGeneratorRate):
 		return http.StatusTooManyRequests, err.Error()
 	case errors.Is(err, ErrOverloaded), errors.Is(err, ErrShuttingDown), errors.Is(err, ErrMoved),
@@ -165,6 +184,8 @@ func statusOf(err error, id string) (int, string) {
 		return http.StatusServiceUnavailable, "the database did not answer in time, retry later"
 	case errors.As(err, &se):
 		return http.StatusServiceUnavailable, "storage is unavailable, retry later"
+	case errors.As(err, new(*RecordRefusedError)):
+		return http.StatusInternalServerError, err.Error()
 	case errors.Is(err, ErrChannelFailed):
 		return http.StatusInternalServerError, fmt.Sprintf("channel %q failed on the server; the message may not be persisted", id)
 	}

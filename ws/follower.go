@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/messages-server/messages/ws/wire"
@@ -21,15 +22,33 @@ import (
 // saw a lost tail), when the owner does not answer a ping, or when its
 // last subscriber goes.
 
-// remoteCap bounds the owner's events waiting for a follower's actor;
-// past it the follower has lost one and leaves to resync.
-const remoteCap = 4096
-
-// remoteEvent reaches an actor on its remote channel: an owner's event
-// for a follower, or, with leave set, an order to leave for that reason.
+// remoteEvent reaches an actor on its remote channel: an order to leave
+// for a reason (the owner's events come through a follower's events
+// queue).
 type remoteEvent struct {
 	ev    Event
 	leave int
+	// letGo asks an owner to flush what it accepted, then leave (see
+	// channel.lettingGo).
+	letGo bool
+}
+
+// eventOverhead is what a queued event costs besides its data: its Event
+// in the queue's backing array, which grows by doubling.
+const eventOverhead = 2 * 96
+
+// eventQueue holds the owner's events for a follower's actor, in order.
+// It starts empty and grows on demand; what it holds counts against the
+// hub's memory bound (and the channel's), and an event that would pass
+// either is lost: the follower then leaves to resync. Its methods are
+// safe for concurrent use.
+type eventQueue struct {
+	wake chan struct{} // capacity 1: events are waiting
+
+	mu     sync.Mutex
+	events []Event // guarded by mu
+	bytes  int64   // guarded by mu: what events cost, counted in the hub's memBytes
+	lost   bool    // guarded by mu: an event was dropped
 }
 
 // follow starts a follower of channel id, owned by moved.Owner, unless an
@@ -53,12 +72,13 @@ func (h *Hub) follow(ctx context.Context, id string, moved *MovedError) error {
 	rec.Generator = nil // a generator runs on the owner
 	c := newChannel(h, rec)
 	c.follower, c.owner = true, moved.Owner
-	c.remote = make(chan remoteEvent, remoteCap)
+	c.events = &eventQueue{wake: make(chan struct{}, 1)}
 	snap, stop, err := h.cluster.Follow(ctx, moved.Owner, id, c.deliver)
 	if errors.Is(err, ErrNoOwner) {
 		// The owner is gone: once its lease expires, the caller's next
 		// look takes the channel over.
-		wait := min(max(time.Until(moved.Expires), 10*time.Millisecond), h.cluster.Lease())
+		// A stopping owner releases its lease early: look again soon.
+		wait := min(max(time.Until(moved.Expires), 10*time.Millisecond), maxForwardPoll)
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
@@ -128,13 +148,60 @@ func (c *channel) adopt(snap Snapshot) {
 	c.statPersisted.Store(c.p)
 }
 
-// deliver hands an owner's event to the follower's actor without
+// deliver queues an owner's event for the follower's actor without
 // blocking. Called by the cluster layer.
 func (c *channel) deliver(ev Event) {
-	select {
-	case c.remote <- remoteEvent{ev: ev}:
+	q, h := c.events, c.h
+	cost := int64(len(ev.Data)) + eventOverhead
+	q.mu.Lock()
+	switch {
+	case q.lost: // the actor leaves: nothing more is needed
+	case q.bytes+cost > h.cfg.MaxChannelBytes || h.memBytes.Load()+cost > h.cfg.MaxBufferedBytes:
+		q.lost = true
 	default:
-		c.overflow.Store(true)
+		q.events = append(q.events, ev)
+		q.bytes += cost
+		h.memBytes.Add(cost)
+	}
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take empties q and returns what it held, and whether an event was lost.
+func (q *eventQueue) take(h *Hub) ([]Event, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	events, lost := q.events, q.lost
+	h.memBytes.Add(-q.bytes)
+	q.events, q.bytes = nil, 0
+	return events, lost
+}
+
+// close empties q for good: the follower's actor has exited, and events
+// that still arrive are dropped uncounted.
+func (q *eventQueue) close(h *Hub) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	h.memBytes.Add(-q.bytes)
+	q.events, q.bytes, q.lost = nil, 0, true
+}
+
+// onEvents applies the owner's events queued for a follower. Called by
+// run.
+func (c *channel) onEvents() {
+	events, lost := c.events.take(c.h)
+	if lost {
+		c.leave(reasonDetached) // an event was lost
+		return
+	}
+	for _, ev := range events {
+		c.onRemote(remoteEvent{ev: ev})
+		if c.left != 0 || c.deleted || c.closeSent {
+			return // what follows is for the next follower
+		}
 	}
 }
 
@@ -182,17 +249,22 @@ func (h *Hub) watch(c *channel) {
 // Called by run.
 func (c *channel) onRemote(r remoteEvent) {
 	switch ev := r.ev; {
+	case r.letGo && !c.follower:
+		c.lettingGo = true
+		c.flush()
 	case r.leave != 0:
 		c.leave(r.leave)
 	case !c.follower:
-	case c.overflow.Load():
-		c.leave(reasonDetached) // an event was lost
 	case ev.Epoch < c.epoch:
 		// A late event of an earlier owner: the epoch is already gone.
 	case ev.Epoch > c.epoch || ev.Kind == EventEpoch:
 		c.leave(reasonMoved)
 	case ev.Kind == EventMessage:
 		c.onRemoteMessage(ev)
+	case ev.Kind == EventPersisted && ev.Seq > c.lastSeq:
+		// The owner persisted a message this follower never got (the
+		// last of a quiet channel shows no other gap): resync.
+		c.leave(reasonDetached)
 	case ev.Kind == EventPersisted:
 		c.onRemotePersisted(ev.Seq)
 	case ev.Kind == EventDeleted:

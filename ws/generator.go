@@ -68,7 +68,7 @@ func (h *Hub) generate(c *channel, next int64) {
 			case errors.Is(r.err, ErrOverloaded):
 				// Back-pressure: retry this line later, never skip it.
 				if backoff == 0 {
-					h.log.Warn("generator paused: memory bound reached, persistence is behind", slog.String("channel", c.id), slog.Int64("seq", next))
+					h.pausedLog.Log(h.ctx, slog.String("channel", c.id), slog.Int64("seq", next))
 				}
 				backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
 			case r.err != nil:

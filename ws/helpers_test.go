@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -69,6 +70,10 @@ func (s *rawSub) next(ctx context.Context) (wire.Frame, error) {
 	}
 	if typ != websocket.MessageText {
 		return wire.Frame{}, fmt.Errorf("got a binary message")
+	}
+	if !utf8.Valid(b) {
+		// A strict client closes the connection with 1007 here.
+		return wire.Frame{}, fmt.Errorf("got a text message that is not valid UTF-8: %q", b)
 	}
 	f, err := wire.DecodeFrame(b)
 	if err != nil {

@@ -57,6 +57,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/ratelog"
 )
 
 // HubConfig configures a Hub. The zero value of every field but Store and
@@ -198,6 +199,10 @@ type Hub struct {
 	metrics *Metrics
 	cache   *pageCache // nil when disabled
 	cluster Cluster
+	// pausedLog reports generators paused by the memory bound: under a
+	// flood they pause by thousands, and it keeps that to a line or two
+	// per interval.
+	pausedLog *ratelog.Logger
 	// streams is the Durable Streams backend over this hub, if any: it
 	// serves the Durable Streams appends other nodes forward here.
 	streams atomic.Pointer[DurableBackend]
@@ -244,6 +249,8 @@ func NewHub(cfg HubConfig) *Hub {
 		channels: make(map[string]*channel),
 		loading:  make(map[string]chan struct{}),
 		evicted:  make(map[string]int64),
+		pausedLog: ratelog.New(cfg.Logger, slog.LevelWarn,
+			"generator paused: memory bound reached, persistence is behind", 0),
 	}
 	h.metrics.persistLag.Store(&h.bufferedMsgs)
 	h.metrics.memBytes.Store(&h.memBytes)

@@ -17,15 +17,19 @@ func msgCost(m *wire.Message) int64 { return m.MemSize() + MessageOverhead }
 // all, or reports false if a bound would be passed: the channel's message
 // count or memory, or the hub's memory. All of them or none: a request's
 // messages are never split. To make room it first gives up the channel's
-// own retained messages, which are persisted. Called by the actor.
+// own retained messages, which are persisted. A request that finds
+// nothing unpersisted in the channel passes the channel's own bounds (but
+// never the hub's): one request, such as a large JSON batch, is never
+// refused for good when the hub has room for it. Called by the actor.
 func (c *channel) reserve(msgs, cost int64) bool {
 	h := c.h
-	if c.lastSeq-c.p+msgs > int64(h.cfg.MaxBufferedPerChannel) {
+	alone := c.lastSeq == c.p
+	if !alone && c.lastSeq-c.p+msgs > int64(h.cfg.MaxBufferedPerChannel) {
 		return false
 	}
 	if c.bufBytes+c.retained+cost > h.cfg.MaxChannelBytes || h.memBytes.Load()+cost > h.cfg.MaxBufferedBytes {
 		c.trimTo(0, 0)
-		if c.bufBytes+cost > h.cfg.MaxChannelBytes {
+		if !alone && c.bufBytes+cost > h.cfg.MaxChannelBytes {
 			return false
 		}
 	}

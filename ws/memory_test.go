@@ -3,6 +3,8 @@ package ws
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -110,6 +112,53 @@ func TestGeneratorResumesWhenMemoryFrees(t *testing.T) {
 		synctest.Wait()
 		if info, _ := h.Info(ctx, "paused"); info.LastSeq <= 10 {
 			t.Fatalf("%v after the writer took the backlog the generator is still at seq %d", interval/2, info.LastSeq)
+		}
+	})
+}
+
+// syncBuffer collects log output written concurrently.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestGeneratorPausedWarningsBounded: 200 generators paused by the memory
+// bound for 30 s give a few warning lines, one per interval and one count
+// of the others, not one line per generator.
+func TestGeneratorPausedWarningsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs syncBuffer
+		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		h, _, w := newTestHub(t, HubConfig{MaxBufferedPerChannel: 10, PersistInterval: 100 * time.Millisecond, Logger: log})
+		ctx := context.Background()
+		w.block(true)
+		const n = 200
+		for i := range n {
+			if _, err := h.Create(ctx, fmt.Sprintf("g%d", i), &persist.Generator{Freq: 100, Max: 50}, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		out := logs.String()
+		lines := strings.Count(out, "generator paused")
+		if lines == 0 || lines > 2*(30/10+1) {
+			t.Fatalf("%d \"generator paused\" lines for %d paused generators over 30 s:\n%s", lines, n, out)
+		}
+		if !strings.Contains(out, fmt.Sprintf("repeats=%d", n-1)) {
+			t.Errorf("the repeats are not counted:\n%s", out)
 		}
 	})
 }

@@ -27,8 +27,10 @@ type Metrics struct {
 	fenced       prometheus.Counter
 	forwards     prometheus.Counter
 	takeovers    prometheus.Counter
+	lagWaits     prometheus.Counter
 	conns        *prometheus.CounterVec
 	httpErrors   *prometheus.CounterVec
+	http         *httpMetrics
 	persistLag   atomic.Pointer[atomic.Int64]
 	memBytes     atomic.Pointer[atomic.Int64]
 	cache        *cacheMetrics
@@ -101,6 +103,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "HTTP requests the hub could not serve, by status; 499: the client went away first.",
 		}, []string{"status"}),
 		cache: newCacheMetrics(reg),
+		http:  newHTTPMetrics(),
 	}
 	cluster := m.addCluster()
 	for _, o := range []string{outcomeEnded, outcomeGone, outcomeShutdown, outcomeMoved, outcomeRejected, outcomeDeleted, outcomeExpired, outcomeError} {
@@ -131,6 +134,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.channelsOpen, m.subscribers, m.appended, m.delivered, m.latency,
 			m.catchup, m.resyncs, m.failures, m.deleted, m.evicted, m.conns, m.httpErrors, lag, mem)
 		reg.MustRegister(cluster...)
+		reg.MustRegister(m.http.collectors()...)
 	}
 	return m
 }

@@ -73,12 +73,20 @@ func (q *quotas) isTrusted(ip netip.Addr) bool {
 // answers 429 and reports false past the bound. Call the returned function
 // when the connection ends.
 func (q *quotas) acquireConn(w http.ResponseWriter, r *http.Request) (func(), bool) {
+	release, ok := q.takeConn(r)
+	if !ok {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many streaming connections from %v (at most %d), retry later", q.clientIP(r), q.maxConns))
+	}
+	return release, ok
+}
+
+// takeConn is acquireConn without the answer: false past the bound.
+func (q *quotas) takeConn(r *http.Request) (func(), bool) {
 	ip := q.clientIP(r)
 	q.mu.Lock()
 	if q.conns[ip] >= q.maxConns {
 		q.mu.Unlock()
-		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many streaming connections from %v (at most %d), retry later", ip, q.maxConns))
 		return nil, false
 	}
 	q.conns[ip]++

@@ -136,7 +136,7 @@ func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string, u
 		w.Header().Set(streamEndTrailer, "deleted") // there is nothing more to read
 		return
 	case !isClientGone(err):
-		s.log.Warn("text stream failed", slog.String("channel", id), slog.Any("err", err))
+		s.textWarn.Log(r.Context(), slog.String("channel", id), slog.Any("err", err))
 	}
 	// The response is cut short: abort it so the client sees an error
 	// rather than a complete-looking stream.

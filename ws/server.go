@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/ratelog"
 )
 
 // ServerConfig configures a Server. Zero values mean the defaults.
@@ -44,7 +45,8 @@ type ServerConfig struct {
 	BodyTimeout time.Duration
 	// MaxConnsPerIP bounds the WebSockets and streaming responses (GET
 	// and POST /, Durable Streams long-poll and SSE reads) open at once per
-	// client IP; past it 429. Default 10,000.
+	// client IP, and the requests whose body is still to be read; past it
+	// 429. Default 10,000.
 	MaxConnsPerIP int
 	// CreateRate bounds channel creations (Durable Streams PUTs included)
 	// per client IP per second, with bursts of CreateBurst; past it 429.
@@ -58,6 +60,10 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// HubMetrics are the collectors the handlers update; use the hub's.
 	HubMetrics *Metrics
+	// Guard, if set, checks every request's Host and origin before any
+	// route (421, 403). It runs inside the server's bound on unread
+	// bodies, so that its refusals do not hold their connections either.
+	Guard *auth.Guard
 	// Auth checks the token of every request that reads or writes a
 	// channel (see docs/SECURITY.md for the right each endpoint needs).
 	// Nil: open mode, every request is allowed.
@@ -68,6 +74,10 @@ type ServerConfig struct {
 	// LongPollTimeout is how long a Durable Streams long-poll read waits.
 	// Default 20s.
 	LongPollTimeout time.Duration
+	// MaxCatchupBytes bounds the data of one Durable Streams catch-up
+	// response, which otherwise holds everything up to the tail as of the
+	// request. Default 64 MiB.
+	MaxCatchupBytes int64
 }
 
 func (c *ServerConfig) setDefaults(h *Hub) {
@@ -111,9 +121,15 @@ type Server struct {
 	hub *Hub
 	cfg ServerConfig
 	mux *http.ServeMux
-	log *slog.Logger
-	m   *Metrics
-	q   *quotas
+	// edge serves every request: the Guard and the mux within the bound
+	// on unread bodies.
+	edge http.Handler
+	log  *slog.Logger
+	m    *Metrics
+	q    *quotas
+	// Warnings that a flood of clients repeats, at most a line or two
+	// per interval each (see ratelog).
+	storeWarn, writeWarn, textWarn *ratelog.Logger
 
 	wg sync.WaitGroup // WebSocket handlers and text streams
 
@@ -127,7 +143,10 @@ type Server struct {
 func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	cfg.setDefaults(hub)
 	s := &Server{hub: hub, cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: cfg.HubMetrics, q: newQuotas(&cfg),
-		conns: make(map[*websocket.Conn]context.CancelFunc), texts: make(map[*http.Request]context.CancelFunc)}
+		conns: make(map[*websocket.Conn]context.CancelFunc), texts: make(map[*http.Request]context.CancelFunc),
+		storeWarn: ratelog.New(cfg.Logger, slog.LevelWarn, "websocket: store unavailable", 0),
+		writeWarn: ratelog.New(cfg.Logger, slog.LevelWarn, "websocket write failed", 0),
+		textWarn:  ratelog.New(cfg.Logger, slog.LevelWarn, "text stream failed", 0)}
 	s.route("/{$}", map[string]http.HandlerFunc{"GET": s.handleRoot, "POST": s.handleReferenceCreate})
 	s.route("/static/", map[string]http.HandlerFunc{"GET": s.handleViewer})
 	s.route("/channels", map[string]http.HandlerFunc{"GET": s.handleList, "POST": s.handleCreate})
@@ -136,6 +155,7 @@ func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	s.route("/channels/{id}/close", map[string]http.HandlerFunc{"POST": s.handleClose})
 	s.route("/ws", map[string]http.HandlerFunc{"GET": s.handleWS})
 	s.route("/metrics", map[string]http.HandlerFunc{"GET": s.handleMetrics})
+	s.route("/stats", map[string]http.HandlerFunc{"GET": s.handleStats})
 	s.route("/healthz", map[string]http.HandlerFunc{"GET": s.handleHealth})
 	s.route("/readyz", map[string]http.HandlerFunc{"GET": s.handleReady})
 	if cfg.Streams != nil {
@@ -144,6 +164,11 @@ func NewServer(hub *Hub, cfg ServerConfig) *Server {
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})
+	var h http.Handler = routed(s.mux)
+	if cfg.Guard != nil {
+		h = cfg.Guard.Handler(h)
+	}
+	s.edge = s.boundBodies(h)
 	return s
 }
 
@@ -188,7 +213,7 @@ func sortedStrings(a []string) []string {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.m.http.instrument(s.edge, w, r) }
 
 // Shutdown stops the hub (flushing every channel to the store), closes every
 // WebSocket with 1001 (going away), ends every text stream (GET /?id= and

@@ -365,8 +365,17 @@ type pinger interface {
 	keepalive() error
 }
 
+// followerPoll is how often a subscription whose from is past a
+// follower's last seq looks again whether the follower caught up.
+const followerPoll = 10 * time.Millisecond
+
 // subscribe takes a snapshot of channel id after from and, if register is
 // set and the channel is open, registers a subscriber for what follows.
+// A from past the last seq of a follower (in cluster mode) may be valid:
+// the reader saw it through another node, nearer the owner. subscribe
+// then waits, up to a lease, for the follower to catch up; a snapshot
+// whose lastSeq is still below from means that from is past the
+// channel's end (or the owner is out of reach).
 func (h *Hub) subscribe(ctx context.Context, id string, from int64, register bool) (snapshot, *registration, error) {
 	return h.subscribeWith(ctx, id, from, register, nil)
 }
@@ -374,7 +383,39 @@ func (h *Hub) subscribe(ctx context.Context, id string, from int64, register boo
 // subscribeWith is subscribe for a stream that parks (park not nil): the
 // actor notifies park of what it does to the subscriber's queue.
 func (h *Hub) subscribeWith(ctx context.Context, id string, from int64, register bool, park *parking) (snapshot, *registration, error) {
-	if snap, ok := h.knownClosed(id); ok {
+	var deadline time.Time
+	for {
+		snap, reg, err := h.subscribeOnce(ctx, id, from, register, park)
+		if err != nil || from <= snap.lastSeq || !snap.follower {
+			return snap, reg, err
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(h.cluster.Lease())
+			h.metrics.lagWaits.Inc()
+		}
+		if time.Now().After(deadline) {
+			return snap, reg, nil
+		}
+		t := time.NewTimer(followerPoll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return snapshot{}, nil, ctx.Err()
+		}
+	}
+}
+
+// peekTail returns a snapshot of channel id without messages, at once:
+// only its epoch and seqs are wanted.
+func (h *Hub) peekTail(ctx context.Context, id string) (snapshot, error) {
+	snap, _, err := h.subscribeOnce(ctx, id, math.MaxInt64, false, nil)
+	return snap, err
+}
+
+// subscribeOnce is subscribe, without waiting for a follower to catch up.
+func (h *Hub) subscribeOnce(ctx context.Context, id string, from int64, register bool, park *parking) (snapshot, *registration, error) {
+	if snap, ok := h.knownClosed(ctx, id); ok {
 		return snap, nil, nil
 	}
 	req := &subscribeReq{from: from, result: make(chan snapshot, 1)}
@@ -419,8 +460,11 @@ func (h *Hub) subscribeWith(ctx context.Context, id string, from int64, register
 }
 
 // knownClosed returns the snapshot of channel id if the page cache knows
-// it is closed, which saves the store lookups that find it so.
-func (h *Hub) knownClosed(id string) (snapshot, bool) {
+// it is closed, which saves the store lookups that find it so. In cluster
+// mode another node may have deleted the channel and created it again: the
+// store's record is read first, and the cache is trusted only if it still
+// names the same closed epoch.
+func (h *Hub) knownClosed(ctx context.Context, id string) (snapshot, bool) {
 	if h.cache == nil {
 		return snapshot{}, false
 	}
@@ -430,6 +474,13 @@ func (h *Hub) knownClosed(id string) (snapshot, bool) {
 	default:
 	}
 	epoch, last, ok := h.cache.closedChannel(id)
+	if ok && h.cluster != nil {
+		rec, err := h.store.Channel(ctx, id)
+		if err != nil || rec.Open() || rec.Epoch != epoch || rec.LastSeq != last {
+			h.InvalidateHistory(id)
+			return snapshot{}, false
+		}
+	}
 	return snapshot{epoch: epoch, persisted: last, fromStore: last, lastSeq: last}, ok
 }
 

@@ -15,7 +15,7 @@ import (
 // [A-Za-z0-9._:-], other than "." and "..", which name no channel in a path
 // (/channels/.. is /).
 func ValidID(id string) bool {
-	if len(id) == 0 || len(id) > 128 || id == "." || id == ".." {
+	if len(id) == 0 || len(id) > persist.MaxChannelIDBytes || id == "." || id == ".." {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
@@ -28,8 +28,8 @@ func ValidID(id string) bool {
 }
 
 func idError(id string) string {
-	if len(id) > 128 {
-		return fmt.Sprintf("channel id is %d bytes long; at most 128 are allowed", len(id))
+	if len(id) > persist.MaxChannelIDBytes {
+		return fmt.Sprintf("channel id is %d bytes long; at most %d are allowed", len(id), persist.MaxChannelIDBytes)
 	}
 	if id == "" {
 		return "channel id is missing"

@@ -148,3 +148,37 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("plain GET /ws: status %d, want 4xx", st)
 	}
 }
+
+// TestNULInIDsAndCursors: a NUL byte (which PostgreSQL text cannot hold),
+// or bytes that are not UTF-8, in an id or a cursor are bad input on both
+// backends: 400 naming the parameter, never a store error (503 or 500).
+func TestNULInIDsAndCursors(t *testing.T) {
+	for _, backend := range []string{"postgres", "sqlite"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			srv := wstest.Start(t, wstest.Options{Backend: backend})
+			createChannel(t, srv.URL, "keep")
+			for _, c := range []struct{ method, path, body, msg string }{
+				{"GET", "/channels?after=%00", "", "after"},
+				{"GET", "/channels?after=keep%00", "", "after"},
+				{"GET", "/channels?after=%FF", "", "after"},
+				{"GET", "/channels/a%00b", "", "characters outside"},
+				{"GET", "/channels/keep/messages?from=%00", "", "from"},
+				{"GET", "/?id=a%00b", "", "characters outside"},
+				{"POST", "/channels", `{"id":"a\u0000b"}`, "characters outside"},
+				{"GET", "/v1/stream/a%00b", "", "characters outside"},
+				{"PUT", "/v1/stream/fork", "", "Stream-Forked-From"},
+			} {
+				var hdr []string
+				if c.method == "PUT" {
+					hdr = []string{"Stream-Forked-From", "/v1/stream/a%00b"}
+				}
+				r := dsDo(t, c.method, srv.URL+c.path, []byte(c.body), hdr...)
+				b := readAll(t, r)
+				if r.StatusCode != 400 || !strings.Contains(string(b), c.msg) {
+					t.Errorf("%s %s: %d %s, want 400 naming %q", c.method, c.path, r.StatusCode, b, c.msg)
+				}
+			}
+		})
+	}
+}

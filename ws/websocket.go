@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -204,13 +205,19 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 		conn.CloseNow()
 		s.m.conns.WithLabelValues(outcomeGone).Inc()
 	case errors.As(err, &se):
-		s.log.Warn("websocket: store unavailable", slog.String("channel", id), slog.Any("err", err))
+		s.storeWarn.Log(ctx, slog.String("channel", id), slog.Any("err", err))
 		s.reject(conn, wire.CodeUnavailable, "storage is unavailable, retry later")
 		s.m.conns.WithLabelValues(outcomeError).Inc()
+	case peerGone(err):
+		// The client closed its end (a browser tab closing does this
+		// while a write is on its way): an ordinary end.
+		s.log.Debug("websocket closed by the client during a write", slog.String("channel", id), slog.Any("err", err))
+		conn.CloseNow()
+		s.m.conns.WithLabelValues(outcomeGone).Inc()
 	case isWriteFailure(err):
 		// The client is not taking what is written: nothing more can
 		// reach it.
-		s.log.Warn("websocket write failed", slog.String("channel", id), slog.Any("err", err))
+		s.writeWarn.Log(ctx, slog.String("channel", id), slog.Any("err", err))
 		conn.CloseNow()
 		s.m.conns.WithLabelValues(outcomeError).Inc()
 	default:
@@ -226,6 +233,12 @@ func isWriteFailure(err error) bool {
 	var oe *net.OpError
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, net.ErrClosed) || errors.As(err, &oe)
+}
+
+// peerGone reports errors of a write to a socket the client has closed
+// or reset.
+func peerGone(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
 
 // reject sends an error frame and closes with the code's close status.

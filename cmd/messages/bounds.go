@@ -31,6 +31,7 @@ type bounds struct {
 	idleTimeout        time.Duration
 	maxBufferedBytes   byteSize
 	maxChannelBytes    byteSize
+	maxCatchupBytes    byteSize
 	maxOpenChannels    int
 	maxGeneratorRate   float64
 	maxConnsPerIP      int
@@ -51,9 +52,11 @@ func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
 	fs.Var(&b.maxBufferedBytes, "max-buffered-bytes", "`size` of the memory for messages held by all channels, unpersisted and retained, at real cost, and for the history page cache (e.g. 256MiB); the cache gives way first; past it appends get 503 and generators pause (env MAX_BUFFERED_BYTES)")
 	b.maxChannelBytes = env.size("MAX_CHANNEL_BYTES", 16<<20)
 	fs.Var(&b.maxChannelBytes, "max-channel-bytes", "`size` bound of the same memory for one channel (env MAX_CHANNEL_BYTES)")
+	b.maxCatchupBytes = env.size("MAX_CATCHUP_BYTES", 64<<20)
+	fs.Var(&b.maxCatchupBytes, "max-catchup-bytes", "`size` of the data of one Durable Streams catch-up response, which otherwise holds everything up to the tail as of the request; past it the response ends early and the client reads on from Stream-Next-Offset (env MAX_CATCHUP_BYTES)")
 	fs.IntVar(&b.maxOpenChannels, "max-open-channels", env.num("MAX_OPEN_CHANNELS", 100_000), "channels open in memory at once; past it creates and take-overs get 429 (env MAX_OPEN_CHANNELS)")
 	fs.Float64Var(&b.maxGeneratorRate, "max-generator-rate", env.float("MAX_GENERATOR_RATE", 100_000), "lines per second of all running generators together; past it creating a generator gets 429 (env MAX_GENERATOR_RATE)")
-	fs.IntVar(&b.maxConnsPerIP, "max-conns-per-ip", env.num("MAX_CONNS_PER_IP", 10_000), "WebSockets and streaming responses open at once per client IP; past it 429 (env MAX_CONNS_PER_IP)")
+	fs.IntVar(&b.maxConnsPerIP, "max-conns-per-ip", env.num("MAX_CONNS_PER_IP", 10_000), "WebSockets, streaming responses and requests whose body is still arriving, at once per client IP; past it 429 (env MAX_CONNS_PER_IP)")
 	fs.Float64Var(&b.createRate, "create-rate", env.float("CREATE_RATE", 100), "channel creations per second per client IP; past it 429 (env CREATE_RATE)")
 	fs.IntVar(&b.createBurst, "create-burst", env.num("CREATE_BURST", 1000), "channel creations per client IP allowed at once before -create-rate applies (env CREATE_BURST)")
 	fs.StringVar(&b.trustedProxies, "trusted-proxies", env.str("TRUSTED_PROXIES", ""), "comma-separated CIDRs of proxies whose X-Forwarded-For names the client, e.g. 10.0.0.0/8 (env TRUSTED_PROXIES)")
@@ -77,6 +80,9 @@ func (b *bounds) validate() []error {
 	}
 	if b.maxChannelBytes < 64<<10 || b.maxChannelBytes > b.maxBufferedBytes {
 		errs = append(errs, fmt.Errorf("max channel bytes must be in [64KiB, max buffered bytes]"))
+	}
+	if b.maxCatchupBytes < 64<<10 {
+		errs = append(errs, fmt.Errorf("max catch-up bytes must be at least 64KiB"))
 	}
 	for _, q := range []struct {
 		name string
@@ -129,6 +135,7 @@ func (b *bounds) server(c *ws.ServerConfig) {
 	c.MaxConnsPerIP = b.maxConnsPerIP
 	c.CreateRate = b.createRate
 	c.CreateBurst = b.createBurst
+	c.MaxCatchupBytes = int64(b.maxCatchupBytes)
 	c.TrustedProxies, _ = b.proxies() // validated by parseConfig
 }
 
@@ -141,6 +148,7 @@ func (e envFuncs) float(name string, def float64) float64 {
 	f, err := strconv.ParseFloat(v, 64)
 	if err != nil {
 		e.fail(fmt.Errorf("%s=%q: not a number", name, v))
+		return def
 	}
 	return f
 }
@@ -154,6 +162,7 @@ func (e envFuncs) size(name string, def byteSize) byteSize {
 	var b byteSize
 	if err := b.Set(v); err != nil {
 		e.fail(fmt.Errorf("%s=%q: %v", name, v, err))
+		return def
 	}
 	return b
 }

@@ -87,6 +87,21 @@ func TestByteSizeFlag(t *testing.T) {
 	if err != nil || c.bounds.maxBufferedBytes != 64<<20 || c.bounds.maxChannelBytes != 1<<20 {
 		t.Errorf("MAX_BUFFERED_BYTES=64MiB -max-channel-bytes 1MiB: %+v, %v", c.bounds, err)
 	}
+	// -max-catchup-bytes: 64MiB by default, the flag over MAX_CATCHUP_BYTES,
+	// at least 64KiB.
+	if c.bounds.maxCatchupBytes != 64<<20 {
+		t.Errorf("max catch-up bytes by default: %d, want 64MiB", c.bounds.maxCatchupBytes)
+	}
+	env = func(k string) string { return map[string]string{"MAX_CATCHUP_BYTES": "8MiB"}[k] }
+	if c, err = parseConfig(nil, env, io.Discard); err != nil || c.bounds.maxCatchupBytes != 8<<20 {
+		t.Errorf("MAX_CATCHUP_BYTES=8MiB: %d, %v", c.bounds.maxCatchupBytes, err)
+	}
+	if c, err = parseConfig([]string{"-max-catchup-bytes", "1GiB"}, env, io.Discard); err != nil || c.bounds.maxCatchupBytes != 1<<30 {
+		t.Errorf("-max-catchup-bytes 1GiB: %d, %v", c.bounds.maxCatchupBytes, err)
+	}
+	if _, err = parseConfig([]string{"-max-catchup-bytes", "1KiB"}, noEnv, io.Discard); err == nil || !strings.Contains(err.Error(), "max catch-up bytes") {
+		t.Errorf("-max-catchup-bytes 1KiB: %v, want refused", err)
+	}
 }
 
 func TestQuotaFlags(t *testing.T) {

@@ -73,8 +73,11 @@ type clusterRun struct {
 }
 
 // joinCluster connects to NATS and creates the cluster node, or returns nil
-// in single-server mode.
-func joinCluster(c clusterConfig, store *persist.Store, reg prometheus.Registerer, log *slog.Logger) (*clusterRun, error) {
+// in single-server mode. persistWait is the hub's persist-wait timeout: a
+// forwarded append that waits for persistence is given that long and a
+// margin, so that the owner answers it as it would locally (504 with its
+// seq).
+func joinCluster(c clusterConfig, persistWait time.Duration, store *persist.Store, reg prometheus.Registerer, log *slog.Logger) (*clusterRun, error) {
 	if !c.on() {
 		return nil, nil
 	}
@@ -92,7 +95,8 @@ func joinCluster(c clusterConfig, store *persist.Store, reg prometheus.Registere
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS: %w", err)
 	}
-	node, err := cluster.New(cluster.Config{Conn: nc, Store: store, Logger: log, Registerer: reg})
+	node, err := cluster.New(cluster.Config{Conn: nc, Store: store, Logger: log, Registerer: reg,
+		WaitTimeout: persistWait + 5*time.Second})
 	if err != nil {
 		nc.Close()
 		return nil, err

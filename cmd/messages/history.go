@@ -8,13 +8,14 @@ import (
 // historyConfig is the configuration of the history pages that catch-ups
 // read from the store and share through the hub's cache.
 type historyConfig struct {
-	cacheBytes int // 0 disables the cache
+	cacheBytes byteSize // 0 disables the cache
 	page       int
 }
 
-func addHistoryFlags(fs *flag.FlagSet, c *historyConfig, envInt func(name string, def int) int) {
-	fs.IntVar(&c.cacheBytes, "history-cache-bytes", envInt("HISTORY_CACHE_BYTES", 64<<20), "bytes of encoded history pages kept in memory for catch-ups to share, within -max-buffered-bytes; 0 disables the cache (env HISTORY_CACHE_BYTES)")
-	fs.IntVar(&c.page, "history-page", envInt("HISTORY_PAGE", 1000), "messages per history page: per store read of a catch-up, and per cached page (env HISTORY_PAGE)")
+func addHistoryFlags(fs *flag.FlagSet, c *historyConfig, env envFuncs) {
+	c.cacheBytes = env.size("HISTORY_CACHE_BYTES", 64<<20)
+	fs.Var(&c.cacheBytes, "history-cache-bytes", "`size` of the encoded history pages kept in memory for catch-ups to share, within -max-buffered-bytes, e.g. 64MiB; 0 disables the cache (env HISTORY_CACHE_BYTES)")
+	fs.IntVar(&c.page, "history-page", env.num("HISTORY_PAGE", 1000), "messages per history page: per store read of a catch-up, and per cached page (env HISTORY_PAGE)")
 }
 
 // check returns what is wrong with c, or nil.

@@ -37,17 +37,22 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil)
+	if errors.Is(err, errVersion) {
+		fmt.Println(version())
+		return
+	}
 	if _, ok := errors.AsType[usageError](err); ok {
 		os.Exit(2) // the flag package printed it, with the usage
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "messages:", err)
+		// One line per error, each saying whose it is.
+		fmt.Fprintln(os.Stderr, "messages:", strings.ReplaceAll(err.Error(), "\n", "\nmessages: "))
 		os.Exit(1)
 	}
 }
 
-// usageError is a command-line error that the flag package has already
-// printed to stderr, followed by the usage.
+// usageError is a command-line error already printed to stderr, followed
+// by the usage.
 type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
@@ -60,12 +65,14 @@ type config struct {
 	databaseURL     string
 	persistInterval time.Duration
 	persistWorkers  int
-	maxMessageBytes int
+	maxMessageBytes byteSize
 	queueLen        int
 	history         historyConfig
 	allowedOrigins  string
 	shutdownTimeout time.Duration
-	logLevel        string
+	logLevel        slog.Level
+	logFormat       string
+	version         bool
 	compression     bool
 	debugAddr       string
 	metricsAddr     string
@@ -91,6 +98,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		}
 		return def
 	}
+	// An environment value that does not parse is one error, and the
+	// flag keeps its default, so that no range check repeats it.
 	var errs []error
 	envDuration := func(name string, def time.Duration) time.Duration {
 		v := getenv(name)
@@ -100,6 +109,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: not a duration (e.g. 100ms, 30s)", name, v))
+			return def
 		}
 		return d
 	}
@@ -111,6 +121,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		n, err := strconv.Atoi(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: not an integer", name, v))
+			return def
 		}
 		return n
 	}
@@ -122,32 +133,42 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: not a boolean", name, v))
+			return false
 		}
 		return b
 	}
+	envs := envFuncs{str: env, dur: envDuration, num: envInt, fail: func(err error) { errs = append(errs, err) }}
 	fs.StringVar(&c.addr, "addr", env("LISTEN_ADDR", ""), "listen address; default "+openDefaultAddr+" in open mode (no key), "+tokenDefaultAddr+" with tokens (env LISTEN_ADDR)")
 	fs.StringVar(&c.databaseURL, "database-url", env("DATABASE_URL", defaultDatabaseURL), "database: postgres://user:pass@host:port/db for PostgreSQL, or sqlite:path/to/file.db for a SQLite file, created if missing (env DATABASE_URL)")
 	fs.DurationVar(&c.persistInterval, "persist-interval", envDuration("PERSIST_INTERVAL", 100*time.Millisecond), "longest time a message waits before it is written to the database (env PERSIST_INTERVAL)")
 	fs.IntVar(&c.persistWorkers, "persist-workers", envInt("PERSIST_WORKERS", 4), "database writer goroutines (env PERSIST_WORKERS)")
-	fs.IntVar(&c.maxMessageBytes, "max-message-bytes", envInt("MAX_MESSAGE_BYTES", 64<<10), "largest message accepted, in bytes (env MAX_MESSAGE_BYTES)")
+	c.maxMessageBytes = envs.size("MAX_MESSAGE_BYTES", 64<<10)
+	fs.Var(&c.maxMessageBytes, "max-message-bytes", "`size` of the largest message accepted, e.g. 64KiB (env MAX_MESSAGE_BYTES)")
 	fs.IntVar(&c.queueLen, "queue-len", envInt("SUBSCRIBER_QUEUE_LEN", 64), "live queue length per subscriber; a slower one re-syncs from history (env SUBSCRIBER_QUEUE_LEN)")
 	fs.StringVar(&c.allowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origin host patterns trusted besides the server's own, to open WebSockets and send POSTs from their pages; * for any (env ALLOWED_ORIGINS)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful shutdown may take to flush (env SHUTDOWN_TIMEOUT)")
-	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	c.logLevel = envs.level("LOG_LEVEL", slog.LevelInfo)
+	fs.Var((*levelFlag)(&c.logLevel), "log-level", "debug, info, warn or error (env LOG_LEVEL)")
+	c.logFormat = envs.choice("LOG_FORMAT", "text", logFormats)
+	fs.Var(&choiceFlag{&c.logFormat, logFormats}, "log-format", "text, or json for log shippers: one JSON object a line (env LOG_FORMAT)")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.BoolVar(&c.compression, "compression", envBool("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
 	fs.DurationVar(&c.retention, "retention", envDuration("RETENTION", 0), "delete closed channels and their history this long after they were closed, in the background; 0 keeps them forever (env RETENTION)")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", env("METRICS_ADDR", ""), "if set, serve /metrics on this address, without a token (e.g. an internal interface), instead of on -addr, where it needs an admin token when tokens are required (env METRICS_ADDR)")
-	addHistoryFlags(fs, &c.history, envInt)
+	addHistoryFlags(fs, &c.history, envs)
 	addAuthFlags(fs, &c.auth, env, envBool)
 	fs.DurationVar(&c.longPollTimeout, "long-poll-timeout", envDuration("LONG_POLL_TIMEOUT", 20*time.Second), "how long a Durable Streams long-poll read waits for data before answering 204 (env LONG_POLL_TIMEOUT)")
-	c.bounds.define(fs, envFuncs{str: env, dur: envDuration, num: envInt, fail: func(err error) { errs = append(errs, err) }})
+	c.bounds.define(fs, envs)
 	addClusterFlags(fs, &c.cluster, env, envDuration)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
 		}
 		return c, usageError{err}
+	}
+	if c.version {
+		return c, errVersion
 	}
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
@@ -177,16 +198,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	errs = append(errs, c.auth.finish(&c.addr)) // errors.Join drops a nil
 	errs = append(errs, c.bounds.validate()...)
 	errs = append(errs, c.cluster.finish(c.databaseURL))
-	return c, errors.Join(errs...)
-}
-
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	err := l.UnmarshalText([]byte(s))
-	if err != nil {
-		return l, fmt.Errorf("log level %q: use debug, info, warn or error", s)
-	}
-	return l, nil
+	return c, usage(fs, errors.Join(errs...))
 }
 
 // run runs the server until ctx is cancelled, then shuts down gracefully.
@@ -201,11 +213,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	level, err := parseLevel(cfg.logLevel)
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(stderr, cfg.logFormat, cfg.logLevel)
 	authz, guard, err := newAuth(ctx, cfg.auth, splitList(cfg.allowedOrigins), log)
 	if err != nil {
 		return err
@@ -220,12 +228,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer store.Close()
 
-	cl, err := joinCluster(cfg.cluster, store, reg, log)
+	cl, err := joinCluster(cfg.cluster, cfg.bounds.persistWaitTimeout, store, reg, log)
 	if err != nil {
 		return err
 	}
 	defer cl.leave(log, cfg.shutdownTimeout, &err) // after the shutdown below: the hub has flushed
 	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Registerer: reg})
+	reg.MustRegister(buildInfo())
 	metrics := ws.NewMetrics(reg)
 	hubCfg := ws.HubConfig{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
@@ -237,9 +246,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	srvCfg := ws.ServerConfig{
 		Viewer: viewer.Handler(), Metrics: metricsHandler,
-		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: cfg.maxMessageBytes,
+		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: int(cfg.maxMessageBytes),
 		Logger: log, HubMetrics: metrics, Auth: authz, Ready: cl.ready(store.Ping),
 		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}), LongPollTimeout: cfg.longPollTimeout,
+		Guard: guard,
 	}
 	cfg.bounds.server(&srvCfg)
 	if cfg.metricsAddr != "" {
@@ -280,7 +290,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	httpSrv = &http.Server{Handler: guard.Handler(srv), ReadHeaderTimeout: cfg.bounds.readHeaderTimeout, IdleTimeout: cfg.bounds.idleTimeout,
+	httpSrv = &http.Server{Handler: srv, ReadHeaderTimeout: cfg.bounds.readHeaderTimeout, IdleTimeout: cfg.bounds.idleTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()

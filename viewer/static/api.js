@@ -41,7 +41,9 @@ export function onUnauthorized(fn) {
 /** ID_PATTERN is the channel id syntax the server accepts ("." and ".." excepted). */
 export const ID_PATTERN = /^(?!\.\.?$)[A-Za-z0-9._:-]{1,128}$/;
 
-async function request(method, path, { json, text, signal } = {}) {
+// request sends one request; quiet ones do not bring up the token prompt
+// on a 401.
+async function request(method, path, { json, text, signal, quiet = false } = {}) {
   const init = { method, headers: {}, signal, cache: "no-store" };
   const token = getToken();
   if (token) init.headers.Authorization = `Bearer ${token}`;
@@ -70,7 +72,7 @@ async function request(method, path, { json, text, signal } = {}) {
   }
   if (!res.ok) {
     const msg = data && typeof data.error === "string" ? data.error : `${res.status} ${res.statusText}`.trim();
-    if (res.status === 401) for (const fn of unauthorized) fn(msg);
+    if (res.status === 401 && !quiet) for (const fn of unauthorized) fn(msg);
     throw new ApiError(res.status, msg);
   }
   return data;
@@ -83,6 +85,17 @@ export function listChannels({ after = "", limit = 200, signal } = {}) {
   const q = new URLSearchParams({ limit: String(limit) });
   if (after) q.set("after", after);
   return request("GET", `channels?${q}`, { signal });
+}
+
+/** getStats reads the server's compact stats (GET /stats). */
+export function getStats({ signal } = {}) {
+  return request("GET", "stats", { signal, quiet: true });
+}
+
+/** historyPage reads up to limit messages after seq from: {messages, next}. */
+export function historyPage(id, from, limit, { signal } = {}) {
+  const q = new URLSearchParams({ from: String(from), limit: String(limit) });
+  return request("GET", `channels/${enc(id)}/messages?${q}`, { signal });
 }
 
 /** getChannel describes one channel. */

@@ -4,6 +4,7 @@
 
 import * as api from "./api.js";
 import { ChannelList } from "./list.js";
+import { ServerPanel } from "./panel.js";
 import { Watcher } from "./watch.js";
 
 const $ = (id) => document.getElementById(id);
@@ -17,10 +18,12 @@ const list = new ChannelList({
   error: $("list-error"),
   empty: $("list-empty"),
 });
+const panel = new ServerPanel($("server-panel"));
 let watcher = null;
 
 function parseRoute() {
-  const m = /^#\/watch\/(.+)$/.exec(location.hash);
+  // #/watch/ID, or #/watch/ID?from=SEQ to start after SEQ.
+  const m = /^#\/watch\/([^?]+)(?:\?(.*))?$/.exec(location.hash);
   if (m) {
     let id;
     try {
@@ -28,7 +31,8 @@ function parseRoute() {
     } catch {
       id = "";
     }
-    return { view: "watch", id };
+    const from = Number(new URLSearchParams(m[2] || "").get("from") || 0);
+    return { view: "watch", id, from: Number.isSafeInteger(from) && from > 0 ? from : 0 };
   }
   const q = new URLSearchParams(location.hash.replace(/^#\/?\??/, ""));
   return { view: "home", filter: q.get("filter") || "" };
@@ -47,6 +51,13 @@ function showTokenForm(msg) {
     tokenForm.hidden = false;
     $("token-input").focus();
   }
+  // On the home view nothing else can be shown without a token: not an
+  // empty list under the prompt.
+  if (!watcher) {
+    home.hidden = true;
+    list.stop();
+    panel.stop();
+  }
 }
 
 function restart() {
@@ -55,6 +66,7 @@ function restart() {
     watcher = null;
   }
   list.stop();
+  panel.stop();
   forget.hidden = !api.getToken();
   route();
 }
@@ -83,26 +95,28 @@ forget.hidden = !api.getToken();
 
 function route() {
   const r = parseRoute();
-  if (watcher && (r.view !== "watch" || r.id !== watcher.id)) {
+  if (watcher && (r.view !== "watch" || r.id !== watcher.id || r.from !== watcher.from)) {
     watcher.stop();
     watcher = null;
   }
   if (r.view === "watch") {
     list.stop();
+    panel.stop();
     home.hidden = true;
     watch.hidden = false;
     if (!watcher) {
-      watcher = new Watcher(r.id);
+      watcher = new Watcher(r.id, r.from);
       watcher.start();
     }
     document.title = `${r.id} · messages`;
     return;
   }
   watch.hidden = true;
-  home.hidden = false;
+  home.hidden = !tokenForm.hidden;
   document.title = "messages";
   list.setFilter(r.filter);
   list.start();
+  panel.start();
 }
 
 // A form's submit helper: disables the button while the request runs and

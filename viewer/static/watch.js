@@ -3,12 +3,17 @@
 
 import * as api from "./api.js";
 import { State, Subscription } from "./stream.js";
+import { Bars, Sparkline } from "./plot.js";
+import { Timeline } from "./timeline.js";
 
 const $ = (id) => document.getElementById(id);
 
 const TEXT_NODE_MAX = 16384; // start a new text node past this many chars
 const WINDOW_MS = 2000; // rate and latency window
 const STICK_PX = 32; // "at the bottom" tolerance for auto-scroll
+const MAX_LINES = 5000; // lines kept in the page; earlier ones on demand
+const EARLIER_PAGE = 1000; // messages "show earlier" reads
+const PLOT_SPAN_MS = 60 * 1000; // what the sparklines show
 
 const STATE_LABEL = {
   [State.CONNECTING]: "connecting",
@@ -21,8 +26,13 @@ const STATE_LABEL = {
 
 /** Watcher shows one channel; start it once, stop it when leaving. */
 export class Watcher {
-  constructor(id) {
+  constructor(id, from = 0) {
     this.id = id;
+    this.from = from; // the stream starts after this seq
+    this.firstSeq = from + 1; // the first message in the page
+    this.lines = 0; // lines in the page
+    this.meta = new WeakMap(); // text node → {msgs, lines}
+    this.perSecond = []; // [second, messages, latencies[]]
     this.out = $("output");
     this.status = $("status");
     this.pending = []; // strings and marker elements not yet in the DOM
@@ -40,6 +50,7 @@ export class Watcher {
       onReset: (f) => this.onReset(f),
       onProblem: (text) => this.notice(text),
     });
+    this.sub.last = from;
   }
 
   start() {
@@ -73,7 +84,19 @@ export class Watcher {
     $("close-btn").addEventListener("click", () => this.closeClicked(), sig);
     $("delete-btn").addEventListener("click", () => this.deleteClicked(), sig);
     $("text-link").href = api.textURL(this.id);
+    $("show-earlier").addEventListener("click", () => this.showEarlier(), sig);
+    this.rate = new Sparkline(document.querySelector('[data-plot="rate"]'), { minMax: 1 });
+    this.lat = new Sparkline(document.querySelector('[data-plot="latency"]'), { minMax: 1 });
+    this.timeline = new Timeline(this.id, new Bars(document.querySelector('[data-plot="timeline"]'), (f) => this.pick(f)),
+      $("tl-info"), this.ctrl.signal);
+    this.timeline.load();
     this.ticker = setInterval(() => this.renderStatus(), 250);
+    this.plotTicker = setInterval(() => this.drawPlots(), 1000);
+    this.timelineTicker = setInterval(() => {
+      if (this.sub.state === State.LIVE) this.timeline.load();
+    }, 10000);
+    if (this.from > 0) this.mark("from", `from seq ${this.from + 1} · earlier messages above on demand`);
+    this.updateEarlier();
     this.sub.start();
     this.probe();
     this.renderStatus();
@@ -86,6 +109,8 @@ export class Watcher {
     this.sub.stop();
     this.ctrl.abort();
     clearInterval(this.ticker);
+    clearInterval(this.plotTicker);
+    clearInterval(this.timelineTicker);
     clearTimeout(this.closeArm);
     clearTimeout(this.deleteArm);
     clearTimeout(this.noticeTimer);
@@ -135,6 +160,15 @@ export class Watcher {
       this.latency = lat;
     }
     this.samples.push([now, data.length, lat]);
+    const sec = Math.floor(now / 1000);
+    let b = this.perSecond[this.perSecond.length - 1];
+    if (!b || b[0] !== sec) {
+      b = [sec, 0, []];
+      this.perSecond.push(b);
+      while (this.perSecond.length > PLOT_SPAN_MS / 1000 + 2) this.perSecond.shift();
+    }
+    b[1] += data.length;
+    if (lat !== null) b[2].push(lat);
     this.queueFlush();
   }
 
@@ -152,6 +186,9 @@ export class Watcher {
   onReset(f) {
     this.pending = [];
     this.out.textContent = "";
+    this.lines = 0;
+    this.firstSeq = 1;
+    this.updateEarlier();
     this.latency = null;
     this.mark("reset", "history changed on the server · restarted from the beginning");
     this.notice(`The channel's history changed on the server (${f.message || "epoch changed"}); showing it again from the beginning.`);
@@ -191,19 +228,28 @@ export class Watcher {
     // Measured before appending: follow only if the person is at the end.
     const stick = this.atEnd();
     let text = "";
+    let msgs = 0;
     const putText = () => {
       if (text === "") return;
-      const last = out.lastChild;
-      if (last && last.nodeType === Node.TEXT_NODE && last.length + text.length <= TEXT_NODE_MAX) {
-        last.appendData(text);
+      let node = out.lastChild;
+      if (node && node.nodeType === Node.TEXT_NODE && node.length + text.length <= TEXT_NODE_MAX && this.meta.has(node)) {
+        node.appendData(text);
       } else {
-        out.appendChild(document.createTextNode(text));
+        node = out.appendChild(document.createTextNode(text));
+        this.meta.set(node, { msgs: 0, lines: 0 });
       }
+      const m = this.meta.get(node);
+      const lines = countLines(text);
+      m.msgs += msgs;
+      m.lines += lines;
+      this.lines += lines;
       text = "";
+      msgs = 0;
     };
     for (const it of items) {
       if (typeof it === "string") {
         text += it;
+        msgs++;
         if (text.length >= TEXT_NODE_MAX) putText();
       } else {
         putText();
@@ -211,10 +257,84 @@ export class Watcher {
       }
     }
     putText();
+    this.trim();
     if (stick) this.scrollToEnd();
     else $("jump").hidden = false;
     out.dataset.lastSeq = String(this.sub.last);
     this.renderStatus();
+  }
+
+  // trim keeps about MAX_LINES lines in the page, dropping the oldest
+  // text nodes; "show earlier" reads them again from the history.
+  trim() {
+    const out = this.out;
+    while (this.lines > MAX_LINES && out.firstChild && out.firstChild !== out.lastChild) {
+      const n = out.firstChild;
+      const m = this.meta.get(n);
+      if (m) {
+        this.lines -= m.lines;
+        this.firstSeq += m.msgs;
+      }
+      n.remove();
+    }
+    this.updateEarlier();
+  }
+
+  updateEarlier() {
+    const b = $("show-earlier");
+    b.hidden = this.firstSeq <= 1;
+    b.textContent = `Show earlier (before seq ${this.firstSeq})`;
+    this.out.dataset.firstSeq = String(this.firstSeq);
+  }
+
+  // showEarlier reads the page of history before the first message shown
+  // and puts it at the top.
+  async showEarlier() {
+    const b = $("show-earlier");
+    if (b.disabled || this.firstSeq <= 1) return;
+    b.disabled = true;
+    try {
+      const end = this.firstSeq - 1;
+      const start = Math.max(0, end - EARLIER_PAGE);
+      const page = await api.historyPage(this.id, start, end - start, { signal: this.ctrl.signal });
+      const msgs = (page.messages || []).filter((m) => m.seq > start && m.seq <= end);
+      if (msgs.length === 0 || msgs[0].seq !== start + 1) throw new Error("the history page is not where it was asked");
+      const text = msgs.map((m) => (page.encoding === "base64" ? atob(m.data) : m.data)).join("");
+      const height = this.out.scrollHeight;
+      const node = document.createTextNode(text);
+      this.meta.set(node, { msgs: msgs.length, lines: countLines(text) });
+      this.out.insertBefore(node, this.out.firstChild);
+      this.firstSeq = start + 1;
+      this.out.scrollTop += this.out.scrollHeight - height; // keep the view where it was
+      this.updateEarlier();
+    } catch (e) {
+      if (e.name !== "AbortError") this.notice(`Cannot read earlier messages: ${e.message}`, { bad: true });
+    } finally {
+      b.disabled = false;
+    }
+  }
+
+  // pick opens the stream from the point of the timeline clicked.
+  pick(f) {
+    const seq = this.timeline.seqAt(f);
+    if (seq === null) return;
+    location.hash = `#/watch/${encodeURIComponent(this.id)}?from=${Math.max(0, seq - 1)}`;
+  }
+
+  drawPlots() {
+    const now = Date.now();
+    const x0 = now - PLOT_SPAN_MS;
+    const rate = [];
+    const lat = [];
+    for (const [sec, n, lats] of this.perSecond) {
+      rate.push([sec * 1000, n]);
+      if (lats.length) {
+        lats.sort((a, b) => a - b);
+        lat.push([sec * 1000, lats[lats.length >> 1]]);
+      }
+    }
+    this.rate.draw(rate, x0, now);
+    this.lat.draw(lat, x0, now);
   }
 
   atEnd() {
@@ -357,4 +477,10 @@ export class Watcher {
       b.textContent = "Delete channel";
     }
   }
+}
+
+function countLines(text) {
+  let n = 0;
+  for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) n++;
+  return n;
 }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -505,6 +506,35 @@ func TestIssuerAudienceNeedAKey(t *testing.T) {
 		if a, err := New(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "needs a key") {
 			a.Close()
 			t.Errorf("New(%+v) = %v, want an error saying a key is needed", cfg, err)
+		}
+	}
+}
+
+// TestTimeClaimsAreNumbers: exp, nbf and iat are JSON numbers (RFC 7519
+// §2, NumericDate); a string holding a number, null, or another type is
+// refused with 401 whatever the key's case, not read as a time.
+func TestTimeClaimsAreNumbers(t *testing.T) {
+	a := newAuthorizer(t, Config{Secret: testSecret})
+	future := time.Now().Add(time.Hour).Unix()
+	now := time.Now().Unix()
+	good := jwt.MapClaims{"exp": future, "iat": now, "nbf": now, "admin": true}
+	if err := a.Authorize(request("GET", "/channels", sign(t, jwt.SigningMethodHS256, testSecret, good, "")), Admin, ""); err != nil {
+		t.Fatalf("numeric claims refused: %v", err)
+	}
+	for _, c := range []jwt.MapClaims{
+		{"exp": strconv.FormatInt(future, 10), "admin": true},
+		{"exp": future, "nbf": strconv.FormatInt(now, 10), "admin": true},
+		{"exp": future, "iat": strconv.FormatInt(now, 10), "admin": true},
+		{"exp": future, "EXP": strconv.FormatInt(future, 10), "admin": true},
+		{"exp": nil, "admin": true},
+		{"exp": []int64{future}, "admin": true},
+		{"exp": true, "admin": true},
+	} {
+		tok := sign(t, jwt.SigningMethodHS256, testSecret, c, "")
+		err := a.Authorize(request("GET", "/channels", tok), Admin, "")
+		var e *Error
+		if !errors.As(err, &e) || e.Status() != http.StatusUnauthorized {
+			t.Errorf("claims %v: %v, want a 401", c, err)
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +69,27 @@ type rangeError struct{ claim string }
 
 func (e *rangeError) Error() string {
 	return fmt.Sprintf("claim %q is out of range: a time is seconds since 1970, before the year 10000", e.claim)
+}
+
+// UnmarshalJSON reads claims, refusing a time claim (exp, nbf, iat, in
+// any case, as encoding/json matches names) that is not a JSON number
+// (RFC 7519 §2, NumericDate): jwt would read "exp":"1999999999", a
+// string, as a time.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	for k, v := range raw {
+		if !strings.EqualFold(k, "exp") && !strings.EqualFold(k, "nbf") && !strings.EqualFold(k, "iat") {
+			continue
+		}
+		if v = bytes.TrimSpace(v); len(v) == 0 || !(v[0] == '-' || '0' <= v[0] && v[0] <= '9') {
+			return fmt.Errorf("claim %q is not a number: a time claim is seconds since 1970 as a JSON number", k)
+		}
+	}
+	type plain Claims // without this method
+	return json.Unmarshal(b, (*plain)(c))
 }
 
 // Validate checks the range of the time claims and the channel patterns;

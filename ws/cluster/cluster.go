@@ -89,9 +89,10 @@ type Node struct {
 	log   *slog.Logger
 	m     *metrics
 
-	mu  sync.Mutex
-	hub *ws.Hub            // guarded by mu; set by Start
-	sub *nats.Subscription // guarded by mu: the rpc subscription
+	mu   sync.Mutex
+	hub  *ws.Hub            // guarded by mu; set by Start
+	sub  *nats.Subscription // guarded by mu: the rpc subscription
+	hsub *nats.Subscription // guarded by mu: the history invalidations
 
 	renewed time.Time // last successful lease renewal; owned by leases
 
@@ -174,6 +175,16 @@ func (n *Node) Start(hub *ws.Hub) error {
 		return fmt.Errorf("cluster: subscribe: %w", err)
 	}
 	n.sub = sub
+	// Deletes and take-overs anywhere drop this node's cached history of
+	// the channel (the cache also checks the store before it trusts a
+	// closed channel, for an invalidation NATS lost).
+	hsub, err := n.nc.Subscribe(historySubject(n.cfg.Prefix), func(msg *nats.Msg) {
+		hub.InvalidateHistory(string(msg.Data))
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: subscribe: %w", err)
+	}
+	n.hsub = hsub
 	if err := n.nc.FlushTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("cluster: NATS does not answer: %w", err)
 	}
@@ -188,11 +199,14 @@ func (n *Node) Start(hub *ws.Hub) error {
 // batches are written), before closing the NATS connection.
 func (n *Node) Stop(ctx context.Context) error {
 	n.mu.Lock()
-	sub := n.sub
-	n.sub = nil
+	sub, hsub := n.sub, n.hsub
+	n.sub, n.hsub = nil, nil
 	n.mu.Unlock()
 	if sub != nil {
 		_ = sub.Unsubscribe()
+	}
+	if hsub != nil {
+		_ = hsub.Unsubscribe()
 	}
 	n.cancel()
 	done := make(chan struct{})
@@ -231,10 +245,20 @@ func (n *Node) Lease() time.Duration { return n.lease }
 
 // Publish implements ws.Cluster. While NATS is unreachable the client
 // buffers what it can; an event that is lost shows as a gap to the
-// followers, which then resync.
+// followers, which then resync. A deletion or a take-over is also sent to
+// every node, which drops its cached history of the channel.
 func (n *Node) Publish(ev ws.Event) {
-	if err := n.nc.Publish(eventSubject(n.cfg.Prefix, ev.Channel), encodeEvent(ev)); err != nil {
-		n.m.publishErrors.Inc()
+	subject := eventSubject(n.cfg.Prefix, ev.Channel)
+	for _, b := range encodeEvents(ev, int(n.nc.MaxPayload())) {
+		if err := n.nc.Publish(subject, b); err != nil {
+			n.m.publishErrors.Inc()
+			return
+		}
+	}
+	if ev.Kind == ws.EventDeleted || ev.Kind == ws.EventEpoch {
+		if err := n.nc.Publish(historySubject(n.cfg.Prefix), []byte(ev.Channel)); err != nil {
+			n.m.publishErrors.Inc()
+		}
 	}
 }
 
@@ -274,13 +298,16 @@ func (n *Node) Ping(ctx context.Context, node, id string) (int64, error) {
 // snapshot, so every event the owner publishes after its snapshot reaches
 // deliver.
 func (n *Node) Follow(ctx context.Context, node, id string, deliver func(ws.Event)) (ws.Snapshot, func(), error) {
+	parts := &assembler{id: id}
 	sub, err := n.nc.Subscribe(eventSubject(n.cfg.Prefix, id), func(msg *nats.Msg) {
-		ev, err := decodeEvent(id, msg.Data)
+		ev, ok, err := parts.add(msg.Data)
 		if err != nil {
 			n.log.Warn("cluster: dropped a malformed event", slog.String("channel", id))
 			return
 		}
-		deliver(ev)
+		if ok {
+			deliver(ev)
+		}
 	})
 	if err != nil {
 		return ws.Snapshot{}, nil, fmt.Errorf("cluster: subscribe: %w", err)
@@ -318,8 +345,13 @@ func (n *Node) call(ctx context.Context, node string, req request) (reply, error
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	msg, err := n.nc.RequestWithContext(ctx, rpcSubject(n.cfg.Prefix, node), marshal(req))
+	out := requestMsg(rpcSubject(n.cfg.Prefix, node), req)
+	msg, err := n.nc.RequestMsgWithContext(ctx, out)
 	switch {
+	case errors.Is(err, nats.ErrMaxPayload):
+		// Refused before it was sent: the owner never saw it.
+		return reply{}, fmt.Errorf("%w: %d bytes of data, and NATS carries at most %d bytes in all",
+			ws.ErrTooLarge, len(out.Data), n.nc.MaxPayload())
 	case errors.Is(err, nats.ErrNoResponders):
 		return reply{}, fmt.Errorf("%w: node %q", ws.ErrNoOwner, node)
 	case err != nil && ctx.Err() != nil && (req.Op == opSnapshot || req.Op == opPing):

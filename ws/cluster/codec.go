@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/durable"
 	"github.com/messages-server/messages/ws/wire"
@@ -17,6 +19,7 @@ import (
 // wildcard-free ids still could make empty tokens ("a..b"): a channel's
 // subject carries its id in hex.
 func rpcSubject(prefix, node string) string { return prefix + ".node." + node }
+func historySubject(prefix string) string   { return prefix + ".history" }
 func eventSubject(prefix, id string) string {
 	return prefix + ".channel." + hex.EncodeToString([]byte(id))
 }
@@ -30,6 +33,93 @@ func encodeEvent(ev ws.Event) []byte {
 	b = binary.AppendUvarint(b, uint64(ev.Seq))
 	b = binary.AppendVarint(b, ev.Time)
 	return append(b, ev.Data...)
+}
+
+// Flags of an encoded event's kind byte for a message larger than NATS
+// carries (one near the largest allowed): it is published in parts, each
+// at most the payload limit, on the channel's subject, where NATS keeps
+// them in order. Every part but the last has more set, every part but the
+// first has cont set, and a part's data starts with its offset in the
+// message (a uvarint).
+const (
+	more     = 0x80
+	cont     = 0x40
+	flagBits = more | cont
+)
+
+// partOverhead bounds an encoded part's bytes besides its data.
+const partOverhead = 1 + 4*binary.MaxVarintLen64
+
+// encodeEvents encodes ev as one NATS payload, or, if that would pass
+// limit bytes, as several parts, each at most limit, to be published in
+// order.
+func encodeEvents(ev ws.Event, limit int) [][]byte {
+	room := limit - partOverhead
+	if ev.Kind != ws.EventMessage || len(ev.Data) <= room || room <= 0 {
+		return [][]byte{encodeEvent(ev)}
+	}
+	var parts [][]byte
+	for off := 0; off < len(ev.Data); off += room {
+		part := ev
+		part.Data = nil
+		b := encodeEvent(part)
+		if off > 0 {
+			b[0] |= cont
+		}
+		if off+room < len(ev.Data) {
+			b[0] |= more
+		}
+		b = binary.AppendUvarint(b, uint64(off))
+		parts = append(parts, append(b, ev.Data[off:min(off+room, len(ev.Data))]...))
+	}
+	return parts
+}
+
+// assembler puts the parts of messages back together, for one
+// subscription (NATS calls its handler in order, one message at a time).
+// A part missing drops its message, which the follower then sees as a
+// missing seq, and resyncs.
+type assembler struct {
+	id      string
+	pending ws.Event // the parts so far, while pending.Kind != 0
+}
+
+// add decodes b, a part or a whole event; ok is set when an event is
+// complete.
+func (a *assembler) add(b []byte) (ev ws.Event, ok bool, err error) {
+	if len(b) == 0 || b[0]&flagBits == 0 {
+		a.pending = ws.Event{} // the rest of a pending message was lost
+		ev, err = decodeEvent(a.id, b)
+		return ev, err == nil, err
+	}
+	flags := b[0] & flagBits
+	ev, err = decodeEvent(a.id, append([]byte{b[0] &^ flagBits}, b[1:]...))
+	var off uint64
+	n := 0
+	if err == nil {
+		off, n = binary.Uvarint(ev.Data)
+	}
+	if err != nil || n <= 0 || ev.Kind != ws.EventMessage {
+		a.pending = ws.Event{}
+		return ws.Event{}, false, errBadEvent
+	}
+	ev.Data = ev.Data[n:]
+	p := a.pending
+	switch {
+	case flags&cont == 0 && off == 0:
+		p = ev // a first part
+	case p.Kind != 0 && p.Seq == ev.Seq && p.Epoch == ev.Epoch && off == uint64(len(p.Data)):
+		p.Data = append(p.Data, ev.Data...)
+	default:
+		a.pending = ws.Event{} // a part is missing
+		return ws.Event{}, false, nil
+	}
+	if flags&more != 0 {
+		a.pending = p
+		return ws.Event{}, false, nil
+	}
+	a.pending = ws.Event{}
+	return p, true, nil
 }
 
 // errBadEvent is the error of decodeEvent for bytes it did not encode.
@@ -72,19 +162,81 @@ const (
 	opStream   = "stream_append"
 )
 
-// request is a remote call, JSON-encoded.
+// request is a remote call. Its fields travel JSON-encoded in the
+// callHeader header of a NATS message, its data raw in the body: data
+// is never inflated (no base64), so an append as large as NATS's payload
+// less the header can be forwarded.
 type request struct {
 	Op      string `json:"op"`
 	Channel string `json:"channel"`
-	Data    []byte `json:"data,omitempty"`
+	Data    []byte `json:"-"` // the body of opAppend
 	Wait    bool   `json:"wait,omitempty"`
 	// Stream is the Durable Streams append of opStream.
 	Stream *streamRequest `json:"stream,omitempty"`
 }
 
+// callHeader is the NATS header that carries a request's fields.
+const callHeader = "Messages-Call"
+
+// requestMsg returns the NATS message of req, sent to subject.
+func requestMsg(subject string, req request) *nats.Msg {
+	msg := nats.NewMsg(subject)
+	msg.Header.Set(callHeader, string(marshal(req)))
+	msg.Data = req.Data
+	if req.Stream != nil {
+		msg.Data = frameMessages(req.Stream.Messages)
+	}
+	return msg
+}
+
+// decodeRequest decodes what requestMsg encoded. The data is the
+// message's: NATS hands each message its own buffer.
+func decodeRequest(msg *nats.Msg) (request, error) {
+	var req request
+	if err := json.Unmarshal([]byte(msg.Header.Get(callHeader)), &req); err != nil {
+		return request{}, err
+	}
+	if req.Stream == nil {
+		req.Data = msg.Data
+		return req, nil
+	}
+	msgs, err := unframeMessages(msg.Data)
+	req.Stream.Messages = msgs
+	return req, err
+}
+
+// frameMessages encodes msgs as one body: each message's length (a
+// uvarint), then its bytes.
+func frameMessages(msgs [][]byte) []byte {
+	n := 0
+	for _, m := range msgs {
+		n += binary.MaxVarintLen64 + len(m)
+	}
+	b := make([]byte, 0, n)
+	for _, m := range msgs {
+		b = binary.AppendUvarint(b, uint64(len(m)))
+		b = append(b, m...)
+	}
+	return b
+}
+
+// unframeMessages decodes what frameMessages encoded.
+func unframeMessages(b []byte) ([][]byte, error) {
+	var msgs [][]byte
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return nil, errors.New("cluster: malformed messages")
+		}
+		msgs = append(msgs, b[k:k+int(n)])
+		b = b[k+int(n):]
+	}
+	return msgs, nil
+}
+
 // streamRequest is what a Durable Streams append adds to a request.
 type streamRequest struct {
-	Messages  [][]byte          `json:"messages,omitempty"`
+	Messages  [][]byte          `json:"-"` // in the body
 	Close     bool              `json:"close,omitempty"`
 	StreamSeq string            `json:"stream_seq,omitempty"`
 	Producer  *durable.Producer `json:"producer,omitempty"`

@@ -50,3 +50,50 @@ func TestEventRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestEventFragments: an event larger than the payload limit goes out in
+// parts that are put back together in order; a lost part drops only its
+// event, which the follower sees as a missing seq.
+func TestEventFragments(t *testing.T) {
+	data := make([]byte, 1000)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	big := ws.Event{Kind: ws.EventMessage, Channel: "c", Epoch: 3, Seq: 9, Time: 77, Data: data}
+	parts := encodeEvents(big, 300)
+	if len(parts) < 4 {
+		t.Fatalf("%d parts of 1000 bytes at 300 a part, want at least 4", len(parts))
+	}
+	small := ws.Event{Kind: ws.EventMessage, Channel: "c", Epoch: 3, Seq: 10, Time: 78, Data: []byte("x")}
+	for _, tc := range []struct {
+		name string
+		drop int // the index of a part lost, -1 for none
+		want []int64
+	}{{"whole", -1, []int64{9, 10}}, {"first part lost", 0, []int64{10}}, {"a middle part lost", 2, []int64{10}}} {
+		a := &assembler{id: "c"}
+		var got []ws.Event
+		for i, b := range append(append([][]byte{}, parts...), encodeEvents(small, 300)...) {
+			if i == tc.drop {
+				continue
+			}
+			ev, ok, err := a.add(b)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if ok {
+				got = append(got, ev)
+			}
+		}
+		if len(got) != len(tc.want) {
+			t.Fatalf("%s: %d events, want %v", tc.name, len(got), tc.want)
+		}
+		for i, ev := range got {
+			if ev.Seq != tc.want[i] {
+				t.Fatalf("%s: event %d has seq %d, want %d", tc.name, i, ev.Seq, tc.want[i])
+			}
+			if ev.Seq == 9 && (string(ev.Data) != string(data) || ev.Time != 77 || ev.Epoch != 3) {
+				t.Fatalf("%s: reassembled event %+v differs", tc.name, ev)
+			}
+		}
+	}
+}

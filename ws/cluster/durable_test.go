@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +180,45 @@ func TestDurableStreamOwnerStops(t *testing.T) {
 	}
 	if got, want := storedData(t, b.store, "t"), []string{"m1", "m2", "m3"}; !slices.Equal(got, want) {
 		t.Errorf("stored %q, want %q", got, want)
+	}
+}
+
+// TestBadHeaderThroughAnotherNode: appends with a Producer-Id or a
+// Stream-Seq the store cannot hold, sent through a node that does not own
+// the stream, are refused with 400 there, between good appends through
+// the same node: every good append is stored and the stream keeps its
+// epoch (a bad value used to fail the owner's batch, its channel, and the
+// good appends in it).
+func TestBadHeaderThroughAnotherNode(t *testing.T) {
+	_, nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	mustStream(t, http.StatusCreated, http.MethodPut, a.URL+"/v1/stream/s", "", "Content-Type", "text/plain")
+	before, err := a.store.Channel(context.Background(), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := [][]string{
+		{"Producer-Id", "p\xff", "Producer-Epoch", "0", "Producer-Seq", "0"},
+		{"Producer-Id", strings.Repeat("0123456789abcdef", 700), "Producer-Epoch", "0", "Producer-Seq", "0"},
+		{"Stream-Seq", "1\xff"},
+	}
+	var want []string
+	for i := range 30 {
+		msg := "good " + strconv.Itoa(i) + "\n"
+		mustStream(t, http.StatusNoContent, http.MethodPost, b.URL+"/v1/stream/s", msg, "Content-Type", "text/plain")
+		want = append(want, msg)
+		h := bad[i%len(bad)]
+		resp, body := streamReq(t, http.MethodPost, b.URL+"/v1/stream/s", "bad\n", append([]string{"Content-Type", "text/plain"}, h...)...)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, h[0]) {
+			t.Fatalf("bad %s through %s: %d %s, want 400 naming it", h[0], b.id, resp.StatusCode, body)
+		}
+	}
+	_, body := mustStream(t, http.StatusOK, http.MethodGet, b.URL+"/v1/stream/s?offset=-1", "")
+	if body != strings.Join(want, "") {
+		t.Errorf("stream holds %q, want %q", body, strings.Join(want, ""))
+	}
+	after, err := a.store.Channel(context.Background(), "s")
+	if err != nil || after.Epoch != before.Epoch {
+		t.Errorf("epoch %d (%v), want %d: the channel failed", after.Epoch, err, before.Epoch)
 	}
 }

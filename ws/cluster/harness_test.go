@@ -80,6 +80,7 @@ func (n *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.
 // node and HTTP server, like cmd/messages wires them.
 type testNode struct {
 	id      string
+	dbURL   string
 	URL     string
 	store   *persist.Store
 	writer  *persist.Writer
@@ -95,37 +96,80 @@ type testNode struct {
 // lease is the lease time of the test clusters.
 const lease = time.Second
 
+// nodeOption changes the configuration of a test node before it starts.
+type nodeOption func(*nodeSetup)
+
+// nodeSetup is what a nodeOption may change.
+type nodeSetup struct {
+	hub     *ws.HubConfig
+	cluster *cluster.Config
+	// wrap, if set, wraps the cluster node the hub talks to.
+	wrap func(ws.Cluster) ws.Cluster
+	// lease is the node's lease time.
+	lease time.Duration
+	// dst, if set, wraps what the node's writer writes batches to.
+	dst func(persist.BatchWriter) persist.BatchWriter
+	// server, if set, changes the node's server configuration.
+	server func(*ws.ServerConfig)
+}
+
 // startNode starts node id on the database dbURL and the NATS server ns.
-func startNode(t testing.TB, dbURL string, ns *natsServer, id string) *testNode {
+func startNode(t testing.TB, dbURL string, ns *natsServer, id string, opts ...nodeOption) *testNode {
+	t.Helper()
+	return startNodeVia(t, dbURL, ns.url(), id, opts...)
+}
+
+// startNodeVia starts node id on the database dbURL and the NATS server
+// at natsURL (a proxy in front of one, say).
+func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *testNode {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", id)
-	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log, Node: id, Lease: lease, MaxConns: 8})
+	// A first pass for the lease, which the store needs first.
+	setup := nodeSetup{lease: lease, hub: &ws.HubConfig{}, cluster: &cluster.Config{}}
+	for _, o := range opts {
+		o(&setup)
+	}
+	store, err := persist.Open(ctx, persist.Config{URL: dbURL, Logger: log, Node: id, Lease: setup.lease, MaxConns: 8})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
-	nc, err := nats.Connect(ns.url(), nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+	nc, err := nats.Connect(natsURL, nats.Name(id), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
 		nats.ReconnectJitter(0, 0))
 	if err != nil {
 		t.Fatalf("connect to NATS: %v", err)
 	}
 	reg := prometheus.NewRegistry()
-	node, err := cluster.New(cluster.Config{Conn: nc, Store: store, Logger: log, Registerer: reg})
+	var dst persist.BatchWriter = store
+	if setup.dst != nil {
+		dst = setup.dst(store)
+	}
+	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Registerer: reg,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	m := ws.NewMetrics(reg)
+	hcfg := ws.HubConfig{Store: store, Writer: writer, PersistInterval: 10 * time.Millisecond,
+		Logger: log, Metrics: m}
+	ccfg := cluster.Config{Conn: nc, Store: store, Logger: log, Registerer: reg}
+	setup.hub, setup.cluster = &hcfg, &ccfg
+	for _, o := range opts {
+		o(&setup)
+	}
+	node, err := cluster.New(ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writer := persist.NewWriter(store, persist.WriterConfig{Logger: log, Registerer: reg,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
-	m := ws.NewMetrics(reg)
-	hub := ws.NewHub(ws.HubConfig{Store: store, Writer: writer, PersistInterval: 10 * time.Millisecond,
-		Logger: log, Metrics: m, Cluster: node})
+	hcfg.Cluster = node
+	if setup.wrap != nil {
+		hcfg.Cluster = setup.wrap(node)
+	}
+	hub := ws.NewHub(hcfg)
 	if err := node.Start(hub); err != nil {
 		t.Fatal(err)
 	}
 	if err := hub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv := ws.NewServer(hub, ws.ServerConfig{Logger: log, HubMetrics: m,
+	cfg := ws.ServerConfig{Logger: log, HubMetrics: m,
 		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
@@ -133,9 +177,13 @@ func startNode(t testing.TB, dbURL string, ns *natsServer, id string) *testNode 
 				return err
 			}
 			return store.Ping(ctx)
-		}})
+		}}
+	if setup.server != nil {
+		setup.server(&cfg)
+	}
+	srv := ws.NewServer(hub, cfg)
 	hs := httptest.NewServer(srv)
-	n := &testNode{id: id, URL: hs.URL, store: store, writer: writer, hub: hub, node: node, nc: nc,
+	n := &testNode{id: id, dbURL: dbURL, URL: hs.URL, store: store, writer: writer, hub: hub, node: node, nc: nc,
 		srv: srv, http: hs, reg: reg}
 	t.Cleanup(n.stop)
 	return n
@@ -178,13 +226,13 @@ func (n *testNode) crash() {
 }
 
 // startCluster starts a NATS server and n nodes on one fresh database.
-func startCluster(t testing.TB, n int) (*natsServer, []*testNode) {
+func startCluster(t testing.TB, n int, opts ...nodeOption) (*natsServer, []*testNode) {
 	t.Helper()
 	ns := startNATS(t)
 	dbURL := persisttest.DatabaseURL(t)
 	nodes := make([]*testNode, n)
 	for i := range nodes {
-		nodes[i] = startNode(t, dbURL, ns, fmt.Sprintf("n%d", i+1))
+		nodes[i] = startNode(t, dbURL, ns, fmt.Sprintf("n%d", i+1), opts...)
 	}
 	return ns, nodes
 }

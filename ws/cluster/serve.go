@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -19,8 +18,8 @@ const maxServing = 1024
 // serve answers one remote call, on its own goroutine: an append that
 // waits for persistence must not hold up the others.
 func (n *Node) serve(msg *nats.Msg) {
-	var req request
-	if err := json.Unmarshal(msg.Data, &req); err != nil {
+	req, err := decodeRequest(msg)
+	if err != nil {
 		n.respond(msg, reply{Error: &replyError{Code: codeBadRequest, Message: "malformed request"}})
 		return
 	}
@@ -39,7 +38,14 @@ func (n *Node) serve(msg *nats.Msg) {
 // handle runs req on this node's hub, never forwarding it again.
 func (n *Node) handle(req request) reply {
 	hub := n.started()
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+	timeout := n.cfg.RequestTimeout
+	if req.Wait {
+		// The asking node waits this long too: the hub's persist-wait
+		// timeout ends the wait first, with a 504 and the seq, as on a
+		// single server.
+		timeout += n.cfg.WaitTimeout
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, timeout)
 	defer cancel()
 	var (
 		r   reply

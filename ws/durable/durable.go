@@ -149,11 +149,31 @@ type Backend interface {
 	// least one if there is one), and the stream's info. It counts as an
 	// access for the TTL. ErrGone if from is in a history lost to a reset.
 	Read(ctx context.Context, name string, from Pos, maxBytes int) ([][]byte, Info, error)
+	// Catchup plans a catch-up read of the messages after from, up to the
+	// tail as of the call, cut before the message that would take their
+	// data past maxBytes (but at least one message if there is one). It
+	// returns the range, whose end is known before any message is sent,
+	// and the stream's info; it counts as an access for the TTL. ErrGone
+	// if from is in a history lost to a reset.
+	Catchup(ctx context.Context, name string, from Pos, maxBytes int64) (Range, Info, error)
 	// Wait returns when the stream has messages after from, or is closed,
 	// or ctx is done (then with ctx's error).
 	Wait(ctx context.Context, name string, from Pos) error
 	// Delete removes a stream and its messages, or returns ErrNotFound.
 	Delete(ctx context.Context, name string) error
+}
+
+// Range is a planned catch-up read: the messages after its start up to
+// End, which Each yields.
+type Range struct {
+	// End is the position after the range's last message: the start
+	// itself when the range is empty.
+	End Pos
+	// Each calls fn with each message of the range, in order, reading them
+	// a page at a time: the range is never held in memory whole (a small
+	// one may be). It stops at fn's first error and returns it; an error
+	// of its own means the range could not be read whole.
+	Each func(ctx context.Context, fn func(msg []byte) error) error
 }
 
 // Errors a Backend returns.
@@ -178,6 +198,9 @@ var (
 	// but was not durable within the server's persist-wait timeout; it
 	// will be persisted. A retry of it is answered as a duplicate.
 	ErrPersistTimeout = errors.New("the append was accepted but is not durable yet")
+	// ErrTooLarge: the append is larger than the server can carry to where
+	// the stream is written (413); nothing was applied.
+	ErrTooLarge = errors.New("the append is too large for this server to apply")
 )
 
 // StaleEpochError: a producer's epoch is older than the stream's record of

@@ -233,3 +233,35 @@ func TestParseFork(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceName: every spelling of a fork's source comes down to one name,
+// the one the rights check and the store both use.
+func TestSourceName(t *testing.T) {
+	const p = "/v1/stream/"
+	for in, want := range map[string]string{
+		"src":                             "src",
+		"a:b":                             "a:b",
+		"/v1/stream/src":                  "src",
+		"/v1/stream/%73rc":                "src",
+		"/v1/stream//src":                 "src",
+		"/v1//stream/./src":               "src",
+		"/v1/stream/x/../src":             "src",
+		"a.x://h/v1/stream/src":           "src",
+		"a.x:/v1/stream/src":              "src",
+		"//host:1/v1/stream/a.y/../%73rc": "src",
+		"/v1/stream/%25":                  "%",
+	} {
+		if got, err := SourceName(in, p); err != nil || got != want {
+			t.Errorf("SourceName(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{
+		"", "/", "/v1/stream/", "/v1/stream/a/b", "/v1/stream/a%2Fb", "/v1/stream/x/../../src",
+		"v1/stream/src", "/v1/stream/src?x", "/v1/stream/src#x", "/v1/stream/src?",
+		"http://u:p@h/v1/stream/src", "/v1/stream/%zz", "/other/src",
+	} {
+		if got, err := SourceName(in, p); err == nil {
+			t.Errorf("SourceName(%q) = %q, want an error", in, got)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // HandlerConfig configures a Handler. Zero values mean the defaults.
@@ -26,19 +26,32 @@ type HandlerConfig struct {
 	// SSELifetime is how long an SSE response lasts before the server ends
 	// it (the client reconnects from its last offset). Default 60s.
 	SSELifetime time.Duration
-	// MaxAppendBytes bounds a PUT or POST body. Default 1 MiB.
+	// MaxAppendBytes bounds a PUT or POST body; a JSON body may be three
+	// times as large, since a client's batch of MaxAppendBytes of values
+	// carries a comma per value (and may pass the size by its last one).
+	// The number of messages of a JSON body is not bounded apart: the
+	// backend counts them at their memory cost. Default 1 MiB.
 	MaxAppendBytes int
 	// BodyTimeout bounds the time a PUT or POST body takes to arrive; past
 	// it the answer is 408 and the connection is closed. Default 30s.
 	BodyTimeout time.Duration
-	// MaxAppendMessages bounds the messages of one JSON-mode body (the
-	// elements of its array). Default 10,000.
-	MaxAppendMessages int
-	// MaxReadBytes bounds the data of one catch-up response (one message
-	// larger than this is still sent whole). Default 1 MiB.
+	// MaxReadBytes bounds the data of one long-poll response or SSE data
+	// event (one message larger than this is still sent whole). Default
+	// 1 MiB.
 	MaxReadBytes int
+	// MaxCatchupBytes bounds the data of one catch-up response, which
+	// otherwise holds everything up to the tail as of the request (one
+	// message larger than this is still sent whole); past it the response
+	// ends without Stream-Up-To-Date and the client reads on from its
+	// Stream-Next-Offset. Default 64 MiB.
+	MaxCatchupBytes int64
 	// Logger receives errors the client is not told about. Default: discard.
 	Logger *slog.Logger
+	// AuthorizeFork, if set, checks that r may read source, the stream a
+	// PUT forks from, named exactly as the fork will read it (see
+	// SourceName). It answers a refusal itself and returns false; the
+	// body is not read then. Nil: every fork is allowed.
+	AuthorizeFork func(w http.ResponseWriter, r *http.Request, source string) bool
 }
 
 // Handler serves the Durable Streams protocol. It is safe for concurrent
@@ -65,11 +78,11 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = 30 * time.Second
 	}
-	if cfg.MaxAppendMessages <= 0 {
-		cfg.MaxAppendMessages = 10_000
-	}
 	if cfg.MaxReadBytes <= 0 {
 		cfg.MaxReadBytes = 1 << 20
+	}
+	if cfg.MaxCatchupBytes <= 0 {
+		cfg.MaxCatchupBytes = 64 << 20
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -178,6 +191,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		httpError(w, http.StatusGone, err.Error())
 	case errors.Is(err, ErrPersistTimeout):
 		httpError(w, http.StatusGatewayTimeout, err.Error())
+	case errors.Is(err, ErrTooLarge):
+		httpError(w, http.StatusRequestEntityTooLarge, err.Error())
 	case errors.As(err, &stale):
 		w.Header().Set(hProducerEpoch, strconv.FormatInt(stale.Current, 10))
 		httpError(w, http.StatusForbidden, err.Error())
@@ -211,20 +226,25 @@ type BadRequestError struct{ Msg string }
 
 func (e *BadRequestError) Error() string { return e.Msg }
 
-// readBody reads a request body of at most MaxAppendBytes within
-// BodyTimeout; ok=false when it answered an error.
+// readBody reads a request body of at most MaxAppendBytes (three times
+// that if the request's Content-Type is JSON) within BodyTimeout;
+// ok=false when it answered an error.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	limit := h.cfg.MaxAppendBytes
+	if IsJSON(r.Header.Get("Content-Type")) {
+		limit *= 3
+	}
 	rc := http.NewResponseController(w)
 	// An error means the connection cannot take deadlines (a test
 	// recorder): the body is then read without one.
 	_ = rc.SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(h.cfg.MaxAppendBytes)))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
 			httpError(w, http.StatusRequestEntityTooLarge,
-				"the body is larger than "+strconv.Itoa(h.cfg.MaxAppendBytes)+" bytes")
+				"the body is larger than "+strconv.Itoa(limit)+" bytes")
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			// The connection is unusable after a timed-out read: close it.
 			w.Header().Set("Connection", "close")
@@ -244,17 +264,19 @@ func (h *Handler) messages(w http.ResponseWriter, ct string, body []byte) ([][]b
 	if len(body) == 0 {
 		return nil, true
 	}
+	if IsText(ct) && !utf8.Valid(body) {
+		// Text travels as is in SSE events, WebSocket text frames and JSON
+		// pages: bytes that are not UTF-8 would corrupt them.
+		httpError(w, http.StatusBadRequest, "the body is not valid UTF-8: a "+mediaType(ct)+
+			" stream takes UTF-8 text only (use a binary content type, such as application/octet-stream, for bytes)")
+		return nil, false
+	}
 	if !IsJSON(ct) {
 		return [][]byte{body}, true
 	}
 	msgs, err := splitJSON(body)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
-		return nil, false
-	}
-	if len(msgs) > h.cfg.MaxAppendMessages {
-		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
-			"%d messages in one append; at most %d", len(msgs), h.cfg.MaxAppendMessages))
 		return nil, false
 	}
 	return msgs, true
@@ -278,6 +300,9 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	if cfg.Fork, err = parseFork(r.Header, h.cfg.Prefix); err != nil {
 		httpError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if cfg.Fork != nil && h.cfg.AuthorizeFork != nil && !h.cfg.AuthorizeFork(w, r, cfg.Fork.From) {
 		return
 	}
 	if cfg.Fork != nil && r.Header.Get("Content-Type") == "" {

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -149,10 +150,11 @@ func parseFork(h http.Header, prefix string) (*Fork, error) {
 		}
 		return nil, nil
 	}
-	if u, err := url.Parse(from); err == nil && u.Path != "" {
-		from = u.Path
+	src, err := SourceName(from, prefix)
+	if err != nil {
+		return nil, err
 	}
-	f := &Fork{From: strings.TrimPrefix(from, prefix)}
+	f := &Fork{From: src}
 	if hasOff {
 		p, err := ParseOffset(off)
 		if off == "-1" {
@@ -176,6 +178,49 @@ func parseFork(h http.Header, prefix string) (*Fork, error) {
 	return f, nil
 }
 
+// SourceName returns the stream name that a Stream-Forked-From value v
+// names, in the one form the store and the rights check both use. v is a
+// stream's path (prefix + name), an absolute URL whose path is one (its
+// scheme and host are ignored: the source is a stream of this server), or,
+// without a "/", a bare name taken as it is. A path is percent-decoded once,
+// after its dot segments and repeated slashes are resolved as a URL's are;
+// a query, a fragment, a path outside prefix or a name with a "/" (such as
+// an encoded %2F) is an error.
+func SourceName(v, prefix string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("Stream-Forked-From must be a stream path (%s{name}), a URL of one or a stream name: %s", prefix, why)
+	}
+	if !strings.Contains(v, "/") {
+		if v == "" {
+			return bad("it is empty")
+		}
+		return v, nil
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		return bad("it does not parse as a URL")
+	case u.Opaque != "" || u.User != nil:
+		return bad("it is not a path")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(v, "#"):
+		return bad("it has a query or a fragment")
+	}
+	p := u.EscapedPath()
+	if !strings.HasPrefix(p, "/") {
+		return bad("a path must start with /")
+	}
+	p = path.Clean(p)
+	escaped, ok := strings.CutPrefix(p, prefix)
+	if !ok || escaped == "" || strings.Contains(escaped, "/") {
+		return bad("the path names no stream under " + prefix)
+	}
+	name, err := url.PathUnescape(escaped)
+	if err != nil || strings.Contains(name, "/") || name == "" {
+		return bad("the stream name is malformed")
+	}
+	return name, nil
+}
+
 // splitJSON validates a JSON body and splits it into messages: an array is
 // flattened one level, any other value is one message. Each message is
 // stored compact, so that it holds no newline.
@@ -192,13 +237,20 @@ func splitJSON(body []byte) ([][]byte, error) {
 	} else {
 		elems = []json.RawMessage{trimmed}
 	}
+	// Each message gets its own allocation of its own size (Unmarshal
+	// copied each element), so that its memory is what it is counted at.
 	out := make([][]byte, len(elems))
+	var b bytes.Buffer
 	for i, e := range elems {
-		var b bytes.Buffer
+		if !bytes.ContainsAny(e, " \t\r\n") {
+			out[i] = e // compact already
+			continue
+		}
+		b.Reset()
 		if err := json.Compact(&b, e); err != nil {
 			return nil, errors.New("the body is not valid JSON")
 		}
-		out[i] = b.Bytes()
+		out[i] = bytes.Clone(b.Bytes())
 	}
 	return out, nil
 }

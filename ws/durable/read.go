@@ -1,11 +1,13 @@
 package durable
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 )
@@ -59,25 +61,20 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	from := rq.from
-	if rq.now {
-		from = PosNow
+	var rng Range
+	var info Info
+	if rq.live == "" && !rq.now {
+		// Catch-up: everything up to the tail as of now, up to the cap,
+		// streamed a page at a time.
+		rng, info, err = h.cfg.Backend.Catchup(r.Context(), name, from, h.cfg.MaxCatchupBytes)
+	} else {
+		from, rng, info, err = h.readHeld(r.Context(), name, rq)
 	}
-	msgs, info, err := h.cfg.Backend.Read(r.Context(), name, from, h.cfg.MaxReadBytes)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	if rq.now {
-		from = info.Tail
-	}
-	if rq.live == "long-poll" && len(msgs) == 0 && !info.Closed {
-		msgs, info, err = h.longPoll(r.Context(), name, from)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-	}
-	next := Pos{Epoch: info.Tail.Epoch, Seq: from.Seq + int64(len(msgs))}
+	next := rng.End
 	upToDate := next.Seq >= info.Tail.Seq
 	hd := w.Header()
 	hd.Set("Content-Type", info.ContentType)
@@ -90,7 +87,7 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	if rq.live == "long-poll" {
 		hd.Set(hCursor, nextCursor(h.now(), rq.cursor))
-		if len(msgs) == 0 {
+		if next.Seq == from.Seq {
 			hd.Del("Content-Type")
 			w.WriteHeader(http.StatusNoContent)
 			return
@@ -120,7 +117,82 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request, name string) {
 		}
 	}
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body(info.ContentType, msgs))
+	h.writeRange(w, r, info.ContentType, rng)
+}
+
+// readHeld serves a long-poll read or a read at offset=now: at most
+// MaxReadBytes, held in memory; a long-poll waits for data if there is
+// none yet. It returns where the read starts (the tail at the time of the
+// request for offset=now) and the range.
+func (h *Handler) readHeld(ctx context.Context, name string, rq readQuery) (Pos, Range, Info, error) {
+	from := rq.from
+	if rq.now {
+		from = PosNow
+	}
+	msgs, info, err := h.cfg.Backend.Read(ctx, name, from, h.cfg.MaxReadBytes)
+	if err != nil {
+		return from, Range{}, info, err
+	}
+	if rq.now {
+		from = info.Tail
+	}
+	if rq.live == "long-poll" && len(msgs) == 0 && !info.Closed {
+		if msgs, info, err = h.longPoll(ctx, name, from); err != nil {
+			return from, Range{}, info, err
+		}
+	}
+	return from, HeldRange(Pos{Epoch: info.Tail.Epoch, Seq: from.Seq}, msgs), info, nil
+}
+
+// HeldRange is the range of msgs, which follow from and are held in
+// memory.
+func HeldRange(from Pos, msgs [][]byte) Range {
+	return Range{
+		End: Pos{Epoch: from.Epoch, Seq: from.Seq + int64(len(msgs))},
+		Each: func(_ context.Context, fn func([]byte) error) error {
+			for _, m := range msgs {
+				if err := fn(m); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+// writeRange writes the body of a read: the messages of rng one after the
+// other, or in JSON mode one JSON array, through a small buffer. The
+// status and headers are already sent, so a range that cannot be read
+// whole aborts the response: the client sees a broken response, never a
+// short one that looks complete.
+func (h *Handler) writeRange(w http.ResponseWriter, r *http.Request, ct string, rng Range) {
+	bw := bufio.NewWriterSize(w, 32<<10)
+	array := IsJSON(ct)
+	if array {
+		_ = bw.WriteByte('[')
+	}
+	first := true
+	var werr error // the client's connection failed
+	err := rng.Each(r.Context(), func(m []byte) error {
+		if array && !first {
+			_ = bw.WriteByte(',')
+		}
+		first = false
+		_, werr = bw.Write(m)
+		return werr
+	})
+	if err == nil && array {
+		err = bw.WriteByte(']')
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		if werr == nil && r.Context().Err() == nil {
+			h.cfg.Logger.Warn("durable streams read cut short", slog.String("channel", r.URL.Path), slog.Any("err", err))
+		}
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // longPoll waits up to the long-poll timeout for messages after from. It

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Message is a message as the server holds it: immutable once built, shared
@@ -22,9 +23,15 @@ type Message struct {
 	binary bool // data is carried base64-encoded
 }
 
-// NewMessage builds a message and encodes its frame once. Data must be valid
-// UTF-8: the server refuses anything else on input.
+// NewMessage builds a message of a text channel and encodes its frame once.
+// The server refuses anything but UTF-8 on a text channel's input; data that
+// is not valid UTF-8 all the same (stored before that rule) is encoded as
+// NewBinaryMessage encodes it, base64 with "encoding":"base64", since a
+// JSON string in a WebSocket text message cannot carry it byte for byte.
 func NewMessage(seq, t int64, data []byte) *Message {
+	if !utf8.Valid(data) {
+		return NewBinaryMessage(seq, t, data)
+	}
 	// slices.Grow rounds the capacity up to the allocator's size class,
 	// so MemSize is what the frame really occupies.
 	b := slices.Grow([]byte(nil), len(data)+len(data)/8+72)
@@ -70,10 +77,15 @@ func (m *Message) quoted() []byte { return m.frame[m.dataAt : len(m.frame)-1] }
 
 // AppendMessages appends one frame covering msgs, which are contiguous, not
 // empty and of one channel: a message frame for one message, a batch frame
-// for more. A batch of binary messages carries "encoding":"base64".
+// for more. A batch of binary messages carries "encoding":"base64"; so does
+// one where any message is (a text channel's message that is not valid
+// UTF-8), with every data base64.
 func AppendMessages(b []byte, msgs []*Message) []byte {
 	if len(msgs) == 1 {
 		return append(b, msgs[0].frame...)
+	}
+	if slices.ContainsFunc(msgs, func(m *Message) bool { return m.binary != msgs[0].binary }) {
+		return appendBase64Batch(b, msgs[0].Seq, len(msgs), func(i int) (int64, []byte) { return msgs[i].Time, msgs[i].Data })
 	}
 	b = append(b, `{"type":"batch","seq":`...)
 	b = strconv.AppendInt(b, msgs[0].Seq, 10)
@@ -102,9 +114,19 @@ func AppendMessages(b []byte, msgs []*Message) []byte {
 // seq+1, ..., seq+n-1 (n ≥ 1): a message frame for one, a batch frame for
 // more, byte for byte what AppendMessages writes for the same messages of
 // a text channel (binary ones are encoded through NewBinaryMessage).
-// at(i) returns the time and data (valid UTF-8) of message seq+i. It
-// encodes straight from stored rows, without a Message per row.
+// at(i) returns the time and data of message seq+i; if any data is not
+// valid UTF-8, the frame carries them all base64-encoded, as AppendMessages
+// does. It encodes straight from stored rows, without a Message per row.
 func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)) []byte {
+	for i := range n {
+		if _, d := at(i); !utf8.Valid(d) {
+			if n == 1 {
+				t, d := at(0)
+				return append(b, NewBinaryMessage(seq, t, d).frame...)
+			}
+			return appendBase64Batch(b, seq, n, at)
+		}
+	}
 	if n == 1 {
 		t, d := at(0)
 		b = append(b, `{"type":"message","seq":`...)
@@ -132,6 +154,33 @@ func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)
 		}
 		_, d := at(i)
 		b = AppendJSONString(b, d)
+	}
+	return append(b, "]}"...)
+}
+
+// appendBase64Batch appends a batch frame (n ≥ 2) covering the messages
+// seq..seq+n-1 with their data base64-encoded; at(i) returns the time and
+// data of message seq+i.
+func appendBase64Batch(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)) []byte {
+	b = append(b, `{"type":"batch","seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"time":[`...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		t, _ := at(i)
+		b = strconv.AppendInt(b, t, 10)
+	}
+	b = append(b, `],"encoding":"base64","data":[`...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		_, d := at(i)
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, d)
+		b = append(b, '"')
 	}
 	return append(b, "]}"...)
 }

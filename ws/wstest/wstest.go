@@ -68,8 +68,8 @@ type Options struct {
 	BatchWriter func(persist.BatchWriter) persist.BatchWriter
 	// Auth checks tokens; nil is open mode.
 	Auth *auth.Authorizer
-	// Guard wraps the server's handler, as cmd/messages does, when not
-	// nil.
+	// Guard checks Host and origin in front of the routes, as
+	// cmd/messages does, when not nil.
 	Guard *auth.Guard
 	// Logger receives the logs of the store, the writer, the hub and the
 	// server. Default: warnings and errors to stderr.
@@ -184,12 +184,9 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.Server != nil {
 		opts.Server(&srvCfg)
 	}
+	srvCfg.Guard = opts.Guard
 	srv := ws.NewServer(hub, srvCfg)
-	var h http.Handler = srv
-	if opts.Guard != nil {
-		h = opts.Guard.Handler(srv)
-	}
-	hs := httptest.NewServer(h)
+	hs := httptest.NewServer(srv)
 	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store,
 		Streams: streams, t: t, timeout: opts.ShutdownTimeout, http: hs, writer: writer}
 	if s.timeout <= 0 {
