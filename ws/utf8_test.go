@@ -108,6 +108,13 @@ func TestTextStreamsTakeUTF8Only(t *testing.T) {
 			if got := readAll(t, r); string(got) != bad+"\xfe\x00" {
 				t.Errorf("binary Durable Streams read %q", got)
 			}
+			// The reference API streams the bytes as they are.
+			if st, b := do(t, "POST", srv.URL+"/channels/bin/close", "", nil); st != http.StatusOK {
+				t.Fatalf("close: %d %s", st, b)
+			}
+			if st, got := do(t, "GET", srv.URL+"/?id=bin", "", nil); st != http.StatusOK || string(got) != bad+"\xfe\x00" {
+				t.Errorf("reference API read of the binary stream: %d %q", st, got)
+			}
 
 			// The channels API and the reference API refuse text that is
 			// not UTF-8 as well.

@@ -92,6 +92,7 @@ type config struct {
 	CPUProfile     string        `json:"-"`
 	Token          string        `json:"-"` // never printed
 	catchupFlags
+	reportFlags
 }
 
 // readerURL is the server base URL of reader k: readers are spread over
@@ -134,6 +135,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.Prefix, "prefix", "", "channel id prefix (default: bench-<seed>-)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to this file")
 	c.catchupFlags.addFlags(fs)
+	c.reportFlags.addFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -288,6 +290,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if werr := b.res.write(cfg.JSON, stdout, stderr); werr != nil && err == nil {
 		err = werr
+	}
+	if cfg.Report != "" {
+		if rerr := b.writeReport(cfg.Report, mon); rerr != nil && err == nil {
+			err = rerr
+		}
 	}
 	if err != nil {
 		return err

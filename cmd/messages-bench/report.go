@@ -97,6 +97,7 @@ type monitor struct {
 	mu      sync.Mutex // guards the samples
 	first   *serverSample
 	last    *serverSample
+	samples []serverSample // all of them, for the report's plots
 	peakRSS float64
 	err     error
 }
@@ -146,6 +147,7 @@ func (m *monitor) sample(ctx context.Context, client *http.Client, metricsURL st
 		m.first = &s
 	}
 	m.last = &s
+	m.samples = append(m.samples, s)
 	m.peakRSS = max(m.peakRSS, s.rss)
 	return &s
 }

@@ -49,8 +49,8 @@ func (l *latencies) record(shard int, d time.Duration) {
 	s.mu.Unlock()
 }
 
-// summary merges the shards.
-func (l *latencies) summary() latencySummary {
+// merged is the histogram of every shard.
+func (l *latencies) merged() *hdrhistogram.Histogram {
 	h := hdrhistogram.New(1, histMaxMicros, 3)
 	for i := range l.shards {
 		s := &l.shards[i]
@@ -58,6 +58,12 @@ func (l *latencies) summary() latencySummary {
 		h.Merge(s.h)
 		s.mu.Unlock()
 	}
+	return h
+}
+
+// summary merges the shards.
+func (l *latencies) summary() latencySummary {
+	h := l.merged()
 	ms := func(us int64) float64 { return float64(us) / 1000 }
 	return latencySummary{
 		Count: h.TotalCount(), MeanMs: h.Mean() / 1000,

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/base64"
 	"slices"
 	"strconv"
@@ -29,9 +30,6 @@ type Message struct {
 // NewBinaryMessage encodes it, base64 with "encoding":"base64", since a
 // JSON string in a WebSocket text message cannot carry it byte for byte.
 func NewMessage(seq, t int64, data []byte) *Message {
-	if !utf8.Valid(data) {
-		return NewBinaryMessage(seq, t, data)
-	}
 	// slices.Grow rounds the capacity up to the allocator's size class,
 	// so MemSize is what the frame really occupies.
 	b := slices.Grow([]byte(nil), len(data)+len(data)/8+72)
@@ -41,7 +39,10 @@ func NewMessage(seq, t int64, data []byte) *Message {
 	b = strconv.AppendInt(b, t, 10)
 	b = append(b, `,"data":`...)
 	at := len(b)
-	b = AppendJSONString(b, data)
+	b, ok := appendText(b, data)
+	if !ok {
+		return NewBinaryMessage(seq, t, data)
+	}
 	b = append(b, '}')
 	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: at}
 }
@@ -118,15 +119,7 @@ func AppendMessages(b []byte, msgs []*Message) []byte {
 // valid UTF-8, the frame carries them all base64-encoded, as AppendMessages
 // does. It encodes straight from stored rows, without a Message per row.
 func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)) []byte {
-	for i := range n {
-		if _, d := at(i); !utf8.Valid(d) {
-			if n == 1 {
-				t, d := at(0)
-				return append(b, NewBinaryMessage(seq, t, d).frame...)
-			}
-			return appendBase64Batch(b, seq, n, at)
-		}
-	}
+	begin := len(b)
 	if n == 1 {
 		t, d := at(0)
 		b = append(b, `{"type":"message","seq":`...)
@@ -134,7 +127,10 @@ func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)
 		b = append(b, `,"time":`...)
 		b = strconv.AppendInt(b, t, 10)
 		b = append(b, `,"data":`...)
-		b = AppendJSONString(b, d)
+		var ok bool
+		if b, ok = appendText(b, d); !ok {
+			return append(b[:begin], NewBinaryMessage(seq, t, d).frame...)
+		}
 		return append(b, '}')
 	}
 	b = append(b, `{"type":"batch","seq":`...)
@@ -153,7 +149,10 @@ func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)
 			b = append(b, ',')
 		}
 		_, d := at(i)
-		b = AppendJSONString(b, d)
+		var ok bool
+		if b, ok = appendText(b, d); !ok {
+			return appendBase64Batch(b[:begin], seq, n, at)
+		}
 	}
 	return append(b, "]}"...)
 }
@@ -236,13 +235,36 @@ func AppendError(b []byte, f Frame) []byte {
 const hexDigits = "0123456789abcdef"
 
 // AppendJSONString appends s, valid UTF-8, as a JSON string, escaping what
-// encoding/json escapes except HTML characters.
+// encoding/json escapes except HTML characters. Bytes of s that are not
+// UTF-8 become U+FFFD, as with encoding/json: the frame stays valid.
 func AppendJSONString(b []byte, s []byte) []byte {
+	begin := len(b)
+	b, ok := appendText(b, s)
+	if !ok {
+		b, _ = appendText(b[:begin], bytes.ToValidUTF8(s, []byte("\uFFFD")))
+	}
+	return b
+}
+
+// appendText appends s as a JSON string, as AppendJSONString, and reports
+// whether s is valid UTF-8. If it is not, it stops there: what it appended
+// is no JSON string, and the caller discards it. ASCII costs nothing more:
+// the rest of s is checked at its first byte above 0x7F, at once.
+func appendText(b []byte, s []byte) ([]byte, bool) {
 	b = append(b, '"')
-	start := 0
+	start, checked := 0, false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' {
+			if c < utf8.RuneSelf {
+				continue
+			}
+			if !checked {
+				if !utf8.Valid(s[i:]) {
+					return b, false
+				}
+				checked = true
+			}
 			if c == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2]&^1 == 0xA8 {
 				// U+2028 and U+2029 are escaped, as encoding/json does.
 				b = append(b, s[start:i]...)
@@ -269,5 +291,5 @@ func AppendJSONString(b []byte, s []byte) []byte {
 		start = i + 1
 	}
 	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(b, '"'), true
 }
