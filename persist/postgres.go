@@ -409,16 +409,177 @@ func (p *postgres) epochs(ctx context.Context, id string, epoch int64) (current,
 	return current, last, next, err
 }
 
-// writeBatches implements backend.writeBatches. COPY is about twice as
-// fast as an INSERT, but fails on a row that is already stored: then the
-// batches were, at least in part, committed before, and the idempotent
-// INSERT ... ON CONFLICT DO NOTHING redoes them.
+// writeBatches implements backend.writeBatches. A transaction of up to
+// pipelineRows messages is sent in one round trip (see writePipelined);
+// it is how single-row flushes of many channels reach the database's bulk
+// rate. Larger ones use COPY, about twice as fast as an INSERT per row,
+// which fails on a row that is already stored: then the batches were, at
+// least in part, committed before, and the idempotent INSERT ... ON
+// CONFLICT DO NOTHING redoes them.
 func (p *postgres) writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error {
+	if pipelined(batches) {
+		err := p.writePipelined(ctx, batches, updates)
+		if !errors.Is(err, errNotAllUpdated) {
+			return err
+		}
+		// Some channel refused its batch: the transaction below finds
+		// which.
+	}
 	err := p.writeTx(ctx, batches, updates, false)
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
 		err = p.writeTx(ctx, batches, updates, true)
 	}
 	return err
+}
+
+// pipelineRows is the most messages writePipelined writes: past it, COPY's
+// cheaper rows win over the round trips it costs.
+const pipelineRows = 2000
+
+// pipelined reports whether writeBatches sends batches with
+// writePipelined: they are few rows, and carry no stream state.
+func pipelined(batches []*Batch) bool {
+	rows := 0
+	for _, b := range batches {
+		if b.StreamSeq != "" || len(b.Producers) > 0 {
+			return false
+		}
+		rows += len(b.Messages)
+	}
+	return rows <= pipelineRows
+}
+
+// errNotAllUpdated: the channels update of writePipelined did not change
+// every channel; the transaction was rolled back.
+var errNotAllUpdated = errors.New("not every channel was updated")
+
+// updateChannelsSQL sets the channels' last seq and close mark, from
+// arrays of ids, last seqs, closes and epochs. A closed channel takes no
+// message past its last seq (a retry of what is stored passes). A batch of
+// an epoch that is not the channel's any more is fenced: its writer lost
+// the channel to another node. The rows are locked in id order, as
+// renewLeases locks them: two transactions that lock several channels
+// never wait for each other in a cycle (an UPDATE ... FROM locks in the
+// join's order).
+const updateChannelsSQL = `WITH l AS (
+   SELECT id FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
+ )
+ UPDATE channels c SET
+   last_seq = GREATEST(c.last_seq, v.last_seq),
+   closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
+ FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::bigint[]) AS v(id, last_seq, close, epoch)
+ WHERE c.id = v.id AND c.id IN (SELECT id FROM l)
+   AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
+   AND (v.epoch = 0 OR c.epoch = v.epoch)`
+
+// insertMessagesSQL inserts messages from arrays of channel ids, seqs,
+// data and times, skipping those already stored.
+const insertMessagesSQL = `INSERT INTO messages (channel_id, seq, data, created_at)
+ SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::timestamptz[])
+ ON CONFLICT DO NOTHING`
+
+// writePipelined is writeTx in two round trips instead of six: BEGIN, the
+// channels update, the messages' INSERT and the server lock check go in
+// one pipeline, then COMMIT, or ROLLBACK if the update did not change
+// every channel (errNotAllUpdated) or a statement failed. With many
+// channels flushing one message each, a transaction's time is mostly its
+// round trips, each a wake-up of the database's process and of ours.
+func (p *postgres) writePipelined(ctx context.Context, batches []*Batch, updates []channelUpdate) (err error) {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	// A connection left in a transaction (a failed ROLLBACK, a cancelled
+	// ctx) is closed by the pool on release, never reused.
+	defer conn.Release()
+	ids, lasts, closes, epochs := updateArrays(updates)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(updateChannelsSQL, ids, lasts, closes, epochs)
+	chans, seqs, data, times := messageArrays(batches)
+	if len(seqs) > 0 {
+		b.Queue(insertMessagesSQL, chans, seqs, data, times)
+	}
+	lockQ, lockArgs, lockCheck := p.lockCheck()
+	if lockQ != "" {
+		b.Queue(lockQ, lockArgs...)
+	}
+	err = readPipeline(conn.SendBatch(ctx, b), len(ids), len(seqs) > 0, lockQ != "", lockCheck)
+	end := "COMMIT"
+	if err != nil {
+		end = "ROLLBACK"
+	}
+	tag, cerr := conn.Exec(context.WithoutCancel(ctx), end)
+	switch {
+	case err != nil:
+		return err
+	case cerr != nil:
+		return fmt.Errorf("commit: %w", cerr)
+	case tag.String() != "COMMIT":
+		return fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback)
+	}
+	return nil
+}
+
+// readPipeline reads the results of writePipelined's pipeline and closes
+// it: the update must have changed updated channels.
+func readPipeline(br pgx.BatchResults, updated int, inserted, locked bool, lockCheck func(bool, error) error) error {
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	tag, err := br.Exec()
+	if err != nil {
+		return fmt.Errorf("update channels: %w", err)
+	}
+	if tag.RowsAffected() != int64(updated) {
+		return errNotAllUpdated
+	}
+	if inserted {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("insert messages: %w", err)
+		}
+	}
+	if !locked {
+		return lockCheck(true, nil)
+	}
+	var held bool
+	err = br.QueryRow().Scan(&held)
+	if err := lockCheck(held, err); err != nil {
+		return err
+	}
+	return br.Close()
+}
+
+// updateArrays returns the columns of updates, for updateChannelsSQL.
+func updateArrays(updates []channelUpdate) (ids []string, lasts []int64, closes []bool, epochs []int64) {
+	ids = make([]string, len(updates))
+	lasts = make([]int64, len(updates))
+	closes = make([]bool, len(updates))
+	epochs = make([]int64, len(updates))
+	for i, u := range updates {
+		ids[i], lasts[i], closes[i], epochs[i] = u.id, u.last, u.close, u.epoch
+	}
+	return ids, lasts, closes, epochs
+}
+
+// messageArrays returns the columns of the messages of batches, for
+// insertMessagesSQL.
+func messageArrays(batches []*Batch) (chans []string, seqs []int64, data [][]byte, times []time.Time) {
+	n := 0
+	for _, b := range batches {
+		n += len(b.Messages)
+	}
+	chans, seqs, data, times = make([]string, 0, n), make([]int64, 0, n), make([][]byte, 0, n), make([]time.Time, 0, n)
+	for _, b := range batches {
+		for _, m := range b.Messages {
+			chans = append(chans, b.Channel)
+			seqs = append(seqs, m.Seq)
+			data = append(data, body(m.Data))
+			times = append(times, time.UnixMicro(m.Time))
+		}
+	}
+	return chans, seqs, data, times
 }
 
 // writeTx is one transaction of writeBatches: it inserts the messages of
@@ -430,32 +591,9 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	ids := make([]string, len(updates))
-	lasts := make([]int64, len(updates))
-	closes := make([]bool, len(updates))
-	epochs := make([]int64, len(updates))
-	for i, u := range updates {
-		ids[i], lasts[i], closes[i], epochs[i] = u.id, u.last, u.close, u.epoch
-	}
-	// The channels first: a closed one takes no message past its last seq
-	// (a retry of what is stored passes).
-	// A batch of an epoch that is not the channel's any more is fenced: its
-	// writer lost the channel to another node.
-	// The rows are locked in id order, as renewLeases locks them: two
-	// transactions that lock several channels never wait for each other
-	// in a cycle (an UPDATE ... FROM locks in the join's order).
-	tag, err := tx.Exec(ctx,
-		`WITH l AS (
-		   SELECT id FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
-		 )
-		 UPDATE channels c SET
-		   last_seq = GREATEST(c.last_seq, v.last_seq),
-		   closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
-		 FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::bigint[]) AS v(id, last_seq, close, epoch)
-		 WHERE c.id = v.id AND c.id IN (SELECT id FROM l)
-		   AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
-		   AND (v.epoch = 0 OR c.epoch = v.epoch)`,
-		ids, lasts, closes, epochs)
+	ids, lasts, closes, epochs := updateArrays(updates)
+	// The channels first (see updateChannelsSQL).
+	tag, err := tx.Exec(ctx, updateChannelsSQL, ids, lasts, closes, epochs)
 	if err != nil {
 		return fmt.Errorf("update channels: %w", err)
 	}
@@ -567,27 +705,10 @@ func body(data []byte) []byte {
 
 // insertBatches inserts the messages of batches that are not stored yet.
 func insertBatches(ctx context.Context, tx pgx.Tx, batches []*Batch) error {
-	var (
-		chans []string
-		seqs  []int64
-		data  [][]byte
-		times []time.Time
-	)
-	for _, b := range batches {
-		for _, m := range b.Messages {
-			chans = append(chans, b.Channel)
-			seqs = append(seqs, m.Seq)
-			data = append(data, body(m.Data))
-			times = append(times, time.UnixMicro(m.Time))
-		}
-	}
+	chans, seqs, data, times := messageArrays(batches)
 	if len(seqs) == 0 {
 		return nil
 	}
-	_, err := tx.Exec(ctx,
-		`INSERT INTO messages (channel_id, seq, data, created_at)
-		 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::timestamptz[])
-		 ON CONFLICT DO NOTHING`,
-		chans, seqs, data, times)
+	_, err := tx.Exec(ctx, insertMessagesSQL, chans, seqs, data, times)
 	return err
 }

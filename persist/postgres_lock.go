@@ -72,27 +72,46 @@ var errLockNotHeld = errors.New("persist: the server lock is not held (its conne
 // must not write. Done inside the write transaction, just before its
 // commit, the check leaves no time for another server to start writing.
 func (p *postgres) checkLockInTx(ctx context.Context, tx pgx.Tx) error {
+	q, args, check := p.lockCheck()
+	if q == "" {
+		return check(true, nil)
+	}
+	var held bool
+	err := tx.QueryRow(ctx, q, args...).Scan(&held)
+	return check(held, err)
+}
+
+// lockCheckSQL reports whether this process's connection still holds the
+// server lock.
+const lockCheckSQL = `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+   AND pid = $2::int AND classid::bigint = $1::bigint AND objsubid = 1
+   AND objid::bigint = (hashtext(current_schema())::bigint & 4294967295)
+   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`
+
+// lockCheck returns the query that checks the server lock from inside a
+// write transaction, and the function that turns its answer into the
+// transaction's error. The query is "" when there is nothing to ask: no
+// lock is taken (Config.SkipLock), or its connection is known lost; check
+// then ignores its arguments.
+func (p *postgres) lockCheck() (q string, args []any, check func(held bool, err error) error) {
 	if p.lockConfig == nil {
-		return nil
+		return "", nil, func(bool, error) error { return nil }
 	}
 	p.mu.Lock()
 	pid, held := p.lockPID, p.lock != nil
 	p.mu.Unlock()
-	if held {
-		err := tx.QueryRow(ctx,
-			`SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
-			   AND pid = $2::int AND classid::bigint = $1::bigint AND objsubid = 1
-			   AND objid::bigint = (hashtext(current_schema())::bigint & 4294967295)
-			   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`,
-			serverLockClass, int64(pid)).Scan(&held)
-		if err != nil {
-			return fmt.Errorf("check the server lock: %w", err)
-		}
-	}
 	if !held {
-		return errLockNotHeld
+		return "", nil, func(bool, error) error { return errLockNotHeld }
 	}
-	return nil
+	return lockCheckSQL, []any{serverLockClass, int64(pid)}, func(held bool, err error) error {
+		switch {
+		case err != nil:
+			return fmt.Errorf("check the server lock: %w", err)
+		case !held:
+			return errLockNotHeld
+		}
+		return nil
+	}
 }
 
 // lockPostgres opens a connection and takes the server lock on it, waiting

@@ -44,6 +44,22 @@ func TestViewerServerPanel(t *testing.T) {
 		t.Errorf("subscribers shown: %q, want 1", v)
 	}
 	screenshot(t, home, "home-panel.png")
+
+	// At phone width the list fits: no column cut off, long ids wrap in a
+	// column wide enough to read.
+	httpDo(t, "POST", srv.URL+"/channels", "application/json", `{"id":"a-rather-long-channel-id.with-parts:and-more-parts-0123456789"}`, 201)
+	run(t, home, 10*time.Second, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
+	waitJS(t, home, 10*time.Second, "the long id listed", `document.querySelectorAll("#channel-table tbody tr").length >= 2`)
+	if eval[bool](t, home, `(() => { const w = document.querySelector(".table-wrap"); return w.scrollWidth > w.clientWidth; })()`) {
+		t.Error("the channel list is wider than the phone screen: a column is cut off")
+	}
+	if w := eval[float64](t, home, `document.querySelector("#channel-table td.id").getBoundingClientRect().width`); w < 120 {
+		t.Errorf("the id column is %.0f px wide at phone width: ids wrap a few characters per line", w)
+	}
+	if eval[bool](t, home, `document.documentElement.scrollWidth > document.documentElement.clientWidth`) {
+		t.Error("the home view scrolls sideways at phone width")
+	}
+	screenshot(t, home, "home-phone.png")
 }
 
 // TestViewerWatchPlots: the watch view draws messages per second and live

@@ -181,6 +181,7 @@ func protectedEndpoints(srv *wstest.Server, admin string) []endpoint {
 		}},
 		{"GET /channels", "admin", http.StatusOK, get("/channels")},
 		{"GET /metrics", "admin", http.StatusOK, get("/metrics")},
+		{"GET /stats", "admin", http.StatusOK, get("/stats")},
 		{"DELETE /channels/{id}", "admin", http.StatusNoContent, func(t *testing.T, tok string) reply {
 			return request(t, "DELETE", srv.URL+"/channels/"+fresh(t), tok, "", nil)
 		}},

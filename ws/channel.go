@@ -60,10 +60,9 @@ type snapshot struct {
 
 type (
 	appendReq struct {
-		data      []byte
-		time      int64
-		generated bool              // from the channel's generator
-		result    chan appendResult // the last message's seq, at once
+		data   []byte
+		time   int64
+		result chan appendResult // the last message's seq, at once
 		// persisted, if not nil, gets a second answer once the last
 		// message is durable (or will not be: the channel failed or the
 		// server stops).
@@ -92,11 +91,8 @@ type (
 	}
 	unsubscribeReq struct{ sub *subscriber }
 	deleteReq      struct{} // the channel is deleted from the store: stop
-	closeReq       struct {
-		result    chan appendResult
-		generated bool // from the channel's generator
-	}
-	persistResult struct {
+	closeReq       struct{ result chan appendResult }
+	persistResult  struct {
 		last  int64
 		close bool
 		err   error
@@ -128,6 +124,9 @@ type channel struct {
 	// the generator waits for it. Nil when the generator starts at once.
 	started chan struct{}
 	done    chan struct{} // closed when run returns
+	// wake is the hub wheel's call: a generator line or a flush may be
+	// due. Capacity 1: one pending call stands for any number.
+	wake chan struct{}
 
 	// Published by run for readers of channel stats; read by anyone.
 	statLast      atomic.Int64
@@ -153,9 +152,10 @@ type channel struct {
 	waiters   []waiter        // appends waiting for persistence, by seq
 	closing   bool            // closed by its producer: flushing, then end
 	closers   []chan appendResult
-	stopping  bool // server shutdown: flushing, then exit
-	timer     *time.Timer
-	timerOn   bool
+	stopping  bool  // server shutdown: flushing, then exit
+	timerOn   bool  // a flush is due at flushTick
+	flushTick int64 // the hub wheel's tick
+	g         generator
 	closeSent bool // the final batch carries Close
 	gaveUp    bool // shutdown gave up on persisting the rest
 	active    bool // a request came since the last idle check
@@ -193,6 +193,7 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 		inbox:     make(chan any, 64),
 		persisted: make(chan persistResult, 1),
 		done:      make(chan struct{}),
+		wake:      make(chan struct{}, 1),
 		lastSeq:   rec.LastSeq,
 		p:         rec.LastSeq,
 		base:      rec.LastSeq + 1,
@@ -221,11 +222,11 @@ func (c *channel) epochString() string { return strconv.FormatInt(c.epoch, 10) }
 // is durable) or after stop was closed and everything is flushed.
 func (c *channel) run(stop, abandon <-chan struct{}) {
 	defer close(c.done)
-	c.timer = time.NewTimer(time.Hour)
-	c.timer.Stop()
-	defer c.timer.Stop()
 	idle := time.NewTimer(c.h.cfg.IdleEvict)
 	defer idle.Stop()
+	if c.startWhen == 0 {
+		c.genBegin()
+	}
 	for {
 		select {
 		case req := <-c.inbox:
@@ -239,9 +240,11 @@ func (c *channel) run(stop, abandon <-chan struct{}) {
 			c.onRemote(r)
 		case <-c.eventsWake():
 			c.onEvents()
-		case <-c.timer.C:
-			c.timerOn = false
-			c.flush()
+		case <-c.wake:
+			c.onWake()
+		case <-c.g.room:
+			c.g.room = nil
+			c.generate()
 		case <-stop:
 			stop = nil
 			c.stopping = true
@@ -280,7 +283,7 @@ func (c *channel) handle(req any) {
 			r.result <- appendResult{err: c.movedErr()}
 			return
 		}
-		if c.gen != nil && !r.generated {
+		if c.gen != nil { // the generator closes it after its last line
 			r.result <- appendResult{err: ErrGeneratorChannel}
 			return
 		}
@@ -299,8 +302,9 @@ func (c *channel) onAppend(r *appendReq) {
 	case c.left != 0 || c.follower || c.lettingGo:
 		r.result <- appendResult{err: c.movedErr()}
 		return
-	case c.gen != nil && !r.generated:
-		// Lines are seqs: another message would shift them.
+	case c.gen != nil:
+		// Lines are seqs: another message would shift them. The
+		// generator appends its lines in the actor (generator.go).
 		r.result <- appendResult{err: ErrGeneratorChannel}
 		return
 	case c.closing:
@@ -374,14 +378,31 @@ func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 		if c.startWhen > 0 && len(c.subs) >= c.startWhen {
 			c.startWhen = 0
 			close(c.started)
+			c.genBegin()
 		}
 	}
 	return snap
 }
 
+// armTimer has the buffer flushed in d, or a little earlier: at the
+// hub wheel's tick that d ends in.
 func (c *channel) armTimer(d time.Duration) {
-	c.timer.Reset(d)
+	c.flushTick = c.h.wheel.tick(time.Now().Add(d))
 	c.timerOn = true
+	c.h.wheel.at(c, c.flushTick)
+}
+
+// onWake does what is due at the wheel's tick: the generator's lines, then
+// a flush.
+func (c *channel) onWake() {
+	now := c.h.wheel.now()
+	if c.genDue(now) {
+		c.generate()
+	}
+	if c.timerOn && now >= c.flushTick {
+		c.timerOn = false
+		c.flush()
+	}
 }
 
 // flush hands the unflushed part of the buffer to the persist writer, unless
@@ -423,10 +444,7 @@ func (c *channel) flush() {
 	c.inFlight = true
 	c.closeSent = final
 	c.flight, c.commits = c.commits, nil
-	if c.timerOn {
-		c.timer.Stop()
-		c.timerOn = false
-	}
+	c.timerOn = false
 }
 
 // build makes the messages of an append request, numbered after lastSeq,

@@ -81,12 +81,17 @@ type streamState struct {
 	streamSeq string
 	producers map[string]durable.Producer
 	// epoch, in cluster mode, is the epoch of the owner's actor that
-	// streamSeq and producers are current for: while that actor runs, this
-	// node is the stream's only writer and they hold what it accepted,
-	// committed or not yet; 0 if they must be read from the store.
-	epoch   int64
-	deleted bool // removed from the store
-	evicted bool // dropped from the cache: load the stream again
+	// streamSeq and producers hold what it accepted for, committed or not
+	// yet; 0 if none.
+	epoch int64
+	// stored, in cluster mode, is the producers and Stream-Seq as the
+	// store held them at the request's start: what streamSeq and producers
+	// hold beyond them was accepted by this node's actor and is not known
+	// committed yet (see pending).
+	stored    map[string]durable.Producer
+	storedSeq string
+	deleted   bool // removed from the store
+	evicted   bool // dropped from the cache: load the stream again
 }
 
 // forkPoint is where a fork forked: after seq of from, plus sub bytes (JSON:
@@ -381,6 +386,9 @@ func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.
 		}
 		if dup {
 			info, err := b.info(ctx, name, st)
+			if err == nil && st.pending(*p) {
+				return durable.AppendResult{Info: info}, errPending
+			}
 			return durable.AppendResult{Info: info, Duplicate: true, ProducerSeq: cur.Seq}, err
 		}
 	}
@@ -395,6 +403,9 @@ func (b *DurableBackend) appendHere(ctx context.Context, name string, a durable.
 		return durable.AppendResult{Info: info}, durable.ErrClosed
 	}
 	if a.StreamSeq != "" && a.StreamSeq <= st.streamSeq {
+		if st.stored != nil && a.StreamSeq > st.storedSeq {
+			return durable.AppendResult{Info: info}, errPending
+		}
 		return durable.AppendResult{Info: info}, durable.ErrStreamSeq
 	}
 	record := a.Producer != nil || a.StreamSeq != ""

@@ -3,6 +3,8 @@ package ws
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 
 	"github.com/messages-server/messages/ws/durable"
 )
@@ -41,13 +43,13 @@ func (b *DurableBackend) Append(ctx context.Context, name string, a durable.Appe
 // owned returns a *MovedError if another node owns the channel of stream
 // name (taking the channel over if its owner's lease has expired), and
 // otherwise, with reload, reads the stream's last Stream-Seq and producers
-// from the store again if the actor that owns the channel here is not the
-// one they were last current for: another node may have recorded newer
-// ones while it owned the channel. Within one actor's epoch this node is
-// the only writer, and what it accepted but has not committed yet (an
-// append answered 504) is only in st: it is kept, so that a retry is
-// recognised. The caller holds st.mu; a closed stream has no owner and is
-// answered here.
+// from the store again: another node may have recorded newer ones while it
+// owned the channel (this node may even be a stale owner that does not
+// know it yet: its next batch is fenced). What this node's actor accepted
+// in its epoch beyond the store (an append answered 504, not committed
+// yet) is kept, so that a retry of it is recognised and never appended
+// twice (see pending). The caller holds st.mu; a closed stream has no
+// owner and is answered here.
 func (b *DurableBackend) owned(ctx context.Context, name string, st *streamState, reload bool) error {
 	c, err := b.h.get(ctx, name)
 	var epoch int64
@@ -60,21 +62,53 @@ func (b *DurableBackend) owned(ctx context.Context, name string, st *streamState
 	default:
 		epoch = c.epoch
 	}
-	if !reload || (epoch != 0 && st.epoch == epoch) {
+	if !reload {
 		return nil
 	}
 	ss, err := b.store.Stream(ctx, name)
 	if err != nil {
 		return streamErr(storeErr(err))
 	}
-	st.streamSeq = ss.StreamSeq
-	clear(st.producers)
+	stored := make(map[string]durable.Producer, len(ss.Producers))
 	for _, p := range ss.Producers {
-		st.producers[p.ID] = durable.Producer{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
+		stored[p.ID] = durable.Producer{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
 	}
-	st.epoch = epoch
+	merged := maps.Clone(stored)
+	seq := ss.StreamSeq
+	if epoch != 0 && st.epoch == epoch {
+		// Accepted by this very actor: newer than the store, or equal.
+		for id, p := range st.producers {
+			if s, ok := stored[id]; !ok || producerAfter(p, s) {
+				merged[id] = p
+			}
+		}
+		seq = max(seq, st.streamSeq)
+	}
+	st.producers, st.streamSeq, st.stored, st.storedSeq, st.epoch = merged, seq, stored, ss.StreamSeq, epoch
 	return nil
 }
+
+// producerAfter reports whether producer state p is past q.
+func producerAfter(p, q durable.Producer) bool {
+	return p.Epoch > q.Epoch || (p.Epoch == q.Epoch && p.Seq > q.Seq)
+}
+
+// pending reports whether p, a retry of an append this node accepted, is
+// not known committed (cluster mode): its first attempt may still be
+// fenced, so the retry is neither appended again nor called a duplicate.
+func (st *streamState) pending(p durable.Producer) bool {
+	if st.stored == nil {
+		return false
+	}
+	s, ok := st.stored[p.ID]
+	return !ok || producerAfter(p, s)
+}
+
+// errPending answers the retry of an append whose first attempt is
+// accepted but not known committed: retry again (504, as the first
+// attempt's answer).
+var errPending = fmt.Errorf("%w: the first attempt of this request was accepted and is not durable yet; retry later",
+	durable.ErrPersistTimeout)
 
 // confirmRefusal returns refusal, a producer's request refused from the
 // state in st, once the store confirms that this node's actor still owns

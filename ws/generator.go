@@ -1,9 +1,7 @@
 package ws
 
 import (
-	"errors"
 	"log/slog"
-	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -26,93 +24,105 @@ func generatorLine(i int64, id string) []byte {
 	return append(b, '\n')
 }
 
-// generate appends the lines next..Max of c's generator at its frequency,
-// then closes the channel. It runs on its own goroutine, as any producer
-// would, and stops early when the hub stops or the channel is closed.
-func (h *Hub) generate(c *channel, next int64) {
-	if c.started != nil {
-		select {
-		case <-c.started:
-		case <-h.ctx.Done():
-			return
-		case <-c.done:
-			return
-		}
-	}
-	gen := c.gen
-	period := time.Duration(float64(time.Second) / gen.Freq)
-	tick := max(period, time.Millisecond)
-	start := time.Now()
-	first := next
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	result := make(chan appendResult, 1)
-	backoff := time.Duration(0)
-	for next <= gen.Max {
-		// Lines are due on a fixed schedule; when the ticker is coarser
-		// than the period, several are due at once.
-		due := first + int64(math.Floor(float64(time.Since(start))/float64(period)))
-		for next <= gen.Max && next <= due {
-			req := &appendReq{data: generatorLine(next, c.id), time: time.Now().UnixMicro(), generated: true, result: result}
-			sent, err := c.request(h.ctx, req)
-			if err != nil || !sent {
-				return
-			}
-			r, ok, err := await(h.ctx, c, result)
-			switch {
-			case err != nil || !ok || errors.Is(r.err, ErrChannelClosed) || errors.Is(r.err, ErrShuttingDown) ||
-				errors.Is(r.err, ErrChannelDeleted) ||
-				errors.Is(r.err, ErrMoved) || h.ctx.Err() != nil:
-				// ErrMoved: the generator goes on at the channel's new owner.
-				return
-			case errors.Is(r.err, ErrOverloaded):
-				// Back-pressure: retry this line later, never skip it.
-				if backoff == 0 {
-					h.pausedLog.Log(h.ctx, slog.String("channel", c.id), slog.Int64("seq", next))
-				}
-				backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
-			case r.err != nil:
-				h.log.Error("generator append failed", slog.String("channel", c.id), slog.Any("err", r.err))
-				return
-			default:
-				backoff = 0
-				next++
-				continue
-			}
-			break
-		}
-		if next > gen.Max {
-			break
-		}
-		wait := tick
-		var room <-chan struct{}
-		if backoff > 0 {
-			// Paused: try again when messages are released, or after the
-			// backoff at the latest.
-			wait = backoff
-			room = h.roomFreed()
-		}
-		t.Reset(wait)
-		select {
-		case <-t.C:
-		case <-room:
-		case <-h.ctx.Done():
-			return
-		case <-c.done:
-			return
-		}
-		if backoff > 0 {
-			// Restart the schedule so the generator does not burst after
-			// the pause.
-			start, first = time.Now(), next
-		}
-	}
-	sent, err := c.request(h.ctx, closeReq{result: result, generated: true})
-	if err != nil || !sent {
+// generator is the state of a channel's generator, owned by the channel's
+// actor: the generator is no goroutine of its own. The hub's wheel wakes
+// the actor when the next line is due, and the actor appends every line
+// due by then in that one step (see channel.generate).
+type generator struct {
+	running bool          // started, not finished or stopped
+	next    int64         // the next line
+	first   int64         // the line due at start
+	start   time.Time     // when first was due
+	period  time.Duration // between two lines
+	tick    int64         // the wheel tick the next line is due at
+	backoff time.Duration // paused by back-pressure: the wait before a retry
+	// room is closed when the hub releases held messages; not nil only
+	// while paused.
+	room <-chan struct{}
+}
+
+// genBegin starts c's generator at line lastSeq+1: lines are due from now
+// on, one per period. A generator past its last line only closes the
+// channel: a shutdown or crash may have come between the two. Called by
+// run.
+func (c *channel) genBegin() {
+	if c.gen == nil || c.follower || c.g.running {
 		return
 	}
-	if r, ok, err := await(h.ctx, c, result); err == nil && ok && r.err != nil && !errors.Is(r.err, ErrChannelClosed) &&
-		!errors.Is(r.err, ErrShuttingDown) && !errors.Is(r.err, ErrMoved) && h.ctx.Err() == nil {
-		h.log.Error("generator close failed", slog.String("channel", c.id), slog.Any("err", r.err))
+	c.g = generator{
+		running: true,
+		next:    c.lastSeq + 1,
+		first:   c.lastSeq + 1,
+		start:   time.Now(),
+		period:  time.Duration(float64(time.Second) / c.gen.Freq),
 	}
+	c.generate()
 }
+
+// generate appends the lines of c's generator that are due, in order, then
+// has the wheel wake the actor when the next one is. Past the last line it
+// closes the channel. When the memory bound refuses a line, the generator
+// pauses: it tries again when messages are released, or after a backoff,
+// then goes on at its frequency from there, without a burst. A line is
+// never skipped. Called by run.
+func (c *channel) generate() {
+	g := &c.g
+	if !g.running {
+		return
+	}
+	if c.closing || c.stopping || c.left != 0 || c.follower || c.failed != nil || c.deleted {
+		g.running = false // closed, stopping, or moved: the new owner goes on
+		return
+	}
+	now := time.Now()
+	if g.backoff > 0 {
+		// Restart the schedule so the generator does not burst after the
+		// pause.
+		g.start, g.first = now, g.next
+	}
+	due := min(g.first+int64(now.Sub(g.start)/max(g.period, 1)), c.gen.Max)
+	at := now.UnixMicro()
+	appended := false
+	for ; g.next <= due; g.next++ {
+		m := newMessage(c.binary, c.lastSeq+1, at, generatorLine(g.next, c.id))
+		if !c.reserve(1, msgCost(m)) {
+			c.genPause()
+			break
+		}
+		if g.backoff > 0 {
+			g.backoff, g.room = 0, nil
+		}
+		c.add(m)
+		c.publish(EventMessage, m.Seq, m.Time, m.Data)
+		appended = true
+	}
+	if appended && !c.timerOn && !c.inFlight {
+		c.armTimer(c.h.cfg.PersistInterval)
+	}
+	if g.next > c.gen.Max {
+		// The last line is in: the channel closes once it is durable.
+		g.running = false
+		c.closing = true
+		c.flush()
+		return
+	}
+	if g.backoff > 0 {
+		g.tick = c.h.wheel.ceilTick(now.Add(g.backoff))
+	} else {
+		g.tick = c.h.wheel.ceilTick(g.start.Add(time.Duration(g.next-g.first) * g.period))
+	}
+	c.h.wheel.at(c, g.tick)
+}
+
+// genPause pauses c's generator: the memory bound refused its next line.
+func (c *channel) genPause() {
+	g := &c.g
+	if g.backoff == 0 {
+		c.h.pausedLog.Log(c.h.ctx, slog.String("channel", c.id), slog.Int64("seq", g.next))
+	}
+	g.backoff = min(max(2*g.backoff, 10*time.Millisecond), time.Second)
+	g.room = c.h.roomFreed()
+}
+
+// genDue reports whether c's generator has a line due at wheel tick now.
+func (c *channel) genDue(now int64) bool { return c.g.running && now >= c.g.tick }

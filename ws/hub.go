@@ -22,7 +22,10 @@
 //   - subscribe.go: one subscriber's stream: register, catch up, then live
 //   - catchup.go: the history reads and the epoch check of a catch-up
 //   - pagecache.go: the cache of encoded history pages catch-ups share
-//   - generator.go: the reference server's line generator
+//   - generator.go: the reference server's line generator, run by the
+//     channel's actor
+//   - wheel.go: the hub's one timer, which wakes the actors whose
+//     generator line or flush is due
 //   - store.go: what the hub needs from storage, and the store timeout
 //   - server.go: the Server, its routes, shutdown, health and readiness
 //   - channels.go: the /channels API
@@ -33,6 +36,8 @@
 //   - quota.go: the per-client quotas (connections, creations)
 //   - errors.go: error types and their HTTP statuses
 //   - metrics.go: the Prometheus collectors
+//   - httpmetrics.go: requests counted by route pattern, method and status
+//   - stats.go: GET /stats, the compact JSON the viewer's server panel plots
 //   - durable_backend.go: DurableBackend, which makes every channel a
 //     Durable Streams stream (package ws/durable serves the protocol):
 //     appends, reads, long-poll waits
@@ -199,6 +204,7 @@ type Hub struct {
 	metrics *Metrics
 	cache   *pageCache // nil when disabled
 	cluster Cluster
+	wheel   *wheel // wakes the actors whose generator line or flush is due
 	// pausedLog reports generators paused by the memory bound: under a
 	// flood they pause by thousands, and it keeps that to a line or two
 	// per interval.
@@ -249,6 +255,7 @@ func NewHub(cfg HubConfig) *Hub {
 		channels: make(map[string]*channel),
 		loading:  make(map[string]chan struct{}),
 		evicted:  make(map[string]int64),
+		wheel:    newWheel(wheelSlot),
 		pausedLog: ratelog.New(cfg.Logger, slog.LevelWarn,
 			"generator paused: memory bound reached, persistence is behind", 0),
 	}
@@ -340,6 +347,7 @@ func (h *Hub) Stop(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		h.wg.Wait()
+		h.wheel.stop() // the actors no longer need it
 		close(done)
 	}()
 	select {
@@ -435,28 +443,21 @@ func (h *Hub) load(ctx context.Context, id string) (*channel, error) {
 	return newChannel(h, rec), nil
 }
 
-// startActor starts c's actor and its generator. Called with h.mu held.
+// startActor starts c's actor, which runs c's generator if it has one.
+// Called with h.mu held.
 func (h *Hub) startActor(c *channel) {
 	h.metrics.channelsOpen.Inc()
+	if c.gen != nil && !c.genCounted {
+		h.genRate += c.gen.Freq
+	}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
+		if c.gen != nil {
+			defer h.genDone(c.gen.Freq)
+		}
 		c.run(h.stop, h.abandon)
 	}()
-	if c.gen != nil {
-		// A generator past its last line only closes the channel: a
-		// shutdown or crash may have come between the two.
-		next := c.lastSeq + 1 // read before the actor takes appends
-		if !c.genCounted {
-			h.genRate += c.gen.Freq
-		}
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			defer h.genDone(c.gen.Freq)
-			h.generate(c, next)
-		}()
-	}
 }
 
 // full reports whether no more actors may start. Called with h.mu held.

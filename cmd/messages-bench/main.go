@@ -26,6 +26,10 @@
 //     concurrent clients (default 64), through POST /channels or Durable
 //     Streams PUT (-create-api); reports creations per second and the
 //     latency of each creation.
+//   - many: -channels channels with a generator at -freq each and no
+//     subscriber (ten times the reference load: 10,000 at 20 lines/s).
+//     Reports lines appended and persisted per second and the persist lag
+//     over time, from the server's /metrics.
 //
 // Server cost comes from the server's /metrics (or -metrics-url).
 package main
@@ -90,6 +94,7 @@ type config struct {
 	Prefix         string        `json:"prefix"`
 	CreateAPI      string        `json:"create_api,omitempty"`
 	CPUProfile     string        `json:"-"`
+	maxSet         bool          // -max was given
 	Token          string        `json:"-"` // never printed
 	catchupFlags
 	reportFlags
@@ -116,15 +121,15 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.URL, "url", defURL, "server base URL, or several comma-separated (the nodes of a cluster): channels are created, written and measured through the first, readers are spread over all (env MESSAGES_BENCH_URL)")
 	fs.StringVar(&c.MetricsURL, "metrics-url", getenv("MESSAGES_BENCH_METRICS_URL"), "the server's Prometheus metrics, where its cost is read (default: the first -url + /metrics; set it for a server started with -metrics-addr) (env MESSAGES_BENCH_METRICS_URL)")
 	fs.StringVar(&c.Token, "token", getenv("MESSAGES_TOKEN"), "bearer token for a server that requires one, sent on every request and WebSocket; it needs the rights of the scenario, e.g. messages-token -admin (env MESSAGES_TOKEN; prefer the env, flags show in ps)")
-	fs.StringVar(&c.Scenario, "scenario", "reference", "reference, fanout, publish, idle, catchup or create")
-	fs.IntVar(&c.Channels, "channels", 0, "channels (default: reference 1000, fanout and publish 100, idle 100)")
+	fs.StringVar(&c.Scenario, "scenario", "reference", "reference, fanout, publish, idle, catchup, create or many")
+	fs.IntVar(&c.Channels, "channels", 0, "channels (default: reference 1000, fanout and publish 100, idle 100, create and many 10000)")
 	fs.IntVar(&c.Clients, "clients", 0, "clients per channel (default: reference 5, fanout and publish 100, idle 100)")
-	fs.Float64Var(&c.Freq, "freq", 0, "generator lines per second (default: reference 20, fanout 100)")
-	fs.Int64Var(&c.Max, "max", 50, "reference: lines per channel")
+	fs.Float64Var(&c.Freq, "freq", 0, "generator lines per second (default: reference 20, fanout 100, many 20)")
+	fs.Int64Var(&c.Max, "max", 50, "reference, many: lines per channel (many: by default enough to outlive -timeout)")
 	fs.DurationVar(&c.Window, "window", 0, "reference: readers join over this window (default: the stream's duration × 1.5)")
 	fs.StringVar(&c.Transport, "transport", "ws", "reference: readers use ws, http (GET /?id=), sse (Durable Streams) or mixed (all three)")
 	fs.Float64Var(&c.ResumeFraction, "resume-fraction", 0, "reference: fraction of WebSocket readers that drop at a random seq and resume")
-	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "fanout, publish: how long the producers run; idle: how long the connections are held")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "fanout, publish: how long the producers run; idle: how long the connections are held; many: how long it measures once the channels are created")
 	fs.Float64Var(&c.Rate, "rate", 10000, "publish: messages per second appended, in total")
 	fs.IntVar(&c.Conns, "conns", 0, "publish: HTTP connections for appends (default: one per channel); create: concurrent clients (default 64)")
 	fs.StringVar(&c.CreateAPI, "create-api", "channels", "create: POST /channels (channels) or Durable Streams PUT (streams)")
@@ -145,13 +150,14 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	fs.Visit(func(f *flag.Flag) { c.maxSet = c.maxSet || f.Name == "max" })
 	defaults := map[string][3]float64{ // channels, clients, freq
 		"reference": {1000, 5, 20}, "fanout": {100, 100, 100}, "publish": {100, 100, 0}, "idle": {100, 100, 0},
-		"catchup": {1, 1000, 0}, "create": {10000, 0, 0},
+		"catchup": {1, 1000, 0}, "create": {10000, 0, 0}, "many": {10000, 0, 20},
 	}
 	d, ok := defaults[c.Scenario]
 	if !ok {
-		return c, fmt.Errorf("unknown -scenario %q: want reference, fanout, publish, idle, catchup or create", c.Scenario)
+		return c, fmt.Errorf("unknown -scenario %q: want reference, fanout, publish, idle, catchup, create or many", c.Scenario)
 	}
 	if c.Channels == 0 {
 		c.Channels = int(d[0])
@@ -188,7 +194,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("more than a million clients")
 	case c.Scenario == "reference" && (c.Freq <= 0 || c.Max < 1):
 		return c, errors.New("-freq and -max must be positive")
-	case c.Scenario == "fanout" && (c.Freq <= 0 || c.Duration <= 0):
+	case (c.Scenario == "fanout" || c.Scenario == "many") && (c.Freq <= 0 || c.Duration <= 0):
 		return c, errors.New("-freq and -duration must be positive")
 	case c.Scenario == "publish" && (c.Rate <= 0 || c.Duration <= 0 || c.Conns < 0):
 		return c, errors.New("-rate and -duration must be positive")
@@ -282,6 +288,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = runCatchup(ctx, b)
 	case "create":
 		err = runCreate(ctx, b)
+	case "many":
+		err = runMany(ctx, b)
 	}
 	mon.stop()
 	b.finish(mon)

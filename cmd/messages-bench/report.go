@@ -80,6 +80,9 @@ type result struct {
 	CreateSeconds   float64 `json:"create_seconds,omitempty"`
 	Expected        int64   `json:"expected_deliveries"` // what the clients should have received
 
+	// Many is the many scenario's measure.
+	Many *manyResult `json:"many,omitempty"`
+
 	Latency map[string]latencySummary `json:"latency"`
 	Server  serverCost                `json:"server"`
 
@@ -241,6 +244,14 @@ func (r *result) writeTable(w io.Writer) {
 	}
 	if r.Appended > 0 || r.AppendErrors > 0 {
 		row("appended", "%d (%d errors)", r.Appended, r.AppendErrors)
+	}
+	if m := r.Many; m != nil {
+		row("created", "%d channels in %.2f s (%d creations sent again after a 503)", m.Created, m.CreateSeconds, m.CreateRetries)
+		row("many", "%.0f lines appended/s, %.0f persisted/s over %.1f s, at %.2f cores", m.AppendedPerSec,
+			m.PersistedPerSec, m.SteadySeconds, m.CPUCores)
+		if len(m.Lag) > 0 {
+			row("persist lag", "%.0f first, %.0f last, %.0f max (messages)", m.Lag[0], m.Lag[len(m.Lag)-1], m.MaxLag)
+		}
 	}
 	fmt.Fprintf(tw, "latency (ms)\tcount\tp50\tp90\tp99\tp99.9\tmax\n")
 	for _, k := range []string{"live", "catchup", "end_to_end", "append", "create"} {

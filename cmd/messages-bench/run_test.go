@@ -142,3 +142,19 @@ func TestIdleEndToEnd(t *testing.T) {
 		t.Errorf("closing the connections after measuring failed clients: %v", r.FailureReasons)
 	}
 }
+
+// TestManyEndToEnd: the many scenario creates its generator channels and
+// reports, from the server's metrics, lines appended and persisted over
+// its window and the persist lag of each second.
+func TestManyEndToEnd(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{})
+	r := runBench(t, srv.URL, "-scenario", "many", "-channels", "20", "-freq", "50", "-duration", "2s")
+	m := r.Many
+	if m == nil || m.Created != 20 {
+		t.Fatalf("many result %+v, want 20 channels created", m)
+	}
+	if m.AppendedPerSec <= 0 || m.PersistedPerSec <= 0 || len(m.Lag) != 2 {
+		t.Errorf("appended %.0f/s, persisted %.0f/s, %d lag samples; want both positive and 2 samples",
+			m.AppendedPerSec, m.PersistedPerSec, len(m.Lag))
+	}
+}

@@ -84,7 +84,9 @@ export class ServerPanel {
   draw() {
     const s = this.samples;
     const now = s[s.length - 1].time;
-    const x0 = now - SPAN_MS;
+    // The plots fill their width from the first sample until they span
+    // SPAN_MS, then scroll.
+    const x0 = Math.max(now - SPAN_MS, s[0].time);
     const series = Object.fromEntries(PLOTS.map((p) => [p.key, []]));
     for (let i = 0; i < s.length; i++) {
       const c = s[i];
@@ -109,9 +111,9 @@ export class ServerPanel {
       const v = pts.length ? pts[pts.length - 1][1] : null;
       this.values[p.key].textContent = v === null ? "–" : p.fmt(v);
     }
-    this.values.buffered.textContent = `${bytes(last.buffered_bytes)} of ${bytes(last.max_buffered_bytes)}`;
+    this.values.buffered.textContent = `${bytes(last.buffered_bytes)} / ${bytes(last.max_buffered_bytes)}`;
     const recent = p99(this.before(now - P99_WINDOW_MS, s.length - 1), last);
-    this.values["catchup-p99"].textContent = recent === null ? "none lately" : seconds(recent);
+    this.values["catchup-p99"].textContent = recent === null ? "–" : seconds(recent);
   }
 
   // before returns the last sample at or before t among the first i.

@@ -89,7 +89,6 @@ export class Watcher {
     this.lat = new Sparkline(document.querySelector('[data-plot="latency"]'), { minMax: 1 });
     this.timeline = new Timeline(this.id, new Bars(document.querySelector('[data-plot="timeline"]'), (f) => this.pick(f)),
       $("tl-info"), this.ctrl.signal);
-    this.timeline.load();
     this.ticker = setInterval(() => this.renderStatus(), 250);
     this.plotTicker = setInterval(() => this.drawPlots(), 1000);
     this.timelineTicker = setInterval(() => {
@@ -173,12 +172,16 @@ export class Watcher {
   }
 
   onLive(seq, first) {
+    // The timeline's reads wait until the stream has caught up, so that
+    // they do not slow down what the person came for.
+    if (first) this.timeline.load();
     if (first) {
       this.mark("live", seq === 0 ? "live (no history yet)" : `history up to seq ${seq} · live from here`);
     }
   }
 
   onEnd(seq) {
+    if (!this.timeline.points.length) this.timeline.load();
     this.mark("end", `channel closed at seq ${seq}`);
     this.notice("");
   }
@@ -323,7 +326,8 @@ export class Watcher {
 
   drawPlots() {
     const now = Date.now();
-    const x0 = now - PLOT_SPAN_MS;
+    const first = this.perSecond.length ? this.perSecond[0][0] * 1000 : now;
+    const x0 = Math.max(now - PLOT_SPAN_MS, Math.min(first, now - 10000)); // fills up, then scrolls
     const rate = [];
     const lat = [];
     for (const [sec, n, lats] of this.perSecond) {

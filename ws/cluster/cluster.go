@@ -63,9 +63,10 @@ type Config struct {
 	// Clusters that share a NATS server need different prefixes.
 	Prefix string
 	// WaitTimeout is added to RequestTimeout for an append that waits
-	// until it is persisted: the owner answers it after at most its hub's
-	// persist-wait timeout. Default 35s (that timeout's default, 30s, and
-	// a margin).
+	// until it is persisted, on the asking node and on the owner alike:
+	// the owner answers it after at most its hub's persist-wait timeout,
+	// which must be shorter (504 with the seq). Default 35s (that
+	// timeout's default, 30s, and a margin).
 	WaitTimeout time.Duration
 	// RequestTimeout bounds a remote call that has no deadline of its
 	// own. A write sent to an owner that dies before it answers waits for

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -162,13 +163,26 @@ func TestNATSRestart(t *testing.T) {
 		st, _ := get(t, nodes[1].URL+"/readyz")
 		return st == http.StatusServiceUnavailable
 	})
-	appendSome(total / 3) // live on the owner; the followers miss them
+	// Live on the owner, which needs no NATS for them while its lease
+	// holds; the followers miss them. Past the lease it lets the channel
+	// go and refuses appends ("cut off") until NATS is back.
+	for range total / 3 {
+		st, body := post(t, owner.URL+"/channels/r/messages", "text/plain", fmt.Sprintf("m%d", next))
+		if st == http.StatusServiceUnavailable && strings.Contains(body, "cut off") {
+			break
+		}
+		if st != http.StatusOK {
+			t.Fatalf("append %d during the outage: %d %s", next, st, body)
+		}
+		next++
+	}
+	t.Logf("%d appends during the outage", next-1-total/3)
 	ns.start()
 	waitFor(t, 10*time.Second, "readyz to pass", func() bool {
 		st, _ := get(t, nodes[1].URL+"/readyz")
 		return st == http.StatusOK
 	})
-	appendSome(total / 3)
+	appendSome(total - (next - 1))
 	mustPost(t, owner.URL+"/channels/r/close", "", "", http.StatusOK)
 	for range readers {
 		if err := <-errs; err != nil {
