@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/messages-server/messages/internal/backoff"
 )
 
 // BatchWriter commits batches of messages of many channels at once. Store
@@ -269,7 +271,7 @@ func (w *Writer) work() {
 // every batch's Done. A batch that fails for a reason a retry cannot fix is
 // given up alone.
 func (w *Writer) commit(group []*Batch) {
-	backoff := w.cfg.MinBackoff
+	pace := backoff.Exponential{Min: w.cfg.MinBackoff, Max: w.cfg.MaxBackoff}
 	for {
 		err := w.stop.Err()
 		if err == nil {
@@ -315,14 +317,8 @@ func (w *Writer) commit(group []*Batch) {
 			done(group, fmt.Errorf("persist: gave up writing: %w: %w", ErrClosed, err))
 			return
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, w.cfg.MaxBackoff)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-w.stop.Done():
-			t.Stop()
-		}
+		d := pace.Next()
+		backoff.Sleep(w.stop, d/2+rand.N(d/2+1)) // stopped: the loop gives up
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/messages-server/messages/internal/backoff"
 	"github.com/messages-server/messages/ws/durable"
 	"github.com/messages-server/messages/ws/wire"
 )
@@ -227,7 +228,7 @@ func (h *Hub) forward(ctx context.Context, w Write, local func() (int64, error))
 // node, the owner, and returns its answer.
 func (h *Hub) forwardTo(ctx context.Context, local func() (int64, error), send func(node string) (int64, error)) (int64, error) {
 	deadline := time.Now().Add(forwardPatience)
-	backoff := 10 * time.Millisecond
+	pace := backoff.Exponential{Min: 10 * time.Millisecond, Max: maxForwardPoll}
 	for {
 		seq, err := local()
 		moved, ok := errors.AsType[*MovedError](err)
@@ -252,16 +253,11 @@ func (h *Hub) forwardTo(ctx context.Context, local func() (int64, error), send f
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("%w: %w", ErrNoOwner, err)
 		}
-		wait := backoff
+		wait := pace.Next()
 		if ok && !moved.Expires.IsZero() {
 			wait = max(wait, min(time.Until(moved.Expires), maxForwardPoll))
 		}
-		backoff = min(2*backoff, maxForwardPoll)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, wait) {
 			return 0, ctx.Err()
 		}
 	}

@@ -253,7 +253,7 @@ func (s *Server) rejectFrame(conn *websocket.Conn, f wire.Frame) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.WriteTimeout)
 	defer cancel()
 	if conn.Write(ctx, websocket.MessageText, wire.AppendError(nil, f)) == nil {
-		conn.Close(websocket.StatusCode(status), closeReason(f.Code))
+		conn.Close(websocket.StatusCode(status), wire.CloseReason(f.Code))
 	} else {
 		conn.CloseNow()
 	}
@@ -266,28 +266,6 @@ func (s *Server) rejectFrame(conn *websocket.Conn, f wire.Frame) {
 	default:
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 	}
-}
-
-// closeReason is the reason sent with the close that follows an error
-// frame of the given code: short and fixed, the frame has the details.
-func closeReason(code string) string {
-	switch code {
-	case wire.CodeBadRequest:
-		return "bad request"
-	case wire.CodeNotFound:
-		return "channel not found"
-	case wire.CodeReset:
-		return "epoch reset"
-	case wire.CodeDeleted:
-		return "channel deleted"
-	case wire.CodeUnauthorized:
-		return "token expired"
-	case wire.CodeInternal:
-		return "internal server error"
-	case wire.CodeUnavailable:
-		return "storage unavailable, retry later"
-	}
-	return ""
 }
 
 // wsSink writes a stream as WebSocket frames. A run of queued messages goes

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/messages-server/messages/internal/backoff"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/viewer"
 	"github.com/messages-server/messages/ws"
@@ -378,7 +379,8 @@ func startTakeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) func() {
 // backoff while the database fails.
 func takeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) {
 	start := time.Now()
-	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+	pace := backoff.Exponential{Min: time.Second, Max: 30 * time.Second}
+	for {
 		err := hub.Start(ctx)
 		if err == nil {
 			log.Info("take-over done: ready", slog.Duration("took", time.Since(start)))
@@ -387,10 +389,9 @@ func takeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) {
 		if ctx.Err() != nil {
 			return
 		}
-		log.Error("taking over open channels failed; retrying", slog.Duration("in", backoff), slog.Any("err", err))
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
+		wait := pace.Next()
+		log.Error("taking over open channels failed; retrying", slog.Duration("in", wait), slog.Any("err", err))
+		if !backoff.Sleep(ctx, wait) {
 			return
 		}
 	}

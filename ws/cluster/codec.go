@@ -279,16 +279,18 @@ type replyError struct {
 
 // Error codes of replyError.
 const (
-	codeNotFound     = "not_found"
+	// The codes the WebSocket protocol also has are its own.
+	codeNotFound   = wire.CodeNotFound
+	codeDeleted    = wire.CodeDeleted
+	codeBadRequest = wire.CodeBadRequest
+	codeInternal   = wire.CodeInternal
+
 	codeClosed       = "closed"
-	codeDeleted      = "deleted"
 	codeGenerator    = "generator"
 	codeOverloaded   = "overloaded"
 	codeShuttingDown = "shutting_down"
 	codeMoved        = "moved"
 	codeStore        = "store"
-	codeBadRequest   = "bad_request"
-	codeInternal     = "internal"
 	codePersistWait  = "persist_wait"
 	// Durable Streams errors of a stream append.
 	codeStreamNotFound = "stream_not_found"

@@ -35,46 +35,52 @@ const (
 	CloseUnavailable  = 4503
 )
 
+// codes is the one table of the error codes: each with the close code
+// and the close reason (short and fixed: the error frame has the details)
+// that follow its error frame. Read-only.
+var codes = [...]struct {
+	code   string
+	close  int
+	reason string
+}{
+	{CodeBadRequest, CloseBadRequest, "bad request"},
+	{CodeUnauthorized, CloseUnauthorized, "token expired"},
+	{CodeNotFound, CloseNotFound, "channel not found"},
+	{CodeReset, CloseReset, "epoch reset"},
+	{CodeDeleted, CloseDeleted, "channel deleted"},
+	{CodeInternal, CloseInternal, "internal server error"},
+	{CodeUnavailable, CloseUnavailable, "storage unavailable, retry later"},
+}
+
 // CloseCode returns the WebSocket close code that follows an error frame
 // with the given error code, and false for an unknown code.
 func CloseCode(code string) (int, bool) {
-	switch code {
-	case CodeBadRequest:
-		return CloseBadRequest, true
-	case CodeUnauthorized:
-		return CloseUnauthorized, true
-	case CodeNotFound:
-		return CloseNotFound, true
-	case CodeReset:
-		return CloseReset, true
-	case CodeDeleted:
-		return CloseDeleted, true
-	case CodeInternal:
-		return CloseInternal, true
-	case CodeUnavailable:
-		return CloseUnavailable, true
+	for _, c := range codes {
+		if c.code == code {
+			return c.close, true
+		}
 	}
 	return 0, false
+}
+
+// CloseReason returns the reason sent with the close that follows an
+// error frame with the given error code, and "" for an unknown code.
+func CloseReason(code string) string {
+	for _, c := range codes {
+		if c.code == code {
+			return c.reason
+		}
+	}
+	return ""
 }
 
 // ErrorCode returns the error code a WebSocket close code stands for, and
 // false for a close code that is not one of the server's.
 func ErrorCode(close int) (string, bool) {
-	switch close {
-	case CloseBadRequest:
-		return CodeBadRequest, true
-	case CloseUnauthorized:
-		return CodeUnauthorized, true
-	case CloseNotFound:
-		return CodeNotFound, true
-	case CloseReset:
-		return CodeReset, true
-	case CloseDeleted:
-		return CodeDeleted, true
-	case CloseInternal:
-		return CodeInternal, true
-	case CloseUnavailable:
-		return CodeUnavailable, true
+	for _, c := range codes {
+		if c.close == close {
+			return c.code, true
+		}
 	}
 	return "", false
 }

@@ -131,9 +131,15 @@ func TestCloseCodes(t *testing.T) {
 		if !ok || back != code {
 			t.Errorf("ErrorCode(%d) = %q, %v; want %q", c, back, ok, code)
 		}
+		if r := CloseReason(code); r == "" || len(r) > 123 {
+			t.Errorf("CloseReason(%q) = %q: empty or longer than a close frame allows", code, r)
+		}
 	}
 	if _, ok := CloseCode("nope"); ok {
 		t.Error("CloseCode accepted an unknown code")
+	}
+	if r := CloseReason("nope"); r != "" {
+		t.Errorf("CloseReason of an unknown code = %q", r)
 	}
 	if _, ok := ErrorCode(1000); ok {
 		t.Error("ErrorCode accepted 1000")
