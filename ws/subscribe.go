@@ -284,8 +284,10 @@ func (st *streamer) drain() (int, error) {
 		if !ok {
 			return st.reg.s.reason, nil
 		}
-		if closed, err := st.send(m); closed || err != nil {
-			return st.reg.s.reason, err
+		if closed, err := st.send(m); err != nil {
+			return 0, err // the queue may still be open: reason is not ours to read
+		} else if closed {
+			return st.reg.s.reason, nil
 		}
 	}
 }
@@ -325,8 +327,10 @@ func (st *streamer) drainParked() (int, error) {
 			if !ok {
 				return st.reg.s.reason, nil
 			}
-			if closed, err := st.send(m); closed || err != nil {
-				return st.reg.s.reason, err
+			if closed, err := st.send(m); err != nil {
+				return 0, err // the queue may still be open: reason is not ours to read
+			} else if closed {
+				return st.reg.s.reason, nil
 			}
 			idle = false
 			continue
@@ -343,8 +347,10 @@ func (st *streamer) drainParked() (int, error) {
 					if !ok {
 						return st.reg.s.reason, nil
 					}
-					if closed, err := st.send(m); closed || err != nil {
-						return st.reg.s.reason, err
+					if closed, err := st.send(m); err != nil {
+						return 0, err
+					} else if closed {
+						return st.reg.s.reason, nil
 					}
 				case <-st.ctx.Done():
 					return 0, st.ctx.Err()
