@@ -70,7 +70,9 @@ func TestClusterExcludesSingleServer(t *testing.T) {
 	u := persisttest.DatabaseURL(t)
 	refused := func(cfg persist.Config) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second) // the lock is tried until then
+		// Open tries the lock for lockWait (3 s); the deadline only bounds a
+		// connection that does not come, and is long for a busy machine.
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
 		cfg.URL = u
 		s, err := persist.Open(ctx, cfg)
