@@ -156,9 +156,9 @@ func scanChannel(row pgx.Row) (Channel, error) {
 	return c, nil
 }
 
-// createChannels inserts cs in one transaction of two statements. The
-// insert skips taken ids (ON CONFLICT DO NOTHING); what it returns says
-// which ids were free.
+// createChannels inserts cs in one transaction of two statements, sent
+// together in one round trip. The insert skips taken ids (ON CONFLICT DO
+// NOTHING); what it returns says which ids were free.
 func (p *postgres) createChannels(ctx context.Context, cs []newChannel, node string, lease time.Duration) ([]Channel, error) {
 	n := len(cs)
 	var (
@@ -171,8 +171,6 @@ func (p *postgres) createChannels(ctx context.Context, cs []newChannel, node str
 		exps         = make([]*time.Time, n)
 		fseqs, fsubs = make([]*int64, n), make([]*int64, n)
 		created      = make(map[string]Channel, n)
-		newIDs       []string
-		newEpochs    []int64
 	)
 	for i, c := range cs {
 		ids[i], epochs[i] = c.id, max(c.cfg.Epoch, 1)
@@ -199,69 +197,61 @@ func (p *postgres) createChannels(ctx context.Context, cs []newChannel, node str
 			fsubs[i] = &cfg.ForkSub
 		}
 	}
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		clear(created)
-		newIDs, newEpochs = newIDs[:0], newEpochs[:0]
-		rows, err := tx.Query(ctx,
-			`INSERT INTO channels (id, epoch, gen_freq, gen_max, content_type, ttl_seconds, expires_at,
-			                       forked_from, fork_seq, fork_sub, owner, lease_expires_at)
-			 SELECT n.id, GREATEST(n.epoch, f.epoch + 1), n.freq, n.gmax, n.ct, n.ttl, n.exp,
-			        n.fork, n.fseq, n.fsub,
-			        nullif($11, ''), CASE WHEN $11 <> '' THEN now() + $12 * interval '1 microsecond' END
-			 FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::bigint[], $5::text[], $6::bigint[],
-			             $7::timestamptz[], $8::text[], $9::bigint[], $10::bigint[])
-			      WITH ORDINALITY AS n(id, epoch, freq, gmax, ct, ttl, exp, fork, fseq, fsub, ord)
-			 CROSS JOIN epoch_floor f
-			 ORDER BY n.ord
-			 ON CONFLICT (id) DO NOTHING
-			 RETURNING `+channelColumns,
-			ids, epochs, freqs, maxes, cts, ttls, exps, forks, fseqs, fsubs, node, lease.Microseconds())
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			c, err := scanChannel(rows)
-			if err != nil {
-				rows.Close()
-				return err
+	// Both statements go in one pipeline, one round trip: queries sent
+	// together before a Sync run in one implicit transaction.
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO channels (id, epoch, gen_freq, gen_max, content_type, ttl_seconds, expires_at,
+		                       forked_from, fork_seq, fork_sub, owner, lease_expires_at)
+		 SELECT n.id, GREATEST(n.epoch, f.epoch + 1), n.freq, n.gmax, n.ct, n.ttl, n.exp,
+		        n.fork, n.fseq, n.fsub,
+		        nullif($11, ''), CASE WHEN $11 <> '' THEN now() + $12 * interval '1 microsecond' END
+		 FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::bigint[], $5::text[], $6::bigint[],
+		             $7::timestamptz[], $8::text[], $9::bigint[], $10::bigint[])
+		      WITH ORDINALITY AS n(id, epoch, freq, gmax, ct, ttl, exp, fork, fseq, fsub, ord)
+		 CROSS JOIN epoch_floor f
+		 ORDER BY n.ord
+		 ON CONFLICT (id) DO NOTHING
+		 RETURNING `+channelColumns,
+		ids, epochs, freqs, maxes, cts, ttls, exps, forks, fseqs, fsubs, node, lease.Microseconds()).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				c, err := scanChannel(rows)
+				if err != nil {
+					return err
+				}
+				created[c.ID] = c
 			}
-			created[c.ID] = c
-			newIDs, newEpochs = append(newIDs, c.ID), append(newEpochs, c.Epoch)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if len(newIDs) == 0 {
-			return nil
-		}
-		// The insert read the floor before it waited for a concurrent
-		// delete of the same id, if there was one, to commit; this
-		// statement sees the floor that delete raised.
-		rows, err = tx.Query(ctx,
-			`WITH raised AS (
-			   UPDATE channels c SET epoch = f.epoch + 1 FROM epoch_floor f
-			   WHERE c.id = ANY($1::text[]) AND c.epoch <= f.epoch RETURNING c.id, c.epoch)
-			 INSERT INTO channel_epochs (channel_id, epoch, start_seq)
-			 SELECT n.id, coalesce(r.epoch, n.epoch), 0
-			 FROM unnest($1::text[], $2::bigint[]) AS n(id, epoch) LEFT JOIN raised r ON r.id = n.id
-			 RETURNING channel_id, epoch`, newIDs, newEpochs)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var id string
-			var epoch int64
-			if err := rows.Scan(&id, &epoch); err != nil {
-				rows.Close()
-				return err
+			return rows.Err()
+		})
+	// The insert read the floor before it waited for a concurrent delete
+	// of the same id, if there was one, to commit; this statement, with a
+	// snapshot of its own, sees the floor that delete raised. The
+	// channels this transaction inserted are those of ids without an
+	// epoch yet: any other has its epochs since the commit that made it.
+	b.Queue(`WITH mine AS (
+		   SELECT c.id, c.epoch FROM channels c
+		   WHERE c.id = ANY($1::text[])
+		     AND NOT EXISTS (SELECT 1 FROM channel_epochs e WHERE e.channel_id = c.id)),
+		 raised AS (
+		   UPDATE channels c SET epoch = f.epoch + 1 FROM epoch_floor f, mine m
+		   WHERE c.id = m.id AND c.epoch <= f.epoch RETURNING c.id, c.epoch)
+		 INSERT INTO channel_epochs (channel_id, epoch, start_seq)
+		 SELECT m.id, coalesce(r.epoch, m.epoch), 0 FROM mine m LEFT JOIN raised r ON r.id = m.id
+		 RETURNING channel_id, epoch`, ids).
+		Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id string
+				var epoch int64
+				if err := rows.Scan(&id, &epoch); err != nil {
+					return err
+				}
+				c := created[id]
+				c.Epoch = epoch
+				created[id] = c
 			}
-			c := created[id]
-			c.Epoch = epoch
-			created[id] = c
-		}
-		return rows.Err()
-	})
-	if err != nil {
+			return rows.Err()
+		})
+	if err := p.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
 	out := make([]Channel, n)

@@ -284,33 +284,80 @@ func (st *streamer) drain() (int, error) {
 		if !ok {
 			return st.reg.s.reason, nil
 		}
-		if closed, err := st.send(m); closed || err != nil {
-			return st.reg.s.reason, err
+		if closed, err := st.send(m); err != nil {
+			return 0, err // the queue may still be open: reason is not ours to read
+		} else if closed {
+			return st.reg.s.reason, nil
 		}
 	}
 }
 
+// parkAfter is how long a parking stream with nothing to send keeps its
+// goroutine before it parks: a stream that gets a message more often than
+// that (most live streams) keeps its goroutine and delivers as a blocked
+// one does, and an idle one lets its stack go soon.
+const parkAfter = 250 * time.Millisecond
+
 // drainParked is drain for a parking stream: it sends what is queued,
-// pings if a ping is due, and parks once no event came since it looked.
+// waits up to parkAfter for more, pings if a ping is due, and parks once
+// no event came since it last looked.
 func (st *streamer) drainParked() (int, error) {
 	q, p := st.reg.s.queue, st.park
 	pg, _ := st.s.(pinger)
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	idle := false // nothing came for parkAfter
 	for {
 		seen := p.n.Load()
-	ready:
-		for {
-			select {
-			case m, ok := <-q:
-				if !ok {
-					return st.reg.s.reason, nil
+		var wait <-chan time.Time
+		if !idle {
+			if t == nil {
+				t = time.NewTimer(parkAfter)
+			} else {
+				t.Reset(parkAfter)
+			}
+			wait = t.C
+		}
+		select {
+		case m, ok := <-q:
+			if !ok {
+				return st.reg.s.reason, nil
+			}
+			if closed, err := st.send(m); err != nil {
+				return 0, err // the queue may still be open: reason is not ours to read
+			} else if closed {
+				return st.reg.s.reason, nil
+			}
+			idle = false
+			continue
+		case <-st.ctx.Done():
+			return 0, st.ctx.Err()
+		case <-wait:
+			idle = true
+			continue // look once more, then park
+		default:
+			if !idle {
+				// Nothing ready: wait for something, or parkAfter.
+				select {
+				case m, ok := <-q:
+					if !ok {
+						return st.reg.s.reason, nil
+					}
+					if closed, err := st.send(m); err != nil {
+						return 0, err
+					} else if closed {
+						return st.reg.s.reason, nil
+					}
+				case <-st.ctx.Done():
+					return 0, st.ctx.Err()
+				case <-wait:
+					idle = true
 				}
-				if closed, err := st.send(m); closed || err != nil {
-					return st.reg.s.reason, err
-				}
-			case <-st.ctx.Done():
-				return 0, st.ctx.Err()
-			default:
-				break ready
+				continue
 			}
 		}
 		if pg != nil {

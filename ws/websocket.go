@@ -380,13 +380,13 @@ func (w *wsSink) keepalive() error {
 }
 
 // Buffer sizes of an accepted WebSocket. Clients send only control frames,
-// so the read buffer can be tiny. The write buffer only has to hold a
-// frame header (at most 14 bytes): the stream's frames are gathered whole
-// by the corkConn under it and written with one writev, and what else the
-// library writes (pings, pongs, the close handshake) is small and rare.
+// so the read buffer can be tiny. The write buffer holds a control frame
+// (at most 127 bytes: pings, pongs, the close handshake), which then goes
+// out in one write; the stream's frames are gathered whole by the
+// corkConn under it and written with one writev whatever their size.
 const (
 	readBufferSize  = 256
-	writeBufferSize = 16
+	writeBufferSize = 128
 )
 
 // smallBuffers hands the WebSocket library a hijacked connection with small

@@ -71,7 +71,8 @@ func (b *bench) writeReport(path string, m *monitor) error {
 	for _, k := range []struct {
 		name string
 		l    *latencies
-	}{{"live", b.st.live}, {"catchup", b.st.catchup}, {"end_to_end", b.st.e2e}, {"append", b.st.append}} {
+	}{{"live", b.st.live}, {"catchup", b.st.catchup}, {"end_to_end", b.st.e2e}, {"append", b.st.append},
+		{"create", b.st.create}} {
 		if pts := k.l.cdf(); len(pts) > 0 {
 			cdf.Series = append(cdf.Series, plotSeries{Name: k.name, Points: pts})
 		}

@@ -56,6 +56,10 @@ func addAuthFlags(fs *flag.FlagSet, c *authConfig, env func(name, def string) st
 // checks that open mode is not exposed by mistake and is not asked to
 // check an issuer or audience.
 func (c *authConfig) finish(addr *string) error {
+	if c.jwtSecret != "" && len(c.jwtSecret) < auth.MinSecretBytes {
+		return fmt.Errorf("-jwt-secret (JWT_SECRET) has %d bytes; use at least %d (for example: openssl rand -base64 32)",
+			len(c.jwtSecret), auth.MinSecretBytes)
+	}
 	if c.open() && (c.jwtIssuer != "" || c.jwtAudience != "") {
 		var given []string
 		if c.jwtIssuer != "" {

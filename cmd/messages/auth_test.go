@@ -96,12 +96,13 @@ func TestOpenModeStaysOnLoopback(t *testing.T) {
 		}
 	}
 	code, out := runCommand(t, "-addr", ":0")
-	if code != 1 || strings.Count(out, "open mode refuses to listen on :0") != 1 {
-		t.Errorf("messages -addr :0 exits %d, want 1 with the reason once:\n%s", code, out)
+	// A flag is the cause: the reason once, then the usage, and exit 2.
+	if code != 2 || strings.Count(out, "open mode refuses to listen on :0") != 1 || !strings.Contains(out, "Usage of messages") {
+		t.Errorf("messages -addr :0 exits %d, want 2 with the reason once and the usage:\n%s", code, out)
 	}
 	code, out = runCommand(t, "-jwt-secret", "short")
-	if code != 1 || !strings.Contains(out, "use at least 32") {
-		t.Errorf("messages -jwt-secret short exits %d, want 1 asking for 32 bytes:\n%s", code, out)
+	if code != 2 || !strings.Contains(out, "use at least 32") {
+		t.Errorf("messages -jwt-secret short exits %d, want 2 asking for 32 bytes:\n%s", code, out)
 	}
 }
 
@@ -260,8 +261,8 @@ func TestJWTIssuerAudienceFlags(t *testing.T) {
 		}
 	}
 	code, out := runCommand(t, "-jwt-audience", "messages")
-	if code != 1 || strings.Count(out, "given without a key") != 1 {
-		t.Errorf("messages -jwt-audience messages exits %d, want 1 with the reason once:\n%s", code, out)
+	if code != 2 || strings.Count(out, "given without a key") != 1 {
+		t.Errorf("messages -jwt-audience messages exits %d, want 2 with the reason once:\n%s", code, out)
 	}
 }
 

@@ -160,3 +160,15 @@ func buildInfo() prometheus.Collector {
 	g.Set(1)
 	return g
 }
+
+// bufferedLimit is the messages_buffered_bytes_limit gauge: the
+// -max-buffered-bytes bound, so that alerts and dashboards compare
+// messages_buffered_bytes with the bound the server really has.
+func bufferedLimit(bound byteSize) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "messages_buffered_bytes_limit",
+		Help: "The bound of messages_buffered_bytes (-max-buffered-bytes): past it appends get 503.",
+	})
+	g.Set(float64(bound))
+	return g
+}

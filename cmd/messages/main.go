@@ -235,7 +235,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer cl.leave(log, cfg.shutdownTimeout, &err) // after the shutdown below: the hub has flushed
 	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Registerer: reg})
-	reg.MustRegister(buildInfo())
+	reg.MustRegister(buildInfo(), bufferedLimit(cfg.bounds.maxBufferedBytes))
 	metrics := ws.NewMetrics(reg)
 	hubCfg := ws.HubConfig{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
