@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/messages-server/messages/internal/backoff"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -79,26 +80,18 @@ func (h *Hub) follow(ctx context.Context, id string, moved *MovedError) error {
 		// look takes the channel over.
 		// A stopping owner releases its lease early: look again soon.
 		wait := min(max(time.Until(moved.Expires), 10*time.Millisecond), maxForwardPoll)
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
+		return nil
 	}
 	if errors.Is(err, ErrMoved) || errors.Is(err, ErrChannelClosed) {
 		// The owner changed or closed the channel meanwhile: the caller
 		// looks again, after a pause that bounds the loop.
-		t := time.NewTimer(20 * time.Millisecond)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, 20*time.Millisecond) {
 			return ctx.Err()
 		}
+		return nil
 	}
 	if err != nil {
 		return err
