@@ -194,6 +194,9 @@ func SourceName(v, prefix string) (string, error) {
 		if v == "" {
 			return bad("it is empty")
 		}
+		if v == "." || v == ".." {
+			return bad("it is a dot segment, which names no stream")
+		}
 		return v, nil
 	}
 	u, err := url.Parse(v)
