@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -73,6 +74,16 @@ func parseMetrics(r io.Reader, names ...string) (map[string]float64, error) {
 	out := make(map[string]float64, len(names))
 	for _, name := range names {
 		f, ok := families[name]
+		part := ""
+		if !ok {
+			// A histogram's or a summary's _sum or _count sample: the
+			// parser keeps them in the family of the base name.
+			for _, suffix := range []string{"_sum", "_count"} {
+				if base, cut := strings.CutSuffix(name, suffix); cut {
+					f, ok, part = families[base], families[base] != nil, suffix
+				}
+			}
+		}
 		if !ok {
 			continue
 		}
@@ -80,7 +91,7 @@ func parseMetrics(r io.Reader, names ...string) (map[string]float64, error) {
 			if len(m.GetLabel()) > 0 {
 				continue
 			}
-			v, ok := sampleValue(m)
+			v, ok := sampleValue(m, part)
 			if !ok {
 				continue // a summary or a histogram: no single value
 			}
@@ -93,9 +104,20 @@ func parseMetrics(r io.Reader, names ...string) (map[string]float64, error) {
 	return out, nil
 }
 
-// sampleValue returns the value of a counter, gauge or untyped sample.
-func sampleValue(m *dto.Metric) (float64, bool) {
+// sampleValue returns the value of a counter, gauge or untyped sample,
+// or with part "_sum" or "_count" that of a histogram or a summary.
+func sampleValue(m *dto.Metric, part string) (float64, bool) {
 	switch {
+	case part == "_sum" && m.Histogram != nil:
+		return m.GetHistogram().GetSampleSum(), true
+	case part == "_count" && m.Histogram != nil:
+		return float64(m.GetHistogram().GetSampleCount()), true
+	case part == "_sum" && m.Summary != nil:
+		return m.GetSummary().GetSampleSum(), true
+	case part == "_count" && m.Summary != nil:
+		return float64(m.GetSummary().GetSampleCount()), true
+	case part != "":
+		return 0, false
 	case m.Counter != nil:
 		return m.GetCounter().GetValue(), true
 	case m.Gauge != nil:

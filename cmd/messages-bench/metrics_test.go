@@ -33,6 +33,11 @@ messages_publish_seconds_count 3
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
 	}
+	// A histogram's _sum and _count, as the many scenario reads them.
+	got, err = parseMetrics(strings.NewReader(text), "messages_publish_seconds_sum", "messages_publish_seconds_count")
+	if err != nil || got["messages_publish_seconds_sum"] != 0.4 || got["messages_publish_seconds_count"] != 3 {
+		t.Errorf("histogram samples: %v, %v; want _sum 0.4 and _count 3", got, err)
+	}
 	if _, err := parseMetrics(strings.NewReader("process_cpu_seconds_total abc\n"), metricCPU); err == nil {
 		t.Error("a bad number was accepted")
 	}
