@@ -399,49 +399,17 @@ func (p *postgres) epochs(ctx context.Context, id string, epoch int64) (current,
 	return current, last, next, err
 }
 
-// writeBatches implements backend.writeBatches. A transaction of up to
-// pipelineRows messages is sent in one round trip (see writePipelined);
-// it is how single-row flushes of many channels reach the database's bulk
-// rate. Larger ones use COPY, about twice as fast as an INSERT per row,
-// which fails on a row that is already stored: then the batches were, at
-// least in part, committed before, and the idempotent INSERT ... ON
-// CONFLICT DO NOTHING redoes them.
+// writeBatches implements backend.writeBatches. COPY is about twice as
+// fast as an INSERT per row, but fails on a row that is already stored:
+// then the batches were, at least in part, committed before, and the
+// idempotent INSERT ... ON CONFLICT DO NOTHING redoes them.
 func (p *postgres) writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error {
-	if pipelined(batches) {
-		err := p.writePipelined(ctx, batches, updates)
-		if !errors.Is(err, errNotAllUpdated) {
-			return err
-		}
-		// Some channel refused its batch: the transaction below finds
-		// which.
-	}
 	err := p.writeTx(ctx, batches, updates, false)
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
 		err = p.writeTx(ctx, batches, updates, true)
 	}
 	return err
 }
-
-// pipelineRows is the most messages writePipelined writes: past it, COPY's
-// cheaper rows win over the round trips it costs.
-const pipelineRows = 2000
-
-// pipelined reports whether writeBatches sends batches with
-// writePipelined: they are few rows, and carry no stream state.
-func pipelined(batches []*Batch) bool {
-	rows := 0
-	for _, b := range batches {
-		if b.StreamSeq != "" || len(b.Producers) > 0 {
-			return false
-		}
-		rows += len(b.Messages)
-	}
-	return rows <= pipelineRows
-}
-
-// errNotAllUpdated: the channels update of writePipelined did not change
-// every channel; the transaction was rolled back.
-var errNotAllUpdated = errors.New("not every channel was updated")
 
 // updateChannelsSQL sets the channels' last seq and close mark, from
 // arrays of ids, last seqs, closes and epochs. A closed channel takes no
@@ -467,79 +435,6 @@ const updateChannelsSQL = `WITH l AS (
 const insertMessagesSQL = `INSERT INTO messages (channel_id, seq, data, created_at)
  SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::timestamptz[])
  ON CONFLICT DO NOTHING`
-
-// writePipelined is writeTx in two round trips instead of six: BEGIN, the
-// channels update, the messages' INSERT and the server lock check go in
-// one pipeline, then COMMIT, or ROLLBACK if the update did not change
-// every channel (errNotAllUpdated) or a statement failed. With many
-// channels flushing one message each, a transaction's time is mostly its
-// round trips, each a wake-up of the database's process and of ours.
-func (p *postgres) writePipelined(ctx context.Context, batches []*Batch, updates []channelUpdate) (err error) {
-	conn, err := p.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	// A connection left in a transaction (a failed ROLLBACK, a cancelled
-	// ctx) is closed by the pool on release, never reused.
-	defer conn.Release()
-	ids, lasts, closes, epochs := updateArrays(updates)
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(updateChannelsSQL, ids, lasts, closes, epochs)
-	chans, seqs, data, times := messageArrays(batches)
-	if len(seqs) > 0 {
-		b.Queue(insertMessagesSQL, chans, seqs, data, times)
-	}
-	lockQ, lockArgs, lockCheck := p.lockCheck()
-	if lockQ != "" {
-		b.Queue(lockQ, lockArgs...)
-	}
-	err = readPipeline(conn.SendBatch(ctx, b), len(ids), len(seqs) > 0, lockQ != "", lockCheck)
-	end := "COMMIT"
-	if err != nil {
-		end = "ROLLBACK"
-	}
-	tag, cerr := conn.Exec(context.WithoutCancel(ctx), end)
-	switch {
-	case err != nil:
-		return err
-	case cerr != nil:
-		return fmt.Errorf("commit: %w", cerr)
-	case tag.String() != "COMMIT":
-		return fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback)
-	}
-	return nil
-}
-
-// readPipeline reads the results of writePipelined's pipeline and closes
-// it: the update must have changed updated channels.
-func readPipeline(br pgx.BatchResults, updated int, inserted, locked bool, lockCheck func(bool, error) error) error {
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	tag, err := br.Exec()
-	if err != nil {
-		return fmt.Errorf("update channels: %w", err)
-	}
-	if tag.RowsAffected() != int64(updated) {
-		return errNotAllUpdated
-	}
-	if inserted {
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("insert messages: %w", err)
-		}
-	}
-	if !locked {
-		return lockCheck(true, nil)
-	}
-	var held bool
-	err = br.QueryRow().Scan(&held)
-	if err := lockCheck(held, err); err != nil {
-		return err
-	}
-	return br.Close()
-}
 
 // updateArrays returns the columns of updates, for updateChannelsSQL.
 func updateArrays(updates []channelUpdate) (ids []string, lasts []int64, closes []bool, epochs []int64) {
