@@ -218,7 +218,7 @@ func SourceName(v, prefix string) (string, error) {
 		return bad("the path names no stream under " + prefix)
 	}
 	name, err := url.PathUnescape(escaped)
-	if err != nil || strings.Contains(name, "/") || name == "" {
+	if err != nil || strings.Contains(name, "/") || name == "" || name == "." || name == ".." {
 		return bad("the stream name is malformed")
 	}
 	return name, nil
