@@ -317,12 +317,22 @@ func TestCommittedBatchNotReportedFenced(t *testing.T) {
 			return
 		}
 		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `UPDATE channels SET lease_expires_at = now() WHERE id = 'k'`); err != nil {
-			t.Error(err)
-			return
-		}
-		if _, err := b.store.OpenEpoch(ctx, "k"); err != nil {
-			t.Errorf("take-over by n2: %v", err)
+		// n1 still renews its leases: a renewal may land between the
+		// expiry and the take-over, so expire again until n2 wins.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := conn.Exec(ctx, `UPDATE channels SET lease_expires_at = now() WHERE id = 'k'`); err != nil {
+				t.Error(err)
+				return
+			}
+			_, err := b.store.OpenEpoch(ctx, "k")
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, persist.ErrOwned) || time.Now().After(deadline) {
+				t.Errorf("take-over by n2: %v", err)
+				return
+			}
 		}
 	}
 	a := startNode(t, dbURL, ns, "n1", func(s *nodeSetup) {
