@@ -415,18 +415,15 @@ func (p *postgres) writeBatches(ctx context.Context, batches []*Batch, updates [
 // arrays of ids, last seqs, closes and epochs. A closed channel takes no
 // message past its last seq (a retry of what is stored passes). A batch of
 // an epoch that is not the channel's any more is fenced: its writer lost
-// the channel to another node. The rows are locked in id order, as
-// renewLeases locks them: two transactions that lock several channels
-// never wait for each other in a cycle (an UPDATE ... FROM locks in the
-// join's order).
-const updateChannelsSQL = `WITH l AS (
-   SELECT id FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
- )
- UPDATE channels c SET
+// the channel to another node. It locks the rows in whatever order the
+// plan visits them: a lease renewal never waits for one row while holding
+// another (see renewLeases), and the node's writers never share a channel
+// (one batch per channel at a time), so no two of them wait in a cycle.
+const updateChannelsSQL = `UPDATE channels c SET
    last_seq = GREATEST(c.last_seq, v.last_seq),
    closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
  FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::bigint[]) AS v(id, last_seq, close, epoch)
- WHERE c.id = v.id AND c.id IN (SELECT id FROM l)
+ WHERE c.id = v.id
    AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
    AND (v.epoch = 0 OR c.epoch = v.epoch)`
 
