@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 )
 
 // envFuncs read a flag's environment fallback; parse errors are collected
@@ -119,7 +120,7 @@ func (b *bounds) proxies() ([]netip.Prefix, error) {
 }
 
 // hub sets the hub's part of the bounds in c.
-func (b *bounds) hub(c *ws.HubConfig) {
+func (b *bounds) hub(c *hub.Config) {
 	c.StoreTimeout = b.storeTimeout
 	c.PersistWaitTimeout = b.persistWaitTimeout
 	c.MaxBufferedBytes = int64(b.maxBufferedBytes)

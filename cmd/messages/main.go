@@ -32,6 +32,8 @@ import (
 	"github.com/messages-server/messages/viewer"
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/streams"
 )
 
 func main() {
@@ -237,26 +239,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Registerer: reg})
 	reg.MustRegister(buildInfo(), bufferedLimit(cfg.bounds.maxBufferedBytes))
 	metrics := ws.NewMetrics(reg)
-	hubCfg := ws.HubConfig{
+	hubCfg := hub.Config{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
-		Retention: ws.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: cfg.history.hubCacheBytes(),
-		HistoryPage: cfg.history.page, Logger: log, Metrics: metrics, Cluster: cl.hubCluster(),
+		Retention: hub.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: cfg.history.hubCacheBytes(),
+		HistoryPage: cfg.history.page, Logger: log, Metrics: hub.NewMetrics(reg), Cluster: cl.hubCluster(),
 	}
 	cfg.bounds.hub(&hubCfg)
-	hub := ws.NewHub(hubCfg)
+	h := hub.New(hubCfg)
+	backend := streams.New(h, store, streams.Config{})
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	srvCfg := ws.ServerConfig{
 		Viewer: viewer.Handler(), Metrics: metricsHandler,
 		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: int(cfg.maxMessageBytes),
-		Logger: log, HubMetrics: metrics, Auth: authz, Ready: cl.ready(store.Ping),
-		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}), LongPollTimeout: cfg.longPollTimeout,
+		Logger: log, HTTPMetrics: metrics, Auth: authz, Ready: cl.ready(store.Ping),
+		Streams: backend, LongPollTimeout: cfg.longPollTimeout,
 		Guard: guard,
 	}
 	cfg.bounds.server(&srvCfg)
 	if cfg.metricsAddr != "" {
 		srvCfg.Metrics = nil // served on its own address only
 	}
-	srv := ws.NewServer(hub, srvCfg)
+	srv := ws.NewServer(h, srvCfg)
 	// From here on the writer's workers run, and from hub.Start on actors
 	// and generators too: every return, an early error included, goes
 	// through this one shutdown, which stops them and flushes what they
@@ -267,7 +270,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			err = errors.Join(err, serr)
 		}
 	}()
-	if err := cl.start(hub); err != nil {
+	if err := cl.start(h, backend); err != nil {
 		return err
 	}
 	if cfg.debugAddr != "" {
@@ -300,7 +303,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// Take over the previous process's generators while serving: with
 	// many of them this takes a while, and every channel is also taken
 	// over on its first request. /readyz says when it is done.
-	defer startTakeOver(ctx, hub, log)()
+	defer startTakeOver(ctx, h, log)()
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -362,12 +365,12 @@ func shutdown(log *slog.Logger, timeout time.Duration, srv *ws.Server, httpSrv *
 
 // startTakeOver runs takeOver on its own goroutine and returns the
 // function that stops it and waits for it.
-func startTakeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) func() {
+func startTakeOver(ctx context.Context, h *hub.Hub, log *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		takeOver(ctx, hub, log)
+		takeOver(ctx, h, log)
 	}()
 	return func() {
 		cancel()
@@ -377,11 +380,11 @@ func startTakeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) func() {
 
 // takeOver runs hub.Start until it succeeds or ctx ends, retrying with
 // backoff while the database fails.
-func takeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) {
+func takeOver(ctx context.Context, h *hub.Hub, log *slog.Logger) {
 	start := time.Now()
 	pace := backoff.Exponential{Min: time.Second, Max: 30 * time.Second}
 	for {
-		err := hub.Start(ctx)
+		err := h.Start(ctx)
 		if err == nil {
 			log.Info("take-over done: ready", slog.Duration("took", time.Since(start)))
 			return
