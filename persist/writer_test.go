@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 )
 
@@ -169,7 +170,7 @@ func TestWriterManyChannels(t *testing.T) {
 	s, _ := openStore(t)
 	ctx := t.Context()
 	reg := prometheus.NewRegistry()
-	w := persist.NewWriter(s, persist.WriterConfig{Workers: 3, MaxRows: 40, Registerer: reg})
+	w := persist.NewWriter(s, persist.WriterConfig{Workers: 3, MaxRows: 40, Metrics: prom.New(reg)})
 	const channels, batches = 40, 15
 	at := time.Unix(1764300000, 0)
 
@@ -264,7 +265,7 @@ func TestWriterRetriesOutage(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	f := &faulty{dst: s, failFirst: 3}
 	w := persist.NewWriter(f, persist.WriterConfig{
-		Workers: 2, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, Registerer: reg,
+		Workers: 2, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, Metrics: prom.New(reg),
 	})
 	defer closeWriter(t, w)
 
@@ -429,7 +430,7 @@ func TestWriterGivesUpOnlyTheFailingBatches(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	f := &faulty{dst: s, hold: make(chan struct{}), entered: make(chan struct{})}
-	w := persist.NewWriter(f, persist.WriterConfig{Workers: 1, Registerer: reg,
+	w := persist.NewWriter(f, persist.WriterConfig{Workers: 1, Metrics: prom.New(reg),
 		MinBackoff: time.Hour}) // a retry of a permanent failure would hang the test
 	r0 := startHeld(t, w, f, &persist.Batch{Channel: "first", Messages: msgs("first", 1, 1, at)})
 	const bad = "bad\x00id" // PostgreSQL text holds no NUL: 22021

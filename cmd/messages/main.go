@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/messages-server/messages/internal/backoff"
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/viewer"
 	"github.com/messages-server/messages/ws"
@@ -225,7 +226,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	store, err := persist.Open(ctx, cfg.cluster.storeConfig(persist.Config{URL: cfg.databaseURL, Logger: log, Registerer: reg}))
+	store, err := persist.Open(ctx, cfg.cluster.storeConfig(persist.Config{URL: cfg.databaseURL, Logger: log, Metrics: prom.New(reg)}))
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -236,13 +237,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer cl.leave(log, cfg.shutdownTimeout, &err) // after the shutdown below: the hub has flushed
-	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Registerer: reg})
+	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Metrics: prom.New(reg)})
 	reg.MustRegister(buildInfo(), bufferedLimit(cfg.bounds.maxBufferedBytes))
 	metrics := ws.NewMetrics(reg)
 	hubCfg := hub.Config{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
 		Retention: hub.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: cfg.history.hubCacheBytes(),
-		HistoryPage: cfg.history.page, Logger: log, Metrics: hub.NewMetrics(reg), Cluster: cl.hubCluster(),
+		HistoryPage: cfg.history.page, Logger: log, Metrics: hub.NewMetrics(prom.New(reg)), Cluster: cl.hubCluster(),
 	}
 	cfg.bounds.hub(&hubCfg)
 	h := hub.New(hubCfg)

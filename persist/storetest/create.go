@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 )
 
@@ -64,7 +65,7 @@ func burst(s *persist.Store, t testing.TB, ids []string) []error {
 // takes far fewer transactions than creations.
 func testCreateBurst(t *testing.T, newURL func(testing.TB) string) {
 	reg := prometheus.NewRegistry()
-	s := OpenConfig(t, persist.Config{URL: newURL(t), MaxConns: 8, Registerer: reg})
+	s := OpenConfig(t, persist.Config{URL: newURL(t), MaxConns: 8, Metrics: prom.New(reg)})
 	ctx := t.Context()
 	create(t, s, "taken")
 	before, _ := creationTransactions(t, reg)
