@@ -35,31 +35,36 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 		name string
 		f    func(*testing.T, func(testing.TB) string)
 	}{
-		{"ChannelLifecycle", testChannelLifecycle},
-		{"ChannelsOrderAndPages", testChannelsOrderAndPages},
-		{"ReadRanges", testReadRanges},
-		{"WriteBatches", testWriteBatches},
-		{"ClosedChannelTakesNoMessages", testClosedChannel},
-		{"Fencing", testFencing},
-		{"NilData", testNilData},
-		{"LargeTransactions", testLargeTransactions},
-		{"AppendBatchesInOrder", testAppendBatchesInOrder},
-		{"Epochs", testEpochs},
+		{"ChannelLifecycle", onStore(testChannelLifecycle)},
+		{"ChannelsOrderAndPages", onStore(testChannelsOrderAndPages)},
+		{"ReadRanges", onStore(testReadRanges)},
+		{"WriteBatches", onStore(testWriteBatches)},
+		{"ClosedChannelTakesNoMessages", onStore(testClosedChannel)},
+		{"Fencing", onStore(testFencing)},
+		{"NilData", onStore(testNilData)},
+		{"LargeTransactions", onStore(testLargeTransactions)},
+		{"AppendBatchesInOrder", onStore(testAppendBatchesInOrder)},
+		{"Epochs", onStore(testEpochs)},
 		{"RestartRecovery", testRestartRecovery},
 		{"OneServerPerDatabase", testOneServer},
-		{"ConcurrentReadersDuringWrites", testConcurrentReaders},
-		{"DeleteChannel", testDeleteChannel},
-		{"DeleteClosedBefore", testDeleteClosedBefore},
-		{"DeleteRacesWrites", testDeleteRacesWrites},
+		{"ConcurrentReadersDuringWrites", onStore(testConcurrentReaders)},
+		{"DeleteChannel", onStore(testDeleteChannel)},
+		{"DeleteClosedBefore", onStore(testDeleteClosedBefore)},
+		{"DeleteRacesWrites", onStore(testDeleteRacesWrites)},
 		{"Streams", testStreams},
 		{"CreateBurst", testCreateBurst},
-		{"CreateBurstAfterDelete", testCreateBurstAfterDelete},
+		{"CreateBurstAfterDelete", onStore(testCreateBurstAfterDelete)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.f(t, newURL)
 		})
 	}
+}
+
+// onStore runs f on a Store opened on a new database.
+func onStore(f func(*testing.T, *persist.Store)) func(*testing.T, func(testing.TB) string) {
+	return func(t *testing.T, newURL func(testing.TB) string) { f(t, Open(t, newURL(t))) }
 }
 
 // Open opens a Store at u, closed when t ends: if closing it takes longer
@@ -159,8 +164,7 @@ func checkPrefix(id string, ms []persist.Message, atLeast int64) error {
 	return nil
 }
 
-func testChannelLifecycle(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testChannelLifecycle(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	before := time.Now().Add(-time.Minute)
 
@@ -224,8 +228,7 @@ func testChannelLifecycle(t *testing.T, newURL func(testing.TB) string) {
 	}
 }
 
-func testChannelsOrderAndPages(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testChannelsOrderAndPages(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	// Every byte a channel id may hold, created out of order: the listing
 	// is in byte order on every backend.
@@ -269,8 +272,7 @@ func testChannelsOrderAndPages(t *testing.T, newURL func(testing.TB) string) {
 	}
 }
 
-func testReadRanges(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testReadRanges(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "a", "b", "a0")
 	write(t, s, "a", 1, 30, false)
@@ -318,8 +320,7 @@ func testReadRanges(t *testing.T, newURL func(testing.TB) string) {
 	}
 }
 
-func testEpochs(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testEpochs(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "e")
 	survived := func(epoch, want int64) {
@@ -442,8 +443,7 @@ func testOneServer(t *testing.T, newURL func(testing.TB) string) {
 	checkMessages(t, again, "c", 3)
 }
 
-func testConcurrentReaders(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testConcurrentReaders(t *testing.T, s *persist.Store) {
 	w := persist.NewWriter(s, persist.WriterConfig{Workers: 4})
 	const channels, batches, perBatch, readers = 8, 40, 5, 6
 	ids := make([]string, channels)
