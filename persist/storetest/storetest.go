@@ -461,24 +461,8 @@ func testConcurrentReaders(t *testing.T, s *persist.Store) {
 	)
 	for _, id := range ids {
 		writers.Go(func() {
-			for i := range int64(batches) {
-				b := &persist.Batch{Channel: id, Messages: msgs(id, i*perBatch+1, (i+1)*perBatch)}
-				done := make(chan error, 1)
-				b.Done = func(err error) { done <- err }
-				if !w.TryEnqueue(b) {
-					errs <- fmt.Errorf("%s: queue full", id)
-					return
-				}
-				select {
-				case err := <-done:
-					if err != nil {
-						errs <- err
-						return
-					}
-				case <-ctx.Done():
-					errs <- fmt.Errorf("%s batch %d: %w", id, i, ctx.Err())
-					return
-				}
+			if err := writeInBatches(ctx, w, id, batches, perBatch); err != nil {
+				errs <- err
 			}
 		})
 	}
@@ -490,26 +474,8 @@ func testConcurrentReaders(t *testing.T, s *persist.Store) {
 					return
 				default:
 				}
-				// Everything the channel record says is stored is
-				// readable, and what is readable is a contiguous
-				// prefix: no gap, no torn batch.
-				id := ids[(r+k)%channels]
-				c, err := s.Channel(ctx, id)
-				if err != nil {
+				if err := readWhole(ctx, s, ids[(r+k)%channels], perBatch, batches*perBatch+1); err != nil {
 					errs <- err
-					return
-				}
-				ms, err := s.Messages(ctx, id, 0, batches*perBatch+1)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if err := checkPrefix(id, ms, c.LastSeq); err != nil {
-					errs <- err
-					return
-				}
-				if len(ms)%perBatch != 0 {
-					errs <- fmt.Errorf("%s: read %d messages, a part of a batch", id, len(ms))
 					return
 				}
 				reads.Add(1)
@@ -533,4 +499,49 @@ func testConcurrentReaders(t *testing.T, s *persist.Store) {
 	for _, id := range ids {
 		checkMessages(t, s, id, batches*perBatch)
 	}
+}
+
+// writeInBatches writes messages 1 to batches*perBatch of channel id
+// through w, one batch of perBatch at a time, each after the last is
+// durable.
+func writeInBatches(ctx context.Context, w *persist.Writer, id string, batches, perBatch int64) error {
+	for i := range batches {
+		b := &persist.Batch{Channel: id, Messages: msgs(id, i*perBatch+1, (i+1)*perBatch)}
+		done := make(chan error, 1)
+		b.Done = func(err error) { done <- err }
+		if !w.TryEnqueue(b) {
+			return fmt.Errorf("%s: queue full", id)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("%s batch %d: %w", id, i, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// readWhole reads up to limit messages of channel id, written in batches
+// of perBatch, and checks that everything its record says is stored is
+// readable, and that what is readable is a contiguous prefix: no gap, no
+// torn batch.
+func readWhole(ctx context.Context, s *persist.Store, id string, perBatch, limit int) error {
+	c, err := s.Channel(ctx, id)
+	if err != nil {
+		return err
+	}
+	ms, err := s.Messages(ctx, id, 0, limit)
+	if err != nil {
+		return err
+	}
+	if err := checkPrefix(id, ms, c.LastSeq); err != nil {
+		return err
+	}
+	if len(ms)%perBatch != 0 {
+		return fmt.Errorf("%s: read %d messages, a part of a batch", id, len(ms))
+	}
+	return nil
 }
