@@ -204,6 +204,70 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer cl.leave(log, cfg.shutdownTimeout, &err) // after the shutdown below: the hub has flushed
+	p := newParts(cfg, store, cl, authz, guard, reg, log)
+	// From here on the writer's workers run, and from hub.Start on actors
+	// and generators too: every return, an early error included, goes
+	// through this one shutdown, which stops them and flushes what they
+	// hold before the store closes.
+	var httpSrv *http.Server // set once serving
+	defer func() {
+		if serr := shutdown(log, cfg.shutdownTimeout, p.srv, httpSrv, p.writer); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
+	if err := cl.start(p.hub); err != nil {
+		return err
+	}
+	stopAsides, err := serveAsides(cfg, p.metrics, log)
+	if err != nil {
+		return err
+	}
+	defer stopAsides()
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	httpSrv = &http.Server{Handler: p.srv, ReadHeaderTimeout: cfg.bounds.readHeaderTimeout, IdleTimeout: cfg.bounds.idleTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())),
+		slog.Any("store", store))
+	// Take over the previous process's generators while serving: with
+	// many of them this takes a while, and every channel is also taken
+	// over on its first request. /readyz says when it is done.
+	defer startTakeOver(ctx, p.hub, log)()
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+		return nil
+	case <-store.Lost():
+		// Another server has the database: this one can persist nothing
+		// more. What it had not persisted is lost, as in a crash; clients
+		// resume on the other server.
+		return errors.New("another server took the database lock; stopping")
+	}
+}
+
+// parts are what run builds over the store: the writer, the hub, the
+// HTTP server and the handler of /metrics.
+type parts struct {
+	writer  *persist.Writer
+	hub     *ws.Hub
+	srv     *ws.Server
+	metrics http.Handler
+}
+
+// newParts builds the server over store. Nothing runs yet but the
+// writer's workers.
+func newParts(cfg config, store *persist.Store, cl *clusterRun, authz *auth.Authorizer, guard *auth.Guard,
+	reg *prometheus.Registry, log *slog.Logger) parts {
 	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Registerer: reg})
 	reg.MustRegister(buildInfo(), bufferedLimit(cfg.bounds.maxBufferedBytes))
 	metrics := ws.NewMetrics(reg)
@@ -227,65 +291,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		srvCfg.Metrics = nil // served on its own address only
 	}
 	srv := ws.NewServer(hub, srvCfg)
-	// From here on the writer's workers run, and from hub.Start on actors
-	// and generators too: every return, an early error included, goes
-	// through this one shutdown, which stops them and flushes what they
-	// hold before the store closes.
-	var httpSrv *http.Server // set once serving
-	defer func() {
-		if serr := shutdown(log, cfg.shutdownTimeout, srv, httpSrv, writer); serr != nil {
-			err = errors.Join(err, serr)
+	return parts{writer: writer, hub: hub, srv: srv, metrics: metricsHandler}
+}
+
+// serveAsides serves, if configured, the pprof profiles (-debug-addr) and
+// /metrics (-metrics-addr) on addresses of their own, and returns what
+// stops them. On an error, nothing is left serving.
+func serveAsides(cfg config, metricsHandler http.Handler, log *slog.Logger) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, f := range slices.Backward(stops) {
+			f()
 		}
-	}()
-	if err := cl.start(hub); err != nil {
-		return err
 	}
 	if cfg.debugAddr != "" {
 		stopDebug, err := serveDebug(cfg.debugAddr, cfg.auth.hosts(), log)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer stopDebug()
+		stops = append(stops, stopDebug)
 	}
 	if cfg.metricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metricsHandler)
 		stopMetrics, err := serveAside(cfg.metricsAddr, "metrics", "/metrics", mux, cfg.auth.hosts(), log)
 		if err != nil {
-			return err
+			stop()
+			return nil, err
 		}
-		defer stopMetrics()
+		stops = append(stops, stopMetrics)
 	}
-
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	httpSrv = &http.Server{Handler: srv, ReadHeaderTimeout: cfg.bounds.readHeaderTimeout, IdleTimeout: cfg.bounds.idleTimeout,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
-	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("viewer", viewerURL(ln.Addr())),
-		slog.Any("store", store))
-	// Take over the previous process's generators while serving: with
-	// many of them this takes a while, and every channel is also taken
-	// over on its first request. /readyz says when it is done.
-	defer startTakeOver(ctx, hub, log)()
-	if ready != nil {
-		ready <- ln.Addr().String()
-	}
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-		return nil
-	case <-store.Lost():
-		// Another server has the database: this one can persist nothing
-		// more. What it had not persisted is lost, as in a crash; clients
-		// resume on the other server.
-		return errors.New("another server took the database lock; stopping")
-	}
+	return stop, nil
 }
 
 // splitList splits a comma-separated list, dropping empty items.
