@@ -12,19 +12,13 @@
 # stopped at the end.
 set -euo pipefail
 
-if [[ $# -ne 1 ]]; then
-	echo "usage: $0 DATABASE_URL" >&2
-	exit 2
-fi
-db_url=$1
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd -- "$here/../.." && pwd)"
-export PATH="/usr/local/go/bin:$PATH"
-
-node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
-	{ echo "the client needs Node.js 18 or later; found $(node --version 2>/dev/null || echo none)" >&2; exit 1; }
-[[ -d $here/node_modules/@durable-streams/client ]] ||
-	{ echo "client not installed: run npm ci in $here" >&2; exit 1; }
+# shellcheck source=../suite.sh
+source "$here/../suite.sh"
+want_args 1 DATABASE_URL "$@"
+db_url=$1
+need_node 18 0 "the client"
+need_installed "$here/node_modules/@durable-streams/client" "client"
 
 # The README shows example.mjs (without its opening comment): keep them one.
 readme_example="$(awk '/^```js$/ { on = 1; next } on && /^```$/ { exit } on' "$root/README.md")"
@@ -35,8 +29,6 @@ if [[ $readme_example != "$file_example" ]]; then
 	exit 1
 fi
 
-# shellcheck source=../server.sh
-source "$root/.ci/server.sh"
 start_server "$db_url" 2s
 
 failed() {

@@ -11,23 +11,15 @@
 # long-poll timeout, and stopped at the end.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-	echo "usage: $0 DATABASE_URL MIN_PASSED" >&2
-	exit 2
-fi
+here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../suite.sh
+source "$here/../suite.sh"
+want_args 2 "DATABASE_URL MIN_PASSED" "$@"
 db_url=$1
 bar=$2
-here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd -- "$here/../.." && pwd)"
-export PATH="/usr/local/go/bin:$PATH"
+need_node 20 19 "the suite's vitest"
+need_installed "$here/node_modules/@durable-streams/server-conformance-tests" "conformance suite"
 
-node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' ||
-	{ echo "the suite's vitest needs Node.js 20.19 or later; found $(node --version 2>/dev/null || echo none)" >&2; exit 1; }
-[[ -d $here/node_modules/@durable-streams/server-conformance-tests ]] ||
-	{ echo "conformance suite not installed: run npm ci in $here" >&2; exit 1; }
-
-# shellcheck source=../server.sh
-source "$root/.ci/server.sh"
 start_server "$db_url" 500ms
 
 status=0
