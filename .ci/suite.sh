@@ -61,7 +61,10 @@ start_server() {
 	trap cleanup_server EXIT
 	(cd "$root" && go build -o "$work/messages" ./cmd/messages)
 
-	# The server picks a free port itself and says which in its "serving" line.
+	# The server picks a free port itself and says which in its "serving"
+	# line. The log exists before the server starts, so that the first
+	# look for that line does not fail on a missing file.
+	: >"$work/server.log"
 	"$work/messages" -addr 127.0.0.1:0 -database-url "$db_url" -long-poll-timeout "$long_poll" \
 		-log-level info 2>"$work/server.log" &
 	server_pid=$!
