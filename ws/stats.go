@@ -47,17 +47,17 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	if !s.authorize(w, r, auth.Admin, "", false) {
 		return
 	}
-	h := s.hub
+	u := s.hub.Usage()
 	st := Stats{
 		Time:             time.Now().UnixMilli(),
-		Appended:         metricValue(s.m.appended),
+		Appended:         metricValue(u.Appended),
 		Delivered:        metricValue(s.m.delivered),
-		Subscribers:      metricValue(s.m.subscribers),
-		ChannelsOpen:     metricValue(s.m.channelsOpen),
-		PersistLag:       h.bufferedMsgs.Load(),
-		BufferedBytes:    h.memBytes.Load(),
-		MaxBufferedBytes: h.cfg.MaxBufferedBytes,
-		Catchup:          histogramOf(s.m.catchup),
+		Subscribers:      metricValue(u.Subscribers),
+		ChannelsOpen:     metricValue(u.ChannelsOpen),
+		PersistLag:       u.PersistLag,
+		BufferedBytes:    u.BufferedBytes,
+		MaxBufferedBytes: u.MaxBufferedBytes,
+		Catchup:          histogramOf(u.Catchup),
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, st)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 )
 
 // bounds are the timeouts, memory bounds and quotas that make the server
@@ -47,8 +48,8 @@ func (b *bounds) define(fs *flag.FlagSet, env envVars) {
 	fs.IntVar(&b.maxOpenChannels, "max-open-channels", env.num("MAX_OPEN_CHANNELS", 100_000), "channels open in memory at once; past it creates and take-overs get 429 (env MAX_OPEN_CHANNELS)")
 	fs.Float64Var(&b.maxGeneratorRate, "max-generator-rate", env.float("MAX_GENERATOR_RATE", 100_000), "lines per second of all running generators together; past it creating a generator gets 429 (env MAX_GENERATOR_RATE)")
 	fs.IntVar(&b.maxConnsPerIP, "max-conns-per-ip", env.num("MAX_CONNS_PER_IP", 10_000), "WebSockets, streaming responses and requests whose body is still arriving, at once per client IP; past it 429 (env MAX_CONNS_PER_IP)")
-	fs.Float64Var(&b.createRate, "create-rate", env.float("CREATE_RATE", 100), "channel creations per second per client IP; past it 429 (env CREATE_RATE)")
-	fs.IntVar(&b.createBurst, "create-burst", env.num("CREATE_BURST", 1000), "channel creations per client IP allowed at once before -create-rate applies (env CREATE_BURST)")
+	fs.Float64Var(&b.createRate, "create-rate", env.float("CREATE_RATE", 1000), "channel creations per second per client IP; past it 429 (env CREATE_RATE)")
+	fs.IntVar(&b.createBurst, "create-burst", env.num("CREATE_BURST", 2000), "channel creations per client IP allowed at once before -create-rate applies (env CREATE_BURST)")
 	fs.StringVar(&b.trustedProxies, "trusted-proxies", env.str("TRUSTED_PROXIES", ""), "comma-separated CIDRs of proxies whose X-Forwarded-For names the client, e.g. 10.0.0.0/8 (env TRUSTED_PROXIES)")
 }
 
@@ -109,7 +110,7 @@ func (b *bounds) proxies() ([]netip.Prefix, error) {
 }
 
 // hub sets the hub's part of the bounds in c.
-func (b *bounds) hub(c *ws.HubConfig) {
+func (b *bounds) hub(c *hub.Config) {
 	c.StoreTimeout = b.storeTimeout
 	c.PersistWaitTimeout = b.persistWaitTimeout
 	c.MaxBufferedBytes = int64(b.maxBufferedBytes)

@@ -13,8 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/messages-server/messages/persist"
-	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/cluster"
+	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/streams"
 )
 
 // clusterConfig is the part of the configuration about cluster mode
@@ -105,20 +106,21 @@ func joinCluster(c clusterConfig, persistWait time.Duration, store *persist.Stor
 
 // hubCluster returns what the hub's Cluster is: the node, or nil in
 // single-server mode.
-func (r *clusterRun) hubCluster() ws.Cluster {
+func (r *clusterRun) hubCluster() hub.Cluster {
 	if r == nil {
 		return nil
 	}
 	return r.node
 }
 
-// start starts serving the other nodes for hub; nothing in single-server
-// mode.
-func (r *clusterRun) start(hub *ws.Hub) error {
+// start starts serving the other nodes for h, and the Durable Streams
+// appends they forward with b; nothing in single-server mode.
+func (r *clusterRun) start(h *hub.Hub, b *streams.Backend) error {
 	if r == nil {
 		return nil
 	}
-	return r.node.Start(hub)
+	r.node.ServeStreams(b)
+	return r.node.Start(h)
 }
 
 // ready returns the readiness check of the server: store, then, in

@@ -31,7 +31,7 @@ func (c historyConfig) check() error {
 }
 
 // hubCacheBytes maps the flag, where 0 disables the cache, to
-// ws.HubConfig.HistoryCacheBytes, where 0 means the default and a negative
+// hub.Config.HistoryCacheBytes, where 0 means the default and a negative
 // value disables it.
 func (c historyConfig) hubCacheBytes() int64 {
 	if c.cacheBytes == 0 {

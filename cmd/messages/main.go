@@ -31,6 +31,8 @@ import (
 	"github.com/messages-server/messages/viewer"
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/streams"
 )
 
 func main() {
@@ -215,7 +217,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			err = errors.Join(err, serr)
 		}
 	}()
-	if err := cl.start(p.hub); err != nil {
+	if err := cl.start(p.hub, p.streams); err != nil {
 		return err
 	}
 	stopAsides, err := serveAsides(cfg, p.metrics, log)
@@ -256,10 +258,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 }
 
 // parts are what run builds over the store: the writer, the hub, the
-// HTTP server and the handler of /metrics.
+// Durable Streams backend, the HTTP server and the handler of /metrics.
 type parts struct {
 	writer  *persist.Writer
-	hub     *ws.Hub
+	hub     *hub.Hub
+	streams *streams.Backend
 	srv     *ws.Server
 	metrics http.Handler
 }
@@ -271,27 +274,28 @@ func newParts(cfg config, store *persist.Store, cl *clusterRun, authz *auth.Auth
 	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Registerer: reg})
 	reg.MustRegister(buildInfo(), bufferedLimit(cfg.bounds.maxBufferedBytes))
 	metrics := ws.NewMetrics(reg)
-	hubCfg := ws.HubConfig{
+	hubCfg := hub.Config{
 		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
-		Retention: ws.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: cfg.history.hubCacheBytes(),
-		HistoryPage: cfg.history.page, Logger: log, Metrics: metrics, Cluster: cl.hubCluster(),
+		Retention: hub.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: cfg.history.hubCacheBytes(),
+		HistoryPage: cfg.history.page, Logger: log, Metrics: hub.NewMetrics(reg), Cluster: cl.hubCluster(),
 	}
 	cfg.bounds.hub(&hubCfg)
-	hub := ws.NewHub(hubCfg)
+	h := hub.New(hubCfg)
+	backend := streams.New(h, store, streams.Config{})
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	srvCfg := ws.ServerConfig{
 		Viewer: viewer.Handler(), Metrics: metricsHandler,
 		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: int(cfg.maxMessageBytes),
-		Logger: log, HubMetrics: metrics, Auth: authz, Ready: cl.ready(store.Ping),
-		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}), LongPollTimeout: cfg.longPollTimeout,
+		Logger: log, HTTPMetrics: metrics, Auth: authz, Ready: cl.ready(store.Ping),
+		Streams: backend, LongPollTimeout: cfg.longPollTimeout,
 		Guard: guard,
 	}
 	cfg.bounds.server(&srvCfg)
 	if cfg.metricsAddr != "" {
 		srvCfg.Metrics = nil // served on its own address only
 	}
-	srv := ws.NewServer(hub, srvCfg)
-	return parts{writer: writer, hub: hub, srv: srv, metrics: metricsHandler}
+	srv := ws.NewServer(h, srvCfg)
+	return parts{writer: writer, hub: h, streams: backend, srv: srv, metrics: metricsHandler}
 }
 
 // serveAsides serves, if configured, the pprof profiles (-debug-addr) and
@@ -368,12 +372,12 @@ func shutdown(log *slog.Logger, timeout time.Duration, srv *ws.Server, httpSrv *
 
 // startTakeOver runs takeOver on its own goroutine and returns the
 // function that stops it and waits for it.
-func startTakeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) func() {
+func startTakeOver(ctx context.Context, h *hub.Hub, log *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		takeOver(ctx, hub, log)
+		takeOver(ctx, h, log)
 	}()
 	return func() {
 		cancel()
@@ -383,11 +387,11 @@ func startTakeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) func() {
 
 // takeOver runs hub.Start until it succeeds or ctx ends, retrying with
 // backoff while the database fails.
-func takeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) {
+func takeOver(ctx context.Context, h *hub.Hub, log *slog.Logger) {
 	start := time.Now()
 	pace := backoff.Exponential{Min: time.Second, Max: 30 * time.Second}
 	for {
-		err := hub.Start(ctx)
+		err := h.Start(ctx)
 		if err == nil {
 			log.Info("take-over done: ready", slog.Duration("took", time.Since(start)))
 			return
