@@ -109,10 +109,7 @@ func TestWriterCommitFails(t *testing.T) {
 		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	defer closeWriter(t, w)
 	b := &persist.Batch{Channel: "w", Messages: msgs("w", 1, 4, time.Unix(1764300000, 0))}
-	r := track(b)
-	if !w.TryEnqueue(b) {
-		t.Fatal("TryEnqueue refused")
-	}
+	r := enqueue(t, w, b)
 	// Wait until several commits have failed.
 	deadline := time.Now().Add(waitTimeout)
 	for n, _ := metric(t, reg, "messages_persist_errors_total"); n < 3; n, _ = metric(t, reg, "messages_persist_errors_total") {

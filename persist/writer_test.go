@@ -79,6 +79,16 @@ func track(b *persist.Batch) *result {
 	return r
 }
 
+// enqueue tracks b (see track) and queues it in w, which must take it.
+func enqueue(t testing.TB, w *persist.Writer, b *persist.Batch) *result {
+	t.Helper()
+	r := track(b)
+	if !w.TryEnqueue(b) {
+		t.Fatalf("TryEnqueue refused the batch of %s", b.Channel)
+	}
+	return r
+}
+
 // wait waits for r's first Done and returns its error. Call it from the
 // test's goroutine only.
 func (r *result) wait(t testing.TB) error {
@@ -270,10 +280,7 @@ func TestWriterRetriesOutage(t *testing.T) {
 	defer closeWriter(t, w)
 
 	b := &persist.Batch{Channel: "o", Messages: msgs("o", 1, 4, time.Unix(1764300000, 0))}
-	r := track(b)
-	if !w.TryEnqueue(b) {
-		t.Fatal("TryEnqueue refused")
-	}
+	r := enqueue(t, w, b)
 	if err := r.wait(t); err != nil {
 		t.Fatalf("Done(%v) after the outage, want nil", err)
 	}
@@ -301,10 +308,7 @@ func TestWriterCloseGivesUpDuringOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := &persist.Batch{Channel: id, Messages: msgs(id, 1, 3, time.Unix(1764300000, 0))}
-		rs = append(rs, track(b))
-		if !w.TryEnqueue(b) {
-			t.Fatal("TryEnqueue refused")
-		}
+		rs = append(rs, enqueue(t, w, b))
 	}
 	// Let the outage be seen before giving up.
 	for range 3 {
@@ -353,10 +357,7 @@ func TestWriterQueueFullAndGrouping(t *testing.T) {
 	}
 	var rs []*result
 	for _, b := range queued {
-		rs = append(rs, track(b))
-		if !w.TryEnqueue(b) {
-			t.Fatal("TryEnqueue refused with room in the queue")
-		}
+		rs = append(rs, enqueue(t, w, b))
 	}
 	if w.TryEnqueue(&persist.Batch{Channel: "g0"}) {
 		t.Fatal("TryEnqueue accepted a batch into a full queue")
@@ -442,10 +443,7 @@ func TestWriterGivesUpOnlyTheFailingBatches(t *testing.T) {
 	}
 	var rs []*result
 	for _, b := range queued {
-		rs = append(rs, track(b))
-		if !w.TryEnqueue(b) {
-			t.Fatal("TryEnqueue refused")
-		}
+		rs = append(rs, enqueue(t, w, b))
 	}
 	releaseAll(t, f)
 	if err := r0.wait(t); err != nil {

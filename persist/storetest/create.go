@@ -130,8 +130,7 @@ func testCreateBurst(t *testing.T, newURL func(testing.TB) string) {
 
 // testCreateBurstAfterDelete creates, in one burst, channels whose ids
 // were deleted at a high epoch: each new channel starts above it.
-func testCreateBurstAfterDelete(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testCreateBurstAfterDelete(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "gone")
 	for range 3 {
