@@ -157,12 +157,15 @@ func TestRenewalWaitsForLockedRow(t *testing.T) {
 		renewed <- result{ids, err}
 	}()
 	// The renewal must come to wait for c1's row, having renewed the others.
+	// (The URL names this test's schema as the application name of every
+	// connection: other tests' sessions in the same database are not seen.)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var waiting bool
 		if err := watch.QueryRow(ctx,
 			`SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 			 WHERE datname = current_database() AND wait_event_type = 'Lock'
+			   AND application_name = current_setting('application_name')
 			   AND query LIKE '%lease_expires_at%')`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
