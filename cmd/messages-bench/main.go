@@ -45,6 +45,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +90,9 @@ type config struct {
 // readerURL is the server base URL of reader k: readers are spread over
 // the URLs in turn.
 func (c config) readerURL(k int) string { return c.URLs[k%len(c.URLs)] }
+
+// channelID is the id of the run's channel n: -prefix, then n.
+func (c config) channelID(n int) string { return c.Prefix + strconv.Itoa(n) }
 
 // readersOnFirst is how many of a channel's readers use the first URL.
 func (c config) readersOnFirst() int { return (c.Clients + len(c.URLs) - 1) / len(c.URLs) }

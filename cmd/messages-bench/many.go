@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +56,7 @@ type manySample struct {
 // bounded, the persisted rate equals the appended one.
 func runMany(ctx context.Context, b *bench) error {
 	cfg := b.cfg
-	api := newHTTPClient(0, createConcurrency, cfg.Token, &b.st.throttled)
+	api := b.apiClient(createConcurrency)
 	defer api.CloseIdleConnections()
 	m := &manyResult{}
 	b.res.Many = m
@@ -77,7 +76,7 @@ func runMany(ctx context.Context, b *bench) error {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			id := cfg.Prefix + strconv.Itoa(c)
+			id := cfg.channelID(c)
 			if err := b.createRetrying(ctx, api, id, lines, &m.Retries); err != nil {
 				b.st.failChannel("%v", err)
 				return
