@@ -9,42 +9,16 @@ import (
 )
 
 func (p *postgres) stream(ctx context.Context, id string) (StreamState, error) {
-	var (
-		st              StreamState
-		ct, sseq, from  *string
-		ttl, fseq, fsub *int64
-		exp, deleted    *time.Time
-	)
-	err := p.pool.QueryRow(ctx,
-		`SELECT content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at
-		 FROM channels WHERE id = $1`, id).
-		Scan(&ct, &ttl, &exp, &sseq, &from, &fseq, &fsub, &deleted)
+	var exp, deleted *time.Time
+	st, err := scanStream(p.pool.QueryRow(ctx, `SELECT `+streamColumns+` FROM channels WHERE id = $1`, id), &exp, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return st, ErrNotFound
+		return StreamState{}, ErrNotFound
 	}
 	if err != nil {
-		return st, err
-	}
-	if ct != nil {
-		st.ContentType = *ct
-	}
-	if ttl != nil {
-		st.TTL = *ttl
+		return StreamState{}, err
 	}
 	if exp != nil {
 		st.ExpiresAt = exp.UTC()
-	}
-	if sseq != nil {
-		st.StreamSeq = *sseq
-	}
-	if from != nil {
-		st.ForkedFrom = *from
-	}
-	if fseq != nil {
-		st.ForkSeq = *fseq
-	}
-	if fsub != nil {
-		st.ForkSub = *fsub
 	}
 	st.Deleted = deleted != nil
 	rows, err := p.pool.Query(ctx,
