@@ -156,11 +156,17 @@ type channel struct {
 	timerOn   bool  // a flush is due at flushTick
 	flushTick int64 // the hub wheel's tick
 	g         generator
-	closeSent bool // the final batch carries Close
-	gaveUp    bool // shutdown gave up on persisting the rest
-	active    bool // a request came since the last idle check
-	evicted   bool // idle: the actor leaves, the store holds the channel
-	startWhen int  // subscribers to wait for before closing started; 0 once closed
+	// roomCh wakes the actor when its generator, paused by the hub's
+	// memory bound, may go on (see Hub.waitRoom); made at the first such
+	// pause. roomQueued: c is in the hub's roomWait. Both guarded by the
+	// hub's roomMu.
+	roomCh     chan struct{}
+	roomQueued bool
+	closeSent  bool // the final batch carries Close
+	gaveUp     bool // shutdown gave up on persisting the rest
+	active     bool // a request came since the last idle check
+	evicted    bool // idle: the actor leaves, the store holds the channel
+	startWhen  int  // subscribers to wait for before closing started; 0 once closed
 	// failed is the error of a batch the writer refused for good: the
 	// channel stops.
 	failed error
@@ -570,6 +576,9 @@ func (c *channel) onPersisted(r persistResult) {
 		c.waiters[i].result <- appendResult{seq: c.waiters[i].seq, err: refused[c.waiters[i].seq]}
 	}
 	c.waiters = c.waiters[i:]
+	if c.g.running && c.g.backoff > 0 {
+		c.generate() // paused by its own bounds, which this batch eased
+	}
 	if r.close {
 		return // finished() sees closeSent with nothing in flight
 	}
