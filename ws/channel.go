@@ -421,6 +421,12 @@ func (c *channel) flush() {
 	if c.lastSeq == c.p && !final {
 		return
 	}
+	if c.h.writerFull.Load() == c.h.wheel.now()+1 {
+		// Another actor found the writer's queue full in this tick of the
+		// wheel: do not build a batch to see it refused too.
+		c.flushLater()
+		return
+	}
 	unpersisted := c.buf[c.p+1-c.base:]
 	msgs := make([]persist.Message, len(unpersisted))
 	for i, m := range unpersisted {
@@ -441,16 +447,22 @@ func (c *channel) flush() {
 		},
 	}
 	if !c.h.writer.TryEnqueue(b) {
-		// The writer's queue is full: keep buffering, try again soon.
-		if !c.timerOn {
-			c.armTimer(c.h.cfg.PersistInterval / 4)
-		}
+		c.h.writerFull.Store(c.h.wheel.now() + 1)
+		c.flushLater()
 		return
 	}
 	c.inFlight = true
 	c.closeSent = final
 	c.flight, c.commits = c.commits, nil
 	c.timerOn = false
+}
+
+// flushLater has a flush the writer's full queue refused tried again
+// soon; meanwhile the channel keeps buffering.
+func (c *channel) flushLater() {
+	if !c.timerOn {
+		c.armTimer(c.h.cfg.PersistInterval / 4)
+	}
 }
 
 // build makes the messages of an append request, numbered after lastSeq,

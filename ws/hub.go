@@ -232,6 +232,10 @@ type Hub struct {
 	genRate  float64                  // guarded by mu: lines per second of the running generators
 	evicted  map[string]int64         // guarded by mu: epochs of channels evicted whole
 
+	// writerFull is 1 + the wheel tick in which the writer's queue last
+	// refused a batch (see channel.flush); 0 if it never did.
+	writerFull atomic.Int64
+
 	roomMu   sync.Mutex
 	roomWait []roomWaiter // guarded by roomMu: generators paused by the memory bound, in pause order
 	awaiting atomic.Bool  // roomWait is not empty: a releasing actor takes roomMu only then

@@ -3,6 +3,7 @@ package ws
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -94,6 +95,63 @@ func TestGeneratorsResumeWhenHubMemoryFrees(t *testing.T) {
 			info, _ := h.Info(ctx, fmt.Sprintf("g%02d", i))
 			if info.LastSeq <= paused[i] {
 				t.Errorf("g%02d still at seq %d once the writer took the backlog", i, info.LastSeq)
+			}
+		}
+	})
+}
+
+// countingWriter refuses every batch while full is set, counting the
+// batches offered.
+type countingWriter struct {
+	memWriter
+	offered atomic.Int64
+}
+
+func (w *countingWriter) TryEnqueue(b *persist.Batch) bool {
+	w.offered.Add(1)
+	return w.memWriter.TryEnqueue(b)
+}
+
+// TestFlushSkippedWhileWriterFull: once the writer's queue refused a batch,
+// the other channels due for a flush in the same tick of the wheel do not
+// build and offer theirs; they keep buffering and are persisted once the
+// queue has room.
+func TestFlushSkippedWhileWriterFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		w := &countingWriter{memWriter: memWriter{store: st}}
+		h := NewHub(HubConfig{Store: st, Writer: w, PersistInterval: 100 * time.Millisecond})
+		defer func() {
+			w.block(false)
+			if err := h.Stop(context.Background()); err != nil {
+				t.Errorf("stop: %v", err)
+			}
+		}()
+		ctx := context.Background()
+		const n = 10
+		for i := range n {
+			if _, err := h.Create(ctx, fmt.Sprintf("c%d", i), nil, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.block(true)
+		for i := range n {
+			if _, err := h.Append(ctx, fmt.Sprintf("c%d", i), []byte("x"), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(110 * time.Millisecond) // every flush is due, in one tick
+		synctest.Wait()
+		if got := w.offered.Load(); got != 1 {
+			t.Fatalf("%d batches offered to a full writer in one tick, want 1", got)
+		}
+		w.block(false)
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		for i := range n {
+			info, _ := h.Info(ctx, fmt.Sprintf("c%d", i))
+			if info.PersistedSeq != 1 {
+				t.Errorf("c%d persisted to %d once the writer had room, want 1", i, info.PersistedSeq)
 			}
 		}
 	})
