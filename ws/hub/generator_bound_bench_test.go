@@ -1,4 +1,4 @@
-package ws
+package hub
 
 import (
 	"context"
@@ -36,7 +36,7 @@ func BenchmarkGeneratorsAtBound(b *testing.B) {
 	for b.Loop() {
 		st := newMemStore()
 		w := persist.NewWriter(slowBatches{perRow: 80 * time.Microsecond}, persist.WriterConfig{})
-		h := NewHub(HubConfig{Store: st, Writer: w, MaxGeneratorRate: 1e9, StoreTimeout: time.Minute,
+		h := New(Config{Store: st, Writer: w, MaxGeneratorRate: 1e9, StoreTimeout: time.Minute,
 			MaxBufferedBytes: 64 << 20})
 		ctx := context.Background()
 		for i := range channels {

@@ -1,4 +1,4 @@
-package ws
+package hub
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // bound are woken in the order they paused, and a release wakes only as
 // many as the room it left fits, not every one of them.
 func TestReleasedWakesOnlyWhatFits(t *testing.T) {
-	h := &Hub{cfg: HubConfig{MaxBufferedBytes: 1000}}
+	h := &Hub{cfg: Config{MaxBufferedBytes: 1000}}
 	h.memBytes.Store(1000)
 	cs := make([]*channel, 5)
 	for i := range cs {
@@ -61,7 +61,7 @@ func TestReleasedWakesOnlyWhatFits(t *testing.T) {
 // persists the backlog.
 func TestGeneratorsResumeWhenHubMemoryFrees(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h, _, w := newTestHub(t, HubConfig{MaxBufferedBytes: 64 << 10, PersistInterval: 100 * time.Millisecond})
+		h, _, w := newTestHub(t, Config{MaxBufferedBytes: 64 << 10, PersistInterval: 100 * time.Millisecond})
 		ctx := context.Background()
 		w.block(true)
 		const n = 20
@@ -120,7 +120,7 @@ func TestFlushSkippedWhileWriterFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newMemStore()
 		w := &countingWriter{memWriter: memWriter{store: st}}
-		h := NewHub(HubConfig{Store: st, Writer: w, PersistInterval: 100 * time.Millisecond})
+		h := New(Config{Store: st, Writer: w, PersistInterval: 100 * time.Millisecond})
 		defer func() {
 			w.block(false)
 			if err := h.Stop(context.Background()); err != nil {
