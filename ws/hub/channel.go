@@ -151,11 +151,17 @@ type channel struct {
 	timerOn   bool  // a flush is due at flushTick
 	flushTick int64 // the hub wheel's tick
 	g         generator
-	closeSent bool // the final batch carries Close
-	gaveUp    bool // shutdown gave up on persisting the rest
-	active    bool // a request came since the last idle check
-	evicted   bool // idle: the actor leaves, the store holds the channel
-	startWhen int  // subscribers to wait for before closing started; 0 once closed
+	// roomCh wakes the actor when its generator, paused by the hub's
+	// memory bound, may go on (see Hub.waitRoom); made at the first such
+	// pause. roomQueued: c is in the hub's roomWait. Both guarded by the
+	// hub's roomMu.
+	roomCh     chan struct{}
+	roomQueued bool
+	closeSent  bool // the final batch carries Close
+	gaveUp     bool // shutdown gave up on persisting the rest
+	active     bool // a request came since the last idle check
+	evicted    bool // idle: the actor leaves, the store holds the channel
+	startWhen  int  // subscribers to wait for before closing started; 0 once closed
 	// failed is the error of a batch the writer refused for good: the
 	// channel stops.
 	failed error
@@ -410,6 +416,12 @@ func (c *channel) flush() {
 	if c.lastSeq == c.p && !final {
 		return
 	}
+	if c.h.writerFull.Load() == c.h.wheel.now()+1 {
+		// Another actor found the writer's queue full in this tick of the
+		// wheel: do not build a batch to see it refused too.
+		c.flushLater()
+		return
+	}
 	unpersisted := c.buf[c.p+1-c.base:]
 	msgs := make([]persist.Message, len(unpersisted))
 	for i, m := range unpersisted {
@@ -430,16 +442,22 @@ func (c *channel) flush() {
 		},
 	}
 	if !c.h.writer.TryEnqueue(b) {
-		// The writer's queue is full: keep buffering, try again soon.
-		if !c.timerOn {
-			c.armTimer(c.h.cfg.PersistInterval / 4)
-		}
+		c.h.writerFull.Store(c.h.wheel.now() + 1)
+		c.flushLater()
 		return
 	}
 	c.inFlight = true
 	c.closeSent = final
 	c.flight, c.commits = c.commits, nil
 	c.timerOn = false
+}
+
+// flushLater has a flush the writer's full queue refused tried again
+// soon; meanwhile the channel keeps buffering.
+func (c *channel) flushLater() {
+	if !c.timerOn {
+		c.armTimer(c.h.cfg.PersistInterval / 4)
+	}
 }
 
 // build makes the messages of an append request, numbered after lastSeq,
@@ -565,6 +583,9 @@ func (c *channel) onPersisted(r persistResult) {
 		c.waiters[i].result <- appendResult{seq: c.waiters[i].seq, err: refused[c.waiters[i].seq]}
 	}
 	c.waiters = c.waiters[i:]
+	if c.g.running && c.g.backoff > 0 {
+		c.generate() // paused by its own bounds, which this batch eased
+	}
 	if r.close {
 		return // finished() sees closeSent with nothing in flight
 	}

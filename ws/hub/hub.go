@@ -221,8 +221,14 @@ type Hub struct {
 	stopped  bool                     // guarded by mu
 	genRate  float64                  // guarded by mu: lines per second of the running generators
 	evicted  map[string]int64         // guarded by mu: epochs of channels evicted whole
-	room     chan struct{}            // guarded by mu: closed when held messages are released; nil if no one waits
-	awaiting atomic.Bool              // room is not nil: a releasing actor takes mu only then
+
+	// writerFull is 1 + the wheel tick in which the writer's queue last
+	// refused a batch (see channel.flush); 0 if it never did.
+	writerFull atomic.Int64
+
+	roomMu   sync.Mutex
+	roomWait []roomWaiter // guarded by roomMu: generators paused by the memory bound, in pause order
+	awaiting atomic.Bool  // roomWait is not empty: a releasing actor takes roomMu only then
 }
 
 // New returns a running hub, and starts its retention if
