@@ -119,9 +119,12 @@ type channel struct {
 	// the generator waits for it. Nil when the generator starts at once.
 	started chan struct{}
 	done    chan struct{} // closed when run returns
-	// wake is the hub wheel's call: a generator line or a flush may be
-	// due. Capacity 1: one pending call stands for any number.
+	// wake says that sig has signals for the actor (see signal).
+	// Capacity 1: one pending wake-up stands for any number of signals.
 	wake chan struct{}
+	// sig holds the signals not yet taken by the actor (sigWheel and
+	// the others); the actor takes them all at once.
+	sig atomic.Uint32
 
 	// Published by run for readers of channel stats; read by anyone.
 	statLast      atomic.Int64
@@ -217,14 +220,62 @@ func (c *channel) eventsWake() <-chan struct{} {
 	return c.events.wake
 }
 
+// Signals to an actor (see channel.signal). They come from other
+// goroutines: the hub's wheel and Hub.Stop.
+const (
+	sigWheel   = 1 << iota // a generator line or a flush may be due
+	sigStop                // the server is stopping: flush, then exit
+	sigAbandon             // shutdown ran out of time with the store unreachable
+)
+
+// signal gives c's actor the signals bits and wakes it, unless a wake-up
+// is pending already: the actor takes every signal at its next wake-up.
+// The wheel and the hub thus wake an actor through one channel, and the
+// actor's loop waits on few channels, none of them shared with other
+// actors (a blocking select locks every channel it waits on).
+func (c *channel) signal(bits uint32) {
+	if c.sig.Or(bits) != 0 {
+		return // who set the earlier signals sends, or has sent, the wake-up
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 func (c *channel) epochString() string { return strconv.FormatInt(c.epoch, 10) }
 
 // run is the actor loop. It returns after the channel closed (and the close
-// is durable) or after stop was closed and everything is flushed.
+// is durable) or after stop was closed and everything is flushed. Hub.Stop
+// signals sigStop, then sigAbandon, to every actor that runs; an actor
+// started after either was closed sees it here.
 func (c *channel) run(stop, abandon <-chan struct{}) {
 	defer close(c.done)
-	idle := time.NewTimer(c.h.cfg.IdleEvict)
-	defer idle.Stop()
+	// A generator's channel is never evicted (see evictable): it needs
+	// no idle timer, whose channel its loop would wait on too.
+	var idle *time.Timer
+	var idleC <-chan time.Time
+	if c.gen == nil {
+		idle = time.NewTimer(c.h.cfg.IdleEvict)
+		defer idle.Stop()
+		idleC = idle.C
+	}
+	if isClosed(stop) {
+		c.signal(sigStop)
+	}
+	if isClosed(abandon) {
+		c.signal(sigAbandon)
+	}
 	if c.startWhen == 0 {
 		c.genBegin()
 	}
@@ -233,7 +284,7 @@ func (c *channel) run(stop, abandon <-chan struct{}) {
 		case req := <-c.inbox:
 			c.active = true
 			c.handle(req)
-		case <-idle.C:
+		case <-idleC:
 			c.onIdle(idle)
 		case r := <-c.persisted:
 			c.onPersisted(r)
@@ -242,18 +293,10 @@ func (c *channel) run(stop, abandon <-chan struct{}) {
 		case <-c.eventsWake():
 			c.onEvents()
 		case <-c.wake:
-			c.onWake()
+			c.onSignal(c.sig.Swap(0))
 		case <-c.g.room:
 			c.g.room = nil
 			c.generate()
-		case <-stop:
-			stop = nil
-			c.stopping = true
-			c.flush()
-		case <-abandon:
-			// Shutdown ran out of time with the store unreachable.
-			c.gaveUp = true
-			c.logLost(ErrShuttingDown)
 		}
 		if c.finished() {
 			c.exit()
@@ -391,6 +434,24 @@ func (c *channel) armTimer(d time.Duration) {
 	c.flushTick = c.h.wheel.tick(time.Now().Add(d))
 	c.timerOn = true
 	c.h.wheel.at(c, c.flushTick)
+}
+
+// onSignal does what the signals bits ask: a stop, then the work due at
+// the wheel's tick.
+func (c *channel) onSignal(bits uint32) {
+	if bits&sigStop != 0 && !c.stopping {
+		c.stopping = true
+		c.flush()
+	}
+	if bits&sigAbandon != 0 && !c.gaveUp {
+		// Shutdown ran out of time with the store unreachable.
+		c.gaveUp = true
+		c.logLost(ErrShuttingDown)
+		return
+	}
+	if bits&sigWheel != 0 {
+		c.onWake()
+	}
 }
 
 // onWake does what is due at the wheel's tick: the generator's lines, then

@@ -219,8 +219,10 @@ type Hub struct {
 	channels map[string]*channel      // guarded by mu
 	loading  map[string]chan struct{} // guarded by mu: loads in progress
 	stopped  bool                     // guarded by mu
-	genRate  float64                  // guarded by mu: lines per second of the running generators
-	evicted  map[string]int64         // guarded by mu: epochs of channels evicted whole
+	// actors are the running actors, which Stop signals; guarded by mu.
+	actors  map[*channel]struct{}
+	genRate float64          // guarded by mu: lines per second of the running generators
+	evicted map[string]int64 // guarded by mu: epochs of channels evicted whole
 
 	// writerFull is 1 + the wheel tick in which the writer's queue last
 	// refused a batch (see channel.flush); 0 if it never did.
@@ -251,6 +253,7 @@ func New(cfg Config) *Hub {
 		channels: make(map[string]*channel),
 		loading:  make(map[string]chan struct{}),
 		evicted:  make(map[string]int64),
+		actors:   make(map[*channel]struct{}),
 		wheel:    newWheel(wheelSlot),
 		pausedLog: ratelog.New(cfg.Logger, slog.LevelWarn,
 			"generator paused: memory bound reached, persistence is behind", 0),
@@ -337,6 +340,9 @@ func (h *Hub) Stop(ctx context.Context) error {
 	if !h.stopped {
 		h.stopped = true
 		close(h.stop)
+		for c := range h.actors {
+			c.signal(sigStop)
+		}
 	}
 	h.mu.Unlock()
 	h.cancel()
@@ -350,7 +356,14 @@ func (h *Hub) Stop(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		h.abandonOnce.Do(func() { close(h.abandon) })
+		h.abandonOnce.Do(func() {
+			h.mu.Lock()
+			close(h.abandon)
+			for c := range h.actors {
+				c.signal(sigAbandon)
+			}
+			h.mu.Unlock()
+		})
 		<-done
 		return fmt.Errorf("hub: stop hub: %w", ctx.Err())
 	}
@@ -446,6 +459,7 @@ func (h *Hub) startActor(c *channel) {
 	if c.gen != nil && !c.genCounted {
 		h.genRate += c.gen.Freq
 	}
+	h.actors[c] = struct{}{}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
@@ -474,6 +488,7 @@ func (h *Hub) remove(c *channel, closed bool) {
 	if h.channels[c.id] == c {
 		delete(h.channels, c.id)
 	}
+	delete(h.actors, c)
 	if c.evicted && len(h.evicted) < h.cfg.MaxOpenChannels {
 		h.evicted[c.id] = c.epoch
 	}

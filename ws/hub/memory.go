@@ -61,21 +61,24 @@ func (c *channel) trim() { c.trimTo(c.h.cfg.RetainMessages, c.h.cfg.RetainBytes)
 func (c *channel) trimTo(keepMsgs int, keepBytes int64) {
 	h := c.h
 	share := h.cfg.MaxBufferedBytes / 8
+	// The hub's retained bytes as of this call, less what it drops: the
+	// shared counter is updated once, not once per message.
+	hubRetained := h.retainedBytes.Load()
 	i := 0
 	var dropped int64
 	for ; i < len(c.buf) && c.buf[i].Seq <= c.p; i++ {
 		kept := c.p - c.buf[i].Seq + 1
-		if c.retained <= keepBytes && kept <= int64(keepMsgs) && h.retainedBytes.Load() <= share {
+		if c.retained <= keepBytes && kept <= int64(keepMsgs) && hubRetained-dropped <= share {
 			break
 		}
 		cost := msgCost(c.buf[i])
 		c.retained -= cost
 		dropped += cost
-		h.retainedBytes.Add(-cost)
 	}
 	if i == 0 {
 		return
 	}
+	h.retainedBytes.Add(-dropped)
 	h.memBytes.Add(-dropped)
 	h.released()
 	clear(c.buf[:i])

@@ -13,8 +13,8 @@ const wheelSlot = 5 * time.Millisecond
 // wheel is the hub's one timer for all its actors: generator lines that
 // are due and buffers that are due for a flush. An actor asks to be woken
 // at a time with at; the wheel's goroutine, run, wakes every actor of a
-// slot that has come with a non-blocking send on the actor's wake channel,
-// and the actor checks what is due (see channel.onWake). A timer and a
+// slot that has come with a signal (see channel.signal), and the actor
+// checks what is due (see channel.onWake). A timer and a
 // goroutine per channel cost more in scheduling than the work they time:
 // with one wheel, the lines due on 10,000 channels cost one timer.
 //
@@ -102,10 +102,7 @@ func (w *wheel) run() {
 		}
 		w.mu.Unlock()
 		for i, c := range due {
-			select {
-			case c.wake <- struct{}{}:
-			default: // a wake-up is pending already
-			}
+			c.signal(sigWheel)
 			due[i] = nil
 		}
 		due = due[:0]
