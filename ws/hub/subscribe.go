@@ -219,7 +219,9 @@ func (st *streamer) catchUp() (ended bool, err error) {
 			return false, err
 		}
 	}
-	if err := h.history(st.ctx, st.id, snap.epoch, &st.last, snap.fromStore, snap.persisted, !snap.open, persist.BinaryType(snap.contentType), s); err != nil {
+	st.last, err = h.history(st.ctx, historyRead{id: st.id, epoch: snap.epoch, upto: snap.fromStore,
+		persisted: snap.persisted, final: !snap.open, binary: persist.BinaryType(snap.contentType)}, st.last, s)
+	if err != nil {
 		h.unregister(reg)
 		return false, err
 	}
