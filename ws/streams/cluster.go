@@ -48,7 +48,7 @@ func (b *Backend) Append(ctx context.Context, name string, a durable.Append) (du
 // know it yet: its next batch is fenced). What this node's actor accepted
 // in its epoch beyond the store (an append answered 504, not committed
 // yet) is kept, so that a retry of it is recognised and never appended
-// twice (see pending). The caller holds st.mu; a closed stream has no
+// twice (see pending). The caller holds st's write token; a closed stream has no
 // owner and is answered here.
 func (b *Backend) owned(ctx context.Context, name string, st *streamState, reload bool) error {
 	epoch, err := b.h.OwnedEpoch(ctx, name)
@@ -112,7 +112,7 @@ var errPending = fmt.Errorf("%w: the first attempt of this request was accepted 
 // answers a *MovedError instead, and the request goes to the new owner. A
 // record older than the truth never makes a wrong duplicate, and an
 // append accepted on it is fenced: only refusals need the check. The
-// caller holds st.mu.
+// caller holds st's write token.
 func (b *Backend) confirmRefusal(ctx context.Context, name string, st *streamState, refusal error) error {
 	if b.h.Cluster() == nil {
 		return refusal
