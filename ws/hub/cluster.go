@@ -260,8 +260,8 @@ func (h *Hub) OwnerSnapshot(ctx context.Context, id string) (Snapshot, error) {
 		return Snapshot{}, ErrChannelClosed
 	case err != nil:
 		return Snapshot{}, err
-	case c.follower:
-		return Snapshot{}, &MovedError{Owner: c.owner}
+	case c.role.elsewhere() != nil:
+		return Snapshot{}, c.role.elsewhere()
 	case snap.stopping:
 		return Snapshot{}, ErrShuttingDown
 	}
@@ -284,8 +284,8 @@ func (h *Hub) OwnerEpoch(ctx context.Context, id string) (int64, error) {
 		return 0, &MovedError{} // its readers find the end in the store
 	case err != nil:
 		return 0, err
-	case c.follower:
-		return 0, &MovedError{Owner: c.owner}
+	case c.role.elsewhere() != nil:
+		return 0, c.role.elsewhere()
 	}
 	return c.epoch, nil
 }
@@ -303,7 +303,7 @@ func (h *Hub) Owned() map[string]int64 {
 	defer h.mu.Unlock()
 	out := make(map[string]int64, len(h.channels))
 	for id, c := range h.channels {
-		if !c.follower {
+		if c.role.elsewhere() == nil {
 			out[id] = c.epoch
 		}
 	}
@@ -316,7 +316,7 @@ func (h *Hub) Followers() int {
 	defer h.mu.Unlock()
 	n := 0
 	for _, c := range h.channels {
-		if c.follower {
+		if c.role.elsewhere() != nil {
 			n++
 		}
 	}
@@ -332,7 +332,7 @@ func (h *Hub) Followers() int {
 // as after a fenced batch.
 func (h *Hub) Relinquish(id string, epoch int64) {
 	c := h.actor(id)
-	if c == nil || c.follower || c.epoch != epoch {
+	if c == nil || c.epoch != epoch || c.role.elsewhere() != nil {
 		return
 	}
 	select {

@@ -19,7 +19,8 @@
 //
 //   - hub.go: the Hub, its registry of running actors, and call, which
 //     asks an actor and asks again if it exited
-//   - channel.go: the channel actor
+//   - channel.go: the channel actor, and its role
+//   - owner.go: the role of the actor of a channel this node owns
 //   - memory.go: what held messages cost, and the memory bounds
 //   - evict.go: idle channels leaving memory
 //   - produce.go: Create, Append and Close
@@ -42,7 +43,8 @@
 //   - cluster.go: the Cluster seam the hub calls in cluster mode (package
 //     ws/cluster implements it)
 //   - fence.go: an actor whose batch was fenced by another node
-//   - follower.go: the follower actor of a channel another node owns
+//   - follower.go: the role of a follower: the actor of a channel
+//     another node owns
 package hub
 
 import (
