@@ -76,37 +76,26 @@ func (p *postgres) saveStreamWrites(ctx context.Context, id, seq string, ps *Pro
 		if ps == nil {
 			return nil
 		}
-		return upsertProducer(ctx, tx, id, *ps)
+		return pgStreamTx{tx}.upsertProducer(ctx, id, *ps)
 	})
 }
 
-// upsertProducer moves a producer's state forward.
-func upsertProducer(ctx context.Context, tx pgx.Tx, id string, ps ProducerState) error {
-	_, err := tx.Exec(ctx,
+// pgStreamTx is a PostgreSQL transaction as writeStreamStates uses it.
+type pgStreamTx struct{ tx pgx.Tx }
+
+func (t pgStreamTx) setStreamSeq(ctx context.Context, id, seq string) error {
+	_, err := t.tx.Exec(ctx, `UPDATE channels SET stream_seq = $1 WHERE id = $2`, seq, id)
+	return err
+}
+
+func (t pgStreamTx) upsertProducer(ctx context.Context, id string, ps ProducerState) error {
+	_, err := t.tx.Exec(ctx,
 		`INSERT INTO producers (channel_id, producer_id, epoch, seq) VALUES ($1, $2, $3, $4)
 		 ON CONFLICT (channel_id, producer_id) DO UPDATE
 		   SET epoch = excluded.epoch, seq = excluded.seq, updated_at = now()
 		   WHERE (excluded.epoch, excluded.seq) > (producers.epoch, producers.seq)`,
 		id, ps.ID, ps.Epoch, ps.Seq)
 	return err
-}
-
-// writeStreamStates records the producers and Stream-Seq that batches
-// carry, in the transaction of their messages.
-func writeStreamStates(ctx context.Context, tx pgx.Tx, batches []*Batch) error {
-	for _, b := range batches {
-		if b.StreamSeq != "" {
-			if _, err := tx.Exec(ctx, `UPDATE channels SET stream_seq = $1 WHERE id = $2`, b.StreamSeq, b.Channel); err != nil {
-				return err
-			}
-		}
-		for _, ps := range b.Producers {
-			if err := upsertProducer(ctx, tx, b.Channel, ps); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func (p *postgres) markDeleted(ctx context.Context, id string) error {

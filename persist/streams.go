@@ -145,6 +145,33 @@ func (s *Store) Forks(ctx context.Context, id string) (int, error) {
 	return n, nil
 }
 
+// streamTx is a backend's write transaction as the stream state needs it.
+type streamTx interface {
+	// setStreamSeq records seq as channel id's last Stream-Seq.
+	setStreamSeq(ctx context.Context, id, seq string) error
+	// upsertProducer moves a producer's state in channel id forward: an
+	// older (epoch, seq) never overwrites a newer one.
+	upsertProducer(ctx context.Context, id string, ps ProducerState) error
+}
+
+// writeStreamStates records the producers and Stream-Seq that batches
+// carry, in the transaction of their messages.
+func writeStreamStates(ctx context.Context, tx streamTx, batches []*Batch) error {
+	for _, b := range batches {
+		if b.StreamSeq != "" {
+			if err := tx.setStreamSeq(ctx, b.Channel, b.StreamSeq); err != nil {
+				return err
+			}
+		}
+		for _, ps := range b.Producers {
+			if err := tx.upsertProducer(ctx, b.Channel, ps); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // nullString is nil for "", so that "" is stored as NULL.
 func nullString(s string) any {
 	if s == "" {

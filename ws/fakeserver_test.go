@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/hub"
 )
@@ -122,7 +123,7 @@ func startTestServer(t testing.TB, hcfg hub.Config, scfg ServerConfig, wrap ...f
 	}
 	reg := prometheus.NewRegistry()
 	if hcfg.Metrics == nil {
-		hcfg.Metrics = hub.NewMetrics(reg)
+		hcfg.Metrics = hub.NewMetrics(prom.New(reg))
 	}
 	h := hub.New(hcfg)
 	srv := NewServer(h, scfg)

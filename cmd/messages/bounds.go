@@ -12,16 +12,6 @@ import (
 	"github.com/messages-server/messages/ws/hub"
 )
 
-// envFuncs read a flag's environment fallback; parse errors are collected
-// by parseConfig.
-type envFuncs struct {
-	str func(name, def string) string
-	dur func(name string, def time.Duration) time.Duration
-	num func(name string, def int) int
-	// fail records an error in an environment value.
-	fail func(error)
-}
-
 // bounds are the timeouts, memory bounds and quotas that make the server
 // safe to expose.
 type bounds struct {
@@ -42,7 +32,7 @@ type bounds struct {
 	idleEvict          time.Duration
 }
 
-func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
+func (b *bounds) define(fs *flag.FlagSet, env envVars) {
 	fs.DurationVar(&b.bodyTimeout, "body-timeout", env.dur("BODY_TIMEOUT", 30*time.Second), "a request body must arrive within this, else 408 (env BODY_TIMEOUT)")
 	fs.DurationVar(&b.storeTimeout, "store-timeout", env.dur("STORE_TIMEOUT", 5*time.Second), "bound on each database call made for a request, else 503 (env STORE_TIMEOUT)")
 	fs.DurationVar(&b.persistWaitTimeout, "persist-wait-timeout", env.dur("PERSIST_WAIT_TIMEOUT", 30*time.Second), "longest an append with ?wait=persisted waits, else 504 with its seq (env PERSIST_WAIT_TIMEOUT)")
@@ -138,34 +128,6 @@ func (b *bounds) server(c *ws.ServerConfig) {
 	c.CreateBurst = b.createBurst
 	c.MaxCatchupBytes = int64(b.maxCatchupBytes)
 	c.TrustedProxies, _ = b.proxies() // validated by parseConfig
-}
-
-// float reads a number from the environment.
-func (e envFuncs) float(name string, def float64) float64 {
-	v := e.str(name, "")
-	if v == "" {
-		return def
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil {
-		e.fail(fmt.Errorf("%s=%q: not a number", name, v))
-		return def
-	}
-	return f
-}
-
-// size reads a byte size from the environment.
-func (e envFuncs) size(name string, def byteSize) byteSize {
-	v := e.str(name, "")
-	if v == "" {
-		return def
-	}
-	var b byteSize
-	if err := b.Set(v); err != nil {
-		e.fail(fmt.Errorf("%s=%q: %v", name, v, err))
-		return def
-	}
-	return b
 }
 
 // byteSize is a flag.Value for a number of bytes: an integer, optionally

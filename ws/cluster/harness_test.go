@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
 	"github.com/messages-server/messages/ws"
@@ -146,11 +147,11 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *
 	if setup.dst != nil {
 		dst = setup.dst(store)
 	}
-	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Registerer: reg,
+	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Metrics: prom.New(reg),
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	m := ws.NewMetrics(reg)
 	hcfg := hub.Config{Store: store, Writer: writer, PersistInterval: 10 * time.Millisecond,
-		Logger: log, Metrics: hub.NewMetrics(reg)}
+		Logger: log, Metrics: hub.NewMetrics(prom.New(reg))}
 	ccfg := cluster.Config{Conn: nc, Store: store, Logger: log, Registerer: reg}
 	setup.hub, setup.cluster = &hcfg, &ccfg
 	for _, o := range opts {

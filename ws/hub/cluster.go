@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/messages-server/messages/internal/backoff"
+	"github.com/messages-server/messages/internal/metric"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -148,26 +147,24 @@ func (e *MovedError) Error() string {
 // Is reports whether target is ErrMoved.
 func (e *MovedError) Is(target error) bool { return target == ErrMoved }
 
-// addCluster creates the hub's cluster collectors in m and returns them,
-// for NewMetrics to register.
-func (m *Metrics) addCluster() []prometheus.Collector {
-	m.fenced = prometheus.NewCounter(prometheus.CounterOpts{
+// addCluster makes the hub's cluster metrics in m with r.
+func (m *Metrics) addCluster(r metric.Registry) {
+	m.fenced = r.Counter(metric.Opts{
 		Namespace: "messages", Name: "fenced_channels_total",
 		Help: "Channel actors stopped because another node took their channel over (a batch was fenced).",
 	})
-	m.forwards = prometheus.NewCounter(prometheus.CounterOpts{
+	m.forwards = r.Counter(metric.Opts{
 		Namespace: "messages", Subsystem: "cluster", Name: "forwards_total",
 		Help: "Appends, closes and deletes forwarded to the node that owns their channel.",
 	})
-	m.takeovers = prometheus.NewCounter(prometheus.CounterOpts{
+	m.takeovers = r.Counter(metric.Opts{
 		Namespace: "messages", Subsystem: "cluster", Name: "takeovers_total",
 		Help: "Channels this node took over in cluster mode (from a node that is gone, or after a restart).",
 	})
-	m.lagWaits = prometheus.NewCounter(prometheus.CounterOpts{
+	m.lagWaits = r.Counter(metric.Opts{
 		Namespace: "messages", Subsystem: "cluster", Name: "follower_waits_total",
 		Help: "Reads whose from was past this node's follower of the channel, which waited for it to catch up.",
 	})
-	return []prometheus.Collector{m.fenced, m.forwards, m.takeovers, m.lagWaits}
 }
 
 // maxForwardPoll bounds the pause between two looks at a channel whose

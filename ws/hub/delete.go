@@ -85,7 +85,7 @@ func (h *Hub) DeleteLocal(ctx context.Context, id string) error {
 		return StoreErr(err)
 	}
 	h.InvalidateHistory(id)
-	h.metrics.deleted.WithLabelValues(deletedByRequest).Inc()
+	h.metrics.deleted.With(deletedByRequest).Inc()
 	h.log.Info("channel deleted", slog.String("channel", id))
 	if c == nil {
 		if h.cluster != nil {
@@ -192,7 +192,7 @@ func (h *Hub) retain() {
 				h.InvalidateHistory(id)
 			}
 			if len(ids) > 0 {
-				h.metrics.deleted.WithLabelValues(deletedByRetention).Add(float64(len(ids)))
+				h.metrics.deleted.With(deletedByRetention).Add(float64(len(ids)))
 				h.log.Debug("retention: closed channels deleted", slog.Int("channels", len(ids)))
 			}
 			if len(ids) == cfg.Batch {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 )
 
@@ -151,6 +152,9 @@ func newTestHub(t testing.TB, cfg Config) (*Hub, *memStore, *memWriter) {
 	st := newMemStore()
 	w := &memWriter{store: st}
 	cfg.Store, cfg.Writer = st, w
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(prom.New(nil)) // working metrics the tests can read
+	}
 	h := New(cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

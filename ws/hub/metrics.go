@@ -3,104 +3,102 @@ package hub
 import (
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/messages-server/messages/internal/metric"
 )
 
-// Metrics are the hub's Prometheus collectors. Create them
-// with NewMetrics; a Metrics is safe for concurrent use.
+// Metrics are the hub's metrics. Create them with NewMetrics; a Metrics
+// is safe for concurrent use.
 type Metrics struct {
-	channelsOpen prometheus.Gauge
-	subscribers  prometheus.Gauge
-	appended     prometheus.Counter
-	catchup      prometheus.Histogram
-	resyncs      prometheus.Counter
-	failures     prometheus.Counter
-	deleted      *prometheus.CounterVec
-	evicted      prometheus.Counter
-	fenced       prometheus.Counter
-	forwards     prometheus.Counter
-	takeovers    prometheus.Counter
-	lagWaits     prometheus.Counter
+	channelsOpen metric.Gauge
+	subscribers  metric.Gauge
+	appended     metric.Counter
+	catchup      metric.Observer
+	resyncs      metric.Counter
+	failures     metric.Counter
+	deleted      metric.CounterVec
+	evicted      metric.Counter
+	fenced       metric.Counter
+	forwards     metric.Counter
+	takeovers    metric.Counter
+	lagWaits     metric.Counter
 	persistLag   atomic.Pointer[atomic.Int64]
 	memBytes     atomic.Pointer[atomic.Int64]
 	cache        *cacheMetrics
 }
 
-// NewMetrics creates the collectors and registers them on reg, unless reg is
-// nil.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// NewMetrics makes the hub's metrics with r; a nil r records none.
+func NewMetrics(r metric.Registry) *Metrics {
+	if r == nil {
+		r = metric.Discard
+	}
 	m := &Metrics{
-		channelsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+		channelsOpen: r.Gauge(metric.Opts{
 			Namespace: "messages", Name: "channels_open",
 			Help: "Channels open in this process (with a running actor).",
 		}),
-		subscribers: prometheus.NewGauge(prometheus.GaugeOpts{
+		subscribers: r.Gauge(metric.Opts{
 			Namespace: "messages", Name: "subscribers",
 			Help: "Subscribers registered for live messages.",
 		}),
-		appended: prometheus.NewCounter(prometheus.CounterOpts{
+		appended: r.Counter(metric.Opts{
 			Namespace: "messages", Name: "appended_total",
 			Help: "Messages appended to channels.",
 		}),
-		catchup: prometheus.NewHistogram(prometheus.HistogramOpts{
+		catchup: r.Histogram(metric.Opts{
 			Namespace: "messages", Name: "catchup_duration_seconds",
-			Help:    "Time from subscribing to the end of catch-up (the live marker).",
-			Buckets: prometheus.ExponentialBuckets(.0005, 2.5, 12),
-		}),
-		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "Time from subscribing to the end of catch-up (the live marker).",
+		}, metric.ExponentialBuckets(.0005, 2.5, 12)),
+		resyncs: r.Counter(metric.Opts{
 			Namespace: "messages", Name: "slow_consumer_resyncs_total",
 			Help: "Subscribers detached because their queue was full, to catch up from history.",
 		}),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{
+		failures: r.Counter(metric.Opts{
 			Namespace: "messages", Name: "channel_failures_total",
 			Help: "Channels stopped because the store refused their messages for good (not retried).",
 		}),
-		deleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+		deleted: r.CounterVec(metric.Opts{
 			Namespace: "messages", Name: "channels_deleted_total",
 			Help: "Channels deleted, by DELETE /channels/{id} (by=\"request\") or by retention (by=\"retention\").",
-		}, []string{"by"}),
-		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+		}, "by", deletedByRequest, deletedByRetention),
+		evicted: r.Counter(metric.Opts{
 			Namespace: "messages", Name: "channels_evicted_total",
 			Help: "Idle open channels whose actor left memory; they come back on demand.",
 		}),
-		cache: newCacheMetrics(reg),
+		cache: newCacheMetrics(r),
 	}
-	cluster := m.addCluster()
-	for _, by := range []string{deletedByRequest, deletedByRetention} {
-		m.deleted.WithLabelValues(by)
-	}
-	if reg != nil {
-		lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "messages", Name: "persist_lag_messages",
-			Help: "Messages appended but not yet confirmed persisted.",
-		}, func() float64 {
-			if p := m.persistLag.Load(); p != nil {
-				return float64(p.Load())
-			}
-			return 0
-		})
-		mem := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "messages", Name: "buffered_bytes",
-			Help: "Memory of the messages channels hold (unpersisted and retained), at real cost; bounded by -max-buffered-bytes.",
-		}, func() float64 {
-			if p := m.memBytes.Load(); p != nil {
-				return float64(p.Load())
-			}
-			return 0
-		})
-		reg.MustRegister(m.channelsOpen, m.subscribers, m.appended,
-			m.catchup, m.resyncs, m.failures, m.deleted, m.evicted, lag, mem)
-		reg.MustRegister(cluster...)
-	}
+	m.addCluster(r)
+	r.GaugeFunc(metric.Opts{
+		Namespace: "messages", Name: "persist_lag_messages",
+		Help: "Messages appended but not yet confirmed persisted.",
+	}, func() float64 {
+		if p := m.persistLag.Load(); p != nil {
+			return float64(p.Load())
+		}
+		return 0
+	})
+	r.GaugeFunc(metric.Opts{
+		Namespace: "messages", Name: "buffered_bytes",
+		Help: "Memory of the messages channels hold (unpersisted and retained), at real cost; bounded by -max-buffered-bytes.",
+	}, func() float64 {
+		if p := m.memBytes.Load(); p != nil {
+			return float64(p.Load())
+		}
+		return 0
+	})
 	return m
 }
 
 // Usage is what GET /stats reports of the hub: the collectors to read
 // (counters, gauges and the catch-up histogram) and the memory held.
 type Usage struct {
-	// Appended, Subscribers and ChannelsOpen are a counter and gauges;
-	// Catchup is the catch-up duration histogram.
-	Appended, Subscribers, ChannelsOpen, Catchup prometheus.Metric
+	// Appended is a counter, Subscribers and ChannelsOpen gauges, Catchup
+	// the catch-up duration histogram: the metrics as the Registry given
+	// to NewMetrics made them, for the front that made that Registry to
+	// read their values.
+	Appended     metric.Counter
+	Subscribers  metric.Gauge
+	ChannelsOpen metric.Gauge
+	Catchup      metric.Observer
 	// PersistLag counts the messages appended but not yet persisted.
 	PersistLag int64
 	// BufferedBytes is the memory messages and cached pages hold, against

@@ -7,8 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/messages-server/messages/internal/metric"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/wire"
 )
@@ -391,28 +390,23 @@ func (h *Hub) HistoryCacheBytes() int64 {
 	return h.cache.size()
 }
 
-// cacheMetrics are the page cache's collectors.
+// cacheMetrics are the page cache's metrics.
 type cacheMetrics struct {
-	hits, misses, collapsed, evictions prometheus.Counter
-	bytes                              prometheus.Gauge
+	hits, misses, collapsed, evictions metric.Counter
+	bytes                              metric.Gauge
 }
 
-// newCacheMetrics creates the page cache's collectors and registers them on
-// reg, unless reg is nil.
-func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
-	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "messages", Subsystem: "history_cache", Name: name, Help: help})
+// newCacheMetrics makes the page cache's metrics with r.
+func newCacheMetrics(r metric.Registry) *cacheMetrics {
+	counter := func(name, help string) metric.Counter {
+		return r.Counter(metric.Opts{Namespace: "messages", Subsystem: "history_cache", Name: name, Help: help})
 	}
-	m := &cacheMetrics{
+	return &cacheMetrics{
 		hits:      counter("hits_total", "History pages served from the cache."),
 		misses:    counter("misses_total", "History pages read from the store, one query each."),
 		collapsed: counter("collapsed_total", "History page reads that waited for another reader's load of the same page instead of querying the store."),
 		evictions: counter("evictions_total", "History pages evicted to keep the cache within its bytes."),
-		bytes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "messages", Subsystem: "history_cache", Name: "bytes",
+		bytes: r.Gauge(metric.Opts{Namespace: "messages", Subsystem: "history_cache", Name: "bytes",
 			Help: "Bytes of the history pages held by the cache."}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.hits, m.misses, m.collapsed, m.evictions, m.bytes)
-	}
-	return m
 }

@@ -12,8 +12,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/wire"
 )
@@ -115,7 +117,7 @@ func TestPageCacheCollapses(t *testing.T) {
 		st := newMemStore()
 		content := storeClosed(st, "c", 1, 250)
 		cs := &countingStore{Store: st, gate: make(chan struct{})}
-		h := New(Config{Store: cs, Writer: &memWriter{store: st}, HistoryPage: 100})
+		h := New(Config{Store: cs, Writer: &memWriter{store: st}, HistoryPage: 100, Metrics: NewMetrics(prom.New(nil))})
 		defer h.Stop(context.Background())
 
 		const readers = 20
@@ -135,7 +137,7 @@ func TestPageCacheCollapses(t *testing.T) {
 		if q := cs.queries.Load(); q != 1 {
 			t.Fatalf("%d store queries for the first page, want 1", q)
 		}
-		if c := testutil.ToFloat64(h.metrics.cache.collapsed); c != readers-1 {
+		if c := value(h.metrics.cache.collapsed); c != readers-1 {
 			t.Fatalf("collapsed = %v, want %d", c, readers-1)
 		}
 		release()
@@ -154,10 +156,10 @@ func TestPageCacheCollapses(t *testing.T) {
 		if q := cs.queries.Load(); q != 3 {
 			t.Fatalf("%d store queries for 3 pages, want 3", q)
 		}
-		if m := testutil.ToFloat64(h.metrics.cache.misses); m != 3 {
+		if m := value(h.metrics.cache.misses); m != 3 {
 			t.Fatalf("misses = %v, want 3", m)
 		}
-		if n := testutil.ToFloat64(h.metrics.cache.hits) + testutil.ToFloat64(h.metrics.cache.collapsed); n != 3*readers-3 {
+		if n := value(h.metrics.cache.hits) + value(h.metrics.cache.collapsed); n != 3*readers-3 {
 			t.Fatalf("hits + collapsed = %v, want %d", n, 3*readers-3)
 		}
 
@@ -208,7 +210,7 @@ func getPage(t *testing.T, c *pageCache, id string, epoch, first int64) (*Page, 
 // recently used pages, and counts what it holds.
 func TestPageCacheEvictsByBytes(t *testing.T) {
 	one := rowsPage(1, 10, 100).frameBytes + pageOverhead
-	m := newCacheMetrics(nil)
+	m := newCacheMetrics(prom.New(nil))
 	c := newPageCache(3*one, m, nil, 0)
 	for _, first := range []int64{1, 11, 21} {
 		if _, loaded := getPage(t, c, "a", 1, first); !loaded {
@@ -222,8 +224,8 @@ func TestPageCacheEvictsByBytes(t *testing.T) {
 	if _, loaded := getPage(t, c, "b", 1, 1); !loaded {
 		t.Fatal("page b/1 not loaded")
 	}
-	if c.size() != 3*one || testutil.ToFloat64(m.evictions) != 1 || testutil.ToFloat64(m.bytes) != float64(3*one) {
-		t.Fatalf("size %d, evictions %v, gauge %v; want %d, 1, %d", c.size(), testutil.ToFloat64(m.evictions), testutil.ToFloat64(m.bytes), 3*one, 3*one)
+	if c.size() != 3*one || value(m.evictions) != 1 || value(m.bytes) != float64(3*one) {
+		t.Fatalf("size %d, evictions %v, gauge %v; want %d, 1, %d", c.size(), value(m.evictions), value(m.bytes), 3*one, 3*one)
 	}
 	if _, loaded := getPage(t, c, "a", 1, 1); loaded {
 		t.Fatal("the most recently used page was evicted")
@@ -238,16 +240,16 @@ func TestPageCacheEvictsByBytes(t *testing.T) {
 		t.Fatalf("text: %d bytes, %v", len(text), err)
 	}
 	// The text made the cache too large: the least recently used page went.
-	if c.size() != 2*one+int64(cap(text)) || testutil.ToFloat64(m.evictions) != 3 {
-		t.Fatalf("size %d, evictions %v; want %d (two pages and a text), 3", c.size(), testutil.ToFloat64(m.evictions), 2*one+int64(cap(text)))
+	if c.size() != 2*one+int64(cap(text)) || value(m.evictions) != 3 {
+		t.Fatalf("size %d, evictions %v; want %d (two pages and a text), 3", c.size(), value(m.evictions), 2*one+int64(cap(text)))
 	}
 	for _, id := range []string{"a", "b"} {
 		c.invalidate(id)
 	}
-	if c.size() != 0 || testutil.ToFloat64(m.bytes) != 0 {
+	if c.size() != 0 || value(m.bytes) != 0 {
 		t.Fatalf("size %d after invalidating everything, want 0", c.size())
 	}
-	if hits := testutil.ToFloat64(m.hits); hits != 3 {
+	if hits := value(m.hits); hits != 3 {
 		t.Fatalf("hits = %v, want 3", hits)
 	}
 }
@@ -257,7 +259,7 @@ func TestPageCacheEvictsByBytes(t *testing.T) {
 // everything.
 func TestPageCacheEpochs(t *testing.T) {
 	one := rowsPage(1, 10, 100).frameBytes + pageOverhead
-	c := newPageCache(100*one, newCacheMetrics(nil), nil, 0)
+	c := newPageCache(100*one, newCacheMetrics(prom.New(nil)), nil, 0)
 	getPage(t, c, "a", 1, 1)
 	getPage(t, c, "a", 1, 11)
 	if _, loaded := getPage(t, c, "a", 2, 1); !loaded {
@@ -286,7 +288,7 @@ func TestPageCacheEpochs(t *testing.T) {
 // a reader waiting for it loads the page itself instead of failing.
 func TestPageCacheAbandonedLoad(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := newCacheMetrics(nil)
+		m := newCacheMetrics(prom.New(nil))
 		c := newPageCache(1<<20, m, nil, 0)
 		key := pageKey{"a", 1, 1}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -360,7 +362,7 @@ func TestPageCacheOpenChannel(t *testing.T) {
 			t.Fatalf("reader %d: first frame %.40s, want the page 1..100", k, s.frames[0])
 		}
 	}
-	if hits, misses := testutil.ToFloat64(h.metrics.cache.hits), testutil.ToFloat64(h.metrics.cache.misses); hits != 1 || misses != 1 {
+	if hits, misses := value(h.metrics.cache.hits), value(h.metrics.cache.misses); hits != 1 || misses != 1 {
 		t.Fatalf("hits %v, misses %v; want 1 and 1", hits, misses)
 	}
 	_ = st
@@ -419,7 +421,7 @@ func TestPageCacheSharesMemoryBound(t *testing.T) {
 		}
 		within("appending")
 	}
-	evicted := testutil.ToFloat64(h.metrics.cache.evictions)
+	evicted := value(h.metrics.cache.evictions)
 	if evicted == 0 {
 		t.Fatal("no page was evicted to make room for the messages")
 	}
@@ -445,3 +447,6 @@ func TestPageCacheSharesMemoryBound(t *testing.T) {
 	}
 	w.block(false)
 }
+
+// value reads a hub metric the tests made with Prometheus.
+func value(m any) float64 { return testutil.ToFloat64(m.(prometheus.Collector)) }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
 	"github.com/messages-server/messages/ws"
@@ -155,7 +156,7 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.BatchWriter != nil {
 		dst = opts.BatchWriter(store)
 	}
-	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Registerer: reg, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Metrics: prom.New(reg), MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	var hubStore hub.Store = store
 	if opts.Store != nil {
 		hubStore = opts.Store(store)
@@ -164,7 +165,7 @@ func Start(t testing.TB, opts Options) *Server {
 	hubCfg := hub.Config{
 		Store: hubStore, Writer: writer, PersistInterval: opts.PersistInterval, QueueLen: opts.QueueLen,
 		MaxBufferedPerChannel: opts.MaxBufferedPerChannel, RetainMessages: opts.RetainMessages,
-		Retention: opts.Retention, Logger: log, Metrics: hub.NewMetrics(reg),
+		Retention: opts.Retention, Logger: log, Metrics: hub.NewMetrics(prom.New(reg)),
 	}
 	// Tests share loaded machines: a store call slower than the
 	// production default (5s) is slowness here, not a hung database.
