@@ -496,7 +496,7 @@ func (c *channel) onPersisted(r persistResult) {
 		c.onFenced()
 		return
 	}
-	if errors.Is(r.err, persist.ErrNotFound) && (c.deleting.Load() || c.h.cluster != nil) {
+	if errors.Is(r.err, persist.ErrNotFound) && (c.deleting.Load() || c.h.peers.deletesElsewhere()) {
 		// Hub.Delete tells the actor too, once the delete is committed. In
 		// cluster mode another node may have deleted the channel while it
 		// could not reach this one: the row of an open channel goes only

@@ -54,12 +54,8 @@ func (owner) flush(c *channel) {
 	c.timerOn = false
 }
 
-// publish hands ev to the followers on other nodes, in cluster mode.
-func (owner) publish(c *channel, ev Event) {
-	if c.h.cluster != nil {
-		c.h.cluster.Publish(ev)
-	}
-}
+// publish hands ev to the followers on other nodes, if any.
+func (owner) publish(c *channel, ev Event) { c.h.peers.publish(ev) }
 
 func (owner) events() <-chan struct{} { return nil }
 

@@ -477,12 +477,15 @@ func (h *Hub) subscribeOnce(ctx context.Context, id string, from int64, register
 	}
 	for {
 		snap, c, err := call(ctx, h, id, func() any { return req }, req.result)
-		if moved, ok := errors.AsType[*MovedError](err); ok && h.cluster != nil && moved.Owner != "" {
+		if moved, ok := errors.AsType[*MovedError](err); ok && moved.Owner != "" {
 			// Another node owns the channel: follow it, then look again.
-			if err := h.follow(ctx, id, moved); err != nil {
+			followed, err := h.peers.follow(ctx, id, moved)
+			if err != nil {
 				return snapshot{}, nil, err
 			}
-			continue
+			if followed {
+				continue
+			}
 		}
 		if errors.Is(err, errClosedChannel) {
 			rec, err := h.store.Channel(ctx, id)
@@ -527,12 +530,9 @@ func (h *Hub) knownClosed(ctx context.Context, id string) (snapshot, bool) {
 	default:
 	}
 	epoch, last, ok := h.cache.closedChannel(id)
-	if ok && h.cluster != nil {
-		rec, err := h.store.Channel(ctx, id)
-		if err != nil || rec.Open() || rec.Epoch != epoch || rec.LastSeq != last {
-			h.InvalidateHistory(id)
-			return snapshot{}, false
-		}
+	if ok && !h.peers.stillClosed(ctx, id, epoch, last) {
+		h.InvalidateHistory(id)
+		return snapshot{}, false
 	}
 	return snapshot{epoch: epoch, persisted: last, fromStore: last, lastSeq: last}, ok
 }
