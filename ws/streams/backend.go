@@ -13,7 +13,9 @@
 //   - catchup.go: catch-up reads planned to the snapshot's tail, then
 //     streamed page by page
 //   - store.go: the store timeout on Durable Streams store calls
-//   - cluster.go: appends forwarded to the owner of their channel
+//   - alone.go, cluster.go: what differs in cluster mode (the nodes):
+//     nothing alone; appends forwarded to the owner of their channel, and
+//     accesses and producer state shared through the store
 package streams
 
 import (
@@ -73,6 +75,7 @@ type Store interface {
 type Backend struct {
 	h     *hub.Hub
 	fwd   Forwarder // nil: every append runs here
+	nodes nodes     // what differs in cluster mode: alone, or clustered
 	store Store
 	cfg   Config
 	now   func() time.Time
@@ -149,6 +152,10 @@ func New(h *hub.Hub, store Store, cfg Config) *Backend {
 	}
 	store = timedStreamStore{Store: store, timeout: h.Config().StoreTimeout}
 	b := &Backend{h: h, store: store, cfg: cfg, now: time.Now, streams: make(map[string]*streamState)}
+	b.nodes = alone{}
+	if h.Cluster() != nil {
+		b.nodes = clustered{b}
+	}
 	b.fwd = cfg.Forwarder
 	if c := h.Cluster(); c != nil && b.fwd == nil {
 		b.fwd, _ = c.(Forwarder)
@@ -274,12 +281,7 @@ func (b *Backend) touch(ctx context.Context, name string, st *streamState) {
 	now := b.now()
 	ttl := ttlOf(st.cfg.TTL)
 	st.deadline.Store(after(now, ttl))
-	if b.h.Cluster() == nil || now.UnixNano()-st.recorded.Load() < int64(ttlGrace(ttl)) {
-		return
-	}
-	if err := b.store.TouchStream(ctx, name); err == nil {
-		st.recorded.Store(now.UnixNano())
-	}
+	b.nodes.recordAccess(ctx, name, st, now, ttlGrace(ttl))
 }
 
 // ttlGrace is how much later than its TTL after its last access a stream
@@ -333,9 +335,9 @@ func (b *Backend) state(ctx context.Context, name string) (*streamState, error) 
 		if exp.IsZero() || b.now().Before(exp) {
 			return st, nil
 		}
-		if b.h.Cluster() != nil && st.cfg.ExpiresAt.IsZero() {
+		if st.cfg.ExpiresAt.IsZero() {
 			// Another node may have served the stream meanwhile.
-			gone, err := b.expired(ctx, name, st)
+			gone, err := b.nodes.expired(ctx, name, st)
 			if err != nil {
 				return nil, err
 			}
@@ -433,17 +435,15 @@ func (b *Backend) appendHere(ctx context.Context, name string, a durable.Append)
 	if st.deleted {
 		return durable.AppendResult{}, durable.ErrNotFound
 	}
-	if b.h.Cluster() != nil {
-		if err := b.owned(ctx, name, st, a.Producer != nil || a.StreamSeq != ""); err != nil {
-			return durable.AppendResult{}, err
-		}
+	if err := b.nodes.owned(ctx, name, st, a.Producer != nil || a.StreamSeq != ""); err != nil {
+		return durable.AppendResult{}, err
 	}
 	b.touch(ctx, name, st)
 	if p := a.Producer; p != nil {
 		cur, ok := st.producers[p.ID]
 		dup, err := durable.CheckProducer(cur, ok, *p)
 		if err != nil {
-			return durable.AppendResult{}, b.confirmRefusal(ctx, name, st, err)
+			return durable.AppendResult{}, b.nodes.confirmRefusal(ctx, name, st, err)
 		}
 		if dup {
 			info, err := b.info(ctx, name, st)
