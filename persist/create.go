@@ -69,14 +69,10 @@ func newCreator(b backend, cfg Config, slots int) *creator {
 	r := cmp.Or[metric.Registry](cfg.Metrics, metric.Discard)
 	return &creator{
 		b: b, node: cfg.Node, lease: cfg.Lease, slots: slots, max: createMaxBatch,
-		batch: r.Histogram(metric.Opts{
-			Namespace: "messages", Subsystem: "persist", Name: "create_batch_channels",
-			Help: "Channels created per creation transaction.",
-		}, metric.ExponentialBuckets(1, 2, 10)),
-		duration: r.Histogram(metric.Opts{
-			Namespace: "messages", Subsystem: "persist", Name: "create_duration_seconds",
-			Help: "Duration of creation transactions.",
-		}, metric.ExponentialBuckets(0.0005, 2, 15)),
+		batch: r.Histogram(opts("create_batch_channels",
+			"Channels created per creation transaction."), metric.ExponentialBuckets(1, 2, 10)),
+		duration: r.Histogram(opts("create_duration_seconds",
+			"Duration of creation transactions."), metric.ExponentialBuckets(0.0005, 2, 15)),
 	}
 }
 

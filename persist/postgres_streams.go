@@ -10,41 +10,22 @@ import (
 
 func (p *postgres) stream(ctx context.Context, id string) (StreamState, error) {
 	var (
-		st              StreamState
-		ct, sseq, from  *string
-		ttl, fseq, fsub *int64
-		exp, deleted    *time.Time
+		r            streamRow
+		exp, deleted *time.Time
 	)
 	err := p.pool.QueryRow(ctx,
 		`SELECT content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at
 		 FROM channels WHERE id = $1`, id).
-		Scan(&ct, &ttl, &exp, &sseq, &from, &fseq, &fsub, &deleted)
+		Scan(&r.ct, &r.ttl, &exp, &r.sseq, &r.from, &r.fseq, &r.fsub, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return st, ErrNotFound
+		return StreamState{}, ErrNotFound
 	}
 	if err != nil {
-		return st, err
+		return StreamState{}, err
 	}
-	if ct != nil {
-		st.ContentType = *ct
-	}
-	if ttl != nil {
-		st.TTL = *ttl
-	}
+	st := r.state()
 	if exp != nil {
 		st.ExpiresAt = exp.UTC()
-	}
-	if sseq != nil {
-		st.StreamSeq = *sseq
-	}
-	if from != nil {
-		st.ForkedFrom = *from
-	}
-	if fseq != nil {
-		st.ForkSeq = *fseq
-	}
-	if fsub != nil {
-		st.ForkSub = *fsub
 	}
 	st.Deleted = deleted != nil
 	rows, err := p.pool.Query(ctx,

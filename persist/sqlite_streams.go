@@ -9,22 +9,21 @@ import (
 
 func (s *sqliteStore) stream(ctx context.Context, id string) (StreamState, error) {
 	var (
-		st                        StreamState
-		ct, sseq, from            sql.NullString
-		ttl, exp, fseq, fsub, del sql.NullInt64
+		r        streamRow
+		exp, del sql.NullInt64
 	)
 	err := s.read.QueryRowContext(ctx,
 		`SELECT content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at
 		 FROM channels WHERE id = ?`, id).
-		Scan(&ct, &ttl, &exp, &sseq, &from, &fseq, &fsub, &del)
+		Scan(&r.ct, &r.ttl, &exp, &r.sseq, &r.from, &r.fseq, &r.fsub, &del)
 	if errors.Is(err, sql.ErrNoRows) {
-		return st, ErrNotFound
+		return StreamState{}, ErrNotFound
 	}
 	if err != nil {
-		return st, err
+		return StreamState{}, err
 	}
-	st.ContentType, st.TTL, st.StreamSeq = ct.String, ttl.Int64, sseq.String
-	st.ForkedFrom, st.ForkSeq, st.ForkSub, st.Deleted = from.String, fseq.Int64, fsub.Int64, del.Valid
+	st := r.state()
+	st.Deleted = del.Valid
 	if exp.Valid {
 		st.ExpiresAt = time.UnixMicro(exp.Int64).UTC()
 	}

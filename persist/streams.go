@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -143,6 +144,23 @@ func (s *Store) Forks(ctx context.Context, id string) (int, error) {
 		return 0, fmt.Errorf("persist: forks of %q: %w", id, err)
 	}
 	return n, nil
+}
+
+// streamRow holds the stream columns of a channel's row that read the
+// same on either backend, as scanned; NULL reads as the zero value.
+type streamRow struct {
+	ct, sseq, from  sql.NullString
+	ttl, fseq, fsub sql.NullInt64
+}
+
+// state is the stream state the row holds, without its expiry and
+// deletion, whose columns each backend stores in its own way.
+func (r streamRow) state() StreamState {
+	return StreamState{
+		StreamConfig: StreamConfig{ContentType: r.ct.String, TTL: r.ttl.Int64, ForkedFrom: r.from.String,
+			ForkSeq: r.fseq.Int64, ForkSub: r.fsub.Int64},
+		StreamSeq: r.sseq.String,
+	}
 }
 
 // streamTx is a backend's write transaction as the stream state needs it.

@@ -127,36 +127,29 @@ type writerMetrics struct {
 	queued   metric.Gauge
 }
 
+// opts names a metric of the persist subsystem.
+func opts(name, help string) metric.Opts {
+	return metric.Opts{Namespace: "messages", Subsystem: "persist", Name: name, Help: help}
+}
+
 // newWriterMetrics makes the Writer's metrics with r.
 func newWriterMetrics(r metric.Registry) writerMetrics {
 	return writerMetrics{
-		rows: r.Histogram(metric.Opts{
-			Namespace: "messages", Subsystem: "persist", Name: "batch_rows",
-			Help: "Messages written per persist transaction.",
-		}, metric.ExponentialBuckets(1, 4, 9)),
-		duration: r.Histogram(metric.Opts{
-			Namespace: "messages", Subsystem: "persist", Name: "duration_seconds",
-			Help: "Duration of successful persist transactions.",
-		}, metric.ExponentialBuckets(0.0005, 2, 15)),
-		errors: r.Counter(metric.Opts{
-			Namespace: "messages", Subsystem: "persist", Name: "errors_total",
-			Help: "Persist transactions that failed and were retried.",
-		}),
-		failed: r.CounterVec(metric.Opts{
-			Namespace: "messages", Subsystem: "persist", Name: "failed_batches_total",
-			Help: "Batches given up because retrying cannot write them, by reason: " +
-				"not_found (no such channel), closed (the channel is closed), fenced (another node took the channel over), " +
-				"rejected (refused by the database).",
-		}, "reason", "not_found", "closed", "rejected"), // exported as 0 until one happens
-		refused: r.Counter(metric.Opts{
-			Namespace: "messages", Subsystem: "persist", Name: "refused_records_batches_total",
-			Help: "Batches written without stream state (an idempotent producer's state, a Stream-Seq) " +
-				"that the store refused for good; their messages were written.",
-		}),
-		queued: r.Gauge(metric.Opts{
-			Namespace: "messages", Subsystem: "persist", Name: "queue_batches",
-			Help: "Batches waiting for a persist worker.",
-		}),
+		rows: r.Histogram(opts("batch_rows",
+			"Messages written per persist transaction."), metric.ExponentialBuckets(1, 4, 9)),
+		duration: r.Histogram(opts("duration_seconds",
+			"Duration of successful persist transactions."), metric.ExponentialBuckets(0.0005, 2, 15)),
+		errors: r.Counter(opts("errors_total",
+			"Persist transactions that failed and were retried.")),
+		failed: r.CounterVec(opts("failed_batches_total",
+			"Batches given up because retrying cannot write them, by reason: "+
+				"not_found (no such channel), closed (the channel is closed), fenced (another node took the channel over), "+
+				"rejected (refused by the database)."), "reason", "not_found", "closed", "rejected"), // exported as 0 until one happens
+		refused: r.Counter(opts("refused_records_batches_total",
+			"Batches written without stream state (an idempotent producer's state, a Stream-Seq) "+
+				"that the store refused for good; their messages were written.")),
+		queued: r.Gauge(opts("queue_batches",
+			"Batches waiting for a persist worker.")),
 	}
 }
 

@@ -184,22 +184,17 @@ func (e *MovedError) Is(target error) bool { return target == ErrMoved }
 
 // addCluster makes the hub's cluster metrics in m with r.
 func (m *Metrics) addCluster(r metric.Registry) {
-	m.fenced = r.Counter(metric.Opts{
-		Namespace: "messages", Name: "fenced_channels_total",
-		Help: "Channel actors stopped because another node took their channel over (a batch was fenced).",
-	})
-	m.forwards = r.Counter(metric.Opts{
-		Namespace: "messages", Subsystem: "cluster", Name: "forwards_total",
-		Help: "Appends, closes and deletes forwarded to the node that owns their channel.",
-	})
-	m.takeovers = r.Counter(metric.Opts{
-		Namespace: "messages", Subsystem: "cluster", Name: "takeovers_total",
-		Help: "Channels this node took over in cluster mode (from a node that is gone, or after a restart).",
-	})
-	m.lagWaits = r.Counter(metric.Opts{
-		Namespace: "messages", Subsystem: "cluster", Name: "follower_waits_total",
-		Help: "Reads whose from was past this node's follower of the channel, which waited for it to catch up.",
-	})
+	counter := func(subsystem, name, help string) metric.Counter {
+		return r.Counter(metric.Opts{Namespace: "messages", Subsystem: subsystem, Name: name, Help: help})
+	}
+	m.fenced = counter("", "fenced_channels_total",
+		"Channel actors stopped because another node took their channel over (a batch was fenced).")
+	m.forwards = counter("cluster", "forwards_total",
+		"Appends, closes and deletes forwarded to the node that owns their channel.")
+	m.takeovers = counter("cluster", "takeovers_total",
+		"Channels this node took over in cluster mode (from a node that is gone, or after a restart).")
+	m.lagWaits = counter("cluster", "follower_waits_total",
+		"Reads whose from was past this node's follower of the channel, which waited for it to catch up.")
 }
 
 // maxForwardPoll bounds the pause between two looks at a channel whose

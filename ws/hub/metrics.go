@@ -31,61 +31,43 @@ func NewMetrics(r metric.Registry) *Metrics {
 	if r == nil {
 		r = metric.Discard
 	}
+	opts := func(name, help string) metric.Opts {
+		return metric.Opts{Namespace: "messages", Name: name, Help: help}
+	}
 	m := &Metrics{
-		channelsOpen: r.Gauge(metric.Opts{
-			Namespace: "messages", Name: "channels_open",
-			Help: "Channels open in this process (with a running actor).",
-		}),
-		subscribers: r.Gauge(metric.Opts{
-			Namespace: "messages", Name: "subscribers",
-			Help: "Subscribers registered for live messages.",
-		}),
-		appended: r.Counter(metric.Opts{
-			Namespace: "messages", Name: "appended_total",
-			Help: "Messages appended to channels.",
-		}),
-		catchup: r.Histogram(metric.Opts{
-			Namespace: "messages", Name: "catchup_duration_seconds",
-			Help: "Time from subscribing to the end of catch-up (the live marker).",
-		}, metric.ExponentialBuckets(.0005, 2.5, 12)),
-		resyncs: r.Counter(metric.Opts{
-			Namespace: "messages", Name: "slow_consumer_resyncs_total",
-			Help: "Subscribers detached because their queue was full, to catch up from history.",
-		}),
-		failures: r.Counter(metric.Opts{
-			Namespace: "messages", Name: "channel_failures_total",
-			Help: "Channels stopped because the store refused their messages for good (not retried).",
-		}),
-		deleted: r.CounterVec(metric.Opts{
-			Namespace: "messages", Name: "channels_deleted_total",
-			Help: "Channels deleted, by DELETE /channels/{id} (by=\"request\") or by retention (by=\"retention\").",
-		}, "by", deletedByRequest, deletedByRetention),
-		evicted: r.Counter(metric.Opts{
-			Namespace: "messages", Name: "channels_evicted_total",
-			Help: "Idle open channels whose actor left memory; they come back on demand.",
-		}),
+		channelsOpen: r.Gauge(opts("channels_open", "Channels open in this process (with a running actor).")),
+		subscribers:  r.Gauge(opts("subscribers", "Subscribers registered for live messages.")),
+		appended:     r.Counter(opts("appended_total", "Messages appended to channels.")),
+		catchup: r.Histogram(opts("catchup_duration_seconds",
+			"Time from subscribing to the end of catch-up (the live marker)."), metric.ExponentialBuckets(.0005, 2.5, 12)),
+		resyncs: r.Counter(opts("slow_consumer_resyncs_total",
+			"Subscribers detached because their queue was full, to catch up from history.")),
+		failures: r.Counter(opts("channel_failures_total",
+			"Channels stopped because the store refused their messages for good (not retried).")),
+		deleted: r.CounterVec(opts("channels_deleted_total",
+			`Channels deleted, by DELETE /channels/{id} (by="request") or by retention (by="retention").`),
+			"by", deletedByRequest, deletedByRetention),
+		evicted: r.Counter(opts("channels_evicted_total",
+			"Idle open channels whose actor left memory; they come back on demand.")),
 		cache: newCacheMetrics(r),
 	}
 	m.addCluster(r)
-	r.GaugeFunc(metric.Opts{
-		Namespace: "messages", Name: "persist_lag_messages",
-		Help: "Messages appended but not yet confirmed persisted.",
-	}, func() float64 {
-		if p := m.persistLag.Load(); p != nil {
-			return float64(p.Load())
-		}
-		return 0
-	})
-	r.GaugeFunc(metric.Opts{
-		Namespace: "messages", Name: "buffered_bytes",
-		Help: "Memory of the messages channels hold (unpersisted and retained), at real cost; bounded by -max-buffered-bytes.",
-	}, func() float64 {
-		if p := m.memBytes.Load(); p != nil {
-			return float64(p.Load())
-		}
-		return 0
-	})
+	r.GaugeFunc(opts("persist_lag_messages", "Messages appended but not yet confirmed persisted."),
+		loadOrZero(&m.persistLag))
+	r.GaugeFunc(opts("buffered_bytes", "Memory of the messages channels hold (unpersisted and retained), "+
+		"at real cost; bounded by -max-buffered-bytes."), loadOrZero(&m.memBytes))
 	return m
+}
+
+// loadOrZero reads the counter p points to once the hub has set it, 0
+// before.
+func loadOrZero(p *atomic.Pointer[atomic.Int64]) func() float64 {
+	return func() float64 {
+		if c := p.Load(); c != nil {
+			return float64(c.Load())
+		}
+		return 0
+	}
 }
 
 // Usage is what GET /stats reports of the hub: the collectors to read
