@@ -19,7 +19,8 @@
 //
 //   - hub.go: the Hub, its registry of running actors, and call, which
 //     asks an actor and asks again if it exited
-//   - channel.go: the channel actor
+//   - channel.go: the channel actor, and its role
+//   - owner.go: the role of the actor of a channel this node owns
 //   - memory.go: what held messages cost, and the memory bounds
 //   - evict.go: idle channels leaving memory
 //   - produce.go: Create, Append and Close
@@ -39,10 +40,13 @@
 //   - metrics.go: the hub's Prometheus collectors, and its Usage
 //   - adapter.go: what protocols over the hub (ws/streams) use: views of
 //     a channel, appends that commit stream state, the store and cluster
-//   - cluster.go: the Cluster seam the hub calls in cluster mode (package
-//     ws/cluster implements it)
+//   - alone.go: the hub's peers, what it does about the other nodes,
+//     where the two modes differ; alone (single-server mode) by default
+//   - cluster.go: the Cluster seam, and the peers in cluster mode (package
+//     ws/cluster implements Cluster)
 //   - fence.go: an actor whose batch was fenced by another node
-//   - follower.go: the follower actor of a channel another node owns
+//   - follower.go: the role of a follower: the actor of a channel
+//     another node owns
 package hub
 
 import (
@@ -196,8 +200,9 @@ type Hub struct {
 	log     *slog.Logger
 	metrics *Metrics
 	cache   *pageCache // nil when disabled
-	cluster Cluster
-	wheel   *wheel // wakes the actors whose generator line or flush is due
+	cluster Cluster    // nil when alone; used by the clustered peers and by followers
+	peers   peers      // what the hub does about the other nodes (alone.go)
+	wheel   *wheel     // wakes the actors whose generator line or flush is due
 	// pausedLog reports generators paused by the memory bound: under a
 	// flood they pause by thousands, and it keeps that to a line or two
 	// per interval.
@@ -260,6 +265,10 @@ func New(cfg Config) *Hub {
 	}
 	h.metrics.persistLag.Store(&h.bufferedMsgs)
 	h.metrics.memBytes.Store(&h.memBytes)
+	h.peers = alone{}
+	if cfg.Cluster != nil {
+		h.peers = clustered{h: h, c: cfg.Cluster}
+	}
 	if cfg.HistoryCacheBytes > 0 {
 		h.cache = newPageCache(cfg.HistoryCacheBytes, h.metrics.cache, &h.memBytes, cfg.MaxBufferedBytes)
 	}
@@ -432,7 +441,7 @@ func (h *Hub) load(ctx context.Context, id string) (*channel, error) {
 	if !rec.Open() {
 		return nil, errClosedChannel
 	}
-	if err := h.canOwn(); err != nil {
+	if err := h.peers.canOwn(); err != nil {
 		return nil, err
 	}
 	if h.reclaim(id, rec.Epoch) {
@@ -444,11 +453,7 @@ func (h *Hub) load(ctx context.Context, id string) (*channel, error) {
 	}
 	h.log.Debug("channel taken over", slog.String("channel", id), slog.Int64("epoch", rec.Epoch),
 		slog.Int64("seq", rec.LastSeq))
-	if h.cluster != nil {
-		// Followers of the previous epoch, on other nodes, resync.
-		h.metrics.takeovers.Inc()
-		h.cluster.Publish(Event{Kind: EventEpoch, Channel: id, Epoch: rec.Epoch})
-	}
+	h.peers.tookOver(id, rec.Epoch)
 	return newChannel(h, rec), nil
 }
 
