@@ -113,8 +113,11 @@ type channel struct {
 	// hub's; set before the actor starts.
 	genCounted bool
 
-	inbox     chan any
-	persisted chan persistResult // capacity 1: at most one batch in flight
+	inbox chan any
+	// result is the result of the batch in flight, set by its Done before
+	// it signals sigPersisted (at most one batch is in flight); the actor
+	// reads it after taking the signal.
+	result persistResult
 	// started is closed by run once startWhen subscribers are registered;
 	// the generator waits for it. Nil when the generator starts at once.
 	started chan struct{}
@@ -154,11 +157,8 @@ type channel struct {
 	timerOn   bool  // a flush is due at flushTick
 	flushTick int64 // the hub wheel's tick
 	g         generator
-	// roomCh wakes the actor when its generator, paused by the hub's
-	// memory bound, may go on (see Hub.waitRoom); made at the first such
-	// pause. roomQueued: c is in the hub's roomWait. Both guarded by the
-	// hub's roomMu.
-	roomCh     chan struct{}
+	// roomQueued: c is in the hub's roomWait (see Hub.waitRoom); guarded
+	// by the hub's roomMu.
 	roomQueued bool
 	closeSent  bool // the final batch carries Close
 	gaveUp     bool // shutdown gave up on persisting the rest
@@ -220,7 +220,6 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 		ctype:     rec.ContentType,
 		h:         h,
 		inbox:     make(chan any, 64),
-		persisted: make(chan persistResult, 1),
 		done:      make(chan struct{}),
 		wake:      make(chan struct{}, 1),
 		lastSeq:   rec.LastSeq,
@@ -238,11 +237,14 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 }
 
 // Signals to an actor (see channel.signal). They come from other
-// goroutines: the hub's wheel and Hub.Stop.
+// goroutines: the hub's wheel, Hub.Stop, Hub.released and the persist
+// writer.
 const (
-	sigWheel   = 1 << iota // a generator line or a flush may be due
-	sigStop                // the server is stopping: flush, then exit
-	sigAbandon             // shutdown ran out of time with the store unreachable
+	sigWheel     = 1 << iota // a generator line or a flush may be due
+	sigStop                  // the server is stopping: flush, then exit
+	sigAbandon               // shutdown ran out of time with the store unreachable
+	sigRoom                  // released messages left room for the paused generator (see Hub.released)
+	sigPersisted             // the batch in flight is done: its result is in c.result
 )
 
 // signal gives c's actor the signals bits and wakes it, unless a wake-up
@@ -303,17 +305,12 @@ func (c *channel) run(stop, abandon <-chan struct{}) {
 			c.handle(req)
 		case <-idleC:
 			c.onIdle(idle)
-		case r := <-c.persisted:
-			c.onPersisted(r)
 		case r := <-c.remote:
 			c.onRemote(r)
 		case <-c.role.events():
 			c.role.onEvents(c)
 		case <-c.wake:
 			c.onSignal(c.sig.Swap(0))
-		case <-c.g.room:
-			c.g.room = nil
-			c.generate()
 		}
 		if c.finished() {
 			c.exit()
@@ -451,9 +448,12 @@ func (c *channel) armTimer(d time.Duration) {
 	c.h.wheel.at(c, c.flushTick)
 }
 
-// onSignal does what the signals bits ask: a stop, then the work due at
-// the wheel's tick.
+// onSignal does what the signals bits ask: a persisted batch, a stop, a
+// paused generator's room, then the work due at the wheel's tick.
 func (c *channel) onSignal(bits uint32) {
+	if bits&sigPersisted != 0 {
+		c.onPersisted(c.result)
+	}
 	if bits&sigStop != 0 && !c.stopping {
 		c.stopping = true
 		c.flush()
@@ -463,6 +463,10 @@ func (c *channel) onSignal(bits uint32) {
 		c.gaveUp = true
 		c.logLost(ErrShuttingDown)
 		return
+	}
+	if bits&sigRoom != 0 && c.g.room {
+		c.g.room = false
+		c.generate()
 	}
 	if bits&sigWheel != 0 {
 		c.onWake()
@@ -658,8 +662,8 @@ func (c *channel) finished() bool {
 	}
 	if c.gaveUp {
 		// Shutdown ran out of time: do not wait for a batch the writer may
-		// be retrying against an unreachable store (its Done lands in the
-		// buffered persisted channel, unread).
+		// be retrying against an unreachable store (its Done signals an
+		// actor that is gone).
 		return true
 	}
 	if c.inFlight {

@@ -118,9 +118,18 @@ func (h *Hub) hold(c *channel, release func()) bool {
 	go func() {
 		defer h.wg.Done()
 		defer release()
-		select {
-		case <-c.persisted: // the batch's Done: refused as not found, or deleted with the rest
-		case <-h.stop:
+		// The actor has exited: its signals are hold's to take. The
+		// batch's Done signals sigPersisted: refused as not found, or
+		// deleted with the rest.
+		for {
+			select {
+			case <-c.wake:
+				if c.sig.Swap(0)&sigPersisted != 0 {
+					return
+				}
+			case <-h.stop:
+				return
+			}
 		}
 	}()
 	return true

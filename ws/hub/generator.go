@@ -36,10 +36,10 @@ type generator struct {
 	period  time.Duration // between two lines
 	tick    int64         // the wheel tick the next line is due at
 	backoff time.Duration // paused by back-pressure: the wait before a retry
-	// room wakes the actor when the hub's released messages leave room
-	// for the paused generator (see Hub.waitRoom); nil unless paused by
-	// the hub's memory bound.
-	room <-chan struct{}
+	// room: paused by the hub's memory bound, the generator goes on at
+	// the actor's sigRoom, when the hub's released messages leave room
+	// for it (see Hub.waitRoom).
+	room bool
 }
 
 // genBegin starts c's generator at line lastSeq+1: lines are due from now
@@ -91,7 +91,7 @@ func (c *channel) generate() {
 			break
 		}
 		if g.backoff > 0 {
-			g.backoff, g.room = 0, nil
+			g.backoff, g.room = 0, false
 		}
 		c.add(m)
 		c.publish(EventMessage, m.Seq, m.Time, m.Data)
@@ -126,9 +126,10 @@ func (c *channel) genPause(cost int64) {
 		c.h.pausedLog.Log(c.h.ctx, slog.String("channel", c.id), slog.Int64("seq", g.next))
 	}
 	g.backoff = min(max(2*g.backoff, 10*time.Millisecond), time.Second)
-	g.room = nil
+	g.room = false
 	if c.h.memBytes.Load()+cost > c.h.cfg.MaxBufferedBytes {
-		g.room = c.h.waitRoom(c, cost)
+		c.h.waitRoom(c, cost)
+		g.room = true
 	}
 }
 

@@ -113,23 +113,19 @@ type roomWaiter struct {
 }
 
 // waitRoom queues c, whose generator the hub's memory bound refused a line
-// costing need, and returns the channel that wakes c's actor when released
-// messages leave room for it. Waiters are woken in the order they paused,
+// costing need: c's actor gets sigRoom when released messages leave room
+// for it. Waiters are woken in the order they paused,
 // and only as many as the room released allows: when thousands of
 // generators wait, one persisted batch wakes the few that fit, not all of
 // them to find the bound reached again. Called by the actor.
-func (h *Hub) waitRoom(c *channel, need int64) <-chan struct{} {
+func (h *Hub) waitRoom(c *channel, need int64) {
 	h.roomMu.Lock()
 	defer h.roomMu.Unlock()
-	if c.roomCh == nil {
-		c.roomCh = make(chan struct{}, 1)
-	}
 	if !c.roomQueued {
 		c.roomQueued = true
 		h.roomWait = append(h.roomWait, roomWaiter{c: c, need: need})
 		h.awaiting.Store(true)
 	}
-	return c.roomCh
 }
 
 // released wakes, in order, the paused generators that the room under the
@@ -146,10 +142,7 @@ func (h *Hub) released() {
 		w := h.roomWait[i]
 		free -= w.need
 		w.c.roomQueued = false
-		select {
-		case w.c.roomCh <- struct{}{}:
-		default: // a wake-up is pending already
-		}
+		w.c.signal(sigRoom)
 	}
 	n := copy(h.roomWait, h.roomWait[i:])
 	clear(h.roomWait[n:])

@@ -44,7 +44,8 @@ func (owner) flush(c *channel) {
 		StreamSeq: commitStreamSeq(c.commits),
 		Epoch:     c.epoch,
 		Done: func(err error) {
-			c.persisted <- persistResult{last: last, close: final, err: err}
+			c.result = persistResult{last: last, close: final, err: err}
+			c.signal(sigPersisted)
 		},
 	}
 	if !c.h.writer.TryEnqueue(b) {
