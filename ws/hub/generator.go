@@ -36,6 +36,7 @@ type generator struct {
 	period  time.Duration // between two lines
 	tick    int64         // the wheel tick the next line is due at
 	backoff time.Duration // paused by back-pressure: the wait before a retry
+	cost    int64         // paused: the cost of the refused line, next (see refused)
 	// room: paused by the hub's memory bound, the generator goes on at
 	// the actor's sigRoom, when the hub's released messages leave room
 	// for it (see Hub.waitRoom).
@@ -85,6 +86,12 @@ func (c *channel) generate() {
 	at := now.UnixMicro()
 	appended := false
 	for ; g.next <= due; g.next++ {
+		if g.backoff > 0 && c.refused() {
+			// Paused, and the hub still has no room for the line: do not
+			// build it only to see it refused again.
+			c.genPause(g.cost)
+			break
+		}
 		m := newMessage(c.binary, c.lastSeq+1, at, generatorLine(g.next, c.id))
 		if cost := msgCost(m); !c.reserve(1, cost) {
 			c.genPause(cost)
@@ -126,11 +133,22 @@ func (c *channel) genPause(cost int64) {
 		c.h.pausedLog.Log(c.h.ctx, slog.String("channel", c.id), slog.Int64("seq", g.next))
 	}
 	g.backoff = min(max(2*g.backoff, 10*time.Millisecond), time.Second)
+	g.cost = cost
 	g.room = false
 	if c.h.memBytes.Load()+cost > c.h.cfg.MaxBufferedBytes {
 		c.h.waitRoom(c, cost)
 		g.room = true
 	}
+}
+
+// refused reports whether reserve would surely refuse the line g.cost was
+// measured for, the one the paused generator tries again, with nothing
+// else done: the hub's memory has no room for it, and the channel holds
+// no persisted message that reserve would drop to make some. While the
+// hub stays at its bound, a retry then costs no line, message and frame
+// built for nothing. Called by generate.
+func (c *channel) refused() bool {
+	return c.retained == 0 && c.h.memBytes.Load()+c.g.cost > c.h.cfg.MaxBufferedBytes
 }
 
 // genDue reports whether c's generator has a line due at wheel tick now.
