@@ -277,10 +277,11 @@ func (p *postgres) channels(ctx context.Context, after string, limit int) ([]Cha
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Channel, error) {
-		return scanChannel(row)
-	})
+	return pgx.CollectRows(rows, rowToChannel)
 }
+
+// rowToChannel reads one row of channelColumns, for pgx.CollectRows.
+func rowToChannel(row pgx.CollectableRow) (Channel, error) { return scanChannel(row) }
 
 func (p *postgres) messages(ctx context.Context, id string, after int64, limit int) ([]Message, error) {
 	rows, err := p.pool.Query(ctx,
@@ -304,26 +305,6 @@ func (p *postgres) messages(ctx context.Context, id string, after int64, limit i
 		ms = append(ms, m)
 	}
 	return ms, rows.Err()
-}
-
-func (p *postgres) openEpoch(ctx context.Context, id string) (Channel, error) {
-	var c Channel
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var err error
-		c, err = scanChannel(tx.QueryRow(ctx,
-			`UPDATE channels SET epoch = epoch + 1 WHERE id = $1 RETURNING `+channelColumns, id))
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx,
-			`INSERT INTO channel_epochs (channel_id, epoch, start_seq) VALUES ($1, $2, $3)`,
-			id, c.Epoch, c.LastSeq)
-		return err
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Channel{}, ErrNotFound
-	}
-	return c, err
 }
 
 // deleteChannel deletes the channel's row first: a concurrent writeBatches
