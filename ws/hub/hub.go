@@ -297,11 +297,17 @@ func (h *Hub) Start(ctx context.Context) error {
 	return nil
 }
 
-// takeOver starts the generators of page, a few at a time: each take-over
-// is two store round trips.
+// startTakeOvers bounds the take-overs Start runs at a time: a whole page
+// of its listing. The store writes concurrent take-overs together, many
+// per transaction, so more at a time make fewer, larger transactions.
+const startTakeOvers = 500
+
+// takeOver starts the generators of page, startTakeOvers at a time: each
+// take-over is a read, then a new epoch that the store writes together
+// with the others'.
 func (h *Hub) takeOver(ctx context.Context, page []persist.Channel) error {
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, startTakeOvers)
 	errs := make(chan error, len(page))
 	for _, rec := range page {
 		if !rec.Open() || rec.Generator == nil { // finished ones still need their close
