@@ -47,7 +47,7 @@ type generator struct {
 // channel: a shutdown or crash may have come between the two. Called by
 // run.
 func (c *channel) genBegin() {
-	if c.gen == nil || c.follower || c.g.running {
+	if c.gen == nil || c.g.running || c.role.elsewhere() != nil {
 		return
 	}
 	c.g = generator{
@@ -71,7 +71,7 @@ func (c *channel) generate() {
 	if !g.running {
 		return
 	}
-	if c.closing || c.stopping || c.left != 0 || c.follower || c.failed != nil || c.deleted {
+	if c.closing || c.stopping || c.left != 0 || c.failed != nil || c.deleted || c.role.elsewhere() != nil {
 		g.running = false // closed, stopping, or moved: the new owner goes on
 		return
 	}
