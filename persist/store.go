@@ -214,8 +214,8 @@ func refused(updates []channelUpdate, states map[string]channelState) error {
 // Create it with Open; the zero value is not usable.
 type Store struct {
 	b       backend
-	node    string        // cluster mode's node id; "" in single-server mode
-	lease   time.Duration // cluster mode's lease
+	node    string             // cluster mode's node id; "" in single-server mode
+	lease   time.Duration      // cluster mode's lease
 	creator *group[newChannel] // group-commits CreateChannel and CreateStream
 	takers  *group[string]     // group-commits OpenEpoch
 }
