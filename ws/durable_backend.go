@@ -550,11 +550,9 @@ func (b *DurableBackend) Read(ctx context.Context, name string, from durable.Pos
 			}
 		}
 	}
-	for _, m := range snap.buffered {
-		if m.Seq != from.Seq+int64(len(out))+1 || !add(m.Data) {
-			break
-		}
-	}
+	eachBuffered(snap.buffered, func(seq, _ int64, data []byte) bool {
+		return seq == from.Seq+int64(len(out))+1 && add(data)
+	})
 	return out, info, nil
 }
 

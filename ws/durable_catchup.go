@@ -92,20 +92,28 @@ func (b *DurableBackend) walk(ctx context.Context, name string, snap snapshot, a
 		}
 		last = rows[len(rows)-1].Seq
 	}
-	for _, m := range snap.buffered {
-		if m.Seq <= last {
-			continue
+	var err error
+	stopped := false
+	eachBuffered(snap.buffered, func(seq, _ int64, data []byte) bool {
+		switch {
+		case seq <= last:
+			return true
+		case seq > upto:
+			return false
+		case seq != last+1:
+			err = fmt.Errorf("ws: stream %s: buffered seq %d after %d", name, seq, last)
+			return false
 		}
-		if m.Seq > upto {
-			break
+		var more bool
+		if more, err = fn(seq, data); !more || err != nil {
+			stopped = true
+			return false
 		}
-		if m.Seq != last+1 {
-			return fmt.Errorf("ws: stream %s: buffered seq %d after %d", name, m.Seq, last)
-		}
-		if more, err := fn(m.Seq, m.Data); !more || err != nil {
-			return err
-		}
-		last = m.Seq
+		last = seq
+		return true
+	})
+	if err != nil || stopped {
+		return err
 	}
 	if last < upto {
 		return fmt.Errorf("ws: stream %s: read up to seq %d of %d", name, last, upto)

@@ -221,15 +221,18 @@ func (st *streamer) catchUp() (ended bool, err error) {
 	}
 	// A cached page may have covered the start of the buffered copy.
 	buffered := snap.buffered
-	for len(buffered) > 0 && buffered[0].Seq <= st.last {
+	for len(buffered) > 0 && buffered[0].Last() <= st.last {
 		buffered = buffered[1:]
 	}
-	if err := sendRuns(s, buffered); err != nil {
+	if len(buffered) > 0 && buffered[0].Seq <= st.last {
+		buffered[0] = buffered[0].From(st.last + 1)
+	}
+	if err := sendRuns(s, buffered, false); err != nil {
 		h.unregister(reg)
 		return false, err
 	}
 	if n := len(buffered); n > 0 {
-		st.last = buffered[n-1].Seq
+		st.last = buffered[n-1].Last()
 	}
 	if reg == nil {
 		// Closed channel: everything came from the store.
@@ -381,9 +384,9 @@ func (st *streamer) drainParked() (int, error) {
 func (st *streamer) send(m *wire.Message) (closed bool, err error) {
 	q := st.reg.s.queue
 	run := append(st.run[:0], m)
-	size := len(m.Data)
+	n, size := m.Len(), len(m.Data)
 gather:
-	for len(run) < maxRun && size < maxRunBytes {
+	for n < maxRun && size < maxRunBytes {
 		select {
 		case m, ok := <-q:
 			if !ok {
@@ -391,14 +394,19 @@ gather:
 				break gather
 			}
 			run = append(run, m)
+			n += m.Len()
 			size += len(m.Data)
 		default:
 			break gather
 		}
 	}
-	err = st.s.messages(run, true)
+	if n == len(run) {
+		err = st.s.messages(run, true)
+	} else {
+		err = sendRuns(st.s, run, true) // a run: cut into frames
+	}
 	if err == nil {
-		st.last = run[len(run)-1].Seq
+		st.last = run[len(run)-1].Last()
 	}
 	clear(run)
 	st.run = run[:0]

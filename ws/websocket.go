@@ -332,7 +332,7 @@ func (w *wsSink) hello(h helloInfo) error {
 
 func (w *wsSink) messages(msgs []*wire.Message, live bool) error {
 	var err error
-	if len(msgs) == 1 {
+	if len(msgs) == 1 && msgs[0].Len() == 1 {
 		err = w.write(msgs[0].Encoded()) // the shared, pre-encoded frame
 	} else {
 		err = w.writeEncoded(func(b []byte) []byte { return wire.AppendMessages(b, msgs) })
