@@ -70,17 +70,30 @@ func (h *Hub) stream(ctx context.Context, id string, from int64, epoch string, s
 // keep-alive ping is due. An idle subscriber thus costs no goroutine
 // stack. done gets what stream would have returned, once, from whichever
 // goroutine ends the stream.
-func (h *Hub) streamParked(ctx context.Context, id string, from int64, epoch string, s sink, done func(error)) {
+//
+// The end of ctx wakes a parked stream: through wake, if not nil, which
+// whoever ends ctx must call after ending it (cheaper than a
+// context.AfterFunc, whose registration in ctx costs a map); else through
+// a context.AfterFunc.
+func (h *Hub) streamParked(ctx context.Context, id string, from int64, epoch string, s sink, wake *waker, done func(error)) {
 	st := &streamer{h: h, ctx: ctx, id: id, from: from, s: s, started: time.Now(), last: from, first: true}
 	p := &parking{}
 	p.n.Store(1) // this goroutine runs the stream
 	p.resume = func() { st.resume(done) }
+	notify := p.notify
 	if pg, ok := s.(pinger); ok {
 		p.ping = pg.heartbeat()
-		p.timer = time.AfterFunc(p.ping, p.notify)
+		p.timer = time.AfterFunc(p.ping, notify)
 		p.timer.Stop()
 	}
-	p.stopCtx = context.AfterFunc(ctx, p.notify)
+	if wake != nil {
+		wake.f.Store(&notify)
+		if ctx.Err() != nil {
+			notify() // ended before wake was set: as AfterFunc would
+		}
+	} else {
+		p.stopCtx = context.AfterFunc(ctx, notify)
+	}
 	st.park = p
 	if epoch != "" {
 		if err := h.checkEpoch(ctx, id, from, epoch); err != nil {
@@ -102,7 +115,19 @@ type parking struct {
 	resume  func()       // runs the stream on, in the goroutine notify starts
 	ping    time.Duration
 	timer   *time.Timer // notifies when a keep-alive ping may be due; nil without pings
-	stopCtx func() bool // stops the notification of ctx's end
+	stopCtx func() bool // stops the notification of ctx's end; nil with a waker
+}
+
+// waker wakes a parked stream when its context ends (see streamParked):
+// the code that ends the context calls wake after it. Its zero value
+// wakes nothing until streamParked sets it. Safe for concurrent use.
+type waker struct{ f atomic.Pointer[func()] }
+
+// wake wakes the stream, if any; after the stream ended it does nothing.
+func (w *waker) wake() {
+	if f := w.f.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // notify records an event, and starts a goroutine for the stream if it was
@@ -120,7 +145,9 @@ func (p *parking) finish() {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
-	p.stopCtx()
+	if p.stopCtx != nil {
+		p.stopCtx()
+	}
 }
 
 // streamer is one subscriber's stream in progress: what the loop of

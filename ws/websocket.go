@@ -78,19 +78,37 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
 		return
 	}
-	ctx, cancel := untilExpiry(context.Background(), until)
+	// The connection's context ends when the client goes away, the
+	// server stops or the token expires; each then wakes the stream,
+	// which may be parked (see Hub.streamParked).
+	wake := new(waker)
+	ctx, cancelCause := context.WithCancelCause(context.Background())
+	cancel := func() {
+		cancelCause(nil)
+		wake.wake()
+	}
+	var expiry *time.Timer
+	if !until.IsZero() {
+		expiry = time.AfterFunc(time.Until(until), func() {
+			cancelCause(errTokenExpired)
+			wake.wake()
+		})
+	}
 	s.conns[conn] = cancel
-	s.wg.Add(1)
+	s.wg.Add(2) // the stream and the connection's reader
 	s.mu.Unlock()
 	// The stream runs on its own goroutine so that this handler returns
 	// and net/http frees the request, the response and the deep stack of
 	// its connection goroutine: an idle subscriber costs only what the
 	// WebSocket needs.
-	go s.serveConn(ctx, cancel, conn, sb.conn, id, fromParam, epoch, func() {
+	go s.serveConn(ctx, cancel, wake, conn, sb.conn, id, fromParam, epoch, func() {
 		s.mu.Lock()
 		delete(s.conns, conn)
 		s.mu.Unlock()
 		release()
+		if expiry != nil {
+			expiry.Stop()
+		}
 		cancel()
 		s.wg.Done()
 	})
@@ -122,22 +140,28 @@ func headerHasToken(h http.Header, key, token string) bool {
 // runs its stream (see Hub.streamParked): serveConn may return long before
 // the stream ends, which the goroutine that ends it finishes.
 //
-// cancel cancels ctx; serveConn cancels it when the client goes away, and
-// cleanup must cancel it too.
-func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, nc net.Conn,
+// cancel cancels ctx and wakes the stream through wake; serveConn cancels
+// it when the client goes away, and cleanup must cancel it too. The
+// caller has counted the connection's reader, which serveConn starts, in
+// s.wg.
+func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, wake *waker, conn *websocket.Conn, nc net.Conn,
 	id, fromParam, epoch string, cleanup func()) {
-	// CloseRead runs the connection's reader: it answers pings and the
-	// close handshake, and its context ends when the client goes away. It
-	// is not derived from ctx: cancelling ctx (shutdown) must stop the
-	// stream but leave the connection up for the 1001 close handshake.
-	// No context of its own is derived from ctx for the stream: with ten
-	// thousand idle subscribers each context counts.
-	readCtx := conn.CloseRead(context.Background())
-	stopRead := context.AfterFunc(readCtx, cancel)
-	end := func() {
-		stopRead()
-		cleanup()
-	}
+	// The connection's reader answers pings and the close handshake, and
+	// ends the stream when the client goes away; what conn.CloseRead does,
+	// without the context and the AfterFunc on it that ten thousand idle
+	// subscribers would each hold. Its context is not ctx: cancelling ctx
+	// (shutdown) must stop the stream but leave the connection up for the
+	// 1001 close handshake. s.wg waits for it, as Close waited for
+	// CloseRead's goroutine.
+	go func() {
+		defer s.wg.Done()
+		if _, _, err := conn.Reader(context.Background()); err == nil {
+			conn.Close(websocket.StatusPolicyViolation, "unexpected data message")
+		}
+		conn.CloseNow()
+		cancel()
+	}()
+	end := cleanup
 	if !ValidID(id) {
 		s.reject(conn, wire.CodeBadRequest, idError(id))
 		end()
@@ -153,7 +177,7 @@ func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, conn 
 	if cc, ok := nc.(*corkConn); ok && !s.cfg.Compression {
 		ws.cork = cc // a compressed frame's size is not known in advance
 	}
-	s.hub.streamParked(ctx, id, from, epoch, ws, func(err error) {
+	s.hub.streamParked(ctx, id, from, epoch, ws, wake, func(err error) {
 		// The close handshake has its own timeouts.
 		_ = nc.SetWriteDeadline(time.Time{})
 		s.finish(conn, ctx, id, err)
