@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/messages-server/messages/internal/metric"
 )
 
 // newChannel is a channel to create: its id, generator and stream
@@ -55,30 +55,24 @@ type creator struct {
 	slots int
 	max   int
 
-	batch    prometheus.Histogram // channels per transaction
-	duration prometheus.Histogram // duration of a creation transaction
+	batch    metric.Observer // channels per transaction
+	duration metric.Observer // duration of a creation transaction
 
 	mu      sync.Mutex
 	pending []*creation // Guarded by mu; in arrival order.
 	running int         // Guarded by mu; drain goroutines alive.
 }
 
-// newCreator returns the creator of the store s, registering its metrics
-// with cfg.Registerer.
+// newCreator returns the creator of the store s, making its metrics with
+// cfg.Metrics.
 func newCreator(b backend, cfg Config, slots int) *creator {
-	wc := WriterConfig{Registerer: cfg.Registerer, Logger: cfg.Logger}.withDefaults()
+	r := cmp.Or[metric.Registry](cfg.Metrics, metric.Discard)
 	return &creator{
 		b: b, node: cfg.Node, lease: cfg.Lease, slots: slots, max: createMaxBatch,
-		batch: register(wc, prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "messages", Subsystem: "persist", Name: "create_batch_channels",
-			Help:    "Channels created per creation transaction.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
-		})),
-		duration: register(wc, prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "messages", Subsystem: "persist", Name: "create_duration_seconds",
-			Help:    "Duration of creation transactions.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
-		})),
+		batch: r.Histogram(opts("create_batch_channels",
+			"Channels created per creation transaction."), metric.ExponentialBuckets(1, 2, 10)),
+		duration: r.Histogram(opts("create_duration_seconds",
+			"Duration of creation transactions."), metric.ExponentialBuckets(0.0005, 2, 15)),
 	}
 }
 

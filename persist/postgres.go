@@ -494,7 +494,7 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 	if err != nil {
 		return fmt.Errorf("insert messages: %w", err)
 	}
-	if err := writeStreamStates(ctx, tx, batches); err != nil {
+	if err := writeStreamStates(ctx, pgStreamTx{tx}, batches); err != nil {
 		return fmt.Errorf("stream state: %w", err)
 	}
 	if err := p.checkLockInTx(ctx, tx); err != nil {

@@ -10,41 +10,22 @@ import (
 
 func (p *postgres) stream(ctx context.Context, id string) (StreamState, error) {
 	var (
-		st              StreamState
-		ct, sseq, from  *string
-		ttl, fseq, fsub *int64
-		exp, deleted    *time.Time
+		r            streamRow
+		exp, deleted *time.Time
 	)
 	err := p.pool.QueryRow(ctx,
 		`SELECT content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at
 		 FROM channels WHERE id = $1`, id).
-		Scan(&ct, &ttl, &exp, &sseq, &from, &fseq, &fsub, &deleted)
+		Scan(&r.ct, &r.ttl, &exp, &r.sseq, &r.from, &r.fseq, &r.fsub, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return st, ErrNotFound
+		return StreamState{}, ErrNotFound
 	}
 	if err != nil {
-		return st, err
+		return StreamState{}, err
 	}
-	if ct != nil {
-		st.ContentType = *ct
-	}
-	if ttl != nil {
-		st.TTL = *ttl
-	}
+	st := r.state()
 	if exp != nil {
 		st.ExpiresAt = exp.UTC()
-	}
-	if sseq != nil {
-		st.StreamSeq = *sseq
-	}
-	if from != nil {
-		st.ForkedFrom = *from
-	}
-	if fseq != nil {
-		st.ForkSeq = *fseq
-	}
-	if fsub != nil {
-		st.ForkSub = *fsub
 	}
 	st.Deleted = deleted != nil
 	rows, err := p.pool.Query(ctx,
@@ -76,37 +57,26 @@ func (p *postgres) saveStreamWrites(ctx context.Context, id, seq string, ps *Pro
 		if ps == nil {
 			return nil
 		}
-		return upsertProducer(ctx, tx, id, *ps)
+		return pgStreamTx{tx}.upsertProducer(ctx, id, *ps)
 	})
 }
 
-// upsertProducer moves a producer's state forward.
-func upsertProducer(ctx context.Context, tx pgx.Tx, id string, ps ProducerState) error {
-	_, err := tx.Exec(ctx,
+// pgStreamTx is a PostgreSQL transaction as writeStreamStates uses it.
+type pgStreamTx struct{ tx pgx.Tx }
+
+func (t pgStreamTx) setStreamSeq(ctx context.Context, id, seq string) error {
+	_, err := t.tx.Exec(ctx, `UPDATE channels SET stream_seq = $1 WHERE id = $2`, seq, id)
+	return err
+}
+
+func (t pgStreamTx) upsertProducer(ctx context.Context, id string, ps ProducerState) error {
+	_, err := t.tx.Exec(ctx,
 		`INSERT INTO producers (channel_id, producer_id, epoch, seq) VALUES ($1, $2, $3, $4)
 		 ON CONFLICT (channel_id, producer_id) DO UPDATE
 		   SET epoch = excluded.epoch, seq = excluded.seq, updated_at = now()
 		   WHERE (excluded.epoch, excluded.seq) > (producers.epoch, producers.seq)`,
 		id, ps.ID, ps.Epoch, ps.Seq)
 	return err
-}
-
-// writeStreamStates records the producers and Stream-Seq that batches
-// carry, in the transaction of their messages.
-func writeStreamStates(ctx context.Context, tx pgx.Tx, batches []*Batch) error {
-	for _, b := range batches {
-		if b.StreamSeq != "" {
-			if _, err := tx.Exec(ctx, `UPDATE channels SET stream_seq = $1 WHERE id = $2`, b.StreamSeq, b.Channel); err != nil {
-				return err
-			}
-		}
-		for _, ps := range b.Producers {
-			if err := upsertProducer(ctx, tx, b.Channel, ps); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func (p *postgres) markDeleted(ctx context.Context, id string) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 )
 
@@ -104,14 +105,11 @@ func TestWriterCommitFails(t *testing.T) {
 	setFail := failCommits(t, u)
 	setFail(true)
 	reg := prometheus.NewRegistry()
-	w := persist.NewWriter(s, persist.WriterConfig{Workers: 1, Registerer: reg,
+	w := persist.NewWriter(s, persist.WriterConfig{Workers: 1, Metrics: prom.New(reg),
 		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	defer closeWriter(t, w)
 	b := &persist.Batch{Channel: "w", Messages: msgs("w", 1, 4, time.Unix(1764300000, 0))}
-	r := track(b)
-	if !w.TryEnqueue(b) {
-		t.Fatal("TryEnqueue refused")
-	}
+	r := enqueue(t, w, b)
 	// Wait until several commits have failed.
 	deadline := time.Now().Add(waitTimeout)
 	for n, _ := metric(t, reg, "messages_persist_errors_total"); n < 3; n, _ = metric(t, reg, "messages_persist_errors_total") {

@@ -107,10 +107,7 @@ func TestRefusedRecordsCostNoMessages(t *testing.T) {
 			}
 			var rs []*result
 			for _, b := range queued {
-				rs = append(rs, track(b))
-				if !w.TryEnqueue(b) {
-					t.Fatal("TryEnqueue refused")
-				}
+				rs = append(rs, enqueue(t, w, b))
 			}
 			releaseAll(t, f)
 			if err := r0.wait(t); err != nil {

@@ -569,7 +569,7 @@ func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch, update
 		if _, err := execChunks(ctx, tx, s.insert, insertSQL, 0, 4, inserts); err != nil {
 			return fmt.Errorf("insert messages: %w", err)
 		}
-		if err := writeSQLiteStreamStates(ctx, tx, batches); err != nil {
+		if err := writeStreamStates(ctx, sqliteStreamTx{tx}, batches); err != nil {
 			return fmt.Errorf("stream state: %w", err)
 		}
 		return nil

@@ -9,22 +9,21 @@ import (
 
 func (s *sqliteStore) stream(ctx context.Context, id string) (StreamState, error) {
 	var (
-		st                        StreamState
-		ct, sseq, from            sql.NullString
-		ttl, exp, fseq, fsub, del sql.NullInt64
+		r        streamRow
+		exp, del sql.NullInt64
 	)
 	err := s.read.QueryRowContext(ctx,
 		`SELECT content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at
 		 FROM channels WHERE id = ?`, id).
-		Scan(&ct, &ttl, &exp, &sseq, &from, &fseq, &fsub, &del)
+		Scan(&r.ct, &r.ttl, &exp, &r.sseq, &r.from, &r.fseq, &r.fsub, &del)
 	if errors.Is(err, sql.ErrNoRows) {
-		return st, ErrNotFound
+		return StreamState{}, ErrNotFound
 	}
 	if err != nil {
-		return st, err
+		return StreamState{}, err
 	}
-	st.ContentType, st.TTL, st.StreamSeq = ct.String, ttl.Int64, sseq.String
-	st.ForkedFrom, st.ForkSeq, st.ForkSub, st.Deleted = from.String, fseq.Int64, fsub.Int64, del.Valid
+	st := r.state()
+	st.Deleted = del.Valid
 	if exp.Valid {
 		st.ExpiresAt = time.UnixMicro(exp.Int64).UTC()
 	}
@@ -46,38 +45,20 @@ func (s *sqliteStore) stream(ctx context.Context, id string) (StreamState, error
 
 func (s *sqliteStore) saveStreamWrites(ctx context.Context, id, seq string, ps *ProducerState) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE channels SET stream_seq = COALESCE(?, stream_seq) WHERE id = ?`, nullString(seq), id)
+		err := execOne(ctx, tx, `UPDATE channels SET stream_seq = COALESCE(?, stream_seq) WHERE id = ?`, nullString(seq), id)
 		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			if err == nil {
-				err = ErrNotFound
-			}
 			return err
 		}
 		if ps == nil {
 			return nil
 		}
-		return upsertSQLiteProducer(ctx, tx, id, *ps)
+		return sqliteStreamTx{tx}.upsertProducer(ctx, id, *ps)
 	})
 }
 
 func (s *sqliteStore) markDeleted(ctx context.Context, id string) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE channels SET deleted_at = COALESCE(deleted_at, ?) WHERE id = ?`, time.Now().UnixMicro(), id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			if err == nil {
-				err = ErrNotFound
-			}
-			return err
-		}
-		return nil
+		return execOne(ctx, tx, `UPDATE channels SET deleted_at = COALESCE(deleted_at, ?) WHERE id = ?`, time.Now().UnixMicro(), id)
 	})
 }
 
@@ -87,9 +68,16 @@ func (s *sqliteStore) forks(ctx context.Context, id string) (int, error) {
 	return n, err
 }
 
-// upsertSQLiteProducer moves a producer's state forward.
-func upsertSQLiteProducer(ctx context.Context, tx *sql.Tx, id string, ps ProducerState) error {
-	_, err := tx.ExecContext(ctx,
+// sqliteStreamTx is a SQLite transaction as writeStreamStates uses it.
+type sqliteStreamTx struct{ tx *sql.Tx }
+
+func (t sqliteStreamTx) setStreamSeq(ctx context.Context, id, seq string) error {
+	_, err := t.tx.ExecContext(ctx, `UPDATE channels SET stream_seq = ? WHERE id = ?`, seq, id)
+	return err
+}
+
+func (t sqliteStreamTx) upsertProducer(ctx context.Context, id string, ps ProducerState) error {
+	_, err := t.tx.ExecContext(ctx,
 		`INSERT INTO producers (channel_id, producer_id, epoch, seq, updated_at) VALUES (?, ?, ?, ?, ?)
 		 ON CONFLICT (channel_id, producer_id) DO UPDATE
 		   SET epoch = excluded.epoch, seq = excluded.seq, updated_at = excluded.updated_at
@@ -98,39 +86,25 @@ func upsertSQLiteProducer(ctx context.Context, tx *sql.Tx, id string, ps Produce
 	return err
 }
 
-// writeSQLiteStreamStates records the producers and Stream-Seq that
-// batches carry, in the transaction of their messages.
-func writeSQLiteStreamStates(ctx context.Context, tx *sql.Tx, batches []*Batch) error {
-	for _, b := range batches {
-		if b.StreamSeq != "" {
-			if _, err := tx.ExecContext(ctx, `UPDATE channels SET stream_seq = ? WHERE id = ?`, b.StreamSeq, b.Channel); err != nil {
-				return err
-			}
-		}
-		for _, ps := range b.Producers {
-			if err := upsertSQLiteProducer(ctx, tx, b.Channel, ps); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func (s *sqliteStore) touchStream(ctx context.Context, id string) error {
-	var n int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE channels SET accessed_at = max(coalesce(accessed_at, 0), ?) WHERE id = ?`, time.Now().UnixMicro(), id)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+// execOne runs an update of channel id's row in tx, and returns
+// ErrNotFound when it changed no row.
+func execOne(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
 		return err
-	})
+	}
+	n, err := res.RowsAffected()
 	if err == nil && n == 0 {
 		err = ErrNotFound
 	}
 	return err
+}
+
+func (s *sqliteStore) touchStream(ctx context.Context, id string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		return execOne(ctx, tx, `UPDATE channels SET accessed_at = max(coalesce(accessed_at, 0), ?) WHERE id = ?`,
+			time.Now().UnixMicro(), id)
+	})
 }
 
 func (s *sqliteStore) streamIdle(ctx context.Context, id string) (time.Duration, error) {

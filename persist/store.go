@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/messages-server/messages/internal/metric"
 )
 
 // Config configures a Store. The zero value of every field except URL means
@@ -54,10 +54,10 @@ type Config struct {
 	// Lease is how long a lease holds without renewal, in cluster mode.
 	// Default 5s.
 	Lease time.Duration
-	// Registerer gets the store's metrics (the size and duration of its
-	// creation transactions). Nil registers nothing. A metric already
-	// registered (by a second Store) is shared.
-	Registerer prometheus.Registerer
+	// Metrics makes the store's metrics (the size and duration of its
+	// creation transactions). Nil records none. A metric made twice (by a
+	// second Store) is shared.
+	Metrics metric.Registry
 }
 
 // defaultLease is Config.Lease when it is zero.

@@ -2,6 +2,7 @@ package persist
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -143,6 +144,50 @@ func (s *Store) Forks(ctx context.Context, id string) (int, error) {
 		return 0, fmt.Errorf("persist: forks of %q: %w", id, err)
 	}
 	return n, nil
+}
+
+// streamRow holds the stream columns of a channel's row that read the
+// same on either backend, as scanned; NULL reads as the zero value.
+type streamRow struct {
+	ct, sseq, from  sql.NullString
+	ttl, fseq, fsub sql.NullInt64
+}
+
+// state is the stream state the row holds, without its expiry and
+// deletion, whose columns each backend stores in its own way.
+func (r streamRow) state() StreamState {
+	return StreamState{
+		StreamConfig: StreamConfig{ContentType: r.ct.String, TTL: r.ttl.Int64, ForkedFrom: r.from.String,
+			ForkSeq: r.fseq.Int64, ForkSub: r.fsub.Int64},
+		StreamSeq: r.sseq.String,
+	}
+}
+
+// streamTx is a backend's write transaction as the stream state needs it.
+type streamTx interface {
+	// setStreamSeq records seq as channel id's last Stream-Seq.
+	setStreamSeq(ctx context.Context, id, seq string) error
+	// upsertProducer moves a producer's state in channel id forward: an
+	// older (epoch, seq) never overwrites a newer one.
+	upsertProducer(ctx context.Context, id string, ps ProducerState) error
+}
+
+// writeStreamStates records the producers and Stream-Seq that batches
+// carry, in the transaction of their messages.
+func writeStreamStates(ctx context.Context, tx streamTx, batches []*Batch) error {
+	for _, b := range batches {
+		if b.StreamSeq != "" {
+			if err := tx.setStreamSeq(ctx, b.Channel, b.StreamSeq); err != nil {
+				return err
+			}
+		}
+		for _, ps := range b.Producers {
+			if err := tx.upsertProducer(ctx, b.Channel, ps); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // nullString is nil for "", so that "" is stored as NULL.

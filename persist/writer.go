@@ -10,9 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/messages-server/messages/internal/backoff"
+	"github.com/messages-server/messages/internal/metric"
 )
 
 // BatchWriter commits batches of messages of many channels at once. Store
@@ -49,9 +48,9 @@ type WriterConfig struct {
 	Timeout time.Duration
 	// Logger receives write failures and recoveries. Nil discards.
 	Logger *slog.Logger
-	// Registerer gets the writer's metrics. Nil registers nothing. When a
-	// metric is already registered (a second Writer), that one is shared.
-	Registerer prometheus.Registerer
+	// Metrics makes the writer's metrics. Nil records none. A metric made
+	// twice (by a second Writer) is shared.
+	Metrics metric.Registry
 }
 
 // withDefaults returns c with its zero fields set to their defaults.
@@ -74,6 +73,9 @@ func (c WriterConfig) withDefaults() WriterConfig {
 	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
 	if c.Timeout <= 0 {
 		c.Timeout = 30 * time.Second
+	}
+	if c.Metrics == nil {
+		c.Metrics = metric.Discard
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -115,14 +117,40 @@ type Writer struct {
 	closed bool // Guarded by mu; once set, queue is closed.
 }
 
-// writerMetrics are the Writer's Prometheus collectors.
+// writerMetrics are the Writer's metrics.
 type writerMetrics struct {
-	rows     prometheus.Histogram
-	duration prometheus.Histogram
-	errors   prometheus.Counter
-	failed   *prometheus.CounterVec // by reason: not_found, closed, rejected
-	refused  prometheus.Counter     // batches written without a record the store refused
-	queued   prometheus.Gauge
+	rows     metric.Observer
+	duration metric.Observer
+	errors   metric.Counter
+	failed   metric.CounterVec // by reason: not_found, closed, fenced, rejected
+	refused  metric.Counter    // batches written without a record the store refused
+	queued   metric.Gauge
+}
+
+// opts names a metric of the persist subsystem.
+func opts(name, help string) metric.Opts {
+	return metric.Opts{Namespace: "messages", Subsystem: "persist", Name: name, Help: help}
+}
+
+// newWriterMetrics makes the Writer's metrics with r.
+func newWriterMetrics(r metric.Registry) writerMetrics {
+	return writerMetrics{
+		rows: r.Histogram(opts("batch_rows",
+			"Messages written per persist transaction."), metric.ExponentialBuckets(1, 4, 9)),
+		duration: r.Histogram(opts("duration_seconds",
+			"Duration of successful persist transactions."), metric.ExponentialBuckets(0.0005, 2, 15)),
+		errors: r.Counter(opts("errors_total",
+			"Persist transactions that failed and were retried.")),
+		failed: r.CounterVec(opts("failed_batches_total",
+			"Batches given up because retrying cannot write them, by reason: "+
+				"not_found (no such channel), closed (the channel is closed), fenced (another node took the channel over), "+
+				"rejected (refused by the database)."), "reason", "not_found", "closed", "rejected"), // exported as 0 until one happens
+		refused: r.Counter(opts("refused_records_batches_total",
+			"Batches written without stream state (an idempotent producer's state, a Stream-Seq) "+
+				"that the store refused for good; their messages were written.")),
+		queued: r.Gauge(opts("queue_batches",
+			"Batches waiting for a persist worker.")),
+	}
 }
 
 // NewWriter starts a Writer that commits batches to dst.
@@ -130,46 +158,13 @@ func NewWriter(dst BatchWriter, cfg WriterConfig) *Writer {
 	cfg = cfg.withDefaults()
 	stop, giveUp := context.WithCancel(context.Background())
 	w := &Writer{
-		dst:    dst,
-		cfg:    cfg,
-		queue:  make(chan *Batch, cfg.QueueLen),
-		done:   make(chan struct{}),
-		stop:   stop,
-		giveUp: giveUp,
-		metrics: writerMetrics{
-			rows: register(cfg, prometheus.NewHistogram(prometheus.HistogramOpts{
-				Namespace: "messages", Subsystem: "persist", Name: "batch_rows",
-				Help:    "Messages written per persist transaction.",
-				Buckets: prometheus.ExponentialBuckets(1, 4, 9),
-			})),
-			duration: register(cfg, prometheus.NewHistogram(prometheus.HistogramOpts{
-				Namespace: "messages", Subsystem: "persist", Name: "duration_seconds",
-				Help:    "Duration of successful persist transactions.",
-				Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
-			})),
-			errors: register(cfg, prometheus.NewCounter(prometheus.CounterOpts{
-				Namespace: "messages", Subsystem: "persist", Name: "errors_total",
-				Help: "Persist transactions that failed and were retried.",
-			})),
-			failed: register(cfg, prometheus.NewCounterVec(prometheus.CounterOpts{
-				Namespace: "messages", Subsystem: "persist", Name: "failed_batches_total",
-				Help: "Batches given up because retrying cannot write them, by reason: " +
-					"not_found (no such channel), closed (the channel is closed), fenced (another node took the channel over), " +
-					"rejected (refused by the database).",
-			}, []string{"reason"})),
-			refused: register(cfg, prometheus.NewCounter(prometheus.CounterOpts{
-				Namespace: "messages", Subsystem: "persist", Name: "refused_records_batches_total",
-				Help: "Batches written without stream state (an idempotent producer's state, a Stream-Seq) " +
-					"that the store refused for good; their messages were written.",
-			})),
-			queued: register(cfg, prometheus.NewGauge(prometheus.GaugeOpts{
-				Namespace: "messages", Subsystem: "persist", Name: "queue_batches",
-				Help: "Batches waiting for a persist worker.",
-			})),
-		},
-	}
-	for _, reason := range []string{"not_found", "closed", "rejected"} {
-		w.metrics.failed.WithLabelValues(reason) // exported as 0 until one happens
+		dst:     dst,
+		cfg:     cfg,
+		queue:   make(chan *Batch, cfg.QueueLen),
+		done:    make(chan struct{}),
+		stop:    stop,
+		giveUp:  giveUp,
+		metrics: newWriterMetrics(cfg.Metrics),
 	}
 	var wg sync.WaitGroup
 	for range cfg.Workers {
@@ -181,23 +176,6 @@ func NewWriter(dst BatchWriter, cfg WriterConfig) *Writer {
 		close(w.done)
 	}()
 	return w
-}
-
-// register registers c on cfg.Registerer, if any, and returns it, or the
-// collector already registered under its name.
-func register[C prometheus.Collector](cfg WriterConfig, c C) C {
-	if cfg.Registerer == nil {
-		return c
-	}
-	if err := cfg.Registerer.Register(c); err != nil {
-		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		cfg.Logger.Error("persist: register metric", "err", err)
-	}
-	return c
 }
 
 // TryEnqueue hands b to the writer without blocking. It returns false, and
@@ -387,7 +365,7 @@ func (w *Writer) fail(b *Batch, err error) {
 	case errors.Is(err, ErrFenced):
 		reason = "fenced"
 	}
-	w.metrics.failed.WithLabelValues(reason).Inc()
+	w.metrics.failed.With(reason).Inc()
 	// The error is logged once, where it is handled: by the batch's owner
 	// when it has a Done (a channel deleted meanwhile is no error at all),
 	// here otherwise.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 )
 
@@ -50,7 +51,7 @@ func benchWriter(b *testing.B, channels, perBatch int, cfg persist.WriterConfig)
 		}
 	}
 	reg := prometheus.NewRegistry()
-	cfg.Registerer = reg
+	cfg.Metrics = prom.New(reg)
 	w := persist.NewWriter(s, cfg)
 	const producers = 4
 	var (

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 )
 
@@ -74,6 +75,16 @@ func track(b *persist.Batch) *result {
 			r.err = err
 			close(r.done)
 		}
+	}
+	return r
+}
+
+// enqueue tracks b (see track) and queues it in w, which must take it.
+func enqueue(t testing.TB, w *persist.Writer, b *persist.Batch) *result {
+	t.Helper()
+	r := track(b)
+	if !w.TryEnqueue(b) {
+		t.Fatalf("TryEnqueue refused the batch of %s", b.Channel)
 	}
 	return r
 }
@@ -169,7 +180,7 @@ func TestWriterManyChannels(t *testing.T) {
 	s, _ := openStore(t)
 	ctx := t.Context()
 	reg := prometheus.NewRegistry()
-	w := persist.NewWriter(s, persist.WriterConfig{Workers: 3, MaxRows: 40, Registerer: reg})
+	w := persist.NewWriter(s, persist.WriterConfig{Workers: 3, MaxRows: 40, Metrics: prom.New(reg)})
 	const channels, batches = 40, 15
 	at := time.Unix(1764300000, 0)
 
@@ -264,15 +275,12 @@ func TestWriterRetriesOutage(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	f := &faulty{dst: s, failFirst: 3}
 	w := persist.NewWriter(f, persist.WriterConfig{
-		Workers: 2, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, Registerer: reg,
+		Workers: 2, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, Metrics: prom.New(reg),
 	})
 	defer closeWriter(t, w)
 
 	b := &persist.Batch{Channel: "o", Messages: msgs("o", 1, 4, time.Unix(1764300000, 0))}
-	r := track(b)
-	if !w.TryEnqueue(b) {
-		t.Fatal("TryEnqueue refused")
-	}
+	r := enqueue(t, w, b)
 	if err := r.wait(t); err != nil {
 		t.Fatalf("Done(%v) after the outage, want nil", err)
 	}
@@ -300,10 +308,7 @@ func TestWriterCloseGivesUpDuringOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := &persist.Batch{Channel: id, Messages: msgs(id, 1, 3, time.Unix(1764300000, 0))}
-		rs = append(rs, track(b))
-		if !w.TryEnqueue(b) {
-			t.Fatal("TryEnqueue refused")
-		}
+		rs = append(rs, enqueue(t, w, b))
 	}
 	// Let the outage be seen before giving up.
 	for range 3 {
@@ -352,10 +357,7 @@ func TestWriterQueueFullAndGrouping(t *testing.T) {
 	}
 	var rs []*result
 	for _, b := range queued {
-		rs = append(rs, track(b))
-		if !w.TryEnqueue(b) {
-			t.Fatal("TryEnqueue refused with room in the queue")
-		}
+		rs = append(rs, enqueue(t, w, b))
 	}
 	if w.TryEnqueue(&persist.Batch{Channel: "g0"}) {
 		t.Fatal("TryEnqueue accepted a batch into a full queue")
@@ -429,7 +431,7 @@ func TestWriterGivesUpOnlyTheFailingBatches(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	f := &faulty{dst: s, hold: make(chan struct{}), entered: make(chan struct{})}
-	w := persist.NewWriter(f, persist.WriterConfig{Workers: 1, Registerer: reg,
+	w := persist.NewWriter(f, persist.WriterConfig{Workers: 1, Metrics: prom.New(reg),
 		MinBackoff: time.Hour}) // a retry of a permanent failure would hang the test
 	r0 := startHeld(t, w, f, &persist.Batch{Channel: "first", Messages: msgs("first", 1, 1, at)})
 	const bad = "bad\x00id" // PostgreSQL text holds no NUL: 22021
@@ -441,10 +443,7 @@ func TestWriterGivesUpOnlyTheFailingBatches(t *testing.T) {
 	}
 	var rs []*result
 	for _, b := range queued {
-		rs = append(rs, track(b))
-		if !w.TryEnqueue(b) {
-			t.Fatal("TryEnqueue refused")
-		}
+		rs = append(rs, enqueue(t, w, b))
 	}
 	releaseAll(t, f)
 	if err := r0.wait(t); err != nil {

@@ -63,6 +63,17 @@ func startWithToken(t *testing.T, id string) (*wstest.Server, string) {
 	return srv, admin
 }
 
+// promptShown is true in the viewer while it shows the token prompt.
+const promptShown = `!document.getElementById("token-form").hidden`
+
+// watchUntilPrompt opens channel id in the viewer at base, which must ask
+// for a token.
+func watchUntilPrompt(t *testing.T, ctx context.Context, base, id string) {
+	t.Helper()
+	run(t, ctx, 30*time.Second, chromedp.Navigate(base+"/#/watch/"+id))
+	waitJS(t, ctx, 10*time.Second, "the token prompt", promptShown)
+}
+
 // TestViewerToken opens a channel on a server that requires tokens: the
 // viewer gets 401, asks for a token, refuses a bad one with the server's
 // reason, and with a good one shows the channel live over the WebSocket
@@ -74,9 +85,7 @@ func TestViewerToken(t *testing.T) {
 	srv, admin := startWithToken(t, id)
 
 	ctx := b.ctx
-	visible := `!document.getElementById("token-form").hidden`
-	run(t, ctx, 30*time.Second, chromedp.Navigate(srv.URL+"/#/watch/"+id))
-	waitJS(t, ctx, 10*time.Second, "the token prompt", visible)
+	watchUntilPrompt(t, ctx, srv.URL, id)
 	if n := eval[int](t, ctx, jsShown); n != 0 {
 		t.Fatalf("%d messages shown without a token", n)
 	}
@@ -89,7 +98,7 @@ func TestViewerToken(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#token-form button[type=submit]`)),
 	)
 	waitJS(t, ctx, 10*time.Second, "the prompt again, saying the token expired",
-		visible+` && document.getElementById("token-reason").textContent.includes("expired")`)
+		promptShown+` && document.getElementById("token-reason").textContent.includes("expired")`)
 
 	user := signToken(t, auth.Claims{Subscribe: []string{"e2e-*"}, Publish: []string{"e2e-*"}}, time.Hour)
 	run(t, ctx, 10*time.Second,
@@ -97,7 +106,7 @@ func TestViewerToken(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#token-form button[type=submit]`)),
 	)
 	waitJS(t, ctx, 10*time.Second, "live with the token", jsState+` === "live" && `+jsShown+` === 1`)
-	if eval[bool](t, ctx, visible) {
+	if eval[bool](t, ctx, promptShown) {
 		t.Error("the prompt is still shown with a good token")
 	}
 	if got := eval[string](t, ctx, `sessionStorage.getItem("messages.token")`); got != user {
@@ -137,18 +146,18 @@ func TestViewerToken(t *testing.T) {
 	// server's reason instead.
 	run(t, ctx, 30*time.Second, chromedp.Navigate(srv.URL+"/#/"))
 	waitJS(t, ctx, 10*time.Second, "the list's 403", `document.getElementById("list-error").textContent.includes("admin")`)
-	if eval[bool](t, ctx, visible) {
+	if eval[bool](t, ctx, promptShown) {
 		t.Error("a 403 brought up the token prompt")
 	}
 
 	// Another tab does not have it.
 	tab2 := b.tab()
 	run(t, tab2, 30*time.Second, chromedp.Navigate(srv.URL+"/#/watch/"+id))
-	waitJS(t, tab2, 10*time.Second, "the prompt in another tab", visible)
+	waitJS(t, tab2, 10*time.Second, "the prompt in another tab", promptShown)
 
 	// Forgetting it brings the prompt back.
 	run(t, ctx, 10*time.Second, chromedp.Click(chromedp.CSS("#forget-token")))
-	waitJS(t, ctx, 10*time.Second, "the prompt after forgetting", visible+` && sessionStorage.getItem("messages.token") === null`)
+	waitJS(t, ctx, 10*time.Second, "the prompt after forgetting", promptShown+` && sessionStorage.getItem("messages.token") === null`)
 }
 
 // TestViewerTokenExpires: when the token a channel is watched with
@@ -160,9 +169,7 @@ func TestViewerTokenExpires(t *testing.T) {
 	srv, admin := startWithToken(t, id)
 
 	ctx := b.ctx
-	visible := `!document.getElementById("token-form").hidden`
-	run(t, ctx, 30*time.Second, chromedp.Navigate(srv.URL+"/#/watch/"+id))
-	waitJS(t, ctx, 10*time.Second, "the token prompt", visible)
+	watchUntilPrompt(t, ctx, srv.URL, id)
 	// Accepted for three more seconds: its exp is past, within the clock
 	// skew the server tolerates.
 	short := signToken(t, auth.Claims{Subscribe: []string{id}}, -auth.Leeway+3*time.Second)
@@ -172,7 +179,7 @@ func TestViewerTokenExpires(t *testing.T) {
 	)
 	waitJS(t, ctx, 10*time.Second, "live with the short token", jsState+` === "live" && `+jsShown+` === 1`)
 	waitJS(t, ctx, 20*time.Second, "the prompt once the token expired",
-		visible+` && document.getElementById("token-reason").textContent.includes("expired")`)
+		promptShown+` && document.getElementById("token-reason").textContent.includes("expired")`)
 
 	authDo(t, "POST", srv.URL+"/channels/"+id+"/messages", admin, "two\n", 200)
 	fresh := signToken(t, auth.Claims{Subscribe: []string{id}}, time.Hour)

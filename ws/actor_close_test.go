@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"testing"
+
+	"github.com/messages-server/messages/ws/hub"
 )
 
 // TestCloseEmptyChannelWaitsUntilDurable: closing a channel with no
@@ -16,12 +18,12 @@ import (
 // and exited while the close batch was still with the writer, and the next
 // request took the channel over as epoch 2 and accepted appends.
 func TestCloseEmptyChannelWaitsUntilDurable(t *testing.T) {
-	ts := startTestServer(t, HubConfig{}, ServerConfig{})
+	ts := startTestServer(t, hub.Config{}, ServerConfig{})
 	ctx := context.Background()
 	if _, err := ts.hub.Create(ctx, "empty", nil, 0); err != nil {
 		t.Fatal(err)
 	}
-	_, reg, err := ts.hub.subscribe(ctx, "empty", 0, true)
+	_, reg, err := ts.hub.Watch(ctx, "empty", 0)
 	if err != nil || reg == nil {
 		t.Fatalf("subscribe: %v", err)
 	}
@@ -52,8 +54,8 @@ func TestCloseEmptyChannelWaitsUntilDurable(t *testing.T) {
 	default:
 	}
 	select {
-	case <-reg.s.queue:
-		t.Fatalf("the subscriber was ended (reason %d) before the close was durable", reg.s.reason)
+	case <-reg.Queue():
+		t.Fatalf("the subscriber was ended before the close was durable")
 	default:
 	}
 
@@ -68,8 +70,9 @@ func TestCloseEmptyChannelWaitsUntilDurable(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.body), &resp); err != nil || resp.LastSeq == nil || *resp.LastSeq != 0 {
 		t.Fatalf("close answered %s, want {\"last_seq\":0}", r.body)
 	}
-	if _, ok := <-reg.s.queue; ok || reg.s.reason != reasonEnded || reg.s.endSeq != 0 {
-		t.Fatalf("subscriber: reason %d end %d, want ended at 0", reg.s.reason, reg.s.endSeq)
+	_, ok := <-reg.Queue()
+	if end, ended := reg.Ended(); ok || !ended || end != 0 {
+		t.Fatalf("subscriber: ended %v at %d, want ended at 0", ended, end)
 	}
 	// Requests right after the acknowledged close.
 	if st, body := post(t, ts.url+"/channels/empty/messages", "later"); st != http.StatusConflict {

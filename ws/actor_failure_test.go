@@ -11,9 +11,9 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -23,7 +23,7 @@ import (
 // channel is then unknown. It used to be taken for a shutdown: subscribers
 // got 1001 "server is shutting down" and would reconnect in vain.
 func TestChannelNotFoundByWriter(t *testing.T) {
-	ts := startTestServer(t, HubConfig{}, ServerConfig{})
+	ts := startTestServer(t, hub.Config{}, ServerConfig{})
 	ctx := context.Background()
 	for _, id := range []string{"gone", "other"} {
 		if _, err := ts.hub.Create(ctx, id, nil, 0); err != nil {
@@ -71,7 +71,7 @@ func TestChannelNotFoundByWriter(t *testing.T) {
 // its durable prefix by the next request (a new epoch, as after a crash).
 // It used to be treated as a shutdown: 1001 and 503 "shutting down".
 func TestPermanentWriteFailure(t *testing.T) {
-	ts := startTestServer(t, HubConfig{}, ServerConfig{})
+	ts := startTestServer(t, hub.Config{}, ServerConfig{})
 	ctx := context.Background()
 	for _, id := range []string{"bad", "fine"} {
 		if _, err := ts.hub.Create(ctx, id, nil, 0); err != nil {
@@ -117,7 +117,7 @@ func TestPermanentWriteFailure(t *testing.T) {
 	if err := c.closed(t); !errors.As(err, &ce) || ce.Code != wire.CloseInternal {
 		t.Fatalf("closed with %v, want %d", err, wire.CloseInternal)
 	}
-	if n := testutil.ToFloat64(ts.hub.metrics.failures); n != 1 {
+	if n := gathered(t, ts.reg, "messages_channel_failures_total"); n != 1 {
 		t.Errorf("channel failures counted: %v, want 1", n)
 	}
 

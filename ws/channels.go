@@ -14,6 +14,7 @@ import (
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/auth"
 	"github.com/messages-server/messages/ws/durable"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -56,8 +57,8 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if req.ID != "" && !ValidID(req.ID) {
-		writeError(w, http.StatusBadRequest, idError(req.ID))
+	if req.ID != "" && !hub.ValidID(req.ID) {
+		writeError(w, http.StatusBadRequest, hub.IDError(req.ID))
 		return
 	}
 	var gen *persist.Generator
@@ -93,8 +94,8 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 type listResponse struct {
-	Channels []ChannelInfo `json:"channels"`
-	Next     string        `json:"next"`
+	Channels []hub.ChannelInfo `json:"channels"`
+	Next     string            `json:"next"`
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
@@ -107,8 +108,8 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	// The cursor is the id a previous page ended with: anything else (a
 	// NUL, bytes that are not UTF-8) is bad input, which no store is asked.
 	after := q.Get("after")
-	if after != "" && !ValidID(after) {
-		writeError(w, http.StatusBadRequest, "after must be a channel id (the next of a previous page): "+idError(after))
+	if after != "" && !hub.ValidID(after) {
+		writeError(w, http.StatusBadRequest, "after must be a channel id (the next of a previous page): "+hub.IDError(after))
 		return
 	}
 	if !s.authorize(w, r, auth.Admin, "", false) {
@@ -217,14 +218,14 @@ func (s *Server) handleAppend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	seq, err := s.hub.Append(r.Context(), id, data, wait)
-	var pwe *PersistWaitError
+	var pwe *hub.PersistWaitError
 	switch {
 	case err == nil:
 	case errors.As(err, &pwe):
 		// Accepted and buffered; persisted later. Say which seq to look for.
 		writeJSON(w, http.StatusGatewayTimeout, seqError{Error: err.Error(), Seq: seq})
 		return
-	case seq != 0 && errors.Is(err, ErrShuttingDown):
+	case seq != 0 && errors.Is(err, hub.ErrShuttingDown):
 		// Appended, but not confirmed durable before shutdown.
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, seqError{
@@ -289,7 +290,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	if !s.authorize(w, r, auth.Subscribe, id, false) {
 		return
 	}
-	msgs, ct, err := s.hub.page(r.Context(), id, from, limit)
+	msgs, ct, err := s.hub.HistoryTyped(r.Context(), id, from, limit)
 	if err != nil {
 		s.fail(w, r, err, id)
 		return
@@ -343,15 +344,19 @@ func (s *Server) appendIdempotent(w http.ResponseWriter, r *http.Request, id str
 		writeJSON(w, http.StatusGatewayTimeout, seqError{Error: err.Error(), Seq: res.Seq})
 		return
 	case errors.Is(err, durable.ErrNotFound):
-		s.fail(w, r, ErrNotFound, id)
+		s.fail(w, r, hub.ErrNotFound, id)
 		return
 	case errors.Is(err, durable.ErrClosed):
-		s.fail(w, r, ErrChannelClosed, id)
+		s.fail(w, r, hub.ErrChannelClosed, id)
 		return
 	default:
-		var u unavailable
+		// A hub error the adapter marked as one to retry later.
+		var u interface {
+			Unavailable() bool
+			Unwrap() error
+		}
 		if errors.As(err, &u) {
-			err = u.error
+			err = u.Unwrap()
 		}
 		s.fail(w, r, err, id)
 		return

@@ -13,7 +13,7 @@ import (
 
 	"github.com/messages-server/messages/persist"
 
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -34,7 +34,7 @@ func TestChannelsAPI(t *testing.T) {
 		}
 	}
 	// With a one-hour interval nothing is flushed yet, except on demand.
-	info := decodeJSON[ws.ChannelInfo](t, mustGet(t, base+"/channels/a1"))
+	info := decodeJSON[hub.ChannelInfo](t, mustGet(t, base+"/channels/a1"))
 	if info.LastSeq != 5 || info.PersistedSeq != 0 || !info.Open || info.Epoch != "1" {
 		t.Errorf("info before flush: %+v", info)
 	}
@@ -42,7 +42,7 @@ func TestChannelsAPI(t *testing.T) {
 	if st != 200 || decodeJSON[struct{ Seq int64 }](t, b).Seq != 6 {
 		t.Fatalf("wait=persisted: %d %s", st, b)
 	}
-	info = decodeJSON[ws.ChannelInfo](t, mustGet(t, base+"/channels/a1"))
+	info = decodeJSON[hub.ChannelInfo](t, mustGet(t, base+"/channels/a1"))
 	if info.PersistedSeq != 6 {
 		t.Errorf("after wait=persisted, persisted_seq = %d", info.PersistedSeq)
 	}
@@ -67,7 +67,7 @@ func TestChannelsAPI(t *testing.T) {
 		t.Errorf("history: %v", got)
 	}
 	list := decodeJSON[struct {
-		Channels []ws.ChannelInfo
+		Channels []hub.ChannelInfo
 		Next     string
 	}](t, mustGet(t, base+"/channels?limit=2"))
 	if len(list.Channels) != 2 || list.Next == "" {
@@ -79,7 +79,7 @@ func TestChannelsAPI(t *testing.T) {
 	}](t, b).LastSeq != 7 {
 		t.Fatalf("close: %d %s", st, b)
 	}
-	info = decodeJSON[ws.ChannelInfo](t, mustGet(t, base+"/channels/a1"))
+	info = decodeJSON[hub.ChannelInfo](t, mustGet(t, base+"/channels/a1"))
 	if info.Open || info.ClosedAt == nil || info.LastSeq != 7 || info.PersistedSeq != 7 {
 		t.Errorf("after close: %+v", info)
 	}
@@ -159,7 +159,7 @@ func TestClientGoneMidAppend(t *testing.T) {
 		done <- err
 	}()
 	waitFor(t, 10*time.Second, "the append to reach the channel", func() bool {
-		return decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/gone")).LastSeq == 1
+		return decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/gone")).LastSeq == 1
 	})
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
@@ -183,7 +183,7 @@ func TestClientGoneMidAppend(t *testing.T) {
 	// The message was accepted before the client left: it is not lost.
 	flaky.down.Store(false)
 	waitFor(t, 10*time.Second, "the message to be persisted", func() bool {
-		return decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/gone")).PersistedSeq == 1
+		return decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/gone")).PersistedSeq == 1
 	})
 }
 

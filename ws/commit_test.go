@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -60,7 +60,7 @@ func TestCommitFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	setFail := failCommits(ctx, t, srv.DatabaseURL)
-	info := func() ws.ChannelInfo { return decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/cf")) }
+	info := func() hub.ChannelInfo { return decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/cf")) }
 
 	createChannel(t, srv.URL, "cf")
 	want := []string{"before 1", "before 2"}

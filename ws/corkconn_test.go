@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -102,7 +103,7 @@ func parseServerFrames(t *testing.T, b []byte) []serverFrame {
 // the socket in one write: the WebSocket library's frame header and
 // payload, which it writes separately, are gathered into one writev.
 func TestOneWritePerFrame(t *testing.T) {
-	ts := startTestServer(t, HubConfig{}, ServerConfig{})
+	ts := startTestServer(t, hub.Config{}, ServerConfig{})
 	ln := &recordingListener{}
 	hs := httptest.NewUnstartedServer(ts.srv)
 	ln.Listener = hs.Listener

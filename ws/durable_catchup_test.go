@@ -15,6 +15,7 @@ import (
 
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -260,7 +261,7 @@ func TestDurableLongPollAtNow(t *testing.T) {
 // failingReads fails the history reads of one channel once armed, after
 // the first ok of them.
 type failingReads struct {
-	ws.Store
+	hub.Store
 	id    string
 	armed atomic.Bool
 	ok    atomic.Int64
@@ -283,7 +284,7 @@ func TestDurableCatchupBrokenRead(t *testing.T) {
 			t.Parallel()
 			fail := &failingReads{id: "broken"}
 			srv := wstest.Start(t, wstest.Options{Backend: backend, RetainMessages: 1,
-				Store: func(s ws.Store) ws.Store { fail.Store = s; return fail }})
+				Store: func(s hub.Store) hub.Store { fail.Store = s; return fail }})
 			u := srv.URL + "/v1/stream/broken"
 			if r := dsDo(t, "PUT", u, nil, "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
 				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/messages-server/messages/ws/auth"
 	"github.com/messages-server/messages/ws/durable"
+	"github.com/messages-server/messages/ws/hub"
 )
 
 // durablePrefix is where the Durable Streams protocol is served.
@@ -17,7 +18,7 @@ const durablePrefix = "/v1/stream/"
 const minStreamTime = time.Second
 
 // durableHandler serves the Durable Streams protocol over the server's
-// DurableBackend, with the same token rights as the rest of the API:
+// streams.Backend, with the same token rights as the rest of the API:
 // reading a stream (GET, HEAD) needs subscribe, and a token may come as
 // ?token= on GET, for EventSource; creating and appending (PUT, POST) need
 // publish, and forking also subscribe on the source; deleting needs admin,
@@ -42,8 +43,8 @@ func (s *Server) durableHandler() http.Handler {
 			return
 		}
 		name := strings.TrimPrefix(r.URL.Path, durablePrefix)
-		if !ValidID(name) {
-			writeError(w, http.StatusBadRequest, idError(name))
+		if !hub.ValidID(name) {
+			writeError(w, http.StatusBadRequest, hub.IDError(name))
 			return
 		}
 		ok := true
@@ -97,8 +98,8 @@ func (s *Server) durableHandler() http.Handler {
 // from, as the Durable Streams handler parsed it from Stream-Forked-From:
 // the name the fork will read, in whatever spelling the header gave it.
 func (s *Server) authorizeFork(w http.ResponseWriter, r *http.Request, source string) bool {
-	if !ValidID(source) {
-		writeError(w, http.StatusBadRequest, "Stream-Forked-From: "+idError(source))
+	if !hub.ValidID(source) {
+		writeError(w, http.StatusBadRequest, "Stream-Forked-From: "+hub.IDError(source))
 		return false
 	}
 	return s.authorize(w, r, auth.Subscribe, source, false)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/messages-server/messages/ws/hub"
 )
 
 // TestTextStreamTokenExpiredBeforeStart: a token accepted in the last
@@ -14,7 +16,7 @@ import (
 // the text stream writes anything: the answer is 401 saying so, not an
 // internal error.
 func TestTextStreamTokenExpiredBeforeStart(t *testing.T) {
-	h, _, _ := newTestHub(t, HubConfig{})
+	h, _, _ := newTestHub(t, hub.Config{})
 	if _, err := h.Create(context.Background(), "c", nil, 0); err != nil {
 		t.Fatal(err)
 	}

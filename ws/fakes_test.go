@@ -1,3 +1,6 @@
+// The in-memory store and writer of the hub's tests (ws/hub/fakes_test.go), for
+// the tests of the front over them.
+
 package ws
 
 import (
@@ -8,9 +11,10 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/hub"
 )
 
-// memStore is an in-memory Store for testing the actor alone.
+// memStore is an in-memory hub.Store for testing the actor alone.
 type memStore struct {
 	mu       sync.Mutex
 	channels map[string]persist.Channel
@@ -150,11 +154,11 @@ func (w *memWriter) block(v bool) {
 	w.mu.Unlock()
 }
 
-func newTestHub(t testing.TB, cfg HubConfig) (*Hub, *memStore, *memWriter) {
+func newTestHub(t testing.TB, cfg hub.Config) (*hub.Hub, *memStore, *memWriter) {
 	st := newMemStore()
 	w := &memWriter{store: st}
 	cfg.Store, cfg.Writer = st, w
-	h := NewHub(cfg)
+	h := hub.New(cfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/hub"
 )
 
 // gateWriter is an Enqueuer over a memStore. While open it commits every
@@ -98,17 +102,18 @@ func (w *gateWriter) commit(b *persist.Batch) {
 // testServer is a Server over a hub with an in-memory store, on a loopback
 // port.
 type testServer struct {
-	hub   *Hub
+	hub   *hub.Hub
 	store *memStore
 	gate  *gateWriter
 	srv   *Server
 	url   string
+	reg   *prometheus.Registry // the hub's collectors, unless hcfg had some
 }
 
 // startTestServer starts a Server for hcfg and scfg and shuts it down when
 // the test ends. The hub's Store is a fresh memStore, seen through wrap if
 // given, and its Writer a gateWriter over that memStore.
-func startTestServer(t testing.TB, hcfg HubConfig, scfg ServerConfig, wrap ...func(*memStore) Store) *testServer {
+func startTestServer(t testing.TB, hcfg hub.Config, scfg ServerConfig, wrap ...func(*memStore) hub.Store) *testServer {
 	t.Helper()
 	st := newMemStore()
 	gate := newGateWriter(st)
@@ -116,7 +121,11 @@ func startTestServer(t testing.TB, hcfg HubConfig, scfg ServerConfig, wrap ...fu
 	for _, w := range wrap {
 		hcfg.Store = w(st)
 	}
-	h := NewHub(hcfg)
+	reg := prometheus.NewRegistry()
+	if hcfg.Metrics == nil {
+		hcfg.Metrics = hub.NewMetrics(prom.New(reg))
+	}
+	h := hub.New(hcfg)
 	srv := NewServer(h, scfg)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
@@ -130,7 +139,7 @@ func startTestServer(t testing.TB, hcfg HubConfig, scfg ServerConfig, wrap ...fu
 		hs.CloseClientConnections()
 		hs.Close()
 	})
-	return &testServer{hub: h, store: st, gate: gate, srv: srv, url: hs.URL}
+	return &testServer{hub: h, store: st, gate: gate, srv: srv, url: hs.URL, reg: reg}
 }
 
 // post sends a POST and returns the status and the body.
@@ -166,4 +175,25 @@ func receive[T any](t testing.TB, ch <-chan T, what string) T {
 	}
 	var zero T
 	return zero
+}
+
+// gathered returns the value of the counter or gauge name (without
+// labels) in reg, or 0 if reg has none.
+func gathered(t testing.TB, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) == 0 {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if m.GetCounter() != nil {
+			return m.GetCounter().GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	return 0
 }

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/persist/persisttest"
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -67,7 +67,7 @@ func TestDatabaseFaultsUnderLoad(t *testing.T) {
 	proxy, proxied := persisttest.NewProxy(t, dbURL)
 	srv := wstest.Start(t, wstest.Options{
 		DatabaseURL: proxied, PersistInterval: 5 * time.Millisecond,
-		Hub: func(c *ws.HubConfig) { c.MaxBufferedBytes = 2 << 20; c.StoreTimeout = time.Second },
+		Hub: func(c *hub.Config) { c.MaxBufferedBytes = 2 << 20; c.StoreTimeout = time.Second },
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -138,9 +138,9 @@ func TestDatabaseFaultsUnderLoad(t *testing.T) {
 // holds exactly its messages 1..last_seq, each acknowledged one as sent.
 func (p *producer) checkStored(t *testing.T, srv *wstest.Server) {
 	t.Helper()
-	var info ws.ChannelInfo
+	var info hub.ChannelInfo
 	waitFor(t, 30*time.Second, p.id+" persisted", func() bool {
-		info = decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/"+p.id))
+		info = decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/"+p.id))
 		return info.PersistedSeq == info.LastSeq
 	})
 	stored := map[int64]string{}

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/persist"
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -36,7 +36,7 @@ func TestMemoryBoundUnderGeneratorFlood(t *testing.T) {
 	srv := wstest.Start(t, wstest.Options{
 		PersistInterval: 5 * time.Millisecond,
 		BatchWriter:     func(w persist.BatchWriter) persist.BatchWriter { flaky.dst = w; return flaky },
-		Hub:             func(c *ws.HubConfig) { c.MaxBufferedBytes, c.MaxGeneratorRate = bound, gens*100_000 },
+		Hub:             func(c *hub.Config) { c.MaxBufferedBytes, c.MaxGeneratorRate = bound, gens*100_000 },
 	})
 	createChannel(t, srv.URL, "producer")
 	before := heapInUse()

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -19,7 +20,7 @@ import (
 // generator, which goes on from the last seq, then skipped lines); a close
 // cut the generator short.
 func TestGeneratorChannelRefusesProducers(t *testing.T) {
-	ts := startTestServer(t, HubConfig{}, ServerConfig{})
+	ts := startTestServer(t, hub.Config{}, ServerConfig{})
 	ctx := context.Background()
 	const lines = 3
 	// The generator waits for one subscriber: nothing is written until then.

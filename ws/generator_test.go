@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/persist"
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -31,7 +31,7 @@ func TestGeneratorStartsWithSubscribers(t *testing.T) {
 	if first.live != 0 {
 		t.Fatalf("the generator started before its subscribers: live at %d", first.live)
 	}
-	if info := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/wait")); info.LastSeq != 0 {
+	if info := decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/wait")); info.LastSeq != 0 {
 		t.Fatalf("last_seq %d with one subscriber of two", info.LastSeq)
 	}
 	second := dialRaw(ctx, t, srv.URL, "wait", 0, "")

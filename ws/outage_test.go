@@ -12,7 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/messages-server/messages/persist"
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wire"
 	"github.com/messages-server/messages/ws/wstest"
 )
@@ -61,7 +61,7 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Fatalf("append past the bound: %d %s, want 503", st, b)
 	}
 	waitFor(t, 10*time.Second, "a failed write", func() bool { return flaky.failures.Load() > 0 })
-	info := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/out"))
+	info := decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/out"))
 	if info.PersistedSeq != 0 || info.LastSeq != 50 {
 		t.Fatalf("during the outage: %+v", info)
 	}
@@ -70,7 +70,7 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 	flaky.down.Store(false)
 	waitFor(t, 10*time.Second, "the backlog to be persisted", func() bool {
-		return decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/out")).PersistedSeq == 50
+		return decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/out")).PersistedSeq == 50
 	})
 	if seq := appendMsg(t, srv.URL, "out", "m51"); seq != 51 {
 		t.Fatalf("after recovery: seq %d, want 51", seq)
@@ -220,8 +220,8 @@ func TestInfoEpochAfterCrash(t *testing.T) {
 	srv.Crash()
 
 	srv2 := wstest.Start(t, wstest.Options{DatabaseURL: srv.DatabaseURL})
-	before := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv2.URL+"/channels/ep"))
-	list := decodeJSON[struct{ Channels []ws.ChannelInfo }](t, mustGet(t, srv2.URL+"/channels"))
+	before := decodeJSON[hub.ChannelInfo](t, mustGet(t, srv2.URL+"/channels/ep"))
+	list := decodeJSON[struct{ Channels []hub.ChannelInfo }](t, mustGet(t, srv2.URL+"/channels"))
 	if len(list.Channels) != 1 || list.Channels[0].Epoch != before.Epoch {
 		t.Errorf("GET /channels: %+v, GET /channels/ep says epoch %s", list.Channels, before.Epoch)
 	}
@@ -229,7 +229,7 @@ func TestInfoEpochAfterCrash(t *testing.T) {
 	if err := readUntilLive(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	after := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv2.URL+"/channels/ep"))
+	after := decodeJSON[hub.ChannelInfo](t, mustGet(t, srv2.URL+"/channels/ep"))
 	if before.Epoch != s.hello.Epoch || after.Epoch != s.hello.Epoch || s.hello.Epoch != "2" {
 		t.Errorf("epoch shown before the take-over %s, after %s; a subscriber got %s (want 2)",
 			before.Epoch, after.Epoch, s.hello.Epoch)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -34,7 +35,7 @@ func waitGoroutines(t *testing.T, what string, cond func(n int) bool) {
 // next message, for a burst, and for the end of the channel, and delivers
 // each exactly once, in order.
 func TestIdleSubscriberParks(t *testing.T) {
-	ts := startTestServer(t, HubConfig{}, ServerConfig{PingInterval: time.Hour})
+	ts := startTestServer(t, hub.Config{}, ServerConfig{PingInterval: time.Hour})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	if _, err := ts.hub.Create(ctx, "p", nil, 0); err != nil {

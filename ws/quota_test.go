@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -154,7 +155,7 @@ func TestCreateRatePerIP(t *testing.T) {
 // actors and generators of at most MaxGeneratorRate lines per second in
 // all; past either 429, and a channel that goes frees its share.
 func TestOpenChannelsAndGeneratorRate(t *testing.T) {
-	srv := wstest.Start(t, wstest.Options{Hub: func(c *ws.HubConfig) { c.MaxOpenChannels = 2; c.MaxGeneratorRate = 100 }})
+	srv := wstest.Start(t, wstest.Options{Hub: func(c *hub.Config) { c.MaxOpenChannels = 2; c.MaxGeneratorRate = 100 }})
 	createGenerator(t, srv.URL, "g60", 60, 1_000_000)
 	if st, retry, body := requestXFF(t, "POST", srv.URL+"/channels", "", `{"id":"g2","generator":{"freq":60,"max":3}}`); st != http.StatusTooManyRequests || retry == "" || !strings.Contains(body, "rate") {
 		t.Fatalf("generators past 100 lines/s: %d %q %s, want 429", st, retry, body)

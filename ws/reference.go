@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -20,8 +21,8 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := q.Get("id")
-	if !ValidID(id) {
-		writeError(w, http.StatusBadRequest, idError(id))
+	if !hub.ValidID(id) {
+		writeError(w, http.StatusBadRequest, hub.IDError(id))
 		return
 	}
 	until, ok := s.authorizeUntil(w, r, auth.Subscribe, id, true)
@@ -65,8 +66,8 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := strings.TrimSpace(string(body))
-	if id != "" && !ValidID(id) {
-		writeError(w, http.StatusBadRequest, idError(id))
+	if id != "" && !hub.ValidID(id) {
+		writeError(w, http.StatusBadRequest, hub.IDError(id))
 		return
 	}
 	if !allowed(id) {
@@ -97,17 +98,17 @@ func (s *Server) handleReferenceCreate(w http.ResponseWriter, r *http.Request) {
 func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string, until time.Time) {
 	ctx, done, ok := s.trackText(r, until)
 	if !ok {
-		s.fail(w, r, ErrShuttingDown, id)
+		s.fail(w, r, hub.ErrShuttingDown, id)
 		return
 	}
 	defer done()
 	t := &textSink{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout, m: s.m}
 	started := false
-	sink := &helloTracker{sink: t, started: &started}
-	err := s.hub.stream(ctx, id, 0, "", sink)
+	sink := &helloTracker{Sink: t, started: &started}
+	err := s.hub.Stream(ctx, id, 0, "", sink)
 	expired := err != nil && tokenExpired(ctx) && r.Context().Err() == nil
 	if err != nil && !expired && ctx.Err() != nil && r.Context().Err() == nil {
-		err = ErrShuttingDown // cancelled by Shutdown, not by the client
+		err = hub.ErrShuttingDown // cancelled by Shutdown, not by the client
 	}
 	switch {
 	case err == nil:
@@ -126,13 +127,13 @@ func (s *Server) streamText(w http.ResponseWriter, r *http.Request, id string, u
 		w.Header().Set(streamEndTrailer, "token-expired")
 		t.ending()
 		return
-	case errors.Is(err, ErrShuttingDown):
+	case errors.Is(err, hub.ErrShuttingDown):
 		// The client cannot resume a text stream: it reads it again
 		// later. The trailer tells it the content is incomplete.
 		w.Header().Set(streamEndTrailer, "shutdown")
 		t.ending()
 		return
-	case errors.Is(err, ErrChannelDeleted):
+	case errors.Is(err, hub.ErrChannelDeleted):
 		w.Header().Set(streamEndTrailer, "deleted") // there is nothing more to read
 		return
 	case !isClientGone(err):
@@ -186,14 +187,14 @@ func setTextHeaders(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "no-store")
 }
 
-func (t *textSink) hello(helloInfo) error {
+func (t *textSink) Hello(hub.HelloInfo) error {
 	setTextHeaders(t.w)
 	t.w.Header().Set("Trailer", streamEndTrailer)
 	t.w.WriteHeader(http.StatusOK)
 	return t.rc.Flush()
 }
 
-func (t *textSink) messages(msgs []*wire.Message, live bool) error {
+func (t *textSink) Messages(msgs []*wire.Message, live bool) error {
 	_ = t.rc.SetWriteDeadline(time.Now().Add(t.timeout))
 	for _, m := range msgs {
 		if _, err := t.w.Write(m.Data); err != nil {
@@ -212,8 +213,8 @@ func (t *textSink) ending() {
 }
 
 // page writes a cached history page's raw data, decoded once per page.
-func (t *textSink) page(p *page) error {
-	text, err := p.textData()
+func (t *textSink) Page(p *hub.Page) error {
+	text, err := p.TextData()
 	if err != nil {
 		return err
 	}
@@ -221,22 +222,22 @@ func (t *textSink) page(p *page) error {
 	if _, err := t.w.Write(text); err != nil {
 		return err
 	}
-	t.m.delivered.Add(float64(p.count()))
+	t.m.delivered.Add(float64(p.Count()))
 	return t.rc.Flush()
 }
 
-func (t *textSink) live(int64) error { return nil }
+func (t *textSink) Live(int64) error { return nil }
 
-func (t *textSink) end(int64) error { return nil }
+func (t *textSink) End(int64) error { return nil }
 
 // helloTracker records whether the sink's hello (the response header) was
 // sent.
 type helloTracker struct {
-	sink
+	hub.Sink
 	started *bool
 }
 
-func (h *helloTracker) hello(i helloInfo) error {
+func (h *helloTracker) Hello(i hub.HelloInfo) error {
 	*h.started = true
-	return h.sink.hello(i)
+	return h.Sink.Hello(i)
 }

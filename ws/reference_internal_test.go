@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/messages-server/messages/ws/hub"
 )
 
 // TestTextStreamEndAfterQuiet: a text stream that was quiet for longer than
@@ -21,7 +23,7 @@ import (
 // marks it.
 func TestTextStreamEndAfterQuiet(t *testing.T) {
 	const writeTimeout = 200 * time.Millisecond
-	ts := startTestServer(t, HubConfig{}, ServerConfig{WriteTimeout: writeTimeout, PingInterval: time.Hour})
+	ts := startTestServer(t, hub.Config{}, ServerConfig{WriteTimeout: writeTimeout, PingInterval: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	follow := func(id string) *http.Response {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/persist"
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -81,7 +81,7 @@ func TestReferenceAPI(t *testing.T) {
 	b, _ := io.ReadAll(r2.Body)
 	r2.Body.Close()
 	gen := r2.Header.Get("Channel-Id")
-	if !ws.ValidID(gen) || string(b) != generatorContent(gen, 3) {
+	if !hub.ValidID(gen) || string(b) != generatorContent(gen, 3) {
 		t.Errorf("generated id %q, content %q", gen, b)
 	}
 }
@@ -136,7 +136,7 @@ func TestReferenceHead(t *testing.T) {
 // stallingStore makes history reads of one channel wait until their context
 // ends, as a catch-up held up by a slow database would.
 type stallingStore struct {
-	ws.Store
+	hub.Store
 	id      string
 	entered chan struct{} // gets a value when a read starts waiting
 }
@@ -161,7 +161,7 @@ func TestTextStreamShutdown(t *testing.T) {
 	stall := &stallingStore{id: "behind", entered: make(chan struct{}, 1)}
 	srv := wstest.Start(t, wstest.Options{
 		PersistInterval: time.Millisecond, RetainMessages: 1,
-		Store: func(s ws.Store) ws.Store { stall.Store = s; return stall },
+		Store: func(s hub.Store) hub.Store { stall.Store = s; return stall },
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -15,14 +15,14 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/messages-server/messages/persist"
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
 // gatedRetention holds the hub's first DeleteClosedBefore that has work to
 // do until release is closed.
 type gatedRetention struct {
-	ws.Store
+	hub.Store
 	armed   chan struct{} // closed by the test once the data is in place
 	entered chan struct{} // closed when a call is held
 	release chan struct{}
@@ -56,8 +56,8 @@ func TestRetention(t *testing.T) {
 			gate := &gatedRetention{armed: make(chan struct{}), entered: make(chan struct{}), release: make(chan struct{})}
 			srv := wstest.Start(t, wstest.Options{
 				Backend: backend, PersistInterval: 5 * time.Millisecond,
-				Retention: ws.RetentionConfig{After: time.Hour, Batch: 10, Pause: 20 * time.Millisecond, Interval: 5 * time.Millisecond},
-				Store:     func(s ws.Store) ws.Store { gate.Store = s; return gate },
+				Retention: hub.RetentionConfig{After: time.Hour, Batch: 10, Pause: 20 * time.Millisecond, Interval: 5 * time.Millisecond},
+				Store:     func(s hub.Store) hub.Store { gate.Store = s; return gate },
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()

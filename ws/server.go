@@ -1,3 +1,27 @@
+// Package ws is the HTTP and WebSocket front of messages over the hub
+// (package ws/hub): the Server and its routes, the channels API, the
+// reference API, the WebSocket transport, token checks, per-client quotas,
+// body limits, request validation and the HTTP metrics. The wire format is
+// package ws/wire, the Go client package ws/client, and Durable Streams
+// over the hub package ws/streams, which this package mounts.
+//
+// One file per concern:
+//
+//   - server.go: the Server, its routes, shutdown, health and readiness
+//   - channels.go: the /channels API
+//   - reference.go: the reference API (GET and POST /)
+//   - websocket.go: the WebSocket transport (GET /ws)
+//   - corkconn.go: the connection under each WebSocket, which writes a
+//     frame's header and payload at once
+//   - durable_http.go: mounting ws/durable at /v1/stream/ with token rights
+//   - authz.go: the token checks of every endpoint
+//   - validate.go: request parameters
+//   - body.go: reading request bodies within the body timeout
+//   - quota.go: the per-client quotas (connections, creations)
+//   - errors.go: the hub's errors as HTTP statuses
+//   - metrics.go: the front's Prometheus collectors
+//   - httpmetrics.go: requests counted by route pattern, method and status
+//   - stats.go: GET /stats, the compact JSON the viewer's server panel plots
 package ws
 
 import (
@@ -15,7 +39,9 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/ratelog"
+	"github.com/messages-server/messages/ws/streams"
 )
 
 // ServerConfig configures a Server. Zero values mean the defaults.
@@ -59,8 +85,9 @@ type ServerConfig struct {
 	TrustedProxies []netip.Prefix
 	// Logger receives request-level logs. Default: discard.
 	Logger *slog.Logger
-	// HubMetrics are the collectors the handlers update; use the hub's.
-	HubMetrics *Metrics
+	// HTTPMetrics are the collectors the handlers update (see NewMetrics).
+	// Default: not exported.
+	HTTPMetrics *Metrics
 	// Guard, if set, checks every request's Host and origin before any
 	// route (421, 403). It runs inside the server's bound on unread
 	// bodies, so that its refusals do not hold their connections either.
@@ -71,7 +98,7 @@ type ServerConfig struct {
 	Auth *auth.Authorizer
 	// Streams, if set, serves the Durable Streams protocol at /v1/stream/
 	// and idempotent producers on the channels API. Default: neither.
-	Streams *DurableBackend
+	Streams *streams.Backend
 	// LongPollTimeout is how long a Durable Streams long-poll read waits.
 	// Default 20s.
 	LongPollTimeout time.Duration
@@ -81,7 +108,7 @@ type ServerConfig struct {
 	MaxCatchupBytes int64
 }
 
-func (c *ServerConfig) setDefaults(h *Hub) {
+func (c *ServerConfig) setDefaults(h *hub.Hub) {
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 64 << 10
 	}
@@ -106,11 +133,11 @@ func (c *ServerConfig) setDefaults(h *Hub) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.HubMetrics == nil {
-		c.HubMetrics = h.metrics
+	if c.HTTPMetrics == nil {
+		c.HTTPMetrics = NewMetrics(nil)
 	}
 	if c.Ready == nil {
-		c.Ready = h.store.Ping
+		c.Ready = h.Store().Ping
 	}
 }
 
@@ -119,7 +146,7 @@ func (c *ServerConfig) setDefaults(h *Hub) {
 // http.Server.Shutdown neither closes nor waits for upgraded connections,
 // call Server.Shutdown too: it stops the hub and waits for every WebSocket.
 type Server struct {
-	hub *Hub
+	hub *hub.Hub
 	cfg ServerConfig
 	mux *http.ServeMux
 	// edge serves every request: the Guard and the mux within the bound
@@ -141,9 +168,9 @@ type Server struct {
 }
 
 // NewServer returns a Server for hub.
-func NewServer(hub *Hub, cfg ServerConfig) *Server {
+func NewServer(hub *hub.Hub, cfg ServerConfig) *Server {
 	cfg.setDefaults(hub)
-	s := &Server{hub: hub, cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: cfg.HubMetrics, q: newQuotas(&cfg),
+	s := &Server{hub: hub, cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, m: cfg.HTTPMetrics, q: newQuotas(&cfg),
 		conns: make(map[*websocket.Conn]context.CancelFunc), texts: make(map[*http.Request]context.CancelFunc),
 		storeWarn: ratelog.New(cfg.Logger, slog.LevelWarn, "websocket: store unavailable", 0),
 		writeWarn: ratelog.New(cfg.Logger, slog.LevelWarn, "websocket write failed", 0),

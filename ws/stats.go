@@ -47,26 +47,29 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 	if !s.authorize(w, r, auth.Admin, "", false) {
 		return
 	}
-	h := s.hub
+	u := s.hub.Usage()
 	st := Stats{
 		Time:             time.Now().UnixMilli(),
-		Appended:         metricValue(s.m.appended),
+		Appended:         metricValue(u.Appended),
 		Delivered:        metricValue(s.m.delivered),
-		Subscribers:      metricValue(s.m.subscribers),
-		ChannelsOpen:     metricValue(s.m.channelsOpen),
-		PersistLag:       h.bufferedMsgs.Load(),
-		BufferedBytes:    h.memBytes.Load(),
-		MaxBufferedBytes: h.cfg.MaxBufferedBytes,
-		Catchup:          histogramOf(s.m.catchup),
+		Subscribers:      metricValue(u.Subscribers),
+		ChannelsOpen:     metricValue(u.ChannelsOpen),
+		PersistLag:       u.PersistLag,
+		BufferedBytes:    u.BufferedBytes,
+		MaxBufferedBytes: u.MaxBufferedBytes,
+		Catchup:          histogramOf(u.Catchup),
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, st)
 }
 
-// metricValue reads a counter or a gauge.
-func metricValue(m prometheus.Metric) float64 {
+// metricValue reads a counter or a gauge. The hub's metrics are read
+// here as the Prometheus collectors the server's Registry made them (see
+// hub.Usage); any other kind reads as 0.
+func metricValue(v any) float64 {
+	m, ok := v.(prometheus.Metric)
 	var d dto.Metric
-	if m.Write(&d) != nil {
+	if !ok || m.Write(&d) != nil {
 		return 0
 	}
 	if d.Counter != nil {
@@ -76,9 +79,10 @@ func metricValue(m prometheus.Metric) float64 {
 }
 
 // histogramOf reads a histogram's cumulative buckets.
-func histogramOf(m prometheus.Metric) Histogram {
+func histogramOf(v any) Histogram {
+	m, ok := v.(prometheus.Metric)
 	var d dto.Metric
-	if m.Write(&d) != nil || d.Histogram == nil {
+	if !ok || m.Write(&d) != nil || d.Histogram == nil {
 		return Histogram{}
 	}
 	var out Histogram

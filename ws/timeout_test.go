@@ -15,6 +15,7 @@ import (
 
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wstest"
 )
 
@@ -56,7 +57,7 @@ func TestBodyTimeout(t *testing.T) {
 	if st, _ := do(t, "HEAD", srv.URL+"/v1/stream/slowds", "", nil); st != http.StatusNotFound {
 		t.Errorf("a stalled Durable Streams PUT created its stream: %d", st)
 	}
-	info := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/slow"))
+	info := decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/slow"))
 	if info.LastSeq != 0 {
 		t.Errorf("a stalled append was appended: %+v", info)
 	}
@@ -81,7 +82,7 @@ func TestPersistWaitTimeout(t *testing.T) {
 	srv := wstest.Start(t, wstest.Options{
 		PersistInterval: 5 * time.Millisecond,
 		BatchWriter:     func(w persist.BatchWriter) persist.BatchWriter { flaky.dst = w; return flaky },
-		Hub:             func(c *ws.HubConfig) { c.PersistWaitTimeout = 100 * time.Millisecond },
+		Hub:             func(c *hub.Config) { c.PersistWaitTimeout = 100 * time.Millisecond },
 	})
 	createChannel(t, srv.URL, "pw")
 	appendMsg(t, srv.URL, "pw", "first")
@@ -99,7 +100,7 @@ func TestPersistWaitTimeout(t *testing.T) {
 	}
 	flaky.down.Store(false)
 	waitFor(t, 10*time.Second, "seq 2 persisted", func() bool {
-		return decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/pw")).PersistedSeq == 2
+		return decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/pw")).PersistedSeq == 2
 	})
 	msgs, err := srv.Store.Messages(context.Background(), "pw", 1, 10)
 	if err != nil || len(msgs) != 1 || string(msgs[0].Data) != "second" {
@@ -112,7 +113,7 @@ func TestPersistWaitTimeout(t *testing.T) {
 // with Retry-After within the store timeout instead of hanging, and all
 // works again once the lock is gone.
 func TestStoreTimeoutHungDatabase(t *testing.T) {
-	srv := wstest.Start(t, wstest.Options{RetainMessages: 1, Hub: func(c *ws.HubConfig) { c.StoreTimeout = time.Second }})
+	srv := wstest.Start(t, wstest.Options{RetainMessages: 1, Hub: func(c *hub.Config) { c.StoreTimeout = time.Second }})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	createChannel(t, srv.URL, "hung")
@@ -120,7 +121,7 @@ func TestStoreTimeoutHungDatabase(t *testing.T) {
 		appendMsg(t, srv.URL, "hung", fmt.Sprint(i))
 	}
 	waitFor(t, 10*time.Second, "persisted", func() bool {
-		return decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/hung")).PersistedSeq == 3
+		return decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/hung")).PersistedSeq == 3
 	})
 	// A channel with no actor: the first append takes it over.
 	if _, err := srv.Store.CreateChannel(ctx, "cold", nil); err != nil {
@@ -210,7 +211,7 @@ func TestStalledBodies(t *testing.T) {
 			t.Fatalf("stalled body %d: %d, want 408", i, resp.StatusCode)
 		}
 	}
-	if info := decodeJSON[ws.ChannelInfo](t, mustGet(t, srv.URL+"/channels/stalled")); info.LastSeq != 1 {
+	if info := decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/stalled")); info.LastSeq != 1 {
 		t.Fatalf("stalled bodies were appended: %+v", info)
 	}
 }

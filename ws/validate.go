@@ -9,36 +9,8 @@ import (
 	"strings"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/hub"
 )
-
-// ValidID reports whether id is a valid channel id: 1–128 bytes of
-// [A-Za-z0-9._:-], other than "." and "..", which name no channel in a path
-// (/channels/.. is /).
-func ValidID(id string) bool {
-	if len(id) == 0 || len(id) > persist.MaxChannelIDBytes || id == "." || id == ".." {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-func idError(id string) string {
-	if len(id) > persist.MaxChannelIDBytes {
-		return fmt.Sprintf("channel id is %d bytes long; at most %d are allowed", len(id), persist.MaxChannelIDBytes)
-	}
-	if id == "" {
-		return "channel id is missing"
-	}
-	if id == "." || id == ".." {
-		return fmt.Sprintf("channel id %q is not allowed: it cannot be used in a URL path", id)
-	}
-	return fmt.Sprintf("channel id %q has characters outside [A-Za-z0-9._:-]", id)
-}
 
 // newID makes a random channel id.
 func newID() string { return strings.ToLower(rand.Text()) }
@@ -47,15 +19,15 @@ func parseGenerator(freqStr, maxStr string) (*persist.Generator, error) {
 	g := &persist.Generator{Freq: 20, Max: 50}
 	if freqStr != "" {
 		f, err := strconv.ParseFloat(freqStr, 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < MinFreq || f > MaxFreq {
-			return nil, &BadRequestError{Msg: fmt.Sprintf("freq %q must be a number of lines per second in [%v, %d]", freqStr, MinFreq, MaxFreq)}
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < hub.MinFreq || f > hub.MaxFreq {
+			return nil, &hub.BadRequestError{Msg: fmt.Sprintf("freq %q must be a number of lines per second in [%v, %d]", freqStr, hub.MinFreq, hub.MaxFreq)}
 		}
 		g.Freq = f
 	}
 	if maxStr != "" {
 		n, err := strconv.ParseInt(maxStr, 10, 64)
-		if err != nil || n < 1 || n > MaxLines {
-			return nil, &BadRequestError{Msg: fmt.Sprintf("max %q must be an integer in [1, %d]", maxStr, MaxLines)}
+		if err != nil || n < 1 || n > hub.MaxLines {
+			return nil, &hub.BadRequestError{Msg: fmt.Sprintf("max %q must be an integer in [1, %d]", maxStr, hub.MaxLines)}
 		}
 		g.Max = n
 	}
@@ -63,11 +35,11 @@ func parseGenerator(freqStr, maxStr string) (*persist.Generator, error) {
 }
 
 func validGenerator(g *persist.Generator) error {
-	if math.IsNaN(g.Freq) || math.IsInf(g.Freq, 0) || g.Freq < MinFreq || g.Freq > MaxFreq {
-		return &BadRequestError{Msg: fmt.Sprintf("generator.freq %v must be in [%v, %d]", g.Freq, MinFreq, MaxFreq)}
+	if math.IsNaN(g.Freq) || math.IsInf(g.Freq, 0) || g.Freq < hub.MinFreq || g.Freq > hub.MaxFreq {
+		return &hub.BadRequestError{Msg: fmt.Sprintf("generator.freq %v must be in [%v, %d]", g.Freq, hub.MinFreq, hub.MaxFreq)}
 	}
-	if g.Max < 1 || g.Max > MaxLines {
-		return &BadRequestError{Msg: fmt.Sprintf("generator.max %d must be in [1, %d]", g.Max, MaxLines)}
+	if g.Max < 1 || g.Max > hub.MaxLines {
+		return &hub.BadRequestError{Msg: fmt.Sprintf("generator.max %d must be in [1, %d]", g.Max, hub.MaxLines)}
 	}
 	return nil
 }
@@ -79,7 +51,7 @@ func parseFrom(v string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return 0, &BadRequestError{Msg: fmt.Sprintf("from %q must be a non-negative integer (the last seq you already have)", v)}
+		return 0, &hub.BadRequestError{Msg: fmt.Sprintf("from %q must be a non-negative integer (the last seq you already have)", v)}
 	}
 	return n, nil
 }
@@ -91,7 +63,7 @@ func parseLimit(v string) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 || n > 1000 {
-		return 0, &BadRequestError{Msg: fmt.Sprintf("limit %q must be an integer in [1, 1000]", v)}
+		return 0, &hub.BadRequestError{Msg: fmt.Sprintf("limit %q must be an integer in [1, 1000]", v)}
 	}
 	return n, nil
 }
@@ -99,8 +71,8 @@ func parseLimit(v string) (int, error) {
 // pathID returns the {id} path value, or writes a 400 and returns false.
 func pathID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
-	if !ValidID(id) {
-		writeError(w, http.StatusBadRequest, idError(id))
+	if !hub.ValidID(id) {
+		writeError(w, http.StatusBadRequest, hub.IDError(id))
 		return "", false
 	}
 	return id, true

@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -41,7 +42,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// whatever the token: only a well-formed request is authorized. The
 	// subscription ends when its token expires.
 	var until time.Time
-	if _, err := parseFrom(fromParam); err == nil && ValidID(id) {
+	if _, err := parseFrom(fromParam); err == nil && hub.ValidID(id) {
 		var ok bool
 		if until, ok = s.authorizeUntil(w, r, auth.Subscribe, id, true); !ok {
 			s.m.conns.WithLabelValues(outcomeRejected).Inc()
@@ -83,17 +84,17 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// The connection's context ends when the client goes away, the
 	// server stops or the token expires; each then wakes the stream,
 	// which may be parked (see Hub.streamParked).
-	wake := new(waker)
+	wake := new(hub.Waker)
 	ctx, cancelCause := context.WithCancelCause(context.Background())
 	cancel := func() {
 		cancelCause(nil)
-		wake.wake()
+		wake.Wake()
 	}
 	var expiry *time.Timer
 	if !until.IsZero() {
 		expiry = time.AfterFunc(time.Until(until), func() {
 			cancelCause(errTokenExpired)
-			wake.wake()
+			wake.Wake()
 		})
 	}
 	s.conns[conn] = cancel
@@ -146,7 +147,7 @@ func headerHasToken(h http.Header, key, token string) bool {
 // it when the client goes away, and cleanup must cancel it too. The
 // caller has counted the connection's reader, which serveConn starts, in
 // s.wg.
-func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, wake *waker, conn *websocket.Conn, nc net.Conn,
+func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, wake *hub.Waker, conn *websocket.Conn, nc net.Conn,
 	ir *idleReader, id, fromParam, epoch string, cleanup func()) {
 	// The connection's reader answers pings and the close handshake, and
 	// ends the stream when the client goes away; what conn.CloseRead does,
@@ -185,8 +186,8 @@ func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, wake 
 		ir.closing()
 		cleanup()
 	}
-	if !ValidID(id) {
-		s.reject(conn, wire.CodeBadRequest, idError(id))
+	if !hub.ValidID(id) {
+		s.reject(conn, wire.CodeBadRequest, hub.IDError(id))
 		end()
 		return
 	}
@@ -200,7 +201,7 @@ func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, wake 
 	if cc, ok := nc.(*corkConn); ok && !s.cfg.Compression {
 		ws.cork = cc // a compressed frame's size is not known in advance
 	}
-	s.hub.streamParked(ctx, id, from, epoch, ws, wake, func(err error) {
+	s.hub.StreamParked(ctx, id, from, epoch, ws, wake, func(err error) {
 		ir.closing() // the close handshake reads the client's answer
 		// The close handshake has its own timeouts.
 		_ = nc.SetWriteDeadline(time.Time{})
@@ -211,10 +212,10 @@ func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, wake 
 
 // finish closes conn according to how its stream ended.
 func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, err error) {
-	var fe *FromError
-	var be *BadRequestError
-	var se *StoreError
-	var re *ResetError
+	var fe *hub.FromError
+	var be *hub.BadRequestError
+	var se *hub.StoreError
+	var re *hub.ResetError
 	s.mu.Lock()
 	stopping := s.shutdown
 	s.mu.Unlock()
@@ -222,7 +223,7 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 	case err == nil:
 		conn.Close(websocket.StatusNormalClosure, "end of channel")
 		s.m.conns.WithLabelValues(outcomeEnded).Inc()
-	case errors.Is(err, ErrShuttingDown), stopping && ctx.Err() != nil:
+	case errors.Is(err, hub.ErrShuttingDown), stopping && ctx.Err() != nil:
 		// Shutdown cancels the streams it has not ended itself (those
 		// still catching up): both get "going away", so clients resume.
 		conn.Close(websocket.StatusGoingAway, "server is shutting down, resume later")
@@ -230,15 +231,15 @@ func (s *Server) finish(conn *websocket.Conn, ctx context.Context, id string, er
 	case tokenExpired(ctx):
 		s.reject(conn, wire.CodeUnauthorized, "the token of this subscription expired: "+
 			"subscribe again with a fresh token, with from and epoch to resume where this stopped")
-	case errors.Is(err, ErrMoved):
+	case errors.Is(err, hub.ErrMoved):
 		// Another node runs the channel now: resume, with the epoch.
 		conn.Close(websocket.StatusGoingAway, "channel moved to another node, resume")
 		s.m.conns.WithLabelValues(outcomeMoved).Inc()
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, hub.ErrNotFound):
 		s.reject(conn, wire.CodeNotFound, "channel "+strconv.Quote(id)+" not found")
-	case errors.Is(err, ErrChannelDeleted):
+	case errors.Is(err, hub.ErrChannelDeleted):
 		s.reject(conn, wire.CodeDeleted, "channel "+strconv.Quote(id)+" was deleted: its history is gone")
-	case errors.Is(err, ErrChannelFailed):
+	case errors.Is(err, hub.ErrChannelFailed):
 		// The actor has logged why.
 		s.reject(conn, wire.CodeInternal, "channel "+strconv.Quote(id)+" failed on the server: "+
 			"messages after the last durable one may be lost; resume later with from and epoch")
@@ -371,14 +372,14 @@ func (w *wsSink) write(b []byte) error {
 	return err
 }
 
-func (w *wsSink) hello(h helloInfo) error {
+func (w *wsSink) Hello(h hub.HelloInfo) error {
 	return w.writeEncoded(func(b []byte) []byte {
-		return wire.AppendHello(b, wire.Frame{Channel: h.channel, Epoch: strconv.FormatInt(h.epoch, 10),
-			From: h.from, LastSeq: h.lastSeq, PersistedSeq: h.persisted, Open: h.open, ContentType: h.contentType})
+		return wire.AppendHello(b, wire.Frame{Channel: h.Channel, Epoch: strconv.FormatInt(h.Epoch, 10),
+			From: h.From, LastSeq: h.LastSeq, PersistedSeq: h.Persisted, Open: h.Open, ContentType: h.ContentType})
 	})
 }
 
-func (w *wsSink) messages(msgs []*wire.Message, live bool) error {
+func (w *wsSink) Messages(msgs []*wire.Message, live bool) error {
 	var err error
 	if len(msgs) == 1 && msgs[0].Len() == 1 {
 		err = w.write(msgs[0].Encoded()) // the shared, pre-encoded frame
@@ -394,30 +395,30 @@ func (w *wsSink) messages(msgs []*wire.Message, live bool) error {
 
 // page writes a cached history page's frames as they are: the same bytes
 // for every reader, encoded once.
-func (w *wsSink) page(p *page) error {
-	for _, f := range p.frames {
+func (w *wsSink) Page(p *hub.Page) error {
+	for _, f := range p.Frames() {
 		if err := w.write(f); err != nil {
 			return err
 		}
 	}
-	w.m.delivered.Add(float64(p.count()))
+	w.m.delivered.Add(float64(p.Count()))
 	return nil
 }
 
-func (w *wsSink) live(seq int64) error {
+func (w *wsSink) Live(seq int64) error {
 	return w.writeEncoded(func(b []byte) []byte { return wire.AppendSeq(b, wire.FrameLive, seq) })
 }
 
-func (w *wsSink) end(seq int64) error {
+func (w *wsSink) End(seq int64) error {
 	return w.writeEncoded(func(b []byte) []byte { return wire.AppendSeq(b, wire.FrameEnd, seq) })
 }
 
 // heartbeat returns the interval of keep-alive pings while idle.
-func (w *wsSink) heartbeat() time.Duration { return w.ping }
+func (w *wsSink) Heartbeat() time.Duration { return w.ping }
 
 // keepalive pings the client if nothing was written for a heartbeat; an
 // unanswered ping ends the stream.
-func (w *wsSink) keepalive() error {
+func (w *wsSink) Keepalive() error {
 	if time.Since(w.lastWrite) < w.ping {
 		return nil
 	}

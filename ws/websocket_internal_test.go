@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -79,7 +80,7 @@ func readFrame(r io.Reader) (op byte, payload []byte, err error) {
 // with the request and sit in net/http's buffer at the hijack; they used to
 // be dropped there.
 func TestPingPipelinedWithHandshake(t *testing.T) {
-	ts := startTestServer(t, HubConfig{}, ServerConfig{PingInterval: time.Hour})
+	ts := startTestServer(t, hub.Config{}, ServerConfig{PingInterval: time.Hour})
 	ctx := context.Background()
 	if _, err := ts.hub.Create(ctx, "pipe", nil, 0); err != nil {
 		t.Fatal(err)
@@ -221,7 +222,7 @@ func (c *wsClient) closed(t testing.TB) error {
 // Server pings are off so that nothing is written during the quiet.
 func TestPingAfterQuiet(t *testing.T) {
 	const writeTimeout = 200 * time.Millisecond
-	ts := startTestServer(t, HubConfig{}, ServerConfig{WriteTimeout: writeTimeout, PingInterval: time.Hour})
+	ts := startTestServer(t, hub.Config{}, ServerConfig{WriteTimeout: writeTimeout, PingInterval: time.Hour})
 	ctx := context.Background()
 	if _, err := ts.hub.Create(ctx, "quiet", nil, 0); err != nil {
 		t.Fatal(err)
@@ -273,8 +274,8 @@ func (s gapStore) Messages(ctx context.Context, id string, after int64, limit in
 func TestInternalErrorClose(t *testing.T) {
 	// Keep one persisted message in memory, so catch-up reads the rest
 	// from the store.
-	ts := startTestServer(t, HubConfig{RetainMessages: 1, RetainBytes: 1}, ServerConfig{},
-		func(st *memStore) Store { return gapStore{st} })
+	ts := startTestServer(t, hub.Config{RetainMessages: 1, RetainBytes: 1}, ServerConfig{},
+		func(st *memStore) hub.Store { return gapStore{st} })
 	ctx := context.Background()
 	if _, err := ts.hub.Create(ctx, "gap", nil, 0); err != nil {
 		t.Fatal(err)
@@ -345,7 +346,7 @@ func TestIdleReaderTrack(t *testing.T) {
 // time, several in one write, or a frame split over several writes; gets
 // its live messages; and closes cleanly when the client closes.
 func TestIdleReaderPings(t *testing.T) {
-	ts := startTestServer(t, HubConfig{}, ServerConfig{PingInterval: time.Hour})
+	ts := startTestServer(t, hub.Config{}, ServerConfig{PingInterval: time.Hour})
 	ctx := context.Background()
 	if _, err := ts.hub.Create(ctx, "idle", nil, 0); err != nil {
 		t.Fatal(err)

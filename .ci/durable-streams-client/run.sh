@@ -12,19 +12,13 @@
 # stopped at the end.
 set -euo pipefail
 
-if [[ $# -ne 1 ]]; then
-	echo "usage: $0 DATABASE_URL" >&2
-	exit 2
-fi
-db_url=$1
 here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd -- "$here/../.." && pwd)"
-export PATH="/usr/local/go/bin:$PATH"
-
-node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
-	{ echo "the client needs Node.js 18 or later; found $(node --version 2>/dev/null || echo none)" >&2; exit 1; }
-[[ -d $here/node_modules/@durable-streams/client ]] ||
-	{ echo "client not installed: run npm ci in $here" >&2; exit 1; }
+# shellcheck source=../suite.sh
+source "$here/../suite.sh"
+want_args 1 DATABASE_URL "$@"
+db_url=$1
+need_node 18 0 "the client"
+need_installed "$here/node_modules/@durable-streams/client" "client"
 
 # The README shows example.mjs (without its opening comment): keep them one.
 readme_example="$(awk '/^```js$/ { on = 1; next } on && /^```$/ { exit } on' "$root/README.md")"
@@ -35,40 +29,11 @@ if [[ $readme_example != "$file_example" ]]; then
 	exit 1
 fi
 
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-	if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-		kill -TERM "$server_pid"
-		wait "$server_pid" || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-(cd "$root" && go build -o "$work/messages" ./cmd/messages)
-
-# The server picks a free port itself and says which in its "serving" line.
-"$work/messages" -addr 127.0.0.1:0 -database-url "$db_url" -long-poll-timeout 2s \
-	-log-level info 2>"$work/server.log" &
-server_pid=$!
-addr=""
-for ((i = 0; i < 300; i++)); do
-	addr="$(sed -n 's/.*msg=serving addr=\([0-9.:]*\).*/\1/p' "$work/server.log" | head -n 1)"
-	[[ -n $addr ]] && break
-	kill -0 "$server_pid" 2>/dev/null || break
-	sleep 0.1
-done
-if [[ -z $addr ]]; then
-	echo "the server did not start:" >&2
-	cat "$work/server.log" >&2
-	exit 1
-fi
-echo "server on http://$addr ($db_url)"
+start_server "$db_url" 2s
 
 failed() {
 	echo "$1; the server's log ends with:" >&2
-	tail -n 40 "$work/server.log" >&2
+	server_log_tail 40
 	exit 1
 }
 

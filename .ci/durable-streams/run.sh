@@ -11,51 +11,16 @@
 # long-poll timeout, and stopped at the end.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-	echo "usage: $0 DATABASE_URL MIN_PASSED" >&2
-	exit 2
-fi
+here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=../suite.sh
+source "$here/../suite.sh"
+want_args 2 "DATABASE_URL MIN_PASSED" "$@"
 db_url=$1
 bar=$2
-here="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd -- "$here/../.." && pwd)"
-export PATH="/usr/local/go/bin:$PATH"
+need_node 20 19 "the suite's vitest"
+need_installed "$here/node_modules/@durable-streams/server-conformance-tests" "conformance suite"
 
-node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' ||
-	{ echo "the suite's vitest needs Node.js 20.19 or later; found $(node --version 2>/dev/null || echo none)" >&2; exit 1; }
-[[ -d $here/node_modules/@durable-streams/server-conformance-tests ]] ||
-	{ echo "conformance suite not installed: run npm ci in $here" >&2; exit 1; }
-
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-	if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-		kill -TERM "$server_pid"
-		wait "$server_pid" || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-(cd "$root" && go build -o "$work/messages" ./cmd/messages)
-
-# The server picks a free port itself and says which in its "serving" line.
-"$work/messages" -addr 127.0.0.1:0 -database-url "$db_url" -long-poll-timeout 500ms \
-	-log-level info 2>"$work/server.log" &
-server_pid=$!
-addr=""
-for ((i = 0; i < 300; i++)); do
-	addr="$(sed -n 's/.*msg=serving addr=\([0-9.:]*\).*/\1/p' "$work/server.log" | head -n 1)"
-	[[ -n $addr ]] && break
-	kill -0 "$server_pid" 2>/dev/null || break
-	sleep 0.1
-done
-if [[ -z $addr ]]; then
-	echo "the server did not start:" >&2
-	cat "$work/server.log" >&2
-	exit 1
-fi
-echo "server on http://$addr ($db_url)"
+start_server "$db_url" 500ms
 
 status=0
 (cd "$here" && CONFORMANCE_TEST_URL="http://$addr" npx vitest run conformance.test.mjs \
@@ -63,7 +28,7 @@ status=0
 
 if [[ ! -s $work/results.json ]]; then
 	echo "the suite wrote no results (vitest exit $status)" >&2
-	tail -n 50 "$work/server.log" >&2
+	server_log_tail 50
 	exit 1
 fi
 # Name every failed test, then the counts.
@@ -79,6 +44,6 @@ console.log(r.numPassedTests, r.numFailedTests, r.numPendingTests + r.numTodoTes
 echo "durable-streams conformance on ${db_url%%:*}: passed=$passed failed=$failed skipped=$skipped (bar: $bar passed)"
 if ((passed < bar)); then
 	echo "below the bar: $passed < $bar; the server's log ends with:" >&2
-	tail -n 40 "$work/server.log" >&2
+	server_log_tail 40
 	exit 1
 fi

@@ -96,11 +96,9 @@ func runCatchup(ctx context.Context, b *bench) error {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for k := range cfg.Clients {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if err := acquire(ctx, sem); err != nil {
 			wg.Wait()
-			return ctx.Err()
+			return err
 		}
 		wg.Go(func() {
 			check := &seqChecker{expect: func(seq int64, _ int) (string, bool) {

@@ -423,6 +423,55 @@ type wsReader struct {
 	onDialed func()
 }
 
+// lineReaders describes the WebSocket readers subscribeLines starts.
+type lineReaders struct {
+	// ids are the channels; read, if not nil, says which of them to read.
+	ids  []string
+	read func(c int) bool
+	// onMessage, if not nil, sees each message of reader k of channel c,
+	// after it was checked to be the line "seq: id\n"; without it the
+	// messages are not checked.
+	onMessage func(c, k int, e client.Event)
+	// acked returns how many messages the readers of channel c must have
+	// read when they end.
+	acked func(c int) int64
+	// endErr, if not nil, filters the error a reader ended with.
+	endErr func(error) error
+}
+
+// subscribeLines starts -clients readers on each channel of r, at most
+// dialConcurrency dialing at a time, each counted in ready until it is
+// live (or gone) and in readers until it has ended.
+func (b *bench) subscribeLines(ctx context.Context, r lineReaders, ready, readers *sync.WaitGroup) {
+	dials := make(chan struct{}, dialConcurrency)
+	for c, id := range r.ids {
+		if r.read != nil && !r.read(c) {
+			continue
+		}
+		for k := range b.cfg.Clients {
+			ready.Add(1)
+			dials <- struct{}{}
+			readers.Go(func() {
+				isReady := sync.OnceFunc(ready.Done)
+				defer isReady()
+				check := lineChecker(id)
+				wr := wsReader{channel: id, client: k, onDialed: func() { <-dials }, onLive: isReady}
+				if r.onMessage != nil {
+					wr.onMessage = func(e client.Event) {
+						check.add(e.Seq, e.Data)
+						r.onMessage(c, k, e)
+					}
+				}
+				_, err := readWS(ctx, b.cfg.readerURL(k), b.src, b.st, wr)
+				if r.endErr != nil {
+					err = r.endErr(err)
+				}
+				readerDone(b.st, id, k, err, func() *problem { return check.finish(r.acked(c)) })
+			})
+		}
+	}
+}
+
 // readWS subscribes from the beginning and reads until the end of the
 // channel, counting into st. It returns the last seq, or the error that
 // stopped it (counted by the caller).
@@ -515,6 +564,17 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
 	}()
 	select {
 	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// acquire takes a slot of sem, or returns ctx's error once ctx is done
+// first.
+func acquire(ctx context.Context, sem chan struct{}) error {
+	select {
+	case sem <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -52,10 +52,8 @@ func runFanout(ctx context.Context, b *bench) error {
 	var wg sync.WaitGroup
 	for c := range cfg.Channels {
 		id := cfg.Prefix + strconv.Itoa(c)
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := acquire(ctx, sem); err != nil {
+			return err
 		}
 		// The generator waits for the readers on the first server: those on
 		// the others attach to followers, which its channel does not count.

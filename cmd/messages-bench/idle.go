@@ -43,25 +43,16 @@ func runIdle(ctx context.Context, b *bench, mon *monitor) error {
 	rctx, stopReaders := context.WithCancel(ctx)
 	defer stopReaders()
 	var ready, readers sync.WaitGroup
-	dials := make(chan struct{}, dialConcurrency)
-	for _, id := range ids {
-		for k := range cfg.Clients {
-			ready.Add(1)
-			dials <- struct{}{}
-			readers.Go(func() {
-				isReady := sync.OnceFunc(ready.Done)
-				defer isReady()
-				check := lineChecker(id)
-				_, err := readWS(rctx, cfg.readerURL(k), b.src, b.st, wsReader{
-					channel: id, client: k, onDialed: func() { <-dials }, onLive: isReady,
-				})
-				if errors.Is(err, context.Canceled) && ctx.Err() == nil {
-					err = nil // closed by the bench once measured
-				}
-				readerDone(b.st, id, k, err, func() *problem { return check.finish(0) })
-			})
-		}
-	}
+	b.subscribeLines(rctx, lineReaders{
+		ids:   ids,
+		acked: func(int) int64 { return 0 },
+		endErr: func(err error) error {
+			if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+				return nil // closed by the bench once measured
+			}
+			return err
+		},
+	}, &ready, &readers)
 	err = waitGroup(ctx, &ready)
 	if err == nil {
 		t := time.NewTimer(cfg.Duration)

@@ -114,6 +114,43 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	var c config
 	fs := flag.NewFlagSet("messages-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	c.addFlags(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) { c.maxSet = c.maxSet || f.Name == "max" })
+	if err := c.setDefaults(); err != nil {
+		return c, err
+	}
+	if err := c.splitURLs(); err != nil {
+		return c, err
+	}
+	if err := c.check(); err != nil {
+		return c, err
+	}
+	if err := c.checkCatchup(); err != nil {
+		return c, err
+	}
+	if c.Window == 0 && c.Scenario == "reference" {
+		c.Window = time.Duration(float64(c.Max) / c.Freq * 1.5 * float64(time.Second))
+	}
+	if c.Conns == 0 {
+		c.Conns = c.Channels
+		if c.Scenario == "create" {
+			c.Conns = 64
+		}
+	}
+	return c, nil
+}
+
+// addFlags defines the flags of c on fs, with defaults from getenv.
+func (c *config) addFlags(fs *flag.FlagSet, getenv func(string) string) {
 	defURL := getenv("MESSAGES_BENCH_URL")
 	if defURL == "" {
 		defURL = "http://127.0.0.1:3000"
@@ -141,23 +178,18 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write the bench's own CPU profile to this file")
 	c.catchupFlags.addFlags(fs)
 	c.reportFlags.addFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	fs.Visit(func(f *flag.Flag) { c.maxSet = c.maxSet || f.Name == "max" })
+}
+
+// setDefaults fills in the scenario's defaults for the flags left at 0,
+// the seed and the channel prefix.
+func (c *config) setDefaults() error {
 	defaults := map[string][3]float64{ // channels, clients, freq
 		"reference": {1000, 5, 20}, "fanout": {100, 100, 100}, "publish": {100, 100, 0}, "idle": {100, 100, 0},
 		"catchup": {1, 1000, 0}, "create": {10000, 0, 0}, "many": {10000, 0, 20},
 	}
 	d, ok := defaults[c.Scenario]
 	if !ok {
-		return c, fmt.Errorf("unknown -scenario %q: want reference, fanout, publish, idle, catchup, create or many", c.Scenario)
+		return fmt.Errorf("unknown -scenario %q: want reference, fanout, publish, idle, catchup, create or many", c.Scenario)
 	}
 	if c.Channels == 0 {
 		c.Channels = int(d[0])
@@ -174,12 +206,18 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if c.Prefix == "" {
 		c.Prefix = fmt.Sprintf("bench-%d-", c.Seed)
 	}
+	return nil
+}
+
+// splitURLs reads -url into URLs, and sets URL to the first and the
+// default MetricsURL.
+func (c *config) splitURLs() error {
 	c.URLs = nil
 	for s := range strings.SplitSeq(c.URL, ",") {
 		s = strings.TrimSpace(s)
 		u, err := url.Parse(s)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return c, fmt.Errorf("-url %q: want http://host:port, or several comma-separated", s)
+			return fmt.Errorf("-url %q: want http://host:port, or several comma-separated", s)
 		}
 		c.URLs = append(c.URLs, strings.TrimSuffix(s, "/"))
 	}
@@ -187,39 +225,32 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if c.MetricsURL == "" {
 		c.MetricsURL = c.URL + "/metrics"
 	}
+	return nil
+}
+
+// check refuses flags out of range, or that the scenario cannot use.
+func (c *config) check() error {
 	switch {
 	case c.Channels < 1 || c.Clients < 0:
-		return c, errors.New("-channels must be at least 1 and -clients at least 0")
+		return errors.New("-channels must be at least 1 and -clients at least 0")
 	case c.Channels*c.Clients > 1_000_000:
-		return c, errors.New("more than a million clients")
+		return errors.New("more than a million clients")
 	case c.Scenario == "reference" && (c.Freq <= 0 || c.Max < 1):
-		return c, errors.New("-freq and -max must be positive")
+		return errors.New("-freq and -max must be positive")
 	case (c.Scenario == "fanout" || c.Scenario == "many") && (c.Freq <= 0 || c.Duration <= 0):
-		return c, errors.New("-freq and -duration must be positive")
+		return errors.New("-freq and -duration must be positive")
 	case c.Scenario == "publish" && (c.Rate <= 0 || c.Duration <= 0 || c.Conns < 0):
-		return c, errors.New("-rate and -duration must be positive")
+		return errors.New("-rate and -duration must be positive")
 	case c.Transport != "ws" && c.Transport != "http" && c.Transport != "sse" && c.Transport != "mixed":
-		return c, fmt.Errorf("-transport %q: want ws, http, sse or mixed", c.Transport)
+		return fmt.Errorf("-transport %q: want ws, http, sse or mixed", c.Transport)
 	case c.ResumeFraction < 0 || c.ResumeFraction > 1:
-		return c, errors.New("-resume-fraction must be within 0..1")
+		return errors.New("-resume-fraction must be within 0..1")
 	case c.CreateAPI != "channels" && c.CreateAPI != "streams":
-		return c, fmt.Errorf("-create-api %q: want channels or streams", c.CreateAPI)
+		return fmt.Errorf("-create-api %q: want channels or streams", c.CreateAPI)
 	case c.Timeout <= 0:
-		return c, errors.New("-timeout must be positive")
+		return errors.New("-timeout must be positive")
 	}
-	if err := c.checkCatchup(); err != nil {
-		return c, err
-	}
-	if c.Window == 0 && c.Scenario == "reference" {
-		c.Window = time.Duration(float64(c.Max) / c.Freq * 1.5 * float64(time.Second))
-	}
-	if c.Conns == 0 {
-		c.Conns = c.Channels
-		if c.Scenario == "create" {
-			c.Conns = 64
-		}
-	}
-	return c, nil
+	return nil
 }
 
 // bench is what a scenario runs with.

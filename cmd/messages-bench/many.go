@@ -71,11 +71,9 @@ func runMany(ctx context.Context, b *bench) error {
 	sem := make(chan struct{}, createConcurrency)
 	var wg sync.WaitGroup
 	for c := range cfg.Channels {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if err := acquire(ctx, sem); err != nil {
 			wg.Wait()
-			return ctx.Err()
+			return err
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()

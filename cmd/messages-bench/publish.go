@@ -30,62 +30,30 @@ func runPublish(ctx context.Context, b *bench) error {
 	defer api.CloseIdleConnections()
 
 	ids := make([]string, cfg.Channels)
-	ok := make([]bool, cfg.Channels)
+	for c := range ids {
+		ids[c] = cfg.Prefix + strconv.Itoa(c)
+	}
 	acked := make([]atomic.Int64, cfg.Channels)
 	var start time.Time // set before any message is sent; read by readers after
 	intended := func(c int, k int64) time.Time {
 		return start.Add(interval*time.Duration(c)/time.Duration(cfg.Channels) + interval*time.Duration(k-1))
 	}
-	var mk sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for c := range ids {
-		ids[c] = cfg.Prefix + strconv.Itoa(c)
-		sem <- struct{}{}
-		mk.Go(func() {
-			defer func() { <-sem }()
-			if err := createChannel(ctx, api, cfg.URL, ids[c], 0, 0, 0); err != nil {
-				b.st.failChannel("%v", err)
-				for k := range cfg.Clients {
-					b.st.fail("channel %s client %d: the channel was not created", ids[c], k)
-				}
-				return
-			}
-			ok[c] = true
-		})
-	}
-	mk.Wait()
+	ok := b.createEmpty(ctx, api, ids)
 
 	var ready, readers sync.WaitGroup
 	startCh := make(chan struct{}) // closed once start is set
-	dials := make(chan struct{}, dialConcurrency)
-	for c, id := range ids {
-		if !ok[c] {
-			continue
-		}
-		for k := range cfg.Clients {
-			ready.Add(1)
-			dials <- struct{}{}
-			readers.Go(func() {
-				isReady := sync.OnceFunc(ready.Done)
-				defer isReady()
-				check := lineChecker(id)
-				_, err := readWS(ctx, cfg.readerURL(k), b.src, b.st, wsReader{
-					channel: id, client: k,
-					onDialed: func() { <-dials },
-					onLive:   isReady,
-					onMessage: func(e client.Event) {
-						check.add(e.Seq, e.Data)
-						select {
-						case <-startCh:
-							b.st.e2e.record(k, e.Received.Sub(intended(c, e.Seq)))
-						default: // not possible: nothing is sent before start
-						}
-					},
-				})
-				readerDone(b.st, id, k, err, func() *problem { return check.finish(acked[c].Load()) })
-			})
-		}
-	}
+	b.subscribeLines(ctx, lineReaders{
+		ids:  ids,
+		read: func(c int) bool { return ok[c] },
+		onMessage: func(c, k int, e client.Event) {
+			select {
+			case <-startCh:
+				b.st.e2e.record(k, e.Received.Sub(intended(c, e.Seq)))
+			default: // not possible: nothing is sent before start
+			}
+		},
+		acked: func(c int) int64 { return acked[c].Load() },
+	}, &ready, &readers)
 	if err := waitGroup(ctx, &ready); err != nil {
 		readers.Wait()
 		return fmt.Errorf("waiting for the subscribers: %w", err)
@@ -117,6 +85,31 @@ func runPublish(ctx context.Context, b *bench) error {
 	}
 	readers.Wait()
 	return ctx.Err()
+}
+
+// createEmpty creates the channels ids, without generator, 64 at a time,
+// and reports which were created; a channel that was not is counted
+// failed, with each of its -clients readers.
+func (b *bench) createEmpty(ctx context.Context, api *http.Client, ids []string) []bool {
+	ok := make([]bool, len(ids))
+	var mk sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for c := range ids {
+		sem <- struct{}{}
+		mk.Go(func() {
+			defer func() { <-sem }()
+			if err := createChannel(ctx, api, b.cfg.URL, ids[c], 0, 0, 0); err != nil {
+				b.st.failChannel("%v", err)
+				for k := range b.cfg.Clients {
+					b.st.fail("channel %s client %d: the channel was not created", ids[c], k)
+				}
+				return
+			}
+			ok[c] = true
+		})
+	}
+	mk.Wait()
+	return ok
 }
 
 // publishChannel sends message k = 1..n of channel c at its intended time,

@@ -149,17 +149,18 @@ func (s *stats) between(a, b time.Time) int64 {
 // fail counts a failed client and keeps the first reasons.
 func (s *stats) fail(format string, args ...any) {
 	s.failures.Add(1)
-	s.mu.Lock()
-	if len(s.failList) < maxProblems {
-		s.failList = append(s.failList, fmt.Sprintf(format, args...))
-	}
-	s.mu.Unlock()
+	s.failReason(format, args...)
 }
 
 // failChannel counts a channel the bench could not create (or close) and
 // keeps the first reasons. Its clients are counted apart, by fail.
 func (s *stats) failChannel(format string, args ...any) {
 	s.chanFails.Add(1)
+	s.failReason(format, args...)
+}
+
+// failReason keeps a failure's reason, if fewer than maxProblems are kept.
+func (s *stats) failReason(format string, args ...any) {
 	s.mu.Lock()
 	if len(s.failList) < maxProblems {
 		s.failList = append(s.failList, fmt.Sprintf(format, args...))

@@ -54,6 +54,21 @@ func TestVerifyMessages(t *testing.T) {
 	}
 }
 
+// checkProblem fails t unless p is the problem of kind at seq, or nil
+// when kind is "".
+func checkProblem(t *testing.T, p *problem, kind string, seq int64) {
+	t.Helper()
+	if kind == "" {
+		if p != nil {
+			t.Fatalf("unexpected problem %+v", p)
+		}
+		return
+	}
+	if p == nil || p.Kind != kind || p.Seq != seq {
+		t.Errorf("got %+v, want kind %s seq %d", p, kind, seq)
+	}
+}
+
 func TestVerifyBody(t *testing.T) {
 	original := []byte("1: c\n2: c\n3: c\n")
 	tests := []struct {
@@ -73,15 +88,7 @@ func TestVerifyBody(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := verifyBody(original, []byte(tt.got))
-			if tt.kind == "" {
-				if p != nil {
-					t.Fatalf("unexpected problem %+v", p)
-				}
-				return
-			}
-			if p == nil || p.Kind != tt.kind || p.Seq != tt.seq {
-				t.Errorf("got %+v, want kind %s seq %d", p, tt.kind, tt.seq)
-			}
+			checkProblem(t, p, tt.kind, tt.seq)
 		})
 	}
 }
@@ -110,15 +117,7 @@ func TestLineChecker(t *testing.T) {
 				c.add(m.seq, m.data)
 			}
 			p := c.finish(tt.last)
-			if tt.kind == "" {
-				if p != nil {
-					t.Fatalf("unexpected problem %+v", p)
-				}
-				return
-			}
-			if p == nil || p.Kind != tt.kind || p.Seq != tt.seq {
-				t.Errorf("got %+v, want kind %s seq %d", p, tt.kind, tt.seq)
-			}
+			checkProblem(t, p, tt.kind, tt.seq)
 		})
 	}
 }

@@ -1,39 +1,19 @@
 package main
 
 import (
-	"errors"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/messages-server/messages/internal/clitest"
 )
 
-// runMainEnv, when set, makes the test binary run main with its arguments
-// instead of the tests, so that tests see main's exit code and output.
-const runMainEnv = "MESSAGES_TOKEN_TEST_RUN_MAIN"
+func TestMain(m *testing.M) { clitest.Main(m, main) }
 
-func TestMain(m *testing.M) {
-	if os.Getenv(runMainEnv) == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// runCommand runs the command with args and returns its exit code and
-// what it wrote to stdout and stderr.
+// runCommand runs messages-token with args and the test secret, and
+// returns its exit code and output.
 func runCommand(t *testing.T, args ...string) (code int, output string) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), os.Args[0], args...)
-	cmd.Env = append(os.Environ(), runMainEnv+"=1", "JWT_SECRET="+secret)
-	out, err := cmd.CombinedOutput()
-	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
-		return ee.ExitCode(), string(out)
-	}
-	if err != nil {
-		t.Fatalf("run the command: %v", err)
-	}
-	return 0, string(out)
+	return clitest.Run(t, []string{"JWT_SECRET=" + secret}, args...)
 }
 
 // TestExitCodes: -h prints the usage and exits 0, a bad flag is reported

@@ -42,14 +42,14 @@ func (c authConfig) open() bool { return c.jwtSecret == "" && c.jwtJWKS == "" }
 
 // addAuthFlags declares the flags of c on fs, with their environment
 // fallbacks.
-func addAuthFlags(fs *flag.FlagSet, c *authConfig, env func(name, def string) string, envBool func(name string) bool) {
-	fs.StringVar(&c.jwtSecret, "jwt-secret", env("JWT_SECRET", ""), "HS256 secret of the tokens, at least 32 bytes, e.g. from openssl rand -base64 32; prefer the env, flags show in ps (env JWT_SECRET)")
-	fs.StringVar(&c.jwtJWKS, "jwt-jwks", env("JWT_JWKS", ""), "public keys of RS256, ES256 and EdDSA tokens: a JWK Set URL (refreshed hourly) or file (env JWT_JWKS)")
-	fs.StringVar(&c.jwtIssuer, "jwt-issuer", env("JWT_ISSUER", ""), "if set, a token's iss must be exactly this; unset, iss is not checked (env JWT_ISSUER)")
-	fs.StringVar(&c.jwtAudience, "jwt-audience", env("JWT_AUDIENCE", ""), "if set, a token's aud (a string or an array) must include this; unset, aud is not checked (env JWT_AUDIENCE)")
-	fs.BoolVar(&c.publicSubscribe, "public-subscribe", envBool("PUBLIC_SUBSCRIBE"), "anyone may read every channel without a token; writing still needs one (env PUBLIC_SUBSCRIBE)")
-	fs.StringVar(&c.allowedHosts, "allowed-hosts", env("ALLOWED_HOSTS", ""), "comma-separated Host names the server answers for, any port; others get 421; * for any. Default: localhost, 127.0.0.1, [::1] and the loopback IP listened on in open mode, any with tokens (env ALLOWED_HOSTS)")
-	fs.BoolVar(&c.insecureOpen, "insecure-open", envBool("INSECURE_OPEN"), "allow open mode (no -jwt-secret or -jwt-jwks: anyone may do anything) on an address that is not loopback (env INSECURE_OPEN)")
+func addAuthFlags(fs *flag.FlagSet, c *authConfig, env envVars) {
+	fs.StringVar(&c.jwtSecret, "jwt-secret", env.str("JWT_SECRET", ""), "HS256 secret of the tokens, at least 32 bytes, e.g. from openssl rand -base64 32; prefer the env, flags show in ps (env JWT_SECRET)")
+	fs.StringVar(&c.jwtJWKS, "jwt-jwks", env.str("JWT_JWKS", ""), "public keys of RS256, ES256 and EdDSA tokens: a JWK Set URL (refreshed hourly) or file (env JWT_JWKS)")
+	fs.StringVar(&c.jwtIssuer, "jwt-issuer", env.str("JWT_ISSUER", ""), "if set, a token's iss must be exactly this; unset, iss is not checked (env JWT_ISSUER)")
+	fs.StringVar(&c.jwtAudience, "jwt-audience", env.str("JWT_AUDIENCE", ""), "if set, a token's aud (a string or an array) must include this; unset, aud is not checked (env JWT_AUDIENCE)")
+	fs.BoolVar(&c.publicSubscribe, "public-subscribe", env.boolean("PUBLIC_SUBSCRIBE"), "anyone may read every channel without a token; writing still needs one (env PUBLIC_SUBSCRIBE)")
+	fs.StringVar(&c.allowedHosts, "allowed-hosts", env.str("ALLOWED_HOSTS", ""), "comma-separated Host names the server answers for, any port; others get 421; * for any. Default: localhost, 127.0.0.1, [::1] and the loopback IP listened on in open mode, any with tokens (env ALLOWED_HOSTS)")
+	fs.BoolVar(&c.insecureOpen, "insecure-open", env.boolean("INSECURE_OPEN"), "allow open mode (no -jwt-secret or -jwt-jwks: anyone may do anything) on an address that is not loopback (env INSECURE_OPEN)")
 }
 
 // finish sets the default listen address, which depends on the mode, and

@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/messages-server/messages/internal/clitest"
 	"github.com/messages-server/messages/ws/auth"
 )
 
@@ -95,12 +96,12 @@ func TestOpenModeStaysOnLoopback(t *testing.T) {
 			t.Errorf("open mode on %s: %v, want a start-up error naming JWT_SECRET and -insecure-open\n%s", addr, err, &logs)
 		}
 	}
-	code, out := runCommand(t, "-addr", ":0")
+	code, out := clitest.Run(t, nil, "-addr", ":0")
 	// A flag is the cause: the reason once, then the usage, and exit 2.
 	if code != 2 || strings.Count(out, "open mode refuses to listen on :0") != 1 || !strings.Contains(out, "Usage of messages") {
 		t.Errorf("messages -addr :0 exits %d, want 2 with the reason once and the usage:\n%s", code, out)
 	}
-	code, out = runCommand(t, "-jwt-secret", "short")
+	code, out = clitest.Run(t, nil, "-jwt-secret", "short")
 	if code != 2 || !strings.Contains(out, "use at least 32") {
 		t.Errorf("messages -jwt-secret short exits %d, want 2 asking for 32 bytes:\n%s", code, out)
 	}
@@ -260,7 +261,7 @@ func TestJWTIssuerAudienceFlags(t *testing.T) {
 			t.Errorf("args %q env %v: issuer %q, audience %q, %v; want %q, %q", tc.args, tc.env, c.auth.jwtIssuer, c.auth.jwtAudience, err, tc.iss, tc.aud)
 		}
 	}
-	code, out := runCommand(t, "-jwt-audience", "messages")
+	code, out := clitest.Run(t, nil, "-jwt-audience", "messages")
 	if code != 2 || strings.Count(out, "given without a key") != 1 {
 		t.Errorf("messages -jwt-audience messages exits %d, want 2 with the reason once:\n%s", code, out)
 	}

@@ -9,17 +9,8 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 )
-
-// envFuncs read a flag's environment fallback; parse errors are collected
-// by parseConfig.
-type envFuncs struct {
-	str func(name, def string) string
-	dur func(name string, def time.Duration) time.Duration
-	num func(name string, def int) int
-	// fail records an error in an environment value.
-	fail func(error)
-}
 
 // bounds are the timeouts, memory bounds and quotas that make the server
 // safe to expose.
@@ -41,7 +32,7 @@ type bounds struct {
 	idleEvict          time.Duration
 }
 
-func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
+func (b *bounds) define(fs *flag.FlagSet, env envVars) {
 	fs.DurationVar(&b.bodyTimeout, "body-timeout", env.dur("BODY_TIMEOUT", 30*time.Second), "a request body must arrive within this, else 408 (env BODY_TIMEOUT)")
 	fs.DurationVar(&b.storeTimeout, "store-timeout", env.dur("STORE_TIMEOUT", 5*time.Second), "bound on each database call made for a request, else 503 (env STORE_TIMEOUT)")
 	fs.DurationVar(&b.persistWaitTimeout, "persist-wait-timeout", env.dur("PERSIST_WAIT_TIMEOUT", 30*time.Second), "longest an append with ?wait=persisted waits, else 504 with its seq (env PERSIST_WAIT_TIMEOUT)")
@@ -57,8 +48,8 @@ func (b *bounds) define(fs *flag.FlagSet, env envFuncs) {
 	fs.IntVar(&b.maxOpenChannels, "max-open-channels", env.num("MAX_OPEN_CHANNELS", 100_000), "channels open in memory at once; past it creates and take-overs get 429 (env MAX_OPEN_CHANNELS)")
 	fs.Float64Var(&b.maxGeneratorRate, "max-generator-rate", env.float("MAX_GENERATOR_RATE", 100_000), "lines per second of all running generators together; past it creating a generator gets 429 (env MAX_GENERATOR_RATE)")
 	fs.IntVar(&b.maxConnsPerIP, "max-conns-per-ip", env.num("MAX_CONNS_PER_IP", 10_000), "WebSockets, streaming responses and requests whose body is still arriving, at once per client IP; past it 429 (env MAX_CONNS_PER_IP)")
-	fs.Float64Var(&b.createRate, "create-rate", env.float("CREATE_RATE", 100), "channel creations per second per client IP; past it 429 (env CREATE_RATE)")
-	fs.IntVar(&b.createBurst, "create-burst", env.num("CREATE_BURST", 1000), "channel creations per client IP allowed at once before -create-rate applies (env CREATE_BURST)")
+	fs.Float64Var(&b.createRate, "create-rate", env.float("CREATE_RATE", 1000), "channel creations per second per client IP; past it 429 (env CREATE_RATE)")
+	fs.IntVar(&b.createBurst, "create-burst", env.num("CREATE_BURST", 2000), "channel creations per client IP allowed at once before -create-rate applies (env CREATE_BURST)")
 	fs.StringVar(&b.trustedProxies, "trusted-proxies", env.str("TRUSTED_PROXIES", ""), "comma-separated CIDRs of proxies whose X-Forwarded-For names the client, e.g. 10.0.0.0/8 (env TRUSTED_PROXIES)")
 }
 
@@ -119,7 +110,7 @@ func (b *bounds) proxies() ([]netip.Prefix, error) {
 }
 
 // hub sets the hub's part of the bounds in c.
-func (b *bounds) hub(c *ws.HubConfig) {
+func (b *bounds) hub(c *hub.Config) {
 	c.StoreTimeout = b.storeTimeout
 	c.PersistWaitTimeout = b.persistWaitTimeout
 	c.MaxBufferedBytes = int64(b.maxBufferedBytes)
@@ -137,34 +128,6 @@ func (b *bounds) server(c *ws.ServerConfig) {
 	c.CreateBurst = b.createBurst
 	c.MaxCatchupBytes = int64(b.maxCatchupBytes)
 	c.TrustedProxies, _ = b.proxies() // validated by parseConfig
-}
-
-// float reads a number from the environment.
-func (e envFuncs) float(name string, def float64) float64 {
-	v := e.str(name, "")
-	if v == "" {
-		return def
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil {
-		e.fail(fmt.Errorf("%s=%q: not a number", name, v))
-		return def
-	}
-	return f
-}
-
-// size reads a byte size from the environment.
-func (e envFuncs) size(name string, def byteSize) byteSize {
-	v := e.str(name, "")
-	if v == "" {
-		return def
-	}
-	var b byteSize
-	if err := b.Set(v); err != nil {
-		e.fail(fmt.Errorf("%s=%q: %v", name, v, err))
-		return def
-	}
-	return b
 }
 
 // byteSize is a flag.Value for a number of bytes: an integer, optionally

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/time/rate"
 
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
@@ -182,5 +183,26 @@ func TestListensBeforeTakeOver(t *testing.T) {
 	want := "1: gen\n2: gen\n3: gen\n4: gen\n5: gen\n"
 	if got := string(do(t, "GET", s.base+"/?id=gen", "", http.StatusOK)); got != want {
 		t.Fatalf("the taken-over generator streamed %q, want %q", got, want)
+	}
+}
+
+// TestDefaultCreationQuotaAdmitsReferenceTwice: with the default per-client
+// creation quota, the reference workload (1000 POST / at once from one
+// address) runs twice in a row without a 429, the second run starting
+// three seconds after the first (its 50 lines at 20 a second take 2.5 s).
+func TestDefaultCreationQuotaAdmitsReferenceTwice(t *testing.T) {
+	c, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := rate.NewLimiter(rate.Limit(c.bounds.createRate), c.bounds.createBurst)
+	start := time.Now()
+	for run, at := range []time.Time{start, start.Add(3 * time.Second)} {
+		for i := range 1000 {
+			if !lim.AllowN(at, 1) {
+				t.Fatalf("run %d: creation %d refused by the default quota (-create-rate %v, -create-burst %d)",
+					run+1, i+1, c.bounds.createRate, c.bounds.createBurst)
+			}
+		}
 	}
 }

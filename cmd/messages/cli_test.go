@@ -5,44 +5,18 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/messages-server/messages/internal/clitest"
 )
 
-// runMainEnv, when set, makes the test binary run main with its arguments
-// instead of the tests, so that tests see main's exit code and output.
-const runMainEnv = "MESSAGES_TEST_RUN_MAIN"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(runMainEnv) == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// runCommand runs the command with args and returns its exit code and
-// what it wrote to stdout and stderr.
-func runCommand(t *testing.T, args ...string) (code int, output string) {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), os.Args[0], args...)
-	cmd.Env = append(os.Environ(), runMainEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
-		return ee.ExitCode(), string(out)
-	}
-	if err != nil {
-		t.Fatalf("run the command: %v", err)
-	}
-	return 0, string(out)
-}
+func TestMain(m *testing.M) { clitest.Main(m, main) }
 
 func TestHelpExitsZero(t *testing.T) {
 	for _, arg := range []string{"-h", "-help", "--help"} {
-		code, out := runCommand(t, arg)
+		code, out := clitest.Run(t, nil, arg)
 		if code != 0 {
 			t.Errorf("messages %s exits %d, want 0\n%s", arg, code, out)
 		}
@@ -56,7 +30,7 @@ func TestHelpExitsZero(t *testing.T) {
 }
 
 func TestBadFlagPrintedOnce(t *testing.T) {
-	code, out := runCommand(t, "-persist-workers", "many")
+	code, out := clitest.Run(t, nil, "-persist-workers", "many")
 	if code != 2 {
 		t.Errorf("a bad flag value exits %d, want 2\n%s", code, out)
 	}
@@ -87,7 +61,7 @@ func TestBadFlagValues(t *testing.T) {
 		{[]string{"-addr", "0.0.0.0:0"}, "open mode refuses to listen on 0.0.0.0:0"},
 		{[]string{"-persist-interval", "100ms", "extra"}, `unexpected arguments: ["extra"]`},
 	} {
-		code, out := runCommand(t, tc.args...)
+		code, out := clitest.Run(t, nil, tc.args...)
 		if code != 2 || strings.Count(out, tc.msg) != 1 || !strings.Contains(out, "Usage of messages") {
 			t.Errorf("messages %q: exit %d, want 2, %q once and the usage:\n%s", tc.args, code, tc.msg, out)
 		}
@@ -131,7 +105,7 @@ func TestSizeFlags(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	code, out := runCommand(t, "-version")
+	code, out := clitest.Run(t, nil, "-version")
 	if code != 0 || !strings.HasPrefix(out, "messages ") || !strings.Contains(out, runtime.Version()) {
 		t.Errorf("messages -version: exit %d\n%s", code, out)
 	}

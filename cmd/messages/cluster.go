@@ -13,8 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/messages-server/messages/persist"
-	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/cluster"
+	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/streams"
 )
 
 // clusterConfig is the part of the configuration about cluster mode
@@ -30,11 +31,10 @@ func (c clusterConfig) on() bool { return c.natsURL != "" }
 
 // addClusterFlags declares the flags of c on fs, with their environment
 // fallbacks.
-func addClusterFlags(fs *flag.FlagSet, c *clusterConfig, env func(name, def string) string,
-	envDuration func(name string, def time.Duration) time.Duration) {
-	fs.StringVar(&c.natsURL, "nats-url", env("NATS_URL", ""), "NATS server(s), comma-separated nats:// URLs; turns on cluster mode, which needs a postgres:// database (env NATS_URL)")
-	fs.StringVar(&c.nodeID, "node-id", env("NODE_ID", ""), "this node's id in cluster mode, 1 to 64 of [A-Za-z0-9_-]; default: host name and a random suffix (env NODE_ID)")
-	fs.DurationVar(&c.lease, "lease-time", envDuration("LEASE_TIME", 5*time.Second), "cluster mode: how long a node owns its channels without renewing; a dead node's channels move after at most this (env LEASE_TIME)")
+func addClusterFlags(fs *flag.FlagSet, c *clusterConfig, env envVars) {
+	fs.StringVar(&c.natsURL, "nats-url", env.str("NATS_URL", ""), "NATS server(s), comma-separated nats:// URLs; turns on cluster mode, which needs a postgres:// database (env NATS_URL)")
+	fs.StringVar(&c.nodeID, "node-id", env.str("NODE_ID", ""), "this node's id in cluster mode, 1 to 64 of [A-Za-z0-9_-]; default: host name and a random suffix (env NODE_ID)")
+	fs.DurationVar(&c.lease, "lease-time", env.dur("LEASE_TIME", 5*time.Second), "cluster mode: how long a node owns its channels without renewing; a dead node's channels move after at most this (env LEASE_TIME)")
 }
 
 // finish checks c against the database URL and sets the default node id.
@@ -106,20 +106,21 @@ func joinCluster(c clusterConfig, persistWait time.Duration, store *persist.Stor
 
 // hubCluster returns what the hub's Cluster is: the node, or nil in
 // single-server mode.
-func (r *clusterRun) hubCluster() ws.Cluster {
+func (r *clusterRun) hubCluster() hub.Cluster {
 	if r == nil {
 		return nil
 	}
 	return r.node
 }
 
-// start starts serving the other nodes for hub; nothing in single-server
-// mode.
-func (r *clusterRun) start(hub *ws.Hub) error {
+// start starts serving the other nodes for h, and the Durable Streams
+// appends they forward with b; nothing in single-server mode.
+func (r *clusterRun) start(h *hub.Hub, b *streams.Backend) error {
 	if r == nil {
 		return nil
 	}
-	return r.node.Start(hub)
+	r.node.ServeStreams(b)
+	return r.node.Start(h)
 }
 
 // ready returns the readiness check of the server: store, then, in

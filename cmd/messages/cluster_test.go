@@ -74,19 +74,10 @@ func startNATS(t *testing.T) string {
 // serves.
 func serveNode(t *testing.T, bin, dbURL, natsURL, id string) (*process, *server) {
 	t.Helper()
-	p := &process{log: &syncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-addr", "127.0.0.1:0", "-persist-interval", "10ms", "-database-url", dbURL,
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-persist-interval", "10ms", "-database-url", dbURL,
 		"-nats-url", natsURL, "-node-id", id, "-lease-time", "1s")
-	p.cmd.Env = append(os.Environ(), "DATABASE_URL=", "LISTEN_ADDR=", "NATS_URL=", "NODE_ID=", "LEASE_TIME=")
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
+	cmd.Env = append(os.Environ(), "DATABASE_URL=", "LISTEN_ADDR=", "NATS_URL=", "NODE_ID=", "LEASE_TIME=")
+	p := startProcess(t, cmd, func(p *process) {
 		_ = p.cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-p.exited:
@@ -95,20 +86,7 @@ func serveNode(t *testing.T, bin, dbURL, natsURL, id string) (*process, *server)
 			<-p.exited
 		}
 	})
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		if m := servingAddr.FindStringSubmatch(p.log.String()); m != nil {
-			return p, &server{base: "http://" + m[1], log: p.log}
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("node %s exited before serving: %v\n%s", id, p.err, p.log)
-		case <-time.After(10 * time.Millisecond): // polling its log, with a deadline
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s not serving after %v\n%s", id, waitTimeout, p.log)
-		}
-	}
+	return p, p.serving(t, "node "+id)
 }
 
 // readLines reads channel id through base to its end, resuming after

@@ -72,33 +72,6 @@ func (c *choiceFlag) Set(s string) error {
 // logFormats are the values of -log-format.
 var logFormats = []string{"text", "json"}
 
-// level reads a log level from the environment.
-func (e envFuncs) level(name string, def slog.Level) slog.Level {
-	v := e.str(name, "")
-	if v == "" {
-		return def
-	}
-	var l levelFlag
-	if err := l.Set(v); err != nil {
-		e.fail(fmt.Errorf("%s=%q: %v", name, v, err))
-		return def
-	}
-	return slog.Level(l)
-}
-
-// choice reads one of choices from the environment.
-func (e envFuncs) choice(name, def string, choices []string) string {
-	v := e.str(name, "")
-	if v == "" {
-		return def
-	}
-	if !slices.Contains(choices, v) {
-		e.fail(fmt.Errorf("%s=%q: use %s", name, v, strings.Join(choices, " or ")))
-		return def
-	}
-	return v
-}
-
 // newLogger returns the server's logger: text or JSON lines on w.
 func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}

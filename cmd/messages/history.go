@@ -12,7 +12,7 @@ type historyConfig struct {
 	page       int
 }
 
-func addHistoryFlags(fs *flag.FlagSet, c *historyConfig, env envFuncs) {
+func addHistoryFlags(fs *flag.FlagSet, c *historyConfig, env envVars) {
 	c.cacheBytes = env.size("HISTORY_CACHE_BYTES", 64<<20)
 	fs.Var(&c.cacheBytes, "history-cache-bytes", "`size` of the encoded history pages kept in memory for catch-ups to share, within -max-buffered-bytes, e.g. 64MiB; 0 disables the cache (env HISTORY_CACHE_BYTES)")
 	fs.IntVar(&c.page, "history-page", env.num("HISTORY_PAGE", 1000), "messages per history page: per store read of a catch-up, and per cached page (env HISTORY_PAGE)")
@@ -31,7 +31,7 @@ func (c historyConfig) check() error {
 }
 
 // hubCacheBytes maps the flag, where 0 disables the cache, to
-// ws.HubConfig.HistoryCacheBytes, where 0 means the default and a negative
+// hub.Config.HistoryCacheBytes, where 0 means the default and a negative
 // value disables it.
 func (c historyConfig) hubCacheBytes() int64 {
 	if c.cacheBytes == 0 {

@@ -43,10 +43,19 @@ func buildServer(t *testing.T) string {
 // stopped (SIGKILL if it has not exited) when t ends.
 func spawn(t *testing.T, bin, dbURL string, extra ...string) *process {
 	t.Helper()
-	p := &process{log: &syncBuffer{}, exited: make(chan struct{})}
 	args := append([]string{"-addr", "127.0.0.1:0", "-persist-interval", "10ms", "-database-url", dbURL}, extra...)
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), "DATABASE_URL=", "LISTEN_ADDR=")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "DATABASE_URL=", "LISTEN_ADDR=")
+	return startProcess(t, cmd, func(p *process) {
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	})
+}
+
+// startProcess starts cmd, logging its output, and calls stop when t ends.
+func startProcess(t *testing.T, cmd *exec.Cmd, stop func(*process)) *process {
+	t.Helper()
+	p := &process{cmd: cmd, log: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -55,10 +64,7 @@ func spawn(t *testing.T, bin, dbURL string, extra ...string) *process {
 		p.err = p.cmd.Wait()
 		close(p.exited)
 	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	})
+	t.Cleanup(func() { stop(p) })
 	return p
 }
 
@@ -70,18 +76,25 @@ var servingAddr = regexp.MustCompile(`msg=serving addr=(\S+)`)
 func serve(t *testing.T, bin, dbURL string, extra ...string) (*process, *server) {
 	t.Helper()
 	p := spawn(t, bin, dbURL, extra...)
+	return p, p.serving(t, "server")
+}
+
+// serving waits until p serves, and returns the server; who names p in
+// the failures.
+func (p *process) serving(t *testing.T, who string) *server {
+	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		if m := servingAddr.FindStringSubmatch(p.log.String()); m != nil {
-			return p, &server{base: "http://" + m[1], log: p.log}
+			return &server{base: "http://" + m[1], log: p.log}
 		}
 		select {
 		case <-p.exited:
-			t.Fatalf("server exited before serving: %v\n%s", p.err, p.log)
+			t.Fatalf("%s exited before serving: %v\n%s", who, p.err, p.log)
 		case <-time.After(10 * time.Millisecond): // polling its log, with a deadline
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server not serving after %v\n%s", waitTimeout, p.log)
+			t.Fatalf("%s not serving after %v\n%s", who, waitTimeout, p.log)
 		}
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"os/signal"
 	runtimepprof "runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,10 +27,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/messages-server/messages/internal/backoff"
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/viewer"
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/streams"
 )
 
 func main() {
@@ -89,79 +91,14 @@ type config struct {
 // postgres:// URL.
 const defaultDatabaseURL = "sqlite:./data/messages.db"
 
+// parseConfig reads the configuration from args, with the environment
+// (getenv) as fallback; flag errors and the usage go to stderr.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("messages", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	// An environment value that does not parse is one error, and the
-	// flag keeps its default, so that no range check repeats it.
 	var errs []error
-	envDuration := func(name string, def time.Duration) time.Duration {
-		v := getenv(name)
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not a duration (e.g. 100ms, 30s)", name, v))
-			return def
-		}
-		return d
-	}
-	envInt := func(name string, def int) int {
-		v := getenv(name)
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not an integer", name, v))
-			return def
-		}
-		return n
-	}
-	envBool := func(name string) bool {
-		v := getenv(name)
-		if v == "" {
-			return false
-		}
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: not a boolean", name, v))
-			return false
-		}
-		return b
-	}
-	envs := envFuncs{str: env, dur: envDuration, num: envInt, fail: func(err error) { errs = append(errs, err) }}
-	fs.StringVar(&c.addr, "addr", env("LISTEN_ADDR", ""), "listen address; default "+openDefaultAddr+" in open mode (no key), "+tokenDefaultAddr+" with tokens (env LISTEN_ADDR)")
-	fs.StringVar(&c.databaseURL, "database-url", env("DATABASE_URL", defaultDatabaseURL), "database: postgres://user:pass@host:port/db for PostgreSQL, or sqlite:path/to/file.db for a SQLite file, created if missing (env DATABASE_URL)")
-	fs.DurationVar(&c.persistInterval, "persist-interval", envDuration("PERSIST_INTERVAL", 100*time.Millisecond), "longest time a message waits before it is written to the database (env PERSIST_INTERVAL)")
-	fs.IntVar(&c.persistWorkers, "persist-workers", envInt("PERSIST_WORKERS", 4), "database writer goroutines (env PERSIST_WORKERS)")
-	c.maxMessageBytes = envs.size("MAX_MESSAGE_BYTES", 64<<10)
-	fs.Var(&c.maxMessageBytes, "max-message-bytes", "`size` of the largest message accepted, e.g. 64KiB (env MAX_MESSAGE_BYTES)")
-	fs.IntVar(&c.queueLen, "queue-len", envInt("SUBSCRIBER_QUEUE_LEN", 64), "live queue length per subscriber; a slower one re-syncs from history (env SUBSCRIBER_QUEUE_LEN)")
-	fs.StringVar(&c.allowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated origin host patterns trusted besides the server's own, to open WebSockets and send POSTs from their pages; * for any (env ALLOWED_ORIGINS)")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful shutdown may take to flush (env SHUTDOWN_TIMEOUT)")
-	c.logLevel = envs.level("LOG_LEVEL", slog.LevelInfo)
-	fs.Var((*levelFlag)(&c.logLevel), "log-level", "debug, info, warn or error (env LOG_LEVEL)")
-	c.logFormat = envs.choice("LOG_FORMAT", "text", logFormats)
-	fs.Var(&choiceFlag{&c.logFormat, logFormats}, "log-format", "text, or json for log shippers: one JSON object a line (env LOG_FORMAT)")
-	fs.BoolVar(&c.version, "version", false, "print the version and exit")
-	fs.BoolVar(&c.compression, "compression", envBool("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
-	fs.DurationVar(&c.retention, "retention", envDuration("RETENTION", 0), "delete closed channels and their history this long after they were closed, in the background; 0 keeps them forever (env RETENTION)")
-	fs.StringVar(&c.debugAddr, "debug-addr", env("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
-	fs.StringVar(&c.metricsAddr, "metrics-addr", env("METRICS_ADDR", ""), "if set, serve /metrics on this address, without a token (e.g. an internal interface), instead of on -addr, where it needs an admin token when tokens are required (env METRICS_ADDR)")
-	addHistoryFlags(fs, &c.history, envs)
-	addAuthFlags(fs, &c.auth, env, envBool)
-	fs.DurationVar(&c.longPollTimeout, "long-poll-timeout", envDuration("LONG_POLL_TIMEOUT", 20*time.Second), "how long a Durable Streams long-poll read waits for data before answering 204 (env LONG_POLL_TIMEOUT)")
-	c.bounds.define(fs, envs)
-	addClusterFlags(fs, &c.cluster, env, envDuration)
+	c.define(fs, envVars{getenv: getenv, errs: &errs})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -174,6 +111,42 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
 	}
+	errs = append(errs, c.check()...)
+	return c, usage(fs, errors.Join(errs...))
+}
+
+// define declares the flags of c on fs, with their environment fallbacks.
+func (c *config) define(fs *flag.FlagSet, env envVars) {
+	fs.StringVar(&c.addr, "addr", env.str("LISTEN_ADDR", ""), "listen address; default "+openDefaultAddr+" in open mode (no key), "+tokenDefaultAddr+" with tokens (env LISTEN_ADDR)")
+	fs.StringVar(&c.databaseURL, "database-url", env.str("DATABASE_URL", defaultDatabaseURL), "database: postgres://user:pass@host:port/db for PostgreSQL, or sqlite:path/to/file.db for a SQLite file, created if missing (env DATABASE_URL)")
+	fs.DurationVar(&c.persistInterval, "persist-interval", env.dur("PERSIST_INTERVAL", 100*time.Millisecond), "longest time a message waits before it is written to the database (env PERSIST_INTERVAL)")
+	fs.IntVar(&c.persistWorkers, "persist-workers", env.num("PERSIST_WORKERS", 4), "database writer goroutines (env PERSIST_WORKERS)")
+	c.maxMessageBytes = env.size("MAX_MESSAGE_BYTES", 64<<10)
+	fs.Var(&c.maxMessageBytes, "max-message-bytes", "`size` of the largest message accepted, e.g. 64KiB (env MAX_MESSAGE_BYTES)")
+	fs.IntVar(&c.queueLen, "queue-len", env.num("SUBSCRIBER_QUEUE_LEN", 64), "live queue length per subscriber; a slower one re-syncs from history (env SUBSCRIBER_QUEUE_LEN)")
+	fs.StringVar(&c.allowedOrigins, "allowed-origins", env.str("ALLOWED_ORIGINS", ""), "comma-separated origin host patterns trusted besides the server's own, to open WebSockets and send POSTs from their pages; * for any (env ALLOWED_ORIGINS)")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", env.dur("SHUTDOWN_TIMEOUT", 30*time.Second), "how long a graceful shutdown may take to flush (env SHUTDOWN_TIMEOUT)")
+	c.logLevel = env.level("LOG_LEVEL", slog.LevelInfo)
+	fs.Var((*levelFlag)(&c.logLevel), "log-level", "debug, info, warn or error (env LOG_LEVEL)")
+	c.logFormat = env.choice("LOG_FORMAT", "text", logFormats)
+	fs.Var(&choiceFlag{&c.logFormat, logFormats}, "log-format", "text, or json for log shippers: one JSON object a line (env LOG_FORMAT)")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	fs.BoolVar(&c.compression, "compression", env.boolean("WS_COMPRESSION"), "enable WebSocket permessage-deflate (env WS_COMPRESSION)")
+	fs.DurationVar(&c.retention, "retention", env.dur("RETENTION", 0), "delete closed channels and their history this long after they were closed, in the background; 0 keeps them forever (env RETENTION)")
+	fs.StringVar(&c.debugAddr, "debug-addr", env.str("DEBUG_ADDR", ""), "if set, serve Go's pprof profiles on this address, e.g. 127.0.0.1:6060 (env DEBUG_ADDR)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", env.str("METRICS_ADDR", ""), "if set, serve /metrics on this address, without a token (e.g. an internal interface), instead of on -addr, where it needs an admin token when tokens are required (env METRICS_ADDR)")
+	addHistoryFlags(fs, &c.history, env)
+	addAuthFlags(fs, &c.auth, env)
+	fs.DurationVar(&c.longPollTimeout, "long-poll-timeout", env.dur("LONG_POLL_TIMEOUT", 20*time.Second), "how long a Durable Streams long-poll read waits for data before answering 204 (env LONG_POLL_TIMEOUT)")
+	c.bounds.define(fs, env)
+	addClusterFlags(fs, &c.cluster, env)
+}
+
+// check returns what is wrong with c, and fills in what depends on other
+// settings (the listen address, the node id); nil errors are dropped by
+// errors.Join.
+func (c *config) check() []error {
+	var errs []error
 	if c.persistInterval <= 0 {
 		errs = append(errs, fmt.Errorf("persist interval must be positive"))
 	}
@@ -199,7 +172,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	errs = append(errs, c.auth.finish(&c.addr)) // errors.Join drops a nil
 	errs = append(errs, c.bounds.validate()...)
 	errs = append(errs, c.cluster.finish(c.databaseURL))
-	return c, usage(fs, errors.Join(errs...))
+	return errs
 }
 
 // run runs the server until ctx is cancelled, then shuts down gracefully.
@@ -223,7 +196,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	store, err := persist.Open(ctx, cfg.cluster.storeConfig(persist.Config{URL: cfg.databaseURL, Logger: log, Registerer: reg}))
+	store, err := persist.Open(ctx, cfg.cluster.storeConfig(persist.Config{URL: cfg.databaseURL, Logger: log, Metrics: prom.New(reg)}))
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -234,64 +207,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer cl.leave(log, cfg.shutdownTimeout, &err) // after the shutdown below: the hub has flushed
-	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Registerer: reg})
-	reg.MustRegister(buildInfo(), bufferedLimit(cfg.bounds.maxBufferedBytes))
-	metrics := ws.NewMetrics(reg)
-	hubCfg := ws.HubConfig{
-		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
-		Retention: ws.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: cfg.history.hubCacheBytes(),
-		HistoryPage: cfg.history.page, Logger: log, Metrics: metrics, Cluster: cl.hubCluster(),
-	}
-	cfg.bounds.hub(&hubCfg)
-	hub := ws.NewHub(hubCfg)
-	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	srvCfg := ws.ServerConfig{
-		Viewer: viewer.Handler(), Metrics: metricsHandler,
-		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: int(cfg.maxMessageBytes),
-		Logger: log, HubMetrics: metrics, Auth: authz, Ready: cl.ready(store.Ping),
-		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}), LongPollTimeout: cfg.longPollTimeout,
-		Guard: guard,
-	}
-	cfg.bounds.server(&srvCfg)
-	if cfg.metricsAddr != "" {
-		srvCfg.Metrics = nil // served on its own address only
-	}
-	srv := ws.NewServer(hub, srvCfg)
+	p := newParts(cfg, store, cl, authz, guard, reg, log)
 	// From here on the writer's workers run, and from hub.Start on actors
 	// and generators too: every return, an early error included, goes
 	// through this one shutdown, which stops them and flushes what they
 	// hold before the store closes.
 	var httpSrv *http.Server // set once serving
 	defer func() {
-		if serr := shutdown(log, cfg.shutdownTimeout, srv, httpSrv, writer); serr != nil {
+		if serr := shutdown(log, cfg.shutdownTimeout, p.srv, httpSrv, p.writer); serr != nil {
 			err = errors.Join(err, serr)
 		}
 	}()
-	if err := cl.start(hub); err != nil {
+	if err := cl.start(p.hub, p.streams); err != nil {
 		return err
 	}
-	if cfg.debugAddr != "" {
-		stopDebug, err := serveDebug(cfg.debugAddr, cfg.auth.hosts(), log)
-		if err != nil {
-			return err
-		}
-		defer stopDebug()
+	stopAsides, err := serveAsides(cfg, p.metrics, log)
+	if err != nil {
+		return err
 	}
-	if cfg.metricsAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metricsHandler)
-		stopMetrics, err := serveAside(cfg.metricsAddr, "metrics", "/metrics", mux, cfg.auth.hosts(), log)
-		if err != nil {
-			return err
-		}
-		defer stopMetrics()
-	}
+	defer stopAsides()
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	httpSrv = &http.Server{Handler: srv, ReadHeaderTimeout: cfg.bounds.readHeaderTimeout, IdleTimeout: cfg.bounds.idleTimeout,
+	httpSrv = &http.Server{Handler: p.srv, ReadHeaderTimeout: cfg.bounds.readHeaderTimeout, IdleTimeout: cfg.bounds.idleTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
@@ -300,7 +240,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// Take over the previous process's generators while serving: with
 	// many of them this takes a while, and every channel is also taken
 	// over on its first request. /readyz says when it is done.
-	defer startTakeOver(ctx, hub, log)()
+	defer startTakeOver(ctx, p.hub, log)()
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -316,6 +256,77 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// resume on the other server.
 		return errors.New("another server took the database lock; stopping")
 	}
+}
+
+// parts are what run builds over the store: the writer, the hub, the
+// Durable Streams backend, the HTTP server and the handler of /metrics.
+type parts struct {
+	writer  *persist.Writer
+	hub     *hub.Hub
+	streams *streams.Backend
+	srv     *ws.Server
+	metrics http.Handler
+}
+
+// newParts builds the server over store. Nothing runs yet but the
+// writer's workers.
+func newParts(cfg config, store *persist.Store, cl *clusterRun, authz *auth.Authorizer, guard *auth.Guard,
+	reg *prometheus.Registry, log *slog.Logger) parts {
+	writer := persist.NewWriter(store, persist.WriterConfig{Workers: cfg.persistWorkers, Logger: log, Metrics: prom.New(reg)})
+	reg.MustRegister(buildInfo(), bufferedLimit(cfg.bounds.maxBufferedBytes))
+	metrics := ws.NewMetrics(reg)
+	hubCfg := hub.Config{
+		Store: store, Writer: writer, PersistInterval: cfg.persistInterval, QueueLen: cfg.queueLen,
+		Retention: hub.RetentionConfig{After: cfg.retention}, HistoryCacheBytes: cfg.history.hubCacheBytes(),
+		HistoryPage: cfg.history.page, Logger: log, Metrics: hub.NewMetrics(prom.New(reg)), Cluster: cl.hubCluster(),
+	}
+	cfg.bounds.hub(&hubCfg)
+	h := hub.New(hubCfg)
+	backend := streams.New(h, store, streams.Config{})
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	srvCfg := ws.ServerConfig{
+		Viewer: viewer.Handler(), Metrics: metricsHandler,
+		AllowedOrigins: splitList(cfg.allowedOrigins), Compression: cfg.compression, MaxMessageBytes: int(cfg.maxMessageBytes),
+		Logger: log, HTTPMetrics: metrics, Auth: authz, Ready: cl.ready(store.Ping),
+		Streams: backend, LongPollTimeout: cfg.longPollTimeout,
+		Guard: guard,
+	}
+	cfg.bounds.server(&srvCfg)
+	if cfg.metricsAddr != "" {
+		srvCfg.Metrics = nil // served on its own address only
+	}
+	srv := ws.NewServer(h, srvCfg)
+	return parts{writer: writer, hub: h, streams: backend, srv: srv, metrics: metricsHandler}
+}
+
+// serveAsides serves, if configured, the pprof profiles (-debug-addr) and
+// /metrics (-metrics-addr) on addresses of their own, and returns what
+// stops them. On an error, nothing is left serving.
+func serveAsides(cfg config, metricsHandler http.Handler, log *slog.Logger) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, f := range slices.Backward(stops) {
+			f()
+		}
+	}
+	if cfg.debugAddr != "" {
+		stopDebug, err := serveDebug(cfg.debugAddr, cfg.auth.hosts(), log)
+		if err != nil {
+			return nil, err
+		}
+		stops = append(stops, stopDebug)
+	}
+	if cfg.metricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler)
+		stopMetrics, err := serveAside(cfg.metricsAddr, "metrics", "/metrics", mux, cfg.auth.hosts(), log)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, stopMetrics)
+	}
+	return stop, nil
 }
 
 // splitList splits a comma-separated list, dropping empty items.
@@ -362,12 +373,12 @@ func shutdown(log *slog.Logger, timeout time.Duration, srv *ws.Server, httpSrv *
 
 // startTakeOver runs takeOver on its own goroutine and returns the
 // function that stops it and waits for it.
-func startTakeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) func() {
+func startTakeOver(ctx context.Context, h *hub.Hub, log *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		takeOver(ctx, hub, log)
+		takeOver(ctx, h, log)
 	}()
 	return func() {
 		cancel()
@@ -377,11 +388,11 @@ func startTakeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) func() {
 
 // takeOver runs hub.Start until it succeeds or ctx ends, retrying with
 // backoff while the database fails.
-func takeOver(ctx context.Context, hub *ws.Hub, log *slog.Logger) {
+func takeOver(ctx context.Context, h *hub.Hub, log *slog.Logger) {
 	start := time.Now()
 	pace := backoff.Exponential{Min: time.Second, Max: 30 * time.Second}
 	for {
-		err := hub.Start(ctx)
+		err := h.Start(ctx)
 		if err == nil {
 			log.Info("take-over done: ready", slog.Duration("took", time.Since(start)))
 			return

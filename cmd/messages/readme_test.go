@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/messages-server/messages/internal/clitest"
 )
 
 // TestReadmeTokenSection runs the README's "Running with tokens" commands
@@ -37,7 +39,7 @@ func TestReadmeTokenSection(t *testing.T) {
 	prelude := `set -em
 go() {
 	case "$2" in
-	./cmd/messages) shift 2; ` + runMainEnv + `=1 "$TEST_BIN" "$@" ;;
+	./cmd/messages) shift 2; ` + clitest.Env + `=1 "$TEST_BIN" "$@" ;;
 	./cmd/messages-token) shift 2; "$BIN/messages-token" "$@" ;;
 	./cmd/messages-bench) shift 2; "$BIN/messages-bench" "$@" ;;
 	*) echo "unexpected go command: $*" >&2; return 1 ;;

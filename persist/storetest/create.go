@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 )
 
@@ -64,7 +65,7 @@ func burst(s *persist.Store, t testing.TB, ids []string) []error {
 // takes far fewer transactions than creations.
 func testCreateBurst(t *testing.T, newURL func(testing.TB) string) {
 	reg := prometheus.NewRegistry()
-	s := OpenConfig(t, persist.Config{URL: newURL(t), MaxConns: 8, Registerer: reg})
+	s := OpenConfig(t, persist.Config{URL: newURL(t), MaxConns: 8, Metrics: prom.New(reg)})
 	ctx := t.Context()
 	create(t, s, "taken")
 	before, _ := creationTransactions(t, reg)
@@ -129,8 +130,7 @@ func testCreateBurst(t *testing.T, newURL func(testing.TB) string) {
 
 // testCreateBurstAfterDelete creates, in one burst, channels whose ids
 // were deleted at a high epoch: each new channel starts above it.
-func testCreateBurstAfterDelete(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testCreateBurstAfterDelete(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "gone")
 	for range 3 {

@@ -14,8 +14,7 @@ import (
 // testDeleteChannel deletes a channel with history and epochs: nothing of
 // it is left, its neighbour is untouched, its batches are refused, and the
 // id comes back as a new channel above every epoch the old one had.
-func testDeleteChannel(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testDeleteChannel(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "d", "n")
 	write(t, s, "d", 1, 5, false)
@@ -72,8 +71,7 @@ func testDeleteChannel(t *testing.T, newURL func(testing.TB) string) {
 
 // testDeleteClosedBefore deletes closed channels by batch, those closed
 // first first, and leaves open and recently closed channels alone.
-func testDeleteClosedBefore(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testDeleteClosedBefore(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "c1", "c2", "c3", "c4", "open")
 	for _, id := range []string{"c1", "c2", "c3"} {
@@ -115,8 +113,7 @@ func testDeleteClosedBefore(t *testing.T, newURL func(testing.TB) string) {
 // testDeleteRacesWrites deletes channels while their batches are being
 // written: whatever the interleaving, no message of a deleted channel is
 // left, and a channel created again under its id starts empty.
-func testDeleteRacesWrites(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testDeleteRacesWrites(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	for round := range 20 {
 		id := fmt.Sprintf("race-%d", round)

@@ -11,8 +11,7 @@ import (
 // left fails as a whole with ErrFenced and stores nothing, while the
 // batches of other channels in the same call can be written without it,
 // and a batch with Epoch 0 is not fenced.
-func testFencing(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testFencing(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "f", "other")
 	fenced := func(id string, from, to, epoch int64) *persist.Batch {

@@ -35,31 +35,36 @@ func Run(t *testing.T, newURL func(testing.TB) string) {
 		name string
 		f    func(*testing.T, func(testing.TB) string)
 	}{
-		{"ChannelLifecycle", testChannelLifecycle},
-		{"ChannelsOrderAndPages", testChannelsOrderAndPages},
-		{"ReadRanges", testReadRanges},
-		{"WriteBatches", testWriteBatches},
-		{"ClosedChannelTakesNoMessages", testClosedChannel},
-		{"Fencing", testFencing},
-		{"NilData", testNilData},
-		{"LargeTransactions", testLargeTransactions},
-		{"AppendBatchesInOrder", testAppendBatchesInOrder},
-		{"Epochs", testEpochs},
+		{"ChannelLifecycle", onStore(testChannelLifecycle)},
+		{"ChannelsOrderAndPages", onStore(testChannelsOrderAndPages)},
+		{"ReadRanges", onStore(testReadRanges)},
+		{"WriteBatches", onStore(testWriteBatches)},
+		{"ClosedChannelTakesNoMessages", onStore(testClosedChannel)},
+		{"Fencing", onStore(testFencing)},
+		{"NilData", onStore(testNilData)},
+		{"LargeTransactions", onStore(testLargeTransactions)},
+		{"AppendBatchesInOrder", onStore(testAppendBatchesInOrder)},
+		{"Epochs", onStore(testEpochs)},
 		{"RestartRecovery", testRestartRecovery},
 		{"OneServerPerDatabase", testOneServer},
-		{"ConcurrentReadersDuringWrites", testConcurrentReaders},
-		{"DeleteChannel", testDeleteChannel},
-		{"DeleteClosedBefore", testDeleteClosedBefore},
-		{"DeleteRacesWrites", testDeleteRacesWrites},
+		{"ConcurrentReadersDuringWrites", onStore(testConcurrentReaders)},
+		{"DeleteChannel", onStore(testDeleteChannel)},
+		{"DeleteClosedBefore", onStore(testDeleteClosedBefore)},
+		{"DeleteRacesWrites", onStore(testDeleteRacesWrites)},
 		{"Streams", testStreams},
 		{"CreateBurst", testCreateBurst},
-		{"CreateBurstAfterDelete", testCreateBurstAfterDelete},
+		{"CreateBurstAfterDelete", onStore(testCreateBurstAfterDelete)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.f(t, newURL)
 		})
 	}
+}
+
+// onStore runs f on a Store opened on a new database.
+func onStore(f func(*testing.T, *persist.Store)) func(*testing.T, func(testing.TB) string) {
+	return func(t *testing.T, newURL func(testing.TB) string) { f(t, Open(t, newURL(t))) }
 }
 
 // Open opens a Store at u, closed when t ends: if closing it takes longer
@@ -159,8 +164,7 @@ func checkPrefix(id string, ms []persist.Message, atLeast int64) error {
 	return nil
 }
 
-func testChannelLifecycle(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testChannelLifecycle(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	before := time.Now().Add(-time.Minute)
 
@@ -224,8 +228,7 @@ func testChannelLifecycle(t *testing.T, newURL func(testing.TB) string) {
 	}
 }
 
-func testChannelsOrderAndPages(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testChannelsOrderAndPages(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	// Every byte a channel id may hold, created out of order: the listing
 	// is in byte order on every backend.
@@ -269,8 +272,7 @@ func testChannelsOrderAndPages(t *testing.T, newURL func(testing.TB) string) {
 	}
 }
 
-func testReadRanges(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testReadRanges(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "a", "b", "a0")
 	write(t, s, "a", 1, 30, false)
@@ -318,8 +320,7 @@ func testReadRanges(t *testing.T, newURL func(testing.TB) string) {
 	}
 }
 
-func testEpochs(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testEpochs(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "e")
 	survived := func(epoch, want int64) {
@@ -442,8 +443,7 @@ func testOneServer(t *testing.T, newURL func(testing.TB) string) {
 	checkMessages(t, again, "c", 3)
 }
 
-func testConcurrentReaders(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testConcurrentReaders(t *testing.T, s *persist.Store) {
 	w := persist.NewWriter(s, persist.WriterConfig{Workers: 4})
 	const channels, batches, perBatch, readers = 8, 40, 5, 6
 	ids := make([]string, channels)
@@ -461,24 +461,8 @@ func testConcurrentReaders(t *testing.T, newURL func(testing.TB) string) {
 	)
 	for _, id := range ids {
 		writers.Go(func() {
-			for i := range int64(batches) {
-				b := &persist.Batch{Channel: id, Messages: msgs(id, i*perBatch+1, (i+1)*perBatch)}
-				done := make(chan error, 1)
-				b.Done = func(err error) { done <- err }
-				if !w.TryEnqueue(b) {
-					errs <- fmt.Errorf("%s: queue full", id)
-					return
-				}
-				select {
-				case err := <-done:
-					if err != nil {
-						errs <- err
-						return
-					}
-				case <-ctx.Done():
-					errs <- fmt.Errorf("%s batch %d: %w", id, i, ctx.Err())
-					return
-				}
+			if err := writeInBatches(ctx, w, id, batches, perBatch); err != nil {
+				errs <- err
 			}
 		})
 	}
@@ -490,26 +474,8 @@ func testConcurrentReaders(t *testing.T, newURL func(testing.TB) string) {
 					return
 				default:
 				}
-				// Everything the channel record says is stored is
-				// readable, and what is readable is a contiguous
-				// prefix: no gap, no torn batch.
-				id := ids[(r+k)%channels]
-				c, err := s.Channel(ctx, id)
-				if err != nil {
+				if err := readWhole(ctx, s, ids[(r+k)%channels], perBatch, batches*perBatch+1); err != nil {
 					errs <- err
-					return
-				}
-				ms, err := s.Messages(ctx, id, 0, batches*perBatch+1)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if err := checkPrefix(id, ms, c.LastSeq); err != nil {
-					errs <- err
-					return
-				}
-				if len(ms)%perBatch != 0 {
-					errs <- fmt.Errorf("%s: read %d messages, a part of a batch", id, len(ms))
 					return
 				}
 				reads.Add(1)
@@ -533,4 +499,49 @@ func testConcurrentReaders(t *testing.T, newURL func(testing.TB) string) {
 	for _, id := range ids {
 		checkMessages(t, s, id, batches*perBatch)
 	}
+}
+
+// writeInBatches writes messages 1 to batches*perBatch of channel id
+// through w, one batch of perBatch at a time, each after the last is
+// durable.
+func writeInBatches(ctx context.Context, w *persist.Writer, id string, batches, perBatch int64) error {
+	for i := range batches {
+		b := &persist.Batch{Channel: id, Messages: msgs(id, i*perBatch+1, (i+1)*perBatch)}
+		done := make(chan error, 1)
+		b.Done = func(err error) { done <- err }
+		if !w.TryEnqueue(b) {
+			return fmt.Errorf("%s: queue full", id)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("%s batch %d: %w", id, i, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// readWhole reads up to limit messages of channel id, written in batches
+// of perBatch, and checks that everything its record says is stored is
+// readable, and that what is readable is a contiguous prefix: no gap, no
+// torn batch.
+func readWhole(ctx context.Context, s *persist.Store, id string, perBatch, limit int) error {
+	c, err := s.Channel(ctx, id)
+	if err != nil {
+		return err
+	}
+	ms, err := s.Messages(ctx, id, 0, limit)
+	if err != nil {
+		return err
+	}
+	if err := checkPrefix(id, ms, c.LastSeq); err != nil {
+		return err
+	}
+	if len(ms)%perBatch != 0 {
+		return fmt.Errorf("%s: read %d messages, a part of a batch", id, len(ms))
+	}
+	return nil
 }

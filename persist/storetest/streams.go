@@ -15,6 +15,20 @@ import (
 func testStreams(t *testing.T, newURL func(testing.TB) string) {
 	u := newURL(t)
 	s := Open(t, u)
+	want := streamCreateAndSave(t, s)
+	checkStream(t, s, want)
+	s.Close()
+	s = Open(t, u)
+	checkStream(t, s, want)
+	streamStateInBatch(t, s)
+	streamForks(t, s)
+	streamDeleted(t, s)
+}
+
+// streamCreateAndSave creates streams "st" and "ttl" and a plain channel,
+// saves Stream-Seqs and producer states of "st", some of them late, and
+// returns the state "st" should have.
+func streamCreateAndSave(t *testing.T, s *persist.Store) persist.StreamState {
 	ctx := t.Context()
 	exp := time.Date(2030, 1, 2, 3, 4, 5, 678000000, time.UTC)
 	cfg := persist.StreamConfig{ContentType: "application/json; charset=utf-8", TTL: 0, ExpiresAt: exp}
@@ -55,29 +69,31 @@ func testStreams(t *testing.T, newURL func(testing.TB) string) {
 	if err := s.SaveStreamWrites(ctx, "nope", "1", nil); !errors.Is(err, persist.ErrNotFound) {
 		t.Fatalf("SaveStreamWrites(nope): %v, want ErrNotFound", err)
 	}
-	want := persist.StreamState{StreamConfig: cfg, StreamSeq: "002", Producers: []persist.ProducerState{
+	return persist.StreamState{StreamConfig: cfg, StreamSeq: "002", Producers: []persist.ProducerState{
 		{ID: "a", Epoch: 0, Seq: 1}, {ID: "b", Epoch: 3, Seq: 0}}}
-	check := func(s *persist.Store) {
-		t.Helper()
-		st, err := s.Stream(ctx, "st")
-		if err != nil || !st.ExpiresAt.Equal(want.ExpiresAt) {
-			t.Fatalf("Stream: %+v %v, want %+v", st, err, want)
-		}
-		st.ExpiresAt = want.ExpiresAt
-		if !reflect.DeepEqual(st, want) {
-			t.Fatalf("Stream: %+v, want %+v", st, want)
-		}
-		if st, err := s.Stream(ctx, "ttl"); err != nil || st.TTL != 60 || st.ContentType != "text/plain" || !st.ExpiresAt.IsZero() {
-			t.Fatalf("Stream(ttl): %+v %v", st, err)
-		}
-	}
-	check(s)
-	s.Close()
-	s = Open(t, u)
-	check(s)
+}
 
-	// Producer states and a Stream-Seq carried by a batch are committed
-	// with its messages, and only ever move forward.
+// checkStream checks that "st" has the state want and "ttl" its TTL.
+func checkStream(t *testing.T, s *persist.Store, want persist.StreamState) {
+	t.Helper()
+	ctx := t.Context()
+	st, err := s.Stream(ctx, "st")
+	if err != nil || !st.ExpiresAt.Equal(want.ExpiresAt) {
+		t.Fatalf("Stream: %+v %v, want %+v", st, err, want)
+	}
+	st.ExpiresAt = want.ExpiresAt
+	if !reflect.DeepEqual(st, want) {
+		t.Fatalf("Stream: %+v, want %+v", st, want)
+	}
+	if st, err := s.Stream(ctx, "ttl"); err != nil || st.TTL != 60 || st.ContentType != "text/plain" || !st.ExpiresAt.IsZero() {
+		t.Fatalf("Stream(ttl): %+v %v", st, err)
+	}
+}
+
+// streamStateInBatch: producer states and a Stream-Seq carried by a
+// batch are committed with its messages, and only ever move forward.
+func streamStateInBatch(t *testing.T, s *persist.Store) {
+	ctx := t.Context()
 	b := &persist.Batch{Channel: "st", Messages: msgs("st", 1, 2), StreamSeq: "003",
 		Producers: []persist.ProducerState{{ID: "a", Epoch: 1, Seq: 0}, {ID: "b", Epoch: 1, Seq: 0}, {ID: "c", Epoch: 0, Seq: 4}}}
 	if err := s.WriteBatches(ctx, []*persist.Batch{b}); err != nil {
@@ -88,9 +104,12 @@ func testStreams(t *testing.T, newURL func(testing.TB) string) {
 		t.Fatalf("Stream after WriteBatches: %+v %v", st, err)
 	}
 	checkMessages(t, s, "st", 2)
+}
 
-	// Forks: the source is recorded, counted, and a stream with forks can
-	// be marked deleted and still read.
+// streamForks: the source of a fork is recorded, counted, and a stream
+// with forks can be marked deleted and still read.
+func streamForks(t *testing.T, s *persist.Store) {
+	ctx := t.Context()
 	fcfg := persist.StreamConfig{ContentType: "text/plain", ForkedFrom: "st", ForkSeq: 2, ForkSub: 3}
 	if c, err := s.CreateStream(ctx, "fork", persist.StreamConfig{ContentType: "text/plain", ForkedFrom: "st",
 		ForkSeq: 2, ForkSub: 3, Epoch: 4}); err != nil || c.Epoch != 4 {
@@ -123,7 +142,12 @@ func testStreams(t *testing.T, newURL func(testing.TB) string) {
 	if n, err := s.Forks(ctx, "st"); err != nil || n != 0 {
 		t.Fatalf("Forks(st) after deleting the fork = %d, %v; want 0", n, err)
 	}
+}
 
+// streamDeleted: deleting a stream takes its state with it, and its id
+// is free again for a stream with nothing of the old one.
+func streamDeleted(t *testing.T, s *persist.Store) {
+	ctx := t.Context()
 	write(t, s, "st", 3, 3, false)
 	if err := s.DeleteChannel(ctx, "st"); err != nil {
 		t.Fatalf("DeleteChannel: %v", err)

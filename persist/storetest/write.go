@@ -16,8 +16,7 @@ import (
 	"github.com/messages-server/messages/persist"
 )
 
-func testWriteBatches(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testWriteBatches(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "x", "y", "bin")
 	batches := []*persist.Batch{
@@ -104,8 +103,7 @@ func checkChannelError(t testing.TB, err error, want map[string]error) {
 
 // testClosedChannel checks that a closed channel takes no new message,
 // while a retry of what it stored, or of its close, still passes.
-func testClosedChannel(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testClosedChannel(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "shut", "empty", "open")
 	write(t, s, "shut", 1, 3, true)
@@ -165,8 +163,7 @@ func testClosedChannel(t *testing.T, newURL func(testing.TB) string) {
 
 // testNilData checks that a message with nil Data is stored as an empty
 // body on every backend.
-func testNilData(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testNilData(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	create(t, s, "nil")
 	ms := []persist.Message{
@@ -190,8 +187,7 @@ func testNilData(t *testing.T, newURL func(testing.TB) string) {
 
 // testLargeTransactions writes transactions of many channels and many
 // rows, as a busy server's Writer does.
-func testLargeTransactions(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testLargeTransactions(t *testing.T, s *persist.Store) {
 	ctx := t.Context()
 	const channels = 300
 	ids := make([]string, channels)
@@ -240,8 +236,7 @@ func testLargeTransactions(t *testing.T, newURL func(testing.TB) string) {
 	}
 }
 
-func testAppendBatchesInOrder(t *testing.T, newURL func(testing.TB) string) {
-	s := Open(t, newURL(t))
+func testAppendBatchesInOrder(t *testing.T, s *persist.Store) {
 	w := persist.NewWriter(s, persist.WriterConfig{Workers: 4, MaxRows: 50})
 	defer closeWriter(t, w)
 	const channels, batches = 24, 12

@@ -297,17 +297,11 @@ func (a *Authorizer) tokenError(err error, c *Claims) *Error {
 		}
 	case errors.Is(err, jwt.ErrTokenExpired):
 		e.expiry = true
-		e.msg = "the token has expired"
-		if c.ExpiresAt != nil {
-			e.msg = fmt.Sprintf("the token expired at %s", c.ExpiresAt.UTC().Format(time.RFC3339))
-		}
+		e.msg = withTime("the token has expired", "the token expired at %s", c.ExpiresAt)
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		e.msg = "the token has no expiry (exp); every token needs one"
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		e.msg = "the token is not valid yet"
-		if c.NotBefore != nil {
-			e.msg = fmt.Sprintf("the token is not valid before %s", c.NotBefore.UTC().Format(time.RFC3339))
-		}
+		e.msg = withTime("the token is not valid yet", "the token is not valid before %s", c.NotBefore)
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		e.msg = "the token is issued in the future (iat); check the issuer's clock"
 	case errors.Is(err, jwt.ErrTokenInvalidClaims):
@@ -324,6 +318,15 @@ func (a *Authorizer) tokenError(err error, c *Claims) *Error {
 		e.msg = "the token is invalid"
 	}
 	return e
+}
+
+// withTime is msg, or, when the token has the time t, format with t in
+// RFC 3339 (UTC).
+func withTime(msg, format string, t *jwt.NumericDate) string {
+	if t == nil {
+		return msg
+	}
+	return fmt.Sprintf(format, t.UTC().Format(time.RFC3339))
 }
 
 // detail returns jwt's text for err on one line.

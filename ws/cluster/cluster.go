@@ -1,5 +1,5 @@
 // Package cluster links the hubs of several messages nodes that share one
-// PostgreSQL database, over NATS: it implements ws.Cluster.
+// PostgreSQL database, over NATS: it implements hub.Cluster.
 //
 // PostgreSQL holds who owns each channel (a lease and an epoch, see
 // persist.Config.Node); NATS carries the rest. Each node serves remote
@@ -30,7 +30,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/messages-server/messages/persist"
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/streams"
 )
 
 // Store is what a Node needs of the store, in cluster mode.
@@ -90,10 +91,11 @@ type Node struct {
 	log   *slog.Logger
 	m     *metrics
 
-	mu   sync.Mutex
-	hub  *ws.Hub            // guarded by mu; set by Start
-	sub  *nats.Subscription // guarded by mu: the rpc subscription
-	hsub *nats.Subscription // guarded by mu: the history invalidations
+	mu      sync.Mutex
+	hub     *hub.Hub           // guarded by mu; set by Start
+	streams *streams.Backend   // guarded by mu; set by ServeStreams
+	sub     *nats.Subscription // guarded by mu: the rpc subscription
+	hsub    *nats.Subscription // guarded by mu: the history invalidations
 
 	renewed time.Time // last successful lease renewal; owned by leases
 
@@ -164,13 +166,13 @@ func DefaultNodeID() string {
 
 // Start serves remote calls for hub and starts the lease loop. The hub
 // must have this Node as its Cluster.
-func (n *Node) Start(hub *ws.Hub) error {
+func (n *Node) Start(h *hub.Hub) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.hub != nil {
 		return errors.New("cluster: node already started")
 	}
-	n.hub = hub
+	n.hub = h
 	sub, err := n.nc.Subscribe(rpcSubject(n.cfg.Prefix, n.node), n.serve)
 	if err != nil {
 		return fmt.Errorf("cluster: subscribe: %w", err)
@@ -180,7 +182,7 @@ func (n *Node) Start(hub *ws.Hub) error {
 	// the channel (the cache also checks the store before it trusts a
 	// closed channel, for an invalidation NATS lost).
 	hsub, err := n.nc.Subscribe(historySubject(n.cfg.Prefix), func(msg *nats.Msg) {
-		hub.InvalidateHistory(string(msg.Data))
+		h.InvalidateHistory(string(msg.Data))
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: subscribe: %w", err)
@@ -192,6 +194,15 @@ func (n *Node) Start(hub *ws.Hub) error {
 	n.wg.Go(n.leases)
 	n.log.Info("cluster node started", slog.Duration("lease", n.lease))
 	return nil
+}
+
+// ServeStreams has this node serve the Durable Streams appends other nodes
+// forward to it with b, the Durable Streams backend over its hub. Until it
+// is called, such appends are refused.
+func (n *Node) ServeStreams(b *streams.Backend) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.streams = b
 }
 
 // Stop stops serving remote calls, waits for those being served and for
@@ -235,20 +246,20 @@ func (n *Node) Ready(context.Context) error {
 	return nil
 }
 
-// Node implements ws.Cluster.
+// Node implements hub.Cluster.
 func (n *Node) Node() string { return n.node }
 
-// Connected implements ws.Cluster: NATS is reachable.
+// Connected implements hub.Cluster: NATS is reachable.
 func (n *Node) Connected() bool { return n.nc.IsConnected() }
 
-// Lease implements ws.Cluster.
+// Lease implements hub.Cluster.
 func (n *Node) Lease() time.Duration { return n.lease }
 
-// Publish implements ws.Cluster. While NATS is unreachable the client
+// Publish implements hub.Cluster. While NATS is unreachable the client
 // buffers what it can; an event that is lost shows as a gap to the
 // followers, which then resync. A deletion or a take-over is also sent to
 // every node, which drops its cached history of the channel.
-func (n *Node) Publish(ev ws.Event) {
+func (n *Node) Publish(ev hub.Event) {
 	subject := eventSubject(n.cfg.Prefix, ev.Channel)
 	for _, b := range encodeEvents(ev, int(n.nc.MaxPayload())) {
 		if err := n.nc.Publish(subject, b); err != nil {
@@ -256,15 +267,15 @@ func (n *Node) Publish(ev ws.Event) {
 			return
 		}
 	}
-	if ev.Kind == ws.EventDeleted || ev.Kind == ws.EventEpoch {
+	if ev.Kind == hub.EventDeleted || ev.Kind == hub.EventEpoch {
 		if err := n.nc.Publish(historySubject(n.cfg.Prefix), []byte(ev.Channel)); err != nil {
 			n.m.publishErrors.Inc()
 		}
 	}
 }
 
-// Forward implements ws.Cluster.
-func (n *Node) Forward(ctx context.Context, node string, w ws.Write) (int64, error) {
+// Forward implements hub.Cluster.
+func (n *Node) Forward(ctx context.Context, node string, w hub.Write) (int64, error) {
 	req := request{Op: opAppend, Channel: w.Channel, Data: w.Data, Wait: w.Wait}
 	switch {
 	case w.Close:
@@ -276,16 +287,16 @@ func (n *Node) Forward(ctx context.Context, node string, w ws.Write) (int64, err
 	return r.Seq, err
 }
 
-// ForwardStream implements ws.Cluster.
-func (n *Node) ForwardStream(ctx context.Context, node, id string, w ws.StreamWrite) (ws.StreamResult, error) {
+// ForwardStream implements streams.Forwarder.
+func (n *Node) ForwardStream(ctx context.Context, node, id string, w streams.Write) (streams.Result, error) {
 	req := request{Op: opStream, Channel: id, Stream: &streamRequest{Messages: w.Messages, Close: w.Close,
 		StreamSeq: w.StreamSeq, Producer: w.Producer}}
 	r, err := n.call(ctx, node, req)
-	return ws.StreamResult{Seq: r.Seq, Epoch: r.Epoch, LastSeq: r.Last, Closed: r.Closed,
+	return streams.Result{Seq: r.Seq, Epoch: r.Epoch, LastSeq: r.Last, Closed: r.Closed,
 		Duplicate: r.Duplicate, ProducerSeq: r.ProducerSeq}, err
 }
 
-// Ping implements ws.Cluster.
+// Ping implements hub.Cluster.
 func (n *Node) Ping(ctx context.Context, node, id string) (int64, error) {
 	r, err := n.call(ctx, node, request{Op: opPing, Channel: id})
 	if err != nil {
@@ -294,11 +305,11 @@ func (n *Node) Ping(ctx context.Context, node, id string) (int64, error) {
 	return r.Epoch, nil
 }
 
-// Follow implements ws.Cluster: it subscribes to the channel's subject,
+// Follow implements hub.Cluster: it subscribes to the channel's subject,
 // makes sure NATS has the subscription, then asks the owner for its
 // snapshot, so every event the owner publishes after its snapshot reaches
 // deliver.
-func (n *Node) Follow(ctx context.Context, node, id string, deliver func(ws.Event)) (ws.Snapshot, func(), error) {
+func (n *Node) Follow(ctx context.Context, node, id string, deliver func(hub.Event)) (hub.Snapshot, func(), error) {
 	parts := &assembler{id: id}
 	sub, err := n.nc.Subscribe(eventSubject(n.cfg.Prefix, id), func(msg *nats.Msg) {
 		ev, ok, err := parts.add(msg.Data)
@@ -311,7 +322,7 @@ func (n *Node) Follow(ctx context.Context, node, id string, deliver func(ws.Even
 		}
 	})
 	if err != nil {
-		return ws.Snapshot{}, nil, fmt.Errorf("cluster: subscribe: %w", err)
+		return hub.Snapshot{}, nil, fmt.Errorf("cluster: subscribe: %w", err)
 	}
 	// The subscription is in place before the owner takes its snapshot.
 	if _, ok := ctx.Deadline(); !ok {
@@ -321,19 +332,19 @@ func (n *Node) Follow(ctx context.Context, node, id string, deliver func(ws.Even
 	}
 	if err := n.nc.FlushWithContext(ctx); err != nil {
 		_ = sub.Unsubscribe()
-		return ws.Snapshot{}, nil, fmt.Errorf("cluster: NATS does not answer: %w", err)
+		return hub.Snapshot{}, nil, fmt.Errorf("cluster: NATS does not answer: %w", err)
 	}
 	r, err := n.call(ctx, node, request{Op: opSnapshot, Channel: id})
 	if err != nil {
 		_ = sub.Unsubscribe()
-		return ws.Snapshot{}, nil, err
+		return hub.Snapshot{}, nil, err
 	}
 	n.m.follows.Inc()
 	return r.snapshot(), func() { _ = sub.Unsubscribe() }, nil
 }
 
 // call sends req to node and returns its reply, or the hub error the reply
-// reports. No answer because no process of node listens is ws.ErrNoOwner:
+// reports. No answer because no process of node listens is hub.ErrNoOwner:
 // the request went nowhere, so the caller may send it elsewhere. A timeout
 // is not: the owner may have applied it.
 func (n *Node) call(ctx context.Context, node string, req request) (reply, error) {
@@ -352,13 +363,13 @@ func (n *Node) call(ctx context.Context, node string, req request) (reply, error
 	case errors.Is(err, nats.ErrMaxPayload):
 		// Refused before it was sent: the owner never saw it.
 		return reply{}, fmt.Errorf("%w: %d bytes of data, and NATS carries at most %d bytes in all",
-			ws.ErrTooLarge, len(out.Data), n.nc.MaxPayload())
+			hub.ErrTooLarge, len(out.Data), n.nc.MaxPayload())
 	case errors.Is(err, nats.ErrNoResponders):
-		return reply{}, fmt.Errorf("%w: node %q", ws.ErrNoOwner, node)
+		return reply{}, fmt.Errorf("%w: node %q", hub.ErrNoOwner, node)
 	case err != nil && ctx.Err() != nil && (req.Op == opSnapshot || req.Op == opPing):
-		return reply{}, fmt.Errorf("%w: node %q: %w", ws.ErrNoOwner, node, err)
+		return reply{}, fmt.Errorf("%w: node %q: %w", hub.ErrNoOwner, node, err)
 	case err != nil:
-		return reply{}, fmt.Errorf("%w: node %q: %w", ws.ErrUncertain, node, err)
+		return reply{}, fmt.Errorf("%w: node %q: %w", hub.ErrUncertain, node, err)
 	}
 	var r reply
 	if err := json.Unmarshal(msg.Data, &r); err != nil {

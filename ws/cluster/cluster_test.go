@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/client"
+	"github.com/messages-server/messages/ws/hub"
 )
 
 // TestReadersOnAllNodes: readers of a channel owned by one node, on every
@@ -164,7 +164,7 @@ func TestSnapshotCarriesOnlyUnpersisted(t *testing.T) {
 	if snap.Persisted != 50 || snap.LastSeq != 50 || len(snap.Messages) != 0 {
 		t.Fatalf("snapshot: persisted %d, last %d, %d messages; want 50, 50 and none", snap.Persisted, snap.LastSeq, len(snap.Messages))
 	}
-	if _, err := nodes[1].hub.OwnerSnapshot(t.Context(), "s"); !errors.Is(err, ws.ErrMoved) {
+	if _, err := nodes[1].hub.OwnerSnapshot(t.Context(), "s"); !errors.Is(err, hub.ErrMoved) {
 		t.Fatalf("snapshot from a node that does not own the channel: %v, want ErrMoved", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/durable"
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wire"
 )
 
@@ -26,7 +26,7 @@ func eventSubject(prefix, id string) string {
 
 // encodeEvent encodes ev, less its channel (the subject names it): kind,
 // epoch, seq and time as varints, then the data.
-func encodeEvent(ev ws.Event) []byte {
+func encodeEvent(ev hub.Event) []byte {
 	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(ev.Data))
 	b = append(b, byte(ev.Kind))
 	b = binary.AppendUvarint(b, uint64(ev.Epoch))
@@ -53,9 +53,9 @@ const partOverhead = 1 + 4*binary.MaxVarintLen64
 // encodeEvents encodes ev as one NATS payload, or, if that would pass
 // limit bytes, as several parts, each at most limit, to be published in
 // order.
-func encodeEvents(ev ws.Event, limit int) [][]byte {
+func encodeEvents(ev hub.Event, limit int) [][]byte {
 	room := limit - partOverhead
-	if ev.Kind != ws.EventMessage || len(ev.Data) <= room || room <= 0 {
+	if ev.Kind != hub.EventMessage || len(ev.Data) <= room || room <= 0 {
 		return [][]byte{encodeEvent(ev)}
 	}
 	var parts [][]byte
@@ -81,14 +81,14 @@ func encodeEvents(ev ws.Event, limit int) [][]byte {
 // missing seq, and resyncs.
 type assembler struct {
 	id      string
-	pending ws.Event // the parts so far, while pending.Kind != 0
+	pending hub.Event // the parts so far, while pending.Kind != 0
 }
 
 // add decodes b, a part or a whole event; ok is set when an event is
 // complete.
-func (a *assembler) add(b []byte) (ev ws.Event, ok bool, err error) {
+func (a *assembler) add(b []byte) (ev hub.Event, ok bool, err error) {
 	if len(b) == 0 || b[0]&flagBits == 0 {
-		a.pending = ws.Event{} // the rest of a pending message was lost
+		a.pending = hub.Event{} // the rest of a pending message was lost
 		ev, err = decodeEvent(a.id, b)
 		return ev, err == nil, err
 	}
@@ -99,9 +99,9 @@ func (a *assembler) add(b []byte) (ev ws.Event, ok bool, err error) {
 	if err == nil {
 		off, n = binary.Uvarint(ev.Data)
 	}
-	if err != nil || n <= 0 || ev.Kind != ws.EventMessage {
-		a.pending = ws.Event{}
-		return ws.Event{}, false, errBadEvent
+	if err != nil || n <= 0 || ev.Kind != hub.EventMessage {
+		a.pending = hub.Event{}
+		return hub.Event{}, false, errBadEvent
 	}
 	ev.Data = ev.Data[n:]
 	p := a.pending
@@ -111,14 +111,14 @@ func (a *assembler) add(b []byte) (ev ws.Event, ok bool, err error) {
 	case p.Kind != 0 && p.Seq == ev.Seq && p.Epoch == ev.Epoch && off == uint64(len(p.Data)):
 		p.Data = append(p.Data, ev.Data...)
 	default:
-		a.pending = ws.Event{} // a part is missing
-		return ws.Event{}, false, nil
+		a.pending = hub.Event{} // a part is missing
+		return hub.Event{}, false, nil
 	}
 	if flags&more != 0 {
 		a.pending = p
-		return ws.Event{}, false, nil
+		return hub.Event{}, false, nil
 	}
-	a.pending = ws.Event{}
+	a.pending = hub.Event{}
 	return p, true, nil
 }
 
@@ -127,26 +127,26 @@ var errBadEvent = errors.New("cluster: malformed event")
 
 // decodeEvent decodes what encodeEvent encoded, for channel id. The data
 // is copied: b belongs to NATS.
-func decodeEvent(id string, b []byte) (ws.Event, error) {
+func decodeEvent(id string, b []byte) (hub.Event, error) {
 	if len(b) < 1 {
-		return ws.Event{}, errBadEvent
+		return hub.Event{}, errBadEvent
 	}
-	ev := ws.Event{Kind: ws.EventKind(b[0]), Channel: id}
+	ev := hub.Event{Kind: hub.EventKind(b[0]), Channel: id}
 	b = b[1:]
 	var fields [2]uint64
 	for i := range fields {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
-			return ws.Event{}, errBadEvent
+			return hub.Event{}, errBadEvent
 		}
 		fields[i], b = v, b[n:]
 	}
 	t, n := binary.Varint(b)
 	if n <= 0 {
-		return ws.Event{}, errBadEvent
+		return hub.Event{}, errBadEvent
 	}
 	ev.Epoch, ev.Seq, ev.Time = int64(fields[0]), int64(fields[1]), t
-	if ev.Kind == ws.EventMessage {
+	if ev.Kind == hub.EventMessage {
 		ev.Data = append([]byte{}, b[n:]...)
 	}
 	return ev, nil
@@ -316,11 +316,11 @@ var sentinels = [...]struct {
 	{codeStreamClosed, durable.ErrClosed},
 	{codeStreamSeq, durable.ErrStreamSeq},
 	{codeNewEpochSeq, durable.ErrNewEpochSeq},
-	{codeNotFound, ws.ErrNotFound},
-	{codeClosed, ws.ErrChannelClosed},
-	{codeDeleted, ws.ErrChannelDeleted},
-	{codeGenerator, ws.ErrGeneratorChannel},
-	{codeOverloaded, ws.ErrOverloaded},
+	{codeNotFound, hub.ErrNotFound},
+	{codeClosed, hub.ErrChannelClosed},
+	{codeDeleted, hub.ErrChannelDeleted},
+	{codeGenerator, hub.ErrGeneratorChannel},
+	{codeOverloaded, hub.ErrOverloaded},
 }
 
 // sentinelCode returns the code of the first of sentinels err wraps.
@@ -337,25 +337,25 @@ func sentinelCode(err error) (string, bool) {
 // error.
 func errorReply(err error) reply {
 	re := &replyError{Code: codeInternal, Message: err.Error()}
-	moved, isMoved := errors.AsType[*ws.MovedError](err)
+	moved, isMoved := errors.AsType[*hub.MovedError](err)
 	code, isSentinel := sentinelCode(err)
 	switch {
 	case isSentinel:
 		re.Code = code
-	case errors.Is(err, ws.ErrShuttingDown):
+	case errors.Is(err, hub.ErrShuttingDown):
 		re.Code = codeShuttingDown
 	case isMoved:
 		re.Code, re.Owner = codeMoved, moved.Owner
-	case errors.Is(err, ws.ErrMoved):
+	case errors.Is(err, hub.ErrMoved):
 		re.Code = codeMoved
 	}
-	if _, ok := errors.AsType[*ws.StoreError](err); ok {
+	if _, ok := errors.AsType[*hub.StoreError](err); ok {
 		re.Code = codeStore
 	}
-	if _, ok := errors.AsType[*ws.BadRequestError](err); ok {
+	if _, ok := errors.AsType[*hub.BadRequestError](err); ok {
 		re.Code = codeBadRequest
 	}
-	if pw, ok := errors.AsType[*ws.PersistWaitError](err); ok {
+	if pw, ok := errors.AsType[*hub.PersistWaitError](err); ok {
 		re.Code, re.After = codePersistWait, pw.After
 	}
 	streamError(re, err)
@@ -394,15 +394,15 @@ func (e *replyError) err(seq int64) error {
 	}
 	switch e.Code {
 	case codePersistWait:
-		return &ws.PersistWaitError{Seq: seq, After: e.After}
+		return &hub.PersistWaitError{Seq: seq, After: e.After}
 	case codeShuttingDown:
-		return &ws.MovedError{}
+		return &hub.MovedError{}
 	case codeMoved:
-		return &ws.MovedError{Owner: e.Owner}
+		return &hub.MovedError{Owner: e.Owner}
 	case codeStore:
-		return &ws.StoreError{Err: errors.New(e.Message)}
+		return &hub.StoreError{Err: errors.New(e.Message)}
 	case codeBadRequest:
-		return &ws.BadRequestError{Msg: e.Message}
+		return &hub.BadRequestError{Msg: e.Message}
 	case codePersistTimeout:
 		return fmt.Errorf("%w: %s", durable.ErrPersistTimeout, e.Message)
 	case codeStaleEpoch:
@@ -418,7 +418,7 @@ func (e *replyError) err(seq int64) error {
 }
 
 // snapshotReply encodes a snapshot.
-func snapshotReply(s ws.Snapshot) reply {
+func snapshotReply(s hub.Snapshot) reply {
 	r := reply{Epoch: s.Epoch, Persisted: s.Persisted, Seq: s.LastSeq, Messages: make([]wireMessage, len(s.Messages))}
 	for i, m := range s.Messages {
 		r.Messages[i] = wireMessage{Seq: m.Seq, Time: m.Time, Data: m.Data}
@@ -427,8 +427,8 @@ func snapshotReply(s ws.Snapshot) reply {
 }
 
 // snapshot decodes a snapshot reply.
-func (r reply) snapshot() ws.Snapshot {
-	s := ws.Snapshot{Epoch: r.Epoch, Persisted: r.Persisted, LastSeq: r.Seq, Messages: make([]*wire.Message, len(r.Messages))}
+func (r reply) snapshot() hub.Snapshot {
+	s := hub.Snapshot{Epoch: r.Epoch, Persisted: r.Persisted, LastSeq: r.Seq, Messages: make([]*wire.Message, len(r.Messages))}
 	for i, m := range r.Messages {
 		s.Messages[i] = wire.NewMessage(m.Seq, m.Time, m.Data)
 	}

@@ -5,17 +5,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/durable"
+	"github.com/messages-server/messages/ws/hub"
 )
 
 // TestErrorsCrossNodes: the hub errors a forwarded call can end with reach
 // the asking node as the same errors, with what they carry.
 func TestErrorsCrossNodes(t *testing.T) {
 	for _, err := range []error{
-		ws.ErrNotFound, ws.ErrChannelClosed, ws.ErrChannelDeleted, ws.ErrGeneratorChannel,
-		ws.ErrOverloaded, &ws.MovedError{Owner: "n2"}, &ws.BadRequestError{Msg: "bad"},
-		&ws.PersistWaitError{Seq: 7, After: 30 * time.Second},
+		hub.ErrNotFound, hub.ErrChannelClosed, hub.ErrChannelDeleted, hub.ErrGeneratorChannel,
+		hub.ErrOverloaded, &hub.MovedError{Owner: "n2"}, &hub.BadRequestError{Msg: "bad"},
+		&hub.PersistWaitError{Seq: 7, After: 30 * time.Second},
 		durable.ErrNotFound, durable.ErrClosed, durable.ErrStreamSeq, durable.ErrNewEpochSeq,
 		&durable.StaleEpochError{Current: 3}, &durable.SeqGapError{Expected: 2, Received: 5},
 		&durable.ConflictError{Msg: "generator"}, &durable.BadRequestError{Msg: "bad"},
@@ -29,17 +29,17 @@ func TestErrorsCrossNodes(t *testing.T) {
 	if got := errorReply(durable.ErrPersistTimeout).Error.err(7); !errors.Is(got, durable.ErrPersistTimeout) {
 		t.Errorf("a stream persist timeout crossed as %v", got)
 	}
-	if got := errorReply(ws.ErrShuttingDown).Error.err(0); !errors.Is(got, ws.ErrMoved) {
+	if got := errorReply(hub.ErrShuttingDown).Error.err(0); !errors.Is(got, hub.ErrMoved) {
 		t.Errorf("a node shutting down: %v, want a move to an owner not known yet", got)
 	}
-	if m, ok := errors.AsType[*ws.MovedError](errorReply(&ws.MovedError{Owner: "n2"}).Error.err(0)); !ok || m.Owner != "n2" {
+	if m, ok := errors.AsType[*hub.MovedError](errorReply(&hub.MovedError{Owner: "n2"}).Error.err(0)); !ok || m.Owner != "n2" {
 		t.Errorf("a move lost its owner: %v", m)
 	}
 }
 
 // TestEventRoundTrip: an event decodes as it was encoded.
 func TestEventRoundTrip(t *testing.T) {
-	ev := ws.Event{Kind: ws.EventMessage, Channel: "c", Epoch: 3, Seq: 1 << 40, Time: -5, Data: []byte("x\ny")}
+	ev := hub.Event{Kind: hub.EventMessage, Channel: "c", Epoch: 3, Seq: 1 << 40, Time: -5, Data: []byte("x\ny")}
 	got, err := decodeEvent("c", encodeEvent(ev))
 	if err != nil || got.Kind != ev.Kind || got.Epoch != 3 || got.Seq != 1<<40 || got.Time != -5 || string(got.Data) != "x\ny" {
 		t.Fatalf("decode(encode(%+v)) = %+v, %v", ev, got, err)
@@ -59,19 +59,19 @@ func TestEventFragments(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i)
 	}
-	big := ws.Event{Kind: ws.EventMessage, Channel: "c", Epoch: 3, Seq: 9, Time: 77, Data: data}
+	big := hub.Event{Kind: hub.EventMessage, Channel: "c", Epoch: 3, Seq: 9, Time: 77, Data: data}
 	parts := encodeEvents(big, 300)
 	if len(parts) < 4 {
 		t.Fatalf("%d parts of 1000 bytes at 300 a part, want at least 4", len(parts))
 	}
-	small := ws.Event{Kind: ws.EventMessage, Channel: "c", Epoch: 3, Seq: 10, Time: 78, Data: []byte("x")}
+	small := hub.Event{Kind: hub.EventMessage, Channel: "c", Epoch: 3, Seq: 10, Time: 78, Data: []byte("x")}
 	for _, tc := range []struct {
 		name string
 		drop int // the index of a part lost, -1 for none
 		want []int64
 	}{{"whole", -1, []int64{9, 10}}, {"first part lost", 0, []int64{10}}, {"a middle part lost", 2, []int64{10}}} {
 		a := &assembler{id: "c"}
-		var got []ws.Event
+		var got []hub.Event
 		for i, b := range append(append([][]byte{}, parts...), encodeEvents(small, 300)...) {
 			if i == tc.drop {
 				continue

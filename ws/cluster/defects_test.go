@@ -15,7 +15,7 @@ import (
 
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
 )
 
 // lockRow holds a row lock on channel id's row until the returned func is
@@ -76,11 +76,11 @@ func TestForwardedPersistWait(t *testing.T) {
 // lossyCluster is a cluster node that loses the events drop picks, as
 // NATS may lose a message.
 type lossyCluster struct {
-	ws.Cluster
-	drop func(ws.Event) bool
+	hub.Cluster
+	drop func(hub.Event) bool
 }
 
-func (l lossyCluster) Publish(ev ws.Event) {
+func (l lossyCluster) Publish(ev hub.Event) {
 	if !l.drop(ev) {
 		l.Cluster.Publish(ev)
 	}
@@ -93,9 +93,9 @@ func TestFollowerLostLastMessage(t *testing.T) {
 	ns := startNATS(t)
 	dbURL := persisttest.DatabaseURL(t)
 	owner := startNode(t, dbURL, ns, "n1", func(s *nodeSetup) {
-		s.wrap = func(c ws.Cluster) ws.Cluster {
-			return lossyCluster{Cluster: c, drop: func(ev ws.Event) bool {
-				return ev.Kind == ws.EventMessage && ev.Seq == 2
+		s.wrap = func(c hub.Cluster) hub.Cluster {
+			return lossyCluster{Cluster: c, drop: func(ev hub.Event) bool {
+				return ev.Kind == hub.EventMessage && ev.Seq == 2
 			}}
 		}
 	})
@@ -205,10 +205,10 @@ func TestProducerRetryWhilePersisting(t *testing.T) {
 
 // partitioned is a cluster node whose writes forwarded to other nodes go
 // nowhere, as when their owner is cut from NATS.
-type partitioned struct{ ws.Cluster }
+type partitioned struct{ hub.Cluster }
 
-func (partitioned) Forward(context.Context, string, ws.Write) (int64, error) {
-	return 0, ws.ErrNoOwner
+func (partitioned) Forward(context.Context, string, hub.Write) (int64, error) {
+	return 0, hub.ErrNoOwner
 }
 
 // TestDeleteWhileOwnerPartitioned: a channel deleted through a node that
@@ -220,7 +220,7 @@ func TestDeleteWhileOwnerPartitioned(t *testing.T) {
 	dbURL := persisttest.DatabaseURL(t)
 	a := startNode(t, dbURL, ns, "n1")
 	b := startNode(t, dbURL, ns, "n2", func(s *nodeSetup) {
-		s.wrap = func(c ws.Cluster) ws.Cluster { return partitioned{c} }
+		s.wrap = func(c hub.Cluster) hub.Cluster { return partitioned{c} }
 	})
 	ctx := context.Background()
 	mustPost(t, a.URL+"/channels", "application/json", `{"id":"d"}`, http.StatusCreated)
@@ -229,8 +229,8 @@ func TestDeleteWhileOwnerPartitioned(t *testing.T) {
 		t.Fatalf("delete through n2: %v", err)
 	}
 	_, err := a.hub.AppendLocal(ctx, "d", []byte("m2"), true)
-	if !errors.Is(err, ws.ErrChannelDeleted) {
-		t.Fatalf("append on the owner after the delete: %v, want %v", err, ws.ErrChannelDeleted)
+	if !errors.Is(err, hub.ErrChannelDeleted) {
+		t.Fatalf("append on the owner after the delete: %v, want %v", err, hub.ErrChannelDeleted)
 	}
 	if n := metric(t, a, "messages_channel_failures_total"); n != 0 {
 		t.Fatalf("%v channel failures on the owner, want 0", n)

@@ -22,11 +22,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/client"
 	"github.com/messages-server/messages/ws/cluster"
+	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/streams"
 )
 
 // natsServer is an embedded NATS server on a loopback port, which a test
@@ -84,7 +87,7 @@ type testNode struct {
 	URL     string
 	store   *persist.Store
 	writer  *persist.Writer
-	hub     *ws.Hub
+	hub     *hub.Hub
 	node    *cluster.Node
 	nc      *nats.Conn
 	srv     *ws.Server
@@ -101,10 +104,10 @@ type nodeOption func(*nodeSetup)
 
 // nodeSetup is what a nodeOption may change.
 type nodeSetup struct {
-	hub     *ws.HubConfig
+	hub     *hub.Config
 	cluster *cluster.Config
 	// wrap, if set, wraps the cluster node the hub talks to.
-	wrap func(ws.Cluster) ws.Cluster
+	wrap func(hub.Cluster) hub.Cluster
 	// lease is the node's lease time.
 	lease time.Duration
 	// dst, if set, wraps what the node's writer writes batches to.
@@ -126,7 +129,7 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", id)
 	// A first pass for the lease, which the store needs first.
-	setup := nodeSetup{lease: lease, hub: &ws.HubConfig{}, cluster: &cluster.Config{}}
+	setup := nodeSetup{lease: lease, hub: &hub.Config{}, cluster: &cluster.Config{}}
 	for _, o := range opts {
 		o(&setup)
 	}
@@ -144,11 +147,11 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *
 	if setup.dst != nil {
 		dst = setup.dst(store)
 	}
-	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Registerer: reg,
+	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Metrics: prom.New(reg),
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	m := ws.NewMetrics(reg)
-	hcfg := ws.HubConfig{Store: store, Writer: writer, PersistInterval: 10 * time.Millisecond,
-		Logger: log, Metrics: m}
+	hcfg := hub.Config{Store: store, Writer: writer, PersistInterval: 10 * time.Millisecond,
+		Logger: log, Metrics: hub.NewMetrics(prom.New(reg))}
 	ccfg := cluster.Config{Conn: nc, Store: store, Logger: log, Registerer: reg}
 	setup.hub, setup.cluster = &hcfg, &ccfg
 	for _, o := range opts {
@@ -162,15 +165,17 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *
 	if setup.wrap != nil {
 		hcfg.Cluster = setup.wrap(node)
 	}
-	hub := ws.NewHub(hcfg)
-	if err := node.Start(hub); err != nil {
+	h := hub.New(hcfg)
+	backend := streams.New(h, store, streams.Config{Forwarder: node})
+	node.ServeStreams(backend)
+	if err := node.Start(h); err != nil {
 		t.Fatal(err)
 	}
-	if err := hub.Start(ctx); err != nil {
+	if err := h.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cfg := ws.ServerConfig{Logger: log, HubMetrics: m,
-		Streams: ws.NewDurableBackend(hub, store, ws.DurableConfig{}),
+	cfg := ws.ServerConfig{Logger: log, HTTPMetrics: m,
+		Streams: backend,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
 			if err := node.Ready(ctx); err != nil {
@@ -181,9 +186,9 @@ func startNodeVia(t testing.TB, dbURL, natsURL, id string, opts ...nodeOption) *
 	if setup.server != nil {
 		setup.server(&cfg)
 	}
-	srv := ws.NewServer(hub, cfg)
+	srv := ws.NewServer(h, cfg)
 	hs := httptest.NewServer(srv)
-	n := &testNode{id: id, dbURL: dbURL, URL: hs.URL, store: store, writer: writer, hub: hub, node: node, nc: nc,
+	n := &testNode{id: id, dbURL: dbURL, URL: hs.URL, store: store, writer: writer, hub: h, node: node, nc: nc,
 		srv: srv, http: hs, reg: reg}
 	t.Cleanup(n.stop)
 	return n

@@ -8,7 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/messages-server/messages/ws"
+	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/streams"
 )
 
 // maxServing bounds the remote calls a node serves at once; past it a
@@ -24,7 +25,7 @@ func (n *Node) serve(msg *nats.Msg) {
 		return
 	}
 	if n.m.serving.Load() >= maxServing {
-		n.respond(msg, errorReply(ws.ErrOverloaded))
+		n.respond(msg, errorReply(hub.ErrOverloaded))
 		return
 	}
 	n.m.serving.Add(1)
@@ -37,7 +38,7 @@ func (n *Node) serve(msg *nats.Msg) {
 
 // handle runs req on this node's hub, never forwarding it again.
 func (n *Node) handle(req request) reply {
-	hub := n.started()
+	h := n.started()
 	timeout := n.cfg.RequestTimeout
 	if req.Wait {
 		// The asking node waits this long too: the hub's persist-wait
@@ -53,28 +54,28 @@ func (n *Node) handle(req request) reply {
 	)
 	switch req.Op {
 	case opAppend:
-		r.Seq, err = hub.AppendLocal(ctx, req.Channel, req.Data, req.Wait)
+		r.Seq, err = h.AppendLocal(ctx, req.Channel, req.Data, req.Wait)
 	case opStream:
 		if req.Stream == nil {
 			return reply{Error: &replyError{Code: codeBadRequest, Message: "a stream append without its fields"}}
 		}
 		r, err = n.streamAppend(req)
 	case opClose:
-		r.Seq, err = hub.CloseLocal(ctx, req.Channel)
+		r.Seq, err = h.CloseLocal(ctx, req.Channel)
 	case opDelete:
-		err = hub.DeleteLocal(ctx, req.Channel)
+		err = h.DeleteLocal(ctx, req.Channel)
 	case opSnapshot:
-		var snap ws.Snapshot
-		if snap, err = hub.OwnerSnapshot(ctx, req.Channel); err == nil {
+		var snap hub.Snapshot
+		if snap, err = h.OwnerSnapshot(ctx, req.Channel); err == nil {
 			r = snapshotReply(snap)
 		}
 	case opPing:
-		r.Epoch, err = hub.OwnerEpoch(ctx, req.Channel)
+		r.Epoch, err = h.OwnerEpoch(ctx, req.Channel)
 	default:
 		return reply{Error: &replyError{Code: codeBadRequest, Message: "unknown operation " + req.Op}}
 	}
 	if n.ctx.Err() != nil && err != nil {
-		err = ws.ErrShuttingDown
+		err = hub.ErrShuttingDown
 	}
 	if err != nil {
 		e := errorReply(err)
@@ -94,14 +95,26 @@ func (n *Node) streamAppend(req request) (reply, error) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout+n.cfg.WaitTimeout)
 	defer cancel()
 	s := req.Stream
-	res, err := n.started().StreamAppendLocal(ctx, req.Channel, ws.StreamWrite{Messages: s.Messages,
+	b := n.durable()
+	if b == nil {
+		return reply{}, &hub.BadRequestError{Msg: "Durable Streams are not enabled on the owner of this stream"}
+	}
+	res, err := b.AppendLocal(ctx, req.Channel, streams.Write{Messages: s.Messages,
 		Close: s.Close, StreamSeq: s.StreamSeq, Producer: s.Producer})
 	return reply{Seq: res.Seq, Epoch: res.Epoch, Last: res.LastSeq, Closed: res.Closed,
 		Duplicate: res.Duplicate, ProducerSeq: res.ProducerSeq}, err
 }
 
+// durable returns the Durable Streams backend ServeStreams was given, or
+// nil.
+func (n *Node) durable() *streams.Backend {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.streams
+}
+
 // started returns the hub Start was given, or nil before Start.
-func (n *Node) started() *ws.Hub {
+func (n *Node) started() *hub.Hub {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.hub
@@ -151,18 +164,18 @@ func (n *Node) renew() {
 			// The leases have expired: other nodes may own these channels
 			// now, and this node cannot tell. Stop them; their subscribers
 			// resume, here once NATS is back or through another node.
-			hub := n.started()
-			for id, epoch := range hub.Owned() {
+			h := n.started()
+			for id, epoch := range h.Owned() {
 				n.log.Warn("cluster: cut off from NATS past the lease, stopping a channel", slog.String("channel", id))
-				hub.Relinquish(id, epoch)
+				h.Relinquish(id, epoch)
 			}
 		}
 		return
 	}
-	hub := n.started()
+	h := n.started()
 	// What runs here is read first: a channel taken over after this is in
 	// the renewed set, never wrongly relinquished.
-	running := hub.Owned()
+	running := h.Owned()
 	ctx, cancel := context.WithTimeout(n.ctx, n.lease/2)
 	defer cancel()
 	ids, err := n.cfg.Store.RenewLeases(ctx)
@@ -186,7 +199,7 @@ func (n *Node) renew() {
 		}
 		n.log.Warn("cluster: channel lost to another node", slog.String("channel", id),
 			slog.String("owner", rec.Owner), slog.Int64("epoch", rec.Epoch))
-		hub.Relinquish(id, epoch)
+		h.Relinquish(id, epoch)
 	}
 }
 
@@ -197,7 +210,7 @@ func (n *Node) adoptOrphans() {
 	if !n.nc.IsConnected() {
 		return
 	}
-	hub := n.started()
+	h := n.started()
 	ctx, cancel := context.WithTimeout(n.ctx, n.lease)
 	defer cancel()
 	ids, err := n.cfg.Store.Orphans(ctx, 100)
@@ -205,7 +218,7 @@ func (n *Node) adoptOrphans() {
 		return
 	}
 	for _, id := range ids {
-		if err := hub.Adopt(ctx, id); err != nil && n.ctx.Err() == nil {
+		if err := h.Adopt(ctx, id); err != nil && n.ctx.Err() == nil {
 			n.log.Warn("cluster: cannot take an orphan channel over", slog.String("channel", id), slog.Any("err", err))
 		}
 	}

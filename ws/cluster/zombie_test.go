@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/persist/persisttest"
-	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/cluster"
+	"github.com/messages-server/messages/ws/hub"
 )
 
 // pausedRenewals is the store of a node that does not know it lost its
@@ -21,7 +21,7 @@ import (
 // touch nothing and report every channel it runs as still its own.
 type pausedRenewals struct {
 	cluster.Store
-	hub *atomic.Pointer[ws.Hub]
+	hub *atomic.Pointer[hub.Hub]
 }
 
 func (p pausedRenewals) RenewLeases(context.Context) ([]string, error) {
@@ -62,7 +62,7 @@ func produce(t testing.TB, base, id string, seq int) (int, string) {
 func TestZombieOwnerProducer(t *testing.T) {
 	ns := startNATS(t)
 	dbURL := persisttest.DatabaseURL(t)
-	var hub1 atomic.Pointer[ws.Hub]
+	var hub1 atomic.Pointer[hub.Hub]
 	zombie := func(s *nodeSetup) { s.cluster.Store = pausedRenewals{Store: s.cluster.Store, hub: &hub1} }
 	n1 := startNode(t, dbURL, ns, "n1", zombie)
 	hub1.Store(n1.hub)

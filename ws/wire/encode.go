@@ -280,16 +280,7 @@ func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)
 		}
 		return append(b, '}')
 	}
-	b = append(b, `{"type":"batch","seq":`...)
-	b = strconv.AppendInt(b, seq, 10)
-	b = append(b, `,"time":[`...)
-	for i := range n {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		t, _ := at(i)
-		b = strconv.AppendInt(b, t, 10)
-	}
+	b = appendBatchHead(b, seq, n, at)
 	b = append(b, `],"data":[`...)
 	for i := range n {
 		if i > 0 {
@@ -304,10 +295,10 @@ func AppendRun(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)
 	return append(b, "]}"...)
 }
 
-// appendBase64Batch appends a batch frame (n ≥ 2) covering the messages
-// seq..seq+n-1 with their data base64-encoded; at(i) returns the time and
-// data of message seq+i.
-func appendBase64Batch(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)) []byte {
+// appendBatchHead appends the start of a batch frame covering the
+// messages seq..seq+n-1, up to the end of its times: at(i) returns the
+// time of message seq+i.
+func appendBatchHead(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)) []byte {
 	b = append(b, `{"type":"batch","seq":`...)
 	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, `,"time":[`...)
@@ -318,6 +309,14 @@ func appendBase64Batch(b []byte, seq int64, n int, at func(i int) (t int64, data
 		t, _ := at(i)
 		b = strconv.AppendInt(b, t, 10)
 	}
+	return b
+}
+
+// appendBase64Batch appends a batch frame (n ≥ 2) covering the messages
+// seq..seq+n-1 with their data base64-encoded; at(i) returns the time and
+// data of message seq+i.
+func appendBase64Batch(b []byte, seq int64, n int, at func(i int) (t int64, data []byte)) []byte {
+	b = appendBatchHead(b, seq, n, at)
 	b = append(b, `],"encoding":"base64","data":[`...)
 	for i := range n {
 		if i > 0 {

@@ -19,16 +19,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
 	"github.com/messages-server/messages/ws"
 	"github.com/messages-server/messages/ws/auth"
+	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/streams"
 )
 
 // The persist types satisfy the seams ws declares.
 var (
-	_ ws.Store            = (*persist.Store)(nil)
-	_ ws.Enqueuer         = (*persist.Writer)(nil)
+	_ hub.Store           = (*persist.Store)(nil)
+	_ hub.Enqueuer        = (*persist.Writer)(nil)
 	_ persist.BatchWriter = (*persist.Store)(nil)
 )
 
@@ -59,10 +62,10 @@ type Options struct {
 	RetainMessages int
 	// Retention configures the deletion of closed channels; the zero
 	// value keeps them.
-	Retention ws.RetentionConfig
+	Retention hub.RetentionConfig
 	// Store wraps the store seen by the hub (for fault injection); nil
 	// leaves it as is.
-	Store func(ws.Store) ws.Store
+	Store func(hub.Store) hub.Store
 	// BatchWriter wraps the store seen by the persist writer (for fault
 	// injection); nil leaves it as is.
 	BatchWriter func(persist.BatchWriter) persist.BatchWriter
@@ -84,7 +87,7 @@ type Options struct {
 	MaxCachedStreams int
 	// Hub, if not nil, edits the hub's configuration last (bounds,
 	// timeouts, quotas). The store timeout is 30s unless it sets one.
-	Hub func(*ws.HubConfig)
+	Hub func(*hub.Config)
 	// Server, if not nil, edits the server's configuration last.
 	Server func(*ws.ServerConfig)
 	// Node, if not empty, opens the store in cluster mode as that node,
@@ -107,7 +110,7 @@ type Server struct {
 	// DatabaseURL is the database the server uses.
 	DatabaseURL string
 	// Hub is the server's hub.
-	Hub *ws.Hub
+	Hub *hub.Hub
 	// Handler is the server's HTTP handler.
 	Handler *ws.Server
 	// Registry holds the server's metrics.
@@ -115,7 +118,7 @@ type Server struct {
 	// Store is the server's store.
 	Store *persist.Store
 	// Streams is the server's Durable Streams backend.
-	Streams *ws.DurableBackend
+	Streams *streams.Backend
 
 	t       testing.TB
 	timeout time.Duration // of a graceful shutdown
@@ -153,16 +156,16 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.BatchWriter != nil {
 		dst = opts.BatchWriter(store)
 	}
-	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Registerer: reg, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
-	var hubStore ws.Store = store
+	writer := persist.NewWriter(dst, persist.WriterConfig{Logger: log, Metrics: prom.New(reg), MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	var hubStore hub.Store = store
 	if opts.Store != nil {
 		hubStore = opts.Store(store)
 	}
 	m := ws.NewMetrics(reg)
-	hubCfg := ws.HubConfig{
+	hubCfg := hub.Config{
 		Store: hubStore, Writer: writer, PersistInterval: opts.PersistInterval, QueueLen: opts.QueueLen,
 		MaxBufferedPerChannel: opts.MaxBufferedPerChannel, RetainMessages: opts.RetainMessages,
-		Retention: opts.Retention, Logger: log, Metrics: m,
+		Retention: opts.Retention, Logger: log, Metrics: hub.NewMetrics(prom.New(reg)),
 	}
 	// Tests share loaded machines: a store call slower than the
 	// production default (5s) is slowness here, not a hung database.
@@ -171,24 +174,24 @@ func Start(t testing.TB, opts Options) *Server {
 	if opts.Hub != nil {
 		opts.Hub(&hubCfg)
 	}
-	hub := ws.NewHub(hubCfg)
-	if err := hub.Start(ctx); err != nil {
+	h := hub.New(hubCfg)
+	if err := h.Start(ctx); err != nil {
 		t.Fatalf("wstest: start hub: %v", err)
 	}
-	streams := ws.NewDurableBackend(hub, store, ws.DurableConfig{MaxCached: opts.MaxCachedStreams})
+	backend := streams.New(h, store, streams.Config{MaxCached: opts.MaxCachedStreams})
 	srvCfg := ws.ServerConfig{
 		Viewer: opts.Viewer, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), AllowedOrigins: opts.AllowedOrigins,
-		MaxMessageBytes: opts.MaxMessageBytes, PingInterval: opts.PingInterval, Logger: log, HubMetrics: m,
-		Auth: opts.Auth, Streams: streams, LongPollTimeout: opts.LongPollTimeout,
+		MaxMessageBytes: opts.MaxMessageBytes, PingInterval: opts.PingInterval, Logger: log, HTTPMetrics: m,
+		Auth: opts.Auth, Streams: backend, LongPollTimeout: opts.LongPollTimeout,
 	}
 	if opts.Server != nil {
 		opts.Server(&srvCfg)
 	}
 	srvCfg.Guard = opts.Guard
-	srv := ws.NewServer(hub, srvCfg)
+	srv := ws.NewServer(h, srvCfg)
 	hs := httptest.NewServer(srv)
-	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: hub, Handler: srv, Registry: reg, Store: store,
-		Streams: streams, t: t, timeout: opts.ShutdownTimeout, http: hs, writer: writer}
+	s := &Server{URL: hs.URL, DatabaseURL: dbURL, Hub: h, Handler: srv, Registry: reg, Store: store,
+		Streams: backend, t: t, timeout: opts.ShutdownTimeout, http: hs, writer: writer}
 	if s.timeout <= 0 {
 		s.timeout = 30 * time.Second
 	}
