@@ -402,24 +402,51 @@ func (p *postgres) epochs(ctx context.Context, id string, epoch int64) (current,
 // writeBatches implements backend.writeBatches. COPY is about twice as
 // fast as an INSERT per row, but fails on a row that is already stored:
 // then the batches were, at least in part, committed before, and the
-// idempotent INSERT ... ON CONFLICT DO NOTHING redoes them.
+// idempotent INSERT ... ON CONFLICT DO NOTHING redoes them. A transaction
+// whose channels update waited too long for a row lock (see
+// updateChannelsSQL) is done again with the rows locked in id order.
 func (p *postgres) writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error {
-	err := p.writeTx(ctx, batches, updates, false)
-	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "23505" {
-		err = p.writeTx(ctx, batches, updates, true)
+	var skipStored, ordered bool
+	for {
+		err := p.writeTx(ctx, batches, updates, skipStored, ordered)
+		switch pgErr, _ := errors.AsType[*pgconn.PgError](err); {
+		case pgErr != nil && pgErr.Code == "23505" && !skipStored:
+			skipStored = true
+		case pgErr != nil && pgErr.Code == "55P03" && !ordered:
+			ordered = true
+		default:
+			return err
+		}
 	}
-	return err
 }
 
 // updateChannelsSQL sets the channels' last seq and close mark, from
 // arrays of ids, last seqs, closes and epochs. A closed channel takes no
 // message past its last seq (a retry of what is stored passes). A batch of
 // an epoch that is not the channel's any more is fenced: its writer lost
-// the channel to another node. The rows are locked in id order, as
-// renewLeases locks them: two transactions that lock several channels
-// never wait for each other in a cycle (an UPDATE ... FROM locks in the
-// join's order).
-const updateChannelsSQL = `WITH l AS (
+// the channel to another node.
+//
+// It locks the rows in whatever order its plan visits them, and runs under
+// a lock timeout (lockWaitSQL) well below PostgreSQL's deadlock timeout:
+// two transactions that lock several channels in different orders might
+// wait for each other in a cycle, so one that waits longer than that gives
+// up and is done again with updateChannelsOrderedSQL. A node's own writers
+// never share a channel and a lease renewal never waits for a row while
+// it holds another (see renewLeases), so that is rare; locking every row in
+// id order first on every transaction would cost a second pass over the
+// rows, as much again as the update.
+const updateChannelsSQL = `UPDATE channels c SET
+   last_seq = GREATEST(c.last_seq, v.last_seq),
+   closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
+ FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::bigint[]) AS v(id, last_seq, close, epoch)
+ WHERE c.id = v.id
+   AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
+   AND (v.epoch = 0 OR c.epoch = v.epoch)`
+
+// updateChannelsOrderedSQL is updateChannelsSQL with the rows locked in id
+// order first: transactions that lock their rows in one order never wait
+// for each other in a cycle.
+const updateChannelsOrderedSQL = `WITH l AS (
    SELECT id FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
  )
  UPDATE channels c SET
@@ -429,6 +456,16 @@ const updateChannelsSQL = `WITH l AS (
  WHERE c.id = v.id AND c.id IN (SELECT id FROM l)
    AND (c.closed_at IS NULL OR v.last_seq <= c.last_seq)
    AND (v.epoch = 0 OR c.epoch = v.epoch)`
+
+// lockWaitSQL bounds how long updateChannelsSQL waits for a row lock:
+// past it the statement fails with lock_not_available (55P03), long before
+// PostgreSQL's deadlock check (deadlock_timeout, 1 s by default) would
+// fail one of the transactions of a cycle. resetLockWaitSQL ends the bound
+// for the rest of the transaction.
+const (
+	lockWaitSQL      = `SET LOCAL lock_timeout = '50ms'`
+	resetLockWaitSQL = `SET LOCAL lock_timeout TO DEFAULT`
+)
 
 // insertMessagesSQL inserts messages from arrays of channel ids, seqs,
 // data and times, skipping those already stored.
@@ -468,10 +505,11 @@ func messageArrays(batches []*Batch) (chans []string, seqs []int64, data [][]byt
 	return chans, seqs, data, times
 }
 
-// writeTx is one transaction of writeBatches: it inserts the messages of
-// batches with COPY, or, if skipStored, with an INSERT that skips the rows
-// already stored; then it updates the channels.
-func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []channelUpdate, skipStored bool) error {
+// writeTx is one transaction of writeBatches: it updates the channels,
+// with their rows locked in id order if ordered, then inserts the messages
+// of batches with COPY, or, if skipStored, with an INSERT that skips the
+// rows already stored.
+func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []channelUpdate, skipStored, ordered bool) error {
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -479,7 +517,12 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	ids, lasts, closes, epochs := updateArrays(updates)
 	// The channels first (see updateChannelsSQL).
-	tag, err := tx.Exec(ctx, updateChannelsSQL, ids, lasts, closes, epochs)
+	var tag pgconn.CommandTag
+	if ordered {
+		tag, err = tx.Exec(ctx, updateChannelsOrderedSQL, ids, lasts, closes, epochs)
+	} else {
+		tag, err = updateChannels(ctx, tx, ids, lasts, closes, epochs)
+	}
 	if err != nil {
 		return fmt.Errorf("update channels: %w", err)
 	}
@@ -504,6 +547,28 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// updateChannels runs updateChannelsSQL under lockWaitSQL, the three
+// statements in one round trip.
+func updateChannels(ctx context.Context, tx pgx.Tx, ids []string, lasts []int64, closes []bool, epochs []int64) (pgconn.CommandTag, error) {
+	b := &pgx.Batch{}
+	b.Queue(lockWaitSQL)
+	b.Queue(updateChannelsSQL, ids, lasts, closes, epochs)
+	b.Queue(resetLockWaitSQL)
+	br := tx.SendBatch(ctx, b)
+	_, err := br.Exec()
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+	}
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, err
 }
 
 // refused returns the error of a writeTx whose update of the channels ids

@@ -51,7 +51,7 @@ func BenchmarkWriteBatches(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/batch=%d", name, perBatch), func(b *testing.B) {
 				for b.Loop() {
 					bs, updates := batches(perBatch)
-					err := s.b.(*postgres).writeTx(context.Background(), bs, updates, skipStored)
+					err := s.b.(*postgres).writeTx(context.Background(), bs, updates, skipStored, false)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,26 +38,102 @@ func (p *postgres) takeOver(ctx context.Context, id, node string, lease time.Dur
 	return Channel{}, &OwnedError{Channel: id, Owner: c.Owner, Expires: c.LeaseExpires}
 }
 
-// renewLeases implements backend.renewLeases. It locks the node's
-// channels in id order, as writeTx does, so that a renewal and the node's
-// own batches never deadlock.
+// renewLeases implements backend.renewLeases. It never waits for a row
+// lock while it holds another, so it cannot deadlock with the node's own
+// batch writes, whatever order those lock their channels in: the first
+// statement renews every row that is not locked at that moment and skips
+// the others (SKIP LOCKED); then, while some remain, one statement waits
+// for the first of them alone and the next renews, again without waiting,
+// every other that has been unlocked meanwhile. A channel locked by a write
+// is thus renewed once that write commits, not left to lapse.
 func (p *postgres) renewLeases(ctx context.Context, node string, lease time.Duration) ([]string, error) {
-	rows, err := p.pool.Query(ctx,
-		`WITH n AS (
-		   INSERT INTO nodes (id) VALUES ($1)
-		   ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
-		 ), l AS (
-		   SELECT id FROM channels WHERE owner = $1 AND closed_at IS NULL
-		   ORDER BY id FOR NO KEY UPDATE
-		 )
-		 UPDATE channels SET lease_expires_at = now() + $2 * interval '1 microsecond'
-		 WHERE id IN (SELECT id FROM l) AND owner = $1 AND closed_at IS NULL
-		 RETURNING id`, node, lease.Microseconds())
+	us := lease.Microseconds()
+	renewed, locked, err := p.renewUnlocked(ctx, renewLeasesSQL, node, us, nil)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	for len(locked) > 0 {
+		var id string
+		err := p.pool.QueryRow(ctx, renewLeaseSQL, node, us, locked[0]).Scan(&id)
+		switch {
+		case err == nil:
+			renewed = append(renewed, id)
+		case !errors.Is(err, pgx.ErrNoRows): // no rows: not this node's any more, or closed
+			return nil, err
+		}
+		if locked = locked[1:]; len(locked) == 0 {
+			break
+		}
+		var more []string
+		if more, locked, err = p.renewUnlocked(ctx, renewSomeLeasesSQL, node, us, locked); err != nil {
+			return nil, err
+		}
+		renewed = append(renewed, more...)
+	}
+	return renewed, nil
 }
+
+// renewUnlocked runs q, renewLeasesSQL or renewSomeLeasesSQL, and returns
+// the channels it renewed and those it skipped because another
+// transaction held their row.
+func (p *postgres) renewUnlocked(ctx context.Context, q, node string, us int64, ids []string) (renewed, locked []string, err error) {
+	args := []any{node, us}
+	if ids != nil {
+		args = append(args, ids)
+	}
+	rows, err := p.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		id string
+		ok bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &ok}, func() error {
+		if ok {
+			renewed = append(renewed, id)
+		} else {
+			locked = append(locked, id)
+		}
+		return nil
+	})
+	return renewed, locked, err
+}
+
+// renewLeasesTemplate renews, without waiting for any row lock, the leases
+// of the open channels of node $1 (among the ids $3, if SOME is replaced
+// by that condition) to $2 microseconds from now, and returns each of
+// those channels with true if it renewed it, false if its row was locked.
+// PREFIX may add a CTE.
+const renewLeasesTemplate = `WITH PREFIX l AS (
+   SELECT id FROM channels WHERE owner = $1 AND closed_at IS NULL SOME
+   FOR NO KEY UPDATE SKIP LOCKED
+ ), u AS (
+   UPDATE channels c SET lease_expires_at = now() + $2 * interval '1 microsecond'
+   FROM l WHERE c.id = l.id
+   RETURNING c.id
+ )
+ SELECT id, true FROM u
+ UNION ALL
+ SELECT id, false FROM channels
+ WHERE owner = $1 AND closed_at IS NULL SOME AND id NOT IN (SELECT id FROM l)`
+
+var (
+	// renewLeasesSQL is renewLeasesTemplate for every channel of the node,
+	// recording its heartbeat too.
+	renewLeasesSQL = strings.NewReplacer("PREFIX", `n AS (
+   INSERT INTO nodes (id) VALUES ($1)
+   ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+ ),`, "SOME", "").Replace(renewLeasesTemplate)
+	// renewSomeLeasesSQL is renewLeasesTemplate for the channels $3.
+	renewSomeLeasesSQL = strings.NewReplacer("PREFIX", "", "SOME", "AND id = ANY($3::text[])").Replace(renewLeasesTemplate)
+)
+
+// renewLeaseSQL renews the lease of channel $3, if node $1 holds it and
+// it is open, waiting for its row if another transaction holds it.
+const renewLeaseSQL = `UPDATE channels SET lease_expires_at = now() + $2 * interval '1 microsecond'
+ WHERE id = $3 AND owner = $1 AND closed_at IS NULL
+ RETURNING id`
 
 // orphans implements backend.orphans.
 func (p *postgres) orphans(ctx context.Context, limit int) ([]string, error) {

@@ -9,21 +9,14 @@ import (
 )
 
 func (p *postgres) stream(ctx context.Context, id string) (StreamState, error) {
-	var (
-		r            streamRow
-		exp, deleted *time.Time
-	)
-	err := p.pool.QueryRow(ctx,
-		`SELECT content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at
-		 FROM channels WHERE id = $1`, id).
-		Scan(&r.ct, &r.ttl, &exp, &r.sseq, &r.from, &r.fseq, &r.fsub, &deleted)
+	var exp, deleted *time.Time
+	st, err := scanStream(p.pool.QueryRow(ctx, `SELECT `+streamColumns+` FROM channels WHERE id = $1`, id), &exp, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return StreamState{}, ErrNotFound
 	}
 	if err != nil {
 		return StreamState{}, err
 	}
-	st := r.state()
 	if exp != nil {
 		st.ExpiresAt = exp.UTC()
 	}

@@ -8,21 +8,14 @@ import (
 )
 
 func (s *sqliteStore) stream(ctx context.Context, id string) (StreamState, error) {
-	var (
-		r        streamRow
-		exp, del sql.NullInt64
-	)
-	err := s.read.QueryRowContext(ctx,
-		`SELECT content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at
-		 FROM channels WHERE id = ?`, id).
-		Scan(&r.ct, &r.ttl, &exp, &r.sseq, &r.from, &r.fseq, &r.fsub, &del)
+	var exp, del sql.NullInt64
+	st, err := scanStream(s.read.QueryRowContext(ctx, `SELECT `+streamColumns+` FROM channels WHERE id = ?`, id), &exp, &del)
 	if errors.Is(err, sql.ErrNoRows) {
 		return StreamState{}, ErrNotFound
 	}
 	if err != nil {
 		return StreamState{}, err
 	}
-	st := r.state()
 	st.Deleted = del.Valid
 	if exp.Valid {
 		st.ExpiresAt = time.UnixMicro(exp.Int64).UTC()

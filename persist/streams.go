@@ -146,21 +146,27 @@ func (s *Store) Forks(ctx context.Context, id string) (int, error) {
 	return n, nil
 }
 
-// streamRow holds the stream columns of a channel's row that read the
-// same on either backend, as scanned; NULL reads as the zero value.
-type streamRow struct {
-	ct, sseq, from  sql.NullString
-	ttl, fseq, fsub sql.NullInt64
-}
+// streamColumns are the stream columns of a channel's row, in the order
+// scanStream reads them.
+const streamColumns = `content_type, ttl_seconds, expires_at, stream_seq, forked_from, fork_seq, fork_sub, deleted_at`
 
-// state is the stream state the row holds, without its expiry and
-// deletion, whose columns each backend stores in its own way.
-func (r streamRow) state() StreamState {
-	return StreamState{
-		StreamConfig: StreamConfig{ContentType: r.ct.String, TTL: r.ttl.Int64, ForkedFrom: r.from.String,
-			ForkSeq: r.fseq.Int64, ForkSub: r.fsub.Int64},
-		StreamSeq: r.sseq.String,
+// scanStream reads a row of streamColumns (from either backend's driver)
+// into the stream state it holds; NULL reads as the zero value. The
+// expiry and deletion columns, which each backend stores in its own way,
+// are scanned into exp and deleted for the caller to add.
+func scanStream(row interface{ Scan(dest ...any) error }, exp, deleted any) (StreamState, error) {
+	var (
+		ct, sseq, from  sql.NullString
+		ttl, fseq, fsub sql.NullInt64
+	)
+	if err := row.Scan(&ct, &ttl, exp, &sseq, &from, &fseq, &fsub, deleted); err != nil {
+		return StreamState{}, err
 	}
+	return StreamState{
+		StreamConfig: StreamConfig{ContentType: ct.String, TTL: ttl.Int64, ForkedFrom: from.String,
+			ForkSeq: fseq.Int64, ForkSub: fsub.Int64},
+		StreamSeq: sseq.String,
+	}, nil
 }
 
 // streamTx is a backend's write transaction as the stream state needs it.

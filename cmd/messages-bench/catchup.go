@@ -65,8 +65,8 @@ func (c *config) checkCatchup() error {
 // message bytes delivered per second over that time.
 func runCatchup(ctx context.Context, b *bench) error {
 	cfg := b.cfg
-	id := cfg.Prefix + "0"
-	api := newHTTPClient(0, 16, cfg.Token, &b.st.throttled)
+	id := cfg.channelID(0)
+	api := b.apiClient(16)
 	defer api.CloseIdleConnections()
 	if err := createChannel(ctx, api, cfg.URL, id, 0, 0, 0); err != nil {
 		return err

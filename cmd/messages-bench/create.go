@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -18,14 +17,14 @@ import (
 func runCreate(ctx context.Context, b *bench) error {
 	cfg := b.cfg
 	b.res.Clients = int64(cfg.Channels)
-	api := newHTTPClient(0, cfg.Conns, cfg.Token, &b.st.throttled)
+	api := b.apiClient(cfg.Conns)
 	defer api.CloseIdleConnections()
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for k := range min(cfg.Conns, cfg.Channels) {
 		wg.Go(func() {
 			for c := range next {
-				id := cfg.Prefix + strconv.Itoa(c)
+				id := cfg.channelID(c)
 				start := time.Now()
 				var err error
 				if cfg.CreateAPI == "streams" {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"math"
-	"strconv"
 	"sync"
 	"time"
 
@@ -44,14 +43,14 @@ func runFanout(ctx context.Context, b *bench) error {
 	lines := max(int64(math.Ceil(cfg.Freq*cfg.Duration.Seconds())), 1)
 	b.res.Clients = int64(cfg.Channels * cfg.Clients)
 	b.res.Expected = b.res.Clients * lines
-	api := newHTTPClient(0, 64, cfg.Token, &b.st.throttled)
+	api := b.apiClient(64)
 	defer api.CloseIdleConnections()
 	lastLive := timeMark{latest: true}
 	firstEnd := timeMark{}
 	sem := make(chan struct{}, dialConcurrency)
 	var wg sync.WaitGroup
 	for c := range cfg.Channels {
-		id := cfg.Prefix + strconv.Itoa(c)
+		id := cfg.channelID(c)
 		if err := acquire(ctx, sem); err != nil {
 			return err
 		}

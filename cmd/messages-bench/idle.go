@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -17,7 +16,7 @@ import (
 func runIdle(ctx context.Context, b *bench, mon *monitor) error {
 	cfg := b.cfg
 	b.res.Clients = int64(cfg.Channels * cfg.Clients)
-	api := newHTTPClient(0, 64, cfg.Token, &b.st.throttled)
+	api := b.apiClient(64)
 	defer api.CloseIdleConnections()
 	ids := make([]string, 0, cfg.Channels)
 	// Closed last: both samples without connections have the channels.
@@ -29,7 +28,7 @@ func runIdle(ctx context.Context, b *bench, mon *monitor) error {
 		}
 	}()
 	for c := range cfg.Channels {
-		id := cfg.Prefix + strconv.Itoa(c)
+		id := cfg.channelID(c)
 		if err := createChannel(ctx, api, cfg.URL, id, 0, 0, 0); err != nil {
 			return err
 		}

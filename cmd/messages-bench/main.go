@@ -44,32 +44,19 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
-	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/messages-server/messages/internal/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	if _, ok := errors.AsType[usageError](err); ok {
-		os.Exit(2) // the flag package printed it, with the usage
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "messages-bench:", err)
-		os.Exit(1)
-	}
+	cli.Run("messages-bench", func(ctx context.Context) error {
+		return run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	})
 }
-
-// usageError is a command-line error that the flag package has already
-// printed to stderr, followed by the usage.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
 
 // config holds the flags.
 type config struct {
@@ -104,6 +91,9 @@ type config struct {
 // the URLs in turn.
 func (c config) readerURL(k int) string { return c.URLs[k%len(c.URLs)] }
 
+// channelID is the id of the run's channel n: -prefix, then n.
+func (c config) channelID(n int) string { return c.Prefix + strconv.Itoa(n) }
+
 // readersOnFirst is how many of a channel's readers use the first URL.
 func (c config) readersOnFirst() int { return (c.Clients + len(c.URLs) - 1) / len(c.URLs) }
 
@@ -115,11 +105,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs := flag.NewFlagSet("messages-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.addFlags(fs, getenv)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, usageError{err}
+	if err := cli.Parse(fs, args); err != nil {
+		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -267,7 +254,7 @@ type bench struct {
 // progress to stderr). It returns an error when the run failed, when any
 // client failed, or when any stream differed from the original. With -h it
 // prints the usage to stderr and returns nil; a bad flag is printed to
-// stderr, with the usage, and returned as a usageError.
+// stderr, with the usage, and returned as a cli.UsageError.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {

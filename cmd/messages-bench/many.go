@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +56,7 @@ type manySample struct {
 // bounded, the persisted rate equals the appended one.
 func runMany(ctx context.Context, b *bench) error {
 	cfg := b.cfg
-	api := newHTTPClient(0, createConcurrency, cfg.Token, &b.st.throttled)
+	api := b.apiClient(createConcurrency)
 	defer api.CloseIdleConnections()
 	m := &manyResult{}
 	b.res.Many = m
@@ -77,7 +76,7 @@ func runMany(ctx context.Context, b *bench) error {
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			id := cfg.Prefix + strconv.Itoa(c)
+			id := cfg.channelID(c)
 			if err := b.createRetrying(ctx, api, id, lines, &m.Retries); err != nil {
 				b.st.failChannel("%v", err)
 				return
@@ -153,30 +152,10 @@ func (b *bench) sampleMany(ctx context.Context, api *http.Client, m *manyResult)
 
 // scrapeMany reads the many scenario's metrics.
 func scrapeMany(ctx context.Context, client *http.Client, metricsURL string) (manySample, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
-	if err != nil {
-		return manySample{}, fmt.Errorf("scrape metrics: %w", err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return manySample{}, fmt.Errorf("scrape metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return manySample{}, fmt.Errorf("scrape metrics: status %s", resp.Status)
-	}
-	at := time.Now()
-	v, err := parseMetrics(resp.Body, metricAppended, metricPersisted, metricLag, metricCPU)
+	v, err := scrapeMetrics(ctx, client, metricsURL, []string{metricAppended, metricPersisted, metricLag, metricCPU})
 	if err != nil {
 		return manySample{}, err
 	}
-	for _, name := range []string{metricAppended, metricPersisted, metricLag, metricCPU} {
-		if _, ok := v[name]; !ok {
-			return manySample{}, fmt.Errorf("scrape metrics: %s missing", name)
-		}
-	}
-	return manySample{at: at, appended: v[metricAppended], persisted: v[metricPersisted], lag: v[metricLag],
+	return manySample{at: time.Now(), appended: v[metricAppended], persisted: v[metricPersisted], lag: v[metricLag],
 		cpu: v[metricCPU]}, nil
 }

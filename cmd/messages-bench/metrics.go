@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,34 +32,45 @@ type serverSample struct {
 	hasSubscribers bool // the server exports metricSubscribers
 }
 
-// scrape reads the server's metrics at metricsURL.
+// scrape reads the server's cost from its metrics at metricsURL.
 func scrape(ctx context.Context, client *http.Client, metricsURL string) (serverSample, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
-	if err != nil {
-		return serverSample{}, fmt.Errorf("scrape metrics: %w", err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return serverSample{}, fmt.Errorf("scrape metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return serverSample{}, fmt.Errorf("scrape metrics: status %s", resp.Status)
-	}
-	m, err := parseMetrics(resp.Body, metricCPU, metricRSS, metricHeap, metricSubscribers)
+	m, err := scrapeMetrics(ctx, client, metricsURL, []string{metricCPU, metricRSS, metricHeap}, metricSubscribers)
 	if err != nil {
 		return serverSample{}, err
-	}
-	for _, name := range []string{metricCPU, metricRSS, metricHeap} {
-		if _, ok := m[name]; !ok {
-			return serverSample{}, fmt.Errorf("scrape metrics: %s missing", name)
-		}
 	}
 	subs, hasSubs := m[metricSubscribers]
 	return serverSample{at: time.Now(), cpu: m[metricCPU], rss: m[metricRSS], heap: m[metricHeap],
 		subscribers: subs, hasSubscribers: hasSubs}, nil
+}
+
+// scrapeMetrics reads the values of required and optional from the
+// server's metrics at metricsURL, as parseMetrics does; a required value
+// that is missing is an error.
+func scrapeMetrics(ctx context.Context, client *http.Client, metricsURL string, required []string, optional ...string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("scrape metrics: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape metrics: status %s", resp.Status)
+	}
+	m, err := parseMetrics(resp.Body, slices.Concat(required, optional)...)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range required {
+		if _, ok := m[name]; !ok {
+			return nil, fmt.Errorf("scrape metrics: %s missing", name)
+		}
+	}
+	return m, nil
 }
 
 // parseMetrics reads the Prometheus text exposition format and returns the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,12 +25,12 @@ func runPublish(ctx context.Context, b *bench) error {
 	interval := time.Duration(float64(cfg.Channels) / cfg.Rate * float64(time.Second))
 	b.res.Clients = int64(cfg.Channels * cfg.Clients)
 	b.res.Expected = b.res.Clients * perChannel
-	api := newHTTPClient(0, cfg.Conns, cfg.Token, &b.st.throttled)
+	api := b.apiClient(cfg.Conns)
 	defer api.CloseIdleConnections()
 
 	ids := make([]string, cfg.Channels)
 	for c := range ids {
-		ids[c] = cfg.Prefix + strconv.Itoa(c)
+		ids[c] = cfg.channelID(c)
 	}
 	acked := make([]atomic.Int64, cfg.Channels)
 	var start time.Time // set before any message is sent; read by readers after

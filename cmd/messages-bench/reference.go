@@ -62,7 +62,7 @@ func runReference(ctx context.Context, b *bench) error {
 	}
 	var wg sync.WaitGroup
 	for c := range readers {
-		wg.Go(func() { refChannel(ctx, b, cfg.Prefix+strconv.Itoa(c), readers[c]) })
+		wg.Go(func() { refChannel(ctx, b, cfg.channelID(c), readers[c]) })
 	}
 	wg.Wait()
 	return ctx.Err()
@@ -177,8 +177,7 @@ func refCreate(ctx context.Context, b *bench, id string, start func()) []byte {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		b.st.failChannel("channel %s creator: status %s: %s", id, resp.Status, strings.TrimSpace(string(msg)))
+		b.st.failChannel("channel %s creator: %v", id, statusError(resp))
 		return nil
 	}
 	b.st.create.record(len(id), time.Since(sent)) // response headers
@@ -201,20 +200,11 @@ func readRefWS(ctx context.Context, b *bench, id string, r *refReader) error {
 
 // readHTTP reads GET /?id= to the end; every line counts as a delivery.
 func readHTTP(ctx context.Context, b *bench, id string, client int) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.cfg.readerURL(client)+"/?id="+url.QueryEscape(id), nil)
-	if err != nil {
-		return nil, err
-	}
-	b.st.dials.Add(1)
-	resp, err := b.src.next().Do(req)
+	resp, err := b.get(ctx, b.cfg.readerURL(client)+"/?id="+url.QueryEscape(id))
 	if err != nil {
 		return nil, fmt.Errorf("http get: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("http get: status %s: %s", resp.Status, strings.TrimSpace(string(msg)))
-	}
 	b.st.open.Add(1)
 	defer b.st.open.Add(-1)
 	var body []byte

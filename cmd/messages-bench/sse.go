@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -41,20 +39,11 @@ func readSSE(ctx context.Context, b *bench, base, id string) ([]byte, error) {
 // closed.
 func readSSEOnce(ctx context.Context, b *bench, base, id string, offset *string, body *[]byte) (bool, error) {
 	u := base + "/v1/stream/" + url.PathEscape(id) + "?live=sse&offset=" + url.QueryEscape(*offset)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return false, err
-	}
-	b.st.dials.Add(1)
-	resp, err := b.src.next().Do(req)
+	resp, err := b.get(ctx, u)
 	if err != nil {
 		return false, fmt.Errorf("sse get: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return false, fmt.Errorf("sse get: status %s: %s", resp.Status, strings.TrimSpace(string(msg)))
-	}
 	b.st.open.Add(1)
 	defer b.st.open.Add(-1)
 	sc := bufio.NewScanner(resp.Body)

@@ -20,28 +20,13 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/messages-server/messages/internal/cli"
 	"github.com/messages-server/messages/ws/auth"
 )
 
 func main() {
-	err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, time.Now)
-	switch _, usage := errors.AsType[usageError](err); {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		// -h printed the usage.
-	case usage:
-		os.Exit(2) // the flag package printed it, with the usage
-	default:
-		fmt.Fprintln(os.Stderr, "messages-token:", err)
-		os.Exit(1)
-	}
+	cli.Exit("messages-token", run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr, time.Now))
 }
-
-// usageError is a command-line error that the flag package has already
-// printed to stderr, followed by the usage.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer, now func() time.Time) error {
 	fs := flag.NewFlagSet("messages-token", flag.ContinueOnError)
@@ -58,11 +43,8 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer, no
 		fmt.Fprintln(stderr, "usage: messages-token [flags]\n\nMints an HS256 token for a messages server started with -jwt-secret.\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
+	if err := cli.Parse(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/messages-server/messages/internal/cli"
 	"github.com/messages-server/messages/internal/clitest"
 )
 
@@ -81,7 +82,7 @@ func TestBadEnvValueOneLine(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("bad environment values give\n%v\nwant\n%s", err, want)
 	}
-	if _, ok := errors.AsType[usageError](err); ok {
+	if _, ok := errors.AsType[cli.UsageError](err); ok {
 		t.Errorf("bad environment values print the usage")
 	}
 }

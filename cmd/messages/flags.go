@@ -12,13 +12,15 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/messages-server/messages/internal/cli"
 )
 
 // errVersion is what parseConfig returns for -version: main prints the
 // version and exits 0.
 var errVersion = errors.New("version requested")
 
-// usage turns err, the configuration's errors, into a usageError printed
+// usage turns err, the configuration's errors, into a cli.UsageError printed
 // with the usage when the command line has flags or arguments: one of
 // them may be the cause, and the usage lists them all. Errors from the
 // environment alone are returned as they are, one line each, for main to
@@ -29,7 +31,7 @@ func usage(fs *flag.FlagSet, err error) error {
 	}
 	fmt.Fprintln(fs.Output(), err)
 	fs.Usage()
-	return usageError{err}
+	return cli.UsageError{Err: err}
 }
 
 // levelFlag is a flag.Value for a log level.

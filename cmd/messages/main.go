@@ -15,11 +15,9 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
-	"os/signal"
 	runtimepprof "runtime/pprof"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/messages-server/messages/internal/backoff"
+	"github.com/messages-server/messages/internal/cli"
 	"github.com/messages-server/messages/internal/metric/prom"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/viewer"
@@ -37,29 +36,15 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil)
-	if errors.Is(err, errVersion) {
-		fmt.Println(version())
-		return
-	}
-	if _, ok := errors.AsType[usageError](err); ok {
-		os.Exit(2) // the flag package printed it, with the usage
-	}
-	if err != nil {
-		// One line per error, each saying whose it is.
-		fmt.Fprintln(os.Stderr, "messages:", strings.ReplaceAll(err.Error(), "\n", "\nmessages: "))
-		os.Exit(1)
-	}
+	cli.Run("messages", func(ctx context.Context) error {
+		err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil)
+		if errors.Is(err, errVersion) {
+			fmt.Println(version())
+			return nil
+		}
+		return err
+	})
 }
-
-// usageError is a command-line error already printed to stderr, followed
-// by the usage.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
 
 // config is the server's configuration, from flags with environment
 // fallbacks.
@@ -99,11 +84,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.SetOutput(stderr)
 	var errs []error
 	c.define(fs, envVars{getenv: getenv, errs: &errs})
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, usageError{err}
+	if err := cli.Parse(fs, args); err != nil {
+		return c, err
 	}
 	if c.version {
 		return c, errVersion
@@ -178,7 +160,7 @@ func (c *config) check() []error {
 // run runs the server until ctx is cancelled, then shuts down gracefully.
 // If ready is not nil it receives the listening address once serving.
 // With -h it prints the usage to stderr and returns nil; a bad flag is
-// printed to stderr, with the usage, and returned as a usageError.
+// printed to stderr, with the usage, and returned as a cli.UsageError.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) (err error) {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {

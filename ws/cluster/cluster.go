@@ -1,5 +1,7 @@
 // Package cluster links the hubs of several messages nodes that share one
-// PostgreSQL database, over NATS: it implements hub.Cluster.
+// PostgreSQL database, over NATS: it implements hub.Cluster and
+// streams.Forwarder, and serves what other nodes forward. It imports the
+// core (ws/hub) and Durable Streams (ws/streams), not the HTTP front.
 //
 // PostgreSQL holds who owns each channel (a lease and an epoch, see
 // persist.Config.Node); NATS carries the rest. Each node serves remote
@@ -10,6 +12,13 @@
 // bulk while NATS is reachable, stops the channels it lost, and takes over
 // the generators of nodes that are gone. No consensus of its own: the
 // database's row locks decide every take-over.
+//
+// Files:
+//
+//   - cluster.go: the Node, its configuration, and the hub.Cluster methods
+//   - serve.go: the remote calls served for other nodes, and the leases
+//   - codec.go: the events and the calls on the wire, and their errors
+//   - metrics.go: the cluster's Prometheus collectors
 package cluster
 
 import (

@@ -117,8 +117,8 @@ func (h *Hub) OwnedEpoch(ctx context.Context, id string) (int64, error) {
 		return 0, nil
 	case err != nil:
 		return 0, err
-	case c.follower:
-		return 0, &MovedError{Owner: c.owner}
+	case c.role.elsewhere() != nil:
+		return 0, c.role.elsewhere()
 	}
 	return c.epoch, nil
 }

@@ -10,17 +10,32 @@ import (
 	"github.com/messages-server/messages/ws/wire"
 )
 
-// history sends the persisted messages *last+1..upto of channel id (at
-// epoch) to s; those of a binary channel carry their data base64-encoded.
-// Whole pages come from the page cache: a page is cacheable
-// when all its seqs are durable (≤ persisted) or, when final (the channel
-// is closed at upto), when it ends at upto. A cached page may end past upto
-// (at most at persisted): *last then passes upto, and the caller skips what
-// it already sent. The rest is read from the store for this reader alone.
-func (h *Hub) history(ctx context.Context, id string, epoch int64, last *int64, upto, persisted int64, final, binary bool, s Sink) error {
+// historyRead is the persisted part of a catch-up: what history reads.
+type historyRead struct {
+	id    string
+	epoch int64
+	// upto is the last seq to send, and persisted the channel's durable
+	// watermark (upto ≤ persisted).
+	upto, persisted int64
+	// final: the channel is closed at upto.
+	final bool
+	// binary: the channel's messages carry their data base64-encoded.
+	binary bool
+}
+
+// history sends the persisted messages after+1..r.upto of channel r.id (at
+// r.epoch) to s, and returns the last seq it sent (after if none), also
+// when it fails. Whole pages come from the page cache: a page is cacheable
+// when all its seqs are durable (≤ persisted) or, when final, when it ends
+// at upto. A cached page may end past upto (at most at persisted): the
+// seq returned then passes upto, and the caller skips what it already
+// sent. The rest is read from the store for this reader alone.
+func (h *Hub) history(ctx context.Context, r historyRead, after int64, s Sink) (int64, error) {
+	id, epoch, upto, persisted, final, binary := r.id, r.epoch, r.upto, r.persisted, r.final, r.binary
+	last := after
 	size := int64(h.cfg.HistoryPage)
-	for *last < upto {
-		first := *last + 1
+	for last < upto {
+		first := last + 1
 		end := (first-1)/size*size + size // the last seq of first's page
 		if h.cache != nil && (first-1)%size == 0 && (end <= persisted || final) {
 			want := end
@@ -35,35 +50,35 @@ func (h *Hub) history(ctx context.Context, id string, epoch int64, last *int64, 
 				return newPage(rows, binary), nil
 			})
 			if err != nil {
-				return err
+				return last, err
 			}
 			if p.last != want {
-				return fmt.Errorf("hub: history of %s: cached page %d..%d, expected it to end at %d", id, p.first, p.last, want)
+				return last, fmt.Errorf("hub: history of %s: cached page %d..%d, expected it to end at %d", id, p.first, p.last, want)
 			}
 			if final {
 				// Later readers of this closed channel need no store lookup.
 				h.cache.markClosed(id, epoch, upto)
 			}
 			if err := s.Page(p); err != nil {
-				return err
+				return last, err
 			}
-			*last = p.last
+			last = p.last
 			continue
 		}
-		rows, err := h.readRows(ctx, id, *last, min(end, upto))
+		rows, err := h.readRows(ctx, id, last, min(end, upto))
 		if err != nil {
-			return err
+			return last, err
 		}
 		run := make([]*wire.Message, len(rows))
 		for i, r := range rows {
 			run[i] = newMessage(binary, r.Seq, r.Time, r.Data)
 		}
 		if err := sendRuns(s, run, false); err != nil {
-			return err
+			return last, err
 		}
-		*last = run[len(run)-1].Seq
+		last = run[len(run)-1].Seq
 	}
-	return nil
+	return last, nil
 }
 
 // newMessage builds a message of a text or a binary channel.

@@ -151,11 +151,17 @@ type channel struct {
 	timerOn   bool  // a flush is due at flushTick
 	flushTick int64 // the hub wheel's tick
 	g         generator
-	closeSent bool // the final batch carries Close
-	gaveUp    bool // shutdown gave up on persisting the rest
-	active    bool // a request came since the last idle check
-	evicted   bool // idle: the actor leaves, the store holds the channel
-	startWhen int  // subscribers to wait for before closing started; 0 once closed
+	// roomCh wakes the actor when its generator, paused by the hub's
+	// memory bound, may go on (see Hub.waitRoom); made at the first such
+	// pause. roomQueued: c is in the hub's roomWait. Both guarded by the
+	// hub's roomMu.
+	roomCh     chan struct{}
+	roomQueued bool
+	closeSent  bool // the final batch carries Close
+	gaveUp     bool // shutdown gave up on persisting the rest
+	active     bool // a request came since the last idle check
+	evicted    bool // idle: the actor leaves, the store holds the channel
+	startWhen  int  // subscribers to wait for before closing started; 0 once closed
 	// failed is the error of a batch the writer refused for good: the
 	// channel stops.
 	failed error
@@ -168,12 +174,37 @@ type channel struct {
 	// actor leaves with reasonMoved.
 	lettingGo bool
 
-	// Cluster mode (follower.go, fence.go). Set before run starts.
-	follower   bool             // a follower of the owner's channel, not its owner
-	owner      string           // a follower's owner node
-	remote     chan remoteEvent // leave orders; nil in single-server mode
-	events     *eventQueue      // a follower's queue of the owner's events; nil for an owner
-	stopFollow func()           // ends a follower's subscription to the owner's events
+	// role is what the actor does as its channel's owner (owner.go) or
+	// as a follower of the channel another node owns (follower.go). Set
+	// before run starts.
+	role   role
+	remote chan remoteEvent // leave orders (cluster mode, fence.go); nil in single-server mode
+}
+
+// role is what differs between the actor of a channel this node owns
+// (owner.go) and a follower of a channel another node owns (follower.go).
+// Its methods are called by run, except elsewhere, which is safe for
+// concurrent use.
+type role interface {
+	// elsewhere returns nil for an owner; for a follower, the
+	// *MovedError naming the owner, which every write it is asked gets.
+	elsewhere() error
+	// flush hands the unpersisted messages to the writer; a follower's
+	// are the owner's to write.
+	flush(c *channel)
+	// publish hands an event of the channel to its followers on other
+	// nodes; a follower publishes nothing.
+	publish(c *channel, ev Event)
+	// events returns the channel that says the owner's events wait for a
+	// follower; nil (never ready) for an owner.
+	events() <-chan struct{}
+	// onEvents applies those events.
+	onEvents(c *channel)
+	// unsubscribed is told that a subscriber went: a follower leaves with
+	// its last one.
+	unsubscribed(c *channel)
+	// exit releases what the role holds when the actor exits.
+	exit(c *channel)
 }
 
 func newChannel(h *Hub, rec persist.Channel) *channel {
@@ -193,6 +224,7 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 		p:         rec.LastSeq,
 		base:      rec.LastSeq + 1,
 		subs:      make(map[*subscriber]struct{}),
+		role:      owner{},
 	}
 	if h.cluster != nil {
 		c.remote = make(chan remoteEvent, 1) // Relinquish
@@ -200,15 +232,6 @@ func newChannel(h *Hub, rec persist.Channel) *channel {
 	c.statLast.Store(rec.LastSeq)
 	c.statPersisted.Store(rec.LastSeq)
 	return c
-}
-
-// eventsWake returns the channel that says a follower's events are
-// waiting; nil (never ready) for an owner.
-func (c *channel) eventsWake() <-chan struct{} {
-	if c.events == nil {
-		return nil
-	}
-	return c.events.wake
 }
 
 func (c *channel) epochString() string { return strconv.FormatInt(c.epoch, 10) }
@@ -233,8 +256,8 @@ func (c *channel) run(stop, abandon <-chan struct{}) {
 			c.onPersisted(r)
 		case r := <-c.remote:
 			c.onRemote(r)
-		case <-c.eventsWake():
-			c.onEvents()
+		case <-c.role.events():
+			c.role.onEvents(c)
 		case <-c.wake:
 			c.onWake()
 		case <-c.g.room:
@@ -269,12 +292,10 @@ func (c *channel) handle(req any) {
 			delete(c.subs, r.sub)
 			c.h.metrics.subscribers.Dec()
 			c.statSubs.Store(int64(len(c.subs)))
-			if c.follower && len(c.subs) == 0 {
-				c.leave(reasonMoved) // nobody left to follow for
-			}
+			c.role.unsubscribed(c)
 		}
 	case closeReq:
-		if c.left != 0 || c.follower || c.lettingGo {
+		if c.left != 0 || c.lettingGo || c.role.elsewhere() != nil {
 			r.result <- appendResult{err: c.movedErr()}
 			return
 		}
@@ -294,7 +315,7 @@ func (c *channel) handle(req any) {
 
 func (c *channel) onAppend(r *appendReq) {
 	switch {
-	case c.left != 0 || c.follower || c.lettingGo:
+	case c.left != 0 || c.lettingGo || c.role.elsewhere() != nil:
 		r.result <- appendResult{err: c.movedErr()}
 		return
 	case c.gen != nil:
@@ -354,7 +375,7 @@ func (c *channel) detach(s *subscriber, reason int) {
 func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 	fromStore := min(c.p, c.base-1)
 	snap := snapshot{epoch: c.epoch, persisted: c.p, fromStore: fromStore, lastSeq: c.lastSeq, open: true,
-		contentType: c.ctype, follower: c.follower}
+		contentType: c.ctype, follower: c.role.elsewhere() != nil}
 	if c.stopping {
 		snap.open = false
 		snap.stopping = true
@@ -403,54 +424,16 @@ func (c *channel) onWake() {
 	}
 }
 
-// flush hands the unflushed part of the buffer to the persist writer, unless
-// a batch is already in flight (per-channel order needs at most one).
-func (c *channel) flush() {
-	if c.inFlight || c.closeSent || c.follower || c.left != 0 {
-		return // a follower's messages are the owner's to write
+// flush hands the unflushed part of the buffer to the persist writer, if
+// the actor owns the channel (see owner.flush).
+func (c *channel) flush() { c.role.flush(c) }
+
+// flushLater has a flush the writer's full queue refused tried again
+// soon; meanwhile the channel keeps buffering.
+func (c *channel) flushLater() {
+	if !c.timerOn {
+		c.armTimer(c.h.cfg.PersistInterval / 4)
 	}
-	final := c.closing && !c.stopping
-	if c.lastSeq == c.p && !final {
-		return
-	}
-	unpersisted := c.buf[c.index(c.p+1):]
-	msgs := make([]persist.Message, len(unpersisted))
-	var ends [][]uint32 // nil unless there is a run
-	for i, m := range unpersisted {
-		msgs[i] = persist.Message{Seq: m.Seq, Time: m.Time, Data: m.Data}
-		if e := m.Ends(); e != nil {
-			if ends == nil {
-				ends = make([][]uint32, len(unpersisted))
-			}
-			ends[i] = e
-		}
-	}
-	last := c.lastSeq
-	b := &persist.Batch{
-		Channel:  c.id,
-		Messages: msgs,
-		Ends:     ends,
-		Close:    final,
-		// Every commit belongs to a message of this batch: they are all
-		// unpersisted.
-		Producers: commitProducers(c.commits),
-		StreamSeq: commitStreamSeq(c.commits),
-		Epoch:     c.epoch,
-		Done: func(err error) {
-			c.persisted <- persistResult{last: last, close: final, err: err}
-		},
-	}
-	if !c.h.writer.TryEnqueue(b) {
-		// The writer's queue is full: keep buffering, try again soon.
-		if !c.timerOn {
-			c.armTimer(c.h.cfg.PersistInterval / 4)
-		}
-		return
-	}
-	c.inFlight = true
-	c.closeSent = final
-	c.flight, c.commits = c.commits, nil
-	c.timerOn = false
 }
 
 // build makes the messages of an append request, numbered after lastSeq,
@@ -560,7 +543,7 @@ func (c *channel) onPersisted(r persistResult) {
 		c.onFenced()
 		return
 	}
-	if errors.Is(r.err, persist.ErrNotFound) && (c.deleting.Load() || c.h.cluster != nil) {
+	if errors.Is(r.err, persist.ErrNotFound) && (c.deleting.Load() || c.h.peers.deletesElsewhere()) {
 		// Hub.Delete tells the actor too, once the delete is committed. In
 		// cluster mode another node may have deleted the channel while it
 		// could not reach this one: the row of an open channel goes only
@@ -608,6 +591,9 @@ func (c *channel) onPersisted(r persistResult) {
 		c.waiters[i].result <- appendResult{seq: c.waiters[i].seq, err: refused[c.waiters[i].seq]}
 	}
 	c.waiters = c.waiters[i:]
+	if c.g.running && c.g.backoff > 0 {
+		c.generate() // paused by its own bounds, which this batch eased
+	}
 	if r.close {
 		return // finished() sees closeSent with nothing in flight
 	}
@@ -641,7 +627,7 @@ func refusedCommits(commits []*Commit, re *persist.RefusedError) map[int64]error
 // finished reports whether the actor is done: the close is durable, or the
 // server is stopping and everything it could persist is persisted.
 func (c *channel) finished() bool {
-	if c.failed != nil || c.deleted || c.evicted || (c.left != 0 && !c.inFlight) || (c.follower && c.stopping) {
+	if c.failed != nil || c.deleted || c.evicted || (c.left != 0 && !c.inFlight) || (c.stopping && c.role.elsewhere() != nil) {
 		return true
 	}
 	if c.gaveUp {
@@ -688,12 +674,7 @@ func (c *channel) exit() {
 	case c.deleted:
 		c.publish(EventDeleted, c.lastSeq, 0, nil)
 	}
-	if c.stopFollow != nil {
-		c.stopFollow()
-	}
-	if c.events != nil {
-		c.events.close(c.h) // what was not applied
-	}
+	c.role.exit(c)
 	c.logLeave()
 	for s := range c.subs {
 		c.detach(s, reason)

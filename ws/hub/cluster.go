@@ -52,12 +52,47 @@ type Cluster interface {
 // later, or through another node.
 var ErrCutOff = errors.New("this node is cut off from the cluster (NATS unreachable): retry later or through another node")
 
-// canOwn returns ErrCutOff if this node is in a cluster it does not reach.
-func (h *Hub) canOwn() error {
-	if h.cluster != nil && !h.cluster.Connected() {
+// clustered is the peers of a hub in cluster mode: the other nodes,
+// through its Cluster.
+type clustered struct {
+	h *Hub
+	c Cluster
+}
+
+// canOwn returns ErrCutOff if this node does not reach its cluster.
+func (p clustered) canOwn() error {
+	if !p.c.Connected() {
 		return ErrCutOff
 	}
 	return nil
+}
+
+func (p clustered) publish(ev Event) { p.c.Publish(ev) }
+
+func (p clustered) forward(ctx context.Context, local func() (int64, error), send func(node string) (int64, error)) (int64, error) {
+	return p.h.forwardTo(ctx, local, send)
+}
+
+// tookOver has the followers of the previous epoch, on other nodes,
+// resync.
+func (p clustered) tookOver(id string, epoch int64) {
+	p.h.metrics.takeovers.Inc()
+	p.c.Publish(Event{Kind: EventEpoch, Channel: id, Epoch: epoch})
+}
+
+// deletesElsewhere: another node may delete a channel while it cannot
+// reach this one (the row of an open channel goes only by a delete).
+func (p clustered) deletesElsewhere() bool { return true }
+
+func (p clustered) follow(ctx context.Context, id string, moved *MovedError) (bool, error) {
+	return true, p.h.follow(ctx, id, moved)
+}
+
+// stillClosed reads the store's record: the cache is trusted only if it
+// still names the same closed epoch.
+func (p clustered) stillClosed(ctx context.Context, id string, epoch, last int64) bool {
+	rec, err := p.h.store.Channel(ctx, id)
+	return err == nil && !rec.Open() && rec.Epoch == epoch && rec.LastSeq == last
 }
 
 // Write is an append, a close or a delete forwarded to the owner of its
@@ -172,12 +207,9 @@ const forwardPatience = 15 * time.Second
 
 // forward runs a write on this node if it owns the channel (or can take it
 // over), else forwards it to the owner; local makes the local attempt.
-// Without a cluster it is local.
+// Alone it is local.
 func (h *Hub) forward(ctx context.Context, w Write, local func() (int64, error)) (int64, error) {
-	if h.cluster == nil {
-		return local()
-	}
-	return h.forwardTo(ctx, local, func(node string) (int64, error) {
+	return h.peers.forward(ctx, local, func(node string) (int64, error) {
 		return h.cluster.Forward(ctx, node, w)
 	})
 }
@@ -222,18 +254,16 @@ func (h *Hub) forwardTo(ctx context.Context, local func() (int64, error), send f
 }
 
 // deleteElsewhere forwards the delete of channel id to the node that owns
-// it, in cluster mode, and reports whether it did. A channel no other node
-// holds a live lease on, or whose owner does not answer, is deleted here.
-func (h *Hub) deleteElsewhere(ctx context.Context, id string) (bool, error) {
-	if h.cluster == nil {
-		return false, nil
-	}
+// it and reports whether it did. A channel no other node holds a live
+// lease on, or whose owner does not answer, is deleted here.
+func (p clustered) deleteElsewhere(ctx context.Context, id string) (bool, error) {
+	h := p.h
 	rec, err := h.store.Channel(ctx, id)
-	if err != nil || rec.Owner == "" || rec.Owner == h.cluster.Node() || !rec.Open() {
+	if err != nil || rec.Owner == "" || rec.Owner == p.c.Node() || !rec.Open() {
 		return false, nil // the local delete reports the error
 	}
 	h.metrics.forwards.Inc()
-	_, err = h.cluster.Forward(ctx, rec.Owner, Write{Delete: true, Channel: id})
+	_, err = p.c.Forward(ctx, rec.Owner, Write{Delete: true, Channel: id})
 	if errors.Is(err, ErrNoOwner) || errors.Is(err, ErrMoved) {
 		return false, nil // gone, or not the owner any more: the store decides
 	}
@@ -252,8 +282,8 @@ func (h *Hub) OwnerSnapshot(ctx context.Context, id string) (Snapshot, error) {
 		return Snapshot{}, ErrChannelClosed
 	case err != nil:
 		return Snapshot{}, err
-	case c.follower:
-		return Snapshot{}, &MovedError{Owner: c.owner}
+	case c.role.elsewhere() != nil:
+		return Snapshot{}, c.role.elsewhere()
 	case snap.stopping:
 		return Snapshot{}, ErrShuttingDown
 	}
@@ -280,8 +310,8 @@ func (h *Hub) OwnerEpoch(ctx context.Context, id string) (int64, error) {
 		return 0, &MovedError{} // its readers find the end in the store
 	case err != nil:
 		return 0, err
-	case c.follower:
-		return 0, &MovedError{Owner: c.owner}
+	case c.role.elsewhere() != nil:
+		return 0, c.role.elsewhere()
 	}
 	return c.epoch, nil
 }
@@ -299,7 +329,7 @@ func (h *Hub) Owned() map[string]int64 {
 	defer h.mu.Unlock()
 	out := make(map[string]int64, len(h.channels))
 	for id, c := range h.channels {
-		if !c.follower {
+		if c.role.elsewhere() == nil {
 			out[id] = c.epoch
 		}
 	}
@@ -312,7 +342,7 @@ func (h *Hub) Followers() int {
 	defer h.mu.Unlock()
 	n := 0
 	for _, c := range h.channels {
-		if c.follower {
+		if c.role.elsewhere() != nil {
 			n++
 		}
 	}
@@ -328,7 +358,7 @@ func (h *Hub) Followers() int {
 // as after a fenced batch.
 func (h *Hub) Relinquish(id string, epoch int64) {
 	c := h.actor(id)
-	if c == nil || c.follower || c.epoch != epoch {
+	if c == nil || c.epoch != epoch || c.role.elsewhere() != nil {
 		return
 	}
 	select {

@@ -55,7 +55,7 @@ func (c *RetentionConfig) setDefaults() {
 //
 // In cluster mode a channel that another node owns is deleted there.
 func (h *Hub) Delete(ctx context.Context, id string) error {
-	if done, err := h.deleteElsewhere(ctx, id); done {
+	if done, err := h.peers.deleteElsewhere(ctx, id); done {
 		return err
 	}
 	return h.DeleteLocal(ctx, id)
@@ -88,11 +88,9 @@ func (h *Hub) DeleteLocal(ctx context.Context, id string) error {
 	h.metrics.deleted.With(deletedByRequest).Inc()
 	h.log.Info("channel deleted", slog.String("channel", id))
 	if c == nil {
-		if h.cluster != nil {
-			// No actor here to tell the other nodes: their followers and
-			// cached history of the channel go.
-			h.cluster.Publish(Event{Kind: EventDeleted, Channel: id})
-		}
+		// No actor here to tell the other nodes: their followers and
+		// cached history of the channel go.
+		h.peers.publish(Event{Kind: EventDeleted, Channel: id})
 		release()
 		return nil
 	}

@@ -11,8 +11,10 @@ import (
 // Errors returned by the hub to its callers; the HTTP and WebSocket layers
 // turn them into statuses and close codes.
 var (
-	// ErrNotFound means the channel does not exist.
-	ErrNotFound = errors.New("channel not found")
+	// ErrNotFound means the channel does not exist. It is the store's own
+	// (persist.ErrNotFound), not a second one: errors.Is matches it
+	// whichever layer returned it.
+	ErrNotFound = persist.ErrNotFound
 	// ErrExists means a channel with that id already exists.
 	ErrExists = errors.New("channel already exists")
 	// ErrChannelClosed means the channel was closed: it takes no more messages.
@@ -47,8 +49,8 @@ func StoreErr(err error) error {
 	switch {
 	case errors.As(err, &se):
 		return err
-	case errors.Is(err, persist.ErrNotFound):
-		return ErrNotFound
+	case errors.Is(err, ErrNotFound):
+		return ErrNotFound // the sentinel itself, as the other cases
 	case errors.Is(err, persist.ErrExists):
 		return ErrExists
 	case errors.Is(err, persist.ErrOwned):

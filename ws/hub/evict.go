@@ -25,7 +25,7 @@ func (c *channel) onIdle(idle *time.Timer) {
 // never evicted (it would come back as an owner); it leaves with its last
 // subscriber.
 func (c *channel) evictable() bool {
-	return !c.follower && len(c.subs) == 0 && c.gen == nil && c.lastSeq == c.p && !c.inFlight &&
+	return c.role.elsewhere() == nil && len(c.subs) == 0 && c.gen == nil && c.lastSeq == c.p && !c.inFlight &&
 		len(c.waiters) == 0 && !c.closing && !c.stopping
 }
 

@@ -23,6 +23,42 @@ import (
 // saw a lost tail), when the owner does not answer a ping, or when its
 // last subscriber goes.
 
+// follower is the role of a follower's actor.
+type follower struct {
+	owner string      // the node that owns the channel
+	queue *eventQueue // the owner's events, in order
+	stop  func()      // ends the subscription to the owner's events; set before run starts
+}
+
+// elsewhere returns the *MovedError naming the owner: a follower takes no
+// writes.
+func (f *follower) elsewhere() error { return &MovedError{Owner: f.owner} }
+
+// flush writes nothing: a follower's messages are the owner's to write.
+func (f *follower) flush(*channel) {}
+
+// publish publishes nothing: the owner does.
+func (f *follower) publish(*channel, Event) {}
+
+func (f *follower) events() <-chan struct{} { return f.queue.wake }
+
+// unsubscribed makes the follower leave with its last subscriber: nobody
+// is left to follow for.
+func (f *follower) unsubscribed(c *channel) {
+	if len(c.subs) == 0 {
+		c.leave(reasonMoved)
+	}
+}
+
+// exit ends the subscription to the owner's events and drops what was not
+// applied.
+func (f *follower) exit(c *channel) {
+	if f.stop != nil {
+		f.stop()
+	}
+	f.queue.close(c.h)
+}
+
 // remoteEvent reaches an actor on its remote channel: an order to leave
 // for a reason (the owner's events come through a follower's events
 // queue).
@@ -72,9 +108,9 @@ func (h *Hub) follow(ctx context.Context, id string, moved *MovedError) error {
 	}
 	rec.Generator = nil // a generator runs on the owner
 	c := newChannel(h, rec)
-	c.follower, c.owner = true, moved.Owner
-	c.events = &eventQueue{wake: make(chan struct{}, 1)}
-	snap, stop, err := h.cluster.Follow(ctx, moved.Owner, id, c.deliver)
+	f := &follower{owner: moved.Owner, queue: &eventQueue{wake: make(chan struct{}, 1)}}
+	c.role = f
+	snap, stop, err := h.cluster.Follow(ctx, moved.Owner, id, func(ev Event) { f.queue.deliver(h, ev) })
 	if errors.Is(err, ErrNoOwner) {
 		// The owner is gone: once its lease expires, the caller's next
 		// look takes the channel over.
@@ -96,7 +132,7 @@ func (h *Hub) follow(ctx context.Context, id string, moved *MovedError) error {
 	if err != nil {
 		return err
 	}
-	c.stopFollow = stop
+	f.stop = stop
 	c.adopt(snap)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -107,7 +143,7 @@ func (h *Hub) follow(ctx context.Context, id string, moved *MovedError) error {
 	}
 	h.channels[id] = c
 	h.startActor(c)
-	h.wg.Go(func() { h.watch(c) })
+	h.wg.Go(func() { h.watch(c, f.owner) })
 	return nil
 }
 
@@ -143,8 +179,7 @@ func (c *channel) adopt(snap Snapshot) {
 
 // deliver queues an owner's event for the follower's actor without
 // blocking. Called by the cluster layer.
-func (c *channel) deliver(ev Event) {
-	q, h := c.events, c.h
+func (q *eventQueue) deliver(h *Hub, ev Event) {
 	cost := int64(len(ev.Data)) + eventOverhead
 	q.mu.Lock()
 	switch {
@@ -184,8 +219,8 @@ func (q *eventQueue) close(h *Hub) {
 
 // onEvents applies the owner's events queued for a follower. Called by
 // run.
-func (c *channel) onEvents() {
-	events, lost := c.events.take(c.h)
+func (f *follower) onEvents(c *channel) {
+	events, lost := f.queue.take(c.h)
 	if lost {
 		c.leave(reasonDetached) // an event was lost
 		return
@@ -198,10 +233,10 @@ func (c *channel) onEvents() {
 	}
 }
 
-// watch pings the owner of follower c every half lease while c runs, and
-// makes c leave when the owner does not answer or runs another epoch, or
-// when c has had no subscriber for a whole period.
-func (h *Hub) watch(c *channel) {
+// watch pings owner, the node that owns follower c's channel, every half
+// lease while c runs, and makes c leave when the owner does not answer or
+// runs another epoch, or when c has had no subscriber for a whole period.
+func (h *Hub) watch(c *channel, owner string) {
 	t := time.NewTicker(h.cluster.Lease() / 2)
 	defer t.Stop()
 	idle := false
@@ -213,7 +248,7 @@ func (h *Hub) watch(c *channel) {
 		}
 		leave := 0
 		ctx, cancel := context.WithTimeout(h.ctx, h.cluster.Lease()/2)
-		epoch, err := h.cluster.Ping(ctx, c.owner, c.id)
+		epoch, err := h.cluster.Ping(ctx, owner, c.id)
 		cancel()
 		switch {
 		case h.ctx.Err() != nil:
@@ -242,12 +277,12 @@ func (h *Hub) watch(c *channel) {
 // Called by run.
 func (c *channel) onRemote(r remoteEvent) {
 	switch ev := r.ev; {
-	case r.letGo && !c.follower:
+	case r.letGo && c.role.elsewhere() == nil:
 		c.lettingGo = true
 		c.flush()
 	case r.leave != 0:
 		c.leave(r.leave)
-	case !c.follower:
+	case c.role.elsewhere() == nil: // the owner's own events come from nowhere
 	case ev.Epoch < c.epoch:
 		// A late event of an earlier owner: the epoch is already gone.
 	case ev.Epoch > c.epoch || ev.Kind == EventEpoch:
@@ -327,22 +362,19 @@ func (c *channel) leave(reason int) {
 	}
 }
 
-// fail answers an append or a close that this actor cannot take: a
+// movedErr answers an append or a close that this actor cannot take: a
 // follower's and a fenced owner's are the owner's to take.
 func (c *channel) movedErr() error {
-	if c.follower {
-		return &MovedError{Owner: c.owner}
+	if err := c.role.elsewhere(); err != nil {
+		return err
 	}
 	return ErrMoved
 }
 
-// publish hands ev, of a channel this node owns, to the followers on other
-// nodes, in cluster mode. Called by run.
+// publish hands an event of the channel to the followers on other nodes,
+// if the actor owns it, in cluster mode. Called by run.
 func (c *channel) publish(kind EventKind, seq, time int64, data []byte) {
-	if c.h.cluster == nil || c.follower {
-		return
-	}
-	c.h.cluster.Publish(Event{Kind: kind, Channel: c.id, Epoch: c.epoch, Seq: seq, Time: time, Data: data})
+	c.role.publish(c, Event{Kind: kind, Channel: c.id, Epoch: c.epoch, Seq: seq, Time: time, Data: data})
 }
 
 // logLeave logs why an actor left.

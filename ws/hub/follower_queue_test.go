@@ -12,35 +12,35 @@ import (
 func TestFollowerQueueCounted(t *testing.T) {
 	const bound = 64 << 10
 	h, _, _ := newTestHub(t, Config{MaxBufferedBytes: bound, MaxChannelBytes: 1 << 30})
-	c := &channel{h: h, events: &eventQueue{wake: make(chan struct{}, 1)}}
+	q := &eventQueue{wake: make(chan struct{}, 1)}
 	data := make([]byte, 10<<10)
 	cost := int64(len(data)) + eventOverhead
 	base := h.memBytes.Load()
 	fits := int((bound - base) / cost)
 	for i := range fits {
-		c.deliver(Event{Kind: EventMessage, Seq: int64(i + 1), Data: data})
+		q.deliver(h, Event{Kind: EventMessage, Seq: int64(i + 1), Data: data})
 		if got := h.memBytes.Load() - base; got != int64(i+1)*cost {
 			t.Fatalf("after %d events the hub counts %d bytes, want %d", i+1, got, int64(i+1)*cost)
 		}
 	}
 	select {
-	case <-c.events.wake:
+	case <-q.wake:
 	default:
 		t.Fatal("queued events did not wake the actor")
 	}
-	c.deliver(Event{Kind: EventMessage, Seq: int64(fits + 1), Data: data}) // past the bound
+	q.deliver(h, Event{Kind: EventMessage, Seq: int64(fits + 1), Data: data}) // past the bound
 	if got := h.memBytes.Load() - base; got != int64(fits)*cost {
 		t.Fatalf("an event past the bound was counted: %d bytes, want %d", got, int64(fits)*cost)
 	}
-	events, lost := c.events.take(h)
+	events, lost := q.take(h)
 	if len(events) != fits || !lost {
 		t.Fatalf("take = %d events, lost %v; want %d, lost", len(events), lost, fits)
 	}
 	if got := h.memBytes.Load(); got != base {
 		t.Fatalf("after take the hub counts %d bytes, want %d", got, base)
 	}
-	c.events.close(h)
-	c.deliver(Event{Kind: EventMessage, Seq: 99, Data: data})
+	q.close(h)
+	q.deliver(h, Event{Kind: EventMessage, Seq: 99, Data: data})
 	if got := h.memBytes.Load(); got != base {
 		t.Fatalf("a closed queue counted an event: %d bytes, want %d", got, base)
 	}

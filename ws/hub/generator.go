@@ -36,8 +36,9 @@ type generator struct {
 	period  time.Duration // between two lines
 	tick    int64         // the wheel tick the next line is due at
 	backoff time.Duration // paused by back-pressure: the wait before a retry
-	// room is closed when the hub releases held messages; not nil only
-	// while paused.
+	// room wakes the actor when the hub's released messages leave room
+	// for the paused generator (see Hub.waitRoom); nil unless paused by
+	// the hub's memory bound.
 	room <-chan struct{}
 }
 
@@ -46,7 +47,7 @@ type generator struct {
 // channel: a shutdown or crash may have come between the two. Called by
 // run.
 func (c *channel) genBegin() {
-	if c.gen == nil || c.follower || c.g.running {
+	if c.gen == nil || c.g.running || c.role.elsewhere() != nil {
 		return
 	}
 	c.g = generator{
@@ -70,7 +71,7 @@ func (c *channel) generate() {
 	if !g.running {
 		return
 	}
-	if c.closing || c.stopping || c.left != 0 || c.follower || c.failed != nil || c.deleted {
+	if c.closing || c.stopping || c.left != 0 || c.failed != nil || c.deleted || c.role.elsewhere() != nil {
 		g.running = false // closed, stopping, or moved: the new owner goes on
 		return
 	}
@@ -85,8 +86,8 @@ func (c *channel) generate() {
 	appended := false
 	for ; g.next <= due; g.next++ {
 		m := newMessage(c.binary, c.lastSeq+1, at, generatorLine(g.next, c.id))
-		if !c.reserve(1, msgCost(m)) {
-			c.genPause()
+		if cost := msgCost(m); !c.reserve(1, cost) {
+			c.genPause(cost)
 			break
 		}
 		if g.backoff > 0 {
@@ -114,14 +115,21 @@ func (c *channel) generate() {
 	c.h.wheel.at(c, g.tick)
 }
 
-// genPause pauses c's generator: the memory bound refused its next line.
-func (c *channel) genPause() {
+// genPause pauses c's generator: a memory bound refused its next line,
+// costing cost. It goes on after a backoff, or sooner: when the hub's
+// released messages leave room for it if the hub's bound refused it, when
+// the channel's own batch is persisted (see onPersisted) if the channel's
+// bounds did.
+func (c *channel) genPause(cost int64) {
 	g := &c.g
 	if g.backoff == 0 {
 		c.h.pausedLog.Log(c.h.ctx, slog.String("channel", c.id), slog.Int64("seq", g.next))
 	}
 	g.backoff = min(max(2*g.backoff, 10*time.Millisecond), time.Second)
-	g.room = c.h.roomFreed()
+	g.room = nil
+	if c.h.memBytes.Load()+cost > c.h.cfg.MaxBufferedBytes {
+		g.room = c.h.waitRoom(c, cost)
+	}
 }
 
 // genDue reports whether c's generator has a line due at wheel tick now.

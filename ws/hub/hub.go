@@ -19,7 +19,8 @@
 //
 //   - hub.go: the Hub, its registry of running actors, and call, which
 //     asks an actor and asks again if it exited
-//   - channel.go: the channel actor
+//   - channel.go: the channel actor, and its role
+//   - owner.go: the role of the actor of a channel this node owns
 //   - memory.go: what held messages cost, and the memory bounds
 //   - evict.go: idle channels leaving memory
 //   - produce.go: Create, Append and Close
@@ -39,10 +40,13 @@
 //   - metrics.go: the hub's Prometheus collectors, and its Usage
 //   - adapter.go: what protocols over the hub (ws/streams) use: views of
 //     a channel, appends that commit stream state, the store and cluster
-//   - cluster.go: the Cluster seam the hub calls in cluster mode (package
-//     ws/cluster implements it)
+//   - alone.go: the hub's peers, what it does about the other nodes,
+//     where the two modes differ; alone (single-server mode) by default
+//   - cluster.go: the Cluster seam, and the peers in cluster mode (package
+//     ws/cluster implements Cluster)
 //   - fence.go: an actor whose batch was fenced by another node
-//   - follower.go: the follower actor of a channel another node owns
+//   - follower.go: the role of a follower: the actor of a channel
+//     another node owns
 package hub
 
 import (
@@ -54,6 +58,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/messages-server/messages/internal/defaults"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/ratelog"
 )
@@ -134,49 +139,23 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.PersistInterval <= 0 {
-		c.PersistInterval = 100 * time.Millisecond
-	}
-	if c.QueueLen <= 0 {
-		c.QueueLen = 64
-	}
-	if c.MaxBufferedPerChannel <= 0 {
-		c.MaxBufferedPerChannel = 100_000
-	}
-	if c.MaxBufferedBytes <= 0 {
-		c.MaxBufferedBytes = 256 << 20
-	}
-	if c.MaxChannelBytes <= 0 {
-		c.MaxChannelBytes = 16 << 20
-	}
+	defaults.Positive(&c.PersistInterval, 100*time.Millisecond)
+	defaults.Positive(&c.QueueLen, 64)
+	defaults.Positive(&c.MaxBufferedPerChannel, 100_000)
+	defaults.Positive(&c.MaxBufferedBytes, 256<<20)
+	defaults.Positive(&c.MaxChannelBytes, 16<<20)
 	c.MaxChannelBytes = min(c.MaxChannelBytes, c.MaxBufferedBytes)
-	if c.HistoryPage <= 0 {
-		c.HistoryPage = 1000
-	}
+	defaults.Positive(&c.HistoryPage, 1000)
 	if c.HistoryCacheBytes == 0 {
 		c.HistoryCacheBytes = 64 << 20
 	}
-	if c.RetainMessages <= 0 {
-		c.RetainMessages = 256
-	}
-	if c.RetainBytes <= 0 {
-		c.RetainBytes = 64 << 10
-	}
-	if c.MaxOpenChannels <= 0 {
-		c.MaxOpenChannels = 100_000
-	}
-	if c.MaxGeneratorRate <= 0 {
-		c.MaxGeneratorRate = 100_000
-	}
-	if c.IdleEvict <= 0 {
-		c.IdleEvict = 5 * time.Minute
-	}
-	if c.StoreTimeout <= 0 {
-		c.StoreTimeout = 5 * time.Second
-	}
-	if c.PersistWaitTimeout <= 0 {
-		c.PersistWaitTimeout = 30 * time.Second
-	}
+	defaults.Positive(&c.RetainMessages, 256)
+	defaults.Positive(&c.RetainBytes, 64<<10)
+	defaults.Positive(&c.MaxOpenChannels, 100_000)
+	defaults.Positive(&c.MaxGeneratorRate, 100_000)
+	defaults.Positive(&c.IdleEvict, 5*time.Minute)
+	defaults.Positive(&c.StoreTimeout, 5*time.Second)
+	defaults.Positive(&c.PersistWaitTimeout, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -196,8 +175,9 @@ type Hub struct {
 	log     *slog.Logger
 	metrics *Metrics
 	cache   *pageCache // nil when disabled
-	cluster Cluster
-	wheel   *wheel // wakes the actors whose generator line or flush is due
+	cluster Cluster    // nil when alone; used by the clustered peers and by followers
+	peers   peers      // what the hub does about the other nodes (alone.go)
+	wheel   *wheel     // wakes the actors whose generator line or flush is due
 	// pausedLog reports generators paused by the memory bound: under a
 	// flood they pause by thousands, and it keeps that to a line or two
 	// per interval.
@@ -221,8 +201,14 @@ type Hub struct {
 	stopped  bool                     // guarded by mu
 	genRate  float64                  // guarded by mu: lines per second of the running generators
 	evicted  map[string]int64         // guarded by mu: epochs of channels evicted whole
-	room     chan struct{}            // guarded by mu: closed when held messages are released; nil if no one waits
-	awaiting atomic.Bool              // room is not nil: a releasing actor takes mu only then
+
+	// writerFull is 1 + the wheel tick in which the writer's queue last
+	// refused a batch (see channel.flush); 0 if it never did.
+	writerFull atomic.Int64
+
+	roomMu   sync.Mutex
+	roomWait []roomWaiter // guarded by roomMu: generators paused by the memory bound, in pause order
+	awaiting atomic.Bool  // roomWait is not empty: a releasing actor takes roomMu only then
 }
 
 // New returns a running hub, and starts its retention if
@@ -251,6 +237,10 @@ func New(cfg Config) *Hub {
 	}
 	h.metrics.persistLag.Store(&h.bufferedMsgs)
 	h.metrics.memBytes.Store(&h.memBytes)
+	h.peers = alone{}
+	if cfg.Cluster != nil {
+		h.peers = clustered{h: h, c: cfg.Cluster}
+	}
 	if cfg.HistoryCacheBytes > 0 {
 		h.cache = newPageCache(cfg.HistoryCacheBytes, h.metrics.cache, &h.memBytes, cfg.MaxBufferedBytes)
 	}
@@ -413,7 +403,7 @@ func (h *Hub) load(ctx context.Context, id string) (*channel, error) {
 	if !rec.Open() {
 		return nil, errClosedChannel
 	}
-	if err := h.canOwn(); err != nil {
+	if err := h.peers.canOwn(); err != nil {
 		return nil, err
 	}
 	if h.reclaim(id, rec.Epoch) {
@@ -425,11 +415,7 @@ func (h *Hub) load(ctx context.Context, id string) (*channel, error) {
 	}
 	h.log.Debug("channel taken over", slog.String("channel", id), slog.Int64("epoch", rec.Epoch),
 		slog.Int64("seq", rec.LastSeq))
-	if h.cluster != nil {
-		// Followers of the previous epoch, on other nodes, resync.
-		h.metrics.takeovers.Inc()
-		h.cluster.Publish(Event{Kind: EventEpoch, Channel: id, Epoch: rec.Epoch})
-	}
+	h.peers.tookOver(id, rec.Epoch)
 	return newChannel(h, rec), nil
 }
 

@@ -104,28 +104,54 @@ func (h *Hub) forget(c *channel) {
 	h.released()
 }
 
-// roomFreed returns a channel closed the next time messages are released
-// (persisted or dropped): a refused producer may then try again.
-func (h *Hub) roomFreed() <-chan struct{} {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.room == nil {
-		h.room = make(chan struct{})
-		h.awaiting.Store(true)
-	}
-	return h.room
+// roomWaiter is a generator paused by the hub's memory bound: its channel,
+// and the cost of the line that was refused.
+type roomWaiter struct {
+	c    *channel
+	need int64
 }
 
-// released wakes the producers waiting on roomFreed.
+// waitRoom queues c, whose generator the hub's memory bound refused a line
+// costing need, and returns the channel that wakes c's actor when released
+// messages leave room for it. Waiters are woken in the order they paused,
+// and only as many as the room released allows: when thousands of
+// generators wait, one persisted batch wakes the few that fit, not all of
+// them to find the bound reached again. Called by the actor.
+func (h *Hub) waitRoom(c *channel, need int64) <-chan struct{} {
+	h.roomMu.Lock()
+	defer h.roomMu.Unlock()
+	if c.roomCh == nil {
+		c.roomCh = make(chan struct{}, 1)
+	}
+	if !c.roomQueued {
+		c.roomQueued = true
+		h.roomWait = append(h.roomWait, roomWaiter{c: c, need: need})
+		h.awaiting.Store(true)
+	}
+	return c.roomCh
+}
+
+// released wakes, in order, the paused generators that the room under the
+// memory bound now fits (see waitRoom).
 func (h *Hub) released() {
 	if !h.awaiting.Load() {
 		return
 	}
-	h.mu.Lock()
-	if h.room != nil {
-		close(h.room)
-		h.room = nil
-		h.awaiting.Store(false)
+	h.roomMu.Lock()
+	defer h.roomMu.Unlock()
+	free := h.cfg.MaxBufferedBytes - h.memBytes.Load()
+	i := 0
+	for ; i < len(h.roomWait) && h.roomWait[i].need <= free; i++ {
+		w := h.roomWait[i]
+		free -= w.need
+		w.c.roomQueued = false
+		select {
+		case w.c.roomCh <- struct{}{}:
+		default: // a wake-up is pending already
+		}
 	}
-	h.mu.Unlock()
+	n := copy(h.roomWait, h.roomWait[i:])
+	clear(h.roomWait[n:])
+	h.roomWait = h.roomWait[:n]
+	h.awaiting.Store(n > 0)
 }

@@ -73,7 +73,7 @@ func (h *Hub) create(ctx context.Context, id string, record func(context.Context
 		h.mu.Unlock()
 		close(w)
 	}
-	if err := h.canOwn(); err != nil {
+	if err := h.peers.canOwn(); err != nil {
 		release(false)
 		return ChannelInfo{}, err
 	}

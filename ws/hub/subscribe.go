@@ -246,7 +246,9 @@ func (st *streamer) catchUp() (ended bool, err error) {
 			return false, err
 		}
 	}
-	if err := h.history(st.ctx, st.id, snap.epoch, &st.last, snap.fromStore, snap.persisted, !snap.open, persist.BinaryType(snap.contentType), s); err != nil {
+	st.last, err = h.history(st.ctx, historyRead{id: st.id, epoch: snap.epoch, upto: snap.fromStore,
+		persisted: snap.persisted, final: !snap.open, binary: persist.BinaryType(snap.contentType)}, st.last, s)
+	if err != nil {
 		h.unregister(reg)
 		return false, err
 	}
@@ -510,12 +512,15 @@ func (h *Hub) subscribeOnce(ctx context.Context, id string, from int64, register
 	}
 	for {
 		snap, c, err := call(ctx, h, id, func() any { return req }, req.result)
-		if moved, ok := errors.AsType[*MovedError](err); ok && h.cluster != nil && moved.Owner != "" {
+		if moved, ok := errors.AsType[*MovedError](err); ok && moved.Owner != "" {
 			// Another node owns the channel: follow it, then look again.
-			if err := h.follow(ctx, id, moved); err != nil {
+			followed, err := h.peers.follow(ctx, id, moved)
+			if err != nil {
 				return snapshot{}, nil, err
 			}
-			continue
+			if followed {
+				continue
+			}
 		}
 		if errors.Is(err, errClosedChannel) {
 			rec, err := h.store.Channel(ctx, id)
@@ -560,12 +565,9 @@ func (h *Hub) knownClosed(ctx context.Context, id string) (snapshot, bool) {
 	default:
 	}
 	epoch, last, ok := h.cache.closedChannel(id)
-	if ok && h.cluster != nil {
-		rec, err := h.store.Channel(ctx, id)
-		if err != nil || rec.Open() || rec.Epoch != epoch || rec.LastSeq != last {
-			h.InvalidateHistory(id)
-			return snapshot{}, false
-		}
+	if ok && !h.peers.stillClosed(ctx, id, epoch, last) {
+		h.InvalidateHistory(id)
+		return snapshot{}, false
 	}
 	return snapshot{epoch: epoch, persisted: last, fromStore: last, lastSeq: last}, ok
 }

@@ -13,7 +13,9 @@
 //   - catchup.go: catch-up reads planned to the snapshot's tail, then
 //     streamed page by page
 //   - store.go: the store timeout on Durable Streams store calls
-//   - cluster.go: appends forwarded to the owner of their channel
+//   - alone.go, cluster.go: what differs in cluster mode (the nodes):
+//     nothing alone; appends forwarded to the owner of their channel, and
+//     accesses and producer state shared through the store
 package streams
 
 import (
@@ -63,7 +65,8 @@ type Store interface {
 // It adds what the protocol needs on top of a channel: the content type
 // and expiry, the last Stream-Seq and the idempotent producers, kept in the
 // store and cached here. Writes to one stream through this API are
-// serialised by the stream's lock; the process is the channel's only owner
+// serialised by the stream's write token (see streamState); the process is
+// the channel's only owner
 // (see the store's ownership lock), so the cache is authoritative. In
 // cluster mode writes run on the channel's owner (see cluster.go),
 // which reads the producers and Stream-Seq again from the store once per
@@ -72,10 +75,15 @@ type Store interface {
 type Backend struct {
 	h     *hub.Hub
 	fwd   Forwarder // nil: every append runs here
+	nodes nodes     // what differs in cluster mode: alone, or clustered
 	store Store
 	cfg   Config
 	now   func() time.Time
 
+	// mu guards the cache, never across I/O. Lock order: a stream's write
+	// token, then the write token of the stream it was forked from (a
+	// removed fork collects its deleted ancestors), then mu; whoever holds
+	// mu only tries a token (cache), never waits for one.
 	mu      sync.Mutex
 	streams map[string]*streamState // Guarded by mu.
 }
@@ -94,8 +102,14 @@ type streamState struct {
 	// (cluster mode), in Unix nanoseconds.
 	recorded atomic.Int64
 
-	mu sync.Mutex // held for the whole of a write to the stream
-	// Guarded by mu.
+	// write is the stream's write token (capacity 1), held for the whole
+	// of a write to the stream: its producer and Stream-Seq checks, its
+	// append through the actor and the store writes. It is a channel,
+	// not a mutex, so that a writer waiting behind a slow one (a store or
+	// an actor that does not answer) gives up when its request's context
+	// ends.
+	write chan struct{}
+	// Guarded by write.
 	streamSeq string
 	producers map[string]durable.Producer
 	// epoch, in cluster mode, is the epoch of the owner's actor that
@@ -138,6 +152,10 @@ func New(h *hub.Hub, store Store, cfg Config) *Backend {
 	}
 	store = timedStreamStore{Store: store, timeout: h.Config().StoreTimeout}
 	b := &Backend{h: h, store: store, cfg: cfg, now: time.Now, streams: make(map[string]*streamState)}
+	b.nodes = alone{}
+	if h.Cluster() != nil {
+		b.nodes = clustered{b}
+	}
 	b.fwd = cfg.Forwarder
 	if c := h.Cluster(); c != nil && b.fwd == nil {
 		b.fwd, _ = c.(Forwarder)
@@ -155,7 +173,7 @@ func (b *Backend) Cached() int {
 // cache records st as the state of name, replacing any, and drops idle
 // entries past the bound. Everything a stream's state holds is in the
 // store, so a dropped entry is only read again; an entry being written
-// (its lock held) is never dropped, and a writer that finds its entry
+// (its write token held) is never dropped, and a writer that finds its entry
 // dropped loads it again (see lock). Called with b.mu held.
 func (b *Backend) cache(name string, st *streamState) {
 	b.streams[name] = st
@@ -163,16 +181,16 @@ func (b *Backend) cache(name string, st *streamState) {
 		if len(b.streams) <= b.cfg.MaxCached {
 			return
 		}
-		if other == name || !o.mu.TryLock() {
+		if other == name || !o.tryAcquire() {
 			continue
 		}
 		o.evicted = true
-		o.mu.Unlock()
+		o.release()
 		delete(b.streams, other)
 	}
 }
 
-// lock returns the stream's state with its write lock held, loading it
+// lock returns the stream's state with its write token held, loading it
 // again if it was dropped from the cache meanwhile.
 func (b *Backend) lock(ctx context.Context, name string) (*streamState, error) {
 	for {
@@ -180,13 +198,38 @@ func (b *Backend) lock(ctx context.Context, name string) (*streamState, error) {
 		if err != nil {
 			return st, err
 		}
-		st.mu.Lock()
+		if err := st.acquire(ctx); err != nil {
+			return nil, err
+		}
 		if !st.evicted {
 			return st, nil
 		}
-		st.mu.Unlock()
+		st.release()
 	}
 }
+
+// acquire takes st's write token, or returns ctx.Err() if ctx ends first.
+func (st *streamState) acquire(ctx context.Context) error {
+	select {
+	case st.write <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// tryAcquire takes st's write token if it is free.
+func (st *streamState) tryAcquire() bool {
+	select {
+	case st.write <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// release gives st's write token back.
+func (st *streamState) release() { <-st.write }
 
 // unavailable marks errors the client may retry later (503).
 type unavailable struct{ error }
@@ -218,7 +261,7 @@ func streamErr(err error) error {
 
 func (b *Backend) newState(cfg durable.Config, fork forkPoint) *streamState {
 	cfg.Fork = nil
-	st := &streamState{cfg: cfg, fork: fork, producers: make(map[string]durable.Producer)}
+	st := &streamState{cfg: cfg, fork: fork, producers: make(map[string]durable.Producer), write: make(chan struct{}, 1)}
 	if cfg.TTL > 0 {
 		// New here: the store's record of the last access decides when
 		// the deadline passes (cluster mode).
@@ -238,12 +281,7 @@ func (b *Backend) touch(ctx context.Context, name string, st *streamState) {
 	now := b.now()
 	ttl := ttlOf(st.cfg.TTL)
 	st.deadline.Store(after(now, ttl))
-	if b.h.Cluster() == nil || now.UnixNano()-st.recorded.Load() < int64(ttlGrace(ttl)) {
-		return
-	}
-	if err := b.store.TouchStream(ctx, name); err == nil {
-		st.recorded.Store(now.UnixNano())
-	}
+	b.nodes.recordAccess(ctx, name, st, now, ttlGrace(ttl))
 }
 
 // ttlGrace is how much later than its TTL after its last access a stream
@@ -297,9 +335,9 @@ func (b *Backend) state(ctx context.Context, name string) (*streamState, error) 
 		if exp.IsZero() || b.now().Before(exp) {
 			return st, nil
 		}
-		if b.h.Cluster() != nil && st.cfg.ExpiresAt.IsZero() {
+		if st.cfg.ExpiresAt.IsZero() {
 			// Another node may have served the stream meanwhile.
-			gone, err := b.expired(ctx, name, st)
+			gone, err := b.nodes.expired(ctx, name, st)
 			if err != nil {
 				return nil, err
 			}
@@ -393,21 +431,19 @@ func (b *Backend) appendHere(ctx context.Context, name string, a durable.Append)
 	if err != nil {
 		return durable.AppendResult{}, err
 	}
-	defer st.mu.Unlock()
+	defer st.release()
 	if st.deleted {
 		return durable.AppendResult{}, durable.ErrNotFound
 	}
-	if b.h.Cluster() != nil {
-		if err := b.owned(ctx, name, st, a.Producer != nil || a.StreamSeq != ""); err != nil {
-			return durable.AppendResult{}, err
-		}
+	if err := b.nodes.owned(ctx, name, st, a.Producer != nil || a.StreamSeq != ""); err != nil {
+		return durable.AppendResult{}, err
 	}
 	b.touch(ctx, name, st)
 	if p := a.Producer; p != nil {
 		cur, ok := st.producers[p.ID]
 		dup, err := durable.CheckProducer(cur, ok, *p)
 		if err != nil {
-			return durable.AppendResult{}, b.confirmRefusal(ctx, name, st, err)
+			return durable.AppendResult{}, b.nodes.confirmRefusal(ctx, name, st, err)
 		}
 		if dup {
 			info, err := b.info(ctx, name, st)

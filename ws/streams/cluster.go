@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/messages-server/messages/ws/durable"
 	"github.com/messages-server/messages/ws/hub"
@@ -48,7 +49,7 @@ func (b *Backend) Append(ctx context.Context, name string, a durable.Append) (du
 // know it yet: its next batch is fenced). What this node's actor accepted
 // in its epoch beyond the store (an append answered 504, not committed
 // yet) is kept, so that a retry of it is recognised and never appended
-// twice (see pending). The caller holds st.mu; a closed stream has no
+// twice (see pending). The caller holds st's write token; a closed stream has no
 // owner and is answered here.
 func (b *Backend) owned(ctx context.Context, name string, st *streamState, reload bool) error {
 	epoch, err := b.h.OwnedEpoch(ctx, name)
@@ -112,11 +113,8 @@ var errPending = fmt.Errorf("%w: the first attempt of this request was accepted 
 // answers a *MovedError instead, and the request goes to the new owner. A
 // record older than the truth never makes a wrong duplicate, and an
 // append accepted on it is fenced: only refusals need the check. The
-// caller holds st.mu.
+// caller holds st's write token.
 func (b *Backend) confirmRefusal(ctx context.Context, name string, st *streamState, refusal error) error {
-	if b.h.Cluster() == nil {
-		return refusal
-	}
 	rec, err := b.h.Store().Channel(ctx, name)
 	if err != nil {
 		return streamErr(hub.StoreErr(err))
@@ -158,6 +156,48 @@ type Result struct {
 	Duplicate bool
 	// ProducerSeq is the producer's highest accepted seq in its epoch.
 	ProducerSeq int64
+}
+
+// nodes is what the backend does about the other nodes where the two
+// modes differ: nothing alone (alone.go); in cluster mode (clustered),
+// through the store, which other nodes write too, and the channel's owner.
+type nodes interface {
+	// recordAccess records an access to stream name in the store for
+	// the other nodes, unless the last record is younger than grace.
+	recordAccess(ctx context.Context, name string, st *streamState, now time.Time, grace time.Duration)
+	// expired decides whether stream name, whose sliding TTL passed in
+	// this node's view, has expired for every node.
+	expired(ctx context.Context, name string, st *streamState) (bool, error)
+	// owned checks that this node owns the stream's channel before a
+	// write (see Backend.owned).
+	owned(ctx context.Context, name string, st *streamState, reload bool) error
+	// confirmRefusal returns refusal once this node is known to hold the
+	// producer's current state (see Backend.confirmRefusal).
+	confirmRefusal(ctx context.Context, name string, st *streamState, refusal error) error
+}
+
+// clustered is the nodes of a backend in cluster mode.
+type clustered struct{ b *Backend }
+
+func (c clustered) recordAccess(ctx context.Context, name string, st *streamState, now time.Time, grace time.Duration) {
+	if now.UnixNano()-st.recorded.Load() < int64(grace) {
+		return
+	}
+	if err := c.b.store.TouchStream(ctx, name); err == nil {
+		st.recorded.Store(now.UnixNano())
+	}
+}
+
+func (c clustered) expired(ctx context.Context, name string, st *streamState) (bool, error) {
+	return c.b.expired(ctx, name, st)
+}
+
+func (c clustered) owned(ctx context.Context, name string, st *streamState, reload bool) error {
+	return c.b.owned(ctx, name, st, reload)
+}
+
+func (c clustered) confirmRefusal(ctx context.Context, name string, st *streamState, refusal error) error {
+	return c.b.confirmRefusal(ctx, name, st, refusal)
 }
 
 // Forwarder sends the Durable Streams appends of a stream whose channel

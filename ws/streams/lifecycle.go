@@ -199,8 +199,10 @@ var errEvicted = errors.New("stream state evicted")
 // that were kept only for it. A stream with forks is closed and only
 // marked deleted.
 func (b *Backend) remove(ctx context.Context, name string, st *streamState) error {
-	st.mu.Lock()
-	defer st.mu.Unlock()
+	if err := st.acquire(ctx); err != nil {
+		return err
+	}
+	defer st.release()
 	if st.evicted {
 		return errEvicted
 	}
@@ -230,7 +232,7 @@ func (b *Backend) remove(ctx context.Context, name string, st *streamState) erro
 }
 
 // drop deletes a stream's channel and forgets its state. The caller holds
-// st.mu.
+// st's write token.
 func (b *Backend) drop(ctx context.Context, name string, st *streamState) error {
 	// Hub.Delete ends the channel's subscribers with "deleted".
 	if err := b.h.Delete(ctx, name); err != nil && !errors.Is(err, hub.ErrNotFound) {
@@ -266,13 +268,15 @@ func (b *Backend) collect(ctx context.Context, name string) error {
 		if n > 0 {
 			return nil
 		}
-		st.mu.Lock()
+		if err := st.acquire(ctx); err != nil {
+			return err
+		}
 		if st.evicted {
-			st.mu.Unlock()
+			st.release()
 			continue // load it again
 		}
 		err = b.drop(ctx, name, st)
-		st.mu.Unlock()
+		st.release()
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package ws_test
+package streams_test
 
 import (
 	"context"
