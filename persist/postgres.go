@@ -471,16 +471,17 @@ func updateArrays(updates []channelUpdate) (ids []string, lasts []int64, closes 
 func messageArrays(batches []*Batch) (chans []string, seqs []int64, data [][]byte, times []time.Time) {
 	n := 0
 	for _, b := range batches {
-		n += len(b.Messages)
+		n += b.Rows()
 	}
 	chans, seqs, data, times = make([]string, 0, n), make([]int64, 0, n), make([][]byte, 0, n), make([]time.Time, 0, n)
 	for _, b := range batches {
-		for _, m := range b.Messages {
+		b.Each(func(m Message) bool {
 			chans = append(chans, b.Channel)
 			seqs = append(seqs, m.Seq)
 			data = append(data, body(m.Data))
 			times = append(times, time.UnixMicro(m.Time))
-		}
+			return true
+		})
 	}
 	return chans, seqs, data, times
 }
@@ -609,19 +610,31 @@ func copyBatches(ctx context.Context, tx pgx.Tx, batches []*Batch) error {
 	if !slices.ContainsFunc(batches, func(b *Batch) bool { return len(b.Messages) > 0 }) {
 		return nil // only closes: spare the round trip
 	}
-	i, j := 0, -1
+	i, j, k := 0, -1, 0 // message k of Messages[j] of batches[i]
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"},
 		[]string{"channel_id", "seq", "data", "created_at"},
 		pgx.CopyFromFunc(func() ([]any, error) {
-			j++
-			for i < len(batches) && j >= len(batches[i].Messages) {
-				i, j = i+1, 0
+			if j >= 0 && k+1 < batches[i].runLen(j) {
+				k++
+			} else {
+				j, k = j+1, 0
+				for i < len(batches) && j >= len(batches[i].Messages) {
+					i, j = i+1, 0
+				}
+				if i == len(batches) {
+					return nil, nil
+				}
 			}
-			if i == len(batches) {
-				return nil, nil
+			b := batches[i]
+			m := b.Messages[j]
+			if b.Ends != nil && b.Ends[j] != nil {
+				from := uint32(0)
+				if k > 0 {
+					from = b.Ends[j][k-1]
+				}
+				m = Message{Seq: m.Seq + int64(k), Time: m.Time, Data: m.Data[from:b.Ends[j][k]]}
 			}
-			m := batches[i].Messages[j]
-			return []any{batches[i].Channel, m.Seq, body(m.Data), time.UnixMicro(m.Time)}, nil
+			return []any{b.Channel, m.Seq, body(m.Data), time.UnixMicro(m.Time)}, nil
 		}))
 	return err
 }

@@ -553,13 +553,14 @@ func execChunks(ctx context.Context, tx *sql.Tx, full *sql.Stmt, rest func(rows 
 func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error {
 	var n int
 	for _, b := range batches {
-		n += len(b.Messages)
+		n += b.Rows()
 	}
 	inserts := make([]any, 0, 4*n)
 	for _, b := range batches {
-		for _, m := range b.Messages {
+		b.Each(func(m Message) bool {
 			inserts = append(inserts, b.Channel, m.Seq, body(m.Data), m.Time)
-		}
+			return true
+		})
 	}
 	changes := make([]any, 0, 1+4*len(updates))
 	changes = append(changes, time.Now().UnixMicro())

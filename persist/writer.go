@@ -214,7 +214,7 @@ func (w *Writer) work() {
 	group := make([]*Batch, 0, 64)
 	for b := range w.queue {
 		group = append(group[:0], b)
-		rows := len(b.Messages)
+		rows := b.Rows()
 	gather:
 		for rows < w.cfg.MaxRows {
 			select {
@@ -223,7 +223,7 @@ func (w *Writer) work() {
 					break gather
 				}
 				group = append(group, b)
-				rows += len(b.Messages)
+				rows += b.Rows()
 			default:
 				break gather
 			}
@@ -301,7 +301,7 @@ func (w *Writer) write(group []*Batch) error {
 	}
 	var rows int
 	for _, b := range group {
-		rows += len(b.Messages)
+		rows += b.Rows()
 	}
 	w.metrics.rows.Observe(float64(rows))
 	w.metrics.duration.Observe(time.Since(start).Seconds())

@@ -611,11 +611,9 @@ func (b *Backend) Read(ctx context.Context, name string, from durable.Pos, maxBy
 			}
 		}
 	}
-	for _, m := range snap.Buffered {
-		if m.Seq != from.Seq+int64(len(out))+1 || !add(m.Data) {
-			break
-		}
-	}
+	hub.EachBuffered(snap.Buffered, func(seq, _ int64, data []byte) bool {
+		return seq == from.Seq+int64(len(out))+1 && add(data)
+	})
 	return out, info, nil
 }
 
