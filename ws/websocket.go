@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,15 +26,33 @@ import (
 	"github.com/messages-server/messages/ws/wire"
 )
 
+// refuseNotUpgrade answers a plain request to /ws with 426 and a message
+// a person can act on (coder/websocket would answer in text/plain).
+func (s *Server) refuseNotUpgrade(w http.ResponseWriter) {
+	s.m.conns.WithLabelValues(outcomeRejected).Inc()
+	w.Header().Set("Connection", "Upgrade")
+	w.Header().Set("Upgrade", "websocket")
+	writeError(w, http.StatusUpgradeRequired, "GET /ws is a WebSocket endpoint: the request must be an HTTP/1.1 upgrade "+
+		"(Connection: Upgrade, Upgrade: websocket); read a channel over plain HTTP with GET /?id=ID")
+}
+
+// acceptOptions are the handshake's options: the allowed origins ("*"
+// skips the check) and compression.
+func (s *Server) acceptOptions() *websocket.AcceptOptions {
+	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins}
+	if slices.Contains(s.cfg.AllowedOrigins, "*") {
+		opts.InsecureSkipVerify = true
+	}
+	if s.cfg.Compression {
+		opts.CompressionMode = websocket.CompressionContextTakeover
+	}
+	return opts
+}
+
 // handleWS serves GET /ws?id=ID&from=SEQ&epoch=E.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if !isUpgrade(r) {
-		// coder/websocket would answer this in text/plain.
-		s.m.conns.WithLabelValues(outcomeRejected).Inc()
-		w.Header().Set("Connection", "Upgrade")
-		w.Header().Set("Upgrade", "websocket")
-		writeError(w, http.StatusUpgradeRequired, "GET /ws is a WebSocket endpoint: the request must be an HTTP/1.1 upgrade "+
-			"(Connection: Upgrade, Upgrade: websocket); read a channel over plain HTTP with GET /?id=ID")
+		s.refuseNotUpgrade(w)
 		return
 	}
 	q := r.URL.Query()
@@ -49,22 +68,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins}
-	for _, o := range s.cfg.AllowedOrigins {
-		if o == "*" {
-			opts.InsecureSkipVerify = true
-		}
-	}
-	if s.cfg.Compression {
-		opts.CompressionMode = websocket.CompressionContextTakeover
-	}
 	release, ok := s.q.acquireConn(w, r)
 	if !ok {
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 		return
 	}
 	sb := &smallBuffers{ResponseWriter: w}
-	conn, err := websocket.Accept(sb, r, opts)
+	conn, err := websocket.Accept(sb, r, s.acceptOptions())
 	if err != nil {
 		// Accept has answered the request (400 or 403).
 		release()
