@@ -441,8 +441,10 @@ func (s *Store) Survived(ctx context.Context, id string, epoch int64) (int64, er
 
 // WriteBatches commits the messages of every batch, and each batch's
 // channel's new last seq and Close mark, in one transaction: either all of
-// it is stored or none. At most one batch per channel may be given. Rows
-// already stored are skipped, so writing the same batches again (after a
+// it is stored or none. The Writer gives at most one batch per channel
+// (a channel has one batch in flight); two batches of one channel are
+// still written right, their channel updated once to the higher last seq.
+// Rows already stored are skipped, so writing the same batches again (after a
 // commit whose outcome was not known) is safe; a channel's last seq never
 // goes down. Messages of a batch with Data nil are stored with an empty
 // body.
@@ -470,7 +472,8 @@ func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 	updates := make([]channelUpdate, 0, len(batches))
 	index := make(map[string]int, len(batches))
 	for _, b := range batches {
-		// Tolerate two batches of one channel: one update each.
+		// Two batches of one channel (see above): one update, to the
+		// higher last seq.
 		if i, ok := index[b.Channel]; ok {
 			u := &updates[i]
 			u.last, u.close, u.epoch = max(u.last, b.LastSeq()), u.close || b.Close, max(u.epoch, b.Epoch)
