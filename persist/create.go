@@ -18,172 +18,180 @@ type newChannel struct {
 	cfg StreamConfig
 }
 
-// creation is one CreateChannel or CreateStream call waiting for its
-// transaction.
-type creation struct {
+// request is one call waiting for its transaction: what it asks for (a
+// channel to create, the id of a channel to take over) and where its
+// outcome goes.
+type request[T any] struct {
 	ctx  context.Context
-	ch   newChannel
-	done chan creationResult // capacity 1, one result
+	item T
+	done chan outcome // capacity 1, one outcome
 }
 
-// creationResult is what a creation gets: the new record, or an error
-// (ErrExists when the id was taken).
-type creationResult struct {
+// outcome is what a request gets: the channel's new record, or the error
+// of that one entry (ErrExists for a taken id, ErrNotFound, an
+// *OwnedError).
+type outcome struct {
 	c   Channel
 	err error
 }
 
-// Defaults of the creator: transactions in flight, channels per
-// transaction. A creation transaction on PostgreSQL spends most of its
-// time in the commit's WAL flush, which concurrent commits share: with
-// eight in flight a creation waits less for a free one than with four,
-// at the same cost per commit (bench scenario create, 64 clients).
+// Defaults of a group: transactions in flight, entries per transaction. A
+// creation transaction on PostgreSQL spends most of its time in the
+// commit's WAL flush, which concurrent commits share: with eight in flight
+// a creation waits less for a free one than with four, at the same cost per
+// commit (bench scenario create, 64 clients).
 const (
-	createSlotsPostgres = 8
-	createSlotsSQLite   = 1 // one writer connection: more would only queue
-	createMaxBatch      = 500
+	groupSlotsPostgres = 8
+	groupSlotsSQLite   = 1 // one writer connection: more would only queue
+	groupMaxBatch      = 500
 )
 
-// creator group-commits channel creations: a call queues its channel, and
-// up to slots goroutines, started on demand and gone when nothing waits,
-// each take every waiting channel (up to max) and insert them in one
-// transaction of a few statements. A burst of creations thus costs a few
-// transactions instead of one each. A transaction that fails as a whole is
-// retried one channel at a time, so that a channel the database refuses
-// fails alone. It is safe for concurrent use.
-type creator struct {
-	b     backend
-	node  string
-	lease time.Duration
+// group group-commits calls of one kind (creations, take-overs): a call
+// queues its entry, and up to slots goroutines, started on demand and gone
+// when nothing waits, each take every waiting entry (up to max) and write
+// them in one transaction of a few statements. A burst of calls thus costs
+// a few transactions instead of one each. A transaction that fails as a
+// whole is retried one entry at a time, so that an entry the database
+// refuses fails alone. It is safe for concurrent use.
+type group[T any] struct {
 	slots int
 	max   int
+	// key is the id of an entry: a transaction holds at most one entry
+	// per id, and holds them in id order.
+	key func(T) string
+	// write runs one transaction for entries (distinct ids, in id order)
+	// and returns the outcome of each, in order; or the error that failed
+	// the transaction as a whole.
+	write func(ctx context.Context, entries []T) ([]outcome, error)
 
-	batch    metric.Observer // channels per transaction
-	duration metric.Observer // duration of a creation transaction
+	batch    metric.Observer // entries per transaction
+	duration metric.Observer // duration of a transaction
 
 	mu      sync.Mutex
-	pending []*creation // Guarded by mu; in arrival order.
-	running int         // Guarded by mu; drain goroutines alive.
+	pending []*request[T] // Guarded by mu; in arrival order.
+	running int           // Guarded by mu; drain goroutines alive.
 }
 
-// newCreator returns the creator of the store s, making its metrics with
-// cfg.Metrics.
-func newCreator(b backend, cfg Config, slots int) *creator {
+// newGroup returns a group that writes with write, making its metrics
+// <name>_batch_channels and <name>_duration_seconds, described as what
+// (for example "creation"), with cfg.Metrics.
+func newGroup[T any](cfg Config, slots int, name, what string, key func(T) string,
+	write func(context.Context, []T) ([]outcome, error)) *group[T] {
 	r := cmp.Or[metric.Registry](cfg.Metrics, metric.Discard)
-	return &creator{
-		b: b, node: cfg.Node, lease: cfg.Lease, slots: slots, max: createMaxBatch,
-		batch: r.Histogram(opts("create_batch_channels",
-			"Channels created per creation transaction."), metric.ExponentialBuckets(1, 2, 10)),
-		duration: r.Histogram(opts("create_duration_seconds",
-			"Duration of creation transactions."), metric.ExponentialBuckets(0.0005, 2, 15)),
+	return &group[T]{
+		slots: slots, max: groupMaxBatch, key: key, write: write,
+		batch: r.Histogram(opts(name+"_batch_channels",
+			"Channels per "+what+" transaction."), metric.ExponentialBuckets(1, 2, 10)),
+		duration: r.Histogram(opts(name+"_duration_seconds",
+			"Duration of "+what+" transactions."), metric.ExponentialBuckets(0.0005, 2, 15)),
 	}
 }
 
-// create queues ch and waits for its transaction. If ctx ends before a
-// transaction took ch, it is withdrawn and the error is ctx's; once taken,
-// its outcome is awaited (the transaction is cancelled when every caller
-// in it has given up).
-func (cr *creator) create(ctx context.Context, ch newChannel) (Channel, error) {
+// do queues item and waits for its transaction. If ctx ends before a
+// transaction took item, it is withdrawn and the error is ctx's; once
+// taken, its outcome is awaited (the transaction is cancelled when every
+// caller in it has given up).
+func (g *group[T]) do(ctx context.Context, item T) (Channel, error) {
 	if err := ctx.Err(); err != nil {
 		return Channel{}, err
 	}
-	cn := &creation{ctx: ctx, ch: ch, done: make(chan creationResult, 1)}
-	cr.mu.Lock()
-	cr.pending = append(cr.pending, cn)
-	start := cr.running < cr.slots
+	rq := &request[T]{ctx: ctx, item: item, done: make(chan outcome, 1)}
+	g.mu.Lock()
+	g.pending = append(g.pending, rq)
+	start := g.running < g.slots
 	if start {
-		cr.running++
+		g.running++
 	}
-	cr.mu.Unlock()
+	g.mu.Unlock()
 	if start {
-		go cr.drain()
+		go g.drain()
 	}
 	select {
-	case r := <-cn.done:
+	case r := <-rq.done:
 		return r.c, r.err
 	case <-ctx.Done():
 	}
-	cr.mu.Lock()
-	if i := slices.Index(cr.pending, cn); i >= 0 {
-		cr.pending = slices.Delete(cr.pending, i, i+1)
-		cr.mu.Unlock()
+	g.mu.Lock()
+	if i := slices.Index(g.pending, rq); i >= 0 {
+		g.pending = slices.Delete(g.pending, i, i+1)
+		g.mu.Unlock()
 		return Channel{}, ctx.Err()
 	}
-	cr.mu.Unlock()
-	r := <-cn.done
+	g.mu.Unlock()
+	r := <-rq.done
 	return r.c, r.err
 }
 
-// drain writes batches of waiting creations until none waits.
-func (cr *creator) drain() {
+// drain writes batches of waiting requests until none waits.
+func (g *group[T]) drain() {
 	for {
-		cr.mu.Lock()
-		batch := cr.take()
+		g.mu.Lock()
+		batch := g.take()
 		if len(batch) == 0 {
-			cr.running--
-			cr.mu.Unlock()
+			g.running--
+			g.mu.Unlock()
 			return
 		}
-		cr.mu.Unlock()
-		cr.write(batch)
+		g.mu.Unlock()
+		g.writeBatch(batch)
 	}
 }
 
-// take removes up to max waiting creations from pending and returns them
-// sorted by id, so that concurrent transactions insert in the same order
-// and never deadlock. A second creation of an id already taken stays
-// pending for the next transaction, where it finds the id taken (or free,
-// if the first failed). The caller holds mu.
-func (cr *creator) take() []*creation {
-	var batch []*creation
+// take removes up to max waiting requests from pending and returns them
+// sorted by key, so that concurrent transactions lock rows in the same
+// order and never deadlock. A second request for a key already taken
+// stays pending for the next transaction, which sees what the first did.
+// The caller holds mu.
+func (g *group[T]) take() []*request[T] {
+	var batch []*request[T]
 	seen := make(map[string]bool)
-	rest := cr.pending[:0]
-	for _, cn := range cr.pending {
-		if len(batch) < cr.max && !seen[cn.ch.id] {
-			seen[cn.ch.id] = true
-			batch = append(batch, cn)
+	rest := g.pending[:0]
+	for _, rq := range g.pending {
+		if k := g.key(rq.item); len(batch) < g.max && !seen[k] {
+			seen[k] = true
+			batch = append(batch, rq)
 			continue
 		}
-		rest = append(rest, cn)
+		rest = append(rest, rq)
 	}
-	clear(cr.pending[len(rest):])
-	cr.pending = rest
-	slices.SortFunc(batch, func(a, b *creation) int { return cmp.Compare(a.ch.id, b.ch.id) })
+	clear(g.pending[len(rest):])
+	g.pending = rest
+	slices.SortFunc(batch, func(a, b *request[T]) int { return cmp.Compare(g.key(a.item), g.key(b.item)) })
 	return batch
 }
 
-// write creates the channels of batch in one transaction and answers each
-// creation. If the transaction fails, a batch of more than one is written
-// again one channel at a time, so that each gets its own outcome.
-func (cr *creator) write(batch []*creation) {
-	err := cr.insert(batch)
+// writeBatch writes batch in one transaction and answers each request. If
+// the transaction fails, a batch of more than one is written again one
+// entry at a time, so that each gets its own outcome.
+func (g *group[T]) writeBatch(batch []*request[T]) {
+	err := g.run(batch)
 	if err == nil || len(batch) == 1 {
 		if err != nil {
-			batch[0].done <- creationResult{err: err}
+			batch[0].done <- outcome{err: err}
 		}
 		return
 	}
-	for _, cn := range batch {
-		if cn.ctx.Err() != nil {
-			cn.done <- creationResult{err: err}
+	for _, rq := range batch {
+		if rq.ctx.Err() != nil {
+			rq.done <- outcome{err: err}
 			continue
 		}
-		if err := cr.insert([]*creation{cn}); err != nil {
-			cn.done <- creationResult{err: err}
+		if err := g.run([]*request[T]{rq}); err != nil {
+			rq.done <- outcome{err: err}
 		}
 	}
 }
 
-// insert runs one transaction for batch, under a context that ends when
-// every caller in it has given up, and answers the creations if it
+// run runs one transaction for batch, under a context that ends when
+// every caller in it has given up, and answers the requests if it
 // committed.
-func (cr *creator) insert(batch []*creation) error {
+func (g *group[T]) run(batch []*request[T]) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	waiting := len(batch)
 	var mu sync.Mutex
-	for _, cn := range batch {
-		stop := context.AfterFunc(cn.ctx, func() {
+	for _, rq := range batch {
+		stop := context.AfterFunc(rq.ctx, func() {
 			mu.Lock()
 			defer mu.Unlock()
 			if waiting--; waiting == 0 {
@@ -192,23 +200,54 @@ func (cr *creator) insert(batch []*creation) error {
 		})
 		defer stop()
 	}
-	chs := make([]newChannel, len(batch))
-	for i, cn := range batch {
-		chs[i] = cn.ch
+	entries := make([]T, len(batch))
+	for i, rq := range batch {
+		entries[i] = rq.item
 	}
 	start := time.Now()
-	cs, err := cr.b.createChannels(ctx, chs, cr.node, cr.lease)
+	out, err := g.write(ctx, entries)
 	if err != nil {
 		return err
 	}
-	cr.duration.Observe(time.Since(start).Seconds())
-	cr.batch.Observe(float64(len(batch)))
-	for i, cn := range batch {
-		if cs[i].ID == "" {
-			cn.done <- creationResult{err: ErrExists}
-		} else {
-			cn.done <- creationResult{c: cs[i]}
-		}
+	g.duration.Observe(time.Since(start).Seconds())
+	g.batch.Observe(float64(len(batch)))
+	for i, rq := range batch {
+		rq.done <- out[i]
 	}
 	return nil
+}
+
+// newCreator returns the group that writes the creations of s.
+func newCreator(s *Store, cfg Config, slots int) *group[newChannel] {
+	return newGroup(cfg, slots, "create", "creation", func(c newChannel) string { return c.id }, s.createBatch)
+}
+
+// createBatch creates the channels cs in one transaction; a taken id gets
+// ErrExists.
+func (s *Store) createBatch(ctx context.Context, cs []newChannel) ([]outcome, error) {
+	created, err := s.b.createChannels(ctx, cs, s.node, s.lease)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]outcome, len(cs))
+	for i, c := range created {
+		if c.ID == "" {
+			out[i].err = ErrExists
+		} else {
+			out[i].c = c
+		}
+	}
+	return out, nil
+}
+
+// newTakeOvers returns the group that writes the take-overs (OpenEpoch) of
+// s.
+func newTakeOvers(s *Store, cfg Config, slots int) *group[string] {
+	return newGroup(cfg, slots, "takeover", "take-over", func(id string) string { return id }, s.takeOverBatch)
+}
+
+// takeOverBatch starts the next epoch of the channels ids in one
+// transaction, in cluster mode only of those no other node holds.
+func (s *Store) takeOverBatch(ctx context.Context, ids []string) ([]outcome, error) {
+	return s.b.openEpochs(ctx, ids, s.node, s.lease)
 }

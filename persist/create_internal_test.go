@@ -12,9 +12,9 @@ import (
 	"github.com/messages-server/messages/persist/persisttest"
 )
 
-// gatedBackend records the creation transactions of its backend, holds the
-// first one until released, and fails, as the database would, every
-// transaction that holds the id bad.
+// gatedBackend records the creation and take-over transactions of its
+// backend, holds the first one until released, and fails, as the
+// database would, every transaction that holds the id bad.
 type gatedBackend struct {
 	backend
 	bad     string
@@ -26,12 +26,10 @@ type gatedBackend struct {
 
 var errRefused = errors.New("refused by the test")
 
-func (g *gatedBackend) createChannels(ctx context.Context, cs []newChannel, node string, lease time.Duration) ([]Channel, error) {
+// enter records a transaction of ids, holds it if it is the first, and
+// returns errRefused if it holds the bad id.
+func (g *gatedBackend) enter(ids []string) error {
 	g.mu.Lock()
-	ids := make([]string, len(cs))
-	for i, c := range cs {
-		ids[i] = c.id
-	}
 	g.calls = append(g.calls, ids)
 	first := len(g.calls) == 1
 	g.mu.Unlock()
@@ -39,43 +37,61 @@ func (g *gatedBackend) createChannels(ctx context.Context, cs []newChannel, node
 		<-g.release
 	}
 	if slices.Contains(ids, g.bad) {
-		return nil, errRefused
+		return errRefused
+	}
+	return nil
+}
+
+func (g *gatedBackend) createChannels(ctx context.Context, cs []newChannel, node string, lease time.Duration) ([]Channel, error) {
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.id
+	}
+	if err := g.enter(ids); err != nil {
+		return nil, err
 	}
 	return g.backend.createChannels(ctx, cs, node, lease)
 }
 
-// gatedStore opens a store at u whose creations go through a gatedBackend,
-// with one transaction at a time.
-func gatedStore(t *testing.T, u, bad string) (*Store, *gatedBackend) {
-	s, err := Open(t.Context(), Config{URL: u})
+func (g *gatedBackend) openEpochs(ctx context.Context, ids []string, node string, lease time.Duration) ([]outcome, error) {
+	if err := g.enter(ids); err != nil {
+		return nil, err
+	}
+	return g.backend.openEpochs(ctx, ids, node, lease)
+}
+
+// gatedStore opens a store with cfg whose creations and take-overs go
+// through a gatedBackend, with one transaction of each kind at a time.
+func gatedStore(t *testing.T, cfg Config, bad string) (*Store, *gatedBackend) {
+	s, err := Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
 	g := &gatedBackend{backend: s.b, bad: bad, release: make(chan struct{})}
-	s.creator.b, s.creator.slots = g, 1
+	s.b, s.creator.slots, s.takers.slots = g, 1, 1
 	return s, g
 }
 
-// waitPending waits until n creations wait in s's creator.
-func waitPending(t *testing.T, s *Store, n int) {
+// waitPending waits until n requests wait in gr.
+func waitPending[T any](t *testing.T, gr *group[T], n int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		s.creator.mu.Lock()
-		got := len(s.creator.pending)
-		s.creator.mu.Unlock()
+		gr.mu.Lock()
+		got := len(gr.pending)
+		gr.mu.Unlock()
 		if got == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d creations pending, want %d", got, n)
+			t.Fatalf("%d requests pending, want %d", got, n)
 		}
 		time.Sleep(time.Millisecond) // polling, not synchronising
 	}
 }
 
-// waitStarted waits until the first creation transaction of g started.
+// waitStarted waits until the first transaction of g started.
 func waitStarted(t *testing.T, g *gatedBackend) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -87,24 +103,35 @@ func waitStarted(t *testing.T, g *gatedBackend) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the first creation transaction did not start")
+			t.Fatal("the first transaction did not start")
 		}
 		time.Sleep(time.Millisecond) // polling, not synchronising
 	}
 }
 
-// backends runs f against PostgreSQL and SQLite.
-func backends(t *testing.T, f func(t *testing.T, u string)) {
-	t.Run("postgres", func(t *testing.T) { f(t, persisttest.DatabaseURL(t)) })
-	t.Run("sqlite", func(t *testing.T) { f(t, persisttest.SQLiteURL(t)) })
+// sizes returns the number of ids of each transaction of g.
+func (g *gatedBackend) sizes() []int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var n []int
+	for _, c := range g.calls {
+		n = append(n, len(c))
+	}
+	return n
+}
+
+// backends runs f against PostgreSQL and SQLite, in single-server mode.
+func backends(t *testing.T, f func(t *testing.T, cfg Config)) {
+	t.Run("postgres", func(t *testing.T) { f(t, Config{URL: persisttest.DatabaseURL(t)}) })
+	t.Run("sqlite", func(t *testing.T) { f(t, Config{URL: persisttest.SQLiteURL(t)}) })
 }
 
 // TestCreateGroupCommit: creations that arrive while a creation
 // transaction runs are written together in the next one, a duplicate
 // among them gets ErrExists and the others succeed.
 func TestCreateGroupCommit(t *testing.T) {
-	backends(t, func(t *testing.T, u string) {
-		s, g := gatedStore(t, u, "")
+	backends(t, func(t *testing.T, cfg Config) {
+		s, g := gatedStore(t, cfg, "")
 		const n = 100
 		errs := make([]error, n+2)
 		var wg sync.WaitGroup
@@ -117,7 +144,7 @@ func TestCreateGroupCommit(t *testing.T) {
 			create(i, fmt.Sprintf("c%03d", i))
 		}
 		create(n+1, "c042") // a duplicate in the same batch
-		waitPending(t, s, n+1)
+		waitPending(t, s.creator, n+1)
 		close(g.release)
 		wg.Wait()
 		for i, err := range errs[:n+1] {
@@ -130,15 +157,8 @@ func TestCreateGroupCommit(t *testing.T) {
 		if a, b := errs[42], errs[n+1]; !(a == nil && errors.Is(b, ErrExists) || b == nil && errors.Is(a, ErrExists)) {
 			t.Errorf("the two creations of c042: %v and %v, want one created and one ErrExists", a, b)
 		}
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		if len(g.calls) != 3 || len(g.calls[1]) != n || len(g.calls[2]) != 1 {
-			t.Errorf("transactions: %d of %v ids; want 3: the first, the %d, the duplicate",
-				len(g.calls), slices.Collect(func(yield func(int) bool) {
-					for _, c := range g.calls {
-						yield(len(c))
-					}
-				}), n)
+		if got := g.sizes(); !slices.Equal(got, []int{1, n, 1}) {
+			t.Errorf("transactions of %v ids; want 3: the first, the %d, the duplicate", got, n)
 		}
 	})
 }
@@ -147,8 +167,8 @@ func TestCreateGroupCommit(t *testing.T) {
 // creations is tried again alone; only the one the database refuses
 // fails.
 func TestCreateBatchFailure(t *testing.T) {
-	backends(t, func(t *testing.T, u string) {
-		s, g := gatedStore(t, u, "bad")
+	backends(t, func(t *testing.T, cfg Config) {
+		s, g := gatedStore(t, cfg, "bad")
 		ids := []string{"a", "b", "bad", "c", "d"}
 		errs := make([]error, len(ids))
 		var wg sync.WaitGroup
@@ -157,7 +177,7 @@ func TestCreateBatchFailure(t *testing.T) {
 		for i, id := range ids {
 			wg.Go(func() { _, errs[i] = s.CreateChannel(t.Context(), id, nil) })
 		}
-		waitPending(t, s, len(ids))
+		waitPending(t, s.creator, len(ids))
 		close(g.release)
 		wg.Wait()
 		for i, id := range ids {
@@ -184,17 +204,17 @@ func TestCreateBatchFailure(t *testing.T) {
 // transaction is withdrawn: it fails with the context's error and its
 // channel is not created.
 func TestCreateWithdrawn(t *testing.T) {
-	backends(t, func(t *testing.T, u string) {
-		s, g := gatedStore(t, u, "")
+	backends(t, func(t *testing.T, cfg Config) {
+		s, g := gatedStore(t, cfg, "")
 		var wg sync.WaitGroup
 		wg.Go(func() { _, _ = s.CreateChannel(t.Context(), "first", nil) })
 		waitStarted(t, g)
 		ctx, cancel := context.WithCancel(t.Context())
 		var err error
 		wg.Go(func() { _, err = s.CreateChannel(ctx, "gone", nil) })
-		waitPending(t, s, 1)
+		waitPending(t, s.creator, 1)
 		cancel()
-		waitPending(t, s, 0)
+		waitPending(t, s.creator, 0)
 		close(g.release)
 		wg.Wait()
 		if !errors.Is(err, context.Canceled) {

@@ -248,6 +248,13 @@ type Batch struct {
 	// Messages are contiguous and follow the channel's last committed seq.
 	// May be empty when only Close is set.
 	Messages []Message
+	// Ends, if not nil, has an entry per message of Messages: a non-nil
+	// Ends[i] makes Messages[i] a run of len(Ends[i]) messages, seqs
+	// Seq, Seq+1, … with one Time, whose bodies are Data[Ends[i][k-1]:
+	// Ends[i][k]] (the first from 0), so that a large append of small
+	// messages is held as its bytes and a few offsets, not a Message per
+	// message. Each and Rows read a batch with its runs expanded.
+	Ends [][]uint32
 	// Close marks the channel closed, after Messages, in the same commit.
 	Close bool
 	// Producers are idempotent producers' states to record in the same
@@ -275,5 +282,45 @@ func (b *Batch) LastSeq() int64 {
 	if len(b.Messages) == 0 {
 		return 0
 	}
-	return b.Messages[len(b.Messages)-1].Seq
+	return b.Messages[len(b.Messages)-1].Seq + int64(b.runLen(len(b.Messages)-1)) - 1
+}
+
+// runLen returns how many messages Messages[i] stands for.
+func (b *Batch) runLen(i int) int {
+	if b.Ends == nil || b.Ends[i] == nil {
+		return 1
+	}
+	return len(b.Ends[i])
+}
+
+// Rows returns the number of messages of the batch, runs expanded.
+func (b *Batch) Rows() int {
+	if b.Ends == nil {
+		return len(b.Messages)
+	}
+	n := 0
+	for i := range b.Messages {
+		n += b.runLen(i)
+	}
+	return n
+}
+
+// Each calls fn with every message of the batch in order, runs expanded,
+// until fn returns false.
+func (b *Batch) Each(fn func(m Message) bool) {
+	for i, m := range b.Messages {
+		if b.Ends == nil || b.Ends[i] == nil {
+			if !fn(m) {
+				return
+			}
+			continue
+		}
+		from := uint32(0)
+		for k, end := range b.Ends[i] {
+			if !fn(Message{Seq: m.Seq + int64(k), Time: m.Time, Data: m.Data[from:end:end]}) {
+				return
+			}
+			from = end
+		}
+	}
 }

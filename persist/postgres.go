@@ -160,43 +160,8 @@ func scanChannel(row pgx.Row) (Channel, error) {
 // together in one round trip. The insert skips taken ids (ON CONFLICT DO
 // NOTHING); what it returns says which ids were free.
 func (p *postgres) createChannels(ctx context.Context, cs []newChannel, node string, lease time.Duration) ([]Channel, error) {
-	n := len(cs)
-	var (
-		ids          = make([]string, n)
-		epochs       = make([]int64, n)
-		freqs        = make([]*float64, n)
-		maxes        = make([]*int64, n)
-		cts, forks   = make([]*string, n), make([]*string, n)
-		ttls         = make([]*int64, n)
-		exps         = make([]*time.Time, n)
-		fseqs, fsubs = make([]*int64, n), make([]*int64, n)
-		created      = make(map[string]Channel, n)
-	)
-	for i, c := range cs {
-		ids[i], epochs[i] = c.id, max(c.cfg.Epoch, 1)
-		if c.gen != nil {
-			freqs[i], maxes[i] = &c.gen.Freq, &c.gen.Max
-		}
-		cfg := c.cfg
-		if cfg.ContentType != "" {
-			cts[i] = &cfg.ContentType
-		}
-		if cfg.TTL > 0 {
-			ttls[i] = &cfg.TTL
-		}
-		if !cfg.ExpiresAt.IsZero() {
-			exps[i] = &cfg.ExpiresAt
-		}
-		if cfg.ForkedFrom != "" {
-			forks[i] = &cfg.ForkedFrom
-		}
-		if cfg.ForkSeq != 0 {
-			fseqs[i] = &cfg.ForkSeq
-		}
-		if cfg.ForkSub != 0 {
-			fsubs[i] = &cfg.ForkSub
-		}
-	}
+	col := columnsOf(cs)
+	created := make(map[string]Channel, len(cs))
 	// Both statements go in one pipeline, one round trip: queries sent
 	// together before a Sync run in one implicit transaction.
 	b := &pgx.Batch{}
@@ -212,7 +177,8 @@ func (p *postgres) createChannels(ctx context.Context, cs []newChannel, node str
 		 ORDER BY n.ord
 		 ON CONFLICT (id) DO NOTHING
 		 RETURNING `+channelColumns,
-		ids, epochs, freqs, maxes, cts, ttls, exps, forks, fseqs, fsubs, node, lease.Microseconds()).
+		col.ids, col.epochs, col.freqs, col.maxes, col.cts, col.ttls, col.exps, col.forks, col.fseqs, col.fsubs,
+		node, lease.Microseconds()).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				c, err := scanChannel(rows)
@@ -237,7 +203,7 @@ func (p *postgres) createChannels(ctx context.Context, cs []newChannel, node str
 		   WHERE c.id = m.id AND c.epoch <= f.epoch RETURNING c.id, c.epoch)
 		 INSERT INTO channel_epochs (channel_id, epoch, start_seq)
 		 SELECT m.id, coalesce(r.epoch, m.epoch), 0 FROM mine m LEFT JOIN raised r ON r.id = m.id
-		 RETURNING channel_id, epoch`, ids).
+		 RETURNING channel_id, epoch`, col.ids).
 		Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var id string
@@ -254,11 +220,60 @@ func (p *postgres) createChannels(ctx context.Context, cs []newChannel, node str
 	if err := p.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
-	out := make([]Channel, n)
+	out := make([]Channel, len(cs))
 	for i, c := range cs {
 		out[i] = created[c.id]
 	}
 	return out, nil
+}
+
+// creationColumns are the new channels of a creation transaction, column
+// by column, for unnest: nil where a setting is unset (NULL).
+type creationColumns struct {
+	ids          []string
+	epochs       []int64
+	freqs        []*float64
+	maxes        []*int64
+	cts, forks   []*string
+	ttls         []*int64
+	exps         []*time.Time
+	fseqs, fsubs []*int64
+}
+
+// columnsOf lays cs out in columns.
+func columnsOf(cs []newChannel) creationColumns {
+	n := len(cs)
+	col := creationColumns{
+		ids: make([]string, n), epochs: make([]int64, n), freqs: make([]*float64, n), maxes: make([]*int64, n),
+		cts: make([]*string, n), forks: make([]*string, n), ttls: make([]*int64, n), exps: make([]*time.Time, n),
+		fseqs: make([]*int64, n), fsubs: make([]*int64, n),
+	}
+	for i, c := range cs {
+		col.ids[i], col.epochs[i] = c.id, max(c.cfg.Epoch, 1)
+		if c.gen != nil {
+			col.freqs[i], col.maxes[i] = &c.gen.Freq, &c.gen.Max
+		}
+		cfg := c.cfg
+		if cfg.ContentType != "" {
+			col.cts[i] = &cfg.ContentType
+		}
+		if cfg.TTL > 0 {
+			col.ttls[i] = &cfg.TTL
+		}
+		if !cfg.ExpiresAt.IsZero() {
+			col.exps[i] = &cfg.ExpiresAt
+		}
+		if cfg.ForkedFrom != "" {
+			col.forks[i] = &cfg.ForkedFrom
+		}
+		if cfg.ForkSeq != 0 {
+			col.fseqs[i] = &cfg.ForkSeq
+		}
+		if cfg.ForkSub != 0 {
+			col.fsubs[i] = &cfg.ForkSub
+		}
+	}
+	return col
 }
 
 func (p *postgres) channel(ctx context.Context, id string) (Channel, error) {
@@ -277,10 +292,11 @@ func (p *postgres) channels(ctx context.Context, after string, limit int) ([]Cha
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Channel, error) {
-		return scanChannel(row)
-	})
+	return pgx.CollectRows(rows, rowToChannel)
 }
+
+// rowToChannel reads one row of channelColumns, for pgx.CollectRows.
+func rowToChannel(row pgx.CollectableRow) (Channel, error) { return scanChannel(row) }
 
 func (p *postgres) messages(ctx context.Context, id string, after int64, limit int) ([]Message, error) {
 	rows, err := p.pool.Query(ctx,
@@ -304,26 +320,6 @@ func (p *postgres) messages(ctx context.Context, id string, after int64, limit i
 		ms = append(ms, m)
 	}
 	return ms, rows.Err()
-}
-
-func (p *postgres) openEpoch(ctx context.Context, id string) (Channel, error) {
-	var c Channel
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var err error
-		c, err = scanChannel(tx.QueryRow(ctx,
-			`UPDATE channels SET epoch = epoch + 1 WHERE id = $1 RETURNING `+channelColumns, id))
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx,
-			`INSERT INTO channel_epochs (channel_id, epoch, start_seq) VALUES ($1, $2, $3)`,
-			id, c.Epoch, c.LastSeq)
-		return err
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Channel{}, ErrNotFound
-	}
-	return c, err
 }
 
 // deleteChannel deletes the channel's row first: a concurrent writeBatches
@@ -490,16 +486,17 @@ func updateArrays(updates []channelUpdate) (ids []string, lasts []int64, closes 
 func messageArrays(batches []*Batch) (chans []string, seqs []int64, data [][]byte, times []time.Time) {
 	n := 0
 	for _, b := range batches {
-		n += len(b.Messages)
+		n += b.Rows()
 	}
 	chans, seqs, data, times = make([]string, 0, n), make([]int64, 0, n), make([][]byte, 0, n), make([]time.Time, 0, n)
 	for _, b := range batches {
-		for _, m := range b.Messages {
+		b.Each(func(m Message) bool {
 			chans = append(chans, b.Channel)
 			seqs = append(seqs, m.Seq)
 			data = append(data, body(m.Data))
 			times = append(times, time.UnixMicro(m.Time))
-		}
+			return true
+		})
 	}
 	return chans, seqs, data, times
 }
@@ -628,19 +625,31 @@ func copyBatches(ctx context.Context, tx pgx.Tx, batches []*Batch) error {
 	if !slices.ContainsFunc(batches, func(b *Batch) bool { return len(b.Messages) > 0 }) {
 		return nil // only closes: spare the round trip
 	}
-	i, j := 0, -1
+	i, j, k := 0, -1, 0 // message k of Messages[j] of batches[i]
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"},
 		[]string{"channel_id", "seq", "data", "created_at"},
 		pgx.CopyFromFunc(func() ([]any, error) {
-			j++
-			for i < len(batches) && j >= len(batches[i].Messages) {
-				i, j = i+1, 0
+			if j >= 0 && k+1 < batches[i].runLen(j) {
+				k++
+			} else {
+				j, k = j+1, 0
+				for i < len(batches) && j >= len(batches[i].Messages) {
+					i, j = i+1, 0
+				}
+				if i == len(batches) {
+					return nil, nil
+				}
 			}
-			if i == len(batches) {
-				return nil, nil
+			b := batches[i]
+			m := b.Messages[j]
+			if b.Ends != nil && b.Ends[j] != nil {
+				from := uint32(0)
+				if k > 0 {
+					from = b.Ends[j][k-1]
+				}
+				m = Message{Seq: m.Seq + int64(k), Time: m.Time, Data: m.Data[from:b.Ends[j][k]]}
 			}
-			m := batches[i].Messages[j]
-			return []any{batches[i].Channel, m.Seq, body(m.Data), time.UnixMicro(m.Time)}, nil
+			return []any{b.Channel, m.Seq, body(m.Data), time.UnixMicro(m.Time)}, nil
 		}))
 	return err
 }

@@ -9,34 +9,85 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// takeOver implements backend.takeOver: one UPDATE that bumps the epoch
-// and sets the owner and its lease, only when no other node holds a lease
-// that has not expired, and records the new epoch in the same statement.
-// Two nodes racing for one channel serialise on its row: the second sees
-// the first's fresh lease and changes nothing.
-func (p *postgres) takeOver(ctx context.Context, id, node string, lease time.Duration) (Channel, error) {
-	c, err := scanChannel(p.pool.QueryRow(ctx,
-		`WITH t AS (
-		   UPDATE channels SET epoch = epoch + 1, owner = $2,
-		          lease_expires_at = now() + $3 * interval '1 microsecond'
-		   WHERE id = $1 AND (owner IS NULL OR owner = $2 OR lease_expires_at IS NULL
-		                      OR lease_expires_at <= now())
-		   RETURNING `+channelColumns+`
-		 ), e AS (
-		   INSERT INTO channel_epochs (channel_id, epoch, start_seq)
-		   SELECT id, epoch, last_seq FROM t
-		 )
-		 SELECT * FROM t`, id, node, lease.Microseconds()))
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return c, err
-	}
-	// Nothing changed: no such channel, or another node holds it.
-	c, err = p.channel(ctx, id)
+// openEpochs implements backend.openEpochs with one statement: it locks
+// the rows of ids in id order, so that two nodes taking over overlapping
+// sets of channels wait for each other instead of deadlocking; bumps the
+// epoch of each (in cluster mode setting the owner and its lease, only
+// where no other node holds a lease that has not expired); and records
+// the new epochs. Two nodes racing for one channel serialise on its row:
+// the second sees the first's fresh lease and changes nothing. The ids it
+// did not change are then read: missing, or held by another node.
+func (p *postgres) openEpochs(ctx context.Context, ids []string, node string, lease time.Duration) ([]outcome, error) {
+	rows, err := p.pool.Query(ctx, openEpochsSQL, ids, node, lease.Microseconds())
 	if err != nil {
-		return Channel{}, err
+		return nil, err
 	}
-	return Channel{}, &OwnedError{Channel: id, Owner: c.Owner, Expires: c.LeaseExpires}
+	opened, err := pgx.CollectRows(rows, rowToChannel)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]outcome, len(ids))
+	byID := make(map[string]Channel, len(opened))
+	for _, c := range opened {
+		byID[c.ID] = c
+	}
+	var rest []string
+	for i, id := range ids {
+		if c, ok := byID[id]; ok {
+			out[i].c = c
+		} else {
+			rest = append(rest, id)
+		}
+	}
+	if len(rest) == 0 {
+		return out, nil
+	}
+	// The statement committed: from here on an error is the outcome of
+	// the ids it did not change, never of the whole batch, which must not
+	// be written again.
+	rows, err = p.pool.Query(ctx, `SELECT `+channelColumns+` FROM channels WHERE id = ANY($1::text[])`, rest)
+	var held []Channel
+	if err == nil {
+		held, err = pgx.CollectRows(rows, rowToChannel)
+	}
+	holders := make(map[string]Channel, len(held))
+	for _, c := range held {
+		holders[c.ID] = c
+	}
+	for i, id := range ids {
+		if _, ok := byID[id]; ok {
+			continue
+		}
+		if c, ok := holders[id]; err != nil {
+			out[i].err = err
+		} else if ok {
+			out[i].err = &OwnedError{Channel: id, Owner: c.Owner, Expires: c.LeaseExpires}
+		} else {
+			out[i].err = ErrNotFound
+		}
+	}
+	return out, nil
 }
+
+// openEpochsSQL is the statement of openEpochs: $1 the ids, $2 the node
+// ("" in single-server mode, which ignores leases), $3 the lease in
+// microseconds.
+const openEpochsSQL = `WITH l AS MATERIALIZED (
+   SELECT id AS lid FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
+ ), t AS (
+   UPDATE channels SET epoch = epoch + 1,
+          owner = CASE WHEN $2::text = '' THEN owner ELSE $2 END,
+          lease_expires_at = CASE WHEN $2 = '' THEN lease_expires_at
+                                  ELSE now() + $3 * interval '1 microsecond' END
+   FROM l
+   WHERE id = l.lid AND ($2 = '' OR owner IS NULL OR owner = $2 OR lease_expires_at IS NULL
+                         OR lease_expires_at <= now())
+   RETURNING ` + channelColumns + `
+ ), e AS (
+   INSERT INTO channel_epochs (channel_id, epoch, start_seq)
+   SELECT id, epoch, last_seq FROM t
+ )
+ SELECT * FROM t`
 
 // renewLeases implements backend.renewLeases. It never waits for a row
 // lock while it holds another, so it cannot deadlock with the node's own

@@ -355,24 +355,39 @@ func (s *sqliteStore) messages(ctx context.Context, id string, after int64, limi
 	return ms, rows.Err()
 }
 
-func (s *sqliteStore) openEpoch(ctx context.Context, id string) (Channel, error) {
-	var c Channel
+// openEpochs opens the epochs of ids in one transaction, one UPDATE and
+// one INSERT each: the writer connection runs one transaction at a time,
+// so a batch saves the commits (each a sync of the file), not round trips.
+// A SQLite store is never in cluster mode, so node is always "" and
+// leases do not apply.
+func (s *sqliteStore) openEpochs(ctx context.Context, ids []string, _ string, _ time.Duration) ([]outcome, error) {
+	out := make([]outcome, len(ids))
+	now := time.Now().UnixMicro()
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		c, err = scanSQLiteChannel(tx.QueryRowContext(ctx,
-			`UPDATE channels SET epoch = epoch + 1 WHERE id = ? RETURNING `+channelColumns, id))
-		if err != nil {
-			return err
+		clear(out)
+		for i, id := range ids {
+			c, err := scanSQLiteChannel(tx.QueryRowContext(ctx,
+				`UPDATE channels SET epoch = epoch + 1 WHERE id = ? RETURNING `+channelColumns, id))
+			if errors.Is(err, sql.ErrNoRows) {
+				out[i].err = ErrNotFound
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx,
+				`INSERT INTO channel_epochs (channel_id, epoch, start_seq, started_at) VALUES (?, ?, ?, ?)`,
+				id, c.Epoch, c.LastSeq, now); err != nil {
+				return err
+			}
+			out[i].c = c
 		}
-		_, err = tx.ExecContext(ctx,
-			`INSERT INTO channel_epochs (channel_id, epoch, start_seq, started_at) VALUES (?, ?, ?, ?)`,
-			id, c.Epoch, c.LastSeq, time.Now().UnixMicro())
-		return err
+		return nil
 	})
-	if errors.Is(err, sql.ErrNoRows) {
-		return Channel{}, ErrNotFound
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	return out, nil
 }
 
 // deleteChannel needs no care for concurrent writes: the writer
@@ -442,12 +457,8 @@ func (s *sqliteStore) deleteClosedBefore(ctx context.Context, t time.Time, limit
 	return ids, nil
 }
 
-// takeOver, renewLeases and releaseLeases: cluster mode needs PostgreSQL,
-// and Open refuses a SQLite store in cluster mode.
-func (s *sqliteStore) takeOver(context.Context, string, string, time.Duration) (Channel, error) {
-	return Channel{}, errSingleServer
-}
-
+// renewLeases and releaseLeases: cluster mode needs PostgreSQL, and Open
+// refuses a SQLite store in cluster mode.
 func (s *sqliteStore) renewLeases(context.Context, string, time.Duration) ([]string, error) {
 	return nil, errSingleServer
 }
@@ -542,13 +553,14 @@ func execChunks(ctx context.Context, tx *sql.Tx, full *sql.Stmt, rest func(rows 
 func (s *sqliteStore) writeBatches(ctx context.Context, batches []*Batch, updates []channelUpdate) error {
 	var n int
 	for _, b := range batches {
-		n += len(b.Messages)
+		n += b.Rows()
 	}
 	inserts := make([]any, 0, 4*n)
 	for _, b := range batches {
-		for _, m := range b.Messages {
+		b.Each(func(m Message) bool {
 			inserts = append(inserts, b.Channel, m.Seq, body(m.Data), m.Time)
-		}
+			return true
+		})
 	}
 	changes := make([]any, 0, 1+4*len(updates))
 	changes = append(changes, time.Now().UnixMicro())

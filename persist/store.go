@@ -95,12 +95,14 @@ type backend interface {
 	channels(ctx context.Context, after string, limit int) ([]Channel, error)
 	// messages reads up to limit (>= 1) messages of id with seq > after.
 	messages(ctx context.Context, id string, after int64, limit int) ([]Message, error)
-	// openEpoch starts the next epoch of id, or returns ErrNotFound.
-	openEpoch(ctx context.Context, id string) (Channel, error)
-	// takeOver starts the next epoch of id owned by node with a lease of
-	// lease, if no other node holds an unexpired lease on it; or returns
-	// ErrNotFound, or an *OwnedError naming the node that holds it.
-	takeOver(ctx context.Context, id, node string, lease time.Duration) (Channel, error)
+	// openEpochs starts, in one transaction, the next epoch of each of
+	// the channels ids (distinct, in id order), recording that it starts
+	// at the channel's last seq. With node not "" (cluster mode) it takes
+	// each over for node with a lease of lease, unless another node holds
+	// an unexpired lease on it. It returns the outcome of each id, in
+	// order: the new record, ErrNotFound, or an *OwnedError naming the
+	// node that holds the channel.
+	openEpochs(ctx context.Context, ids []string, node string, lease time.Duration) ([]outcome, error)
 	// renewLeases records node's heartbeat and extends to lease from now
 	// the leases node holds on open channels, in one statement, and
 	// returns the ids of those channels.
@@ -212,9 +214,10 @@ func refused(updates []channelUpdate, states map[string]channelState) error {
 // Create it with Open; the zero value is not usable.
 type Store struct {
 	b       backend
-	node    string        // cluster mode's node id; "" in single-server mode
-	lease   time.Duration // cluster mode's lease
-	creator *creator      // group-commits CreateChannel and CreateStream
+	node    string             // cluster mode's node id; "" in single-server mode
+	lease   time.Duration      // cluster mode's lease
+	creator *group[newChannel] // group-commits CreateChannel and CreateStream
+	takers  *group[string]     // group-commits OpenEpoch
 }
 
 // Open opens the database that cfg.URL names, choosing the backend by the
@@ -246,7 +249,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	var (
 		b     backend
 		err   error
-		slots = createSlotsPostgres
+		slots = groupSlotsPostgres
 	)
 	// Schemes are case-insensitive (RFC 3986), the drivers' parsers not.
 	scheme = strings.ToLower(scheme)
@@ -263,14 +266,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 				"serves one server; use a postgres:// URL, or run without cluster mode")
 		}
 		b, err = openSQLite(ctx, cfg)
-		slots = createSlotsSQLite
+		slots = groupSlotsSQLite
 	default:
 		return nil, fmt.Errorf("persist: unsupported database URL scheme %q: use postgres://… or sqlite:…", scheme)
 	}
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{b: b, node: cfg.Node, lease: cfg.Lease, creator: newCreator(b, cfg, slots)}
+	s := &Store{b: b, node: cfg.Node, lease: cfg.Lease}
+	s.creator, s.takers = newCreator(s, cfg, slots), newTakeOvers(s, cfg, slots)
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -318,7 +322,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // channel was handed to a transaction, it returns ctx's error and nothing
 // is created.
 func (s *Store) CreateChannel(ctx context.Context, id string, gen *Generator) (Channel, error) {
-	c, err := s.creator.create(ctx, newChannel{id: id, gen: gen, cfg: StreamConfig{Epoch: 1}})
+	c, err := s.creator.do(ctx, newChannel{id: id, gen: gen, cfg: StreamConfig{Epoch: 1}})
 	if err != nil {
 		return Channel{}, fmt.Errorf("persist: create channel %q: %w", id, err)
 	}
@@ -401,16 +405,14 @@ func (s *Store) DeleteClosedBefore(ctx context.Context, t time.Time, limit int) 
 // expired; otherwise the error is an *OwnedError (wrapping ErrOwned) that
 // names the owner. The new epoch fences off the batches of the previous
 // owner (see Batch.Epoch).
+//
+// Concurrent take-overs (a restart takes over every generator channel)
+// are written together, many per transaction, as creations are (see
+// CreateChannel); each call still has its own outcome. If ctx ends before
+// the take-over was handed to a transaction, it returns ctx's error and
+// the channel is left as it was.
 func (s *Store) OpenEpoch(ctx context.Context, id string) (Channel, error) {
-	var (
-		c   Channel
-		err error
-	)
-	if s.node != "" {
-		c, err = s.b.takeOver(ctx, id, s.node, s.lease)
-	} else {
-		c, err = s.b.openEpoch(ctx, id)
-	}
+	c, err := s.takers.do(ctx, id)
 	if err != nil {
 		return Channel{}, fmt.Errorf("persist: open epoch of %q: %w", id, err)
 	}
@@ -439,8 +441,10 @@ func (s *Store) Survived(ctx context.Context, id string, epoch int64) (int64, er
 
 // WriteBatches commits the messages of every batch, and each batch's
 // channel's new last seq and Close mark, in one transaction: either all of
-// it is stored or none. At most one batch per channel may be given. Rows
-// already stored are skipped, so writing the same batches again (after a
+// it is stored or none. The Writer gives at most one batch per channel
+// (a channel has one batch in flight); two batches of one channel are
+// still written right, their channel updated once to the higher last seq.
+// Rows already stored are skipped, so writing the same batches again (after a
 // commit whose outcome was not known) is safe; a channel's last seq never
 // goes down. Messages of a batch with Data nil are stored with an empty
 // body.
@@ -468,7 +472,8 @@ func (s *Store) WriteBatches(ctx context.Context, batches []*Batch) error {
 	updates := make([]channelUpdate, 0, len(batches))
 	index := make(map[string]int, len(batches))
 	for _, b := range batches {
-		// Tolerate two batches of one channel: one update each.
+		// Two batches of one channel (see above): one update, to the
+		// higher last seq.
 		if i, ok := index[b.Channel]; ok {
 			u := &updates[i]
 			u.last, u.close, u.epoch = max(u.last, b.LastSeq()), u.close || b.Close, max(u.epoch, b.Epoch)

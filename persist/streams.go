@@ -68,7 +68,7 @@ func (s *Store) CreateStream(ctx context.Context, id string, cfg StreamConfig) (
 	if cfg.Epoch == 0 {
 		cfg.Epoch = 1
 	}
-	c, err := s.creator.create(ctx, newChannel{id: id, cfg: cfg})
+	c, err := s.creator.do(ctx, newChannel{id: id, cfg: cfg})
 	if err != nil {
 		return Channel{}, fmt.Errorf("persist: create stream %q: %w", id, err)
 	}

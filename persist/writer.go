@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/messages-server/messages/internal/backoff"
+	"github.com/messages-server/messages/internal/defaults"
 	"github.com/messages-server/messages/internal/metric"
 )
 
@@ -55,25 +56,13 @@ type WriterConfig struct {
 
 // withDefaults returns c with its zero fields set to their defaults.
 func (c WriterConfig) withDefaults() WriterConfig {
-	if c.Workers <= 0 {
-		c.Workers = 4
-	}
-	if c.QueueLen <= 0 {
-		c.QueueLen = 4096
-	}
-	if c.MaxRows <= 0 {
-		c.MaxRows = 10000
-	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = 50 * time.Millisecond
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = 5 * time.Second
-	}
+	defaults.Positive(&c.Workers, 4)
+	defaults.Positive(&c.QueueLen, 4096)
+	defaults.Positive(&c.MaxRows, 10000)
+	defaults.Positive(&c.MinBackoff, 50*time.Millisecond)
+	defaults.Positive(&c.MaxBackoff, 5*time.Second)
 	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
-	if c.Timeout <= 0 {
-		c.Timeout = 30 * time.Second
-	}
+	defaults.Positive(&c.Timeout, 30*time.Second)
 	if c.Metrics == nil {
 		c.Metrics = metric.Discard
 	}
@@ -225,7 +214,7 @@ func (w *Writer) work() {
 	group := make([]*Batch, 0, 64)
 	for b := range w.queue {
 		group = append(group[:0], b)
-		rows := len(b.Messages)
+		rows := b.Rows()
 	gather:
 		for rows < w.cfg.MaxRows {
 			select {
@@ -234,7 +223,7 @@ func (w *Writer) work() {
 					break gather
 				}
 				group = append(group, b)
-				rows += len(b.Messages)
+				rows += b.Rows()
 			default:
 				break gather
 			}
@@ -312,7 +301,7 @@ func (w *Writer) write(group []*Batch) error {
 	}
 	var rows int
 	for _, b := range group {
-		rows += len(b.Messages)
+		rows += b.Rows()
 	}
 	w.metrics.rows.Observe(float64(rows))
 	w.metrics.duration.Observe(time.Since(start).Seconds())

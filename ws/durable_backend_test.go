@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -337,5 +338,103 @@ func TestDurableLongFork(t *testing.T) {
 	msgs, err := srv.Hub.History(context.Background(), "long-fork", n-8, 100)
 	if err != nil || len(msgs) != 8 || string(msgs[0].Data) != "10000" || string(msgs[7].Data) != "10007" {
 		t.Fatalf("the fork's last messages: %v %v", msgs, err)
+	}
+}
+
+// TestDurableJSONBatchRun: a JSON batch is held as one run of messages
+// (TestJSONBatchCost), and reads as its messages everywhere: a WebSocket
+// subscriber live before it (the run is one entry of its queue, cut into
+// frames), one that starts in the middle of it (the buffer's run sliced),
+// a Durable Streams read, the history API, and the store, on both backends.
+func TestDurableJSONBatchRun(t *testing.T) {
+	for _, backend := range []string{"postgres", "sqlite"} {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			srv := wstest.Start(t, wstest.Options{Backend: backend})
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			stream := srv.URL + "/v1/stream/"
+			if r := dsDo(t, "PUT", stream+"run", nil, "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			}
+			const n = 3000 // past a subscriber's queue (64) and a frame (512)
+			var body bytes.Buffer
+			want := make([]string, n+1)
+			body.WriteByte('[')
+			for i := range n {
+				if i > 0 {
+					body.WriteString(", ")
+				}
+				want[i] = `{"i":` + strconv.Itoa(i+1) + `}`
+				body.WriteString(`{ "i": ` + strconv.Itoa(i+1) + ` }`)
+			}
+			body.WriteByte(']')
+			want[n] = `"after"`
+			live := dialRaw(ctx, t, srv.URL, "run", 0, "")
+			if _, err := live.next(ctx); err != nil { // hello
+				t.Fatal(err)
+			}
+			if r := dsDo(t, "POST", stream+"run", body.Bytes(), "Content-Type", "application/json"); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("POST batch: %d %s", r.StatusCode, readAll(t, r))
+			}
+			if r := dsDo(t, "POST", stream+"run", []byte(`"after"`), "Content-Type", "application/json"); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("POST: %d %s", r.StatusCode, readAll(t, r))
+			}
+			check := func(who string, from int, got []string) {
+				t.Helper()
+				if len(got) != n+1-from {
+					t.Fatalf("%s: %d messages after %d, want %d", who, len(got), from, n+1-from)
+				}
+				for i, d := range got {
+					if d != want[from+i] {
+						t.Fatalf("%s: seq %d = %q, want %q", who, from+i+1, d, want[from+i])
+					}
+				}
+			}
+			if err := live.readUntil(ctx, n+1); err != nil {
+				t.Fatal(err)
+			}
+			check("live subscriber", 0, live.data)
+			mid := dialRaw(ctx, t, srv.URL, "run", 1234, "")
+			if err := mid.readUntil(ctx, n+1); err != nil {
+				t.Fatal(err)
+			}
+			check("subscriber from 1234", 1234, mid.data)
+			r := dsDo(t, "GET", stream+"run?offset=-1", nil)
+			var read []json.RawMessage
+			if err := json.Unmarshal(readAll(t, r), &read); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]string, len(read))
+			for i, m := range read {
+				got[i] = string(m)
+			}
+			check("Durable Streams read", 0, got)
+			st, b := do(t, "GET", srv.URL+"/channels/run/messages?from=2990&limit=20", "", nil)
+			if st != http.StatusOK {
+				t.Fatalf("history: %d %s", st, b)
+			}
+			h := decodeJSON[struct {
+				Messages []struct{ Data string }
+			}](t, b)
+			got = got[:0]
+			for _, m := range h.Messages {
+				got = append(got, m.Data)
+			}
+			check("history API", 2990, got)
+			waitFor(t, 10*time.Second, "the batch persisted", func() bool {
+				ms, err := srv.Store.Messages(ctx, "run", 0, 2*n)
+				return err == nil && len(ms) == n+1
+			})
+			ms, _ := srv.Store.Messages(ctx, "run", 0, 2*n)
+			got = got[:0]
+			for i, m := range ms {
+				if m.Seq != int64(i+1) {
+					t.Fatalf("stored seq %d at %d", m.Seq, i)
+				}
+				got = append(got, string(m.Data))
+			}
+			check("store", 0, got)
+		})
 	}
 }

@@ -117,7 +117,10 @@ func (s *memStore) write(b *persist.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.channels[b.Channel]
-	s.msgs[b.Channel] = append(s.msgs[b.Channel], b.Messages...)
+	b.Each(func(m persist.Message) bool {
+		s.msgs[b.Channel] = append(s.msgs[b.Channel], m)
+		return true
+	})
 	c.LastSeq = int64(len(s.msgs[b.Channel]))
 	if b.Close {
 		c.ClosedAt = time.Now()

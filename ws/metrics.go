@@ -67,13 +67,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 func observeDelivery(m *Metrics, msgs []*wire.Message, live bool) {
-	m.delivered.Add(float64(len(msgs)))
 	if live {
 		now := time.Now().UnixMicro()
 		for _, msg := range msgs {
-			m.latency.Observe(float64(now-msg.Time) / 1e6)
+			for range msg.Len() {
+				m.latency.Observe(float64(now-msg.Time) / 1e6)
+			}
 		}
 	}
+	n := 0
+	for _, msg := range msgs {
+		n += msg.Len()
+	}
+	m.delivered.Add(float64(n))
 }
 
 func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {

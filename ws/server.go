@@ -38,6 +38,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/messages-server/messages/internal/defaults"
 	"github.com/messages-server/messages/ws/auth"
 	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/ratelog"
@@ -77,7 +78,7 @@ type ServerConfig struct {
 	MaxConnsPerIP int
 	// CreateRate bounds channel creations (Durable Streams PUTs included)
 	// per client IP per second, with bursts of CreateBurst; past it 429.
-	// Defaults 100 and 1000.
+	// Defaults 1000 and 2000.
 	CreateRate  float64
 	CreateBurst int
 	// TrustedProxies are the peers whose X-Forwarded-For names the client
@@ -109,27 +110,13 @@ type ServerConfig struct {
 }
 
 func (c *ServerConfig) setDefaults(h *hub.Hub) {
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 64 << 10
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = 30 * time.Second
-	}
-	if c.MaxConnsPerIP <= 0 {
-		c.MaxConnsPerIP = 10_000
-	}
-	if c.CreateRate <= 0 {
-		c.CreateRate = 100
-	}
-	if c.CreateBurst <= 0 {
-		c.CreateBurst = 1000
-	}
-	if c.BodyTimeout <= 0 {
-		c.BodyTimeout = 30 * time.Second
-	}
+	defaults.Positive(&c.MaxMessageBytes, 64<<10)
+	defaults.Positive(&c.WriteTimeout, 10*time.Second)
+	defaults.Positive(&c.PingInterval, 30*time.Second)
+	defaults.Positive(&c.MaxConnsPerIP, 10_000)
+	defaults.Positive(&c.CreateRate, 1000)
+	defaults.Positive(&c.CreateBurst, 2000)
+	defaults.Positive(&c.BodyTimeout, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -4,15 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,15 +26,33 @@ import (
 	"github.com/messages-server/messages/ws/wire"
 )
 
+// refuseNotUpgrade answers a plain request to /ws with 426 and a message
+// a person can act on (coder/websocket would answer in text/plain).
+func (s *Server) refuseNotUpgrade(w http.ResponseWriter) {
+	s.m.conns.WithLabelValues(outcomeRejected).Inc()
+	w.Header().Set("Connection", "Upgrade")
+	w.Header().Set("Upgrade", "websocket")
+	writeError(w, http.StatusUpgradeRequired, "GET /ws is a WebSocket endpoint: the request must be an HTTP/1.1 upgrade "+
+		"(Connection: Upgrade, Upgrade: websocket); read a channel over plain HTTP with GET /?id=ID")
+}
+
+// acceptOptions are the handshake's options: the allowed origins ("*"
+// skips the check) and compression.
+func (s *Server) acceptOptions() *websocket.AcceptOptions {
+	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins}
+	if slices.Contains(s.cfg.AllowedOrigins, "*") {
+		opts.InsecureSkipVerify = true
+	}
+	if s.cfg.Compression {
+		opts.CompressionMode = websocket.CompressionContextTakeover
+	}
+	return opts
+}
+
 // handleWS serves GET /ws?id=ID&from=SEQ&epoch=E.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	if !isUpgrade(r) {
-		// coder/websocket would answer this in text/plain.
-		s.m.conns.WithLabelValues(outcomeRejected).Inc()
-		w.Header().Set("Connection", "Upgrade")
-		w.Header().Set("Upgrade", "websocket")
-		writeError(w, http.StatusUpgradeRequired, "GET /ws is a WebSocket endpoint: the request must be an HTTP/1.1 upgrade "+
-			"(Connection: Upgrade, Upgrade: websocket); read a channel over plain HTTP with GET /?id=ID")
+		s.refuseNotUpgrade(w)
 		return
 	}
 	q := r.URL.Query()
@@ -47,22 +68,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	opts := &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins}
-	for _, o := range s.cfg.AllowedOrigins {
-		if o == "*" {
-			opts.InsecureSkipVerify = true
-		}
-	}
-	if s.cfg.Compression {
-		opts.CompressionMode = websocket.CompressionContextTakeover
-	}
 	release, ok := s.q.acquireConn(w, r)
 	if !ok {
 		s.m.conns.WithLabelValues(outcomeRejected).Inc()
 		return
 	}
 	sb := &smallBuffers{ResponseWriter: w}
-	conn, err := websocket.Accept(sb, r, opts)
+	conn, err := websocket.Accept(sb, r, s.acceptOptions())
 	if err != nil {
 		// Accept has answered the request (400 or 403).
 		release()
@@ -79,19 +91,37 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.m.conns.WithLabelValues(outcomeShutdown).Inc()
 		return
 	}
-	ctx, cancel := untilExpiry(context.Background(), until)
+	// The connection's context ends when the client goes away, the
+	// server stops or the token expires; each then wakes the stream,
+	// which may be parked (see Hub.streamParked).
+	wake := new(hub.Waker)
+	ctx, cancelCause := context.WithCancelCause(context.Background())
+	cancel := func() {
+		cancelCause(nil)
+		wake.Wake()
+	}
+	var expiry *time.Timer
+	if !until.IsZero() {
+		expiry = time.AfterFunc(time.Until(until), func() {
+			cancelCause(errTokenExpired)
+			wake.Wake()
+		})
+	}
 	s.conns[conn] = cancel
-	s.wg.Add(1)
+	s.wg.Add(2) // the stream and the connection's reader
 	s.mu.Unlock()
 	// The stream runs on its own goroutine so that this handler returns
 	// and net/http frees the request, the response and the deep stack of
 	// its connection goroutine: an idle subscriber costs only what the
 	// WebSocket needs.
-	go s.serveConn(ctx, cancel, conn, sb.conn, id, fromParam, epoch, func() {
+	go s.serveConn(ctx, cancel, wake, conn, sb.conn, sb.idle, id, fromParam, epoch, func() {
 		s.mu.Lock()
 		delete(s.conns, conn)
 		s.mu.Unlock()
 		release()
+		if expiry != nil {
+			expiry.Stop()
+		}
 		cancel()
 		s.wg.Done()
 	})
@@ -123,20 +153,47 @@ func headerHasToken(h http.Header, key, token string) bool {
 // runs its stream (see Hub.streamParked): serveConn may return long before
 // the stream ends, which the goroutine that ends it finishes.
 //
-// cancel cancels ctx; serveConn cancels it when the client goes away, and
-// cleanup must cancel it too.
-func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, conn *websocket.Conn, nc net.Conn,
-	id, fromParam, epoch string, cleanup func()) {
-	// CloseRead runs the connection's reader: it answers pings and the
-	// close handshake, and its context ends when the client goes away. It
-	// is not derived from ctx: cancelling ctx (shutdown) must stop the
-	// stream but leave the connection up for the 1001 close handshake.
-	// No context of its own is derived from ctx for the stream: with ten
-	// thousand idle subscribers each context counts.
-	readCtx := conn.CloseRead(context.Background())
-	stopRead := context.AfterFunc(readCtx, cancel)
+// cancel cancels ctx and wakes the stream through wake; serveConn cancels
+// it when the client goes away, and cleanup must cancel it too. The
+// caller has counted the connection's reader, which serveConn starts, in
+// s.wg.
+func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, wake *hub.Waker, conn *websocket.Conn, nc net.Conn,
+	ir *idleReader, id, fromParam, epoch string, cleanup func()) {
+	// The connection's reader answers pings and the close handshake, and
+	// ends the stream when the client goes away; what conn.CloseRead does,
+	// without the context and the AfterFunc on it that ten thousand idle
+	// subscribers would each hold. Its context is not ctx: cancelling ctx
+	// (shutdown) must stop the stream but leave the connection up for the
+	// 1001 close handshake. s.wg waits for it, as Close waited for
+	// CloseRead's goroutine.
+	//
+	// With an idleReader under the library, the reader waits for the
+	// client's next frame outside the library, where its stack is shallow
+	// (see idleReader), and calls Reader again once bytes arrive.
+	go func() {
+		defer s.wg.Done()
+		for {
+			if ir != nil {
+				if ir.wait() != nil {
+					break // the connection is closed
+				}
+				ir.allowIdle()
+			}
+			_, _, err := conn.Reader(context.Background())
+			if ir != nil && errors.Is(err, errIdle) {
+				continue // the frames that came are handled: wait again
+			}
+			if err == nil {
+				ir.closing()
+				conn.Close(websocket.StatusPolicyViolation, "unexpected data message")
+			}
+			break
+		}
+		conn.CloseNow()
+		cancel()
+	}()
 	end := func() {
-		stopRead()
+		ir.closing()
 		cleanup()
 	}
 	if !hub.ValidID(id) {
@@ -154,7 +211,8 @@ func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, conn 
 	if cc, ok := nc.(*corkConn); ok && !s.cfg.Compression {
 		ws.cork = cc // a compressed frame's size is not known in advance
 	}
-	s.hub.StreamParked(ctx, id, from, epoch, ws, func(err error) {
+	s.hub.StreamParked(ctx, id, from, epoch, ws, wake, func(err error) {
+		ir.closing() // the close handshake reads the client's answer
 		// The close handshake has its own timeouts.
 		_ = nc.SetWriteDeadline(time.Time{})
 		s.finish(conn, ctx, id, err)
@@ -333,7 +391,7 @@ func (w *wsSink) Hello(h hub.HelloInfo) error {
 
 func (w *wsSink) Messages(msgs []*wire.Message, live bool) error {
 	var err error
-	if len(msgs) == 1 {
+	if len(msgs) == 1 && msgs[0].Len() == 1 {
 		err = w.write(msgs[0].Encoded()) // the shared, pre-encoded frame
 	} else {
 		err = w.writeEncoded(func(b []byte) []byte { return wire.AppendMessages(b, msgs) })
@@ -395,7 +453,8 @@ const (
 // subscribers, buffers are most of what a connection costs.
 type smallBuffers struct {
 	http.ResponseWriter
-	conn net.Conn // the hijacked connection, as a *corkConn
+	conn net.Conn    // the hijacked connection, as a *corkConn
+	idle *idleReader // what the library reads through; nil if it reads conn itself
 }
 
 // Hijack implements http.Hijacker. Bytes the client sent right after its
@@ -418,7 +477,16 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	br := bufio.NewReaderSize(conn, readBufferSize)
+	var br *bufio.Reader
+	if sc, ok := conn.(syscall.Conn); ok && brw.Reader.Buffered() == 0 {
+		if rc, err := sc.SyscallConn(); err == nil {
+			w.idle = &idleReader{rc: rc}
+			br = bufio.NewReaderSize(w.idle, readBufferSize)
+		}
+	}
+	if br == nil {
+		br = bufio.NewReaderSize(conn, readBufferSize)
+	}
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
 		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(n, readBufferSize))
@@ -436,3 +504,139 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // Unwrap returns the wrapped ResponseWriter, for http.ResponseController.
 func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// errIdle is what an idleReader returns to the library when the
+// connection's reader may let go: the last frame is read whole and no byte
+// of the next has come.
+var errIdle = errors.New("ws: no frame to read")
+
+// idleReader is what the WebSocket library reads an accepted connection
+// through. A goroutine blocked in the library's Reader sits deep in its
+// frame parser and keeps a 4 KiB stack; ten thousand idle subscribers
+// kept 40 MB of stacks that way. So the connection's reader waits for
+// bytes shallowly (wait, a peek on the socket, whose stack shrinks to the
+// 2 KiB minimum), then calls Reader, which reads through idleReader; once
+// Reader has read every frame that came, and wants the next one with
+// nothing on the socket, idleReader returns errIdle, which the library
+// passes up without closing anything, and the reader waits again.
+//
+// idleReader follows the frames it returns (the library reads exactly
+// them, and asks for more only once it has used up what it has), so it
+// says errIdle only between two frames, never inside one; and only to
+// the connection's reader, between allowIdle and the errIdle: a close
+// handshake reads the client's answer through it as a plain read.
+//
+// The library serialises its reads: the frame state below is used by one
+// reader at a time. The zero value is not usable; a nil *idleReader is
+// (its methods do nothing).
+type idleReader struct {
+	rc syscall.RawConn
+
+	may    atomic.Bool // the connection's reader may be told errIdle
+	closed atomic.Bool // the connection is closing: never errIdle again
+
+	// Guarded by the library's read lock.
+	head [14]byte // the header of the frame being read, so far
+	hn   int      // bytes in head
+	need int64    // payload bytes of the frame still to come
+	peek [1]byte
+}
+
+// wait blocks until the connection has bytes to read, or has ended.
+func (r *idleReader) wait() error {
+	return r.rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), r.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN
+	})
+}
+
+// allowIdle lets the next read that finds nothing between two frames
+// return errIdle, unless the connection is closing.
+func (r *idleReader) allowIdle() {
+	r.may.Store(true)
+	if r.closed.Load() {
+		r.may.Store(false)
+	}
+}
+
+// closing makes every later read a plain one: the close handshake reads
+// the client's answer. Called before the server closes the connection.
+func (r *idleReader) closing() {
+	if r == nil {
+		return
+	}
+	r.closed.Store(true)
+	r.may.Store(false)
+}
+
+// Read implements io.Reader.
+func (r *idleReader) Read(p []byte) (int, error) {
+	var n int
+	var err error
+	idle := false
+	between := r.hn == 0 && r.need == 0
+	rerr := r.rc.Read(func(fd uintptr) bool {
+		n, err = syscall.Read(int(fd), p)
+		switch {
+		case err == syscall.EINTR:
+			return false
+		case err == syscall.EAGAIN && between && r.may.Load():
+			idle = true
+		case err == syscall.EAGAIN:
+			return false // wait for bytes
+		}
+		return true
+	})
+	switch {
+	case rerr != nil:
+		return 0, rerr
+	case idle:
+		r.may.Store(false)
+		return 0, errIdle
+	case err != nil:
+		return 0, os.NewSyscallError("read", err)
+	case n == 0:
+		return 0, io.EOF
+	}
+	r.track(p[:n])
+	return n, nil
+}
+
+// track follows the frames in b, the bytes just read (RFC 6455 section
+// 5.2: two bytes, an extended length of 2 or 8, a mask of 4, the payload).
+func (r *idleReader) track(b []byte) {
+	for len(b) > 0 {
+		if r.need > 0 {
+			k := min(int64(len(b)), r.need)
+			r.need -= k
+			b = b[k:]
+			continue
+		}
+		r.head[r.hn] = b[0]
+		r.hn++
+		b = b[1:]
+		if r.hn < 2 {
+			continue
+		}
+		size, length := 2, int64(r.head[1]&0x7f)
+		switch length {
+		case 126:
+			size += 2
+		case 127:
+			size += 8
+		}
+		if r.head[1]&0x80 != 0 {
+			size += 4
+		}
+		if r.hn < size {
+			continue
+		}
+		switch length {
+		case 126:
+			length = int64(binary.BigEndian.Uint16(r.head[2:]))
+		case 127:
+			length = int64(binary.BigEndian.Uint64(r.head[2:]) &^ (1 << 63))
+		}
+		r.hn, r.need = 0, length
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -206,6 +207,8 @@ func (n *Node) renew() {
 // adoptOrphans takes over, up to a page at a time, the open channels with
 // a generator whose owner's lease expired: their generators go on here,
 // from the durable point. Nodes race for them; the database picks one.
+// The page's take-overs run concurrently, so that the store writes them
+// together, a few transactions for the page instead of one each.
 func (n *Node) adoptOrphans() {
 	if !n.nc.IsConnected() {
 		return
@@ -217,9 +220,13 @@ func (n *Node) adoptOrphans() {
 	if err != nil {
 		return
 	}
+	var wg sync.WaitGroup
 	for _, id := range ids {
-		if err := h.Adopt(ctx, id); err != nil && n.ctx.Err() == nil {
-			n.log.Warn("cluster: cannot take an orphan channel over", slog.String("channel", id), slog.Any("err", err))
-		}
+		wg.Go(func() {
+			if err := h.Adopt(ctx, id); err != nil && n.ctx.Err() == nil {
+				n.log.Warn("cluster: cannot take an orphan channel over", slog.String("channel", id), slog.Any("err", err))
+			}
+		})
 	}
+	wg.Wait()
 }

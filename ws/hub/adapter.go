@@ -27,7 +27,8 @@ type Commit struct {
 // View is a channel's state as one step of its actor saw it: messages
 // 1..FromStore are read from the store, Buffered holds the messages after
 // max(from, FromStore) up to LastSeq, and Persisted is the durable
-// watermark (FromStore ≤ Persisted).
+// watermark (FromStore ≤ Persisted). An entry of Buffered may be a run of
+// messages (wire.NewRun): EachBuffered reads them one at a time.
 type View struct {
 	Epoch     int64
 	Persisted int64

@@ -73,7 +73,7 @@ func (h *Hub) history(ctx context.Context, r historyRead, after int64, s Sink) (
 		for i, r := range rows {
 			run[i] = newMessage(binary, r.Seq, r.Time, r.Data)
 		}
-		if err := sendRuns(s, run); err != nil {
+		if err := sendRuns(s, run, false); err != nil {
 			return last, err
 		}
 		last = run[len(run)-1].Seq
@@ -110,21 +110,51 @@ func (h *Hub) readRows(ctx context.Context, id string, after, upto int64) ([]per
 	return rows, nil
 }
 
-// sendRuns sends catch-up messages to s in runs of at most maxRun messages
-// and about maxRunBytes of data, one frame each.
-func sendRuns(s Sink, msgs []*wire.Message) error {
-	for i := 0; i < len(msgs); {
-		j, size := i, 0
-		for j < len(msgs) && j-i < maxRun && size < maxRunBytes {
-			size += len(msgs[j].Data)
-			j++
+// sendRuns sends messages to s in runs of at most maxRun messages and
+// about maxRunBytes of data, one frame each; live says they are live. A
+// run among msgs (wire.NewRun) is cut where a frame ends.
+func sendRuns(s Sink, msgs []*wire.Message, live bool) error {
+	var frame []*wire.Message
+	n, size := 0, 0
+	for _, m := range msgs {
+		for i := 0; i < m.Len(); {
+			j := i + 1
+			if m.Len() > 1 {
+				// As much of the run as the frame takes, at least one.
+				for j < m.Len() && n+j-i < maxRun && size+len(m.At(j-1)) < maxRunBytes {
+					size += len(m.At(j - 1))
+					j++
+				}
+			}
+			frame = append(frame, m.Slice(i, j))
+			n += j - i
+			size += len(m.At(j - 1))
+			i = j
+			if n >= maxRun || size >= maxRunBytes {
+				if err := s.Messages(frame, live); err != nil {
+					return err
+				}
+				clear(frame)
+				frame, n, size = frame[:0], 0, 0
+			}
 		}
-		if err := s.Messages(msgs[i:j], false); err != nil {
-			return err
-		}
-		i = j
+	}
+	if len(frame) > 0 {
+		return s.Messages(frame, live)
 	}
 	return nil
+}
+
+// EachBuffered calls fn with the messages of msgs (a snapshot's buffered
+// copy), runs taken apart, in order, until fn returns false.
+func EachBuffered(msgs []*wire.Message, fn func(seq, t int64, data []byte) bool) {
+	for _, m := range msgs {
+		for i := range m.Len() {
+			if !fn(m.Seq+int64(i), m.Time, m.At(i)) {
+				return
+			}
+		}
+	}
 }
 
 // checkEpoch refuses a resume whose epoch lost messages the client has.

@@ -142,7 +142,7 @@ type channel struct {
 	// Owned by run.
 	lastSeq   int64
 	p         int64           // highest seq confirmed committed
-	buf       []*wire.Message // base..lastSeq: recent persisted ones, then p+1..lastSeq
+	buf       []*wire.Message // base..lastSeq: recent persisted ones, then p+1..lastSeq; an entry may be a run (wire.NewRun)
 	base      int64           // seq of buf[0]; lastSeq+1 when buf is empty
 	bufBytes  int64           // cost of the unpersisted messages (see msgCost)
 	retained  int64           // cost of the persisted messages kept in buf
@@ -378,16 +378,18 @@ func (c *channel) onAppend(r *appendReq) {
 	}
 	for _, m := range msgs {
 		c.add(m)
-		c.publish(EventMessage, m.Seq, m.Time, m.Data)
+		for i := range m.Len() {
+			c.publish(EventMessage, m.Seq+int64(i), m.Time, m.At(i))
+		}
 	}
-	m := msgs[len(msgs)-1]
+	last := msgs[len(msgs)-1].Last()
 	if r.commit != nil {
-		r.commit.seq = m.Seq
+		r.commit.seq = last
 		c.commits = append(c.commits, r.commit)
 	}
-	r.result <- appendResult{seq: m.Seq}
+	r.result <- appendResult{seq: last}
 	if r.persisted != nil {
-		c.waiters = append(c.waiters, waiter{seq: m.Seq, result: r.persisted})
+		c.waiters = append(c.waiters, waiter{seq: last, result: r.persisted})
 		if !c.inFlight {
 			c.flush()
 		}
@@ -423,9 +425,10 @@ func (c *channel) onSubscribe(r *subscribeReq) snapshot {
 		return snap // the caller reports the bad from
 	}
 	start := max(r.from, fromStore) + 1
-	if n := c.lastSeq - start + 1; n > 0 {
-		snap.buffered = make([]*wire.Message, n)
-		copy(snap.buffered, c.buf[start-c.base:])
+	if start <= c.lastSeq {
+		i := c.index(start)
+		snap.buffered = slices.Clone(c.buf[i:])
+		snap.buffered[0] = snap.buffered[0].From(start)
 	}
 	if r.sub != nil {
 		c.subs[r.sub] = struct{}{}
@@ -499,30 +502,60 @@ func (c *channel) flushLater() {
 }
 
 // build makes the messages of an append request, numbered after lastSeq,
-// and returns them with their total cost (see msgCost).
+// and returns them with their total cost (see msgCost). A request of
+// several messages (a JSON batch) becomes one run (wire.NewRun): its
+// bodies copied end to end into one array, so that it costs about its
+// bytes however small its messages.
 func (c *channel) build(r *appendReq) ([]*wire.Message, int64) {
-	m := newMessage(c.binary, c.lastSeq+1, r.time, r.data)
-	cost := msgCost(m)
+	var m *wire.Message
 	if len(r.rest) == 0 {
-		return []*wire.Message{m}, cost
+		m = newMessage(c.binary, c.lastSeq+1, r.time, r.data)
+	} else {
+		n := len(r.data)
+		for _, d := range r.rest {
+			n += len(d)
+		}
+		// slices.Grow rounds the capacities up to what is allocated, so
+		// that MemSize is what the run occupies.
+		data := slices.Grow([]byte(nil), n)
+		ends := slices.Grow([]uint32(nil), 1+len(r.rest))
+		data = append(data, r.data...)
+		ends = append(ends, uint32(len(data)))
+		for _, d := range r.rest {
+			data = append(data, d...)
+			ends = append(ends, uint32(len(data)))
+		}
+		m = wire.NewRun(c.lastSeq+1, r.time, data, ends, c.binary)
 	}
-	msgs := make([]*wire.Message, 1, 1+len(r.rest))
-	msgs[0] = m
-	for i, d := range r.rest {
-		m := newMessage(c.binary, c.lastSeq+2+int64(i), r.time, d)
-		cost += msgCost(m)
-		msgs = append(msgs, m)
-	}
-	return msgs, cost
+	return []*wire.Message{m}, msgCost(m)
 }
 
-// add appends m, the next message, reserved already, and fans it out.
+// index returns the index in buf of the entry that holds seq (base ≤ seq
+// ≤ lastSeq).
+func (c *channel) index(seq int64) int {
+	if int64(len(c.buf)) == c.lastSeq-c.base+1 {
+		return int(seq - c.base) // no run: an entry per seq
+	}
+	i, _ := slices.BinarySearchFunc(c.buf, seq, func(m *wire.Message, seq int64) int {
+		switch {
+		case m.Last() < seq:
+			return -1
+		case m.Seq > seq:
+			return 1
+		}
+		return 0
+	})
+	return i
+}
+
+// add appends m, the next message or run, reserved already, and fans it
+// out: a run is one entry of the buffer and of each subscriber's queue.
 func (c *channel) add(m *wire.Message) {
-	c.lastSeq++
+	c.lastSeq += int64(m.Len())
 	c.buf = append(c.buf, m)
 	c.bufBytes += msgCost(m)
 	c.statLast.Store(c.lastSeq)
-	c.h.metrics.appended.Inc()
+	c.h.metrics.appended.Add(float64(m.Len()))
 	for s := range c.subs {
 		select {
 		case s.queue <- m:
@@ -606,8 +639,10 @@ func (c *channel) onPersisted(r persistResult) {
 	}
 	n := r.last - c.p
 	var freed int64
-	for _, m := range c.buf[c.p+1-c.base : r.last+1-c.base] {
-		freed += msgCost(m)
+	if n > 0 {
+		for _, m := range c.buf[c.index(c.p+1) : c.index(r.last)+1] {
+			freed += msgCost(m)
+		}
 	}
 	c.bufBytes -= freed
 	c.retained += freed

@@ -289,9 +289,13 @@ func (h *Hub) OwnerSnapshot(ctx context.Context, id string) (Snapshot, error) {
 	}
 	// The follower reads what is persisted from the store, as the owner's
 	// subscribers do: send only the rest, which keeps snapshots small.
-	msgs := snap.buffered
-	for len(msgs) > 0 && msgs[0].Seq <= snap.persisted {
-		msgs = msgs[1:]
+	// A run goes as its messages: the snapshot's codec and the follower
+	// take one message at a time.
+	var msgs []*wire.Message
+	for _, m := range snap.buffered {
+		for i := max(0, int(snap.persisted-m.Seq+1)); i < m.Len(); i++ {
+			msgs = append(msgs, m.Slice(i, i+1))
+		}
 	}
 	return Snapshot{Epoch: snap.epoch, Persisted: snap.persisted, LastSeq: snap.lastSeq, Messages: msgs}, nil
 }

@@ -58,6 +58,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/messages-server/messages/internal/defaults"
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/ws/ratelog"
 )
@@ -138,49 +139,23 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.PersistInterval <= 0 {
-		c.PersistInterval = 100 * time.Millisecond
-	}
-	if c.QueueLen <= 0 {
-		c.QueueLen = 64
-	}
-	if c.MaxBufferedPerChannel <= 0 {
-		c.MaxBufferedPerChannel = 100_000
-	}
-	if c.MaxBufferedBytes <= 0 {
-		c.MaxBufferedBytes = 256 << 20
-	}
-	if c.MaxChannelBytes <= 0 {
-		c.MaxChannelBytes = 16 << 20
-	}
+	defaults.Positive(&c.PersistInterval, 100*time.Millisecond)
+	defaults.Positive(&c.QueueLen, 64)
+	defaults.Positive(&c.MaxBufferedPerChannel, 100_000)
+	defaults.Positive(&c.MaxBufferedBytes, 256<<20)
+	defaults.Positive(&c.MaxChannelBytes, 16<<20)
 	c.MaxChannelBytes = min(c.MaxChannelBytes, c.MaxBufferedBytes)
-	if c.HistoryPage <= 0 {
-		c.HistoryPage = 1000
-	}
+	defaults.Positive(&c.HistoryPage, 1000)
 	if c.HistoryCacheBytes == 0 {
 		c.HistoryCacheBytes = 64 << 20
 	}
-	if c.RetainMessages <= 0 {
-		c.RetainMessages = 256
-	}
-	if c.RetainBytes <= 0 {
-		c.RetainBytes = 64 << 10
-	}
-	if c.MaxOpenChannels <= 0 {
-		c.MaxOpenChannels = 100_000
-	}
-	if c.MaxGeneratorRate <= 0 {
-		c.MaxGeneratorRate = 100_000
-	}
-	if c.IdleEvict <= 0 {
-		c.IdleEvict = 5 * time.Minute
-	}
-	if c.StoreTimeout <= 0 {
-		c.StoreTimeout = 5 * time.Second
-	}
-	if c.PersistWaitTimeout <= 0 {
-		c.PersistWaitTimeout = 30 * time.Second
-	}
+	defaults.Positive(&c.RetainMessages, 256)
+	defaults.Positive(&c.RetainBytes, 64<<10)
+	defaults.Positive(&c.MaxOpenChannels, 100_000)
+	defaults.Positive(&c.MaxGeneratorRate, 100_000)
+	defaults.Positive(&c.IdleEvict, 5*time.Minute)
+	defaults.Positive(&c.StoreTimeout, 5*time.Second)
+	defaults.Positive(&c.PersistWaitTimeout, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -309,11 +284,17 @@ func (h *Hub) Start(ctx context.Context) error {
 	return nil
 }
 
-// takeOver starts the generators of page, a few at a time: each take-over
-// is two store round trips.
+// startTakeOvers bounds the take-overs Start runs at a time: a whole page
+// of its listing. The store writes concurrent take-overs together, many
+// per transaction, so more at a time make fewer, larger transactions.
+const startTakeOvers = 500
+
+// takeOver starts the generators of page, startTakeOvers at a time: each
+// take-over is a read, then a new epoch that the store writes together
+// with the others'.
 func (h *Hub) takeOver(ctx context.Context, page []persist.Channel) error {
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, startTakeOvers)
 	errs := make(chan error, len(page))
 	for _, rec := range page {
 		if !rec.Open() || rec.Generator == nil { // finished ones still need their close

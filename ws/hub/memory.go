@@ -66,7 +66,7 @@ func (c *channel) trimTo(keepMsgs int, keepBytes int64) {
 	hubRetained := h.retainedBytes.Load()
 	i := 0
 	var dropped int64
-	for ; i < len(c.buf) && c.buf[i].Seq <= c.p; i++ {
+	for ; i < len(c.buf) && c.buf[i].Last() <= c.p; i++ {
 		kept := c.p - c.buf[i].Seq + 1
 		if c.retained <= keepBytes && kept <= int64(keepMsgs) && hubRetained-dropped <= share {
 			break
@@ -83,9 +83,11 @@ func (c *channel) trimTo(keepMsgs int, keepBytes int64) {
 	h.released()
 	clear(c.buf[:i])
 	c.buf = c.buf[i:]
-	c.base += int64(i)
+	c.base = c.lastSeq + 1
 	if len(c.buf) == 0 {
 		c.buf = nil
+	} else {
+		c.base = c.buf[0].Seq
 	}
 }
 

@@ -28,15 +28,23 @@ func (owner) flush(c *channel) {
 		c.flushLater()
 		return
 	}
-	unpersisted := c.buf[c.p+1-c.base:]
+	unpersisted := c.buf[c.index(c.p+1):]
 	msgs := make([]persist.Message, len(unpersisted))
+	var ends [][]uint32 // nil unless there is a run
 	for i, m := range unpersisted {
 		msgs[i] = persist.Message{Seq: m.Seq, Time: m.Time, Data: m.Data}
+		if e := m.Ends(); e != nil {
+			if ends == nil {
+				ends = make([][]uint32, len(unpersisted))
+			}
+			ends[i] = e
+		}
 	}
 	last := c.lastSeq
 	b := &persist.Batch{
 		Channel:  c.id,
 		Messages: msgs,
+		Ends:     ends,
 		Close:    final,
 		// Every commit belongs to a message of this batch: they are all
 		// unpersisted.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -62,9 +63,10 @@ func TestAppendRequestIsOneStep(t *testing.T) {
 }
 
 // TestAppendRequestReservesAll: a request's messages are counted at their
-// real cost (binary ones with their base64 frames) and reserved together:
-// a request that does not fit the channel's bound appends nothing, even
-// when its first messages would fit.
+// real cost (one message of a binary channel with its base64 frame, a
+// request of several as one run of their bytes) and reserved together: a
+// request that does not fit the channel's bound appends nothing, even when
+// its first messages would fit.
 func TestAppendRequestReservesAll(t *testing.T) {
 	h, st, w := newTestHub(t, Config{MaxChannelBytes: 64 << 10})
 	w.block(true) // nothing is persisted: every message stays counted
@@ -87,9 +89,8 @@ func TestAppendRequestReservesAll(t *testing.T) {
 		t.Fatalf("append: seq %d, %v; want 1", seq, err)
 	}
 	first := msgCost(wire.NewBinaryMessage(1, 0, chunk[:100]))
-	// Three chunks fit the bound; with their base64 frames (16 KiB each)
-	// they do not.
-	if _, err := h.appendRequest(ctx, "bin", [][]byte{chunk, chunk, chunk}, false, nil); !errors.Is(err, ErrOverloaded) {
+	// Five chunks fit the bound; six do not.
+	if _, err := h.appendRequest(ctx, "bin", [][]byte{chunk, chunk, chunk, chunk, chunk, chunk}, false, nil); !errors.Is(err, ErrOverloaded) {
 		t.Fatalf("a request past the channel's bound: %v, want ErrOverloaded", err)
 	}
 	if info, err := h.Info(ctx, "bin"); err != nil || info.LastSeq != 1 {
@@ -102,7 +103,7 @@ func TestAppendRequestReservesAll(t *testing.T) {
 	if err != nil || seq != 3 {
 		t.Fatalf("append: seq %d, %v; want 3", seq, err)
 	}
-	want := first + msgCost(wire.NewBinaryMessage(2, 0, chunk[:100])) + msgCost(wire.NewBinaryMessage(3, 0, chunk[:200]))
+	want := first + msgCost(wire.NewRun(2, 0, slices.Grow([]byte(nil), 300), slices.Grow([]uint32(nil), 2)[:2], true))
 	if got := h.memBytes.Load(); got != want {
 		t.Fatalf("two binary messages counted as %d bytes, want %d", got, want)
 	}

@@ -121,12 +121,13 @@ func (h *Hub) HistoryTyped(ctx context.Context, id string, from int64, limit int
 		}
 		out = rows
 	}
-	for _, m := range snap.buffered {
-		if len(out) >= limit || m.Seq != from+int64(len(out))+1 {
-			break
+	EachBuffered(snap.buffered, func(seq, t int64, data []byte) bool {
+		if len(out) >= limit || seq != from+int64(len(out))+1 {
+			return false
 		}
-		out = append(out, persist.Message{Seq: m.Seq, Time: m.Time, Data: m.Data})
-	}
+		out = append(out, persist.Message{Seq: seq, Time: t, Data: data})
+		return true
+	})
 	return out, snap.contentType, nil
 }
 

@@ -74,17 +74,30 @@ func (h *Hub) Stream(ctx context.Context, id string, from int64, epoch string, s
 // keep-alive ping is due. An idle subscriber thus costs no goroutine
 // stack. done gets what stream would have returned, once, from whichever
 // goroutine ends the stream.
-func (h *Hub) StreamParked(ctx context.Context, id string, from int64, epoch string, s Sink, done func(error)) {
+//
+// The end of ctx wakes a parked stream: through wake, if not nil, which
+// whoever ends ctx must call after ending it (cheaper than a
+// context.AfterFunc, whose registration in ctx costs a map); else through
+// a context.AfterFunc.
+func (h *Hub) StreamParked(ctx context.Context, id string, from int64, epoch string, s Sink, wake *Waker, done func(error)) {
 	st := &streamer{h: h, ctx: ctx, id: id, from: from, s: s, started: time.Now(), last: from, first: true}
 	p := &parking{}
 	p.n.Store(1) // this goroutine runs the stream
 	p.resume = func() { st.resume(done) }
+	notify := p.notify
 	if pg, ok := s.(Pinger); ok {
 		p.ping = pg.Heartbeat()
-		p.timer = time.AfterFunc(p.ping, p.notify)
+		p.timer = time.AfterFunc(p.ping, notify)
 		p.timer.Stop()
 	}
-	p.stopCtx = context.AfterFunc(ctx, p.notify)
+	if wake != nil {
+		wake.f.Store(&notify)
+		if ctx.Err() != nil {
+			notify() // ended before wake was set: as AfterFunc would
+		}
+	} else {
+		p.stopCtx = context.AfterFunc(ctx, notify)
+	}
 	st.park = p
 	if epoch != "" {
 		if err := h.checkEpoch(ctx, id, from, epoch); err != nil {
@@ -106,7 +119,19 @@ type parking struct {
 	resume  func()       // runs the stream on, in the goroutine notify starts
 	ping    time.Duration
 	timer   *time.Timer // notifies when a keep-alive ping may be due; nil without pings
-	stopCtx func() bool // stops the notification of ctx's end
+	stopCtx func() bool // stops the notification of ctx's end; nil with a Waker
+}
+
+// Waker wakes a parked stream when its context ends (see StreamParked):
+// the code that ends the context calls Wake after it. Its zero value
+// wakes nothing until StreamParked sets it. Safe for concurrent use.
+type Waker struct{ f atomic.Pointer[func()] }
+
+// Wake wakes the stream, if any; after the stream ended it does nothing.
+func (w *Waker) Wake() {
+	if f := w.f.Load(); f != nil {
+		(*f)()
+	}
 }
 
 // notify records an event, and starts a goroutine for the stream if it was
@@ -124,7 +149,9 @@ func (p *parking) finish() {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
-	p.stopCtx()
+	if p.stopCtx != nil {
+		p.stopCtx()
+	}
 }
 
 // streamer is one subscriber's stream in progress: what the loop of
@@ -227,15 +254,18 @@ func (st *streamer) catchUp() (ended bool, err error) {
 	}
 	// A cached page may have covered the start of the buffered copy.
 	buffered := snap.buffered
-	for len(buffered) > 0 && buffered[0].Seq <= st.last {
+	for len(buffered) > 0 && buffered[0].Last() <= st.last {
 		buffered = buffered[1:]
 	}
-	if err := sendRuns(s, buffered); err != nil {
+	if len(buffered) > 0 && buffered[0].Seq <= st.last {
+		buffered[0] = buffered[0].From(st.last + 1)
+	}
+	if err := sendRuns(s, buffered, false); err != nil {
 		h.unregister(reg)
 		return false, err
 	}
 	if n := len(buffered); n > 0 {
-		st.last = buffered[n-1].Seq
+		st.last = buffered[n-1].Last()
 	}
 	if reg == nil {
 		// Closed channel: everything came from the store.
@@ -387,9 +417,9 @@ func (st *streamer) drainParked() (int, error) {
 func (st *streamer) send(m *wire.Message) (closed bool, err error) {
 	q := st.reg.s.queue
 	run := append(st.run[:0], m)
-	size := len(m.Data)
+	n, size := m.Len(), len(m.Data)
 gather:
-	for len(run) < maxRun && size < maxRunBytes {
+	for n < maxRun && size < maxRunBytes {
 		select {
 		case m, ok := <-q:
 			if !ok {
@@ -397,14 +427,19 @@ gather:
 				break gather
 			}
 			run = append(run, m)
+			n += m.Len()
 			size += len(m.Data)
 		default:
 			break gather
 		}
 	}
-	err = st.s.Messages(run, true)
+	if n == len(run) {
+		err = st.s.Messages(run, true)
+	} else {
+		err = sendRuns(st.s, run, true) // a run: cut into frames
+	}
 	if err == nil {
-		st.last = run[len(run)-1].Seq
+		st.last = run[len(run)-1].Last()
 	}
 	clear(run)
 	st.run = run[:0]

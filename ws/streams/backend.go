@@ -439,35 +439,9 @@ func (b *Backend) appendHere(ctx context.Context, name string, a durable.Append)
 		return durable.AppendResult{}, err
 	}
 	b.touch(ctx, name, st)
-	if p := a.Producer; p != nil {
-		cur, ok := st.producers[p.ID]
-		dup, err := durable.CheckProducer(cur, ok, *p)
-		if err != nil {
-			return durable.AppendResult{}, b.nodes.confirmRefusal(ctx, name, st, err)
-		}
-		if dup {
-			info, err := b.info(ctx, name, st)
-			if err == nil && st.pending(*p) {
-				return durable.AppendResult{Info: info}, errPending
-			}
-			return durable.AppendResult{Info: info, Duplicate: true, ProducerSeq: cur.Seq}, err
-		}
-	}
-	info, err := b.info(ctx, name, st)
-	if err != nil {
-		return durable.AppendResult{}, err
-	}
-	if info.Closed {
-		if a.Close && len(a.Messages) == 0 && a.Producer == nil {
-			return durable.AppendResult{Info: info}, nil // closing again is a no-op
-		}
-		return durable.AppendResult{Info: info}, durable.ErrClosed
-	}
-	if a.StreamSeq != "" && a.StreamSeq <= st.streamSeq {
-		if st.stored != nil && a.StreamSeq > st.storedSeq {
-			return durable.AppendResult{Info: info}, errPending
-		}
-		return durable.AppendResult{Info: info}, durable.ErrStreamSeq
+	info, res, err, done := b.admit(ctx, name, st, a)
+	if done {
+		return res, err
 	}
 	record := a.Producer != nil || a.StreamSeq != ""
 	var commit *hub.Commit
@@ -477,26 +451,9 @@ func (b *Backend) appendHere(ctx context.Context, name string, a durable.Append)
 			commit.Producer = &persist.ProducerState{ID: p.ID, Epoch: p.Epoch, Seq: p.Seq}
 		}
 	}
-	var last int64
-	var late error // the persist wait timed out
-	if len(a.Messages) > 0 {
-		// One actor step: nothing comes between the request's messages,
-		// and they are persisted together, with commit.
-		last, err = b.h.AppendBatch(ctx, name, a.Messages, commit != nil, commit)
-		var pwe *hub.PersistWaitError
-		switch {
-		case errors.As(err, &pwe):
-			// Accepted with commit, which is persisted in the same
-			// transaction: record the state below as for a success, so
-			// that a retry is a duplicate, but answer the timeout (and do
-			// not close: the close would wait for the same persist).
-			late = fmt.Errorf("%w: %v", durable.ErrPersistTimeout, err)
-		case last != 0 && ctx.Err() != nil:
-			// Accepted, and the client left while waiting: the same.
-			late = err
-		case err != nil:
-			return durable.AppendResult{Info: info}, streamErr(err)
-		}
+	last, late, err := b.appendMessages(ctx, name, a.Messages, commit)
+	if err != nil {
+		return durable.AppendResult{Info: info}, err
 	}
 	if a.Close && late == nil {
 		// Close flushes and returns once the close is durable.
@@ -504,20 +461,10 @@ func (b *Backend) appendHere(ctx context.Context, name string, a durable.Append)
 			return durable.AppendResult{Info: info}, streamErr(err)
 		}
 	}
-	res := durable.AppendResult{Seq: last}
+	res = durable.AppendResult{Seq: last}
 	if record {
-		if len(a.Messages) == 0 {
-			// A close with producer headers: no message to commit with.
-			if err := b.store.SaveStreamWrites(ctx, name, a.StreamSeq, commit.Producer); err != nil {
-				return durable.AppendResult{Info: info}, streamErr(hub.StoreErr(err))
-			}
-		}
-		if a.StreamSeq != "" {
-			st.streamSeq = a.StreamSeq
-		}
-		if p := a.Producer; p != nil {
-			st.producers[p.ID] = *p
-			res.ProducerSeq = p.Seq
+		if err := b.record(ctx, name, st, a, commit, &res); err != nil {
+			return durable.AppendResult{Info: info}, err
 		}
 	}
 	res.Info, err = b.info(ctx, name, st)
@@ -525,6 +472,88 @@ func (b *Backend) appendHere(ctx context.Context, name string, a durable.Append)
 		return res, late
 	}
 	return res, err
+}
+
+// admit checks a against the stream's state before anything is appended:
+// an idempotent producer's duplicate or gap, a closed stream, a Stream-Seq
+// that does not advance. When done, the append is answered with res and
+// err; otherwise info is the stream's state to append to.
+func (b *Backend) admit(ctx context.Context, name string, st *streamState, a durable.Append) (
+	info durable.Info, res durable.AppendResult, err error, done bool) {
+	if p := a.Producer; p != nil {
+		cur, ok := st.producers[p.ID]
+		dup, err := durable.CheckProducer(cur, ok, *p)
+		if err != nil {
+			return info, res, b.nodes.confirmRefusal(ctx, name, st, err), true
+		}
+		if dup {
+			info, err := b.info(ctx, name, st)
+			if err == nil && st.pending(*p) {
+				return info, durable.AppendResult{Info: info}, errPending, true
+			}
+			return info, durable.AppendResult{Info: info, Duplicate: true, ProducerSeq: cur.Seq}, err, true
+		}
+	}
+	if info, err = b.info(ctx, name, st); err != nil {
+		return info, res, err, true
+	}
+	if info.Closed {
+		if a.Close && len(a.Messages) == 0 && a.Producer == nil {
+			return info, durable.AppendResult{Info: info}, nil, true // closing again is a no-op
+		}
+		return info, durable.AppendResult{Info: info}, durable.ErrClosed, true
+	}
+	if a.StreamSeq != "" && a.StreamSeq <= st.streamSeq {
+		if st.stored != nil && a.StreamSeq > st.storedSeq {
+			return info, durable.AppendResult{Info: info}, errPending, true
+		}
+		return info, durable.AppendResult{Info: info}, durable.ErrStreamSeq, true
+	}
+	return info, res, nil, false
+}
+
+// appendMessages appends msgs in one actor step (nothing comes between
+// them, and they are persisted together, with commit) and returns the last
+// seq. late is set when they were accepted but the answer could not wait
+// for their persistence: the state is then recorded as for a success, so
+// that a retry is a duplicate, and late is the answer (without a close,
+// which would wait for the same persist).
+func (b *Backend) appendMessages(ctx context.Context, name string, msgs [][]byte, commit *hub.Commit) (
+	last int64, late, err error) {
+	if len(msgs) == 0 {
+		return 0, nil, nil
+	}
+	last, err = b.h.AppendBatch(ctx, name, msgs, commit != nil, commit)
+	var pwe *hub.PersistWaitError
+	switch {
+	case errors.As(err, &pwe):
+		return last, fmt.Errorf("%w: %v", durable.ErrPersistTimeout, err), nil
+	case last != 0 && ctx.Err() != nil:
+		return last, err, nil // accepted, and the client left while waiting
+	case err != nil:
+		return 0, nil, streamErr(err)
+	}
+	return last, nil, nil
+}
+
+// record keeps the stream state an append with producer headers or a
+// Stream-Seq commits, and saves it when no message carried it (a close).
+func (b *Backend) record(ctx context.Context, name string, st *streamState, a durable.Append, commit *hub.Commit,
+	res *durable.AppendResult) error {
+	if len(a.Messages) == 0 {
+		// A close with producer headers: no message to commit with.
+		if err := b.store.SaveStreamWrites(ctx, name, a.StreamSeq, commit.Producer); err != nil {
+			return streamErr(hub.StoreErr(err))
+		}
+	}
+	if a.StreamSeq != "" {
+		st.streamSeq = a.StreamSeq
+	}
+	if p := a.Producer; p != nil {
+		st.producers[p.ID] = *p
+		res.ProducerSeq = p.Seq
+	}
+	return nil
 }
 
 // ttlOf returns a Stream-TTL of seconds as a duration, held at about 146
@@ -611,11 +640,9 @@ func (b *Backend) Read(ctx context.Context, name string, from durable.Pos, maxBy
 			}
 		}
 	}
-	for _, m := range snap.Buffered {
-		if m.Seq != from.Seq+int64(len(out))+1 || !add(m.Data) {
-			break
-		}
-	}
+	hub.EachBuffered(snap.Buffered, func(seq, _ int64, data []byte) bool {
+		return seq == from.Seq+int64(len(out))+1 && add(data)
+	})
 	return out, info, nil
 }
 

@@ -93,20 +93,28 @@ func (b *Backend) walk(ctx context.Context, name string, snap hub.View, after, u
 		}
 		last = rows[len(rows)-1].Seq
 	}
-	for _, m := range snap.Buffered {
-		if m.Seq <= last {
-			continue
+	var err error
+	stopped := false
+	hub.EachBuffered(snap.Buffered, func(seq, _ int64, data []byte) bool {
+		switch {
+		case seq <= last:
+			return true
+		case seq > upto:
+			return false
+		case seq != last+1:
+			err = fmt.Errorf("streams: stream %s: buffered seq %d after %d", name, seq, last)
+			return false
 		}
-		if m.Seq > upto {
-			break
+		var more bool
+		if more, err = fn(seq, data); !more || err != nil {
+			stopped = true
+			return false
 		}
-		if m.Seq != last+1 {
-			return fmt.Errorf("streams: stream %s: buffered seq %d after %d", name, m.Seq, last)
-		}
-		if more, err := fn(m.Seq, m.Data); !more || err != nil {
-			return err
-		}
-		last = m.Seq
+		last = seq
+		return true
+	})
+	if err != nil || stopped {
+		return err
 	}
 	if last < upto {
 		return fmt.Errorf("streams: stream %s: read up to seq %d of %d", name, last, upto)

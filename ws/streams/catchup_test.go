@@ -164,8 +164,10 @@ func TestDurableCatchupReadsToTail(t *testing.T) {
 // sends what is appended quickly as one JSON array of up to 1 MiB of
 // values (its default), a comma between each: 50,000 small items in one
 // request (once refused with 413, "at most 10000"), and a batch of 1 MiB
-// of tiny values, a body of 1.2 MB whose messages cost more than the
-// channel's own memory bound, are accepted whole, once, on both backends.
+// of tiny values, a body of 1.2 MB whose messages once cost more than the
+// channel's own memory bound (each was counted as a message of its own;
+// now the request is one run of its bytes), are accepted whole, once, on
+// both backends.
 func TestDurableLargeJSONBatch(t *testing.T) {
 	for _, backend := range []string{"postgres", "sqlite"} {
 		t.Run(backend, func(t *testing.T) {

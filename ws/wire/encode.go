@@ -19,10 +19,102 @@ type Message struct {
 	Data []byte
 	// frame is the encoded message frame; frame[dataAt:len(frame)-1] is the
 	// data as a JSON string, reused to build batch frames.
-	frame  []byte
-	dataAt int
+	frame []byte
+	// run makes the Message a run (see NewRun); nil: one message. Behind a
+	// pointer, so that a message stays in the allocator's 80-byte class.
+	run    *run
+	dataAt int32
 	binary bool // data is carried base64-encoded
 }
+
+// run is the rest of a run: message i of it is Data[ends[i-1]-base :
+// ends[i]-base], the first from 0 (base is not 0 in a Slice of a run).
+type run struct {
+	ends []uint32
+	base uint32
+}
+
+// NewRun builds a run: the n = len(ends) messages seq, seq+1, …, seq+n-1
+// of one append, with one time, held as one Message whose Data is their
+// bodies end to end (message i ends at ends[i]; ends grow, the last is
+// len(data)). A run has no frame of its own: its frames are encoded when
+// sent (AppendMessages), so that a large batch of small messages costs
+// about its bytes, not a Message and a frame per message. binary is the
+// channel's kind. With one end, it is NewMessage or NewBinaryMessage.
+func NewRun(seq, t int64, data []byte, ends []uint32, binary bool) *Message {
+	if len(ends) == 1 {
+		if binary {
+			return NewBinaryMessage(seq, t, data)
+		}
+		return NewMessage(seq, t, data)
+	}
+	return &Message{Seq: seq, Time: t, Data: data, binary: binary, run: &run{ends: ends}}
+}
+
+// Len returns how many messages m holds: the length of a run, else 1.
+func (m *Message) Len() int {
+	if m.run == nil {
+		return 1
+	}
+	return len(m.run.ends)
+}
+
+// Last returns the seq of m's last message.
+func (m *Message) Last() int64 { return m.Seq + int64(m.Len()) - 1 }
+
+// At returns the data of message Seq+i of m (0 ≤ i < Len).
+func (m *Message) At(i int) []byte {
+	if m.run == nil {
+		return m.Data
+	}
+	r := m.run
+	from := uint32(0)
+	if i > 0 {
+		from = r.ends[i-1] - r.base
+	}
+	return m.Data[from : r.ends[i]-r.base : r.ends[i]-r.base]
+}
+
+// Ends returns, for a run, the end offsets in Data of its messages (the
+// first starts at 0); nil for one message. The caller must not modify it.
+func (m *Message) Ends() []uint32 {
+	if m.run == nil {
+		return nil
+	}
+	if m.run.base == 0 {
+		return m.run.ends
+	}
+	out := make([]uint32, len(m.run.ends))
+	for i, e := range m.run.ends {
+		out[i] = e - m.run.base
+	}
+	return out
+}
+
+// Slice returns the messages i..j-1 of m (0 ≤ i < j ≤ Len) as a Message
+// sharing m's memory: a run of them, or one message with its own frame.
+func (m *Message) Slice(i, j int) *Message {
+	if i == 0 && j == m.Len() {
+		return m
+	}
+	if j-i == 1 {
+		if m.binary {
+			return NewBinaryMessage(m.Seq+int64(i), m.Time, m.At(i))
+		}
+		return NewMessage(m.Seq+int64(i), m.Time, m.At(i))
+	}
+	r := m.run
+	from := r.base
+	if i > 0 {
+		from = r.ends[i-1]
+	}
+	return &Message{Seq: m.Seq + int64(i), Time: m.Time, Data: m.Data[from-r.base : r.ends[j-1]-r.base],
+		binary: m.binary, run: &run{ends: r.ends[i:j], base: from}}
+}
+
+// From returns the messages of m from seq on (m.Seq ≤ seq ≤ m.Last()), as
+// Slice does.
+func (m *Message) From(seq int64) *Message { return m.Slice(int(seq-m.Seq), m.Len()) }
 
 // NewMessage builds a message of a text channel and encodes its frame once.
 // The server refuses anything but UTF-8 on a text channel's input; data that
@@ -44,7 +136,7 @@ func NewMessage(seq, t int64, data []byte) *Message {
 		return NewBinaryMessage(seq, t, data)
 	}
 	b = append(b, '}')
-	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: at}
+	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: int32(at)}
 }
 
 // NewBinaryMessage builds a message of a binary channel: its frame carries
@@ -62,16 +154,31 @@ func NewBinaryMessage(seq, t int64, data []byte) *Message {
 	b = append(b, '"')
 	b = base64.StdEncoding.AppendEncode(b, data)
 	b = append(b, '"', '}')
-	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: at, binary: true}
+	return &Message{Seq: seq, Time: t, Data: data, frame: b, dataAt: int32(at), binary: true}
 }
 
 // MemSize returns the bytes the message's data and encoded frame occupy
 // (their capacities), without the fixed cost of the Message itself. It
 // covers a binary message's base64 frame as well.
-func (m *Message) MemSize() int64 { return int64(cap(m.Data) + cap(m.frame)) }
+// A run's offsets count too.
+func (m *Message) MemSize() int64 {
+	if m.run != nil {
+		return int64(cap(m.Data) + 4*cap(m.run.ends) + runSize)
+	}
+	return int64(cap(m.Data) + cap(m.frame))
+}
 
-// Encoded returns the message's frame. The caller must not modify it.
-func (m *Message) Encoded() []byte { return m.frame }
+// runSize is the size of a run's struct.
+const runSize = 32
+
+// Encoded returns the message's frame. The caller must not modify it. A
+// run's frame (a batch frame) is encoded on each call.
+func (m *Message) Encoded() []byte {
+	if m.run != nil {
+		return appendRuns(nil, []*Message{m})
+	}
+	return m.frame
+}
 
 // quoted returns the message data encoded as a JSON string.
 func (m *Message) quoted() []byte { return m.frame[m.dataAt : len(m.frame)-1] }
@@ -81,7 +188,12 @@ func (m *Message) quoted() []byte { return m.frame[m.dataAt : len(m.frame)-1] }
 // for more. A batch of binary messages carries "encoding":"base64"; so does
 // one where any message is (a text channel's message that is not valid
 // UTF-8), with every data base64.
+//
+// Runs (NewRun) among msgs count as their messages, encoded here.
 func AppendMessages(b []byte, msgs []*Message) []byte {
+	if slices.ContainsFunc(msgs, func(m *Message) bool { return m.run != nil }) {
+		return appendRuns(b, msgs)
+	}
 	if len(msgs) == 1 {
 		return append(b, msgs[0].frame...)
 	}
@@ -109,6 +221,41 @@ func AppendMessages(b []byte, msgs []*Message) []byte {
 		b = append(b, m.quoted()...)
 	}
 	return append(b, "]}"...)
+}
+
+// appendRuns is AppendMessages for msgs among which are runs.
+func appendRuns(b []byte, msgs []*Message) []byte {
+	n := 0
+	binary := false
+	for _, m := range msgs {
+		n += m.Len()
+		binary = binary || (m.binary && m.run != nil) // a binary channel's run
+	}
+	c := runCursor{msgs: msgs}
+	if !binary {
+		return AppendRun(b, msgs[0].Seq, n, c.at)
+	}
+	return appendBase64Batch(b, msgs[0].Seq, n, c.at)
+}
+
+// runCursor reads the messages of a list of Messages and runs by index, for
+// AppendRun: in order, from 0 again whenever asked for an earlier one.
+type runCursor struct {
+	msgs    []*Message
+	e, k, i int // message i is message k of msgs[e]
+}
+
+func (c *runCursor) at(i int) (int64, []byte) {
+	if i < c.i {
+		c.e, c.k, c.i = 0, 0, 0
+	}
+	for ; c.i < i; c.i++ {
+		if c.k++; c.k == c.msgs[c.e].Len() {
+			c.e, c.k = c.e+1, 0
+		}
+	}
+	m := c.msgs[c.e]
+	return m.Time, m.At(c.k)
 }
 
 // AppendRun appends one frame covering the n contiguous messages seq,
