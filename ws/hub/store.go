@@ -56,11 +56,12 @@ var errStoreTimeout = errors.New("store timeout")
 // timedStore bounds every call to a Store made for a request (all but
 // DeleteClosedBefore, which retention runs in the background with its own
 // context): a database that is down or hung
-// costs a request at most timeout, then a StoreError (503). The call's
-// context is cancelled then too, which the drivers honour (pgx cancels the
-// query and drops the connection, SQLite interrupts the statement); the
-// caller does not wait for that: a blackholed connection can take pgx a
-// while longer to give up.
+// costs a request at most timeout, then a StoreError (503). The call runs
+// on the caller's goroutine with a context that ends at the timeout, which
+// the drivers honour at once (pgx sets a deadline on the connection, even a
+// blackholed one, and drops it; SQLite interrupts the statement):
+// TestDatabaseFaultsUnderLoad sees the 503 of a hung database after the
+// timeout and a few milliseconds.
 type timedStore struct {
 	Store
 	timeout time.Duration
@@ -77,28 +78,11 @@ func Bounded[T any](ctx context.Context, timeout time.Duration, f func(context.C
 	s := timedStore{timeout: timeout}
 	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errStoreTimeout)
 	defer cancel()
-	type result struct {
-		v   T
-		err error
+	v, err := f(ctx)
+	if err != nil && context.Cause(ctx) == errStoreTimeout {
+		return v, s.timedOut(err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		v, err := f(ctx)
-		done <- result{v, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil && context.Cause(ctx) == errStoreTimeout {
-			return r.v, s.timedOut(r.err)
-		}
-		return r.v, r.err
-	case <-ctx.Done():
-		var zero T
-		if context.Cause(ctx) == errStoreTimeout {
-			return zero, s.timedOut(ctx.Err())
-		}
-		return zero, ctx.Err()
-	}
+	return v, err
 }
 
 func (s timedStore) timedOut(err error) error {
