@@ -11,7 +11,10 @@ import (
 
 // openEpochs implements backend.openEpochs with one statement: it locks
 // the rows of ids in id order, so that two nodes taking over overlapping
-// sets of channels wait for each other instead of deadlocking; bumps the
+// sets of channels wait for each other instead of deadlocking (in cluster
+// mode only the rows no other node holds a live lease on: a channel
+// another node owns is answered at once, never waited for while its owner
+// writes it); bumps the
 // epoch of each (in cluster mode setting the owner and its lease, only
 // where no other node holds a lease that has not expired); and records
 // the new epochs. Two nodes racing for one channel serialise on its row:
@@ -73,7 +76,10 @@ func (p *postgres) openEpochs(ctx context.Context, ids []string, node string, le
 // ("" in single-server mode, which ignores leases), $3 the lease in
 // microseconds.
 const openEpochsSQL = `WITH l AS MATERIALIZED (
-   SELECT id AS lid FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
+   SELECT id AS lid FROM channels
+   WHERE id = ANY($1::text[]) AND ($2::text = '' OR owner IS NULL OR owner = $2 OR lease_expires_at IS NULL
+                                   OR lease_expires_at <= now())
+   ORDER BY id FOR NO KEY UPDATE
  ), t AS (
    UPDATE channels SET epoch = epoch + 1,
           owner = CASE WHEN $2::text = '' THEN owner ELSE $2 END,
