@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/messages-server/messages/ws/hub"
 	"github.com/messages-server/messages/ws/wire"
 	"github.com/messages-server/messages/ws/wstest"
 )
@@ -148,7 +149,12 @@ func TestResume(t *testing.T) {
 // TestSlowConsumer stops one subscriber from reading: the others get every
 // live message promptly, and the slow one, once it reads, gets everything.
 func TestSlowConsumer(t *testing.T) {
-	srv := wstest.Start(t, wstest.Options{QueueLen: 8})
+	srv := wstest.Start(t, wstest.Options{QueueLen: 8, Hub: func(c *hub.Config) {
+		// The 400 messages below cost about 26 MiB held (data and frame):
+		// room for all of them, so that a persist that lags on a busy
+		// machine cannot refuse an append (503) and end the test early.
+		c.MaxChannelBytes = 64 << 20
+	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	createChannel(t, srv.URL, "slow")
