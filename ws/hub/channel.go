@@ -604,58 +604,11 @@ func (c *channel) onPersisted(r persistResult) {
 			slog.Int64("to", r.last), slog.Any("err", re))
 		r.err = nil
 	}
-	if errors.Is(r.err, persist.ErrFenced) {
-		c.onFenced()
-		return
-	}
-	if errors.Is(r.err, persist.ErrNotFound) && (c.deleting.Load() || c.h.peers.deletesElsewhere()) {
-		// Hub.Delete tells the actor too, once the delete is committed. In
-		// cluster mode another node may have deleted the channel while it
-		// could not reach this one: the row of an open channel goes only
-		// by a delete.
-		c.deleted = true
-		return
-	}
-	if r.err != nil && !errors.Is(r.err, persist.ErrClosed) {
-		// The writer refused the batch for good (the channel's row is
-		// gone, or the store rejects the data): retrying cannot help and
-		// every later batch would follow it. The channel fails alone:
-		// its subscribers and waiting producers are told, the messages
-		// not yet durable are lost, and the next request takes the
-		// channel over from the store as a restart would.
-		c.failed = r.err
-		c.h.metrics.failures.Inc()
-		c.h.log.Error("channel failed: its messages cannot be persisted", slog.String("channel", c.id),
-			slog.Int64("from", c.p+1), slog.Int64("to", c.lastSeq), slog.Any("err", r.err))
-		return
-	}
 	if r.err != nil {
-		// The writer gave up (ErrClosed): the server is stopping with the
-		// store down.
-		c.closeSent = false
-		c.gaveUp = true
-		c.logLost(r.err)
+		c.onPersistFailed(r.err)
 		return
 	}
-	n := r.last - c.p
-	var freed int64
-	if n > 0 {
-		for _, m := range c.buf[c.index(c.p+1) : c.index(r.last)+1] {
-			freed += msgCost(m)
-		}
-	}
-	c.bufBytes -= freed
-	c.retained += freed
-	c.h.persisted(n, freed)
-	c.p = r.last
-	c.trim()
-	c.statPersisted.Store(c.p)
-	c.publish(EventPersisted, c.p, 0, nil)
-	i := 0
-	for ; i < len(c.waiters) && c.waiters[i].seq <= c.p; i++ {
-		c.waiters[i].result <- appendResult{seq: c.waiters[i].seq, err: refused[c.waiters[i].seq]}
-	}
-	c.waiters = c.waiters[i:]
+	c.advance(r.last, refused)
 	if c.g.running && c.g.backoff > 0 {
 		c.generate() // paused by its own bounds, which this batch eased
 	}
@@ -671,6 +624,68 @@ func (c *channel) onPersisted(r persistResult) {
 	} else if c.closing || c.stopping {
 		c.flush()
 	}
+}
+
+// onPersistFailed handles a batch the writer gave up for good: another
+// node took the channel over, it was deleted, the store refused it, or the
+// server is stopping with the store down.
+func (c *channel) onPersistFailed(err error) {
+	if errors.Is(err, persist.ErrFenced) {
+		c.onFenced()
+		return
+	}
+	if errors.Is(err, persist.ErrNotFound) && (c.deleting.Load() || c.h.peers.deletesElsewhere()) {
+		// Hub.Delete tells the actor too, once the delete is committed. In
+		// cluster mode another node may have deleted the channel while it
+		// could not reach this one: the row of an open channel goes only
+		// by a delete.
+		c.deleted = true
+		return
+	}
+	if err != nil && !errors.Is(err, persist.ErrClosed) {
+		// The writer refused the batch for good (the channel's row is
+		// gone, or the store rejects the data): retrying cannot help and
+		// every later batch would follow it. The channel fails alone:
+		// its subscribers and waiting producers are told, the messages
+		// not yet durable are lost, and the next request takes the
+		// channel over from the store as a restart would.
+		c.failed = err
+		c.h.metrics.failures.Inc()
+		c.h.log.Error("channel failed: its messages cannot be persisted", slog.String("channel", c.id),
+			slog.Int64("from", c.p+1), slog.Int64("to", c.lastSeq), slog.Any("err", err))
+		return
+	}
+	// The writer gave up (ErrClosed): the server is stopping with the
+	// store down.
+	c.closeSent = false
+	c.gaveUp = true
+	c.logLost(err)
+}
+
+// advance moves the persisted mark to last: the messages up to it are
+// durable, their memory now retained, and their waiting requesters are
+// answered (with the error in refused of one whose stream state the store
+// refused).
+func (c *channel) advance(last int64, refused map[int64]error) {
+	n := last - c.p
+	var freed int64
+	if n > 0 {
+		for _, m := range c.buf[c.index(c.p+1) : c.index(last)+1] {
+			freed += msgCost(m)
+		}
+	}
+	c.bufBytes -= freed
+	c.retained += freed
+	c.h.persisted(n, freed)
+	c.p = last
+	c.trim()
+	c.statPersisted.Store(c.p)
+	c.publish(EventPersisted, c.p, 0, nil)
+	i := 0
+	for ; i < len(c.waiters) && c.waiters[i].seq <= c.p; i++ {
+		c.waiters[i].result <- appendResult{seq: c.waiters[i].seq, err: refused[c.waiters[i].seq]}
+	}
+	c.waiters = c.waiters[i:]
 }
 
 // refusedCommits maps the seq of each request of commits whose stream state

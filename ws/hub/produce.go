@@ -28,50 +28,13 @@ func (h *Hub) create(ctx context.Context, id string, record func(context.Context
 	if stopped {
 		return ChannelInfo{}, ErrShuttingDown
 	}
-	// Hold the id's loading slot, so that no take-over of the new row by
-	// get runs a second actor for it.
 	rate := 0.0
 	if gen != nil {
 		rate = gen.Freq
 	}
-	for {
-		h.mu.Lock()
-		wait := h.loading[id]
-		if wait == nil {
-			var err error
-			switch {
-			case h.channels[id] != nil:
-				err = ErrExists
-			case h.full():
-				err = ErrTooManyChannels
-			case rate > 0 && h.genRate+rate > h.cfg.MaxGeneratorRate:
-				err = ErrGeneratorRate
-			}
-			if err != nil {
-				h.mu.Unlock()
-				return ChannelInfo{}, err
-			}
-			h.loading[id] = make(chan struct{})
-			h.genRate += rate // the generator's share, held from now on
-			h.mu.Unlock()
-			break
-		}
-		h.mu.Unlock()
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			return ChannelInfo{}, ctx.Err()
-		}
-	}
-	release := func(started bool) {
-		h.mu.Lock()
-		w := h.loading[id]
-		delete(h.loading, id)
-		if !started {
-			h.genRate -= rate
-		}
-		h.mu.Unlock()
-		close(w)
+	release, err := h.holdNew(ctx, id, rate)
+	if err != nil {
+		return ChannelInfo{}, err
 	}
 	if err := h.peers.canOwn(); err != nil {
 		release(false)
@@ -100,6 +63,53 @@ func (h *Hub) create(ctx context.Context, id string, record func(context.Context
 	h.mu.Unlock()
 	release(true)
 	return h.infoOf(rec, c, false), nil
+}
+
+// holdNew holds id's loading slot for a creation, so that no take-over of
+// the new row by get runs a second actor for it, and counts the new
+// channel's generator rate; it refuses an id that is open, a full hub and
+// a rate past the bound. release(started) gives the slot back, and the
+// rate too unless the channel started.
+func (h *Hub) holdNew(ctx context.Context, id string, rate float64) (release func(started bool), err error) {
+	for {
+		h.mu.Lock()
+		wait := h.loading[id]
+		if wait == nil {
+			var err error
+			switch {
+			case h.channels[id] != nil:
+				err = ErrExists
+			case h.full():
+				err = ErrTooManyChannels
+			case rate > 0 && h.genRate+rate > h.cfg.MaxGeneratorRate:
+				err = ErrGeneratorRate
+			}
+			if err != nil {
+				h.mu.Unlock()
+				return nil, err
+			}
+			h.loading[id] = make(chan struct{})
+			h.genRate += rate // the generator's share, held from now on
+			h.mu.Unlock()
+			break
+		}
+		h.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return func(started bool) {
+		h.mu.Lock()
+		w := h.loading[id]
+		delete(h.loading, id)
+		if !started {
+			h.genRate -= rate
+		}
+		h.mu.Unlock()
+		close(w)
+	}, nil
 }
 
 // errPersistWait is the cause of an append's context when the persist-wait
