@@ -6,6 +6,26 @@
 // each channel when its batch is durable. The store runs on PostgreSQL or on
 // a SQLite file, chosen by the database URL; nothing outside this package
 // knows which, and nothing in it knows about WebSockets or HTTP.
+//
+// Files:
+//
+//   - persist.go: the stored types and the errors
+//   - store.go: the Store, its Config, and the backend interface the two
+//     databases implement; writes of batches, reads of channels and history
+//   - writer.go: the Writer, which gathers batches and commits them
+//   - create.go: group commit of creations and take-overs (many per
+//     transaction)
+//   - lease.go: leases and take-overs in cluster mode
+//   - streams.go: Durable Streams state (configuration, producers,
+//     Stream-Seq) and its rows, for both backends
+//   - limits.go: what both backends can hold, checked at the edge
+//   - migrate.go: the schema migrations (package migrations) applied at open
+//   - postgres.go, postgres_lease.go, postgres_lock.go, postgres_streams.go:
+//     the PostgreSQL backend, its leases, its one-server lock, its stream
+//     state
+//   - sqlite.go, sqlite_streams.go, sqlite_cgo.go, sqlite_nocgo.go: the
+//     SQLite backend (built with cgo only) and its stream state
+//   - lock_unix.go, lock_other.go: the file lock of a SQLite database
 package persist
 
 import (

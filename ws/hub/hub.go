@@ -37,7 +37,8 @@
 //   - store.go: what the hub needs from storage, and the store timeout
 //   - errors.go: the hub's errors
 //   - id.go: valid channel ids
-//   - metrics.go: the hub's Prometheus collectors, and its Usage
+//   - metrics.go: the hub's metrics (made through internal/metric), and
+//     its Usage
 //   - adapter.go: what protocols over the hub (ws/streams) use: views of
 //     a channel, appends that commit stream state, the store and cluster
 //   - alone.go: the hub's peers, what it does about the other nodes,
