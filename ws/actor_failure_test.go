@@ -40,10 +40,9 @@ func TestChannelNotFoundByWriter(t *testing.T) {
 	c.expect(t, wire.FrameMessage, 1)
 	b := ts.gate.next(t, "gone")
 	ts.gate.open()
-	ts.store.mu.Lock()
-	delete(ts.store.channels, "gone")
-	delete(ts.store.msgs, "gone")
-	ts.store.mu.Unlock()
+	if err := ts.store.DeleteChannel(context.Background(), "gone"); err != nil {
+		t.Fatal(err)
+	}
 	b.Done(fmt.Errorf("persist: write batch: %w", persist.ErrNotFound))
 
 	f := c.next(t)

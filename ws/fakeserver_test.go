@@ -44,7 +44,7 @@ func (w *gateWriter) TryEnqueue(b *persist.Batch) bool {
 		return true
 	}
 	w.mu.Unlock()
-	w.store.write(b)
+	w.store.Write(b)
 	b.Done(nil)
 	return true
 }
@@ -64,7 +64,7 @@ func (w *gateWriter) open() {
 	w.pending = nil
 	w.mu.Unlock()
 	for _, b := range pending {
-		w.store.write(b)
+		w.store.Write(b)
 		b.Done(nil)
 	}
 }
@@ -95,7 +95,7 @@ func (w *gateWriter) next(t testing.TB, id string) *persist.Batch {
 
 // commit writes a held batch to the store and reports it committed.
 func (w *gateWriter) commit(b *persist.Batch) {
-	w.store.write(b)
+	w.store.Write(b)
 	b.Done(nil)
 }
 

@@ -81,7 +81,7 @@ func TestBackPressure(t *testing.T) {
 		if _, err := h.Create(ctx, "bp", nil, 0); err != nil {
 			t.Fatal(err)
 		}
-		w.block(true)
+		w.Block(true)
 		for i := 1; i <= 10; i++ {
 			if _, err := h.Append(ctx, "bp", []byte("x"), false); err != nil {
 				t.Fatalf("append %d: %v", i, err)
@@ -100,7 +100,7 @@ func TestBackPressure(t *testing.T) {
 		if _, err := h.Append(ctx, "bp", []byte("x"), false); !errors.Is(err, ErrOverloaded) {
 			t.Fatalf("append while the writer refuses: %v, want ErrOverloaded", err)
 		}
-		w.block(false)
+		w.Block(false)
 		time.Sleep(interval / 4)
 		synctest.Wait()
 		if n := storedSeqs(t, st, "bp"); n != 10 {

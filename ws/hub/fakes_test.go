@@ -2,155 +2,24 @@ package hub
 
 import (
 	"context"
-	"sort"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/messages-server/messages/internal/metric/prom"
-	"github.com/messages-server/messages/persist"
+	"github.com/messages-server/messages/ws/hub/hubtest"
 )
 
-// memStore is an in-memory Store for testing the actor alone.
-type memStore struct {
-	mu       sync.Mutex
-	channels map[string]persist.Channel
-	msgs     map[string][]persist.Message
-}
+// The in-memory store and writer of the tests (package hubtest).
+type (
+	memStore  = hubtest.MemStore
+	memWriter = hubtest.MemWriter
+)
 
-func newMemStore() *memStore {
-	return &memStore{channels: map[string]persist.Channel{}, msgs: map[string][]persist.Message{}}
-}
-
-func (s *memStore) CreateChannel(_ context.Context, id string, gen *persist.Generator) (persist.Channel, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.channels[id]; ok {
-		return persist.Channel{}, persist.ErrExists
-	}
-	c := persist.Channel{ID: id, Epoch: 1, CreatedAt: time.Now(), Generator: gen}
-	s.channels[id] = c
-	return c, nil
-}
-
-func (s *memStore) Channel(_ context.Context, id string) (persist.Channel, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.channels[id]
-	if !ok {
-		return c, persist.ErrNotFound
-	}
-	return c, nil
-}
-
-func (s *memStore) Channels(_ context.Context, after string, limit int) ([]persist.Channel, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []persist.Channel
-	for id, c := range s.channels {
-		if id > after {
-			out = append(out, c)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out[:min(limit, len(out))], nil
-}
-
-func (s *memStore) Messages(_ context.Context, id string, after int64, limit int) ([]persist.Message, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	all := s.msgs[id]
-	if after >= int64(len(all)) {
-		return nil, nil
-	}
-	out := all[after:]
-	return out[:min(limit, len(out))], nil
-}
-
-func (s *memStore) OpenEpoch(_ context.Context, id string) (persist.Channel, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.channels[id]
-	if !ok {
-		return c, persist.ErrNotFound
-	}
-	c.Epoch++
-	s.channels[id] = c
-	return c, nil
-}
-
-func (s *memStore) Survived(_ context.Context, id string, epoch int64) (int64, error) {
-	return s.channels[id].LastSeq, nil
-}
-
-func (s *memStore) Ping(context.Context) error { return nil }
-
-func (s *memStore) DeleteChannel(_ context.Context, id string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.channels[id]; !ok {
-		return persist.ErrNotFound
-	}
-	delete(s.channels, id)
-	delete(s.msgs, id)
-	return nil
-}
-
-func (s *memStore) DeleteClosedBefore(_ context.Context, t time.Time, limit int) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var ids []string
-	for id, c := range s.channels {
-		if len(ids) < limit && !c.Open() && c.ClosedAt.Before(t) {
-			ids = append(ids, id)
-			delete(s.channels, id)
-			delete(s.msgs, id)
-		}
-	}
-	return ids, nil
-}
-
-func (s *memStore) write(b *persist.Batch) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.channels[b.Channel]
-	s.msgs[b.Channel] = append(s.msgs[b.Channel], b.Messages...)
-	c.LastSeq = int64(len(s.msgs[b.Channel]))
-	if b.Close {
-		c.ClosedAt = time.Now()
-	}
-	s.channels[b.Channel] = c
-}
-
-// memWriter commits batches to a memStore at once, or refuses them while
-// blocked.
-type memWriter struct {
-	store   *memStore
-	mu      sync.Mutex
-	blocked bool
-}
-
-func (w *memWriter) TryEnqueue(b *persist.Batch) bool {
-	w.mu.Lock()
-	blocked := w.blocked
-	w.mu.Unlock()
-	if blocked {
-		return false
-	}
-	w.store.write(b)
-	b.Done(nil)
-	return true
-}
-
-func (w *memWriter) block(v bool) {
-	w.mu.Lock()
-	w.blocked = v
-	w.mu.Unlock()
-}
+func newMemStore() *memStore { return hubtest.NewMemStore() }
 
 func newTestHub(t testing.TB, cfg Config) (*Hub, *memStore, *memWriter) {
 	st := newMemStore()
-	w := &memWriter{store: st}
+	w := &memWriter{Store: st}
 	cfg.Store, cfg.Writer = st, w
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(prom.New(nil)) // working metrics the tests can read
@@ -159,7 +28,7 @@ func newTestHub(t testing.TB, cfg Config) (*Hub, *memStore, *memWriter) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		w.block(false)
+		w.Block(false)
 		// Stop waits for the actors even past ctx: bound the wait, so that
 		// an actor that never exits fails the test instead of hanging it.
 		stopped := make(chan error, 1)

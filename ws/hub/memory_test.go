@@ -98,7 +98,7 @@ func TestGeneratorResumesWhenMemoryFrees(t *testing.T) {
 		const interval = 100 * time.Millisecond
 		h, _, w := newTestHub(t, Config{MaxBufferedPerChannel: 10, PersistInterval: interval})
 		ctx := context.Background()
-		w.block(true)
+		w.Block(true)
 		if _, err := h.Create(ctx, "paused", &persist.Generator{Freq: 1000, Max: 50}, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +107,7 @@ func TestGeneratorResumesWhenMemoryFrees(t *testing.T) {
 		if info, _ := h.Info(ctx, "paused"); info.LastSeq != 10 {
 			t.Fatalf("paused generator at seq %d, want 10", info.LastSeq)
 		}
-		w.block(false)
+		w.Block(false)
 		time.Sleep(interval / 2) // the actor's flush retry comes within interval/4
 		synctest.Wait()
 		if info, _ := h.Info(ctx, "paused"); info.LastSeq <= 10 {
@@ -143,7 +143,7 @@ func TestGeneratorPausedWarningsBounded(t *testing.T) {
 		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		h, _, w := newTestHub(t, Config{MaxBufferedPerChannel: 10, PersistInterval: 100 * time.Millisecond, Logger: log})
 		ctx := context.Background()
-		w.block(true)
+		w.Block(true)
 		const n = 200
 		for i := range n {
 			if _, err := h.Create(ctx, fmt.Sprintf("g%d", i), &persist.Generator{Freq: 100, Max: 50}, 0); err != nil {

@@ -95,8 +95,6 @@ func (s *memSink) data(t *testing.T) string {
 
 // storeClosed puts a closed channel of n generated lines into st.
 func storeClosed(st *memStore, id string, epoch, n int64) string {
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	var content strings.Builder
 	msgs := make([]persist.Message, n)
 	for i := range msgs {
@@ -104,8 +102,7 @@ func storeClosed(st *memStore, id string, epoch, n int64) string {
 		msgs[i] = persist.Message{Seq: seq, Time: 1_700_000_000_000_000 + seq, Data: []byte(fmt.Sprintf("%d: %s\n", seq, id))}
 		content.Write(msgs[i].Data)
 	}
-	st.msgs[id] = msgs
-	st.channels[id] = persist.Channel{ID: id, Epoch: epoch, LastSeq: n, CreatedAt: time.Now(), ClosedAt: time.Now()}
+	st.Put(persist.Channel{ID: id, Epoch: epoch, LastSeq: n, CreatedAt: time.Now(), ClosedAt: time.Now()}, msgs)
 	return content.String()
 }
 
@@ -117,7 +114,7 @@ func TestPageCacheCollapses(t *testing.T) {
 		st := newMemStore()
 		content := storeClosed(st, "c", 1, 250)
 		cs := &countingStore{Store: st, gate: make(chan struct{})}
-		h := New(Config{Store: cs, Writer: &memWriter{store: st}, HistoryPage: 100, Metrics: NewMetrics(prom.New(nil))})
+		h := New(Config{Store: cs, Writer: &memWriter{Store: st}, HistoryPage: 100, Metrics: NewMetrics(prom.New(nil))})
 		defer h.Stop(context.Background())
 
 		const readers = 20
@@ -385,16 +382,13 @@ func TestPageCacheSharesMemoryBound(t *testing.T) {
 	}
 
 	// A closed channel of three pages of about a megabyte each.
-	st.mu.Lock()
 	var content strings.Builder
 	msgs := make([]persist.Message, 3000)
 	for i := range msgs {
 		msgs[i] = persist.Message{Seq: int64(i) + 1, Time: 1, Data: []byte(fmt.Sprintf("%0999d\n", i))}
 		content.Write(msgs[i].Data)
 	}
-	st.msgs["old"] = msgs
-	st.channels["old"] = persist.Channel{ID: "old", Epoch: 1, LastSeq: 3000, CreatedAt: time.Now(), ClosedAt: time.Now()}
-	st.mu.Unlock()
+	st.Put(persist.Channel{ID: "old", Epoch: 1, LastSeq: 3000, CreatedAt: time.Now(), ClosedAt: time.Now()}, msgs)
 	read := func() {
 		t.Helper()
 		s := &memSink{}
@@ -410,7 +404,7 @@ func TestPageCacheSharesMemoryBound(t *testing.T) {
 
 	// Unpersisted messages fill most of the bound: accepted, the cache
 	// making room.
-	w.block(true)
+	w.Block(true)
 	if _, err := h.Create(ctx, "new", nil, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +439,7 @@ func TestPageCacheSharesMemoryBound(t *testing.T) {
 	if c := h.HistoryCacheBytes(); c != 0 {
 		t.Fatalf("the cache holds %d bytes while appends are refused", c)
 	}
-	w.block(false)
+	w.Block(false)
 }
 
 // value reads a hub metric the tests made with Prometheus.

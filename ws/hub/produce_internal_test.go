@@ -69,13 +69,11 @@ func TestAppendRequestIsOneStep(t *testing.T) {
 // its first messages would fit.
 func TestAppendRequestReservesAll(t *testing.T) {
 	h, st, w := newTestHub(t, Config{MaxChannelBytes: 64 << 10})
-	w.block(true) // nothing is persisted: every message stays counted
+	w.Block(true) // nothing is persisted: every message stays counted
 	ctx := context.Background()
 	_, err := h.create(ctx, "bin", func(context.Context) (persist.Channel, error) {
 		c := persist.Channel{ID: "bin", Epoch: 1, CreatedAt: time.Now(), ContentType: "application/octet-stream"}
-		st.mu.Lock()
-		st.channels["bin"] = c
-		st.mu.Unlock()
+		st.Put(c, nil)
 		return c, nil
 	}, nil, 0)
 	if err != nil {

@@ -62,7 +62,7 @@ func TestGeneratorsResumeWhenHubMemoryFrees(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h, _, w := newTestHub(t, Config{MaxBufferedBytes: 64 << 10, PersistInterval: 100 * time.Millisecond})
 		ctx := context.Background()
-		w.block(true)
+		w.Block(true)
 		const n = 20
 		for i := range n {
 			if _, err := h.Create(ctx, fmt.Sprintf("g%02d", i), &persist.Generator{Freq: 100, Max: 100000}, 0); err != nil {
@@ -87,7 +87,7 @@ func TestGeneratorsResumeWhenHubMemoryFrees(t *testing.T) {
 		if waiting == 0 {
 			t.Fatalf("no generator waits for room with the bound reached")
 		}
-		w.block(false)
+		w.Block(false)
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
 		for i := range n {
@@ -119,10 +119,10 @@ func (w *countingWriter) TryEnqueue(b *persist.Batch) bool {
 func TestFlushSkippedWhileWriterFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := newMemStore()
-		w := &countingWriter{memWriter: memWriter{store: st}}
+		w := &countingWriter{memWriter: memWriter{Store: st}}
 		h := New(Config{Store: st, Writer: w, PersistInterval: 100 * time.Millisecond})
 		defer func() {
-			w.block(false)
+			w.Block(false)
 			if err := h.Stop(context.Background()); err != nil {
 				t.Errorf("stop: %v", err)
 			}
@@ -135,7 +135,7 @@ func TestFlushSkippedWhileWriterFull(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		w.block(true)
+		w.Block(true)
 		for i := range n {
 			if _, err := h.Append(ctx, fmt.Sprintf("c%d", i), []byte("x"), false); err != nil {
 				t.Fatal(err)
@@ -147,7 +147,7 @@ func TestFlushSkippedWhileWriterFull(t *testing.T) {
 			t.Fatalf("%d batches of %d channels offered to a full writer in one tick, want 1 to %d (one per processor)",
 				got, n, procs)
 		}
-		w.block(false)
+		w.Block(false)
 		time.Sleep(100 * time.Millisecond)
 		synctest.Wait()
 		for i := range n {

@@ -34,7 +34,7 @@ func BenchmarkStartTakeOver(b *testing.B) {
 	}
 	wg.Wait()
 	for b.Loop() {
-		h := New(Config{Store: st, Writer: &memWriter{store: newMemStore()}, StoreTimeout: time.Minute})
+		h := New(Config{Store: st, Writer: &memWriter{Store: newMemStore()}, StoreTimeout: time.Minute})
 		if err := h.Start(b.Context()); err != nil {
 			b.Fatal(err)
 		}
