@@ -1,11 +1,9 @@
 package ws_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -30,25 +28,6 @@ func noise(n int) string {
 	return string(b)
 }
 
-// post sends a POST with headers (name, value, ...) and returns the status
-// and body; safe to call from any goroutine.
-func post(ctx context.Context, u string, body []byte, headers ...string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	for i := 0; i < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
-}
-
 // badHeaders are appends whose headers carry values that PostgreSQL
 // cannot store (invalid UTF-8, an index entry too big) or that exceed the
 // limits both stores share, with the header each 400 must name.
@@ -66,7 +45,7 @@ var badHeaders = []struct {
 // tail returns a stream's Stream-Next-Offset.
 func tail(t testing.TB, stream string) string {
 	t.Helper()
-	r := dsDo(t, "HEAD", stream, nil)
+	r := wstest.Do(t, "HEAD", stream, nil)
 	if r.StatusCode != http.StatusOK {
 		t.Fatalf("HEAD %s: %d", stream, r.StatusCode)
 	}
@@ -84,8 +63,8 @@ func TestBadHeadersRefusedAtTheEdge(t *testing.T) {
 			t.Parallel()
 			srv := wstest.Start(t, wstest.Options{Backend: backend})
 			stream := srv.URL + "/v1/stream/s"
-			if r := dsDo(t, "PUT", stream, nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
-				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "PUT", stream, nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			before := tail(t, stream)
 			for _, tc := range badHeaders {
@@ -93,7 +72,7 @@ func TestBadHeadersRefusedAtTheEdge(t *testing.T) {
 					if strings.Contains(u, "/channels/") && tc.header != "Producer-Id" {
 						continue // the channels API takes no Stream-Seq
 					}
-					st, body, err := post(t.Context(), u, []byte("x"), append([]string{"Content-Type", "text/plain"}, tc.headers...)...)
+					st, body, err := wstest.Post(t.Context(), u, []byte("x"), append([]string{"Content-Type", "text/plain"}, tc.headers...)...)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -105,20 +84,20 @@ func TestBadHeadersRefusedAtTheEdge(t *testing.T) {
 			if after := tail(t, stream); after != before {
 				t.Errorf("the stream's tail moved from %s to %s: a refused append was appended", before, after)
 			}
-			r := dsDo(t, "PUT", srv.URL+"/v1/stream/ct", nil, "Content-Type", "text/plain; charset=\"\xff\"")
-			if body := readAll(t, r); r.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "Content-Type") {
+			r := wstest.Do(t, "PUT", srv.URL+"/v1/stream/ct", nil, "Content-Type", "text/plain; charset=\"\xff\"")
+			if body := wstest.ReadAll(t, r); r.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "Content-Type") {
 				t.Errorf("PUT with a Content-Type not UTF-8: %d %s; want 400 naming Content-Type", r.StatusCode, body)
 			}
 			for _, tc := range []struct{ header, value string }{
 				{"Stream-Forked-From", "/v1/stream/%FF"},
 				{"Stream-Forked-From", "/v1/stream/a%00b"},
 			} {
-				r := dsDo(t, "PUT", srv.URL+"/v1/stream/ct", nil, "Content-Type", "text/plain", tc.header, tc.value)
-				if body := readAll(t, r); r.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tc.header) {
+				r := wstest.Do(t, "PUT", srv.URL+"/v1/stream/ct", nil, "Content-Type", "text/plain", tc.header, tc.value)
+				if body := wstest.ReadAll(t, r); r.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tc.header) {
 					t.Errorf("PUT with %s: %s: %d %s; want 400 naming it", tc.header, tc.value, r.StatusCode, body)
 				}
 			}
-			if r := dsDo(t, "HEAD", srv.URL+"/v1/stream/ct", nil); r.StatusCode != http.StatusNotFound {
+			if r := wstest.Do(t, "HEAD", srv.URL+"/v1/stream/ct", nil); r.StatusCode != http.StatusNotFound {
 				t.Errorf("HEAD of the refused stream: %d, want 404", r.StatusCode)
 			}
 			// The longest TTL the protocol allows (2^53-1 s) once overflowed
@@ -126,10 +105,10 @@ func TestBadHeadersRefusedAtTheEdge(t *testing.T) {
 			// expired at once.
 			for _, ttl := range []string{"9007199254740991", "10000000000"} {
 				u := srv.URL + "/v1/stream/ttl" + ttl
-				if r := dsDo(t, "PUT", u, nil, "Content-Type", "text/plain", "Stream-TTL", ttl); r.StatusCode != http.StatusCreated {
-					t.Fatalf("PUT with Stream-TTL %s: %d %s", ttl, r.StatusCode, readAll(t, r))
+				if r := wstest.Do(t, "PUT", u, nil, "Content-Type", "text/plain", "Stream-TTL", ttl); r.StatusCode != http.StatusCreated {
+					t.Fatalf("PUT with Stream-TTL %s: %d %s", ttl, r.StatusCode, wstest.ReadAll(t, r))
 				}
-				if r := dsDo(t, "HEAD", u, nil); r.StatusCode != http.StatusOK {
+				if r := wstest.Do(t, "HEAD", u, nil); r.StatusCode != http.StatusOK {
 					t.Errorf("HEAD of a stream with Stream-TTL %s: %d, want 200", ttl, r.StatusCode)
 				}
 			}
@@ -192,7 +171,7 @@ func goodAppends(t *testing.T, stream string, producers, n int, bad func(ctx con
 		wg.Go(func() {
 			for i := p; i < n; i += producers {
 				data := "good " + strconv.Itoa(i) + "\n"
-				st, body, err := post(ctx, stream, []byte(data), "Content-Type", "text/plain")
+				st, body, err := wstest.Post(ctx, stream, []byte(data), "Content-Type", "text/plain")
 				if err != nil {
 					errs <- err
 					return
@@ -225,8 +204,8 @@ func goodAppends(t *testing.T, stream string, producers, n int, bad func(ctx con
 // append is in it exactly once, and that the stream is still in epoch.
 func checkAcked(t *testing.T, stream string, acked map[string]bool, epoch string) {
 	t.Helper()
-	r := dsDo(t, "GET", stream+"?offset=-1", nil)
-	body := readAll(t, r)
+	r := wstest.Do(t, "GET", stream+"?offset=-1", nil)
+	body := wstest.ReadAll(t, r)
 	if r.StatusCode != http.StatusOK {
 		t.Fatalf("read: %d %s", r.StatusCode, body)
 	}
@@ -261,14 +240,14 @@ func TestBadHeaderLosesNoAcknowledgedAppends(t *testing.T) {
 			t.Parallel()
 			srv := wstest.Start(t, wstest.Options{Backend: backend})
 			stream := srv.URL + "/v1/stream/mixed"
-			if r := dsDo(t, "PUT", stream, nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
-				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "PUT", stream, nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			epoch, _, _ := strings.Cut(tail(t, stream), "_")
 			acked := goodAppends(t, stream, 3, 300, func(ctx context.Context) error {
 				for i := range 40 {
 					tc := badHeaders[i%len(badHeaders)]
-					st, body, err := post(ctx, stream, []byte("bad\n"), append([]string{"Content-Type", "text/plain"}, tc.headers...)...)
+					st, body, err := wstest.Post(ctx, stream, []byte("bad\n"), append([]string{"Content-Type", "text/plain"}, tc.headers...)...)
 					if err != nil {
 						return err
 					}
@@ -296,13 +275,13 @@ func TestStoreRefusalCostsOnlyItsRecord(t *testing.T) {
 			srv := wstest.Start(t, wstest.Options{Backend: backend})
 			refuseProducer(t, backend, srv.DatabaseURL, "poison")
 			stream := srv.URL + "/v1/stream/mixed"
-			if r := dsDo(t, "PUT", stream, nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
-				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "PUT", stream, nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			epoch, _, _ := strings.Cut(tail(t, stream), "_")
 			acked := goodAppends(t, stream, 3, 300, func(ctx context.Context) error {
 				for i := range 10 {
-					st, body, err := post(ctx, stream, []byte("poison\n"), "Content-Type", "text/plain",
+					st, body, err := wstest.Post(ctx, stream, []byte("poison\n"), "Content-Type", "text/plain",
 						"Producer-Id", "poison", "Producer-Epoch", strconv.Itoa(i), "Producer-Seq", "0")
 					if err != nil {
 						return err
@@ -313,8 +292,8 @@ func TestStoreRefusalCostsOnlyItsRecord(t *testing.T) {
 				}
 				return nil
 			})
-			if r := dsDo(t, "POST", stream, []byte("after\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusNoContent {
-				t.Fatalf("append after the refusals: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "POST", stream, []byte("after\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("append after the refusals: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			acked["after\n"] = true
 			checkAcked(t, stream, acked, epoch)

@@ -123,13 +123,13 @@ func TestStalledBodiesCountAsConnections(t *testing.T) {
 		stalledRequest(t, srv.URL, "POST", path, "Authorization", "Bearer "+admin),
 		stalledRequest(t, srv.URL, "POST", path, "Authorization", "Bearer "+admin),
 	}
-	waitFor(t, 10*time.Second, "a request past the bound to get 429", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "a request past the bound to get 429", func() bool {
 		return request(t, "POST", srv.URL+path, admin, "x", nil).status == http.StatusTooManyRequests
 	})
 	for _, c := range stalled {
 		c.Close()
 	}
-	waitFor(t, 10*time.Second, "requests to pass again", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "requests to pass again", func() bool {
 		return request(t, "POST", srv.URL+path, admin, "x", nil).status == http.StatusOK
 	})
 }

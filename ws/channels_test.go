@@ -158,14 +158,14 @@ func TestClientGoneMidAppend(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, 10*time.Second, "the append to reach the channel", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "the append to reach the channel", func() bool {
 		return decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/gone")).LastSeq == 1
 	})
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the append was not waiting for persistence: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the handler to log the end of the request", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "the handler to log the end of the request", func() bool {
 		return len(logs.find("request")) > 0
 	})
 	if errs := logs.find("ERROR request"); len(errs) > 0 {
@@ -182,7 +182,7 @@ func TestClientGoneMidAppend(t *testing.T) {
 	}
 	// The message was accepted before the client left: it is not lost.
 	flaky.down.Store(false)
-	waitFor(t, 10*time.Second, "the message to be persisted", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "the message to be persisted", func() bool {
 		return decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/gone")).PersistedSeq == 1
 	})
 }

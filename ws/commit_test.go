@@ -94,7 +94,7 @@ func TestCommitFails(t *testing.T) {
 		waited <- answer{resp.StatusCode, b, err}
 	}()
 	want = append(want, "waited")
-	waitFor(t, 10*time.Second, "the waiting append to be buffered", func() bool { return info().LastSeq == 3 })
+	wstest.WaitFor(t, 10*time.Second, "the waiting append to be buffered", func() bool { return info().LastSeq == 3 })
 	for i := 1; i <= 3; i++ {
 		m := fmt.Sprintf("during %d", i)
 		if seq := appendMsg(t, srv.URL, "cf", m); seq != int64(3+i) {
@@ -103,7 +103,7 @@ func TestCommitFails(t *testing.T) {
 		want = append(want, m)
 	}
 	// Several commits fail, and none of them counts as persisted.
-	waitFor(t, 10*time.Second, "commits to fail (or the waiting append to be answered)", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "commits to fail (or the waiting append to be answered)", func() bool {
 		return metricValue(t, srv, "messages_persist_errors_total") >= errorsBefore+3 || len(waited) > 0
 	})
 	select {
@@ -127,7 +127,7 @@ func TestCommitFails(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("wait=persisted not answered after the commits recovered")
 	}
-	waitFor(t, 10*time.Second, "the backlog to be persisted", func() bool { return info().PersistedSeq == 6 })
+	wstest.WaitFor(t, 10*time.Second, "the backlog to be persisted", func() bool { return info().PersistedSeq == 6 })
 	stored, err := srv.Store.Messages(ctx, "cf", 0, 100)
 	if err != nil {
 		t.Fatal(err)

@@ -103,7 +103,7 @@ func TestDeleteChannel(t *testing.T) {
 			if got := metricValue(t, srv, "messages_channels_deleted_total"); got != 1 {
 				t.Errorf("messages_channels_deleted_total = %v, want 1", got)
 			}
-			waitFor(t, 10*time.Second, "the deleted channel's actor to stop", func() bool {
+			wstest.WaitFor(t, 10*time.Second, "the deleted channel's actor to stop", func() bool {
 				return metricValue(t, srv, "messages_channels_open") == 1
 			})
 
@@ -132,7 +132,7 @@ func TestDeleteChannel(t *testing.T) {
 func TestDeleteGeneratorChannel(t *testing.T) {
 	srv := wstest.Start(t, wstest.Options{PersistInterval: 5 * time.Millisecond})
 	createGenerator(t, srv.URL, "gen", 200, 1_000_000)
-	waitFor(t, 10*time.Second, "generated lines", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "generated lines", func() bool {
 		return metricValue(t, srv, "messages_appended_total") > 10
 	})
 	if st, b := do(t, "DELETE", srv.URL+"/channels/gen", "", nil); st != http.StatusNoContent {
@@ -253,7 +253,7 @@ func TestDeleteThenCreateWithBatchInFlight(t *testing.T) {
 	createChannel(t, srv.URL, "again")
 	flaky.down.Store(true)
 	appendMsg(t, srv.URL, "again", "old")
-	waitFor(t, 10*time.Second, "the writer retrying the batch", func() bool { return flaky.failures.Load() > 0 })
+	wstest.WaitFor(t, 10*time.Second, "the writer retrying the batch", func() bool { return flaky.failures.Load() > 0 })
 	if st, b := do(t, "DELETE", srv.URL+"/channels/again", "", nil); st != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", st, b)
 	}

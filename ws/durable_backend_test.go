@@ -17,33 +17,6 @@ import (
 	"github.com/messages-server/messages/ws/wstest"
 )
 
-// dsDo sends a Durable Streams request with headers (name, value, ...).
-func dsDo(t testing.TB, method, u string, body []byte, headers ...string) *http.Response {
-	t.Helper()
-	req, err := http.NewRequest(method, u, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	return resp
-}
-
-func readAll(t testing.TB, resp *http.Response) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if _, err := b.ReadFrom(resp.Body); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 // TestDurableStreamIsChannel: a stream appended through Durable Streams and
 // through the channels API is one channel: a WebSocket subscriber and a
 // Durable Streams reader see the same messages, with the same seqs, on both
@@ -58,12 +31,12 @@ func TestDurableStreamIsChannel(t *testing.T) {
 			stream := srv.URL + "/v1/stream/"
 
 			// Text: one append through each API.
-			if r := dsDo(t, "PUT", stream+"text", nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
-				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "PUT", stream+"text", nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			sub := dialRaw(ctx, t, srv.URL, "text", 0, "")
-			if r := dsDo(t, "POST", stream+"text", []byte("a\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusNoContent {
-				t.Fatalf("POST: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "POST", stream+"text", []byte("a\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("POST: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			if seq := appendMsg(t, srv.URL, "text", "b\n"); seq != 2 {
 				t.Fatalf("channels API append got seq %d, want 2", seq)
@@ -74,8 +47,8 @@ func TestDurableStreamIsChannel(t *testing.T) {
 			if got := sub.data; len(got) != 2 || got[0] != "a\n" || got[1] != "b\n" {
 				t.Fatalf("WebSocket got %q", got)
 			}
-			r := dsDo(t, "GET", stream+"text?offset=-1", nil)
-			if body := readAll(t, r); string(body) != "a\nb\n" || r.Header.Get("Stream-Next-Offset") != "0000000000000001_0000000000000002" {
+			r := wstest.Do(t, "GET", stream+"text?offset=-1", nil)
+			if body := wstest.ReadAll(t, r); string(body) != "a\nb\n" || r.Header.Get("Stream-Next-Offset") != "0000000000000001_0000000000000002" {
 				t.Fatalf("Durable Streams read: %q at %s", body, r.Header.Get("Stream-Next-Offset"))
 			}
 
@@ -83,20 +56,20 @@ func TestDurableStreamIsChannel(t *testing.T) {
 			// channels API.
 			done := make(chan *http.Response, 1)
 			go func() {
-				done <- dsDo(t, "GET", stream+"text?offset=0000000000000001_0000000000000002&live=long-poll", nil)
+				done <- wstest.Do(t, "GET", stream+"text?offset=0000000000000001_0000000000000002&live=long-poll", nil)
 			}()
-			waitFor(t, 10*time.Second, "the long-poll to register", func() bool {
+			wstest.WaitFor(t, 10*time.Second, "the long-poll to register", func() bool {
 				info, err := srv.Hub.Info(ctx, "text")
 				return err == nil && info.Subscribers == 2
 			})
 			appendMsg(t, srv.URL, "text", "c\n")
-			if r := <-done; r.StatusCode != http.StatusOK || string(readAll(t, r)) != "c\n" {
+			if r := <-done; r.StatusCode != http.StatusOK || string(wstest.ReadAll(t, r)) != "c\n" {
 				t.Fatalf("long-poll: %d", r.StatusCode)
 			}
 
 			// Binary: bytes that are not UTF-8, through both APIs.
-			if r := dsDo(t, "PUT", stream+"bin", []byte{0, 0xff}, "Content-Type", "application/octet-stream"); r.StatusCode != http.StatusCreated {
-				t.Fatalf("PUT bin: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "PUT", stream+"bin", []byte{0, 0xff}, "Content-Type", "application/octet-stream"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT bin: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			if st, b := do(t, "POST", srv.URL+"/channels/bin/messages", "application/octet-stream", []byte{0xfe, 0x80}); st != http.StatusOK {
 				t.Fatalf("channels API binary append: %d %s", st, b)
@@ -108,8 +81,8 @@ func TestDurableStreamIsChannel(t *testing.T) {
 			if bsub.hello.ContentType != "application/octet-stream" || bsub.data[0] != "\x00\xff" || bsub.data[1] != "\xfe\x80" {
 				t.Fatalf("WebSocket binary: hello %+v, data %q", bsub.hello, bsub.data)
 			}
-			r = dsDo(t, "GET", stream+"bin", nil)
-			if body := readAll(t, r); !bytes.Equal(body, []byte{0, 0xff, 0xfe, 0x80}) {
+			r = wstest.Do(t, "GET", stream+"bin", nil)
+			if body := wstest.ReadAll(t, r); !bytes.Equal(body, []byte{0, 0xff, 0xfe, 0x80}) {
 				t.Fatalf("Durable Streams binary read: %x", body)
 			}
 			st, b := do(t, "GET", srv.URL+"/channels/bin/messages?from=0", "", nil)
@@ -132,10 +105,10 @@ func TestIdempotentProducerOnChannelsAPI(t *testing.T) {
 	createChannel(t, srv.URL, "prod")
 	u := srv.URL + "/channels/prod/messages"
 	send := func(data, epoch, seq string) *http.Response {
-		return dsDo(t, "POST", u, []byte(data), "Content-Type", "text/plain",
+		return wstest.Do(t, "POST", u, []byte(data), "Content-Type", "text/plain",
 			"Producer-Id", "p1", "Producer-Epoch", epoch, "Producer-Seq", seq)
 	}
-	if r := send("one", "0", "0"); r.StatusCode != http.StatusOK || decodeJSON[struct{ Seq int64 }](t, readAll(t, r)).Seq != 1 {
+	if r := send("one", "0", "0"); r.StatusCode != http.StatusOK || decodeJSON[struct{ Seq int64 }](t, wstest.ReadAll(t, r)).Seq != 1 {
 		t.Fatalf("first append: %d", r.StatusCode)
 	}
 	// The producer's state was committed with the message.
@@ -155,7 +128,7 @@ func TestIdempotentProducerOnChannelsAPI(t *testing.T) {
 	if r := send("zombie", "0", "1"); r.StatusCode != http.StatusForbidden || r.Header.Get("Producer-Epoch") != "1" {
 		t.Fatalf("stale epoch: %d, Producer-Epoch %q", r.StatusCode, r.Header.Get("Producer-Epoch"))
 	}
-	if r := dsDo(t, "POST", u, []byte("x"), "Producer-Id", "p1"); r.StatusCode != http.StatusBadRequest {
+	if r := wstest.Do(t, "POST", u, []byte("x"), "Producer-Id", "p1"); r.StatusCode != http.StatusBadRequest {
 		t.Fatalf("partial headers: %d", r.StatusCode)
 	}
 	st, b := do(t, "GET", u+"?from=0", "", nil)
@@ -172,23 +145,23 @@ func TestDurableForkLifecycle(t *testing.T) {
 	srv := wstest.Start(t, wstest.Options{Backend: "sqlite"})
 	stream := srv.URL + "/v1/stream/"
 	status := func(method, name string) int {
-		return dsDo(t, method, stream+name, nil).StatusCode
+		return wstest.Do(t, method, stream+name, nil).StatusCode
 	}
-	r := dsDo(t, "PUT", stream+"src", []byte("hello"), "Content-Type", "text/plain")
+	r := wstest.Do(t, "PUT", stream+"src", []byte("hello"), "Content-Type", "text/plain")
 	mid := r.Header.Get("Stream-Next-Offset")
-	dsDo(t, "POST", stream+"src", []byte(" world"), "Content-Type", "text/plain")
-	if r := dsDo(t, "PUT", stream+"fork", nil, "Stream-Forked-From", "/v1/stream/src",
+	wstest.Do(t, "POST", stream+"src", []byte(" world"), "Content-Type", "text/plain")
+	if r := wstest.Do(t, "PUT", stream+"fork", nil, "Stream-Forked-From", "/v1/stream/src",
 		"Stream-Fork-Offset", mid, "Stream-Fork-Sub-Offset", "0"); r.StatusCode != http.StatusCreated ||
 		r.Header.Get("Content-Type") != "text/plain" {
 		t.Fatalf("fork: %d %s", r.StatusCode, r.Header.Get("Content-Type"))
 	}
-	if r := dsDo(t, "PUT", stream+"part", nil, "Stream-Forked-From", "/v1/stream/src",
+	if r := wstest.Do(t, "PUT", stream+"part", nil, "Stream-Forked-From", "/v1/stream/src",
 		"Stream-Fork-Offset", mid, "Stream-Fork-Sub-Offset", "3"); r.StatusCode != http.StatusCreated {
-		t.Fatalf("fork with a sub-offset: %d %s", r.StatusCode, readAll(t, r))
+		t.Fatalf("fork with a sub-offset: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 	}
-	dsDo(t, "POST", stream+"fork", []byte("!"), "Content-Type", "text/plain")
+	wstest.Do(t, "POST", stream+"fork", []byte("!"), "Content-Type", "text/plain")
 	for name, want := range map[string]string{"src": "hello world", "fork": "hello!", "part": "hello wo"} {
-		if got := string(readAll(t, dsDo(t, "GET", stream+name, nil))); got != want {
+		if got := string(wstest.ReadAll(t, wstest.Do(t, "GET", stream+name, nil))); got != want {
 			t.Errorf("%s reads %q, want %q", name, got, want)
 		}
 	}
@@ -198,10 +171,10 @@ func TestDurableForkLifecycle(t *testing.T) {
 	if st := status("HEAD", "src"); st != http.StatusGone {
 		t.Fatalf("HEAD of a deleted source with forks: %d, want 410", st)
 	}
-	if r := dsDo(t, "PUT", stream+"src", nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusConflict {
+	if r := wstest.Do(t, "PUT", stream+"src", nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusConflict {
 		t.Fatalf("re-create a deleted source with forks: %d, want 409", r.StatusCode)
 	}
-	if got := string(readAll(t, dsDo(t, "GET", stream+"fork", nil))); got != "hello!" {
+	if got := string(wstest.ReadAll(t, wstest.Do(t, "GET", stream+"fork", nil))); got != "hello!" {
 		t.Fatalf("fork after its source was deleted reads %q", got)
 	}
 	for _, name := range []string{"fork", "part"} {
@@ -226,10 +199,10 @@ func TestDurableStateCacheBound(t *testing.T) {
 	const n = 6
 	name := func(i int) string { return stream + "cache-" + strconv.Itoa(i) }
 	for i := range n {
-		if r := dsDo(t, "PUT", name(i), nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
+		if r := wstest.Do(t, "PUT", name(i), nil, "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
 			t.Fatalf("PUT %d: %d", i, r.StatusCode)
 		}
-		if r := dsDo(t, "POST", name(i), []byte("a"), "Content-Type", "text/plain", "Stream-Seq", "5",
+		if r := wstest.Do(t, "POST", name(i), []byte("a"), "Content-Type", "text/plain", "Stream-Seq", "5",
 			"Producer-Id", "p", "Producer-Epoch", "0", "Producer-Seq", "0"); r.StatusCode != http.StatusOK {
 			t.Fatalf("POST %d: %d", i, r.StatusCode)
 		}
@@ -238,14 +211,14 @@ func TestDurableStateCacheBound(t *testing.T) {
 		t.Fatalf("%d stream states cached, want at most 2", c)
 	}
 	for i := range n {
-		if r := dsDo(t, "POST", name(i), []byte("a"), "Content-Type", "text/plain",
+		if r := wstest.Do(t, "POST", name(i), []byte("a"), "Content-Type", "text/plain",
 			"Producer-Id", "p", "Producer-Epoch", "0", "Producer-Seq", "0"); r.StatusCode != http.StatusNoContent {
 			t.Fatalf("retry on %d after eviction: %d, want 204", i, r.StatusCode)
 		}
-		if r := dsDo(t, "POST", name(i), []byte("b"), "Content-Type", "text/plain", "Stream-Seq", "4"); r.StatusCode != http.StatusConflict {
+		if r := wstest.Do(t, "POST", name(i), []byte("b"), "Content-Type", "text/plain", "Stream-Seq", "4"); r.StatusCode != http.StatusConflict {
 			t.Fatalf("Stream-Seq regression on %d after eviction: %d, want 409", i, r.StatusCode)
 		}
-		if got := string(readAll(t, dsDo(t, "GET", name(i), nil))); got != "a" {
+		if got := string(wstest.ReadAll(t, wstest.Do(t, "GET", name(i), nil))); got != "a" {
 			t.Fatalf("stream %d reads %q, want %q", i, got, "a")
 		}
 	}
@@ -321,16 +294,16 @@ func TestDurableLongFork(t *testing.T) {
 		b.WriteString(strconv.Itoa(i))
 	}
 	b.WriteByte(']')
-	if r := dsDo(t, "PUT", stream+"long", []byte(b.String()), "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
-		t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+	if r := wstest.Do(t, "PUT", stream+"long", []byte(b.String()), "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 	}
-	if r := dsDo(t, "POST", stream+"long", []byte("[10001,10002,10003,10004,10005,10006,10007]"),
+	if r := wstest.Do(t, "POST", stream+"long", []byte("[10001,10002,10003,10004,10005,10006,10007]"),
 		"Content-Type", "application/json"); r.StatusCode != http.StatusNoContent {
-		t.Fatalf("POST: %d %s", r.StatusCode, readAll(t, r))
+		t.Fatalf("POST: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 	}
-	r := dsDo(t, "PUT", stream+"long-fork", nil, "Stream-Forked-From", "/v1/stream/long")
+	r := wstest.Do(t, "PUT", stream+"long-fork", nil, "Stream-Forked-From", "/v1/stream/long")
 	if r.StatusCode != http.StatusCreated {
-		t.Fatalf("fork: %d %s", r.StatusCode, readAll(t, r))
+		t.Fatalf("fork: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 	}
 	if got, want := r.Header.Get("Stream-Next-Offset"), (durable.Pos{Epoch: 1, Seq: n}).String(); got != want {
 		t.Fatalf("fork tail %s, want %s", got, want)
@@ -354,8 +327,8 @@ func TestDurableJSONBatchRun(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			stream := srv.URL + "/v1/stream/"
-			if r := dsDo(t, "PUT", stream+"run", nil, "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
-				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "PUT", stream+"run", nil, "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			const n = 3000 // past a subscriber's queue (64) and a frame (512)
 			var body bytes.Buffer
@@ -374,11 +347,11 @@ func TestDurableJSONBatchRun(t *testing.T) {
 			if _, err := live.next(ctx); err != nil { // hello
 				t.Fatal(err)
 			}
-			if r := dsDo(t, "POST", stream+"run", body.Bytes(), "Content-Type", "application/json"); r.StatusCode != http.StatusNoContent {
-				t.Fatalf("POST batch: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "POST", stream+"run", body.Bytes(), "Content-Type", "application/json"); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("POST batch: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
-			if r := dsDo(t, "POST", stream+"run", []byte(`"after"`), "Content-Type", "application/json"); r.StatusCode != http.StatusNoContent {
-				t.Fatalf("POST: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "POST", stream+"run", []byte(`"after"`), "Content-Type", "application/json"); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("POST: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			check := func(who string, from int, got []string) {
 				t.Helper()
@@ -400,9 +373,9 @@ func TestDurableJSONBatchRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			check("subscriber from 1234", 1234, mid.data)
-			r := dsDo(t, "GET", stream+"run?offset=-1", nil)
+			r := wstest.Do(t, "GET", stream+"run?offset=-1", nil)
 			var read []json.RawMessage
-			if err := json.Unmarshal(readAll(t, r), &read); err != nil {
+			if err := json.Unmarshal(wstest.ReadAll(t, r), &read); err != nil {
 				t.Fatal(err)
 			}
 			got := make([]string, len(read))
@@ -422,7 +395,7 @@ func TestDurableJSONBatchRun(t *testing.T) {
 				got = append(got, m.Data)
 			}
 			check("history API", 2990, got)
-			waitFor(t, 10*time.Second, "the batch persisted", func() bool {
+			wstest.WaitFor(t, 10*time.Second, "the batch persisted", func() bool {
 				ms, err := srv.Store.Messages(ctx, "run", 0, 2*n)
 				return err == nil && len(ms) == n+1
 			})

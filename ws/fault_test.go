@@ -99,10 +99,10 @@ func TestDatabaseFaultsUnderLoad(t *testing.T) {
 		name  string
 		start func()
 	}{{"hung", proxy.Blackhole}, {"down", proxy.Drop}} {
-		waitFor(t, 30*time.Second, "appends before the fault", recovered)
+		wstest.WaitFor(t, 30*time.Second, "appends before the fault", recovered)
 		before := refused()
 		fault.start()
-		waitFor(t, 60*time.Second, fault.name+": appends refused at the bound", func() bool { return refused() > before })
+		wstest.WaitFor(t, 60*time.Second, fault.name+": appends refused at the bound", func() bool { return refused() > before })
 		for _, path := range []string{"/channels", "/channels/load-0"} { // history may come from memory
 			resp, err := client.Get(srv.URL + path)
 			if err != nil {
@@ -121,7 +121,7 @@ func TestDatabaseFaultsUnderLoad(t *testing.T) {
 		}
 		proxy.Pass()
 	}
-	waitFor(t, 30*time.Second, "appends after the faults", recovered)
+	wstest.WaitFor(t, 30*time.Second, "appends after the faults", recovered)
 	cancel()
 	wg.Wait()
 
@@ -139,7 +139,7 @@ func TestDatabaseFaultsUnderLoad(t *testing.T) {
 func (p *producer) checkStored(t *testing.T, srv *wstest.Server) {
 	t.Helper()
 	var info hub.ChannelInfo
-	waitFor(t, 30*time.Second, p.id+" persisted", func() bool {
+	wstest.WaitFor(t, 30*time.Second, p.id+" persisted", func() bool {
 		info = decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/"+p.id))
 		return info.PersistedSeq == info.LastSeq
 	})

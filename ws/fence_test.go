@@ -52,7 +52,7 @@ func TestFencedActor(t *testing.T) {
 		if !errors.Is(err, persist.ErrOwned) || time.Now().After(deadline) {
 			t.Fatalf("take-over by b: %v", err)
 		}
-		waitFor(t, time.Second, "a's lease to expire", func() bool {
+		wstest.WaitFor(t, time.Second, "a's lease to expire", func() bool {
 			o, _ := errors.AsType[*persist.OwnedError](err)
 			return time.Now().After(o.Expires)
 		})

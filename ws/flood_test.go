@@ -43,7 +43,7 @@ func TestMemoryBoundUnderGeneratorFlood(t *testing.T) {
 	for i := range gens {
 		createGenerator(t, srv.URL, fmt.Sprintf("flood-%d", i), 100_000, lines)
 	}
-	waitFor(t, 30*time.Second, "memory to reach the bound", func() bool {
+	wstest.WaitFor(t, 30*time.Second, "memory to reach the bound", func() bool {
 		return metricValue(t, srv, "messages_buffered_bytes") > bound*0.99
 	})
 	held := heapInUse() - before
@@ -72,7 +72,7 @@ func TestMemoryBoundUnderGeneratorFlood(t *testing.T) {
 	ctx := context.Background()
 	for i := range gens {
 		id := fmt.Sprintf("flood-%d", i)
-		waitFor(t, 120*time.Second, id+" closed", func() bool {
+		wstest.WaitFor(t, 120*time.Second, id+" closed", func() bool {
 			rec, err := srv.Store.Channel(ctx, id)
 			return err == nil && !rec.Open()
 		})

@@ -18,18 +18,6 @@ import (
 	"github.com/messages-server/messages/ws/wire"
 )
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling step, not synchronisation
-	}
-}
-
 // rawSub is a subscription read frame by frame with a plain WebSocket, as
 // an independent client would, checking the protocol as it goes.
 type rawSub struct {

@@ -47,7 +47,7 @@ func TestHTTPRequestMetrics(t *testing.T) {
 		}
 	}
 	// The WebSocket is counted once its handler returns.
-	waitFor(t, 10*time.Second, "the WebSocket to be counted", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "the WebSocket to be counted", func() bool {
 		_, body = do(t, "GET", srv.URL+"/metrics", "", nil)
 		return strings.Contains(string(body), `messages_http_requests_total{method="GET",route="/ws",status="101"} 1`)
 	})

@@ -68,7 +68,7 @@ func TestMetrics(t *testing.T) {
 	if err := s.readToEnd(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "metrics to move", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "metrics to move", func() bool {
 		return metricValue(t, srv, "messages_appended_total") == 50 &&
 			metricValue(t, srv, "messages_delivered_total") >= 50 &&
 			metricValue(t, srv, "messages_persist_batch_rows") >= 1 &&

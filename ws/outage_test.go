@@ -60,7 +60,7 @@ func TestDatabaseOutage(t *testing.T) {
 	if st != http.StatusServiceUnavailable || !strings.Contains(string(b), "retry later") {
 		t.Fatalf("append past the bound: %d %s, want 503", st, b)
 	}
-	waitFor(t, 10*time.Second, "a failed write", func() bool { return flaky.failures.Load() > 0 })
+	wstest.WaitFor(t, 10*time.Second, "a failed write", func() bool { return flaky.failures.Load() > 0 })
 	info := decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/out"))
 	if info.PersistedSeq != 0 || info.LastSeq != 50 {
 		t.Fatalf("during the outage: %+v", info)
@@ -69,7 +69,7 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Error("persist errors not counted")
 	}
 	flaky.down.Store(false)
-	waitFor(t, 10*time.Second, "the backlog to be persisted", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "the backlog to be persisted", func() bool {
 		return decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/out")).PersistedSeq == 50
 	})
 	if seq := appendMsg(t, srv.URL, "out", "m51"); seq != 51 {

@@ -94,7 +94,7 @@ func TestConnectionsPerIP(t *testing.T) {
 		t.Fatalf("a Durable Streams catch-up read, not a streaming connection: %d %s, want 200", st, body)
 	}
 	first.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, 10*time.Second, "the closed connection's place", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "the closed connection's place", func() bool {
 		c, st := dialWSFrom(ctx, t, srv.URL, "q", "")
 		if c != nil {
 			c.CloseNow()
@@ -175,7 +175,7 @@ func TestOpenChannelsAndGeneratorRate(t *testing.T) {
 	if st, _, body := requestXFF(t, "DELETE", srv.URL+"/channels/g60", "", ""); st != http.StatusNoContent {
 		t.Fatalf("delete g60: %d %s", st, body)
 	}
-	waitFor(t, 10*time.Second, "g60's place", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "g60's place", func() bool {
 		st, _, _ := requestXFF(t, "POST", srv.URL+"/channels", "", `{"id":"g2","generator":{"freq":60,"max":3}}`)
 		return st == http.StatusCreated
 	})

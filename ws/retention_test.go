@@ -122,7 +122,7 @@ func TestRetention(t *testing.T) {
 					t.Fatalf("recently closed channel: %+v, %v", c, err)
 				}
 			}
-			waitFor(t, 10*time.Second, "every append persisted", func() bool {
+			wstest.WaitFor(t, 10*time.Second, "every append persisted", func() bool {
 				c, err := srv.Store.Channel(ctx, "live")
 				return err == nil && c.LastSeq == seq
 			})

@@ -177,7 +177,7 @@ func TestSlowConsumer(t *testing.T) {
 			t.Fatalf("fast subscriber at %d: %v", seq, err)
 		}
 	}
-	waitFor(t, 10*time.Second, "a slow-consumer resync", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "a slow-consumer resync", func() bool {
 		return metricValue(t, srv, "messages_slow_consumer_resyncs_total") >= 1
 	})
 	if err := slow.readUntil(ctx, n); err != nil {

@@ -44,7 +44,7 @@ func TestTabCloseNotAWarning(t *testing.T) {
 		closeLikeATab(t, addr, "tab", i)
 	}
 	// Every connection's end is counted once the server has handled it.
-	waitFor(t, 20*time.Second, "20 subscriptions to end", func() bool {
+	wstest.WaitFor(t, 20*time.Second, "20 subscriptions to end", func() bool {
 		return metricValue(t, srv, "messages_websocket_connections_total") >= 20
 	})
 	for l := range strings.Lines(logs.String()) {

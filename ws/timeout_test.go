@@ -99,7 +99,7 @@ func TestPersistWaitTimeout(t *testing.T) {
 		t.Fatalf("504 body %s: want seq 2 and an error", b)
 	}
 	flaky.down.Store(false)
-	waitFor(t, 10*time.Second, "seq 2 persisted", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "seq 2 persisted", func() bool {
 		return decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/pw")).PersistedSeq == 2
 	})
 	msgs, err := srv.Store.Messages(context.Background(), "pw", 1, 10)
@@ -120,7 +120,7 @@ func TestStoreTimeoutHungDatabase(t *testing.T) {
 	for i := range 3 {
 		appendMsg(t, srv.URL, "hung", fmt.Sprint(i))
 	}
-	waitFor(t, 10*time.Second, "persisted", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "persisted", func() bool {
 		return decodeJSON[hub.ChannelInfo](t, mustGet(t, srv.URL+"/channels/hung")).PersistedSeq == 3
 	})
 	// A channel with no actor: the first append takes it over.

@@ -59,21 +59,21 @@ func TestTextStreamsTakeUTF8Only(t *testing.T) {
 			const bad = "ab\xffcd"
 			for _, ct := range []string{"text/plain", "application/json"} {
 				name := strings.ReplaceAll(ct, "/", "-")
-				if r := dsDo(t, "PUT", stream+name+"-made", []byte(`"`+bad+`"`), "Content-Type", ct); r.StatusCode != http.StatusBadRequest {
-					t.Errorf("PUT %s with a body not UTF-8: %d %s, want 400", ct, r.StatusCode, readAll(t, r))
+				if r := wstest.Do(t, "PUT", stream+name+"-made", []byte(`"`+bad+`"`), "Content-Type", ct); r.StatusCode != http.StatusBadRequest {
+					t.Errorf("PUT %s with a body not UTF-8: %d %s, want 400", ct, r.StatusCode, wstest.ReadAll(t, r))
 				}
-				if r := dsDo(t, "PUT", stream+name, nil, "Content-Type", ct); r.StatusCode != http.StatusCreated {
-					t.Fatalf("PUT %s: %d %s", ct, r.StatusCode, readAll(t, r))
+				if r := wstest.Do(t, "PUT", stream+name, nil, "Content-Type", ct); r.StatusCode != http.StatusCreated {
+					t.Fatalf("PUT %s: %d %s", ct, r.StatusCode, wstest.ReadAll(t, r))
 				}
 				sub := dialRaw(ctx, t, srv.URL, name, 0, "")
 				for _, body := range []string{bad, `"` + bad + `"`, `["ok","` + bad + `"]`} {
-					r := dsDo(t, "POST", stream+name, []byte(body), "Content-Type", ct)
-					if b := readAll(t, r); r.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "UTF-8") {
+					r := wstest.Do(t, "POST", stream+name, []byte(body), "Content-Type", ct)
+					if b := wstest.ReadAll(t, r); r.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "UTF-8") {
 						t.Errorf("POST %q to a %s stream: %d %s, want 400 about UTF-8", body, ct, r.StatusCode, b)
 					}
 				}
-				if r := dsDo(t, "POST", stream+name, []byte(`"é"`), "Content-Type", ct); r.StatusCode != http.StatusNoContent {
-					t.Fatalf("POST UTF-8 to %s: %d %s", ct, r.StatusCode, readAll(t, r))
+				if r := wstest.Do(t, "POST", stream+name, []byte(`"é"`), "Content-Type", ct); r.StatusCode != http.StatusNoContent {
+					t.Fatalf("POST UTF-8 to %s: %d %s", ct, r.StatusCode, wstest.ReadAll(t, r))
 				}
 				if err := sub.readUntil(ctx, 1); err != nil {
 					t.Fatalf("%s subscriber: %v", ct, err)
@@ -84,12 +84,12 @@ func TestTextStreamsTakeUTF8Only(t *testing.T) {
 			}
 
 			// Binary: any bytes, as they were sent, through every path.
-			if r := dsDo(t, "PUT", stream+"bin", nil, "Content-Type", "application/octet-stream"); r.StatusCode != http.StatusCreated {
-				t.Fatalf("PUT binary: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "PUT", stream+"bin", nil, "Content-Type", "application/octet-stream"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT binary: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			sub := dialRaw(ctx, t, srv.URL, "bin", 0, "")
-			if r := dsDo(t, "POST", stream+"bin", []byte(bad), "Content-Type", "application/octet-stream"); r.StatusCode != http.StatusNoContent {
-				t.Fatalf("POST binary: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "POST", stream+"bin", []byte(bad), "Content-Type", "application/octet-stream"); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("POST binary: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			if st, b := do(t, "POST", srv.URL+"/channels/bin/messages", "application/octet-stream", []byte("\xfe\x00")); st != http.StatusOK {
 				t.Fatalf("channels API append to the binary stream: %d %s", st, b)
@@ -104,8 +104,8 @@ func TestTextStreamsTakeUTF8Only(t *testing.T) {
 			if got := historyPage(t, srv.URL, "bin"); strings.Join(got, "|") != strings.Join(want, "|") {
 				t.Errorf("binary history %q, want %q", got, want)
 			}
-			r := dsDo(t, "GET", stream+"bin?offset=-1", nil)
-			if got := readAll(t, r); string(got) != bad+"\xfe\x00" {
+			r := wstest.Do(t, "GET", stream+"bin?offset=-1", nil)
+			if got := wstest.ReadAll(t, r); string(got) != bad+"\xfe\x00" {
 				t.Errorf("binary Durable Streams read %q", got)
 			}
 			// The reference API streams the bytes as they are.

@@ -173,8 +173,8 @@ func TestNULInIDsAndCursors(t *testing.T) {
 				if c.method == "PUT" {
 					hdr = []string{"Stream-Forked-From", "/v1/stream/a%00b"}
 				}
-				r := dsDo(t, c.method, srv.URL+c.path, []byte(c.body), hdr...)
-				b := readAll(t, r)
+				r := wstest.Do(t, c.method, srv.URL+c.path, []byte(c.body), hdr...)
+				b := wstest.ReadAll(t, r)
 				if r.StatusCode != 400 || !strings.Contains(string(b), c.msg) {
 					t.Errorf("%s %s: %d %s, want 400 naming %q", c.method, c.path, r.StatusCode, b, c.msg)
 				}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/messages-server/messages/ws/client"
 	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/wstest"
 )
 
 // TestReadersOnAllNodes: readers of a channel owned by one node, on every
@@ -192,7 +193,7 @@ func TestDeleteThroughAnotherNode(t *testing.T) {
 		readers[i] = &reader{}
 		go func() { errs <- readers[i].read(ctx, nodes[i].URL, "d") }()
 	}
-	waitFor(t, 10*time.Second, "every reader to get m1", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "every reader to get m1", func() bool {
 		for _, r := range readers {
 			if r.got.Load() < 1 {
 				return false

@@ -16,6 +16,7 @@ import (
 	"github.com/messages-server/messages/persist"
 	"github.com/messages-server/messages/persist/persisttest"
 	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/wstest"
 )
 
 // lockRow holds a row lock on channel id's row until the returned func is
@@ -68,7 +69,7 @@ func TestForwardedPersistWait(t *testing.T) {
 	if st != http.StatusGatewayTimeout || e.Seq != 2 {
 		t.Fatalf("forwarded slow append: %d %s, want 504 with seq 2", st, body)
 	}
-	waitFor(t, 10*time.Second, "m2 to be stored", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "m2 to be stored", func() bool {
 		return len(storedData(t, nodes[1].store, "slow")) == 2
 	})
 }
@@ -107,9 +108,9 @@ func TestFollowerLostLastMessage(t *testing.T) {
 	r := &reader{}
 	done := make(chan error, 1)
 	go func() { done <- r.read(ctx, other.URL, "quiet") }()
-	waitFor(t, 10*time.Second, "the reader on n2 to get m1", func() bool { return r.got.Load() == 1 })
+	wstest.WaitFor(t, 10*time.Second, "the reader on n2 to get m1", func() bool { return r.got.Load() == 1 })
 	mustPost(t, owner.URL+"/channels/quiet/messages?wait=persisted", "text/plain", "m2", http.StatusOK)
-	waitFor(t, 5*time.Second, "the reader on n2 to get m2", func() bool { return r.got.Load() == 2 })
+	wstest.WaitFor(t, 5*time.Second, "the reader on n2 to get m2", func() bool { return r.got.Load() == 2 })
 	cancel()
 	<-done
 }
@@ -166,7 +167,7 @@ func TestDeleteInvalidatesOtherNodesHistory(t *testing.T) {
 		t.Fatalf("DELETE: %d", resp.StatusCode)
 	}
 	// The delete reaches B's cache over NATS.
-	waitFor(t, 5*time.Second, "B to drop its cached history", func() bool { return b.hub.HistoryCacheBytes() == 0 })
+	wstest.WaitFor(t, 5*time.Second, "B to drop its cached history", func() bool { return b.hub.HistoryCacheBytes() == 0 })
 	write("new ")
 	read("new ")
 }
@@ -192,7 +193,7 @@ func TestProducerRetryWhilePersisting(t *testing.T) {
 	mustStream(t, http.StatusGatewayTimeout, http.MethodPost, u, "s2", seqHdr("a2")...)
 	unlock()
 	want := []string{"m0", "s1", "m1", "s2"}
-	waitFor(t, 10*time.Second, "the appends to be stored", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "the appends to be stored", func() bool {
 		return len(storedData(t, a.store, "s")) >= len(want)
 	})
 	mustStream(t, http.StatusNoContent, http.MethodPost, u, "m1", producer("1")...) // a duplicate
@@ -262,7 +263,7 @@ func TestForwardAfterRelease(t *testing.T) {
 		}
 		answered <- time.Now()
 	}()
-	waitFor(t, 10*time.Second, "n1 to answer the forward (shutting down)", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "n1 to answer the forward (shutting down)", func() bool {
 		return metric(t, a, "messages_cluster_served_total") > served
 	})
 	_ = a.writer.Close(ctx)
@@ -365,7 +366,7 @@ func TestNATSOutageFlushesBeforeLettingGo(t *testing.T) {
 		mustPost(t, a.URL+"/channels/o/messages", "text/plain", m, http.StatusOK)
 	}
 	ns.stop()
-	waitFor(t, 10*time.Second, "n1 to let its channel go", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "n1 to let its channel go", func() bool {
 		_, ok := a.hub.Owned()["o"]
 		return !ok
 	})
@@ -402,7 +403,7 @@ func TestStreamTTLAcrossNodes(t *testing.T) {
 		t.Fatalf("stored after the read through B: %q", got)
 	}
 	// Left alone, it expires, whichever node looks (HEAD is no access).
-	waitFor(t, 10*time.Second, "the idle stream to expire", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "the idle stream to expire", func() bool {
 		resp, _ := streamReq(t, http.MethodHead, u(b), "")
 		return resp.StatusCode == http.StatusNotFound
 	})

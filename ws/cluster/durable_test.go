@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"bufio"
 	"context"
+	"github.com/messages-server/messages/ws/wstest"
 	"io"
 	"net/http"
 	"slices"
@@ -107,7 +108,7 @@ func TestDurableStreamThroughAnyNode(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		polled <- result{resp.StatusCode, string(b)}
 	}()
-	waitFor(t, 10*time.Second, "the long-poll to wait on node 3", func() bool { return c.hub.Followers() == 1 })
+	wstest.WaitFor(t, 10*time.Second, "the long-poll to wait on node 3", func() bool { return c.hub.Followers() == 1 })
 	mustStream(t, http.StatusOK, http.MethodPost, u(b), "m3", producer("2")...)
 	select {
 	case r := <-polled:

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"github.com/messages-server/messages/ws/wstest"
 	"net/http"
 	"slices"
 	"strings"
@@ -42,7 +43,7 @@ func TestOwnerDies(t *testing.T) {
 	for i, r := range readers {
 		go func() { errs <- r.read(ctx, nodes[1+i%2].URL, "gen") }()
 	}
-	waitFor(t, 30*time.Second, "the readers to get 100 lines", func() bool {
+	wstest.WaitFor(t, 30*time.Second, "the readers to get 100 lines", func() bool {
 		for _, r := range readers {
 			if r.got.Load() < 100 {
 				return false
@@ -159,7 +160,7 @@ func TestNATSRestart(t *testing.T) {
 	}
 	appendSome(total / 3)
 	ns.stop()
-	waitFor(t, 10*time.Second, "readyz to fail", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "readyz to fail", func() bool {
 		st, _ := get(t, nodes[1].URL+"/readyz")
 		return st == http.StatusServiceUnavailable
 	})
@@ -178,7 +179,7 @@ func TestNATSRestart(t *testing.T) {
 	}
 	t.Logf("%d appends during the outage", next-1-total/3)
 	ns.start()
-	waitFor(t, 10*time.Second, "readyz to pass", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "readyz to pass", func() bool {
 		st, _ := get(t, nodes[1].URL+"/readyz")
 		return st == http.StatusOK
 	})
@@ -220,7 +221,7 @@ func TestNodeCutFromNATS(t *testing.T) {
 	near := &reader{attempts: 3} // on the cut node
 	nearDone := make(chan error, 1)
 	go func() { nearDone <- near.read(ctx, cut.URL, "c") }()
-	waitFor(t, 10*time.Second, "the reader on the cut node to catch up", func() bool { return near.got.Load() == 10 })
+	wstest.WaitFor(t, 10*time.Second, "the reader on the cut node to catch up", func() bool { return near.got.Load() == 10 })
 
 	cut.nc.Close()
 	cutAt := time.Now()

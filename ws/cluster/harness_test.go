@@ -337,18 +337,6 @@ func storedData(t testing.TB, s *persist.Store, id string) []string {
 	return out
 }
 
-// waitFor polls cond until it holds, failing t after d.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // get sends a GET and returns the status and body.
 func get(t testing.TB, u string) (int, string) {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 	"github.com/messages-server/messages/persist/persisttest"
 	"github.com/messages-server/messages/ws/cluster"
 	"github.com/messages-server/messages/ws/hub"
+	"github.com/messages-server/messages/ws/wstest"
 )
 
 // pausedRenewals is the store of a node that does not know it lost its
@@ -78,7 +79,7 @@ func TestZombieOwnerProducer(t *testing.T) {
 		t.Fatalf("seq 0 through n1: %d %s", st, b)
 	}
 	// n1's lease lapses (it renews nothing); n2 takes the channel over.
-	waitFor(t, 10*time.Second, "n2 to take the channel over", func() bool {
+	wstest.WaitFor(t, 10*time.Second, "n2 to take the channel over", func() bool {
 		if err := n2.hub.Adopt(t.Context(), "z"); err != nil {
 			t.Fatal(err)
 		}

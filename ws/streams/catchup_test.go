@@ -41,8 +41,8 @@ func appendItems(t *testing.T, u string, n0, count, batch, padLen int) {
 			b.Write(v)
 		}
 		b.WriteByte(']')
-		if r := dsDo(t, "POST", u, []byte(b.String()), "Content-Type", "application/json"); r.StatusCode != http.StatusNoContent {
-			t.Fatalf("POST %s: %d %s", u, r.StatusCode, readAll(t, r))
+		if r := wstest.Do(t, "POST", u, []byte(b.String()), "Content-Type", "application/json"); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("POST %s: %d %s", u, r.StatusCode, wstest.ReadAll(t, r))
 		}
 	}
 }
@@ -55,8 +55,8 @@ func catchupItems(t *testing.T, u string) [][]item {
 	var out [][]item
 	offset := "-1"
 	for range 100 {
-		r := dsDo(t, "GET", u+"?offset="+offset, nil)
-		body := readAll(t, r)
+		r := wstest.Do(t, "GET", u+"?offset="+offset, nil)
+		body := wstest.ReadAll(t, r)
 		if r.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s at %s: %d %s", u, offset, r.StatusCode, body)
 		}
@@ -110,8 +110,8 @@ func TestDurableCatchupReadsToTail(t *testing.T) {
 				if name == "text" {
 					ct = "text/plain"
 				}
-				if r := dsDo(t, "PUT", stream+name, nil, "Content-Type", ct); r.StatusCode != http.StatusCreated {
-					t.Fatalf("PUT %s: %d %s", name, r.StatusCode, readAll(t, r))
+				if r := wstest.Do(t, "PUT", stream+name, nil, "Content-Type", ct); r.StatusCode != http.StatusCreated {
+					t.Fatalf("PUT %s: %d %s", name, r.StatusCode, wstest.ReadAll(t, r))
 				}
 			}
 
@@ -146,12 +146,12 @@ func TestDurableCatchupReadsToTail(t *testing.T) {
 			for i := range 3000 {
 				line := "line " + strconv.Itoa(i) + "\n"
 				want.WriteString(line)
-				if r := dsDo(t, "POST", stream+"text", []byte(line), "Content-Type", "text/plain"); r.StatusCode != http.StatusNoContent {
-					t.Fatalf("POST text: %d %s", r.StatusCode, readAll(t, r))
+				if r := wstest.Do(t, "POST", stream+"text", []byte(line), "Content-Type", "text/plain"); r.StatusCode != http.StatusNoContent {
+					t.Fatalf("POST text: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 				}
 			}
-			r := dsDo(t, "GET", stream+"text?offset=-1", nil)
-			if body := readAll(t, r); string(body) != want.String() || r.Header.Get("Stream-Up-To-Date") != "true" ||
+			r := wstest.Do(t, "GET", stream+"text?offset=-1", nil)
+			if body := wstest.ReadAll(t, r); string(body) != want.String() || r.Header.Get("Stream-Up-To-Date") != "true" ||
 				r.Header.Get("Stream-Next-Offset") != fmt.Sprintf("%016d_%016d", 1, 3000) {
 				t.Fatalf("text: %d bytes (want %d), up to date %q, next offset %s", len(body), want.Len(),
 					r.Header.Get("Stream-Up-To-Date"), r.Header.Get("Stream-Next-Offset"))
@@ -174,8 +174,8 @@ func TestDurableLargeJSONBatch(t *testing.T) {
 			t.Parallel()
 			srv := wstest.Start(t, wstest.Options{Backend: backend})
 			u := srv.URL + "/v1/stream/batch"
-			if r := dsDo(t, "PUT", u, nil, "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
-				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "PUT", u, nil, "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			batch := func(n0, count int, value func(int) string) []byte {
 				var b strings.Builder
@@ -191,10 +191,10 @@ func TestDurableLargeJSONBatch(t *testing.T) {
 			}
 			post := func(seq string, body []byte) {
 				t.Helper()
-				r := dsDo(t, "POST", u, body, "Content-Type", "application/json",
+				r := wstest.Do(t, "POST", u, body, "Content-Type", "application/json",
 					"Producer-Id", "p1", "Producer-Epoch", "0", "Producer-Seq", seq)
 				if r.StatusCode != http.StatusOK {
-					t.Fatalf("POST of %d bytes (Producer-Seq %s): %d %s", len(body), seq, r.StatusCode, readAll(t, r))
+					t.Fatalf("POST of %d bytes (Producer-Seq %s): %d %s", len(body), seq, r.StatusCode, wstest.ReadAll(t, r))
 				}
 			}
 			post("0", batch(0, 50_000, func(i int) string { return `{"n":` + strconv.Itoa(i) + `}` }))
@@ -204,13 +204,13 @@ func TestDurableLargeJSONBatch(t *testing.T) {
 				t.Fatalf("the tiny batch is %d bytes, want more than 1 MiB", len(tiny))
 			}
 			post("1", tiny)
-			if r := dsDo(t, "POST", u, tiny, "Content-Type", "application/json",
+			if r := wstest.Do(t, "POST", u, tiny, "Content-Type", "application/json",
 				"Producer-Id", "p1", "Producer-Epoch", "0", "Producer-Seq", "1"); r.StatusCode != http.StatusNoContent {
 				t.Fatalf("retry of Producer-Seq 1: %d, want 204", r.StatusCode)
 			}
 
-			r := dsDo(t, "GET", u+"?offset=-1", nil)
-			body := readAll(t, r)
+			r := wstest.Do(t, "GET", u+"?offset=-1", nil)
+			body := wstest.ReadAll(t, r)
 			var got []json.RawMessage
 			if err := json.Unmarshal(body, &got); err != nil {
 				t.Fatalf("GET: not a JSON array: %v", err)
@@ -237,20 +237,20 @@ func TestDurableLongPollAtNow(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			u := srv.URL + "/v1/stream/now"
-			if r := dsDo(t, "PUT", u, []byte("a\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
-				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "PUT", u, []byte("a\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			done := make(chan *http.Response, 1)
-			go func() { done <- dsDo(t, "GET", u+"?offset=now&live=long-poll", nil) }()
-			waitFor(t, 10*time.Second, "the long-poll to register", func() bool {
+			go func() { done <- wstest.Do(t, "GET", u+"?offset=now&live=long-poll", nil) }()
+			wstest.WaitFor(t, 10*time.Second, "the long-poll to register", func() bool {
 				info, err := srv.Hub.Info(ctx, "now")
 				return err == nil && info.Subscribers == 1
 			})
-			if r := dsDo(t, "POST", u, []byte("b\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusNoContent {
-				t.Fatalf("POST: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "POST", u, []byte("b\n"), "Content-Type", "text/plain"); r.StatusCode != http.StatusNoContent {
+				t.Fatalf("POST: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			r := <-done
-			if body := readAll(t, r); r.StatusCode != http.StatusOK || string(body) != "b\n" ||
+			if body := wstest.ReadAll(t, r); r.StatusCode != http.StatusOK || string(body) != "b\n" ||
 				r.Header.Get("Stream-Next-Offset") != "0000000000000001_0000000000000002" {
 				t.Fatalf("long-poll at now: %d %q at %s", r.StatusCode, body, r.Header.Get("Stream-Next-Offset"))
 			}
@@ -286,8 +286,8 @@ func TestDurableCatchupBrokenRead(t *testing.T) {
 			srv := wstest.Start(t, wstest.Options{Backend: backend, RetainMessages: 1,
 				Store: func(s hub.Store) hub.Store { fail.Store = s; return fail }})
 			u := srv.URL + "/v1/stream/broken"
-			if r := dsDo(t, "PUT", u, nil, "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
-				t.Fatalf("PUT: %d %s", r.StatusCode, readAll(t, r))
+			if r := wstest.Do(t, "PUT", u, nil, "Content-Type", "application/json"); r.StatusCode != http.StatusCreated {
+				t.Fatalf("PUT: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 			}
 			// 3,000 messages of about 500 bytes, durable (a producer's
 			// append is answered once persisted): three pages, 1.5 MB.
@@ -303,16 +303,16 @@ func TestDurableCatchupBrokenRead(t *testing.T) {
 					b.Write(v)
 				}
 				b.WriteByte(']')
-				if r := dsDo(t, "POST", u, []byte(b.String()), "Content-Type", "application/json",
+				if r := wstest.Do(t, "POST", u, []byte(b.String()), "Content-Type", "application/json",
 					"Producer-Id", "p", "Producer-Epoch", "0", "Producer-Seq", strconv.Itoa(i)); r.StatusCode != http.StatusOK {
-					t.Fatalf("POST: %d %s", r.StatusCode, readAll(t, r))
+					t.Fatalf("POST: %d %s", r.StatusCode, wstest.ReadAll(t, r))
 				}
 			}
 			// The plan reads the three pages, the response one more; the
 			// next read fails.
 			fail.ok.Store(4)
 			fail.armed.Store(true)
-			r := dsDo(t, "GET", u+"?offset=-1", nil)
+			r := wstest.Do(t, "GET", u+"?offset=-1", nil)
 			if r.StatusCode != http.StatusOK || r.Header.Get("Stream-Up-To-Date") != "true" {
 				t.Fatalf("GET: %d, up to date %q", r.StatusCode, r.Header.Get("Stream-Up-To-Date"))
 			}

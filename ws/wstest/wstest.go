@@ -1,6 +1,10 @@
 // Package wstest starts complete messages servers for tests: a fresh
 // database (PostgreSQL or SQLite), the persist writer, the hub and the HTTP server on a
-// loopback port, all stopped when the test ends.
+// loopback port, all stopped when the test ends; and the HTTP helpers the
+// tests over them share.
+//
+// Files: wstest.go (Start and its Options), http.go (requests, and waiting
+// for a condition with a deadline).
 package wstest
 
 import (
