@@ -21,6 +21,8 @@
 //     asks an actor and asks again if it exited
 //   - channel.go: the channel actor, and its role
 //   - owner.go: the role of the actor of a channel this node owns
+//   - persisted.go: the actor and the persist writer: a flush hands it a
+//     batch, onPersisted takes the batch's outcome
 //   - memory.go: what held messages cost, and the memory bounds
 //   - evict.go: idle channels leaving memory
 //   - produce.go: Create, Append and Close
