@@ -11,6 +11,8 @@
 //   - channels.go: the /channels API
 //   - reference.go: the reference API (GET and POST /)
 //   - websocket.go: the WebSocket transport (GET /ws)
+//   - lightconn.go: what an idle WebSocket costs: small buffers, and a
+//     reader that lets go of the library between frames
 //   - corkconn.go: the connection under each WebSocket, which writes a
 //     frame's header and payload at once
 //   - durable_http.go: mounting ws/durable at /v1/stream/ with token rights

@@ -1,0 +1,163 @@
+package ws
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/messages-server/messages/ws/hub"
+)
+
+// TestIdleReaderTrack: idleReader finds the boundaries between frames in
+// the bytes it reads however they are split: short, 16-bit and 64-bit
+// lengths, masked or not, empty payloads.
+func TestIdleReaderTrack(t *testing.T) {
+	long := func(n int) []byte { // an unmasked frame with a 16- or 64-bit length
+		b := []byte{0x82, 126, byte(n >> 8), byte(n)}
+		if n > 0xffff {
+			b = []byte{0x82, 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+		}
+		return append(b, make([]byte, n)...)
+	}
+	frames := [][]byte{
+		maskedFrame(opPing, nil),
+		maskedFrame(opPing, []byte("are you there?")),
+		maskedFrame(opPong, make([]byte, 125)),
+		long(126),
+		long(70000),
+		maskedFrame(opClose, []byte{0x03, 0xe8}),
+	}
+	var stream []byte
+	var ends []int // offsets where a frame ends
+	for _, f := range frames {
+		stream = append(stream, f...)
+		ends = append(ends, len(stream))
+	}
+	for _, step := range []int{1, 2, 3, 7, 64, 1000, len(stream)} {
+		var r idleReader
+		at := 0
+		for at < len(stream) {
+			n := min(step, len(stream)-at)
+			r.track(stream[at : at+n])
+			at += n
+			between := r.hn == 0 && r.need == 0
+			if want := slices.Contains(ends, at); between != want {
+				t.Fatalf("reading %d bytes at a time: after byte %d between frames %v, want %v", step, at, between, want)
+			}
+		}
+	}
+}
+
+// TestIdleReaderPings: a subscriber whose connection's reader waits
+// outside the library between frames answers every ping, sent one at a
+// time, several in one write, or a frame split over several writes; gets
+// its live messages; and closes cleanly when the client closes.
+func TestIdleReaderPings(t *testing.T) {
+	ts := startTestServer(t, hub.Config{}, ServerConfig{PingInterval: time.Hour})
+	ctx := context.Background()
+	if _, err := ts.hub.Create(ctx, "idle", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(ts.url, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	req := "GET /ws?id=idle HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	// next returns the next frame that is not a text frame, and the text
+	// frames before it.
+	next := func() (byte, []byte, []string) {
+		t.Helper()
+		var texts []string
+		for {
+			op, b, err := readFrame(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if op != opText {
+				return op, b, texts
+			}
+			texts = append(texts, string(b))
+		}
+	}
+	pong := func(want string) {
+		t.Helper()
+		op, b, _ := next()
+		if op != opPong || string(b) != want {
+			t.Fatalf("got opcode %d %q, want the pong %q", op, b, want)
+		}
+	}
+	for i := range 5 { // one at a time: the reader waits again after each
+		p := fmt.Sprint("ping ", i)
+		if _, err := conn.Write(maskedFrame(opPing, []byte(p))); err != nil {
+			t.Fatal(err)
+		}
+		pong(p)
+	}
+	two := append(maskedFrame(opPing, []byte("a")), maskedFrame(opPing, []byte("b"))...)
+	if _, err := conn.Write(two); err != nil {
+		t.Fatal(err)
+	}
+	pong("a")
+	pong("b")
+	split := maskedFrame(opPing, []byte("split"))
+	for _, part := range [][]byte{split[:1], split[1:4], split[4:]} {
+		if _, err := conn.Write(part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pong("split")
+	if _, err := ts.hub.Append(ctx, "idle", []byte("live"), false); err != nil {
+		t.Fatal(err)
+	}
+	for live := false; !live; {
+		op, b, err := readFrame(br)
+		if err != nil {
+			t.Fatalf("no live message: %v", err)
+		}
+		live = op == opText && strings.Contains(string(b), `"data":"live"`)
+	}
+	if _, err := conn.Write(maskedFrame(opPing, []byte("after"))); err != nil {
+		t.Fatal(err)
+	}
+	pong("after")
+	if _, err := conn.Write(maskedFrame(opClose, []byte{0x03, 0xe8})); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		op, b, err := readFrame(br)
+		if err != nil {
+			t.Fatalf("no close frame in answer: %v", err)
+		}
+		if op == opClose {
+			if len(b) < 2 || binary.BigEndian.Uint16(b) != 1000 {
+				t.Fatalf("close answered with %q, want 1000", b)
+			}
+			break
+		}
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the close handshake: %v, want EOF", err)
+	}
+}
