@@ -23,6 +23,7 @@ import (
 // with the frame, in order: the bytes on the wire are the same.
 type corkConn struct {
 	net.Conn
+	idle *idleReader // what reads go through, if not nil (see idleReader)
 
 	mu   sync.Mutex  // guards the fields below
 	want int         // bytes of the frame still to come; 0: not gathering
@@ -52,6 +53,17 @@ func frameSize(n int) int {
 		return 4 + n
 	}
 	return 2 + n
+}
+
+// Read reads through the idleReader, if any. The library reads the
+// connection it was handed, once the bytes its bufio.Reader held are used
+// up: a connection reader blocked there instead would sit in its frame
+// parser again, on a deep stack, after the first frame the client sent.
+func (c *corkConn) Read(p []byte) (int, error) {
+	if c.idle != nil {
+		return c.idle.Read(p)
+	}
+	return c.Conn.Read(p)
 }
 
 // gather starts gathering the n bytes of the next frame.

@@ -55,19 +55,20 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	var br *bufio.Reader
-	if sc, ok := conn.(syscall.Conn); ok && brw.Reader.Buffered() == 0 {
+	if sc, ok := conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			w.idle = &idleReader{rc: rc}
-			br = bufio.NewReaderSize(w.idle, readBufferSize)
 		}
 	}
-	if br == nil {
-		br = bufio.NewReaderSize(conn, readBufferSize)
-	}
-	if n := brw.Reader.Buffered(); n > 0 {
+	cc := &corkConn{Conn: conn, idle: w.idle}
+	w.conn = cc
+	var br *bufio.Reader
+	if n := brw.Reader.Buffered(); n == 0 {
+		br = bufio.NewReaderSize(cc, readBufferSize)
+	} else {
 		early, _ := brw.Reader.Peek(n)
-		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), conn), max(n, readBufferSize))
+		w.idle.readEarly(early)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), cc), max(n, readBufferSize))
 		// Fill br's buffer from the early bytes alone: the first read of
 		// the MultiReader returns all of them and none of conn's.
 		if _, err := br.Peek(n); err != nil {
@@ -75,8 +76,6 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 			return nil, nil, err
 		}
 	}
-	cc := &corkConn{Conn: conn}
-	w.conn = cc
 	return cc, bufio.NewReadWriter(br, bufio.NewWriterSize(cc, writeBufferSize)), nil
 }
 
@@ -118,10 +117,29 @@ type idleReader struct {
 	hn   int      // bytes in head
 	need int64    // payload bytes of the frame still to come
 	peek [1]byte
+
+	early bool // bytes came with the handshake: the first wait returns at once
 }
 
-// wait blocks until the connection has bytes to read, or has ended.
+// readEarly follows the frames in b, the bytes the client sent right
+// after its handshake, which the library reads before the connection; the
+// reader's first wait then returns at once, for it to read them. Does
+// nothing on a nil *idleReader.
+func (r *idleReader) readEarly(b []byte) {
+	if r == nil {
+		return
+	}
+	r.track(b)
+	r.early = true
+}
+
+// wait blocks until the connection has bytes to read, or has ended; or
+// returns at once the first time if bytes came with the handshake.
 func (r *idleReader) wait() error {
+	if r.early {
+		r.early = false
+		return nil
+	}
 	return r.rc.Read(func(fd uintptr) bool {
 		_, _, err := syscall.Recvfrom(int(fd), r.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		return err != syscall.EAGAIN

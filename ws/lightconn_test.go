@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -128,6 +129,7 @@ func TestIdleReaderPings(t *testing.T) {
 		}
 	}
 	pong("split")
+	readerWaitsOutside(t)
 	if _, err := ts.hub.Append(ctx, "idle", []byte("live"), false); err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +144,7 @@ func TestIdleReaderPings(t *testing.T) {
 		t.Fatal(err)
 	}
 	pong("after")
+	readerWaitsOutside(t)
 	if _, err := conn.Write(maskedFrame(opClose, []byte{0x03, 0xe8})); err != nil {
 		t.Fatal(err)
 	}
@@ -160,4 +163,92 @@ func TestIdleReaderPings(t *testing.T) {
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("after the close handshake: %v, want EOF", err)
 	}
+}
+
+// readerWaitsOutside waits until the reader of every open WebSocket waits
+// for bytes outside the library (in idleReader.wait), and fails t if one
+// stays elsewhere, such as blocked in the library's frame parser on a read
+// of the socket.
+func readerWaitsOutside(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	buf := make([]byte, 1<<20)
+	for {
+		stacks := strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n")
+		readers, outside := 0, 0
+		var last string
+		for _, g := range stacks {
+			if !strings.Contains(g, "ws.(*Server).serveConn.func") || strings.Contains(g, "serveConn.func2") {
+				continue
+			}
+			readers++
+			if strings.Contains(g, "ws.(*idleReader).wait") {
+				outside++
+			} else {
+				last = g
+			}
+		}
+		if readers > 0 && readers == outside {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d connection readers wait outside the library; one is at:\n%s", readers-outside, readers, last)
+		}
+		time.Sleep(time.Millisecond) // a goroutine's stack has no event to wait on
+	}
+}
+
+// TestIdleReaderEarlyFrame: a ping the client sends in the same write as
+// its handshake, which the server has read with the request, is answered,
+// and the connection's reader then waits outside the library, as it does
+// after any frame (it read the socket in the library's frame parser
+// before).
+func TestIdleReaderEarlyFrame(t *testing.T) {
+	ts := startTestServer(t, hub.Config{}, ServerConfig{PingInterval: time.Hour})
+	ctx := context.Background()
+	if _, err := ts.hub.Create(ctx, "early", nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(ts.url, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	req := "GET /ws?id=early HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), maskedFrame(opPing, []byte("early"))...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	pong := func(want string) {
+		t.Helper()
+		for {
+			op, b, err := readFrame(br)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if op == opText {
+				continue
+			}
+			if op != opPong || string(b) != want {
+				t.Fatalf("got opcode %d %q, want the pong %q", op, b, want)
+			}
+			return
+		}
+	}
+	pong("early")
+	readerWaitsOutside(t)
+	if _, err := conn.Write(maskedFrame(opPing, []byte("next"))); err != nil {
+		t.Fatal(err)
+	}
+	pong("next")
+	readerWaitsOutside(t)
 }
