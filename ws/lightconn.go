@@ -22,7 +22,7 @@ import (
 // out in one write; the stream's frames are gathered whole by the
 // corkConn under it and written with one writev whatever their size.
 const (
-	readBufferSize  = 256
+	readBufferSize  = 64
 	writeBufferSize = 128
 )
 
