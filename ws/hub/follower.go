@@ -327,10 +327,7 @@ func (c *channel) onRemoteMessage(ev Event) {
 	c.h.makeRoom()
 	c.statLast.Store(c.lastSeq)
 	for s := range c.subs {
-		select {
-		case s.queue <- m:
-			s.notify()
-		default:
+		if !s.push(m) {
 			c.detach(s, reasonDetached)
 		}
 	}

@@ -81,7 +81,7 @@ func (h *Hub) Stream(ctx context.Context, id string, from int64, epoch string, s
 // a context.AfterFunc.
 func (h *Hub) StreamParked(ctx context.Context, id string, from int64, epoch string, s Sink, wake *Waker, done func(error)) {
 	st := &streamer{h: h, ctx: ctx, id: id, from: from, s: s, started: time.Now(), last: from, first: true}
-	p := &parking{}
+	p := &parking{wake: make(chan struct{}, 1)}
 	p.n.Store(1) // this goroutine runs the stream
 	p.resume = func() { st.resume(done) }
 	notify := p.notify
@@ -115,8 +115,9 @@ func (h *Hub) StreamParked(ctx context.Context, id string, from int64, epoch str
 // one. A running stream parks only if no event came since it last looked
 // (see streamer.drainParked), so none is lost.
 type parking struct {
-	n       atomic.Int64 // events since the stream last looked; 0: parked
-	resume  func()       // runs the stream on, in the goroutine notify starts
+	n       atomic.Int64  // events since the stream last looked; 0: parked
+	wake    chan struct{} // an event came while the stream runs (see drainParked)
+	resume  func()        // runs the stream on, in the goroutine notify starts
 	ping    time.Duration
 	timer   *time.Timer // notifies when a keep-alive ping may be due; nil without pings
 	stopCtx func() bool // stops the notification of ctx's end; nil with a Waker
@@ -135,10 +136,15 @@ func (w *Waker) Wake() {
 }
 
 // notify records an event, and starts a goroutine for the stream if it was
-// parked. It never blocks: the actor calls it.
+// parked, or wakes the one running it. It never blocks: the actor calls it.
 func (p *parking) notify() {
 	if p.n.Add(1) == 1 {
 		go p.resume()
+		return
+	}
+	select {
+	case p.wake <- struct{}{}:
+	default: // a wake-up is pending already
 	}
 }
 
@@ -336,9 +342,11 @@ const parkAfter = 250 * time.Millisecond
 
 // drainParked is drain for a parking stream: it sends what is queued,
 // waits up to parkAfter for more, pings if a ping is due, and parks once
-// no event came since it last looked.
+// no event came since it last looked. Every event (a push, the close, the
+// end of ctx, a ping due) raises p.n and, while the stream runs, leaves a
+// token in p.wake; a token may be stale, which costs one more look.
 func (st *streamer) drainParked() (int, error) {
-	q, p := st.reg.s.queue, st.park
+	sub, p := st.reg.s, st.park
 	pg, _ := st.s.(Pinger)
 	var t *time.Timer
 	defer func() {
@@ -346,55 +354,44 @@ func (st *streamer) drainParked() (int, error) {
 			t.Stop()
 		}
 	}()
-	idle := false // nothing came for parkAfter
+	armed := false // t runs: parkAfter since the last message sent
+	idle := false  // nothing came for parkAfter
 	for {
 		seen := p.n.Load()
-		var wait <-chan time.Time
-		if !idle {
-			if t == nil {
-				t = time.NewTimer(parkAfter)
-			} else {
-				t.Reset(parkAfter)
-			}
-			wait = t.C
+		if err := st.ctx.Err(); err != nil {
+			return 0, err
 		}
-		select {
-		case m, ok := <-q:
-			if !ok {
-				return st.reg.s.reason, nil
-			}
+		m, closed := sub.live.pop()
+		switch {
+		case m != nil:
 			if closed, err := st.send(m); err != nil {
 				return 0, err // the queue may still be open: reason is not ours to read
 			} else if closed {
-				return st.reg.s.reason, nil
+				return sub.reason, nil
 			}
-			idle = false
+			idle, armed = false, false
 			continue
-		case <-st.ctx.Done():
-			return 0, st.ctx.Err()
-		case <-wait:
-			idle = true
-			continue // look once more, then park
-		default:
-			if !idle {
-				// Nothing ready: wait for something, or parkAfter.
-				select {
-				case m, ok := <-q:
-					if !ok {
-						return st.reg.s.reason, nil
-					}
-					if closed, err := st.send(m); err != nil {
-						return 0, err
-					} else if closed {
-						return st.reg.s.reason, nil
-					}
-				case <-st.ctx.Done():
-					return 0, st.ctx.Err()
-				case <-wait:
-					idle = true
+		case closed:
+			return sub.reason, nil
+		}
+		if !idle {
+			// Nothing queued: wait for an event, or parkAfter.
+			if !armed {
+				if t == nil {
+					t = time.NewTimer(parkAfter)
+				} else {
+					t.Reset(parkAfter)
 				}
-				continue
+				armed = true
 			}
+			select {
+			case <-p.wake:
+			case <-st.ctx.Done():
+				return 0, st.ctx.Err()
+			case <-t.C:
+				idle = true // look once more, then park
+			}
+			continue
 		}
 		if pg != nil {
 			if err := pg.Keepalive(); err != nil {
@@ -405,6 +402,7 @@ func (st *streamer) drainParked() (int, error) {
 		if cap(st.run) > 16 {
 			st.run = nil // a parked stream keeps no room for a burst
 		}
+		sub.live.release() // nor for its queue
 		if p.n.CompareAndSwap(seen, 0) {
 			return reasonParked, nil
 		}
@@ -415,23 +413,17 @@ func (st *streamer) drainParked() (int, error) {
 // and maxRunBytes) in one run; closed reports that the queue was found
 // closed after them.
 func (st *streamer) send(m *wire.Message) (closed bool, err error) {
-	q := st.reg.s.queue
+	sub := st.reg.s
 	run := append(st.run[:0], m)
 	n, size := m.Len(), len(m.Data)
-gather:
 	for n < maxRun && size < maxRunBytes {
-		select {
-		case m, ok := <-q:
-			if !ok {
-				closed = true
-				break gather
-			}
-			run = append(run, m)
-			n += m.Len()
-			size += len(m.Data)
-		default:
-			break gather
+		var m *wire.Message
+		if m, closed = sub.tryPop(); m == nil {
+			break
 		}
+		run = append(run, m)
+		n += m.Len()
+		size += len(m.Data)
 	}
 	if n == len(run) {
 		err = st.s.Messages(run, true)
@@ -508,7 +500,11 @@ func (h *Hub) subscribeOnce(ctx context.Context, id string, from int64, register
 	}
 	req := &subscribeReq{from: from, result: make(chan snapshot, 1)}
 	if register {
-		req.sub = &subscriber{queue: make(chan *wire.Message, h.cfg.QueueLen), park: park}
+		if park != nil {
+			req.sub = &subscriber{live: liveQueue{max: h.cfg.QueueLen}, park: park}
+		} else {
+			req.sub = &subscriber{queue: make(chan *wire.Message, h.cfg.QueueLen)}
+		}
 	}
 	for {
 		snap, c, err := call(ctx, h, id, func() any { return req }, req.result)
