@@ -25,9 +25,10 @@ const minStreamTime = time.Second
 // like DELETE /channels/{id}. CORS preflights pass. A request's syntax (the
 // stream name, the headers and query its method reads) is checked before
 // its token, as on the rest of the API. The per-client quotas apply as on
-// the rest of the API too: a PUT counts as a channel creation, and a
-// long-poll or SSE read as a streaming connection while it lasts. A
-// long-poll or SSE read ends when its token expires (see serveLive).
+// the rest of the API too: a PUT that creates a stream counts as a channel
+// creation (see servePut), and a long-poll or SSE read as a streaming
+// connection while it lasts. A long-poll or SSE read ends when its token
+// expires (see serveLive).
 func (s *Server) durableHandler() http.Handler {
 	h := durable.NewHandler(durable.HandlerConfig{
 		Backend: s.cfg.Streams, Prefix: durablePrefix, LongPollTimeout: s.cfg.LongPollTimeout,
@@ -66,9 +67,7 @@ func (s *Server) durableHandler() http.Handler {
 		}
 		switch live := r.URL.Query().Get("live"); {
 		case r.Method == http.MethodPut:
-			if s.q.allowCreate(w, r) {
-				h.ServeHTTP(w, r)
-			}
+			s.servePut(w, r, h, name)
 		case r.Method == http.MethodGet && (live == "long-poll" || live == "sse"):
 			s.serveLive(w, r, h, live, until)
 		default:
@@ -99,6 +98,36 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, h http.Handle
 	ctx, cancel := untilExpiry(r.Context(), until)
 	defer cancel()
 	h.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// servePut serves a PUT against its client's creation budget
+// (-create-rate, -create-burst). Only a PUT answered 200 (the stream
+// existed, as asked) created nothing for sure, and it costs nothing: a
+// client that PUTs its stream again on every reconnect is not throttled.
+// Every other PUT costs a creation. The creation is taken before the PUT
+// runs and given back if it answers 200, so that concurrent PUTs cannot
+// create more than the budget; a client whose budget is spent may still
+// PUT a stream that exists (anything else is 429), and if that PUT does
+// not answer 200 after all (it asks for another configuration, or the
+// stream was deleted meanwhile and the PUT created it again) the creation
+// is charged as a debt on its budget.
+func (s *Server) servePut(w http.ResponseWriter, r *http.Request, h http.Handler, name string) {
+	ip := s.q.clientIP(r)
+	paid, retry := s.q.takeCreate(ip)
+	if !paid {
+		if _, err := s.cfg.Streams.Stat(r.Context(), name); err != nil {
+			s.q.refuseCreate(w, ip, retry)
+			return
+		}
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	h.ServeHTTP(sw, r)
+	switch existed := sw.status == http.StatusOK; {
+	case existed && paid:
+		s.q.refundCreate(ip)
+	case !existed && !paid:
+		s.q.oweCreate(ip)
+	}
 }
 
 // answerExpired answers a Durable Streams request whose context ended
