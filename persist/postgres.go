@@ -124,7 +124,11 @@ func (p *postgres) close() {
 // order.
 const channelColumns = `id, epoch, created_at, closed_at, last_seq, gen_freq, gen_max, content_type, owner, lease_expires_at`
 
-// scanChannel reads one row of channelColumns.
+// channelSelectColumns is channelColumns for a SELECT from channels c, with
+// the channel's live last seq (lastSeqSQL) for last_seq.
+const channelSelectColumns = `id, epoch, created_at, closed_at, ` + lastSeqSQL + `, gen_freq, gen_max, content_type, owner, lease_expires_at`
+
+// scanChannel reads one row of channelColumns or channelSelectColumns.
 func scanChannel(row pgx.Row) (Channel, error) {
 	var (
 		c      Channel
@@ -278,7 +282,7 @@ func columnsOf(cs []newChannel) creationColumns {
 
 func (p *postgres) channel(ctx context.Context, id string) (Channel, error) {
 	c, err := scanChannel(p.pool.QueryRow(ctx,
-		`SELECT `+channelColumns+` FROM channels WHERE id = $1`, id))
+		`SELECT `+channelSelectColumns+` FROM channels c WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Channel{}, ErrNotFound
 	}
@@ -287,7 +291,7 @@ func (p *postgres) channel(ctx context.Context, id string) (Channel, error) {
 
 func (p *postgres) channels(ctx context.Context, after string, limit int) ([]Channel, error) {
 	rows, err := p.pool.Query(ctx,
-		`SELECT `+channelColumns+` FROM channels WHERE id > $1 ORDER BY id LIMIT $2`,
+		`SELECT `+channelSelectColumns+` FROM channels c WHERE id > $1 ORDER BY id LIMIT $2`,
 		after, limit)
 	if err != nil {
 		return nil, err
@@ -322,12 +326,15 @@ func (p *postgres) messages(ctx context.Context, id string, after int64, limit i
 	return ms, rows.Err()
 }
 
-// deleteChannel deletes the channel's row first: a concurrent writeBatches
-// of it either committed before (its messages are then deleted below) or
-// finds no row and stores nothing. The floor comes last, so that deletes
-// wait for each other only at the end.
+// deleteChannel takes the channel's fence lock first, then deletes its row:
+// a concurrent writeBatches of it either committed before (its messages
+// are then deleted below) or finds no row and stores nothing. The floor
+// comes last, so that deletes wait for each other only at the end.
 func (p *postgres) deleteChannel(ctx context.Context, id string) error {
 	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, lockFenceSQL, []int32{fenceBucket(id)}); err != nil {
+			return err
+		}
 		var epoch int64
 		err := tx.QueryRow(ctx, `DELETE FROM channels WHERE id = $1 RETURNING epoch`, id).Scan(&epoch)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -375,6 +382,12 @@ func (p *postgres) deleteClosedBefore(ctx context.Context, t time.Time, limit in
 		if err != nil || len(ids) == 0 {
 			return err
 		}
+		// A write of one of these closed channels (a retry of what is
+		// stored, the only kind they take) ends before their messages
+		// are deleted.
+		if _, err := tx.Exec(ctx, lockFenceSQL, fenceBucketsOf(ids)); err != nil {
+			return err
+		}
 		return p.deleteRest(ctx, tx, ids, floor)
 	})
 	if err != nil {
@@ -385,7 +398,7 @@ func (p *postgres) deleteClosedBefore(ctx context.Context, t time.Time, limit in
 
 func (p *postgres) epochs(ctx context.Context, id string, epoch int64) (current, last int64, next *int64, err error) {
 	err = p.pool.QueryRow(ctx,
-		`SELECT c.epoch, c.last_seq,
+		`SELECT c.epoch, `+lastSeqSQL+`,
 		        (SELECT min(e.start_seq) FROM channel_epochs e
 		         WHERE e.channel_id = c.id AND e.epoch > $2)
 		 FROM channels c WHERE c.id = $1`, id, epoch).Scan(&current, &last, &next)
@@ -416,11 +429,13 @@ func (p *postgres) writeBatches(ctx context.Context, batches []*Batch, updates [
 	}
 }
 
-// updateChannelsSQL sets the channels' last seq and close mark, from
-// arrays of ids, last seqs, closes and epochs. A closed channel takes no
-// message past its last seq (a retry of what is stored passes). A batch of
-// an epoch that is not the channel's any more is fenced: its writer lost
-// the channel to another node.
+// updateChannelsSQL closes channels, from arrays of ids, last seqs, closes
+// and epochs, and records their last seq: what the transaction stores, or
+// what is stored already. Only a transaction that closes a channel updates
+// its row; an ordinary flush checks it (checkChannelsSQL). A closed channel
+// takes no message past its last seq (a retry of what is stored passes). A
+// batch of an epoch that is not the channel's any more is fenced: its
+// writer lost the channel to another node.
 //
 // It locks the rows in whatever order its plan visits them, and runs under
 // a lock timeout (lockWaitSQL) well below PostgreSQL's deadlock timeout:
@@ -432,7 +447,7 @@ func (p *postgres) writeBatches(ctx context.Context, batches []*Batch, updates [
 // id order first on every transaction would cost a second pass over the
 // rows, as much again as the update.
 const updateChannelsSQL = `UPDATE channels c SET
-   last_seq = GREATEST(c.last_seq, v.last_seq),
+   last_seq = GREATEST(v.last_seq, ` + lastSeqSQL + `),
    closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
  FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::bigint[]) AS v(id, last_seq, close, epoch)
  WHERE c.id = v.id
@@ -446,7 +461,7 @@ const updateChannelsOrderedSQL = `WITH l AS (
    SELECT id FROM channels WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
  )
  UPDATE channels c SET
-   last_seq = GREATEST(c.last_seq, v.last_seq),
+   last_seq = GREATEST(v.last_seq, ` + lastSeqSQL + `),
    closed_at = CASE WHEN v.close THEN coalesce(c.closed_at, now()) ELSE c.closed_at END
  FROM unnest($1::text[], $2::bigint[], $3::bool[], $4::bigint[]) AS v(id, last_seq, close, epoch)
  WHERE c.id = v.id AND c.id IN (SELECT id FROM l)
@@ -501,28 +516,23 @@ func messageArrays(batches []*Batch) (chans []string, seqs []int64, data [][]byt
 	return chans, seqs, data, times
 }
 
-// writeTx is one transaction of writeBatches: it updates the channels,
-// with their rows locked in id order if ordered, then inserts the messages
-// of batches with COPY, or, if skipStored, with an INSERT that skips the
-// rows already stored.
+// writeTx is one transaction of writeBatches: it takes the fence locks of
+// the channels and checks them (see postgres_fence.go), updating only those
+// it closes, with their rows locked in id order if ordered; then inserts
+// the messages of batches with COPY, or, if skipStored, with an INSERT that
+// skips the rows already stored.
 func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []channelUpdate, skipStored, ordered bool) error {
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	ids, lasts, closes, epochs := updateArrays(updates)
-	// The channels first (see updateChannelsSQL).
-	var tag pgconn.CommandTag
-	if ordered {
-		tag, err = tx.Exec(ctx, updateChannelsOrderedSQL, ids, lasts, closes, epochs)
-	} else {
-		tag, err = updateChannels(ctx, tx, ids, lasts, closes, epochs)
-	}
+	passed, err := fenceAndUpdate(ctx, tx, updates, ordered)
 	if err != nil {
 		return fmt.Errorf("update channels: %w", err)
 	}
-	if tag.RowsAffected() != int64(len(ids)) {
+	if passed != int64(len(updates)) {
+		ids, _, _, _ := updateArrays(updates)
 		return p.refused(ctx, tx, ids, updates)
 	}
 	if skipStored {
@@ -545,33 +555,11 @@ func (p *postgres) writeTx(ctx context.Context, batches []*Batch, updates []chan
 	return nil
 }
 
-// updateChannels runs updateChannelsSQL under lockWaitSQL, the three
-// statements in one round trip.
-func updateChannels(ctx context.Context, tx pgx.Tx, ids []string, lasts []int64, closes []bool, epochs []int64) (pgconn.CommandTag, error) {
-	b := &pgx.Batch{}
-	b.Queue(lockWaitSQL)
-	b.Queue(updateChannelsSQL, ids, lasts, closes, epochs)
-	b.Queue(resetLockWaitSQL)
-	br := tx.SendBatch(ctx, b)
-	_, err := br.Exec()
-	var tag pgconn.CommandTag
-	if err == nil {
-		tag, err = br.Exec()
-	}
-	if err == nil {
-		_, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	return tag, err
-}
-
 // refused returns the error of a writeTx whose update of the channels ids
 // did not change them all.
 func (p *postgres) refused(ctx context.Context, tx pgx.Tx, ids []string, updates []channelUpdate) error {
 	rows, err := tx.Query(ctx,
-		`SELECT id, closed_at IS NOT NULL, last_seq, epoch FROM channels WHERE id = ANY($1)`, ids)
+		`SELECT id, closed_at IS NOT NULL, `+lastSeqSQL+`, epoch FROM channels c WHERE id = ANY($1)`, ids)
 	if err != nil {
 		return fmt.Errorf("update channels: %w", err)
 	}
