@@ -194,12 +194,7 @@ func TestFenceWriteFirst(t *testing.T) {
 	ctx := t.Context()
 	hold := connect(t, u)
 	watch := connect(t, u)
-	// Stop the write at its insert, on a lock the test holds.
-	exec(t, hold, `CREATE FUNCTION hold_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-	 BEGIN PERFORM pg_advisory_xact_lock_shared(1, 1); RETURN NULL; END $$`)
-	exec(t, hold, `CREATE TRIGGER hold_insert AFTER INSERT ON messages FOR EACH STATEMENT EXECUTE FUNCTION hold_insert()`)
-	exec(t, hold, `BEGIN`)
-	exec(t, hold, `SELECT pg_advisory_xact_lock(1, 1)`)
+	holdInserts(t, hold)
 	wrote := goCall(func() (persist.Channel, error) {
 		return persist.Channel{}, s.WriteBatches(ctx, []*persist.Batch{{Channel: "f", Epoch: 1,
 			Messages: msgs("f", 3, 5, time.Unix(1764300000, 0))}})
@@ -215,6 +210,45 @@ func TestFenceWriteFirst(t *testing.T) {
 	if wrote.err != nil {
 		t.Fatalf("WriteBatches before the take-over = %v, want it committed", wrote.err)
 	}
+}
+
+// holdInserts stops every insert of messages, after it inserted its rows
+// and before its transaction ends, until hold commits.
+func holdInserts(t *testing.T, hold *pgx.Conn) {
+	t.Helper()
+	exec(t, hold, `CREATE FUNCTION hold_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+	 BEGIN PERFORM pg_advisory_xact_lock_shared(1, 1); RETURN NULL; END $$`)
+	exec(t, hold, `CREATE TRIGGER hold_insert AFTER INSERT ON messages FOR EACH STATEMENT EXECUTE FUNCTION hold_insert()`)
+	exec(t, hold, `BEGIN`)
+	exec(t, hold, `SELECT pg_advisory_xact_lock(1, 1)`)
+}
+
+// TestFenceDeleteWaitsForWrite: a delete of a channel a write is storing
+// messages of waits for the write, and deletes its messages too: a channel
+// created again under the id starts empty.
+func TestFenceDeleteWaitsForWrite(t *testing.T) {
+	s, u := fenceSetup(t)
+	ctx := t.Context()
+	hold := connect(t, u)
+	watch := connect(t, u)
+	holdInserts(t, hold)
+	wrote := goCall(func() (persist.Channel, error) {
+		return persist.Channel{}, s.WriteBatches(ctx, []*persist.Batch{{Channel: "f", Epoch: 1,
+			Messages: msgs("f", 3, 5, time.Unix(1764300000, 0))}})
+	})
+	waitLockWaiter(t, watch, testHoldClass, wrote.done)
+	deleted := goCall(func() (persist.Channel, error) { return persist.Channel{}, s.DeleteChannel(ctx, "f") })
+	waitLockWaiter(t, watch, fenceClass, deleted.done)
+	exec(t, hold, `COMMIT`)
+	<-wrote.done
+	<-deleted.done
+	if wrote.err != nil || deleted.err != nil {
+		t.Fatalf("WriteBatches = %v, DeleteChannel = %v; want both done", wrote.err, deleted.err)
+	}
+	if _, err := s.CreateChannel(ctx, "f", nil); err != nil {
+		t.Fatal(err)
+	}
+	checkMessages(t, s, "f", 0)
 }
 
 // TestLastSeqWithoutChannelUpdate: ordinary flushes leave the channels row
