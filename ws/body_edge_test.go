@@ -60,6 +60,33 @@ func stalledRequest(t testing.TB, base, method, path string, hdr ...string) net.
 	return c
 }
 
+// countedStalledRequest is stalledRequest for an append that asks for
+// "100 Continue": net/http sends it when the handler starts reading the
+// body, so once it has come the request holds its place in the client's
+// connections. Then it sends 2 bytes of the 100 it announced.
+func countedStalledRequest(t testing.TB, base, path, token string) net.Conn {
+	t.Helper()
+	u, _ := url.Parse(base)
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: text/plain\r\n"+
+		"Content-Length: 100\r\nExpect: 100-continue\r\n\r\n", path, u.Host, token)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("waiting for 100 Continue: %v", err)
+	}
+	if resp.StatusCode != http.StatusContinue {
+		t.Fatalf("stalled append answered %d, want 100 Continue", resp.StatusCode)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	fmt.Fprint(c, "ab")
+	return c
+}
+
 // closedByServer reads c until the server closes it, within d, and
 // returns the response's status (0 if none came).
 func closedByServer(t testing.TB, c net.Conn, d time.Duration) int {
@@ -119,9 +146,12 @@ func TestStalledBodiesCountAsConnections(t *testing.T) {
 		t.Fatalf("create: %d %s", got.status, got.body)
 	}
 	path := "/channels/room/messages"
+	// Each stalled request is known to be counted (its handler has begun
+	// reading its body) before the next request is sent: a probe that
+	// reached the server first would take the second place itself.
 	stalled := []net.Conn{
-		stalledRequest(t, srv.URL, "POST", path, "Authorization", "Bearer "+admin),
-		stalledRequest(t, srv.URL, "POST", path, "Authorization", "Bearer "+admin),
+		countedStalledRequest(t, srv.URL, path, admin),
+		countedStalledRequest(t, srv.URL, path, admin),
 	}
 	wstest.WaitFor(t, 10*time.Second, "a request past the bound to get 429", func() bool {
 		return request(t, "POST", srv.URL+path, admin, "x", nil).status == http.StatusTooManyRequests

@@ -239,3 +239,50 @@ func readStream(ctx context.Context, u, token string) (*http.Response, []byte, e
 	b, err := io.ReadAll(resp.Body)
 	return resp, b, err
 }
+
+// TestTokenExpiryEndsLongPoll: a Durable Streams long-poll lasts no longer
+// than its token. One still waiting when the token expires is answered
+// 401 (invalid_token) at once, long before the long-poll timeout, and
+// serves nothing; polling again from the same offset with a fresh token
+// gets what came since.
+func TestTokenExpiryEndsLongPoll(t *testing.T) {
+	a, err := auth.New(context.Background(), auth.Config{Secret: []byte(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	srv := wstest.Start(t, wstest.Options{Backend: "sqlite", Auth: a, LongPollTimeout: time.Hour})
+	admin := mint(t, testSecret, auth.Claims{Admin: true}, time.Hour)
+	const id = "polled"
+	stream := srv.URL + "/v1/stream/" + id
+	if r := request(t, "PUT", stream, admin, "one\n", map[string]string{"Content-Type": "text/plain"}); r.status != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", r.status, r.body)
+	}
+	resp, _, err := readStream(context.Background(), stream+"?offset=-1", admin)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("read: %v %v", err, resp)
+	}
+	offset := resp.Header.Get("Stream-Next-Offset")
+
+	// The response must come at the token's expiry, two to three seconds
+	// from now, and not after the hour of the long-poll timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, b, err := readStream(ctx, stream+"?live=long-poll&offset="+offset, shortToken(t, id))
+	if err != nil {
+		t.Fatalf("the long-poll was not answered when its token expired: %v", err)
+	}
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "invalid_token") ||
+		!strings.Contains(string(b), "expired") {
+		t.Fatalf("long-poll past its token's expiry: %d %q %s, want 401 invalid_token", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), b)
+	}
+
+	if r := request(t, "POST", stream, admin, "two\n", map[string]string{"Content-Type": "text/plain"}); r.status != http.StatusNoContent {
+		t.Fatalf("append: %d %s", r.status, r.body)
+	}
+	fresh := mint(t, testSecret, auth.Claims{Subscribe: []string{id}}, time.Hour)
+	resp, b, err = readStream(ctx, stream+"?live=long-poll&offset="+offset, fresh)
+	if err != nil || resp.StatusCode != http.StatusOK || string(b) != "two\n" {
+		t.Fatalf("long-poll again with a fresh token: %v %v %q, want 200 and what came since", err, resp, b)
+	}
+}

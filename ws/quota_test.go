@@ -180,3 +180,91 @@ func TestOpenChannelsAndGeneratorRate(t *testing.T) {
 		return st == http.StatusCreated
 	})
 }
+
+// TestDurablePutQuota: a Durable Streams PUT that finds its stream as it
+// asks (200) creates nothing and spends no creation, even once the
+// client's budget is spent: a client that PUTs its stream on every
+// reconnect is never throttled. A PUT that creates spends one: past the
+// burst 429 with Retry-After, and nothing is created, however many PUTs
+// come at once. Any other PUT costs a creation too, as a debt when the
+// budget is spent.
+func TestDurablePutQuota(t *testing.T) {
+	srv := wstest.Start(t, wstest.Options{Server: func(c *ws.ServerConfig) {
+		c.CreateRate, c.CreateBurst = 0.01, 2 // one token per 100 s: none comes back during the test
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	}})
+	// put PUTs a text stream as client; it may run on any goroutine (a
+	// failed request is status 0).
+	put := func(name, client string) (int, string, string) {
+		req, err := http.NewRequest("PUT", srv.URL+"/v1/stream/"+name, nil)
+		if err != nil {
+			return 0, "", err.Error()
+		}
+		req.Header.Set("Content-Type", "text/plain")
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, "", err.Error()
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return 0, "", err.Error()
+		}
+		return resp.StatusCode, resp.Header.Get("Retry-After"), string(b)
+	}
+	const a = "203.0.113.1"
+	if st, _, body := put("s0", a); st != http.StatusCreated {
+		t.Fatalf("first PUT: %d %s", st, body)
+	}
+	for i := range 5 {
+		if st, _, body := put("s0", a); st != http.StatusOK {
+			t.Fatalf("PUT %d of an existing stream, with a creation left: %d %s, want 200", i, st, body)
+		}
+	}
+	if st, _, body := put("s1", a); st != http.StatusCreated {
+		t.Fatalf("second creation, within the burst: %d %s", st, body)
+	}
+	if st, retry, body := put("s2", a); st != http.StatusTooManyRequests || retry != "100" || !strings.Contains(body, "too many channel creations") {
+		t.Fatalf("a creation past the burst: %d Retry-After %q %s, want 429 and 100", st, retry, body)
+	}
+	if st, _, _ := requestXFF(t, "HEAD", srv.URL+"/v1/stream/s2", "", ""); st != http.StatusNotFound {
+		t.Fatalf("a refused PUT created its stream: %d", st)
+	}
+	for _, name := range []string{"s0", "s1", "s0"} {
+		if st, _, body := put(name, a); st != http.StatusOK {
+			t.Fatalf("PUT of existing %s with the budget spent: %d %s, want 200", name, st, body)
+		}
+	}
+	// Asking an existing stream for another configuration creates nothing
+	// either, but only 200 is free: the budget owes one more creation.
+	if st, _, body := requestXFF(t, "PUT", srv.URL+"/v1/stream/s0", a, ""); st != http.StatusConflict {
+		t.Fatalf("PUT of s0 with another content type: %d %s, want 409", st, body)
+	}
+	if st, retry, _ := put("s3", a); st != http.StatusTooManyRequests || retry != "200" {
+		t.Fatalf("a creation with a creation owed: %d Retry-After %q, want 429 and 200", st, retry)
+	}
+
+	// Concurrent creations of another client take the burst and no more.
+	const b, n = "203.0.113.2", 8
+	statuses := make(chan int, n)
+	for i := range n {
+		go func() {
+			st, _, _ := put(fmt.Sprintf("b%d", i), b)
+			statuses <- st
+		}()
+	}
+	created := 0
+	for range n {
+		switch st := <-statuses; st {
+		case http.StatusCreated:
+			created++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("a concurrent PUT: %d", st)
+		}
+	}
+	if created != 2 {
+		t.Fatalf("%d of %d concurrent PUTs created their stream, want the burst of 2", created, n)
+	}
+}

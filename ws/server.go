@@ -78,9 +78,10 @@ type ServerConfig struct {
 	// client IP, and the requests whose body is still to be read; past it
 	// 429. Default 10,000.
 	MaxConnsPerIP int
-	// CreateRate bounds channel creations (Durable Streams PUTs included)
-	// per client IP per second, with bursts of CreateBurst; past it 429.
-	// Defaults 1000 and 2000.
+	// CreateRate bounds channel creations (Durable Streams PUTs included,
+	// except those that find their stream as they ask) per client IP per
+	// second, with bursts of CreateBurst; past it 429. Defaults 1000 and
+	// 2000.
 	CreateRate  float64
 	CreateBurst int
 	// TrustedProxies are the peers whose X-Forwarded-For names the client

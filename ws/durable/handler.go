@@ -52,6 +52,13 @@ type HandlerConfig struct {
 	// SourceName). It answers a refusal itself and returns false; the
 	// body is not read then. Nil: every fork is allowed.
 	AuthorizeFork func(w http.ResponseWriter, r *http.Request, source string) bool
+	// Interrupted, if set, is asked to answer a request whose context
+	// ended before its response started. A server that ends requests
+	// early through their context (a long-poll when the token that
+	// authorised it expires) answers with why, and returns true; it
+	// returns false for a context it did not end (the client went away),
+	// which is answered as if there were no Interrupted.
+	Interrupted func(w http.ResponseWriter, r *http.Request) bool
 }
 
 // Handler serves the Durable Streams protocol. It is safe for concurrent
@@ -174,8 +181,12 @@ func httpError(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
-// fail answers the error a Backend returned.
+// fail answers the error a Backend returned, or, if the request's context
+// ended, why (see HandlerConfig.Interrupted).
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && h.cfg.Interrupted != nil && h.cfg.Interrupted(w, r) {
+		return
+	}
 	var stale *StaleEpochError
 	var gap *SeqGapError
 	var bad *BadRequestError

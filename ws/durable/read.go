@@ -69,6 +69,12 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request, name string) {
 		rng, info, err = h.cfg.Backend.Catchup(r.Context(), name, from, h.cfg.MaxCatchupBytes)
 	} else {
 		from, rng, info, err = h.readHeld(r.Context(), name, rq)
+		if err == nil && rq.live == "long-poll" {
+			// A long-poll whose context ended while it waited serves
+			// nothing, not even what came meanwhile: the client went
+			// away, or the server ended the request (its token expired).
+			err = r.Context().Err()
+		}
 	}
 	if err != nil {
 		h.fail(w, r, err)
