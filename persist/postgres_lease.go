@@ -9,8 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// openEpochs implements backend.openEpochs with one statement: it locks
-// the rows of ids in id order, so that two nodes taking over overlapping
+// openEpochs implements backend.openEpochs with one statement after the
+// fence locks of ids (see postgres_fence.go): it locks the rows of ids in
+// id order, so that two nodes taking over overlapping
 // sets of channels wait for each other instead of deadlocking (in cluster
 // mode only the rows no other node holds a live lease on: a channel
 // another node owns is answered at once, never waited for while its owner
@@ -18,15 +19,22 @@ import (
 // epoch of each (in cluster mode setting the owner and its lease, only
 // where no other node holds a lease that has not expired); and records
 // the new epochs. Two nodes racing for one channel serialise on its row:
-// the second sees the first's fresh lease and changes nothing. The ids it
-// did not change are then read: missing, or held by another node.
+// the second sees the first's fresh lease and changes nothing. The new
+// epoch starts at the channel's last seq, which the row records from then
+// on. The ids it did not change are then read: missing, or held by
+// another node.
 func (p *postgres) openEpochs(ctx context.Context, ids []string, node string, lease time.Duration) ([]outcome, error) {
-	rows, err := p.pool.Query(ctx, openEpochsSQL, ids, node, lease.Microseconds())
-	if err != nil {
-		return nil, err
-	}
-	opened, err := pgx.CollectRows(rows, rowToChannel)
-	if err != nil {
+	// Both statements in one round trip and one implicit transaction: the
+	// fence locks, exclusive, wait for every write of these channels to
+	// end; the statement after them reads the last seqs those wrote.
+	var opened []Channel
+	b := &pgx.Batch{}
+	b.Queue(lockFenceSQL, fenceBucketsOf(ids))
+	b.Queue(openEpochsSQL, ids, node, lease.Microseconds()).Query(func(rows pgx.Rows) (err error) {
+		opened, err = pgx.CollectRows(rows, rowToChannel)
+		return err
+	})
+	if err := p.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
 	out := make([]outcome, len(ids))
@@ -48,7 +56,7 @@ func (p *postgres) openEpochs(ctx context.Context, ids []string, node string, le
 	// The statement committed: from here on an error is the outcome of
 	// the ids it did not change, never of the whole batch, which must not
 	// be written again.
-	rows, err = p.pool.Query(ctx, `SELECT `+channelColumns+` FROM channels WHERE id = ANY($1::text[])`, rest)
+	rows, err := p.pool.Query(ctx, `SELECT `+channelColumns+` FROM channels WHERE id = ANY($1::text[])`, rest)
 	var held []Channel
 	if err == nil {
 		held, err = pgx.CollectRows(rows, rowToChannel)
@@ -81,7 +89,8 @@ const openEpochsSQL = `WITH l AS MATERIALIZED (
                                    OR lease_expires_at <= now())
    ORDER BY id FOR NO KEY UPDATE
  ), t AS (
-   UPDATE channels SET epoch = epoch + 1,
+   UPDATE channels c SET epoch = epoch + 1,
+          last_seq = ` + lastSeqSQL + `,
           owner = CASE WHEN $2::text = '' THEN owner ELSE $2 END,
           lease_expires_at = CASE WHEN $2 = '' THEN lease_expires_at
                                   ELSE now() + $3 * interval '1 microsecond' END

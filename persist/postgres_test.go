@@ -15,7 +15,7 @@ import (
 )
 
 // failCommits installs, in the database at u, a deferred constraint
-// trigger on channels that raises at COMMIT while the returned function
+// trigger on channels (a close) and on messages that raises at COMMIT while the returned function
 // was last called with true: every statement of a write succeeds and only
 // its COMMIT fails, as when the server dies or runs out of disk at commit
 // time.
@@ -38,6 +38,9 @@ func failCommits(t *testing.T, u string) func(on bool) {
 		   RETURN NULL;
 		 END $$`,
 		`CREATE CONSTRAINT TRIGGER fail_commit AFTER UPDATE ON channels
+		 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit()`,
+		// An ordinary flush updates no channel: it inserts messages.
+		`CREATE CONSTRAINT TRIGGER fail_commit_messages AFTER INSERT ON messages
 		 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit()`,
 	} {
 		if _, err := conn.Exec(ctx, q); err != nil {

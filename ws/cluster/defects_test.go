@@ -19,9 +19,11 @@ import (
 	"github.com/messages-server/messages/ws/wstest"
 )
 
-// lockRow holds a row lock on channel id's row until the returned func is
-// called: the owner's batches of id wait on it, as on a slow database.
-func lockRow(t *testing.T, n *testNode, id string) (unlock func()) {
+// holdWrites holds a lock on the messages table that stops every write of
+// messages (reads go on) until the returned func is called: the owner's
+// batches wait on it, as on a slow database. (A batch locks no channel
+// row unless it closes the channel.)
+func holdWrites(t *testing.T, n *testNode) (unlock func()) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, n.dbURL)
@@ -32,7 +34,7 @@ func lockRow(t *testing.T, n *testNode, id string) (unlock func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM channels WHERE id = $1 FOR UPDATE`, id); err != nil {
+	if _, err := tx.Exec(ctx, `LOCK TABLE messages IN SHARE MODE`); err != nil {
 		t.Fatal(err)
 	}
 	done := false
@@ -59,7 +61,7 @@ func TestForwardedPersistWait(t *testing.T) {
 	})
 	mustPost(t, nodes[0].URL+"/channels", "application/json", `{"id":"slow"}`, http.StatusCreated)
 	mustPost(t, nodes[0].URL+"/channels/slow/messages?wait=persisted", "text/plain", "m1", http.StatusOK)
-	unlock := lockRow(t, nodes[0], "slow")
+	unlock := holdWrites(t, nodes[0])
 	st, body := post(t, nodes[1].URL+"/channels/slow/messages?wait=persisted", "text/plain", "m2")
 	unlock()
 	var e struct {
@@ -186,7 +188,7 @@ func TestProducerRetryWhilePersisting(t *testing.T) {
 	mustStream(t, http.StatusCreated, http.MethodPut, u, "", "Content-Type", "text/plain")
 	mustStream(t, http.StatusOK, http.MethodPost, u, "m0", producer("0")...)
 	mustStream(t, http.StatusNoContent, http.MethodPost, u, "s1", seqHdr("a1")...)
-	unlock := lockRow(t, a, "s")
+	unlock := holdWrites(t, a)
 	mustStream(t, http.StatusGatewayTimeout, http.MethodPost, u, "m1", producer("1")...)
 	mustStream(t, http.StatusGatewayTimeout, http.MethodPost, u, "m1", producer("1")...)
 	mustStream(t, http.StatusGatewayTimeout, http.MethodPost, u, "s2", seqHdr("a2")...)
