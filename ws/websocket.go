@@ -165,8 +165,8 @@ func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, wake 
 	// With an idleReader under the library, the reader waits for the
 	// client's next frame outside the library, where its stack is shallow
 	// (see idleReader), and calls Reader again once bytes arrive.
-	go func() {
-		defer s.wg.Done()
+	var read func()
+	read = func() {
 		for {
 			if ir != nil {
 				if ir.wait() != nil {
@@ -176,7 +176,14 @@ func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, wake 
 			}
 			_, _, err := conn.Reader(context.Background())
 			if ir != nil && errors.Is(err, errIdle) {
-				continue // the frames that came are handled: wait again
+				// The frames that came are handled: wait again, on a
+				// new goroutine (which takes this one's place in
+				// s.wg). This one's stack grew in the library's frame
+				// parser, and the runtime shrinks a stack only while
+				// less than a quarter of it is in use, which the wait
+				// exceeds: a new one waits on the 2 KiB minimum.
+				go read()
+				return
 			}
 			if err == nil {
 				ir.closing()
@@ -186,7 +193,9 @@ func (s *Server) serveConn(ctx context.Context, cancel context.CancelFunc, wake 
 		}
 		conn.CloseNow()
 		cancel()
-	}()
+		s.wg.Done()
+	}
+	go read()
 	end := func() {
 		ir.closing()
 		cleanup()
