@@ -25,9 +25,9 @@ type postgres struct {
 	lockDesc   string
 	lockShared bool // cluster mode: the nodes share the lock, which keeps single servers out
 
-	mu      sync.Mutex
-	lock    *pgx.Conn // Guarded by mu; holds the server lock.
-	lockPID uint32    // Guarded by mu; the backend pid of lock.
+	mu          sync.Mutex
+	lock        *pgx.Conn // Guarded by mu; holds the server lock.
+	lockWitness int64     // Guarded by mu; the witness key lock holds (see lockCheckSQL).
 
 	// lostCh is closed by watchLock when another server took the lock;
 	// stop ends watchLock, which closes watched when it returns.
@@ -67,7 +67,7 @@ func openPostgres(ctx context.Context, cfg Config) (*postgres, error) {
 	// newer version, must not migrate the database under a running one.
 	if !cfg.SkipLock {
 		p.lockConfig, p.lockDesc, p.lockShared = pcfg.ConnConfig.Copy(), desc.String(), cfg.Node != ""
-		if p.lock, p.lockPID, err = lockPostgres(ctx, p.lockConfig, p.lockDesc, p.lockShared); err != nil {
+		if p.lock, p.lockWitness, err = lockPostgres(ctx, p.lockConfig, p.lockDesc, p.lockShared); err != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,8 @@ package persist
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,12 +83,16 @@ func (p *postgres) checkLockInTx(ctx context.Context, tx pgx.Tx) error {
 	return check(held, err)
 }
 
-// lockCheckSQL reports whether this process's connection still holds the
-// server lock.
-const lockCheckSQL = `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
-   AND pid = $2::int AND classid::bigint = $1::bigint AND objsubid = 1
-   AND objid::bigint = (hashtext(current_schema())::bigint & 4294967295)
-   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`
+// lockCheckSQL reports whether the store's lock connection is still
+// there, and so still holds the server lock: that connection also holds,
+// exclusively, a session-level advisory lock of a key of its own (the
+// witness, $1), so a try to take it shared from a write transaction fails
+// exactly while the lock connection lives. (Once it is gone every try
+// succeeds, shared locks not excluding each other, and each transaction
+// ends, failed, releasing it.) It costs a lookup in the lock table, where
+// reading pg_locks would copy the whole table, with every partition
+// locked, once per transaction.
+const lockCheckSQL = `SELECT NOT pg_try_advisory_xact_lock_shared($1::bigint)`
 
 // lockCheck returns the query that checks the server lock from inside a
 // write transaction, and the function that turns its answer into the
@@ -98,12 +104,12 @@ func (p *postgres) lockCheck() (q string, args []any, check func(held bool, err 
 		return "", nil, func(bool, error) error { return nil }
 	}
 	p.mu.Lock()
-	pid, held := p.lockPID, p.lock != nil
+	witness, held := p.lockWitness, p.lock != nil
 	p.mu.Unlock()
 	if !held {
 		return "", nil, func(bool, error) error { return errLockNotHeld }
 	}
-	return lockCheckSQL, []any{serverLockClass, int64(pid)}, func(held bool, err error) error {
+	return lockCheckSQL, []any{witness}, func(held bool, err error) error {
 		switch {
 		case err != nil:
 			return fmt.Errorf("check the server lock: %w", err)
@@ -120,7 +126,7 @@ func (p *postgres) lockCheck() (q string, args []any, check func(held bool, err 
 // single server and a cluster never run on one database at once. The lock lasts until the connection closes: when the store is
 // closed, or when the process dies and the database sees the connection
 // go.
-func lockPostgres(ctx context.Context, config *pgx.ConnConfig, desc string, shared bool) (*pgx.Conn, uint32, error) {
+func lockPostgres(ctx context.Context, config *pgx.ConnConfig, desc string, shared bool) (*pgx.Conn, int64, error) {
 	conn, err := pgx.ConnectConfig(ctx, config)
 	if err != nil {
 		return nil, 0, fmt.Errorf("persist: connect: %w", err)
@@ -146,11 +152,39 @@ func lockPostgres(ctx context.Context, config *pgx.ConnConfig, desc string, shar
 	} else if err != nil {
 		err = fmt.Errorf("persist: lock the database: %w", err)
 	}
+	var witness int64
+	if err == nil {
+		witness, err = takeWitness(ctx, conn)
+	}
 	if err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, 0, err
 	}
-	return conn, conn.PgConn().PID(), nil
+	return conn, witness, nil
+}
+
+// witnessLockClass is the upper half of a witness key (see lockCheckSQL),
+// "msgx"; the lower half is random, so that the lock connections of
+// several servers or nodes, or of one store over time, hold different
+// witnesses.
+const witnessLockClass int64 = 0x6d736778
+
+// takeWitness takes, on the lock connection conn, the session-level
+// advisory lock of a new witness key, and returns the key.
+func takeWitness(ctx context.Context, conn *pgx.Conn) (int64, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, err
+	}
+	key := witnessLockClass<<32 | int64(binary.BigEndian.Uint32(b[:]))
+	var locked bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1::bigint)`, key).Scan(&locked); err != nil {
+		return 0, fmt.Errorf("persist: take the lock's witness: %w", err)
+	}
+	if !locked {
+		return 0, fmt.Errorf("persist: the lock's witness %#x is held by another session; try again", key)
+	}
+	return key, nil
 }
 
 // lockPingTimeout bounds checkLock's ping of the lock's connection.
@@ -183,10 +217,10 @@ func (p *postgres) checkLock(ctx context.Context) error {
 		p.lock.Close(context.WithoutCancel(ctx))
 		p.lock = nil
 	}
-	lock, pid, err := lockPostgres(ctx, p.lockConfig, p.lockDesc, p.lockShared)
+	lock, witness, err := lockPostgres(ctx, p.lockConfig, p.lockDesc, p.lockShared)
 	if err != nil {
 		return fmt.Errorf("server lock lost: %w", err)
 	}
-	p.lock, p.lockPID = lock, pid
+	p.lock, p.lockWitness = lock, witness
 	return nil
 }
