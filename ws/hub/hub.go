@@ -30,6 +30,8 @@
 //   - query.go: Info, List and History
 //   - subscribe.go: one subscriber's stream (a Sink): register, catch up,
 //     then live
+//   - livequeue.go: a subscriber and its queue of live messages, which
+//     for a parking stream holds room only while messages wait
 //   - catchup.go: the history reads and the epoch check of a catch-up
 //   - pagecache.go: the cache of encoded history pages catch-ups share
 //   - generator.go: the reference server's line generator, run by the

@@ -89,3 +89,59 @@ func (q *liveQueue) release() {
 	}
 	q.mu.Unlock()
 }
+
+// subscriber is one consumer's registration with a channel actor. Only the
+// actor pushes on its queue and closes it; it sets reason and endSeq
+// before closing, and the consumer reads them after seeing the queue
+// closed. The queue is live for a parking stream (park not nil), which
+// holds room only while messages wait, else the channel queue, which
+// Registration.Queue hands out.
+type subscriber struct {
+	queue  chan *wire.Message // nil for a parking stream
+	live   liveQueue          // a parking stream's queue
+	reason int
+	endSeq int64
+	park   *parking // notified after each push and the close; nil: none
+}
+
+// push queues m for the subscriber without blocking, and wakes a parking
+// stream; false if the queue is full.
+func (s *subscriber) push(m *wire.Message) bool {
+	if s.park == nil {
+		select {
+		case s.queue <- m:
+			return true
+		default:
+			return false
+		}
+	}
+	if !s.live.push(m) {
+		return false
+	}
+	s.park.notify()
+	return true
+}
+
+// closeQueue closes the subscriber's queue and wakes a parking stream.
+func (s *subscriber) closeQueue() {
+	if s.park == nil {
+		close(s.queue)
+		return
+	}
+	s.live.close()
+	s.park.notify()
+}
+
+// tryPop takes the next queued message without waiting: m is nil if none
+// is queued, and closed then reports whether the queue was closed.
+func (s *subscriber) tryPop() (m *wire.Message, closed bool) {
+	if s.park != nil {
+		return s.live.pop()
+	}
+	select {
+	case m, ok := <-s.queue:
+		return m, !ok
+	default:
+		return nil, false
+	}
+}
