@@ -3,6 +3,7 @@ package persist_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -34,13 +35,20 @@ const (
 // returned: the caller checks what it did).
 func waitLockWaiter(t *testing.T, conn *pgx.Conn, class int, done <-chan struct{}) {
 	t.Helper()
+	waitLockWaiters(t, conn, class, 1, done)
+}
+
+// waitLockWaiters waits until n transactions of the test wait for a lock
+// of class, or until done is closed.
+func waitLockWaiters(t *testing.T, conn *pgx.Conn, class, n int, done <-chan struct{}) {
+	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		var got int
 		if err := conn.QueryRow(t.Context(), fenceWaitSQL, class).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
-		if got > 0 {
+		if got >= n {
 			return
 		}
 		select {
@@ -49,7 +57,7 @@ func waitLockWaiter(t *testing.T, conn *pgx.Conn, class int, done <-chan struct{
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no transaction waits for a lock of class %d after %v", class, waitTimeout)
+			t.Fatalf("%d transactions wait for a lock of class %d after %v, want %d", got, class, waitTimeout, n)
 		}
 		time.Sleep(time.Millisecond) // polling the server's lock table with a deadline
 	}
@@ -328,5 +336,37 @@ func checkLastSeqs(t *testing.T, s *persist.Store, want map[string]int64) {
 		if last, ok := want[c.ID]; ok && c.LastSeq != last {
 			t.Fatalf("Channels: %s at last seq %d, want %d", c.ID, c.LastSeq, last)
 		}
+	}
+}
+
+// TestFenceRetentionAfterTakeOver: retention deleting a closed channel
+// while a take-over of it waits for the channel's fence lock (held here by
+// a write in flight, shared) must not deadlock. Retention locked the
+// channel's row first and its fence lock after, the reverse of take-overs
+// and deletes: once the write ended, the take-over had the fence lock and
+// waited for the row, retention held the row and waited for the fence
+// lock, and PostgreSQL aborted one of them (40P01).
+func TestFenceRetentionAfterTakeOver(t *testing.T) {
+	s, u := fenceSetup(t)
+	ctx := t.Context()
+	if err := s.WriteBatches(ctx, []*persist.Batch{{Channel: "f", Epoch: 1, Close: true}}); err != nil {
+		t.Fatal(err)
+	}
+	hold, watch := connect(t, u), connect(t, u)
+	exec(t, hold, `BEGIN`)
+	exec(t, hold, `SELECT pg_advisory_xact_lock_shared(`+strconv.Itoa(fenceClass)+`, (hashtext(current_schema()) & ~63) | $1)`,
+		persist.FenceBucket("f"))
+	took := goCall(func() (persist.Channel, error) { return s.OpenEpoch(ctx, "f") })
+	waitLockWaiters(t, watch, fenceClass, 1, took.done)
+	retention := goCall(func() (persist.Channel, error) {
+		_, err := s.DeleteClosedBefore(ctx, time.Now().Add(time.Hour), 10)
+		return persist.Channel{}, err
+	})
+	waitLockWaiters(t, watch, fenceClass, 2, retention.done)
+	exec(t, hold, `COMMIT`)
+	<-took.done
+	<-retention.done
+	if took.err != nil || retention.err != nil {
+		t.Fatalf("take-over: %v; retention: %v", took.err, retention.err)
 	}
 }

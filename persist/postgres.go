@@ -358,13 +358,29 @@ func (p *postgres) deleteRest(ctx context.Context, tx pgx.Tx, ids []string, epoc
 func (p *postgres) deleteClosedBefore(ctx context.Context, t time.Time, limit int) ([]string, error) {
 	var ids []string
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// The fence locks first, as every take-over and delete takes
+		// them, then the rows (the reverse order deadlocked with a
+		// take-over): the candidates are read without a lock. A write of
+		// one of them (a retry of what is stored, the only kind a closed
+		// channel takes) thus ends before its row and messages go.
 		// SKIP LOCKED: a channel another transaction is deleting is left
 		// to it.
-		rows, err := tx.Query(ctx,
+		var cand []string
+		rows, err := tx.Query(ctx, `SELECT id FROM channels WHERE closed_at < $1 ORDER BY closed_at, id LIMIT $2`, t, limit)
+		if err == nil {
+			cand, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil || len(cand) == 0 {
+			return err
+		}
+		if _, err := tx.Exec(ctx, lockFenceSQL, fenceBucketsOf(cand)); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx,
 			`DELETE FROM channels WHERE id IN (
-			   SELECT id FROM channels WHERE closed_at < $1
+			   SELECT id FROM channels WHERE id = ANY($3::text[]) AND closed_at < $1
 			   ORDER BY closed_at, id LIMIT $2 FOR UPDATE SKIP LOCKED)
-			 RETURNING id, epoch`, t, limit)
+			 RETURNING id, epoch`, t, limit, cand)
 		if err != nil {
 			return err
 		}
@@ -378,12 +394,6 @@ func (p *postgres) deleteClosedBefore(ctx context.Context, t time.Time, limit in
 			return nil
 		})
 		if err != nil || len(ids) == 0 {
-			return err
-		}
-		// A write of one of these closed channels (a retry of what is
-		// stored, the only kind they take) ends before their messages
-		// are deleted.
-		if _, err := tx.Exec(ctx, lockFenceSQL, fenceBucketsOf(ids)); err != nil {
 			return err
 		}
 		return p.deleteRest(ctx, tx, ids, floor)
