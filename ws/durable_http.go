@@ -110,11 +110,18 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request, h http.Handle
 // PUT a stream that exists (anything else is 429), and if that PUT does
 // not answer 200 after all (it asks for another configuration, or the
 // stream was deleted meanwhile and the PUT created it again) the creation
-// is charged as a debt on its budget.
+// is charged as a debt on its budget. A client that owes a creation gets
+// 429 for every PUT until the debt is paid back at the creation rate: at
+// most one creation can be made without paying (a stream deleted or
+// expired between the look and the PUT), not one per such race.
 func (s *Server) servePut(w http.ResponseWriter, r *http.Request, h http.Handler, name string) {
 	ip := s.q.clientIP(r)
 	paid, retry := s.q.takeCreate(ip)
 	if !paid {
+		if s.q.owes(ip) {
+			s.q.refuseCreate(w, ip, retry)
+			return
+		}
 		if _, err := s.cfg.Streams.Stat(r.Context(), name); err != nil {
 			s.q.refuseCreate(w, ip, retry)
 			return

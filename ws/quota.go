@@ -153,6 +153,14 @@ func (q *quotas) oweCreate(ip netip.Addr) {
 	q.bucket(ip, time.Now()).tokens--
 }
 
+// owes reports whether client ip's budget is below nothing: it made a
+// creation it had not paid for (oweCreate) and has not yet paid it back.
+func (q *quotas) owes(ip netip.Addr) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bucket(ip, time.Now()).tokens < 0
+}
+
 // createBudget is one client's creation budget: a token bucket that fills
 // at the creation rate up to the burst. Unlike rate.Limiter it takes a
 // token back after the fact (refundCreate) and may go into debt

@@ -187,7 +187,7 @@ func TestOpenChannelsAndGeneratorRate(t *testing.T) {
 // reconnect is never throttled. A PUT that creates spends one: past the
 // burst 429 with Retry-After, and nothing is created, however many PUTs
 // come at once. Any other PUT costs a creation too, as a debt when the
-// budget is spent.
+// budget is spent, and a client that owes one gets 429 for every PUT.
 func TestDurablePutQuota(t *testing.T) {
 	srv := wstest.Start(t, wstest.Options{Server: func(c *ws.ServerConfig) {
 		c.CreateRate, c.CreateBurst = 0.01, 2 // one token per 100 s: none comes back during the test
@@ -243,6 +243,12 @@ func TestDurablePutQuota(t *testing.T) {
 	}
 	if st, retry, _ := put("s3", a); st != http.StatusTooManyRequests || retry != "200" {
 		t.Fatalf("a creation with a creation owed: %d Retry-After %q, want 429 and 200", st, retry)
+	}
+	// Owing, the client may not even PUT a stream that exists: else each
+	// stream deleted or expired between the look and the PUT would be
+	// created again unpaid, one more debt each time.
+	if st, retry, _ := put("s1", a); st != http.StatusTooManyRequests || retry != "200" {
+		t.Fatalf("PUT of an existing stream with a creation owed: %d Retry-After %q, want 429 and 200", st, retry)
 	}
 
 	// Concurrent creations of another client take the burst and no more.
