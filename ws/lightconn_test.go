@@ -1,13 +1,10 @@
 package ws
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"runtime"
 	"slices"
 	"strings"
@@ -64,71 +61,27 @@ func TestIdleReaderTrack(t *testing.T) {
 func TestIdleReaderPings(t *testing.T) {
 	ts := startTestServer(t, hub.Config{}, ServerConfig{PingInterval: time.Hour})
 	ctx := context.Background()
-	if _, err := ts.hub.Create(ctx, "idle", nil, 0); err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimPrefix(ts.url, "http://")
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	req := "GET /ws?id=idle HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := conn.Write([]byte(req)); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake: %v %v", resp, err)
-	}
-	// next returns the next frame that is not a text frame, and the text
-	// frames before it.
-	next := func() (byte, []byte, []string) {
-		t.Helper()
-		var texts []string
-		for {
-			op, b, err := readFrame(br)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if op != opText {
-				return op, b, texts
-			}
-			texts = append(texts, string(b))
-		}
-	}
-	pong := func(want string) {
-		t.Helper()
-		op, b, _ := next()
-		if op != opPong || string(b) != want {
-			t.Fatalf("got opcode %d %q, want the pong %q", op, b, want)
-		}
-	}
+	conn, br := rawSubscribe(t, ts, "idle", nil, 20*time.Second)
 	for i := range 5 { // one at a time: the reader waits again after each
 		p := fmt.Sprint("ping ", i)
 		if _, err := conn.Write(maskedFrame(opPing, []byte(p))); err != nil {
 			t.Fatal(err)
 		}
-		pong(p)
+		expectPong(t, br, p)
 	}
 	two := append(maskedFrame(opPing, []byte("a")), maskedFrame(opPing, []byte("b"))...)
 	if _, err := conn.Write(two); err != nil {
 		t.Fatal(err)
 	}
-	pong("a")
-	pong("b")
+	expectPong(t, br, "a")
+	expectPong(t, br, "b")
 	split := maskedFrame(opPing, []byte("split"))
 	for _, part := range [][]byte{split[:1], split[1:4], split[4:]} {
 		if _, err := conn.Write(part); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pong("split")
+	expectPong(t, br, "split")
 	readerWaitsOutside(t)
 	if _, err := ts.hub.Append(ctx, "idle", []byte("live"), false); err != nil {
 		t.Fatal(err)
@@ -143,7 +96,7 @@ func TestIdleReaderPings(t *testing.T) {
 	if _, err := conn.Write(maskedFrame(opPing, []byte("after"))); err != nil {
 		t.Fatal(err)
 	}
-	pong("after")
+	expectPong(t, br, "after")
 	readerWaitsOutside(t)
 	if _, err := conn.Write(maskedFrame(opClose, []byte{0x03, 0xe8})); err != nil {
 		t.Fatal(err)
@@ -205,50 +158,12 @@ func readerWaitsOutside(t *testing.T) {
 // before).
 func TestIdleReaderEarlyFrame(t *testing.T) {
 	ts := startTestServer(t, hub.Config{}, ServerConfig{PingInterval: time.Hour})
-	ctx := context.Background()
-	if _, err := ts.hub.Create(ctx, "early", nil, 0); err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimPrefix(ts.url, "http://")
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	req := "GET /ws?id=early HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := conn.Write(append([]byte(req), maskedFrame(opPing, []byte("early"))...)); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake: %v %v", resp, err)
-	}
-	pong := func(want string) {
-		t.Helper()
-		for {
-			op, b, err := readFrame(br)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if op == opText {
-				continue
-			}
-			if op != opPong || string(b) != want {
-				t.Fatalf("got opcode %d %q, want the pong %q", op, b, want)
-			}
-			return
-		}
-	}
-	pong("early")
+	conn, br := rawSubscribe(t, ts, "early", maskedFrame(opPing, []byte("early")), 20*time.Second)
+	expectPong(t, br, "early")
 	readerWaitsOutside(t)
 	if _, err := conn.Write(maskedFrame(opPing, []byte("next"))); err != nil {
 		t.Fatal(err)
 	}
-	pong("next")
+	expectPong(t, br, "next")
 	readerWaitsOutside(t)
 }

@@ -80,34 +80,10 @@ func readFrame(r io.Reader) (op byte, payload []byte, err error) {
 // be dropped there.
 func TestPingPipelinedWithHandshake(t *testing.T) {
 	ts := startTestServer(t, hub.Config{}, ServerConfig{PingInterval: time.Hour})
-	ctx := context.Background()
-	if _, err := ts.hub.Create(ctx, "pipe", nil, 0); err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimPrefix(ts.url, "http://")
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// Bounds every read below: a lost ping shows as no pong by then.
-	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	req := "GET /ws?id=pipe HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 	payload := []byte("are you there?")
-	if _, err := conn.Write(append([]byte(req), maskedFrame(opPing, payload)...)); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake: %s", resp.Status)
-	}
+	// The deadline bounds every read below: a lost ping shows as no pong
+	// by then.
+	_, br := rawSubscribe(t, ts, "pipe", maskedFrame(opPing, payload), 10*time.Second)
 	for {
 		op, b, err := readFrame(br)
 		if err != nil {
@@ -297,5 +273,58 @@ func TestInternalErrorClose(t *testing.T) {
 	var ce websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != wire.CloseInternal || ce.Reason == "" {
 		t.Fatalf("closed with %v, want %d with a reason", err, wire.CloseInternal)
+	}
+}
+
+// rawSubscribe creates the channel id on ts's hub and subscribes to it
+// over a raw TCP connection, with early sent in the same write as the
+// upgrade request. Every read and write on the connection must be done
+// within d. It returns the connection and a reader past the 101 response.
+func rawSubscribe(t *testing.T, ts *testServer, id string, early []byte, d time.Duration) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	if _, err := ts.hub.Create(context.Background(), id, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(ts.url, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := conn.SetDeadline(time.Now().Add(d)); err != nil {
+		t.Fatal(err)
+	}
+	req := "GET /ws?id=" + id + " HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), early...)); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %s", resp.Status)
+	}
+	return conn, br
+}
+
+// expectPong reads frames from br, skipping text frames, and fails t
+// unless the next other one is the pong of want.
+func expectPong(t *testing.T, br *bufio.Reader, want string) {
+	t.Helper()
+	for {
+		op, b, err := readFrame(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op == opText {
+			continue
+		}
+		if op != opPong || string(b) != want {
+			t.Fatalf("got opcode %d %q, want the pong %q", op, b, want)
+		}
+		return
 	}
 }
