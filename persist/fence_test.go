@@ -3,6 +3,7 @@ package persist_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -42,10 +43,18 @@ func waitLockWaiter(t *testing.T, conn *pgx.Conn, class int, done <-chan struct{
 // of class, or until done is closed.
 func waitLockWaiters(t *testing.T, conn *pgx.Conn, class, n int, done <-chan struct{}) {
 	t.Helper()
+	waitWaiters(t, conn, fmt.Sprintf("lock of class %d", class), n, done, fenceWaitSQL, class)
+}
+
+// waitWaiters waits until query (a count of waiting transactions, with
+// args) reaches n, or until done is closed (nil: never), polling the
+// server's lock table; what names the lock waited for, for the failure.
+func waitWaiters(t *testing.T, conn *pgx.Conn, what string, n int, done <-chan struct{}, query string, args ...any) {
+	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
 		var got int
-		if err := conn.QueryRow(t.Context(), fenceWaitSQL, class).Scan(&got); err != nil {
+		if err := conn.QueryRow(t.Context(), query, args...).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
 		if got >= n {
@@ -57,7 +66,7 @@ func waitLockWaiters(t *testing.T, conn *pgx.Conn, class, n int, done <-chan str
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d transactions wait for a lock of class %d after %v, want %d", got, class, waitTimeout, n)
+			t.Fatalf("%d transactions wait for a %s after %v, want %d", got, what, waitTimeout, n)
 		}
 		time.Sleep(time.Millisecond) // polling the server's lock table with a deadline
 	}
@@ -175,22 +184,9 @@ func checkRace(t *testing.T, s *persist.Store, took, wrote *call, before, last i
 // transaction that holds it).
 func waitRowWaiter(t *testing.T, conn *pgx.Conn) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		var got int
-		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-		  WHERE NOT l.granted AND l.locktype IN ('transactionid', 'tuple')
-		    AND a.application_name = current_setting('application_name')`).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		if got > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no transaction waits for a row after %v", waitTimeout)
-		}
-		time.Sleep(time.Millisecond) // polling the server's lock table with a deadline
-	}
+	waitWaiters(t, conn, "row", 1, nil, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+	  WHERE NOT l.granted AND l.locktype IN ('transactionid', 'tuple')
+	    AND a.application_name = current_setting('application_name')`)
 }
 
 // TestFenceWriteFirst: a write under way, stopped after it inserted its
@@ -200,14 +196,7 @@ func waitRowWaiter(t *testing.T, conn *pgx.Conn) {
 func TestFenceWriteFirst(t *testing.T) {
 	s, u := fenceSetup(t)
 	ctx := t.Context()
-	hold := connect(t, u)
-	watch := connect(t, u)
-	holdInserts(t, hold)
-	wrote := goCall(func() (persist.Channel, error) {
-		return persist.Channel{}, s.WriteBatches(ctx, []*persist.Batch{{Channel: "f", Epoch: 1,
-			Messages: msgs("f", 3, 5, time.Unix(1764300000, 0))}})
-	})
-	waitLockWaiter(t, watch, testHoldClass, wrote.done)
+	hold, watch, wrote := heldWrite(t, s, u)
 	took := goCall(func() (persist.Channel, error) { return s.OpenEpoch(ctx, "f") })
 	// The take-over waits for the write's fence lock.
 	waitLockWaiter(t, watch, fenceClass, took.done)
@@ -218,6 +207,21 @@ func TestFenceWriteFirst(t *testing.T) {
 	if wrote.err != nil {
 		t.Fatalf("WriteBatches before the take-over = %v, want it committed", wrote.err)
 	}
+}
+
+// heldWrite starts a write of messages 3..5 of the channel "f" at epoch
+// 1 and stops it after it inserted them, before its commit, until hold
+// commits; watch is a connection to watch the lock table with.
+func heldWrite(t *testing.T, s *persist.Store, u string) (hold, watch *pgx.Conn, wrote *call) {
+	t.Helper()
+	hold, watch = connect(t, u), connect(t, u)
+	holdInserts(t, hold)
+	wrote = goCall(func() (persist.Channel, error) {
+		return persist.Channel{}, s.WriteBatches(t.Context(), []*persist.Batch{{Channel: "f", Epoch: 1,
+			Messages: msgs("f", 3, 5, time.Unix(1764300000, 0))}})
+	})
+	waitLockWaiter(t, watch, testHoldClass, wrote.done)
+	return hold, watch, wrote
 }
 
 // holdInserts stops every insert of messages, after it inserted its rows
@@ -237,14 +241,7 @@ func holdInserts(t *testing.T, hold *pgx.Conn) {
 func TestFenceDeleteWaitsForWrite(t *testing.T) {
 	s, u := fenceSetup(t)
 	ctx := t.Context()
-	hold := connect(t, u)
-	watch := connect(t, u)
-	holdInserts(t, hold)
-	wrote := goCall(func() (persist.Channel, error) {
-		return persist.Channel{}, s.WriteBatches(ctx, []*persist.Batch{{Channel: "f", Epoch: 1,
-			Messages: msgs("f", 3, 5, time.Unix(1764300000, 0))}})
-	})
-	waitLockWaiter(t, watch, testHoldClass, wrote.done)
+	hold, watch, wrote := heldWrite(t, s, u)
 	deleted := goCall(func() (persist.Channel, error) { return persist.Channel{}, s.DeleteChannel(ctx, "f") })
 	waitLockWaiter(t, watch, fenceClass, deleted.done)
 	exec(t, hold, `COMMIT`)
